@@ -1,0 +1,124 @@
+package streams
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options are the deployment choices behind the definitions. The zero value is not valid; start
+// from DefaultOptions.
+type Options struct {
+	// Replicas for every stream and bucket: 1 on one machine, 3 (or 5) on a cluster.
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values. It must exceed the
+	// longest time a client keeps retrying one send; after it the store's own dedupe applies.
+	DuplicateWindow time.Duration
+	// ChatMaxAge bounds how long CHAT keeps events (0 = forever). It must exceed the longest lag
+	// the persister is allowed: sync reads (persister ack floor, head] from the stream.
+	ChatMaxAge time.Duration
+	// ChatMaxBytes bounds CHAT's size (-1 = unlimited).
+	ChatMaxBytes int64
+	// RouteTTL is how long a route lives without its gateway refreshing it.
+	RouteTTL time.Duration
+	// GatewayTTL is how long a gateway stays discoverable without a heartbeat.
+	GatewayTTL time.Duration
+	// PresenceMaxAge bounds the PRESENCE stream.
+	PresenceMaxAge time.Duration
+	// AckWait is the redelivery timeout of natter's durable consumers.
+	AckWait time.Duration
+	// MaxDeliver bounds redeliveries of one event before it goes to the dead-letter path.
+	MaxDeliver int
+}
+
+// DefaultOptions suit one machine.
+func DefaultOptions() Options {
+	return Options{
+		Replicas:        1,
+		DuplicateWindow: 2 * time.Minute,
+		ChatMaxAge:      7 * 24 * time.Hour,
+		ChatMaxBytes:    -1,
+		RouteTTL:        10 * time.Minute,
+		GatewayTTL:      15 * time.Second,
+		PresenceMaxAge:  time.Hour,
+		AckWait:         30 * time.Second,
+		MaxDeliver:      20,
+	}
+}
+
+// Definitions is every stream, bucket and durable consumer natter needs, declared once.
+type Definitions struct {
+	Streams   []jetstream.StreamConfig
+	Buckets   []jetstream.KeyValueConfig
+	Consumers map[string][]jetstream.ConsumerConfig // stream name -> durable consumers
+}
+
+// Define returns the definitions for the given options.
+func Define(o Options) Definitions {
+	return Definitions{
+		Streams: []jetstream.StreamConfig{
+			{
+				Name:        ChatStream,
+				Description: "natter conversation events: chat.<conversation>.<kind>",
+				Subjects:    []string{ChatAll},
+				Retention:   jetstream.LimitsPolicy,
+				Storage:     jetstream.FileStorage,
+				Replicas:    o.Replicas,
+				MaxAge:      o.ChatMaxAge,
+				MaxBytes:    o.ChatMaxBytes,
+				Duplicates:  o.DuplicateWindow,
+				Discard:     jetstream.DiscardOld,
+				AllowDirect: true,
+			},
+			{
+				Name:        PresenceStream,
+				Description: "natter device connect/disconnect: presence.<user>.<device>",
+				Subjects:    []string{"presence.>"},
+				Retention:   jetstream.LimitsPolicy,
+				Storage:     jetstream.FileStorage,
+				Replicas:    o.Replicas,
+				MaxAge:      o.PresenceMaxAge,
+				AllowDirect: true,
+			},
+			{
+				Name:        PushStream,
+				Description: "natter push requests for users with no connected device: push.<user>",
+				Subjects:    []string{"push.>"},
+				Retention:   jetstream.WorkQueuePolicy,
+				Storage:     jetstream.FileStorage,
+				Replicas:    o.Replicas,
+			},
+		},
+		Buckets: []jetstream.KeyValueConfig{
+			{Bucket: RoutesBucket, Description: "<user>.<device> -> gateway holding its socket", TTL: o.RouteTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
+			{Bucket: PresenceBucket, Description: "<user> -> presence status and last seen", Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
+			{Bucket: GatewaysBucket, Description: "<gateway> -> address and load of a live gateway", TTL: o.GatewayTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
+		},
+		Consumers: map[string][]jetstream.ConsumerConfig{
+			ChatStream: {
+				{
+					Durable:       PersisterConsumer,
+					Description:   "writes conversation events to the store",
+					FilterSubject: ChatAll,
+					AckPolicy:     jetstream.AckExplicitPolicy,
+					AckWait:       o.AckWait,
+					MaxDeliver:    o.MaxDeliver,
+					MaxAckPending: 10000,
+					DeliverPolicy: jetstream.DeliverAllPolicy,
+					Replicas:      o.Replicas,
+				},
+				{
+					Durable:       FanoutConsumer,
+					Description:   "routes conversation events to the gateways of member devices",
+					FilterSubject: ChatAll,
+					AckPolicy:     jetstream.AckExplicitPolicy,
+					AckWait:       o.AckWait,
+					MaxDeliver:    o.MaxDeliver,
+					MaxAckPending: 10000,
+					DeliverPolicy: jetstream.DeliverNewPolicy,
+					Replicas:      o.Replicas,
+				},
+			},
+		},
+	}
+}

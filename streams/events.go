@@ -1,0 +1,96 @@
+package streams
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the envelope version this package writes and reads. A consumer that meets a higher
+// version terminates the message rather than guess at it.
+const Version = 1
+
+// ChatEvent is the envelope of every event on chat.<conversation>.<kind>. Its position (seq) is
+// not inside it: seq is the CHAT stream sequence, read from the message metadata.
+type ChatEvent struct {
+	V              int    `json:"v"`
+	Kind           string `json:"kind"`
+	ConversationID string `json:"conversation_id"`
+	// MessageID is a ULID that names the event for references (replies, receipts, jumps).
+	MessageID    string `json:"message_id"`
+	SenderID     string `json:"sender_id"`
+	SenderDevice string `json:"sender_device,omitempty"`
+	// ClientMsgID is the sender's idempotency key; (SenderID, ClientMsgID) names one message forever.
+	ClientMsgID string `json:"client_msg_id,omitempty"`
+	Text        string `json:"text,omitempty"`
+	// SentAt is when the gateway accepted the send, in Unix milliseconds.
+	SentAt int64 `json:"sent_at"`
+	// Member describes a membership change when Kind is KindMember.
+	Member *MemberChange `json:"member,omitempty"`
+}
+
+// Membership actions carried by KindMember events.
+const (
+	MemberCreated = "created"
+	MemberAdded   = "added"
+	MemberRemoved = "removed"
+	MemberLeft    = "left"
+	MemberRenamed = "renamed"
+)
+
+// MemberChange is the body of a KindMember event.
+type MemberChange struct {
+	Action  string   `json:"action"`
+	UserIDs []string `json:"user_ids,omitempty"`
+	Name    string   `json:"name,omitempty"`
+}
+
+// ErrVersion means an envelope is from a newer or unknown contract version.
+var ErrVersion = errors.New("unsupported envelope version")
+
+// DecodeChatEvent parses and checks a chat envelope.
+func DecodeChatEvent(data []byte) (ChatEvent, error) {
+	var ev ChatEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return ChatEvent{}, fmt.Errorf("decode chat event: %w", err)
+	}
+	if ev.V != Version {
+		return ChatEvent{}, fmt.Errorf("decode chat event v%d: %w", ev.V, ErrVersion)
+	}
+	if ev.Kind == "" || ev.ConversationID == "" || ev.MessageID == "" {
+		return ChatEvent{}, errors.New("decode chat event: kind, conversation_id and message_id are required")
+	}
+	return ev, nil
+}
+
+// Encode marshals the event with the current version.
+func (ev ChatEvent) Encode() ([]byte, error) {
+	ev.V = Version
+	return json.Marshal(ev)
+}
+
+// Delivery is what fanout publishes on gw.<id>.deliver: one event, its seq, and the users on that
+// gateway whose connected devices must receive it.
+type Delivery struct {
+	Seq   uint64    `json:"seq"`
+	Users []string  `json:"users"`
+	Event ChatEvent `json:"event"`
+}
+
+// Route is the value of a routes bucket entry: which gateway holds a device's socket.
+type Route struct {
+	Gateway string `json:"gateway"`
+	// Conn names the socket on that gateway, so a stale close cannot delete a newer route.
+	Conn string `json:"conn"`
+	// Since is when the device connected, in Unix milliseconds.
+	Since int64 `json:"since"`
+}
+
+// GatewayInfo is the value of a gateways bucket entry, refreshed by the live gateway.
+type GatewayInfo struct {
+	ID          string `json:"id"`
+	URL         string `json:"url"`
+	Connections int    `json:"connections"`
+	// Updated is the refresh time in Unix milliseconds.
+	Updated int64 `json:"updated"`
+}

@@ -1,0 +1,101 @@
+package streams
+
+import (
+	"strings"
+)
+
+// Stream, bucket and durable consumer names.
+const (
+	ChatStream     = "CHAT"
+	PresenceStream = "PRESENCE"
+	PushStream     = "PUSH"
+
+	RoutesBucket   = "routes"
+	PresenceBucket = "presence"
+	GatewaysBucket = "gateways"
+
+	PersisterConsumer = "persister"
+	FanoutConsumer    = "fanout"
+)
+
+// Event kinds carried on chat.<conversation>.<kind>.
+const (
+	KindMsg       = "msg"
+	KindMember    = "member"
+	KindRead      = "read"
+	KindDelivered = "delivered"
+	KindEdit      = "edit"
+)
+
+// Header names natter sets on published events.
+const (
+	// HeaderMsgID is JetStream's de-duplication header; natter sets it to DedupeID(sender, clientMsgID).
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderVersion carries the envelope version so consumers can reject what they do not know.
+	HeaderVersion = "Natter-Version"
+)
+
+// ChatSubject is the subject of one event kind in one conversation: chat.<conversation>.<kind>.
+func ChatSubject(conversationID, kind string) string {
+	return "chat." + conversationID + "." + kind
+}
+
+// ChatAll matches every event of every conversation.
+const ChatAll = "chat.>"
+
+// ChatMessages matches the messages of every conversation.
+const ChatMessages = "chat.*.msg"
+
+// ParseChatSubject splits chat.<conversation>.<kind>; ok is false for anything else.
+func ParseChatSubject(subject string) (conversationID, kind string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != "chat" || parts[1] == "" || parts[2] == "" {
+		return "", "", false
+	}
+	return parts[1], parts[2], true
+}
+
+// PresenceSubject is presence.<user>.<device>.
+func PresenceSubject(userID, deviceID string) string {
+	return "presence." + userID + "." + deviceID
+}
+
+// PushSubject is push.<user>.
+func PushSubject(userID string) string { return "push." + userID }
+
+// DeliverSubject is the core-NATS subject on which fanout hands a gateway the events for its sockets.
+func DeliverSubject(gatewayID string) string { return "gw." + gatewayID + ".deliver" }
+
+// RouteKey is the routes bucket key of one connected device: <user>.<device>.
+func RouteKey(userID, deviceID string) string { return userID + "." + deviceID }
+
+// ParseRouteKey splits <user>.<device>.
+func ParseRouteKey(key string) (userID, deviceID string, ok bool) {
+	u, d, found := strings.Cut(key, ".")
+	if !found || u == "" || d == "" || strings.Contains(d, ".") {
+		return "", "", false
+	}
+	return u, d, true
+}
+
+// DedupeID is the JetStream message id of a client send: retries with the same client message id
+// from the same sender collapse to one message inside the stream's duplicate window.
+func DedupeID(senderID, clientMsgID string) string { return senderID + ":" + clientMsgID }
+
+// ValidToken reports whether s can stand as one subject token and one KV key part: 1..64 bytes of
+// [A-Za-z0-9_-]. Every id that natter puts into a subject (users, devices, conversations, gateways)
+// must pass it, so that no client-chosen value can inject wildcards or extra tokens.
+func ValidToken(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
