@@ -1,0 +1,192 @@
+// Package store is natter's durable state: users, conversations, memberships, messages, devices,
+// push tokens and read/delivered watermarks. One interface, two implementations (pebble for one
+// machine, scylla for clusters), one conformance suite (storetest) that both pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every implementation returns (wrapped) so callers can branch with errors.Is.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique value (a handle) is taken by another record.
+	ErrConflict = errors.New("conflict")
+)
+
+// ConversationKind tells a direct (two-person) conversation from a group.
+type ConversationKind string
+
+const (
+	Direct ConversationKind = "direct"
+	Group  ConversationKind = "group"
+)
+
+// MaxGroupMembers is the most members a group may have at once.
+const MaxGroupMembers = 100
+
+// User is an account.
+type User struct {
+	ID           string
+	Handle       string // unique, case-folded by the caller before it reaches the store
+	DisplayName  string
+	PasswordHash []byte
+	CreatedAt    time.Time
+}
+
+// Conversation is a direct or group conversation. Its messages are separate records.
+type Conversation struct {
+	ID        string
+	Kind      ConversationKind
+	Name      string // groups only
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// Member is one user's membership of one conversation. The same record answers both directions:
+// conversation -> users (Members) and user -> conversations (MembershipsOf).
+type Member struct {
+	ConversationID string
+	UserID         string
+	Role           string // "owner", "admin" or "member"
+	// JoinedSeq is the CHAT seq of the event that added the user (0 for a direct conversation's
+	// two users and a group's creators): the member sees messages with seq > JoinedSeq.
+	JoinedSeq uint64
+	// LeftSeq is the seq of the event that removed the user, 0 while still a member: a former
+	// member sees messages with JoinedSeq < seq <= LeftSeq and nothing after.
+	LeftSeq  uint64
+	JoinedAt time.Time
+}
+
+// Active reports whether the membership is current.
+func (m Member) Active() bool { return m.LeftSeq == 0 }
+
+// Sees reports whether the member may see the event at seq.
+func (m Member) Sees(seq uint64) bool {
+	return seq > m.JoinedSeq && (m.LeftSeq == 0 || seq <= m.LeftSeq)
+}
+
+// Message is one event of a conversation's timeline at its CHAT seq: a text message or a
+// membership change (Kind mirrors streams.Kind*).
+type Message struct {
+	ConversationID string
+	Seq            uint64
+	ID             string // ULID
+	Kind           string // "msg" or "member"
+	SenderID       string
+	SenderDevice   string
+	ClientMsgID    string // empty for events that are not client sends
+	Text           string
+	// Member carries a membership change's action, users and name, JSON-encoded by the writer.
+	Member []byte
+	SentAt time.Time
+}
+
+// Page selects messages of one conversation. Results are always newest first.
+// At most one of Before/After may be non-zero; both zero means the newest messages.
+// Around (jump to a message) is built from the two: see Around.
+type Page struct {
+	Before uint64 // seq < Before
+	After  uint64 // seq > After (the Limit oldest of those, returned newest first)
+	Limit  int    // 1..MaxPageLimit; 0 means DefaultPageLimit
+}
+
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 200
+)
+
+// Device is one installation of a client app for a user.
+type Device struct {
+	UserID    string
+	DeviceID  string
+	Platform  string // "web", "ios", "android", ... free text
+	CreatedAt time.Time
+	LastSeen  time.Time
+}
+
+// PushToken is the push registration of one device.
+type PushToken struct {
+	UserID    string
+	DeviceID  string
+	Platform  string // "fcm" (android, web) or "apns" via FCM
+	Token     string
+	UpdatedAt time.Time
+}
+
+// Watermark is how far one member has received (Delivered) and read (Read) one conversation,
+// as CHAT seqs. Watermarks only ever move forward.
+type Watermark struct {
+	ConversationID string
+	UserID         string
+	Delivered      uint64
+	Read           uint64
+}
+
+// Store is natter's durable state.
+//
+// Contract for every implementation:
+//   - Safe for concurrent use by many goroutines and many processes sharing one backing store.
+//   - Every write is idempotent: writing the same record again, in any order with other writes,
+//     leaves the same state. Consumers rely on this to replay any range of the CHAT stream.
+//   - Reads reflect every write that returned before the read began.
+//   - Errors wrap ErrNotFound / ErrConflict where they apply; other errors are transient.
+type Store interface {
+	// CreateUser stores a new user; ErrConflict if the handle or id is taken by another user.
+	// Creating the identical user again (same id and handle) succeeds.
+	CreateUser(ctx context.Context, u User) error
+	UserByID(ctx context.Context, id string) (User, error)
+	UserByHandle(ctx context.Context, handle string) (User, error)
+	// UpdateProfile replaces the display name.
+	UpdateProfile(ctx context.Context, userID, displayName string) error
+
+	// PutConversation creates or replaces a conversation record.
+	PutConversation(ctx context.Context, c Conversation) error
+	Conversation(ctx context.Context, id string) (Conversation, error)
+
+	// PutMember creates or replaces a membership (both directions at once).
+	PutMember(ctx context.Context, m Member) error
+	// Member returns one membership, current or former; ErrNotFound if the user never was one.
+	Member(ctx context.Context, conversationID, userID string) (Member, error)
+	// Members lists a conversation's memberships, current and former, ordered by user id.
+	Members(ctx context.Context, conversationID string) ([]Member, error)
+	// MembershipsOf lists a user's memberships, current and former, ordered by conversation id.
+	MembershipsOf(ctx context.Context, userID string) ([]Member, error)
+
+	// InsertMessage stores m at (m.ConversationID, m.Seq) unless the same sender already has a
+	// message with the same non-empty ClientMsgID: then nothing is written and the earlier message
+	// is returned with inserted=false. Inserting at an existing (conversation, seq) returns the
+	// stored message with inserted=false. Exactly one of concurrent duplicates is inserted.
+	InsertMessage(ctx context.Context, m Message) (stored Message, inserted bool, err error)
+	// MessageByClientID finds a sender's message by its client message id.
+	MessageByClientID(ctx context.Context, senderID, clientMsgID string) (Message, error)
+	// MessageByID finds a message of a conversation by its ULID.
+	MessageByID(ctx context.Context, conversationID, messageID string) (Message, error)
+	// Messages returns a page of a conversation, newest first.
+	Messages(ctx context.Context, conversationID string, p Page) ([]Message, error)
+
+	// PutDevice creates or updates a device (LastSeen only moves forward).
+	PutDevice(ctx context.Context, d Device) error
+	Devices(ctx context.Context, userID string) ([]Device, error)
+	// DeleteDevice removes a device and its push token.
+	DeleteDevice(ctx context.Context, userID, deviceID string) error
+
+	// PutPushToken registers or replaces a device's push token.
+	PutPushToken(ctx context.Context, t PushToken) error
+	DeletePushToken(ctx context.Context, userID, deviceID string) error
+	PushTokens(ctx context.Context, userID string) ([]PushToken, error)
+
+	// AdvanceWatermark raises the delivered and read marks of (conversation, user) to at least
+	// the given values (0 leaves a mark alone) and returns the result; marks never move back.
+	AdvanceWatermark(ctx context.Context, w Watermark) (Watermark, error)
+	// Watermark returns the marks of (conversation, user); zero marks if none were recorded.
+	Watermark(ctx context.Context, conversationID, userID string) (Watermark, error)
+	// Watermarks lists every member's marks for a conversation.
+	Watermarks(ctx context.Context, conversationID string) ([]Watermark, error)
+
+	// Close releases the store.
+	Close() error
+}
