@@ -1,0 +1,243 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/natter-chat/natter/pkg/store"
+)
+
+// Keys. Every key is a table tag ("msg/", "user/", ...) followed by components. A string
+// component is escaped (0x00 -> 0x00 0xFF) and terminated by 0x00 0x01, so it can hold any bytes,
+// no component is a prefix of another ("c1" never matches a scan of "c10"), and byte order of
+// keys is the order of the components. A seq is the last component, 8 bytes big-endian.
+const (
+	tagUser   = "user/"   // user/<id>                  -> user
+	tagHandle = "handle/" // handle/<handle>            -> user id
+	tagConv   = "conv/"   // conv/<id>                  -> conversation
+	tagMem    = "mem/"    // mem/<conversation>/<user>  -> member
+	tagUmem   = "umem/"   // umem/<user>/<conversation> -> member (same value)
+	tagMsg    = "msg/"    // msg/<conversation>/<seq>   -> message
+	tagMid    = "mid/"    // mid/<conversation>/<id>    -> seq
+	tagCmid   = "cmid/"   // cmid/<sender>/<client id>  -> conversation, seq
+	tagDev    = "dev/"    // dev/<user>/<device>        -> device
+	tagPush   = "push/"   // push/<user>/<device>       -> push token
+	tagWm     = "wm/"     // wm/<conversation>/<user>   -> watermark
+)
+
+// key returns tag followed by the escaped, terminated parts.
+func key(tag string, parts ...string) []byte {
+	n := len(tag)
+	for _, p := range parts {
+		n += len(p) + 2
+	}
+	k := make([]byte, 0, n+8)
+	k = append(k, tag...)
+	for _, p := range parts {
+		for i := 0; i < len(p); i++ {
+			if p[i] == 0 {
+				k = append(k, 0, 0xFF)
+			} else {
+				k = append(k, p[i])
+			}
+		}
+		k = append(k, 0, 1)
+	}
+	return k
+}
+
+// msgKey is msg/<conversation>/<seq>.
+func msgKey(conversationID string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(key(tagMsg, conversationID), seq)
+}
+
+// prefixEnd is the smallest key greater than every key that starts with prefix. Every prefix
+// passed here ends with a component terminator (0x00 0x01), so incrementing its last byte is enough.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	end[len(end)-1]++
+	return end
+}
+
+// Values. Every value is a version byte (1) followed by its fields in a fixed order: strings
+// and byte slices as uvarint length + bytes, integers as uvarint, times as the varint of Unix
+// milliseconds (decoded in UTC; sub-millisecond precision is dropped, as in ScyllaDB).
+// Values are self-contained: they repeat the ids that are also in their key. A new field means
+// a new version; decoders reject versions they do not know and trailing bytes.
+const valueV1 = 1
+
+var errCorrupt = errors.New("corrupt value")
+
+type enc []byte
+
+func newEnc() enc                  { return enc{valueV1} }
+func (e enc) str(s string) enc     { return append(binary.AppendUvarint(e, uint64(len(s))), s...) }
+func (e enc) raw(b []byte) enc     { return append(binary.AppendUvarint(e, uint64(len(b))), b...) }
+func (e enc) u64(v uint64) enc     { return binary.AppendUvarint(e, v) }
+func (e enc) time(t time.Time) enc { return binary.AppendVarint(e, t.UnixMilli()) }
+
+// dec reads a value. Strings are substrings of one copy of the whole value (one allocation
+// per value, not per field); nothing returned aliases the caller's buffer.
+type dec struct {
+	b   []byte
+	s   string // string(b)
+	i   int    // read position in both
+	err error
+}
+
+func newDec(b []byte) *dec {
+	if len(b) == 0 || b[0] != valueV1 {
+		return &dec{err: fmt.Errorf("unknown version: %w", errCorrupt)}
+	}
+	return &dec{b: b, s: string(b), i: 1}
+}
+
+func (d *dec) u64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.i:])
+	if n <= 0 {
+		d.err = fmt.Errorf("bad uvarint at %d: %w", d.i, errCorrupt)
+		return 0
+	}
+	d.i += n
+	return v
+}
+
+// span reads a length and returns the bounds of that many bytes.
+func (d *dec) span() (from, to int) {
+	n := d.u64()
+	if d.err != nil {
+		return 0, 0
+	}
+	if n > uint64(len(d.b)-d.i) {
+		d.err = fmt.Errorf("length %d past end: %w", n, errCorrupt)
+		return 0, 0
+	}
+	from, d.i = d.i, d.i+int(n)
+	return from, d.i
+}
+
+func (d *dec) str() string {
+	from, to := d.span()
+	return d.s[from:to]
+}
+
+// bytes decodes an empty slice as nil.
+func (d *dec) bytes() []byte {
+	from, to := d.span()
+	if from == to {
+		return nil
+	}
+	return append([]byte(nil), d.b[from:to]...)
+}
+
+func (d *dec) time() time.Time {
+	if d.err != nil {
+		return time.Time{}
+	}
+	v, n := binary.Varint(d.b[d.i:])
+	if n <= 0 {
+		d.err = fmt.Errorf("bad varint at %d: %w", d.i, errCorrupt)
+		return time.Time{}
+	}
+	d.i += n
+	return time.UnixMilli(v).UTC()
+}
+
+// done reports the first decoding error, or trailing bytes.
+func (d *dec) done() error {
+	if d.err == nil && d.i != len(d.b) {
+		d.err = fmt.Errorf("%d trailing bytes: %w", len(d.b)-d.i, errCorrupt)
+	}
+	return d.err
+}
+
+// ms drops what a stored time cannot keep: sub-millisecond precision and the location.
+func ms(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
+
+func encodeUser(u store.User) []byte {
+	return newEnc().str(u.ID).str(u.Handle).str(u.DisplayName).raw(u.PasswordHash).time(u.CreatedAt)
+}
+
+func decodeUser(b []byte) (store.User, error) {
+	d := newDec(b)
+	u := store.User{ID: d.str(), Handle: d.str(), DisplayName: d.str(), PasswordHash: d.bytes(), CreatedAt: d.time()}
+	return u, d.done()
+}
+
+func encodeConversation(c store.Conversation) []byte {
+	return newEnc().str(c.ID).str(string(c.Kind)).str(c.Name).str(c.CreatedBy).time(c.CreatedAt)
+}
+
+func decodeConversation(b []byte) (store.Conversation, error) {
+	d := newDec(b)
+	c := store.Conversation{ID: d.str(), Kind: store.ConversationKind(d.str()), Name: d.str(), CreatedBy: d.str(), CreatedAt: d.time()}
+	return c, d.done()
+}
+
+func encodeMember(m store.Member) []byte {
+	return newEnc().str(m.ConversationID).str(m.UserID).str(m.Role).u64(m.JoinedSeq).u64(m.LeftSeq).time(m.JoinedAt)
+}
+
+func decodeMember(b []byte) (store.Member, error) {
+	d := newDec(b)
+	m := store.Member{ConversationID: d.str(), UserID: d.str(), Role: d.str(), JoinedSeq: d.u64(), LeftSeq: d.u64(), JoinedAt: d.time()}
+	return m, d.done()
+}
+
+func encodeMessage(m store.Message) []byte {
+	return newEnc().str(m.ConversationID).u64(m.Seq).str(m.ID).str(m.Kind).str(m.SenderID).
+		str(m.SenderDevice).str(m.ClientMsgID).str(m.Text).raw(m.Member).time(m.SentAt)
+}
+
+func decodeMessage(b []byte) (store.Message, error) {
+	d := newDec(b)
+	m := store.Message{ConversationID: d.str(), Seq: d.u64(), ID: d.str(), Kind: d.str(), SenderID: d.str(),
+		SenderDevice: d.str(), ClientMsgID: d.str(), Text: d.str(), Member: d.bytes(), SentAt: d.time()}
+	return m, d.done()
+}
+
+// encodeRef is the value of the cmid/ and mid/ indexes: where a message lives.
+func encodeRef(conversationID string, seq uint64) []byte {
+	return newEnc().str(conversationID).u64(seq)
+}
+
+func decodeRef(b []byte) (conversationID string, seq uint64, err error) {
+	d := newDec(b)
+	conversationID, seq = d.str(), d.u64()
+	return conversationID, seq, d.done()
+}
+
+func encodeDevice(v store.Device) []byte {
+	return newEnc().str(v.UserID).str(v.DeviceID).str(v.Platform).time(v.CreatedAt).time(v.LastSeen)
+}
+
+func decodeDevice(b []byte) (store.Device, error) {
+	d := newDec(b)
+	v := store.Device{UserID: d.str(), DeviceID: d.str(), Platform: d.str(), CreatedAt: d.time(), LastSeen: d.time()}
+	return v, d.done()
+}
+
+func encodePushToken(t store.PushToken) []byte {
+	return newEnc().str(t.UserID).str(t.DeviceID).str(t.Platform).str(t.Token).time(t.UpdatedAt)
+}
+
+func decodePushToken(b []byte) (store.PushToken, error) {
+	d := newDec(b)
+	t := store.PushToken{UserID: d.str(), DeviceID: d.str(), Platform: d.str(), Token: d.str(), UpdatedAt: d.time()}
+	return t, d.done()
+}
+
+func encodeWatermark(w store.Watermark) []byte {
+	return newEnc().str(w.ConversationID).str(w.UserID).u64(w.Delivered).u64(w.Read)
+}
+
+func decodeWatermark(b []byte) (store.Watermark, error) {
+	d := newDec(b)
+	w := store.Watermark{ConversationID: d.str(), UserID: d.str(), Delivered: d.u64(), Read: d.u64()}
+	return w, d.done()
+}
