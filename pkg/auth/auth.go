@@ -1,0 +1,129 @@
+// Package auth issues and verifies natter access tokens (JWT, HS256 pinned) and hashes passwords
+// (bcrypt). The API issues tokens; gateways verify them on WebSocket upgrade.
+package auth
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ErrInvalidToken: the token is malformed, badly signed, of another algorithm or expired.
+var ErrInvalidToken = errors.New("invalid token")
+
+// ErrBadPassword: the password does not match.
+var ErrBadPassword = errors.New("bad password")
+
+const issuer = "natter"
+
+// MinSecretBytes is the shortest signing secret Tokens accepts.
+const MinSecretBytes = 32
+
+// Tokens issues and verifies access tokens. Safe for concurrent use.
+type Tokens struct {
+	secret []byte
+	ttl    time.Duration
+	now    func() time.Time
+}
+
+// NewTokens returns a token service signing with secret (at least MinSecretBytes) and issuing
+// tokens that live for ttl.
+func NewTokens(secret []byte, ttl time.Duration) (*Tokens, error) {
+	if len(secret) < MinSecretBytes {
+		return nil, fmt.Errorf("token secret has %d bytes, want at least %d", len(secret), MinSecretBytes)
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("token ttl %s must be positive", ttl)
+	}
+	return &Tokens{secret: secret, ttl: ttl, now: time.Now}, nil
+}
+
+// Claims is what a verified token says.
+type Claims struct {
+	UserID  string
+	Expires time.Time
+}
+
+// Issue returns a signed token for userID and its expiry.
+func (t *Tokens) Issue(userID string) (string, time.Time, error) {
+	now := t.now()
+	exp := now.Add(t.ttl)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Issuer:    issuer,
+		Subject:   userID,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	})
+	s, err := tok.SignedString(t.secret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	return s, exp.Truncate(time.Second), nil
+}
+
+// Verify checks signature, algorithm (HS256 only), issuer and expiry.
+func (t *Tokens) Verify(token string) (Claims, error) {
+	var rc jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.secret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(t.now),
+	)
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if rc.Subject == "" {
+		return Claims{}, fmt.Errorf("%w: no subject", ErrInvalidToken)
+	}
+	return Claims{UserID: rc.Subject, Expires: rc.ExpiresAt.Time}, nil
+}
+
+// HashPassword returns a bcrypt hash of password.
+func HashPassword(password string) ([]byte, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, fmt.Errorf("hash password: %w", err)
+	}
+	return h, nil
+}
+
+// CheckPassword returns ErrBadPassword unless password matches hash.
+func CheckPassword(hash []byte, password string) error {
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil {
+		return ErrBadPassword
+	}
+	return nil
+}
+
+// LoadOrCreateSecret reads the signing secret from path, creating a random one (mode 0600) if the
+// file does not exist, so that one machine's tokens survive restarts without configuration.
+func LoadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < MinSecretBytes {
+			return nil, fmt.Errorf("secret file %s has %d bytes, want at least %d", path, len(b), MinSecretBytes)
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read secret file: %w", err)
+	}
+	b = make([]byte, 64)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("generate secret: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create secret dir: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write secret file: %w", err)
+	}
+	return b, nil
+}

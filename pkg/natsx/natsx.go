@@ -1,0 +1,162 @@
+// Package natsx starts an embedded nats-server, connects to NATS, and applies natter's stream,
+// bucket and consumer definitions idempotently.
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/streams"
+)
+
+// ServerConfig configures an embedded nats-server with JetStream.
+type ServerConfig struct {
+	Name string // server name; unique within a cluster
+	Dir  string // JetStream storage directory
+	Host string // client listen host
+	Port int    // client port; -1 picks a free one
+	// SyncAlways fsyncs every write (survives power loss, ~20x slower publishes); otherwise
+	// nats-server syncs every SyncInterval (an acknowledged write survives kill -9 either way).
+	SyncAlways   bool
+	SyncInterval time.Duration // 0 = nats-server default (2 minutes)
+
+	// Cluster: a node joins a JetStream cluster when ClusterName is set.
+	ClusterName   string
+	ClusterHost   string
+	ClusterPort   int      // -1 picks a free one
+	ClusterRoutes []string // nats-route://host:port of the other nodes
+}
+
+// Validate checks the configuration.
+func (c ServerConfig) Validate() error {
+	if c.Dir == "" {
+		return errors.New("nats: storage dir is required")
+	}
+	if c.ClusterName != "" && c.Name == "" {
+		return errors.New("nats: a clustered node needs a server name")
+	}
+	return nil
+}
+
+// StartServer starts an embedded nats-server and waits until it accepts connections.
+// The caller owns it: Shutdown and WaitForShutdown on stop.
+func StartServer(cfg ServerConfig, log *zap.Logger) (*server.Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := &server.Options{
+		ServerName:         cfg.Name,
+		Host:               cfg.Host,
+		Port:               cfg.Port,
+		JetStream:          true,
+		StoreDir:           cfg.Dir,
+		NoSigs:             true,
+		SyncAlways:         cfg.SyncAlways,
+		SyncInterval:       cfg.SyncInterval,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if cfg.ClusterName != "" {
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort}
+		if opts.Cluster.Host == "" {
+			opts.Cluster.Host = opts.Host
+		}
+		for _, r := range cfg.ClusterRoutes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("nats: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats: new server: %w", err)
+	}
+	srv.SetLoggerV2(&serverLog{log.Named("nats-server").Sugar()}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("nats: embedded server not ready after 10s")
+	}
+	return srv, nil
+}
+
+// Connect opens a client connection that reconnects forever and logs its state changes.
+// With srv non-nil it connects in-process, without a socket.
+func Connect(natsURL, name string, srv *server.Server, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil { // an intentional close
+				return
+			}
+			log.Warn("nats disconnected", zap.String("conn", name), zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", zap.String("conn", name), zap.String("url", c.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("nats async error", zap.String("conn", name), zap.String("subject", subj), zap.Error(err))
+		}),
+	}
+	if srv != nil {
+		opts = append(opts, nats.InProcessServer(srv))
+		natsURL = srv.ClientURL()
+	}
+	nc, err := nats.Connect(natsURL, append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: connect %s: %w", natsURL, err)
+	}
+	return nc, nil
+}
+
+// Apply creates or updates every stream, bucket and durable consumer in defs. It is idempotent:
+// running it at every start-up of every component is the intended use.
+func Apply(ctx context.Context, js jetstream.JetStream, defs streams.Definitions) error {
+	for _, sc := range defs.Streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("apply stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range defs.Buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("apply bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	for stream, ccs := range defs.Consumers {
+		for _, cc := range ccs {
+			if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
+				return fmt.Errorf("apply consumer %s/%s: %w", stream, cc.Durable, err)
+			}
+		}
+	}
+	return nil
+}
+
+type serverLog struct{ s *zap.SugaredLogger }
+
+func (l *serverLog) Noticef(f string, a ...any) { l.s.Debugf(f, a...) }
+func (l *serverLog) Warnf(f string, a ...any)   { l.s.Warnf(f, a...) }
+func (l *serverLog) Fatalf(f string, a ...any)  { l.s.Errorf(f, a...) }
+func (l *serverLog) Errorf(f string, a ...any)  { l.s.Errorf(f, a...) }
+func (l *serverLog) Debugf(f string, a ...any)  { l.s.Debugf(f, a...) }
+func (l *serverLog) Tracef(f string, a ...any)  {}

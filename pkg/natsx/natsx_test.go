@@ -1,0 +1,78 @@
+package natsx
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/streams"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestApplyIsIdempotentAndRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	log := zap.NewNop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	run := func(publish bool) uint64 {
+		srv, err := StartServer(ServerConfig{Dir: dir, Port: -1}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		nc, err := Connect("", "test", srv, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs := streams.Define(streams.DefaultOptions())
+		for i := 0; i < 2; i++ {
+			if err := Apply(ctx, js, defs); err != nil {
+				t.Fatalf("apply #%d: %v", i, err)
+			}
+		}
+		if publish {
+			if _, err := js.Publish(ctx, streams.ChatSubject("c1", streams.KindMsg), []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := js.Stream(ctx, streams.ChatStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Config.Duplicates != streams.DefaultOptions().DuplicateWindow {
+			t.Fatalf("duplicate window %s", info.Config.Duplicates)
+		}
+		for _, b := range []string{streams.RoutesBucket, streams.PresenceBucket, streams.GatewaysBucket} {
+			if _, err := js.KeyValue(ctx, b); err != nil {
+				t.Fatalf("bucket %s: %v", b, err)
+			}
+		}
+		for _, c := range []string{streams.PersisterConsumer, streams.FanoutConsumer} {
+			if _, err := st.Consumer(ctx, c); err != nil {
+				t.Fatalf("consumer %s: %v", c, err)
+			}
+		}
+		return info.State.Msgs
+	}
+	if n := run(true); n != 1 {
+		t.Fatalf("first run: %d messages", n)
+	}
+	if n := run(false); n != 1 {
+		t.Fatalf("after restart: %d messages, want 1", n)
+	}
+}

@@ -1,0 +1,138 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/natter-chat/natter/streams"
+)
+
+// Decode parses and validates one client frame. On failure the returned error frame says why and,
+// when the frame got far enough to name one, carries its ref.
+func Decode(raw []byte) (ClientFrame, *Error) {
+	if len(raw) > MaxFrameBytes {
+		return ClientFrame{}, Errorf(CodeFrameTooLarge, "frame has %d bytes, the limit is %d", len(raw), MaxFrameBytes)
+	}
+	if !utf8.Valid(raw) || hasLoneSurrogate(raw) {
+		return ClientFrame{}, Errorf(CodeInvalidUTF8, "frame is not valid UTF-8")
+	}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame must be one JSON object")
+	}
+	var f ClientFrame
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if err := dec.Decode(&f); err != nil {
+		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame must be exactly one JSON object")
+	}
+	if len(f.ID) > MaxIDBytes {
+		return ClientFrame{}, Errorf(CodeInvalidFrame, "id longer than %d bytes", MaxIDBytes)
+	}
+	ref := f.ID
+	switch f.Type {
+	case TypePing:
+		return f, nil
+	case TypeSend:
+		if ref == "" && streams.ValidToken(f.ClientMsgID) {
+			ref = f.ClientMsgID
+		}
+		if e := validateSend(f); e != nil {
+			return ClientFrame{}, e.WithRef(ref)
+		}
+		return f, nil
+	case "":
+		return ClientFrame{}, Errorf(CodeInvalidFrame, "frame has no type").WithRef(ref)
+	default:
+		return ClientFrame{}, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32)).WithRef(ref)
+	}
+}
+
+func validateSend(f ClientFrame) *Error {
+	if !streams.ValidToken(f.ClientMsgID) {
+		return Errorf(CodeInvalidFrame, "client_msg_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
+	}
+	if !streams.ValidToken(f.ConversationID) {
+		return Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
+	}
+	return ValidateText(f.Text)
+}
+
+// ValidateText checks a message text: non-empty, valid UTF-8, at most MaxTextRunes code points.
+func ValidateText(text string) *Error {
+	if text == "" {
+		return Errorf(CodeTextEmpty, "text is empty")
+	}
+	if !utf8.ValidString(text) {
+		return Errorf(CodeInvalidUTF8, "text is not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(text); n > MaxTextRunes {
+		return Errorf(CodeTextTooLong, "text has %d characters, the limit is %d", n, MaxTextRunes)
+	}
+	return nil
+}
+
+// hasLoneSurrogate reports whether a JSON text contains a \uD800-\uDFFF escape that is not part
+// of a high-low pair: encoding/json would silently turn it into U+FFFD.
+func hasLoneSurrogate(raw []byte) bool {
+	for i := 0; i+5 < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // skip the escaped character, so `\\u` is not read as an escape
+			continue
+		}
+		r, ok := hex4(raw[i+2 : i+6])
+		if !ok {
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+12 > len(raw) || raw[i+6] != '\\' || raw[i+7] != 'u' {
+				return true
+			}
+			lo, ok := hex4(raw[i+8 : i+12])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+func hex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			r |= rune(c-'A') + 10
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

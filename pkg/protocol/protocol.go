@@ -1,0 +1,123 @@
+// Package protocol is natter's WebSocket protocol, version 1: the frames, their validation, the
+// error codes and the close codes. docs/protocol.md is its prose twin; keep them together.
+//
+// Every frame is one JSON object in one WebSocket message with a "type" field. Decoding is
+// strict about what could hurt (invalid UTF-8, lone surrogates, oversize, bad ids, too-long text)
+// and lenient about the rest (unknown fields are ignored so clients may be newer than the server).
+package protocol
+
+import (
+	"github.com/natter-chat/natter/streams"
+)
+
+// Version is the protocol version served at /v1/ws.
+const Version = 1
+
+// Limits.
+const (
+	// MaxTextRunes is the most Unicode code points a message text may have.
+	MaxTextRunes = 100_000
+	// MaxFrameBytes is the largest client frame read: room for MaxTextRunes characters each
+	// escaped as \uXXXX (6 bytes) plus the envelope. Larger frames are drained and answered with
+	// CodeFrameTooLarge; the connection stays open.
+	MaxFrameBytes = 1 << 20
+	// HardFrameBytes is the size beyond which the connection is closed (1009) instead of drained.
+	HardFrameBytes = 16 << 20
+	// MaxIDBytes bounds client-chosen ids (client_msg_id, device id).
+	MaxIDBytes = 64
+)
+
+// Client -> server frame types.
+const (
+	TypeSend = "send"
+	TypePing = "ping"
+)
+
+// Server -> client frame types.
+const (
+	TypeWelcome = "welcome"
+	TypeAck     = "ack"
+	TypeMessage = "message"
+	TypeMember  = "member"
+	TypeSynced  = "synced"
+	TypeError   = "error"
+	TypePong    = "pong"
+)
+
+// ClientFrame is any frame a client sends; Type says which fields apply.
+type ClientFrame struct {
+	Type string `json:"type"`
+	// ID is an optional client-chosen request id echoed as "ref" in the answer to this frame.
+	ID string `json:"id,omitempty"`
+
+	// send
+	ClientMsgID    string `json:"client_msg_id,omitempty"`
+	ConversationID string `json:"conversation_id,omitempty"`
+	Text           string `json:"text,omitempty"`
+}
+
+// Welcome is the first frame on every connection.
+type Welcome struct {
+	Type        string `json:"type"`
+	Protocol    int    `json:"protocol"`
+	UserID      string `json:"user_id"`
+	DeviceID    string `json:"device_id"`
+	SessionID   string `json:"session_id"`
+	HeartbeatMS int64  `json:"heartbeat_ms"`
+	// Syncing is true when the connection asked for catch-up (cursor given): missed events follow,
+	// then a Synced frame, then live events.
+	Syncing bool `json:"syncing"`
+}
+
+// Ack answers a send: the message exists, durably, at Seq. A retry of the same client_msg_id gets
+// the same ack (same message_id and seq), with Duplicate set.
+type Ack struct {
+	Type           string `json:"type"`
+	Ref            string `json:"ref,omitempty"`
+	ClientMsgID    string `json:"client_msg_id"`
+	ConversationID string `json:"conversation_id"`
+	MessageID      string `json:"message_id"`
+	Seq            uint64 `json:"seq"`
+	SentAt         int64  `json:"sent_at"`
+	Duplicate      bool   `json:"duplicate,omitempty"`
+}
+
+// Event is a conversation event delivered to a device: a message (Type "message") or a
+// membership change (Type "member"). Seq orders the events of one conversation.
+type Event struct {
+	Type           string                `json:"type"`
+	Seq            uint64                `json:"seq"`
+	ConversationID string                `json:"conversation_id"`
+	MessageID      string                `json:"message_id"`
+	SenderID       string                `json:"sender_id"`
+	SenderDevice   string                `json:"sender_device,omitempty"`
+	ClientMsgID    string                `json:"client_msg_id,omitempty"`
+	Text           string                `json:"text,omitempty"`
+	SentAt         int64                 `json:"sent_at"`
+	Member         *streams.MemberChange `json:"member,omitempty"`
+}
+
+// Synced ends catch-up: every event up to Cursor of the device's conversations has been sent.
+type Synced struct {
+	Type   string `json:"type"`
+	Cursor uint64 `json:"cursor"`
+}
+
+// Pong answers a ping.
+type Pong struct {
+	Type string `json:"type"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// EventFromChat turns a CHAT event at seq into the frame devices receive.
+func EventFromChat(seq uint64, ev streams.ChatEvent) Event {
+	typ := TypeMessage
+	if ev.Kind == streams.KindMember {
+		typ = TypeMember
+	}
+	return Event{
+		Type: typ, Seq: seq, ConversationID: ev.ConversationID, MessageID: ev.MessageID,
+		SenderID: ev.SenderID, SenderDevice: ev.SenderDevice, ClientMsgID: ev.ClientMsgID,
+		Text: ev.Text, SentAt: ev.SentAt, Member: ev.Member,
+	}
+}
