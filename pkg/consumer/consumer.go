@@ -1,0 +1,296 @@
+// Package consumer runs natter's durable JetStream consumers: it pulls messages, hands them to a
+// handler in chunks (in stream order with one worker, in parallel with more), acks what succeeds,
+// naks what fails with a backoff, terminates what can never succeed, counts everything, and
+// drains on stop.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Handler processes one message. Return nil to ack, Permanent(err) to terminate (the message is
+// never redelivered: it is malformed or can never succeed), any other error to retry later.
+// Handlers must be idempotent: every message may be delivered more than once.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+// Prepare runs before each chunk is handled (fanout uses it to bring its routing table up to date).
+// An error naks the whole chunk.
+type Prepare func(ctx context.Context) error
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks err as one that no retry can fix.
+func Permanent(err error) error { return permanent{err} }
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool { var p permanent; return errors.As(err, &p) }
+
+// Flush runs after a chunk was handled and before its messages are acked (fanout flushes its
+// publishes, so nothing acknowledged is still only in a client buffer). An error naks the chunk.
+type Flush func(ctx context.Context) error
+
+// Hooks are optional steps around each chunk.
+type Hooks struct {
+	Prepare Prepare
+	Flush   Flush
+}
+
+// Config tunes a Runner.
+type Config struct {
+	Name string // for logs and metrics
+	// Workers handling one chunk at once. 1 keeps stream order (fanout); more trade order for
+	// throughput where order does not matter (persister: the store is keyed by seq).
+	Workers int
+	// MaxChunk bounds how many buffered messages are handled together.
+	MaxChunk int
+	// Backoff is the redelivery delay by attempt; the last value repeats.
+	Backoff []time.Duration
+	// RetryInPlace retries a transient failure right here (with Backoff, telling the server the
+	// message is in progress) instead of nak-ing it: a nak lets later messages overtake it, which
+	// an ordered consumer must not allow. Requires Workers == 1.
+	RetryInPlace bool
+}
+
+func (c *Config) defaults() {
+	if c.RetryInPlace {
+		c.Workers = 1
+	}
+	if c.Workers <= 0 {
+		c.Workers = 1
+	}
+	if c.MaxChunk <= 0 {
+		c.MaxChunk = 256
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 10 * time.Second}
+	}
+}
+
+// Metrics are the consumer kit's Prometheus series, shared by every Runner of a process.
+type Metrics struct {
+	handled  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the series on reg (nil: unregistered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "natter", Subsystem: "consumer", Name: "messages_total",
+			Help: "Messages handled by a consumer, by outcome (ack, nak, term).",
+		}, []string{"consumer", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "natter", Subsystem: "consumer", Name: "handle_seconds",
+			Help: "Time to handle one message.", Buckets: prometheus.ExponentialBuckets(0.00005, 4, 9),
+		}, []string{"consumer"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.handled, m.duration)
+	}
+	return m
+}
+
+// Runner consumes one durable consumer until stopped.
+type Runner struct {
+	cfg    Config
+	handle Handler
+	hooks  Hooks
+	log    *zap.Logger
+	met    *Metrics
+
+	cc     jetstream.ConsumeContext
+	in     chan jetstream.Msg
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start begins consuming. The Runner owns its goroutines until Stop returns.
+func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log *zap.Logger, met *Metrics) (*Runner, error) {
+	cfg.defaults()
+	if met == nil {
+		met = NewMetrics(nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runner{
+		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), met: met,
+		in: make(chan jetstream.Msg, cfg.MaxChunk), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { r.in <- m },
+		jetstream.PullMaxMessages(cfg.MaxChunk),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				r.log.Warn("consume", zap.Error(err))
+			}
+		}))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
+	}
+	r.cc = cc
+	go func() {
+		<-cc.Closed()
+		close(r.in)
+	}()
+	go r.loop()
+	return r, nil
+}
+
+// Stop drains: no new messages are pulled, buffered ones are handled, then it returns. If ctx
+// ends first, in-flight handlers are cancelled (their messages are redelivered later).
+func (r *Runner) Stop(ctx context.Context) error {
+	r.cc.Drain()
+	select {
+	case <-r.done:
+		r.cancel()
+		return nil
+	case <-ctx.Done():
+		r.cancel()
+		r.cc.Stop()
+		<-r.done
+		return fmt.Errorf("stop consumer %s: %w", r.cfg.Name, ctx.Err())
+	}
+}
+
+func (r *Runner) loop() {
+	defer close(r.done)
+	chunk := make([]jetstream.Msg, 0, r.cfg.MaxChunk)
+	for m := range r.in {
+		chunk = append(chunk[:0], m)
+	fill:
+		for len(chunk) < r.cfg.MaxChunk {
+			select {
+			case m, ok := <-r.in:
+				if !ok {
+					break fill
+				}
+				chunk = append(chunk, m)
+			default:
+				break fill
+			}
+		}
+		r.run(chunk)
+	}
+}
+
+func (r *Runner) run(chunk []jetstream.Msg) {
+	results := make([]error, len(chunk))
+	if r.hooks.Prepare != nil {
+		if err := r.hooks.Prepare(r.ctx); err != nil {
+			r.log.Warn("prepare chunk", zap.Int("messages", len(chunk)), zap.Error(err))
+			for i := range results {
+				results[i] = err
+			}
+			r.settleAll(chunk, results)
+			return
+		}
+	}
+	if r.cfg.Workers == 1 || len(chunk) == 1 {
+		for i, m := range chunk {
+			results[i] = r.one(m)
+		}
+	} else {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range min(r.cfg.Workers, len(chunk)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					results[i] = r.one(chunk[i])
+				}
+			}()
+		}
+		for i := range chunk {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	if r.hooks.Flush != nil {
+		if err := r.hooks.Flush(r.ctx); err != nil {
+			r.log.Warn("flush chunk", zap.Int("messages", len(chunk)), zap.Error(err))
+			for i := range results {
+				if results[i] == nil {
+					results[i] = err
+				}
+			}
+		}
+	}
+	r.settleAll(chunk, results)
+}
+
+func (r *Runner) one(m jetstream.Msg) error {
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := r.handle(r.ctx, m)
+		r.met.duration.WithLabelValues(r.cfg.Name).Observe(time.Since(start).Seconds())
+		if err == nil || IsPermanent(err) || !r.cfg.RetryInPlace || r.ctx.Err() != nil {
+			return err
+		}
+		delay := r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]
+		r.log.Warn("handle failed; retrying in place", zap.String("subject", m.Subject()), zap.Int("attempt", attempt+1), zap.Duration("delay", delay), zap.Error(err))
+		_ = m.InProgress()
+		select {
+		case <-time.After(delay):
+		case <-r.ctx.Done():
+			return err
+		}
+	}
+}
+
+func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
+	for i, m := range chunk {
+		r.settle(m, results[i])
+	}
+}
+
+func (r *Runner) settle(m jetstream.Msg, err error) {
+	var outcome string
+	switch {
+	case err == nil:
+		outcome = "ack"
+		if aerr := m.Ack(); aerr != nil {
+			r.log.Warn("ack", zap.String("subject", m.Subject()), zap.Error(aerr))
+		}
+	case IsPermanent(err):
+		outcome = "term"
+		meta, _ := m.Metadata()
+		r.log.Error("message can never be handled; terminated", zap.String("subject", m.Subject()), seqField(meta), zap.Error(err))
+		if terr := m.TermWithReason(err.Error()); terr != nil {
+			r.log.Warn("term", zap.String("subject", m.Subject()), zap.Error(terr))
+		}
+	default:
+		outcome = "nak"
+		meta, _ := m.Metadata()
+		delay := r.cfg.Backoff[len(r.cfg.Backoff)-1]
+		if meta != nil && int(meta.NumDelivered) <= len(r.cfg.Backoff) {
+			delay = r.cfg.Backoff[max(meta.NumDelivered, 1)-1]
+		}
+		if r.ctx.Err() == nil {
+			r.log.Warn("handle failed; will retry", zap.String("subject", m.Subject()), seqField(meta), zap.Duration("delay", delay), zap.Error(err))
+		}
+		if nerr := m.NakWithDelay(delay); nerr != nil {
+			r.log.Warn("nak", zap.String("subject", m.Subject()), zap.Error(nerr))
+		}
+	}
+	r.met.handled.WithLabelValues(r.cfg.Name, outcome).Inc()
+}
+
+func seqField(meta *jetstream.MsgMetadata) zap.Field {
+	if meta == nil {
+		return zap.Skip()
+	}
+	return zap.Uint64("seq", meta.Sequence.Stream)
+}

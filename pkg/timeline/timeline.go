@@ -1,0 +1,228 @@
+// Package timeline reads a conversation's events completely: from the store up to the
+// persister's ack floor, and from the CHAT stream after it. Sync and history both read through it,
+// so they see the same events in the same order whether or not the persister is keeping up.
+package timeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/streams"
+)
+
+// Reader reads conversation timelines. Safe for concurrent use.
+type Reader struct {
+	store  store.Store
+	js     jetstream.JetStream
+	stream string
+}
+
+// New returns a Reader over the CHAT stream and st.
+func New(st store.Store, js jetstream.JetStream) *Reader {
+	return &Reader{store: st, js: js, stream: streams.ChatStream}
+}
+
+// Marks split the timeline: every event with seq <= Stored is in the store; every event with
+// Stored < seq <= Head is in the stream.
+type Marks struct {
+	Stored uint64
+	Head   uint64
+}
+
+// Marks reads the current split. Stored is the persister's ack floor, but never below the
+// stream's first sequence: what the stream no longer holds can only be read from the store.
+func (r *Reader) Marks(ctx context.Context) (Marks, error) {
+	st, err := r.js.Stream(ctx, r.stream)
+	if err != nil {
+		return Marks{}, fmt.Errorf("timeline marks: stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return Marks{}, fmt.Errorf("timeline marks: stream info: %w", err)
+	}
+	m := Marks{Head: info.State.LastSeq}
+	if info.State.FirstSeq > 0 {
+		m.Stored = info.State.FirstSeq - 1
+	}
+	ci, err := st.Consumer(ctx, streams.PersisterConsumer)
+	switch {
+	case err == nil:
+		m.Stored = max(m.Stored, ci.CachedInfo().AckFloor.Stream)
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	default:
+		return Marks{}, fmt.Errorf("timeline marks: persister consumer: %w", err)
+	}
+	m.Stored = min(m.Stored, m.Head)
+	return m, nil
+}
+
+// Range calls fn for every timeline event of conversationID with from < seq <= to, oldest first.
+// to must not exceed marks.Head.
+func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, from, to uint64, fn func(store.Message) error) error {
+	if to > marks.Head {
+		return fmt.Errorf("timeline range: to %d beyond head %d", to, marks.Head)
+	}
+	last := from
+	for last < min(to, marks.Stored) {
+		page, err := r.store.Messages(ctx, conversationID, store.Page{After: last, Limit: store.MaxPageLimit})
+		if err != nil {
+			return fmt.Errorf("timeline range %s: store: %w", conversationID, err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for i := len(page) - 1; i >= 0; i-- {
+			m := page[i]
+			if m.Seq > to {
+				return nil
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+			last = m.Seq
+		}
+	}
+	return r.tail(ctx, conversationID, max(last, from, marks.Stored), to, fn)
+}
+
+// Page answers a history page exactly as store.Messages would if the persister were caught up.
+func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) ([]store.Message, error) {
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	marks, err := r.Marks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := r.store.Messages(ctx, conversationID, p)
+	if err != nil {
+		return nil, fmt.Errorf("history %s: store: %w", conversationID, err)
+	}
+	var recent []store.Message
+	if marks.Head > marks.Stored {
+		err = r.tail(ctx, conversationID, marks.Stored, marks.Head, func(m store.Message) error {
+			if (p.Before == 0 || m.Seq < p.Before) && m.Seq > p.After {
+				recent = append(recent, m)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(recent) == 0 {
+		return stored, nil
+	}
+	all := append(stored, recent...)
+	slices.SortFunc(all, func(a, b store.Message) int { return cmpDesc(a.Seq, b.Seq) })
+	all = slices.CompactFunc(all, func(a, b store.Message) bool { return a.Seq == b.Seq })
+	if len(all) > p.Limit {
+		if p.After != 0 { // the Limit oldest after p.After
+			all = all[len(all)-p.Limit:]
+		} else {
+			all = all[:p.Limit]
+		}
+	}
+	return all, nil
+}
+
+// Around is a page of up to limit events around seq, newest first (jump to a message).
+func (r *Reader) Around(ctx context.Context, conversationID string, seq uint64, limit int) ([]store.Message, error) {
+	p, err := store.Page{Limit: limit}.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	older, err := r.Page(ctx, conversationID, store.Page{Before: seq + 1, Limit: (p.Limit + 1) / 2})
+	if err != nil || p.Limit/2 == 0 {
+		return older, err
+	}
+	newer, err := r.Page(ctx, conversationID, store.Page{After: seq, Limit: p.Limit / 2})
+	if err != nil {
+		return nil, err
+	}
+	return append(newer, older...), nil
+}
+
+// tail reads the stream's events of conversationID with from < seq <= to, oldest first, by direct
+// gets ("next message on this subject at or after seq"), so no consumer is created.
+func (r *Reader) tail(ctx context.Context, conversationID string, from, to uint64, fn func(store.Message) error) error {
+	if from >= to {
+		return nil
+	}
+	st, err := r.js.Stream(ctx, r.stream)
+	if err != nil {
+		return fmt.Errorf("timeline tail: stream: %w", err)
+	}
+	subject := streams.ChatSubject(conversationID, "*")
+	for next := from + 1; next <= to; {
+		raw, err := st.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("timeline tail %s at %d: %w", conversationID, next, err)
+		}
+		if raw.Sequence > to {
+			return nil
+		}
+		next = raw.Sequence + 1
+		m, ok, err := FromStream(raw.Subject, raw.Sequence, raw.Data)
+		if err != nil {
+			return fmt.Errorf("timeline tail %s at %d: %w", conversationID, raw.Sequence, err)
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FromStream turns a CHAT stream message into a timeline event. ok is false for events that are
+// not part of the timeline (receipts, edits).
+func FromStream(subject string, seq uint64, data []byte) (m store.Message, ok bool, err error) {
+	_, kind, valid := streams.ParseChatSubject(subject)
+	if !valid {
+		return store.Message{}, false, fmt.Errorf("not a chat subject: %q", subject)
+	}
+	if kind != streams.KindMsg && kind != streams.KindMember {
+		return store.Message{}, false, nil
+	}
+	ev, err := streams.DecodeChatEvent(data)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	return FromEvent(seq, ev), true, nil
+}
+
+// FromEvent turns a decoded CHAT event at seq into a timeline event.
+func FromEvent(seq uint64, ev streams.ChatEvent) store.Message {
+	m := store.Message{
+		ConversationID: ev.ConversationID, Seq: seq, ID: ev.MessageID, Kind: ev.Kind,
+		SenderID: ev.SenderID, SenderDevice: ev.SenderDevice, ClientMsgID: ev.ClientMsgID,
+		Text: ev.Text, SentAt: time.UnixMilli(ev.SentAt).UTC(),
+	}
+	if ev.Member != nil {
+		m.Member = encodeMember(*ev.Member)
+	}
+	return m
+}
+
+func cmpDesc(a, b uint64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
