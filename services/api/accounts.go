@@ -1,0 +1,294 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/streams"
+)
+
+// Account limits.
+const (
+	MinHandle      = 3
+	MaxHandle      = 32
+	MinPassword    = 8  // bytes
+	MaxPassword    = 72 // bytes: bcrypt reads no further
+	MaxDisplayName = 64 // code points
+)
+
+// userJSON is a user as clients see it; never the password hash.
+type userJSON struct {
+	ID          string `json:"id"`
+	Handle      string `json:"handle"`
+	DisplayName string `json:"display_name"`
+	CreatedAt   string `json:"created_at"` // RFC 3339, UTC
+}
+
+func userOut(u store.User) userJSON {
+	return userJSON{ID: u.ID, Handle: u.Handle, DisplayName: u.DisplayName, CreatedAt: rfc3339(u.CreatedAt)}
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+type sessionJSON struct {
+	User      userJSON `json:"user"`
+	Token     string   `json:"token"`
+	ExpiresAt string   `json:"expires_at"` // RFC 3339, UTC
+}
+
+type signupRequest struct {
+	Handle      string `json:"handle"`
+	Password    string `json:"password"`
+	DisplayName string `json:"display_name"`
+}
+
+// signup: POST /v1/signup -> 201 {user, token, expires_at}.
+func (s *Server) signup(c *fiber.Ctx) error {
+	var req signupRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	handle, ok := normalizeHandle(req.Handle)
+	if !ok {
+		return errorf(http.StatusBadRequest, CodeInvalidHandle, "handle must be %d-%d characters of a-z, 0-9 and _", MinHandle, MaxHandle)
+	}
+	if n := len(req.Password); n < MinPassword || n > MaxPassword {
+		return errorf(http.StatusBadRequest, CodeInvalidPassword, "password must be %d-%d bytes", MinPassword, MaxPassword)
+	}
+	name := req.DisplayName
+	if name == "" {
+		name = handle
+	}
+	if err := validateDisplayName(name); err != nil {
+		return err
+	}
+	// Refuse a taken handle before paying for bcrypt; CreateUser still decides races.
+	ctx := c.UserContext()
+	switch _, err := s.store.UserByHandle(ctx, handle); {
+	case err == nil:
+		return errHandleTaken(handle)
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("signup: user by handle: %w", err)
+	}
+	hash, err := auth.HashPassword(req.Password)
+	if err != nil {
+		return fmt.Errorf("signup: %w", err)
+	}
+	u := store.User{
+		ID: ulid.Make().String(), Handle: handle, DisplayName: name, PasswordHash: hash,
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+	}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errHandleTaken(handle)
+		}
+		return fmt.Errorf("signup: create user: %w", err)
+	}
+	return s.session(c, http.StatusCreated, u)
+}
+
+func errHandleTaken(handle string) error {
+	return errorf(http.StatusConflict, CodeHandleTaken, "handle %q is taken", handle)
+}
+
+type loginRequest struct {
+	Handle   string `json:"handle"`
+	Password string `json:"password"`
+}
+
+// login: POST /v1/login -> 200 {user, token, expires_at}. A wrong handle and a wrong password
+// get the same answer after the same bcrypt work.
+func (s *Server) login(c *fiber.Ctx) error {
+	var req loginRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.Handle == "" || req.Password == "" {
+		return errorf(http.StatusBadRequest, CodeInvalidRequest, "handle and password are required")
+	}
+	badCredentials := errorf(http.StatusUnauthorized, CodeBadCredentials, "wrong handle or password")
+	handle, ok := normalizeHandle(req.Handle)
+	if !ok {
+		_ = auth.CheckPassword(s.dummyHash(), req.Password)
+		return badCredentials
+	}
+	u, err := s.store.UserByHandle(c.UserContext(), handle)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_ = auth.CheckPassword(s.dummyHash(), req.Password)
+		return badCredentials
+	case err != nil:
+		return fmt.Errorf("login: user by handle: %w", err)
+	}
+	if err := auth.CheckPassword(u.PasswordHash, req.Password); err != nil {
+		return badCredentials
+	}
+	return s.session(c, http.StatusOK, u)
+}
+
+func (s *Server) session(c *fiber.Ctx, status int, u store.User) error {
+	token, exp, err := s.tokens.Issue(u.ID)
+	if err != nil {
+		return fmt.Errorf("issue token: %w", err)
+	}
+	return c.Status(status).JSON(sessionJSON{User: userOut(u), Token: token, ExpiresAt: rfc3339(exp)})
+}
+
+// authenticate requires "Authorization: Bearer <token>" with a valid token and stores the
+// caller's user id for callerID.
+func (s *Server) authenticate(c *fiber.Ctx) error {
+	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return errorf(http.StatusUnauthorized, CodeUnauthorized, "a bearer token is required")
+	}
+	claims, err := s.tokens.Verify(token)
+	// Ids go into subjects and keys: never trust one that could not have been issued here.
+	if err != nil || !streams.ValidToken(claims.UserID) {
+		return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid or expired token")
+	}
+	c.Locals(userKey{}, claims.UserID)
+	return c.Next()
+}
+
+// callerID is the authenticated user; only valid behind authenticate.
+func callerID(c *fiber.Ctx) string {
+	uid, _ := c.Locals(userKey{}).(string)
+	return uid
+}
+
+type userEnvelope struct {
+	User userJSON `json:"user"`
+}
+
+// getMe: GET /v1/me -> {user}.
+func (s *Server) getMe(c *fiber.Ctx) error {
+	u, err := s.me(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(userEnvelope{userOut(u)})
+}
+
+func (s *Server) me(c *fiber.Ctx) (store.User, error) {
+	u, err := s.store.UserByID(c.UserContext(), callerID(c))
+	switch {
+	case errors.Is(err, store.ErrNotFound): // a valid token for an account that is gone
+		return store.User{}, errorf(http.StatusUnauthorized, CodeUnauthorized, "no such account")
+	case err != nil:
+		return store.User{}, fmt.Errorf("me: user by id: %w", err)
+	}
+	return u, nil
+}
+
+type patchMeRequest struct {
+	DisplayName *string `json:"display_name"`
+}
+
+// patchMe: PATCH /v1/me {display_name} -> {user}. Absent fields are left alone.
+func (s *Server) patchMe(c *fiber.Ctx) error {
+	var req patchMeRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.DisplayName != nil {
+		if err := validateDisplayName(*req.DisplayName); err != nil {
+			return err
+		}
+		err := s.store.UpdateProfile(c.UserContext(), callerID(c), *req.DisplayName)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return errorf(http.StatusUnauthorized, CodeUnauthorized, "no such account")
+		case err != nil:
+			return fmt.Errorf("patch me: update profile: %w", err)
+		}
+	}
+	return s.getMe(c)
+}
+
+// userByID: GET /v1/users/:id -> {user}, 404 user_not_found.
+func (s *Server) userByID(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !streams.ValidToken(id) {
+		return errorf(http.StatusNotFound, CodeUserNotFound, "no such user")
+	}
+	return s.userAnswer(c, func() (store.User, error) { return s.store.UserByID(c.UserContext(), id) })
+}
+
+// userByHandle: GET /v1/users?handle=x -> {user} (handle matched case-insensitively),
+// 404 user_not_found.
+func (s *Server) userByHandle(c *fiber.Ctx) error {
+	raw := c.Query("handle")
+	if raw == "" {
+		return errorf(http.StatusBadRequest, CodeInvalidRequest, "query parameter handle is required")
+	}
+	handle, ok := normalizeHandle(raw)
+	if !ok {
+		return errorf(http.StatusBadRequest, CodeInvalidHandle, "handle must be %d-%d characters of a-z, 0-9 and _", MinHandle, MaxHandle)
+	}
+	return s.userAnswer(c, func() (store.User, error) { return s.store.UserByHandle(c.UserContext(), handle) })
+}
+
+func (s *Server) userAnswer(c *fiber.Ctx, get func() (store.User, error)) error {
+	u, err := get()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(http.StatusNotFound, CodeUserNotFound, "no such user")
+	case err != nil:
+		return fmt.Errorf("get user: %w", err)
+	}
+	return c.JSON(userEnvelope{userOut(u)})
+}
+
+// normalizeHandle case-folds h and checks it: MinHandle-MaxHandle bytes of [a-z0-9_] after
+// folding. Only ASCII letters fold (strings.ToLower would turn the Kelvin sign into "k").
+func normalizeHandle(h string) (string, bool) {
+	if len(h) < MinHandle || len(h) > MaxHandle {
+		return "", false
+	}
+	b := []byte(h)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+// validateDisplayName: 1-MaxDisplayName code points of valid UTF-8, not blank, without control
+// characters, bidirectional overrides (which could make a name display as another) or U+FFFD
+// (what encoding/json leaves of a lone surrogate escape).
+func validateDisplayName(name string) error {
+	bad := func(why string) error {
+		return errorf(http.StatusBadRequest, CodeInvalidDisplayName, "display_name %s", why)
+	}
+	if n := utf8.RuneCountInString(name); n < 1 || n > MaxDisplayName {
+		return bad(fmt.Sprintf("must be 1-%d characters", MaxDisplayName))
+	}
+	if !utf8.ValidString(name) {
+		return bad("is not valid UTF-8")
+	}
+	if strings.TrimSpace(name) == "" {
+		return bad("is blank")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) {
+			return bad(fmt.Sprintf("contains the forbidden character %U", r))
+		}
+	}
+	return nil
+}

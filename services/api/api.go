@@ -1,0 +1,303 @@
+// Package api is natter's stateless HTTP API (gofiber/fiber v2): sign-up, login, profiles,
+// conversations, history and gateway discovery. Every instance is interchangeable: all state lives
+// in the store, the CHAT stream and the gateways bucket.
+//
+// Every error answer is {"error":{"code":"...","message":"..."}} with a code from
+// protocol.Code or this package's Code* constants. Internal faults are logged once, here, and
+// reach the client only as code "internal".
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBodyLimit      = 64 << 10
+	DefaultReadTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultRequestTimeout = 10 * time.Second
+)
+
+// Config configures the API server. Token lifetime is not here: it belongs to the auth.Tokens
+// passed in Deps, which the gateways share for verification.
+type Config struct {
+	// Addr is the listen address, host:port; port 0 picks a free port (see Server.Addr).
+	Addr string
+	// BodyLimit is the largest request body accepted, in bytes; larger ones get 413. 0: 64 KiB.
+	BodyLimit int
+	// ReadTimeout, WriteTimeout and IdleTimeout bound one connection's reads, writes and
+	// keep-alive idleness. 0: the Default* values.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// RequestTimeout bounds the store and NATS work of one request; past it the request fails
+	// with 503 "unavailable". 0: DefaultRequestTimeout.
+	RequestTimeout time.Duration
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return errors.New("api: addr is required")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("api: addr %q: %w", c.Addr, err)
+	}
+	if c.BodyLimit < 0 {
+		return fmt.Errorf("api: body limit %d is negative", c.BodyLimit)
+	}
+	for name, d := range map[string]time.Duration{
+		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout,
+		"idle timeout": c.IdleTimeout, "request timeout": c.RequestTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("api: %s %s is negative", name, d)
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.BodyLimit == 0 {
+		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	return c
+}
+
+// Deps are the API's collaborators. Log and Metrics may be nil (no logs, no metrics); the others
+// are required.
+type Deps struct {
+	Log      *zap.Logger
+	Store    store.Store
+	Tokens   *auth.Tokens
+	Timeline *timeline.Reader
+	JS       jetstream.JetStream
+	Metrics  prometheus.Registerer
+}
+
+// Server is the HTTP API. Start it once; Stop it once. Safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *zap.Logger
+	store    store.Store
+	tokens   *auth.Tokens
+	timeline *timeline.Reader
+	js       jetstream.JetStream
+	metrics  *metrics // nil: no metrics
+	app      *fiber.App
+
+	// dummyHash is compared against when a login names no user, so that a wrong handle costs
+	// the same bcrypt work as a wrong password.
+	dummyHash func() []byte
+
+	mu      sync.Mutex
+	ln      net.Listener  // set by Start
+	done    chan struct{} // closed when the serving goroutine returns
+	stopped bool
+}
+
+// New builds a server; it does not listen until Start.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Store == nil:
+		return nil, errors.New("api: store is required")
+	case deps.Tokens == nil:
+		return nil, errors.New("api: tokens are required")
+	case deps.Timeline == nil:
+		return nil, errors.New("api: timeline is required")
+	case deps.JS == nil:
+		return nil, errors.New("api: jetstream is required")
+	}
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
+		timeline: deps.Timeline, js: deps.JS,
+		dummyHash: sync.OnceValue(func() []byte {
+			h, _ := auth.HashPassword("natter: no such user, hashing for equal timing") // < 72 bytes: cannot fail
+			return h
+		}),
+	}
+	if deps.Metrics != nil {
+		m, err := newMetrics(deps.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		s.metrics = m
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "natter-api",
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		DisableStartupMessage: true,
+		// Params, queries and bodies are copied out of fasthttp's reused buffers, so values
+		// handed to the store or kept past the handler are never overwritten by a later request.
+		Immutable: true,
+		// Errors raised before our middleware runs (body too large, malformed HTTP) land here.
+		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			s.writeError(c, err)
+			return nil
+		},
+	})
+	s.app.Server().Logger = fasthttpLogger{s.log}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.app.Use(s.observe)
+	s.app.Get("/healthz", s.health)
+
+	v1 := s.app.Group("/v1")
+	v1.Post("/signup", s.signup)
+	v1.Post("/login", s.login)
+	v1.Get("/discovery", s.discovery)
+
+	v1.Get("/me", s.authenticate, s.getMe)
+	v1.Patch("/me", s.authenticate, s.patchMe)
+	v1.Get("/users", s.authenticate, s.userByHandle)
+	v1.Get("/users/:id", s.authenticate, s.userByID)
+
+	v1.Post("/conversations/direct", s.authenticate, s.openDirect)
+	v1.Get("/conversations", s.authenticate, s.listConversations)
+	v1.Get("/conversations/:id", s.authenticate, s.getConversation)
+	v1.Get("/conversations/:id/messages", s.authenticate, s.messages)
+}
+
+// Start binds the listener (so a bad or taken address fails here) and serves in a goroutine the
+// server owns until Stop. ctx bounds only the bind.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil || s.stopped {
+		return errors.New("api: already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln, s.done = ln, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if err := s.app.Listener(ln); err != nil {
+			s.log.Error("serve failed", zap.Error(err))
+		}
+	}()
+	s.log.Info("api listening", zap.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// Addr is the bound host:port; empty before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop stops accepting, lets in-flight requests finish until ctx ends, and waits for the serving
+// goroutine. Stopping a server that never started is a no-op.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil || s.stopped {
+		s.stopped = true
+		return nil
+	}
+	s.stopped = true
+	err := s.app.ShutdownWithContext(ctx)
+	// fasthttp's shutdown is a no-op if its Serve has not registered the listener yet; closing it
+	// ourselves makes that Serve return at once. A second close only reports "already closed".
+	_ = s.ln.Close()
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return fmt.Errorf("api: stop: %w", ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	s.log.Info("api stopped")
+	return nil
+}
+
+// Module provides *Server from Config and the Deps types in the graph (prometheus.Registerer is
+// optional) and runs it with the application's lifecycle.
+var Module = fx.Module("api",
+	fx.Provide(provide),
+	fx.Invoke(func(*Server) {}),
+)
+
+type moduleParams struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+
+	Config   Config
+	Log      *zap.Logger
+	Store    store.Store
+	Tokens   *auth.Tokens
+	Timeline *timeline.Reader
+	JS       jetstream.JetStream
+	Metrics  prometheus.Registerer `optional:"true"`
+}
+
+func provide(p moduleParams) (*Server, error) {
+	s, err := New(p.Config, Deps{
+		Log: p.Log, Store: p.Store, Tokens: p.Tokens, Timeline: p.Timeline, JS: p.JS, Metrics: p.Metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Lifecycle.Append(fx.StartStopHook(s.Start, s.Stop))
+	return s, nil
+}
+
+func (s *Server) health(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// fasthttpLogger routes fasthttp's own messages (accept errors and the like) to zap.
+type fasthttpLogger struct{ log *zap.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn("fasthttp", zap.String("message", fmt.Sprintf(format, args...)))
+}

@@ -1,0 +1,275 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
+)
+
+// roleMember is the role of both users of a direct conversation.
+const roleMember = "member"
+
+// listConcurrency bounds the conversations GET /v1/conversations summarises at once.
+const listConcurrency = 16
+
+// DirectConversationID is the id of the direct conversation between users a and b, the same
+// whichever of them asks: "d" and the first 25 characters of the lower-case base32 SHA-256 of
+// the two ids sorted and joined by "|". It passes streams.ValidToken and can never equal a ULID
+// (whose first character is 0-7).
+func DirectConversationID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	sum := sha256.Sum256([]byte(a + "|" + b))
+	return "d" + strings.ToLower(base32.StdEncoding.EncodeToString(sum[:]))[:25]
+}
+
+// conversationJSON is a conversation as clients see it.
+type conversationJSON struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	CreatedAt string `json:"created_at"` // RFC 3339, UTC
+	// Members are the user ids of the current members (omitted where a richer list is given).
+	Members []string `json:"members,omitempty"`
+}
+
+func conversationOut(c store.Conversation, members []string) conversationJSON {
+	return conversationJSON{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedAt: rfc3339(c.CreatedAt), Members: members}
+}
+
+type conversationEnvelope struct {
+	Conversation conversationJSON `json:"conversation"`
+}
+
+type openDirectRequest struct {
+	UserID string `json:"user_id"`
+}
+
+// openDirect: POST /v1/conversations/direct {user_id} -> {conversation}: 201 when this request
+// created it, 200 when it existed. Every write is idempotent and the id is derived from the
+// two users, so opens from both sides, concurrent or repeated, meet in one conversation.
+func (s *Server) openDirect(c *fiber.Ctx) error {
+	var req openDirectRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	me := callerID(c)
+	switch {
+	case req.UserID == "":
+		return errorf(http.StatusBadRequest, CodeInvalidRequest, "user_id is required")
+	case req.UserID == me:
+		return errorf(http.StatusBadRequest, CodeSelfConversation, "a direct conversation needs another user")
+	case !streams.ValidToken(req.UserID):
+		return errorf(http.StatusNotFound, CodeUserNotFound, "no such user")
+	}
+	ctx := c.UserContext()
+	if _, err := s.store.UserByID(ctx, req.UserID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, CodeUserNotFound, "no such user")
+		}
+		return fmt.Errorf("open direct: user by id: %w", err)
+	}
+	conv, created, err := s.ensureDirect(ctx, me, req.UserID)
+	if err != nil {
+		return err
+	}
+	users := []string{me, req.UserID}
+	slices.Sort(users)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.Status(status).JSON(conversationEnvelope{conversationOut(conv, users)})
+}
+
+// ensureDirect writes whatever is missing of the direct conversation between by and other: the
+// conversation record and each user's membership (JoinedSeq 0: both see all of it). What exists
+// is left alone, so a retry after a partial failure completes it and a member who was removed is
+// not silently re-added. created reports whether this call wrote the conversation record.
+func (s *Server) ensureDirect(ctx context.Context, by, other string) (conv store.Conversation, created bool, err error) {
+	id := DirectConversationID(by, other)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	conv, err = s.store.Conversation(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		conv = store.Conversation{ID: id, Kind: store.Direct, CreatedBy: by, CreatedAt: now}
+		if err := s.store.PutConversation(ctx, conv); err != nil {
+			return store.Conversation{}, false, fmt.Errorf("open direct %s: put conversation: %w", id, err)
+		}
+		created = true
+	case err != nil:
+		return store.Conversation{}, false, fmt.Errorf("open direct %s: conversation: %w", id, err)
+	}
+	for _, uid := range []string{by, other} {
+		_, err := s.store.Member(ctx, id, uid)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			m := store.Member{ConversationID: id, UserID: uid, Role: roleMember, JoinedAt: now}
+			if err := s.store.PutMember(ctx, m); err != nil {
+				return store.Conversation{}, false, fmt.Errorf("open direct %s: put member %s: %w", id, uid, err)
+			}
+		case err != nil:
+			return store.Conversation{}, false, fmt.Errorf("open direct %s: member %s: %w", id, uid, err)
+		}
+	}
+	return conv, created, nil
+}
+
+// summaryJSON is one entry of the conversation list.
+type summaryJSON struct {
+	conversationJSON
+	// LastMessage is the newest event the caller may see; null if there is none.
+	LastMessage *protocol.Event `json:"last_message"`
+}
+
+// listConversations: GET /v1/conversations -> {conversations} for the caller's current
+// memberships, the one with the newest event first; those without events last, newest first.
+func (s *Server) listConversations(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	memberships, err := s.store.MembershipsOf(ctx, callerID(c))
+	if err != nil {
+		return fmt.Errorf("list conversations: memberships: %w", err)
+	}
+	memberships = slices.DeleteFunc(memberships, func(m store.Member) bool { return !m.Active() })
+
+	out := make([]*summaryJSON, len(memberships))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(listConcurrency)
+	for i, m := range memberships {
+		g.Go(func() error {
+			sum, err := s.summary(gctx, m)
+			out[i] = sum
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	out = slices.DeleteFunc(out, func(s *summaryJSON) bool { return s == nil })
+	slices.SortFunc(out, func(a, b *summaryJSON) int {
+		if c := cmp.Compare(lastSeq(b), lastSeq(a)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.CreatedAt, a.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	if out == nil {
+		out = []*summaryJSON{}
+	}
+	return c.JSON(fiber.Map{"conversations": out})
+}
+
+func lastSeq(s *summaryJSON) uint64 {
+	if s.LastMessage == nil {
+		return 0
+	}
+	return s.LastMessage.Seq
+}
+
+// summary describes one conversation for member m; nil if its record is missing (a membership
+// written before its conversation, which the writer's retry completes).
+func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, error) {
+	conv, err := s.store.Conversation(ctx, m.ConversationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("summary %s: conversation: %w", m.ConversationID, err)
+	}
+	members, err := s.activeMembers(ctx, conv.ID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(members))
+	for i, mm := range members {
+		ids[i] = mm.UserID
+	}
+	last, err := s.visiblePage(ctx, m, store.Page{Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("summary %s: last message: %w", conv.ID, err)
+	}
+	sum := &summaryJSON{conversationJSON: conversationOut(conv, ids)}
+	if len(last) == 1 {
+		ev := timeline.Event(last[0])
+		sum.LastMessage = &ev
+	}
+	return sum, nil
+}
+
+func (s *Server) activeMembers(ctx context.Context, conversationID string) ([]store.Member, error) {
+	all, err := s.store.Members(ctx, conversationID)
+	if err != nil {
+		return nil, fmt.Errorf("members of %s: %w", conversationID, err)
+	}
+	return slices.DeleteFunc(all, func(m store.Member) bool { return !m.Active() }), nil
+}
+
+// member returns the caller's membership of the conversation named by the :id parameter. Unless
+// the caller has one (a current one when active is set), the answer is errNotMember, the same
+// for a malformed id, a conversation that does not exist and one the caller is not in.
+func (s *Server) member(c *fiber.Ctx, active bool) (store.Member, error) {
+	id := c.Params("id")
+	if !streams.ValidToken(id) {
+		return store.Member{}, errNotMember
+	}
+	m, err := s.store.Member(c.UserContext(), id, callerID(c))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Member{}, errNotMember
+	case err != nil:
+		return store.Member{}, fmt.Errorf("membership of %s: %w", id, err)
+	case active && !m.Active():
+		return store.Member{}, errNotMember
+	}
+	return m, nil
+}
+
+type memberJSON struct {
+	UserID    string `json:"user_id"`
+	Role      string `json:"role"`
+	JoinedSeq uint64 `json:"joined_seq"`
+}
+
+// getConversation: GET /v1/conversations/:id -> {conversation, members} for current members;
+// 404 not_member for everyone else, former members included.
+func (s *Server) getConversation(c *fiber.Ctx) error {
+	m, err := s.member(c, true)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	conv, err := s.store.Conversation(ctx, m.ConversationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotMember
+	case err != nil:
+		return fmt.Errorf("get conversation %s: %w", m.ConversationID, err)
+	}
+	members, err := s.activeMembers(ctx, conv.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]memberJSON, len(members))
+	for i, mm := range members {
+		out[i] = memberJSON{UserID: mm.UserID, Role: mm.Role, JoinedSeq: mm.JoinedSeq}
+	}
+	return c.JSON(fiber.Map{"conversation": conversationOut(conv, nil), "members": out})
+}

@@ -1,0 +1,270 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// fasthttp refreshes its cached Date header from one process-wide goroutine, forever.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		// fasthttp's worker-pool cleaner notices a stopped server only when its sleep
+		// (MaxIdleWorkerDuration, 10 s) ends: it exits, but after the test binary checks.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	)
+}
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef-api-tests")
+
+// env is one API server on 127.0.0.1:0 over an embedded nats-server and a Pebble store.
+type env struct {
+	srv    *Server
+	base   string
+	client *http.Client
+	store  store.Store
+	js     jetstream.JetStream
+	tokens *auth.Tokens
+	reg    *prometheus.Registry
+}
+
+// natsEnv starts an embedded nats-server with natter's streams applied.
+func natsEnv(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	ctx := testContext(t)
+	log := zap.NewNop()
+	ns, err := natsx.StartServer(natsx.ServerConfig{Dir: t.TempDir(), Port: -1}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := natsx.Connect("", "api-test", ns, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.Apply(ctx, js, streams.Define(streams.DefaultOptions())); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := pebble.Open(t.TempDir(), pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{js: natsEnv(t), store: openStore(t), reg: prometheus.NewRegistry()}
+	var err error
+	if e.tokens, err = auth.NewTokens(testSecret, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	e.srv, err = New(Config{Addr: "127.0.0.1:0"}, Deps{
+		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+		Store: e.store, Tokens: e.tokens, Timeline: timeline.New(e.store, e.js), JS: e.js, Metrics: e.reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Start(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.srv.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	e.base = "http://" + e.srv.Addr()
+	e.client = &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	t.Cleanup(e.client.CloseIdleConnections)
+	return e
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// do sends a request: body is sent as is when it is a string or []byte, as JSON otherwise (nil:
+// no body). token, if not empty, goes into "Authorization: Bearer".
+func (e *env) do(t *testing.T, method, path, token string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.base+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, raw
+}
+
+// call sends a request, requires status want and decodes the answer into out (if not nil).
+func (e *env) call(t *testing.T, method, path, token string, body any, want int, out any) {
+	t.Helper()
+	status, raw := e.do(t, method, path, token, body)
+	if status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+}
+
+// wantError sends a request and requires an error answer with status and code.
+func (e *env) wantError(t *testing.T, method, path, token string, body any, status int, code protocol.Code) {
+	t.Helper()
+	got, raw := e.do(t, method, path, token, body)
+	var eb errorBody
+	if err := json.Unmarshal(raw, &eb); err != nil {
+		t.Fatalf("%s %s: error body %q: %v", method, path, raw, err)
+	}
+	if got != status || eb.Error.Code != code || eb.Error.Message == "" {
+		t.Fatalf("%s %s: got %d %s, want %d %s", method, path, got, raw, status, code)
+	}
+}
+
+var testPasswordHash = sync.OnceValue(func() []byte {
+	h, err := auth.HashPassword("correct horse")
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
+// user creates a user directly in the store (password "correct horse") and returns a token.
+func (e *env) user(t *testing.T, handle string) (store.User, string) {
+	t.Helper()
+	u := store.User{
+		ID: ulid.Make().String(), Handle: handle, DisplayName: strings.ToUpper(handle),
+		PasswordHash: testPasswordHash(), CreatedAt: time.Now().UTC(),
+	}
+	if err := e.store.CreateUser(testContext(t), u); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := e.tokens.Issue(u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, tok
+}
+
+// conversation creates a group conversation in the store with the given members.
+func (e *env) conversation(t *testing.T, id string, members ...store.Member) {
+	t.Helper()
+	ctx := testContext(t)
+	if err := e.store.PutConversation(ctx, store.Conversation{
+		ID: id, Kind: store.Group, Name: "group " + id, CreatedAt: time.Now().UTC(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		m.ConversationID = id
+		if m.Role == "" {
+			m.Role = "member"
+		}
+		if err := e.store.PutMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// insert stores a text message at seq and returns its id.
+func (e *env) insert(t *testing.T, conv string, seq uint64, sender string) string {
+	t.Helper()
+	id := ulid.Make().String()
+	_, inserted, err := e.store.InsertMessage(testContext(t), store.Message{
+		ConversationID: conv, Seq: seq, ID: id, Kind: streams.KindMsg, SenderID: sender,
+		Text: fmt.Sprintf("m%d", seq), SentAt: time.Now().UTC(),
+	})
+	if err != nil || !inserted {
+		t.Fatalf("insert %s/%d: inserted=%v %v", conv, seq, inserted, err)
+	}
+	return id
+}
+
+// publish puts an event on the CHAT stream (no persister runs in these tests) and returns its
+// seq and message id.
+func (e *env) publish(t *testing.T, ev streams.ChatEvent) (uint64, string) {
+	t.Helper()
+	if ev.MessageID == "" {
+		ev.MessageID = ulid.Make().String()
+	}
+	if ev.SentAt == 0 {
+		ev.SentAt = time.Now().UnixMilli()
+	}
+	data, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := e.js.Publish(testContext(t), streams.ChatSubject(ev.ConversationID, ev.Kind), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence, ev.MessageID
+}

@@ -1,0 +1,253 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
+)
+
+type historyMode int
+
+const (
+	modeNewest historyMode = iota
+	modeBefore
+	modeAfter
+	modeAround
+	modeAroundID
+)
+
+type historyQuery struct {
+	mode      historyMode
+	seq       uint64 // before, after, around
+	messageID string // around_id
+	limit     int
+}
+
+// historyJSON is a page of history, newest first. Older is the "before" value of the next older
+// page and Newer the "after" value of the next newer page; each is 0 when the page is empty or
+// the caller may see nothing further that way.
+type historyJSON struct {
+	Messages []protocol.Event `json:"messages"`
+	Older    uint64           `json:"older"`
+	Newer    uint64           `json:"newer"`
+}
+
+// messages: GET /v1/conversations/:id/messages?before=S|after=S|around=S|around_id=ID&limit=N.
+// Current and former members may read; a former member sees only what it saw while a member
+// (store.Member.Sees), and everyone else gets 404 not_member.
+func (s *Server) messages(c *fiber.Ctx) error {
+	m, err := s.member(c, false)
+	if err != nil {
+		return err
+	}
+	q, err := parseHistoryQuery(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	var (
+		page                 []store.Message
+		olderDone, newerDone bool // known: nothing further that way
+	)
+	switch q.mode {
+	case modeNewest:
+		page, err = s.visiblePage(ctx, m, store.Page{Limit: q.limit})
+		olderDone, newerDone = len(page) < q.limit, true
+	case modeBefore:
+		page, err = s.visiblePage(ctx, m, store.Page{Before: q.seq, Limit: q.limit})
+		olderDone = len(page) < q.limit
+	case modeAfter:
+		page, err = s.visiblePage(ctx, m, store.Page{After: q.seq, Limit: q.limit})
+		newerDone = len(page) < q.limit
+	case modeAround, modeAroundID:
+		seq := q.seq
+		if q.mode == modeAroundID {
+			if seq, err = s.messageSeq(ctx, m, q.messageID); err != nil {
+				return err
+			}
+		}
+		page, err = s.aroundPage(ctx, m, seq, q.limit)
+	}
+	if err != nil {
+		return fmt.Errorf("history %s: %w", m.ConversationID, err)
+	}
+	out := historyJSON{Messages: make([]protocol.Event, len(page))}
+	for i, msg := range page {
+		out.Messages[i] = timeline.Event(msg)
+	}
+	if len(page) > 0 {
+		oldest, newest := page[len(page)-1].Seq, page[0].Seq
+		if !olderDone {
+			if out.Older, err = s.probe(ctx, m, store.Page{Before: oldest, Limit: 1}, oldest); err != nil {
+				return fmt.Errorf("history %s: probe older: %w", m.ConversationID, err)
+			}
+		}
+		if !newerDone {
+			if out.Newer, err = s.probe(ctx, m, store.Page{After: newest, Limit: 1}, newest); err != nil {
+				return fmt.Errorf("history %s: probe newer: %w", m.ConversationID, err)
+			}
+		}
+	}
+	return c.JSON(out)
+}
+
+// probe returns hint if m may see an event of page p, else 0.
+func (s *Server) probe(ctx context.Context, m store.Member, p store.Page, hint uint64) (uint64, error) {
+	more, err := s.visiblePage(ctx, m, p)
+	if err != nil || len(more) == 0 {
+		return 0, err
+	}
+	return hint, nil
+}
+
+func parseHistoryQuery(c *fiber.Ctx) (historyQuery, error) {
+	args := c.Context().QueryArgs()
+	q := historyQuery{mode: modeNewest, limit: store.DefaultPageLimit}
+	given := 0
+	for _, p := range []struct {
+		name string
+		mode historyMode
+	}{{"before", modeBefore}, {"after", modeAfter}, {"around", modeAround}, {"around_id", modeAroundID}} {
+		if !args.Has(p.name) {
+			continue
+		}
+		given++
+		q.mode = p.mode
+		v := string(args.Peek(p.name))
+		if p.mode == modeAroundID {
+			if !streams.ValidToken(v) {
+				return q, errorf(http.StatusBadRequest, CodeInvalidRequest, "around_id must be a message id")
+			}
+			q.messageID = v
+			continue
+		}
+		seq, err := strconv.ParseUint(v, 10, 63)
+		if err != nil || seq == 0 {
+			return q, errorf(http.StatusBadRequest, CodeInvalidRequest, "%s must be a positive integer (a seq)", p.name)
+		}
+		q.seq = seq
+	}
+	if given > 1 {
+		return q, errorf(http.StatusBadRequest, CodeInvalidRequest, "give at most one of before, after, around and around_id")
+	}
+	if args.Has("limit") {
+		n, err := strconv.Atoi(string(args.Peek("limit")))
+		if err != nil || n < 1 || n > store.MaxPageLimit {
+			return q, errorf(http.StatusBadRequest, CodeInvalidRequest, "limit must be 1-%d", store.MaxPageLimit)
+		}
+		q.limit = n
+	}
+	return q, nil
+}
+
+// visiblePage reads page p of m's conversation, keeping only what m may see (m.Sees). The page
+// is first narrowed to that range; store.Page takes Before or After but not both, so the bound
+// it cannot take is applied by filtering. That filter only ever trims the far end of a page
+// (Before pages run from newest down; After pages are the oldest events after After), so a page
+// shorter than its limit still means that nothing further is visible that way.
+func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) ([]store.Message, error) {
+	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
+		return nil, nil
+	}
+	switch {
+	case p.After != 0:
+		p.After = max(p.After, m.JoinedSeq)
+	case m.LeftSeq != 0 && (p.Before == 0 || p.Before > m.LeftSeq+1):
+		p.Before = m.LeftSeq + 1
+	}
+	msgs, err := s.timeline.Page(ctx, m.ConversationID, p)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !m.Sees(x.Seq) }), nil
+}
+
+// aroundPage is up to limit events around seq that m may see, newest first; seq is first moved
+// into m's visible range, so that both halves are cut only at their far ends.
+func (s *Server) aroundPage(ctx context.Context, m store.Member, seq uint64, limit int) ([]store.Message, error) {
+	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
+		return nil, nil
+	}
+	seq = max(seq, m.JoinedSeq+1)
+	if m.LeftSeq != 0 {
+		seq = min(seq, m.LeftSeq)
+	}
+	msgs, err := s.timeline.Around(ctx, m.ConversationID, seq, limit)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !m.Sees(x.Seq) }), nil
+}
+
+var errMessageNotFound = errorf(http.StatusNotFound, CodeMessageNotFound, "no such message")
+
+// messageSeq is the seq of message id in m's conversation, found in the store or, while the
+// persister lags, in the stream. A message m may not see is answered like one that does not
+// exist.
+func (s *Server) messageSeq(ctx context.Context, m store.Member, id string) (uint64, error) {
+	seq, err := s.storedSeq(ctx, m.ConversationID, id)
+	if err != nil {
+		return 0, err
+	}
+	if seq == 0 {
+		// Not stored: look in the part of the stream the persister has not acknowledged. If it
+		// was persisted after the first look, the marks now say so and the store has it.
+		if seq, err = s.streamSeq(ctx, m.ConversationID, id); err != nil {
+			return 0, err
+		}
+		if seq == 0 {
+			if seq, err = s.storedSeq(ctx, m.ConversationID, id); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if seq == 0 || !m.Sees(seq) {
+		return 0, errMessageNotFound
+	}
+	return seq, nil
+}
+
+// storedSeq is the seq of a stored message, 0 if the store does not have it.
+func (s *Server) storedSeq(ctx context.Context, conversationID, id string) (uint64, error) {
+	msg, err := s.store.MessageByID(ctx, conversationID, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("message %s of %s: %w", id, conversationID, err)
+	}
+	return msg.Seq, nil
+}
+
+var errStop = errors.New("stop")
+
+// streamSeq is the seq of message id among the conversation's events that the persister has not
+// yet acknowledged, 0 if it is not there.
+func (s *Server) streamSeq(ctx context.Context, conversationID, id string) (uint64, error) {
+	marks, err := s.timeline.Marks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var seq uint64
+	err = s.timeline.Range(ctx, marks, conversationID, marks.Stored, marks.Head, func(msg store.Message) error {
+		if msg.ID == id {
+			seq = msg.Seq
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, fmt.Errorf("find message %s of %s in stream: %w", id, conversationID, err)
+	}
+	return seq, nil
+}
