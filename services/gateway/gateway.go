@@ -1,0 +1,283 @@
+// Package gateway terminates client WebSockets: it authenticates on upgrade, validates every
+// frame, publishes sends to the CHAT stream, catches a (re)connecting device up from its cursor,
+// delivers what fanout routes to it, and keeps its devices' routes and its own discovery entry
+// fresh. It holds no state but its sockets.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/routing"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
+)
+
+// Config tunes a gateway.
+type Config struct {
+	Addr string // listen address; port 0 picks a free one
+	// ID names the gateway in subjects and buckets; empty picks a random one.
+	ID string
+	// PublicURL is the ws:// or wss:// URL clients are told to use; empty derives it from Addr.
+	PublicURL string
+	// HeartbeatInterval is how often the server pings each socket; HeartbeatTimeout how long it
+	// waits for the pong before closing with CloseHeartbeatTimeout.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// SendQueue bounds the frames waiting for one socket; overflow closes it with CloseSlowConsumer.
+	SendQueue int
+	// WriteTimeout bounds one frame write.
+	WriteTimeout time.Duration
+	// PublishTimeout bounds a send's wait for the stream's acknowledgement.
+	PublishTimeout time.Duration
+	// RouteRefresh is how often routes are re-put to restart their TTL (well under the TTL).
+	RouteRefresh time.Duration
+	// Announce is how often the gateway refreshes its discovery entry (well under its TTL).
+	Announce time.Duration
+	// FramesPerSecond and Burst rate-limit client frames per connection.
+	FramesPerSecond float64
+	Burst           int
+	// OriginPatterns are the allowed browser origins (path.Match patterns); empty allows any:
+	// natter authenticates with bearer tokens, not cookies, so cross-origin sockets carry no
+	// ambient authority.
+	OriginPatterns []string
+}
+
+// DefaultConfig suits one machine.
+func DefaultConfig() Config {
+	return Config{
+		Addr:              "127.0.0.1:8081",
+		HeartbeatInterval: 20 * time.Second,
+		HeartbeatTimeout:  10 * time.Second,
+		SendQueue:         1024,
+		WriteTimeout:      10 * time.Second,
+		PublishTimeout:    5 * time.Second,
+		RouteRefresh:      4 * time.Minute,
+		Announce:          5 * time.Second,
+		FramesPerSecond:   100,
+		Burst:             200,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("gateway: addr is required")
+	case c.ID != "" && !streams.ValidToken(c.ID):
+		return fmt.Errorf("gateway: id %q must be 1-64 characters of [A-Za-z0-9_-]", c.ID)
+	case c.HeartbeatInterval <= 0 || c.HeartbeatTimeout <= 0:
+		return errors.New("gateway: heartbeat interval and timeout must be positive")
+	case c.SendQueue < 16:
+		return fmt.Errorf("gateway: send queue %d too small (min 16)", c.SendQueue)
+	case c.WriteTimeout <= 0 || c.PublishTimeout <= 0 || c.RouteRefresh <= 0 || c.Announce <= 0:
+		return errors.New("gateway: timeouts and refresh intervals must be positive")
+	case c.FramesPerSecond <= 0 || c.Burst < 1:
+		return errors.New("gateway: rate limit must be positive")
+	}
+	return nil
+}
+
+// Deps are what a gateway needs from the process.
+type Deps struct {
+	fx.In
+	Log      *zap.Logger
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Store    store.Store
+	Tokens   *auth.Tokens
+	Timeline *timeline.Reader
+	Metrics  prometheus.Registerer `optional:"true"`
+}
+
+// Gateway serves WebSockets.
+type Gateway struct {
+	cfg  Config
+	deps Deps
+	log  *zap.Logger
+	met  *metrics
+	hub  *hub
+
+	routes   *routing.Registrar
+	gwKV     jetstream.KeyValue
+	chat     jetstream.Stream
+	srv      *http.Server
+	ln       net.Listener
+	sub      *nats.Subscription
+	stopping chan struct{}
+	loops    sync.WaitGroup
+	conns    sync.WaitGroup
+}
+
+// New returns a gateway; Start binds it.
+func New(cfg Config, deps Deps) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ID == "" {
+		cfg.ID = "gw" + ulid.Make().String()
+	}
+	g := &Gateway{cfg: cfg, deps: deps, log: deps.Log.Named("gateway").With(zap.String("gateway", cfg.ID)),
+		met: newMetrics(deps.Metrics), stopping: make(chan struct{})}
+	g.hub = newHub(g)
+	return g, nil
+}
+
+// ID is the gateway's id.
+func (g *Gateway) ID() string { return g.cfg.ID }
+
+// Addr is the bound listen address.
+func (g *Gateway) Addr() string { return g.ln.Addr().String() }
+
+// URL is the WebSocket URL clients use.
+func (g *Gateway) URL() string {
+	if g.cfg.PublicURL != "" {
+		return g.cfg.PublicURL
+	}
+	return "ws://" + g.Addr() + "/v1/ws"
+}
+
+// Start binds the listener, subscribes to deliveries, announces itself and serves.
+func (g *Gateway) Start(ctx context.Context) error {
+	kv, err := g.deps.JS.KeyValue(ctx, streams.RoutesBucket)
+	if err != nil {
+		return fmt.Errorf("gateway: routes bucket: %w", err)
+	}
+	g.routes = routing.NewRegistrar(kv, g.cfg.ID)
+	if g.gwKV, err = g.deps.JS.KeyValue(ctx, streams.GatewaysBucket); err != nil {
+		return fmt.Errorf("gateway: gateways bucket: %w", err)
+	}
+	if g.chat, err = g.deps.JS.Stream(ctx, streams.ChatStream); err != nil {
+		return fmt.Errorf("gateway: chat stream: %w", err)
+	}
+	g.sub, err = g.deps.NC.Subscribe(streams.DeliverSubject(g.cfg.ID), g.hub.onDelivery)
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe deliveries: %w", err)
+	}
+	if err := g.sub.SetPendingLimits(1<<20, 1<<30); err != nil {
+		return fmt.Errorf("gateway: pending limits: %w", err)
+	}
+	if err := g.deps.NC.Flush(); err != nil {
+		return fmt.Errorf("gateway: flush subscription: %w", err)
+	}
+	g.ln, err = net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		_ = g.sub.Unsubscribe()
+		return fmt.Errorf("gateway: listen %s: %w", g.cfg.Addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", g.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := g.announce(ctx); err != nil {
+		g.log.Warn("first announce failed", zap.Error(err))
+	}
+	g.loops.Add(2)
+	go func() {
+		defer g.loops.Done()
+		if err := g.srv.Serve(g.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("serve", zap.Error(err))
+		}
+	}()
+	go g.maintain()
+	g.log.Info("gateway listening", zap.String("url", g.URL()))
+	return nil
+}
+
+// Stop stops accepting sockets, closes every open one with CloseShutdown (clients reconnect,
+// through discovery, and sync), and withdraws the gateway from discovery.
+func (g *Gateway) Stop(ctx context.Context) error {
+	if g.srv == nil {
+		return nil
+	}
+	close(g.stopping)
+	err := g.srv.Shutdown(ctx)
+	g.hub.closeAll(protocol.CloseShutdown, "server shutting down")
+	done := make(chan struct{})
+	go func() { g.conns.Wait(); g.loops.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("gateway: connections still open at stop: %w", ctx.Err()))
+	}
+	err = errors.Join(err, g.sub.Unsubscribe())
+	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
+		g.log.Warn("withdraw from discovery", zap.Error(derr))
+	}
+	return err
+}
+
+// maintain refreshes the discovery entry and the routes, and watches for lost deliveries.
+func (g *Gateway) maintain() {
+	defer g.loops.Done()
+	announce := time.NewTicker(g.cfg.Announce)
+	refresh := time.NewTicker(g.cfg.RouteRefresh)
+	check := time.NewTicker(time.Second)
+	defer announce.Stop()
+	defer refresh.Stop()
+	defer check.Stop()
+	var dropped int
+	reconnects := g.deps.NC.Stats().Reconnects
+	for {
+		select {
+		case <-g.stopping:
+			return
+		case <-announce.C:
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Announce)
+			if err := g.announce(ctx); err != nil {
+				g.log.Warn("announce", zap.Error(err))
+			}
+			cancel()
+		case <-refresh.C:
+			g.hub.refreshRoutes()
+		case <-check.C:
+			// Deliveries are core NATS: if any were dropped (slow subscription) or could have been
+			// missed (the connection to NATS was lost), every socket may have a gap. Closing with
+			// CloseResync makes each client reconnect and sync from its cursor: a gap never stays.
+			d, _ := g.sub.Dropped()
+			r := g.deps.NC.Stats().Reconnects
+			if d > dropped || r > reconnects {
+				g.log.Warn("deliveries may have been lost; asking every client to resync",
+					zap.Int("dropped", d-dropped), zap.Uint64("reconnects", r-reconnects))
+				g.hub.closeAll(protocol.CloseResync, "missed deliveries; reconnect and sync")
+			}
+			dropped, reconnects = d, r
+		}
+	}
+}
+
+func (g *Gateway) announce(ctx context.Context) error {
+	info, err := json.Marshal(streams.GatewayInfo{ID: g.cfg.ID, URL: g.URL(), Connections: g.hub.count(), Updated: time.Now().UnixMilli()})
+	if err != nil {
+		return err
+	}
+	_, err = g.gwKV.Put(ctx, g.cfg.ID, info)
+	return err
+}
+
+// Module runs a gateway in an fx graph.
+var Module = fx.Module("gateway",
+	fx.Provide(New),
+	fx.Invoke(func(lc fx.Lifecycle, g *Gateway) {
+		lc.Append(fx.Hook{OnStart: g.Start, OnStop: g.Stop})
+	}),
+)

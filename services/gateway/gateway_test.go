@@ -1,0 +1,283 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/services/app"
+	"github.com/natter-chat/natter/services/app/apptest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, apptest.IgnoreLibraryGoroutines()...)
+}
+
+const wait = 10 * time.Second
+
+func send(conv, cmid, text string) protocol.ClientFrame {
+	return protocol.ClientFrame{Type: protocol.TypeSend, ConversationID: conv, ClientMsgID: cmid, Text: text}
+}
+
+func dial(s *apptest.System, u apptest.User, device string, cursor *uint64) *apptest.WS {
+	ws := apptest.Dial(s.T, apptest.WSURLFor(s.WSURL, u.Token, device, cursor))
+	w := ws.Next(wait)
+	if w.Type != protocol.TypeWelcome || w.DeviceID != device {
+		s.T.Fatalf("first frame %+v, want welcome for %s", w, device)
+	}
+	ws.NextOf(protocol.TypeSynced, wait)
+	return ws
+}
+
+func TestSendIsAckedAndDeliveredToEveryDevice(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a1, a2, b1 := dial(s, alice, "a1", nil), dial(s, alice, "a2", nil), dial(s, bob, "b1", nil)
+
+	a1.Send(send(conv, "m1", "hello bob"))
+	ack := a1.NextOf(protocol.TypeAck, wait)
+	if ack.Seq == 0 || ack.MessageID == "" || ack.Duplicate || ack.Ref != "m1" {
+		t.Fatalf("ack %+v", ack)
+	}
+	for name, ws := range map[string]*apptest.WS{"sender device": a1, "sender's other device": a2, "recipient": b1} {
+		f := ws.NextOf(protocol.TypeMessage, wait)
+		if f.Seq != ack.Seq || f.MessageID != ack.MessageID || f.Text != "hello bob" || f.SenderID != alice.ID || f.SenderDevice != "a1" {
+			t.Errorf("%s got %+v, want the acked message", name, f)
+		}
+	}
+}
+
+func TestRetriesMakeOneMessage(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+
+	var acks []apptest.Frame
+	for i := 0; i < 3; i++ {
+		a.Send(send(conv, "same-id", "once"))
+		acks = append(acks, a.NextOf(protocol.TypeAck, wait))
+	}
+	for i, ack := range acks {
+		if ack.MessageID != acks[0].MessageID || ack.Seq != acks[0].Seq || ack.Duplicate != (i > 0) {
+			t.Fatalf("ack %d = %+v, want the first ack again (duplicate=%v)", i, ack, i > 0)
+		}
+	}
+	// After the retries, one marker message: b must see "once" exactly once, then the marker.
+	a.Send(send(conv, "marker", "marker"))
+	var texts []string
+	for {
+		f := b.NextOf(protocol.TypeMessage, wait)
+		texts = append(texts, f.Text)
+		if f.Text == "marker" {
+			break
+		}
+	}
+	if strings.Join(texts, ",") != "once,marker" {
+		t.Fatalf("recipient saw %v, want [once marker]", texts)
+	}
+}
+
+func TestBadInputGetsCodedErrorAndConnectionStaysUsable(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob, eve := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("eve")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "a", nil)
+	e := dial(s, eve, "e", nil)
+
+	cases := []struct {
+		name string
+		raw  []byte
+		code protocol.Code
+	}{
+		{"malformed json", []byte(`{"type":`), protocol.CodeInvalidJSON},
+		{"invalid utf8", []byte("{\"type\":\"send\",\"text\":\"\xc3\x28\"}"), protocol.CodeInvalidUTF8},
+		{"unknown type", []byte(`{"type":"launch"}`), protocol.CodeUnknownType},
+		{"empty text", []byte(`{"type":"send","client_msg_id":"x1","conversation_id":"` + conv + `","text":""}`), protocol.CodeTextEmpty},
+		{"100,001 ascii", mustJSON(send(conv, "x2", strings.Repeat("a", protocol.MaxTextRunes+1))), protocol.CodeTextTooLong},
+		{"oversized frame", []byte(`{"type":"send","text":"` + strings.Repeat("a", protocol.MaxFrameBytes) + `"}`), protocol.CodeFrameTooLarge},
+		{"not a member", mustJSON(send("dnosuchconversation", "x3", "hi")), protocol.CodeNotMember},
+	}
+	for _, tc := range cases {
+		a.SendRaw(tc.raw)
+		f := a.NextOf(protocol.TypeError, wait)
+		if protocol.Code(f.Code) != tc.code || f.Message == "" {
+			t.Errorf("%s: got %+v, want code %s", tc.name, f, tc.code)
+		}
+		a.Send(protocol.ClientFrame{Type: protocol.TypePing, ID: "p"})
+		if p := a.NextOf(protocol.TypePong, wait); p.Ref != "p" {
+			t.Fatalf("%s: connection not usable afterwards: %+v", tc.name, p)
+		}
+	}
+	// A non-member sending into a real conversation learns exactly what a missing one tells.
+	e.Send(send(conv, "x4", "let me in"))
+	if f := e.NextOf(protocol.TypeError, wait); f.Code != string(protocol.CodeNotMember) || f.Message != "not a member of this conversation, or it does not exist" {
+		t.Fatalf("non-member got %+v", f)
+	}
+	// 100,000 emoji (400,000 bytes) is within the limit.
+	a.Send(send(conv, "big", strings.Repeat("😀", protocol.MaxTextRunes)))
+	if ack := a.NextOf(protocol.TypeAck, wait); ack.Seq == 0 {
+		t.Fatalf("100,000 emoji not acked: %+v", ack)
+	}
+}
+
+func TestUpgradeNeedsAValidToken(t *testing.T) {
+	s := apptest.Start(t)
+	for _, q := range []string{"", "?token=garbage"} {
+		resp, err := http.Get(strings.Replace(s.WSURL, "ws://", "http://", 1) + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("upgrade with %q: status %d, want 401", q, resp.StatusCode)
+		}
+	}
+}
+
+func TestSyncFromCursorThenLiveWithoutGapOrDuplicate(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "a", nil)
+
+	var seqs []uint64
+	for i := 0; i < 30; i++ {
+		a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("text %d", i)))
+		seqs = append(seqs, a.NextOf(protocol.TypeAck, wait).Seq)
+	}
+	cursor := seqs[9] // bob's device had the first 10
+	b := apptest.Dial(t, apptest.WSURLFor(s.WSURL, bob.Token, "b", &cursor))
+	if w := b.Next(wait); w.Type != protocol.TypeWelcome || !w.Syncing {
+		t.Fatalf("welcome %+v", w)
+	}
+	// Live traffic while bob catches up.
+	go func() {
+		for i := 30; i < 40; i++ {
+			a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("text %d", i)))
+		}
+	}()
+	var got []uint64
+	synced := false
+	for len(got) < 30 {
+		f := b.Next(wait)
+		switch f.Type {
+		case protocol.TypeMessage:
+			got = append(got, f.Seq)
+		case protocol.TypeSynced:
+			synced = true
+			if f.Cursor < seqs[len(seqs)-1] {
+				t.Fatalf("synced at %d, before the last acked %d", f.Cursor, seqs[len(seqs)-1])
+			}
+		}
+	}
+	if !synced {
+		t.Fatal("no synced frame")
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("out of order or duplicate: %v", got)
+		}
+	}
+	if got[0] != seqs[10] || got[19] != seqs[29] {
+		t.Fatalf("catch-up %v does not start right after the cursor (%v)", got, seqs)
+	}
+}
+
+func TestSlowClientIsClosedAndOthersUnaffected(t *testing.T) {
+	s := apptest.Start(t, func(c *app.Config) { c.Gateway.SendQueue = 16 })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "a", nil)
+	// bob's device never reads.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	slow, _, err := websocket.Dial(ctx, apptest.WSURLFor(s.WSURL, bob.Token, "slow", nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.CloseNow()
+	fast := dial(s, bob, "fast", nil)
+	big := strings.Repeat("x", 60_000)
+	for i := 0; i < 200; i++ {
+		a.Send(send(conv, fmt.Sprintf("b%d", i), big))
+		a.NextOf(protocol.TypeAck, wait)
+		fast.NextOf(protocol.TypeMessage, wait)
+	}
+	slow.SetReadLimit(protocol.HardFrameBytes)
+	readCtx, cancelRead := context.WithTimeout(context.Background(), wait)
+	defer cancelRead()
+	for {
+		_, _, err := slow.Read(readCtx)
+		if err != nil {
+			if got := websocket.CloseStatus(err); got != websocket.StatusCode(protocol.CloseSlowConsumer) {
+				t.Fatalf("slow client closed with %d (%v), want %d", got, err, protocol.CloseSlowConsumer)
+			}
+			return
+		}
+	}
+}
+
+func TestDeadClientIsDroppedByHeartbeat(t *testing.T) {
+	s := apptest.Start(t, func(c *app.Config) {
+		c.Gateway.HeartbeatInterval = 50 * time.Millisecond
+		c.Gateway.HeartbeatTimeout = 100 * time.Millisecond
+	})
+	alice := s.SignUp("alice")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// This client never reads, so it never answers a ping.
+	c, _, err := websocket.Dial(ctx, apptest.WSURLFor(s.WSURL, alice.Token, "dead", nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	time.Sleep(500 * time.Millisecond)
+	// Now read what is left: the server hung up without a close frame.
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			if ctx.Err() != nil {
+				t.Fatal("connection still open long after the heartbeat timeout")
+			}
+			return
+		}
+	}
+}
+
+func TestSecondConnectionOfADeviceReplacesTheFirst(t *testing.T) {
+	s := apptest.Start(t)
+	alice := s.SignUp("alice")
+	first := dial(s, alice, "phone", nil)
+	dial(s, alice, "phone", nil)
+	if got := first.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseReplaced) {
+		t.Fatalf("first connection closed with %d, want %d", got, protocol.CloseReplaced)
+	}
+}
+
+func TestShutdownClosesWithReconnectCode(t *testing.T) {
+	s := apptest.Start(t)
+	alice := s.SignUp("alice")
+	ws := dial(s, alice, "a", nil)
+	go s.Stop()
+	got := ws.CloseStatus(wait)
+	if got != websocket.StatusCode(protocol.CloseShutdown) || !protocol.CloseCode(got).Reconnect() {
+		t.Fatalf("closed with %d, want %d", got, protocol.CloseShutdown)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/streams"
+)
+
+// hub indexes this gateway's sessions by user and device. It never blocks on a socket:
+// delivery only enqueues (see session.deliver).
+type hub struct {
+	g      *Gateway
+	mu     sync.RWMutex
+	byUser map[string]map[string]*session // user -> device -> session
+	n      int
+}
+
+func newHub(g *Gateway) *hub { return &hub{g: g, byUser: map[string]map[string]*session{}} }
+
+// add registers s; a session of the same device already here is returned so the caller can close
+// it with CloseReplaced.
+func (h *hub) add(s *session) (replaced *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	devs := h.byUser[s.userID]
+	if devs == nil {
+		devs = map[string]*session{}
+		h.byUser[s.userID] = devs
+	}
+	replaced = devs[s.deviceID]
+	if replaced == nil {
+		h.n++
+	}
+	devs[s.deviceID] = s
+	return replaced
+}
+
+// remove unregisters s unless a newer session of the device took its place.
+func (h *hub) remove(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	devs := h.byUser[s.userID]
+	if devs[s.deviceID] != s {
+		return
+	}
+	delete(devs, s.deviceID)
+	h.n--
+	if len(devs) == 0 {
+		delete(h.byUser, s.userID)
+	}
+}
+
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.n
+}
+
+func (h *hub) all() []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*session, 0, h.n)
+	for _, devs := range h.byUser {
+		for _, s := range devs {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// onDelivery runs on the NATS subscription goroutine: decode once, encode the frame once, enqueue
+// it to every session of the named users.
+func (h *hub) onDelivery(msg *nats.Msg) {
+	var d streams.Delivery
+	if err := json.Unmarshal(msg.Data, &d); err != nil {
+		h.g.log.Error("bad delivery", zap.Error(err))
+		return
+	}
+	frame, err := json.Marshal(protocol.EventFromChat(d.Seq, d.Event))
+	if err != nil {
+		h.g.log.Error("encode delivery", zap.Error(err))
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, u := range d.Users {
+		for _, s := range h.byUser[u] {
+			s.deliver(d.Event.ConversationID, d.Seq, frame)
+		}
+	}
+}
+
+// closeAll closes every session with code, concurrently.
+func (h *hub) closeAll(code protocol.CloseCode, reason string) {
+	for _, s := range h.all() {
+		s.fail(code, reason)
+	}
+}
+
+// refreshRoutes re-puts every session's route so it outlives its TTL.
+func (h *hub) refreshRoutes() {
+	for _, s := range h.all() {
+		ctx, cancel := context.WithTimeout(s.ctx, h.g.cfg.PublishTimeout)
+		s.refreshRoute(ctx)
+		cancel()
+	}
+}

@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/streams"
+)
+
+// handleSend checks membership, publishes the message to CHAT with its dedupe id, and acks once
+// the stream has it. Retries of one client_msg_id get the first send's ack, whether the retry
+// comes inside the stream's duplicate window (JetStream answers Duplicate) or after it (the
+// store remembers the client id).
+func (s *session) handleSend(f protocol.ClientFrame) {
+	ref := f.ID
+	if ref == "" {
+		ref = f.ClientMsgID
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
+	defer cancel()
+	st := s.g.deps.Store
+
+	m, err := st.Member(ctx, f.ConversationID, s.userID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active()) {
+		s.g.met.sends.WithLabelValues("not_member").Inc()
+		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(ref))
+		return
+	}
+	if err != nil {
+		s.unavailable(ref, "check membership", err)
+		return
+	}
+	if prev, err := st.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
+		s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		s.unavailable(ref, "look up client message id", err)
+		return
+	}
+
+	ev := streams.ChatEvent{
+		Kind: streams.KindMsg, ConversationID: f.ConversationID, MessageID: ulid.Make().String(),
+		SenderID: s.userID, SenderDevice: s.deviceID, ClientMsgID: f.ClientMsgID, Text: f.Text,
+		SentAt: time.Now().UnixMilli(),
+	}
+	data, err := ev.Encode()
+	if err != nil {
+		s.unavailable(ref, "encode event", err)
+		return
+	}
+	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, streams.KindMsg))
+	msg.Data = data
+	msg.Header.Set(streams.HeaderMsgID, streams.DedupeID(s.userID, f.ClientMsgID))
+	msg.Header.Set(streams.HeaderVersion, "1")
+	start := time.Now()
+	pa, err := s.g.deps.JS.PublishMsg(ctx, msg)
+	s.g.met.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.unavailable(ref, "publish", err)
+		return
+	}
+	if pa.Duplicate {
+		raw, err := s.g.chat.GetMsg(ctx, pa.Sequence)
+		if err != nil {
+			s.unavailable(ref, "read the original of a duplicate", err)
+			return
+		}
+		orig, err := streams.DecodeChatEvent(raw.Data)
+		if err != nil {
+			s.unavailable(ref, "decode the original of a duplicate", err)
+			return
+		}
+		s.ackDuplicate(ref, orig.ConversationID, orig.MessageID, pa.Sequence, orig.SentAt, f.ClientMsgID)
+		return
+	}
+	s.g.met.sends.WithLabelValues("ok").Inc()
+	s.send(protocol.Ack{Type: protocol.TypeAck, Ref: ref, ClientMsgID: f.ClientMsgID, ConversationID: f.ConversationID,
+		MessageID: ev.MessageID, Seq: pa.Sequence, SentAt: ev.SentAt})
+}
+
+func (s *session) ackDuplicate(ref, conv, messageID string, seq uint64, sentAt int64, clientMsgID string) {
+	s.g.met.sends.WithLabelValues("duplicate").Inc()
+	s.send(protocol.Ack{Type: protocol.TypeAck, Ref: ref, ClientMsgID: clientMsgID, ConversationID: conv,
+		MessageID: messageID, Seq: seq, SentAt: sentAt, Duplicate: true})
+}
+
+// unavailable answers a send that failed for a reason on our side; the client retries it with the
+// same client_msg_id, which keeps the retry idempotent.
+func (s *session) unavailable(ref, what string, err error) {
+	s.g.met.sends.WithLabelValues("unavailable").Inc()
+	if s.ctx.Err() == nil {
+		s.log.Warn("send failed", zap.String("step", what), zap.Error(err))
+	}
+	s.reject(protocol.Errorf(protocol.CodeUnavailable, "could not store the message; retry with the same client_msg_id").WithRef(ref))
+}

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"container/heap"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+)
+
+var errStopped = errors.New("stopped")
+
+// catchUp sends the device every event of its conversations after cursor, in one global seq
+// order, then a Synced frame with the head it caught up to, then releases the live events held
+// back meanwhile (those after the head; earlier ones were part of the catch-up). Without a cursor
+// it only establishes the head: the device gets what comes after it.
+//
+// Because the order is global, a client's cursor is simply the seq of the last event it received,
+// even if the connection drops in the middle of a catch-up.
+func (s *session) catchUp(cursor *uint64) error {
+	tl := s.g.deps.Timeline
+	marks, err := tl.Marks(s.ctx)
+	if err != nil {
+		return fmt.Errorf("catch-up marks: %w", err)
+	}
+	from := marks.Head
+	if cursor != nil {
+		from = *cursor
+	}
+	if from < marks.Head {
+		if err := s.replay(tl, marks, from); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.send(protocol.Synced{Type: protocol.TypeSynced, Cursor: max(from, marks.Head)})
+	for _, p := range s.pending {
+		if p.seq > marks.Head && p.seq > s.lastSeq[p.conv] {
+			s.lastSeq[p.conv] = p.seq
+			s.enqueue(p.frame)
+		}
+	}
+	s.pending, s.syncing = nil, false
+	return nil
+}
+
+// replay merges the timelines of every conversation the user is or was in, each limited to what
+// the membership lets them see, into one seq-ordered stream of frames.
+func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64) error {
+	memberships, err := s.g.deps.Store.MembershipsOf(s.ctx, s.userID)
+	if err != nil {
+		return fmt.Errorf("catch-up memberships: %w", err)
+	}
+	var h cursors
+	defer func() {
+		for _, c := range h {
+			c.stop()
+		}
+	}()
+	var rangeErr error
+	for _, m := range memberships {
+		lo, hi := max(from, m.JoinedSeq), marks.Head
+		if m.LeftSeq != 0 {
+			hi = min(hi, m.LeftSeq)
+		}
+		if lo >= hi {
+			continue
+		}
+		seq := func(yield func(store.Message) bool) {
+			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
+				if !yield(msg) {
+					return errStopped
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStopped) {
+				rangeErr = err
+			}
+		}
+		next, stop := iter.Pull(iter.Seq[store.Message](seq))
+		c := &cursor{next: next, stop: stop}
+		if c.advance() {
+			h = append(h, c)
+		} else {
+			stop()
+		}
+		if rangeErr != nil {
+			return fmt.Errorf("catch-up %s: %w", m.ConversationID, rangeErr)
+		}
+	}
+	heap.Init(&h)
+	for h.Len() > 0 {
+		c := h[0]
+		frame, err := json.Marshal(timeline.Event(c.head))
+		if err != nil {
+			return fmt.Errorf("catch-up encode: %w", err)
+		}
+		s.mu.Lock()
+		s.lastSeq[c.head.ConversationID] = max(s.lastSeq[c.head.ConversationID], c.head.Seq)
+		s.mu.Unlock()
+		if err := s.enqueueWait(frame); err != nil {
+			return err
+		}
+		if c.advance() {
+			heap.Fix(&h, 0)
+		} else {
+			c.stop()
+			heap.Pop(&h)
+		}
+		if rangeErr != nil {
+			return fmt.Errorf("catch-up: %w", rangeErr)
+		}
+	}
+	return nil
+}
+
+// cursor is one conversation's pending events in a k-way merge.
+type cursor struct {
+	next func() (store.Message, bool)
+	stop func()
+	head store.Message
+}
+
+func (c *cursor) advance() bool {
+	m, ok := c.next()
+	c.head = m
+	return ok
+}
+
+type cursors []*cursor
+
+func (h cursors) Len() int           { return len(h) }
+func (h cursors) Less(i, j int) bool { return h[i].head.Seq < h[j].head.Seq }
+func (h cursors) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *cursors) Push(x any)        { *h = append(*h, x.(*cursor)) }
+func (h *cursors) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return c
+}

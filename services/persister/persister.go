@@ -1,0 +1,117 @@
+// Package persister is the durable consumer that writes CHAT timeline events into the store.
+// Its ack floor is the store's completeness mark: every event at or below it is stored
+// (timeline.Reader relies on that). Writes are idempotent, so any range can be replayed.
+package persister
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
+)
+
+// Config tunes the persister.
+type Config struct {
+	// Workers writing one chunk in parallel; order does not matter to a store keyed by seq.
+	Workers int
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Workers < 1 || c.Workers > 256 {
+		return fmt.Errorf("persister: workers %d not in 1..256", c.Workers)
+	}
+	return nil
+}
+
+// DefaultConfig suits one machine.
+func DefaultConfig() Config { return Config{Workers: 8} }
+
+// Deps are what the persister needs from the process.
+type Deps struct {
+	fx.In
+	Log     *zap.Logger
+	JS      jetstream.JetStream
+	Store   store.Store
+	Metrics *consumer.Metrics `optional:"true"`
+}
+
+// Persister writes the timeline to the store.
+type Persister struct {
+	cfg    Config
+	deps   Deps
+	log    *zap.Logger
+	runner *consumer.Runner
+}
+
+// New returns a persister; Start begins consuming.
+func New(cfg Config, deps Deps) (*Persister, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Persister{cfg: cfg, deps: deps, log: deps.Log.Named("persister")}, nil
+}
+
+// Start binds to the durable consumer and starts consuming.
+func (p *Persister) Start(ctx context.Context) error {
+	cons, err := p.deps.JS.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)
+	if err != nil {
+		return fmt.Errorf("persister: consumer: %w", err)
+	}
+	p.runner, err = consumer.Start(cons, consumer.Config{Name: "persister", Workers: p.cfg.Workers},
+		p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
+	if err != nil {
+		return fmt.Errorf("persister: %w", err)
+	}
+	p.log.Info("persister started", zap.Int("workers", p.cfg.Workers))
+	return nil
+}
+
+// Stop drains the consumer.
+func (p *Persister) Stop(ctx context.Context) error {
+	if p.runner == nil {
+		return nil
+	}
+	return p.runner.Stop(ctx)
+}
+
+// Handle writes one CHAT event. Timeline events go to the store; other kinds are not the
+// persister's (receipts have their own consumer).
+func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
+	}
+	m, ok, err := timeline.FromStream(msg.Subject(), meta.Sequence.Stream, msg.Data())
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	if !ok {
+		return nil
+	}
+	stored, inserted, err := p.deps.Store.InsertMessage(ctx, m)
+	if err != nil {
+		return fmt.Errorf("persist %s at %d: %w", m.ConversationID, m.Seq, err)
+	}
+	if !inserted && stored.Seq != m.Seq {
+		p.log.Info("duplicate send outside the dedupe window kept once",
+			zap.String("conversation", m.ConversationID), zap.Uint64("seq", m.Seq), zap.Uint64("kept_seq", stored.Seq),
+			zap.String("sender", m.SenderID), zap.String("client_msg_id", m.ClientMsgID))
+	}
+	return nil
+}
+
+// Module runs the persister in an fx graph.
+var Module = fx.Module("persister",
+	fx.Provide(New),
+	fx.Invoke(func(lc fx.Lifecycle, p *Persister) {
+		lc.Append(fx.Hook{OnStart: p.Start, OnStop: p.Stop})
+	}),
+)
