@@ -1,0 +1,274 @@
+// Package app assembles one natter process: one fx graph holding the NATS connection (to an
+// embedded server or an external cluster), the stream definitions, the store, the token service
+// and the components named by the targets. cmd/natter and the in-process tests both build it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/services/api"
+	"github.com/natter-chat/natter/services/fanout"
+	"github.com/natter-chat/natter/services/gateway"
+	"github.com/natter-chat/natter/services/persister"
+	"github.com/natter-chat/natter/streams"
+)
+
+// Targets are the components a process can run.
+const (
+	TargetGateway   = "gateway"
+	TargetAPI       = "api"
+	TargetPersister = "persister"
+	TargetFanout    = "fanout"
+)
+
+// AllTargets is what `natter run` starts by default.
+var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout}
+
+// Config is everything one process needs.
+type Config struct {
+	Targets []string
+	DataDir string
+	// NATSURL names an external NATS server or cluster; empty starts an embedded server.
+	NATSURL string
+	NATS    natsx.ServerConfig // the embedded server; Dir defaults to <DataDir>/nats
+	Streams streams.Options
+	// JWTSecret signs access tokens; empty reads or creates <DataDir>/jwt.secret. Every process
+	// of one deployment must share it.
+	JWTSecret []byte
+	TokenTTL  time.Duration
+	// MetricsAddr serves /metrics and /healthz; empty disables it.
+	MetricsAddr string
+
+	Gateway   gateway.Config
+	API       api.Config
+	Persister persister.Config
+	Fanout    fanout.Config
+}
+
+// DefaultConfig is `natter run` with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Targets:     AllTargets,
+		DataDir:     "./data",
+		NATS:        natsx.ServerConfig{Name: "natter", Host: "127.0.0.1", Port: 4222},
+		Streams:     streams.DefaultOptions(),
+		TokenTTL:    24 * time.Hour,
+		MetricsAddr: "127.0.0.1:9090",
+		Gateway:     gateway.DefaultConfig(),
+		API:         api.Config{Addr: "127.0.0.1:8080"},
+		Persister:   persister.DefaultConfig(),
+		Fanout:      fanout.DefaultConfig(),
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if len(c.Targets) == 0 {
+		return errors.New("no targets")
+	}
+	for _, t := range c.Targets {
+		if !slices.Contains(AllTargets, t) {
+			return fmt.Errorf("unknown target %q (known: %s)", t, strings.Join(AllTargets, ", "))
+		}
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is required")
+	}
+	if c.TokenTTL <= 0 {
+		return errors.New("token ttl must be positive")
+	}
+	if c.Streams.Replicas < 1 {
+		return errors.New("replicas must be at least 1")
+	}
+	return nil
+}
+
+func (c Config) has(t string) bool { return slices.Contains(c.Targets, t) }
+
+// Running exposes what a started process bound, for printing and for tests.
+type Running struct {
+	Gateway    *gateway.Gateway // nil unless targeted
+	API        *api.Server      // nil unless targeted
+	NATSServer *server.Server   // nil with an external NATS
+	Metrics    net.Addr         // nil when disabled
+}
+
+// NATSURL is the client URL of the embedded server, or "".
+func (r *Running) NATSURL() string {
+	if r.NATSServer == nil {
+		return ""
+	}
+	return r.NATSServer.ClientURL()
+}
+
+// New builds the process. Start it with app.Start; stop it with app.Stop.
+func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if cfg.NATS.Dir == "" {
+		cfg.NATS.Dir = filepath.Join(cfg.DataDir, "nats")
+	}
+	run := &Running{}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	opts := []fx.Option{
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.ZapLogger{Logger: log.Named("fx")}
+			l.UseLogLevel(zapcore.DebugLevel)
+			return l
+		}),
+		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout),
+		fx.Supply(fx.Annotate(reg, fx.As(new(prometheus.Registerer)))),
+		fx.Provide(
+			func(lc fx.Lifecycle) (*server.Server, error) { return embeddedNATS(lc, cfg, log, run) },
+			func(lc fx.Lifecycle, srv *server.Server) (*nats.Conn, error) { return connect(lc, cfg, srv, log) },
+			func(lc fx.Lifecycle, nc *nats.Conn) (jetstream.JetStream, error) {
+				return applyDefinitions(lc, cfg, nc)
+			},
+			func(lc fx.Lifecycle) (store.Store, error) { return openStore(lc, cfg, log) },
+			func() (*auth.Tokens, error) { return tokens(cfg) },
+			timeline.New,
+			func(r prometheus.Registerer) *consumer.Metrics { return consumer.NewMetrics(r) },
+		),
+	}
+	if cfg.MetricsAddr != "" {
+		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, reg, log, run) }))
+	}
+	// Workers first, front doors last: on stop, fx runs hooks in reverse, so sockets and HTTP
+	// close before the consumers drain and the store closes.
+	if cfg.has(TargetPersister) {
+		opts = append(opts, persister.Module)
+	}
+	if cfg.has(TargetFanout) {
+		opts = append(opts, fanout.Module)
+	}
+	if cfg.has(TargetGateway) {
+		opts = append(opts, gateway.Module, fx.Populate(&run.Gateway))
+	}
+	if cfg.has(TargetAPI) {
+		opts = append(opts, api.Module, fx.Populate(&run.API))
+	}
+	app := fx.New(opts...)
+	if err := app.Err(); err != nil {
+		return nil, nil, err
+	}
+	return app, run, nil
+}
+
+func embeddedNATS(lc fx.Lifecycle, cfg Config, log *zap.Logger, run *Running) (*server.Server, error) {
+	if cfg.NATSURL != "" {
+		return nil, nil
+	}
+	srv, err := natsx.StartServer(cfg.NATS, log)
+	if err != nil {
+		return nil, err
+	}
+	run.NATSServer = srv
+	lc.Append(fx.StopHook(func() { srv.Shutdown(); srv.WaitForShutdown() }))
+	return srv, nil
+}
+
+func connect(lc fx.Lifecycle, cfg Config, srv *server.Server, log *zap.Logger) (*nats.Conn, error) {
+	nc, err := natsx.Connect(cfg.NATSURL, "natter:"+strings.Join(cfg.Targets, ","), srv, log)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(func() error {
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+			return err
+		}
+		for !nc.IsClosed() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nil
+	}))
+	return nc, nil
+}
+
+func applyDefinitions(lc fx.Lifecycle, cfg Config, nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		return natsx.Apply(ctx, js, streams.Define(cfg.Streams))
+	}))
+	return js, nil
+}
+
+func openStore(lc fx.Lifecycle, cfg Config, log *zap.Logger) (store.Store, error) {
+	st, err := pebble.Open(filepath.Join(cfg.DataDir, "store"), pebble.Options{Logger: log.Named("pebble")})
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(st.Close))
+	return st, nil
+}
+
+func tokens(cfg Config) (*auth.Tokens, error) {
+	secret := cfg.JWTSecret
+	if len(secret) == 0 {
+		var err error
+		if secret, err = auth.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "jwt.secret")); err != nil {
+			return nil, err
+		}
+	}
+	return auth.NewTokens(secret, cfg.TokenTTL)
+}
+
+func serveMetrics(lc fx.Lifecycle, addr string, reg *prometheus.Registry, log *zap.Logger, run *Running) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("metrics: listen %s: %w", addr, err)
+			}
+			run.Metrics = ln.Addr()
+			go func() {
+				defer close(done)
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					log.Error("metrics serve", zap.Error(err))
+				}
+			}()
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			err := srv.Shutdown(ctx)
+			<-done
+			return err
+		},
+	})
+}

@@ -1,0 +1,184 @@
+// Package apptest boots a whole natter process in-process for tests: embedded NATS on a random
+// port, Pebble in a temporary directory, every component on 127.0.0.1:0. It also gives tests small
+// HTTP and WebSocket clients that speak the real protocol.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/natter-chat/natter/services/app"
+)
+
+// System is a running natter.
+type System struct {
+	T       testing.TB
+	Config  app.Config
+	App     *fx.App
+	Run     *app.Running
+	APIURL  string
+	WSURL   string
+	NATSURL string
+
+	stop func()
+}
+
+// Option adjusts the configuration before start.
+type Option func(*app.Config)
+
+// Start boots natter and stops it when the test ends.
+func Start(t testing.TB, opts ...Option) *System {
+	t.Helper()
+	cfg := app.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Port = -1
+	cfg.API.Addr = "127.0.0.1:0"
+	cfg.Gateway.Addr = "127.0.0.1:0"
+	cfg.MetricsAddr = ""
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return StartConfig(t, cfg)
+}
+
+// StartConfig boots natter with exactly cfg.
+func StartConfig(t testing.TB, cfg app.Config) *System {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	fxApp, run, err := app.New(cfg, log)
+	if err != nil {
+		t.Fatalf("build natter: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fxApp.Start(ctx); err != nil {
+		t.Fatalf("start natter: %v", err)
+	}
+	s := &System{T: t, Config: cfg, App: fxApp, Run: run, NATSURL: run.NATSURL()}
+	if run.API != nil {
+		s.APIURL = "http://" + run.API.Addr()
+	}
+	if run.Gateway != nil {
+		s.WSURL = run.Gateway.URL()
+	}
+	stopped := false
+	s.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := fxApp.Stop(ctx); err != nil {
+			t.Errorf("stop natter: %v", err)
+		}
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop stops the system (also done automatically at the end of the test).
+func (s *System) Stop() { s.stop() }
+
+// User is a signed-up account.
+type User struct {
+	ID     string `json:"id"`
+	Handle string `json:"handle"`
+	Token  string `json:"-"`
+}
+
+// SignUp creates a user with a fixed password.
+func (s *System) SignUp(handle string) User {
+	s.T.Helper()
+	var out struct {
+		User  User   `json:"user"`
+		Token string `json:"token"`
+	}
+	s.Do("POST", "/v1/signup", "", map[string]string{"handle": handle, "password": "password-" + handle}, http.StatusCreated, &out)
+	out.User.Token = out.Token
+	return out.User
+}
+
+// Direct opens the direct conversation of a and b and returns its id.
+func (s *System) Direct(a User, b User) string {
+	s.T.Helper()
+	var out struct {
+		Conversation struct {
+			ID string `json:"id"`
+		} `json:"conversation"`
+	}
+	s.Do("POST", "/v1/conversations/direct", a.Token, map[string]string{"user_id": b.ID}, 0, &out)
+	if out.Conversation.ID == "" {
+		s.T.Fatalf("open direct conversation: no id")
+	}
+	return out.Conversation.ID
+}
+
+// Do sends a JSON request to the API and decodes the answer into out (if non-nil). want 0 accepts
+// any 2xx status.
+func (s *System) Do(method, path, token string, body any, want int, out any) int {
+	s.T.Helper()
+	status, raw := Request(s.T, method, s.APIURL+path, token, body)
+	if (want == 0 && (status < 200 || status > 299)) || (want != 0 && status != want) {
+		s.T.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.T.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+	return status
+}
+
+// Request performs one HTTP request with an optional bearer token and JSON body.
+func Request(t testing.TB, method, url, token string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, raw
+}
+
+// WSURLFor builds the socket URL for a device, with an optional cursor (nil: live only).
+func WSURLFor(base, token, device string, cursor *uint64) string {
+	u := base + "?token=" + token + "&device=" + device
+	if cursor != nil {
+		u += fmt.Sprintf("&cursor=%d", *cursor)
+	}
+	return strings.TrimSpace(u)
+}

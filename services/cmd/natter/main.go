@@ -1,0 +1,46 @@
+// Command natter is the whole chat backend in one binary:
+//
+//	natter run [flags]        every component (or --target a subset) in one process
+//	natter version
+//
+// Every flag can also be set by an environment variable: --data-dir is NATTER_DATA_DIR.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+var version = "dev"
+
+const usage = `natter — a chat backend on NATS JetStream
+
+Usage:
+  natter run [flags]    run natter (all components by default; see natter run -h)
+  natter version        print the version
+
+Every flag can be given as an environment variable: --data-dir is NATTER_DATA_DIR.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = runCmd(os.Args[2:])
+	case "version", "--version", "-v":
+		fmt.Println("natter", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "natter: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "natter:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/services/app"
+)
+
+func runCmd(args []string) error {
+	cfg := app.DefaultConfig()
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	targets := fs.String("target", strings.Join(app.AllTargets, ","), "components to run: any of "+strings.Join(app.AllTargets, ","))
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the embedded NATS server, the embedded store and the token secret")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS server or cluster (nats://host:port,...); empty starts an embedded server")
+	fs.StringVar(&cfg.NATS.Host, "nats-host", cfg.NATS.Host, "embedded NATS client listen host")
+	fs.IntVar(&cfg.NATS.Port, "nats-port", cfg.NATS.Port, "embedded NATS client port (-1 picks a free one)")
+	fs.BoolVar(&cfg.NATS.SyncAlways, "nats-sync-always", false, "fsync every JetStream write (survives power loss; slower)")
+	fs.StringVar(&cfg.API.Addr, "api-addr", cfg.API.Addr, "HTTP API listen address (port 0 picks a free one)")
+	fs.StringVar(&cfg.Gateway.Addr, "ws-addr", cfg.Gateway.Addr, "WebSocket gateway listen address (port 0 picks a free one)")
+	fs.StringVar(&cfg.Gateway.PublicURL, "ws-public-url", "", "WebSocket URL announced to clients (default ws://<ws-addr>/v1/ws)")
+	fs.StringVar(&cfg.Gateway.ID, "gateway-id", "", "gateway id (default random)")
+	fs.DurationVar(&cfg.Gateway.HeartbeatInterval, "heartbeat", cfg.Gateway.HeartbeatInterval, "WebSocket ping interval")
+	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
+	fs.DurationVar(&cfg.TokenTTL, "token-ttl", cfg.TokenTTL, "lifetime of access tokens")
+	fs.IntVar(&cfg.Streams.Replicas, "replicas", cfg.Streams.Replicas, "JetStream replicas for streams and buckets")
+	fs.DurationVar(&cfg.Streams.DuplicateWindow, "dedupe-window", cfg.Streams.DuplicateWindow, "JetStream duplicate window for client sends")
+	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "console", "console or json")
+	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Targets = strings.Split(*targets, ",")
+	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
+		cfg.JWTSecret = []byte(secret)
+	}
+
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	fxApp, run, err := app.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fxApp.Start(startCtx); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	addrs := addresses(run)
+	printBanner(addrs, cfg)
+	if *addrFile != "" {
+		if err := writeJSON(*addrFile, addrs); err != nil {
+			log.Error("write addr file", zap.Error(err))
+		}
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", zap.String("signal", s.String()))
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelStop()
+	if err := fxApp.Stop(stopCtx); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// Addresses is what a running natter tells people and tests to connect to.
+type Addresses struct {
+	API       string `json:"api,omitempty"`
+	WebSocket string `json:"websocket,omitempty"`
+	NATS      string `json:"nats,omitempty"`
+	Metrics   string `json:"metrics,omitempty"`
+}
+
+func addresses(run *app.Running) Addresses {
+	var a Addresses
+	if run.API != nil {
+		a.API = "http://" + run.API.Addr()
+	}
+	if run.Gateway != nil {
+		a.WebSocket = run.Gateway.URL()
+	}
+	a.NATS = run.NATSURL()
+	if run.Metrics != nil {
+		a.Metrics = "http://" + run.Metrics.String() + "/metrics"
+	}
+	return a
+}
+
+func printBanner(a Addresses, cfg app.Config) {
+	fmt.Printf("\nnatter %s is running (%s)\n", version, strings.Join(cfg.Targets, ", "))
+	for _, row := range [][2]string{{"HTTP API", a.API}, {"WebSocket", a.WebSocket}, {"NATS", a.NATS}, {"metrics", a.Metrics}} {
+		if row[1] != "" {
+			fmt.Printf("  %-10s %s\n", row[0], row[1])
+		}
+	}
+	if cfg.NATSURL == "" {
+		fmt.Printf("  %-10s %s\n", "data", cfg.DataDir)
+	}
+	fmt.Printf("Try: curl -s %s/healthz   ·   Ctrl-C stops it cleanly\n\n", a.API)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
