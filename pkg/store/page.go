@@ -11,7 +11,7 @@ var ErrBadPage = errors.New("bad page")
 
 // Normalize checks p and fills in the default limit.
 func (p Page) Normalize() (Page, error) {
-	if p.Before != 0 && p.After != 0 {
+	if p.Before != 0 && p.Forward() {
 		return p, fmt.Errorf("before and after together: %w", ErrBadPage)
 	}
 	if p.Limit == 0 {

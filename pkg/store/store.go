@@ -86,13 +86,20 @@ type Message struct {
 }
 
 // Page selects messages of one conversation. Results are always newest first.
-// At most one of Before/After may be non-zero; both zero means the newest messages.
+// At most one of Before/After may be non-zero; both zero means the newest messages unless Oldest.
+// Seqs are 1..2^63-1 (the CHAT stream starts at 1; Scylla's bigint is signed).
 // Around (jump to a message) is built from the two: see Around.
 type Page struct {
 	Before uint64 // seq < Before
 	After  uint64 // seq > After (the Limit oldest of those, returned newest first)
-	Limit  int    // 1..MaxPageLimit; 0 means DefaultPageLimit
+	// Oldest asks for the Limit oldest messages with seq > After even when After is 0 (which
+	// otherwise means "no bound": the newest page). Reading a conversation from its start needs it.
+	Oldest bool
+	Limit  int // 1..MaxPageLimit; 0 means DefaultPageLimit
 }
+
+// Forward reports whether the page takes the oldest messages above After (After set, or Oldest).
+func (p Page) Forward() bool { return p.After != 0 || p.Oldest }
 
 const (
 	DefaultPageLimit = 50

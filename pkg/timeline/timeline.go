@@ -70,7 +70,7 @@ func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, 
 	}
 	last := from
 	for last < min(to, marks.Stored) {
-		page, err := r.store.Messages(ctx, conversationID, store.Page{After: last, Limit: store.MaxPageLimit})
+		page, err := r.store.Messages(ctx, conversationID, store.Page{After: last, Oldest: true, Limit: store.MaxPageLimit})
 		if err != nil {
 			return fmt.Errorf("timeline range %s: store: %w", conversationID, err)
 		}
@@ -124,7 +124,7 @@ func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) 
 	slices.SortFunc(all, func(a, b store.Message) int { return cmpDesc(a.Seq, b.Seq) })
 	all = slices.CompactFunc(all, func(a, b store.Message) bool { return a.Seq == b.Seq })
 	if len(all) > p.Limit {
-		if p.After != 0 { // the Limit oldest after p.After
+		if p.Forward() { // the Limit oldest after p.After
 			all = all[len(all)-p.Limit:]
 		} else {
 			all = all[:p.Limit]

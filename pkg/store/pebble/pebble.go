@@ -502,7 +502,7 @@ func (s *Store) page(conversationID string, p store.Page) ([]store.Message, erro
 		hi = msgKey(conversationID, p.Before)
 	case p.After == math.MaxUint64:
 		return nil, nil
-	case p.After != 0:
+	case p.Forward():
 		lo = msgKey(conversationID, p.After+1)
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -511,7 +511,7 @@ func (s *Store) page(conversationID string, p store.Page) ([]store.Message, erro
 	}
 	out := make([]store.Message, 0, min(p.Limit, 64))
 	first, next := it.Last, it.Prev
-	if p.After != 0 {
+	if p.Forward() {
 		first, next = it.First, it.Next
 	}
 	for ok := first(); ok && len(out) < p.Limit; ok = next() {
@@ -524,7 +524,7 @@ func (s *Store) page(conversationID string, p store.Page) ([]store.Message, erro
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, err
 	}
-	if p.After != 0 {
+	if p.Forward() {
 		slices.Reverse(out)
 	}
 	return out, nil

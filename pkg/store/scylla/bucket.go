@@ -48,7 +48,7 @@ func planPage(p store.Page, size uint64) (pl plan, empty bool) {
 		}
 		pl.bounded, pl.first = true, bucketOf(p.Before-1, size)
 		pl.seqOp, pl.seqBound = "<", int64(p.Before)
-	case p.After != 0:
+	case p.Forward():
 		if p.After >= maxSeq {
 			return pl, true
 		}

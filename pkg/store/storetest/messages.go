@@ -204,7 +204,7 @@ func model(all []store.Message, p store.Page) []store.Message {
 			sel = append(sel, m)
 		}
 	}
-	if p.After != 0 {
+	if p.Forward() {
 		sel = sel[:min(len(sel), p.Limit)]
 	} else {
 		sel = sel[max(0, len(sel)-p.Limit):]
@@ -240,8 +240,12 @@ var pagesTests = []test{
 		pages := []store.Page{{}, {Limit: 1}, {Limit: 2}, {Limit: len(c1) - 1}, {Limit: len(c1)}, {Limit: store.MaxPageLimit}}
 		for _, b := range bounds {
 			for _, l := range []int{0, 1, 3, 10} {
-				pages = append(pages, store.Page{Before: b, Limit: l}, store.Page{After: b, Limit: l})
+				pages = append(pages, store.Page{Before: b, Limit: l}, store.Page{After: b, Limit: l}, store.Page{After: b, Oldest: true, Limit: l})
 			}
+		}
+		// Oldest with After 0: the conversation read from its very start.
+		for _, l := range []int{0, 1, 2, len(c1) - 1, len(c1), store.MaxPageLimit} {
+			pages = append(pages, store.Page{Oldest: true, Limit: l})
 		}
 		for _, p := range pages {
 			wantPage(t, s, "c1", p, model(c1, p))
@@ -262,7 +266,7 @@ var pagesTests = []test{
 			wantPage(t, s, "c1", p, want)
 		}
 		for _, p := range []store.Page{
-			{Limit: store.MaxPageLimit + 1}, {Limit: -1}, {Before: 5, After: 1}, {Before: 2000, After: 1000, Limit: 10},
+			{Limit: store.MaxPageLimit + 1}, {Limit: -1}, {Before: 5, After: 1}, {Before: 5, Oldest: true}, {Before: 2000, After: 1000, Limit: 10},
 		} {
 			_, err := s.Messages(t.Context(), "c1", p)
 			wantErr(t, err, store.ErrBadPage, "Messages(%+v)", p)

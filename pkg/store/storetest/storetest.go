@@ -15,6 +15,17 @@
 // get subtly wrong in a wide-column or key-value layout: sparse, global, 64-bit seqs; paging
 // across bucket boundaries; ids that are prefixes of each other; dedupe under concurrency;
 // and replaying every write in another order.
+//
+// Where the contract is silent the suite expects what a caller would:
+//   - times come back at millisecond precision (truncated), as ScyllaDB keeps them, and the
+//     message InsertMessage returns is the message as stored, times included;
+//   - lists of a conversation or user that does not exist are empty, not ErrNotFound;
+//     deleting a device or push token that does not exist succeeds;
+//   - Watermark of an unknown pair carries the pair's ids and zero marks;
+//   - Devices, PushTokens and Watermarks may come in any order (the suite sorts them);
+//   - seqs and page bounds stay below 2^62 (ScyllaDB's bigint is signed);
+//   - a replay keeps the order of the writes to one record (a member who joined and left is
+//     written in that order) but may reorder everything else.
 package storetest
 
 import (
