@@ -17,6 +17,9 @@ import (
 // ErrInvalidToken: the token is malformed, badly signed, of another algorithm or expired.
 var ErrInvalidToken = errors.New("invalid token")
 
+// MinPasswordCost is the cheapest bcrypt cost, for tests.
+const MinPasswordCost = bcrypt.MinCost
+
 // ErrBadPassword: the password does not match.
 var ErrBadPassword = errors.New("bad password")
 
@@ -85,9 +88,16 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	return Claims{UserID: rc.Subject, Expires: rc.ExpiresAt.Time}, nil
 }
 
-// HashPassword returns a bcrypt hash of password.
-func HashPassword(password string) ([]byte, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+// HashPassword returns a bcrypt hash of password at bcrypt's default cost.
+func HashPassword(password string) ([]byte, error) { return HashPasswordCost(password, 0) }
+
+// HashPasswordCost hashes at the given bcrypt cost (0: the default, 10). Tests use MinCost (4);
+// deployments should keep the default or raise it.
+func HashPasswordCost(password string, cost int) ([]byte, error) {
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		return nil, fmt.Errorf("hash password: %w", err)
 	}

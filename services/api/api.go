@@ -47,6 +47,8 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
+	// PasswordCost is the bcrypt cost of new password hashes; 0: bcrypt's default (10).
+	PasswordCost int
 	// RequestTimeout bounds the store and NATS work of one request; past it the request fails
 	// with 503 "unavailable". 0: DefaultRequestTimeout.
 	RequestTimeout time.Duration
@@ -59,6 +61,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("api: addr %q: %w", c.Addr, err)
+	}
+	if c.PasswordCost != 0 && (c.PasswordCost < auth.MinPasswordCost || c.PasswordCost > 31) {
+		return fmt.Errorf("api: password cost %d not in %d..31", c.PasswordCost, auth.MinPasswordCost)
 	}
 	if c.BodyLimit < 0 {
 		return fmt.Errorf("api: body limit %d is negative", c.BodyLimit)
@@ -148,7 +153,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
 		timeline: deps.Timeline, js: deps.JS,
 		dummyHash: sync.OnceValue(func() []byte {
-			h, _ := auth.HashPassword("natter: no such user, hashing for equal timing") // < 72 bytes: cannot fail
+			h, _ := auth.HashPasswordCost("natter: no such user, hashing for equal timing", cfg.PasswordCost) // < 72 bytes: cannot fail
 			return h
 		}),
 	}
@@ -198,6 +203,12 @@ func (s *Server) routes() {
 	v1.Get("/conversations", s.authenticate, s.listConversations)
 	v1.Get("/conversations/:id", s.authenticate, s.getConversation)
 	v1.Get("/conversations/:id/messages", s.authenticate, s.messages)
+
+	v1.Post("/groups", s.authenticate, s.createGroup)
+	v1.Patch("/conversations/:id", s.authenticate, s.renameGroup)
+	v1.Post("/conversations/:id/members", s.authenticate, s.addMembers)
+	v1.Delete("/conversations/:id/members/:user", s.authenticate, s.removeMember)
+	v1.Post("/conversations/:id/leave", s.authenticate, s.leaveGroup)
 }
 
 // Start binds the listener (so a bad or taken address fails here) and serves in a goroutine the
