@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
@@ -22,7 +23,7 @@ import (
 )
 
 // roleMember is the role of both users of a direct conversation.
-const roleMember = "member"
+const roleMember = membership.RoleMember
 
 // listConcurrency bounds the conversations GET /v1/conversations summarises at once.
 const listConcurrency = 16

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
@@ -118,6 +119,10 @@ func (f *Fanout) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return consumer.Permanent(err)
 	}
 	seq := meta.Sequence.Stream
+	// A membership change takes effect here, in stream order, before any later event is routed.
+	if err := membership.Apply(ctx, f.deps.Store, seq, ev); err != nil {
+		return fmt.Errorf("apply membership event %d: %w", seq, err)
+	}
 	members, err := f.deps.Store.Members(ctx, conv)
 	if err != nil {
 		return fmt.Errorf("members of %s: %w", conv, err)

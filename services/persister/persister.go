@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
@@ -95,6 +96,15 @@ func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	if !ok {
 		return nil
+	}
+	if m.Kind == streams.KindMember {
+		ev, err := streams.DecodeChatEvent(msg.Data())
+		if err != nil {
+			return consumer.Permanent(err)
+		}
+		if err := membership.Apply(ctx, p.deps.Store, m.Seq, ev); err != nil {
+			return fmt.Errorf("apply membership event %d: %w", m.Seq, err)
+		}
 	}
 	stored, inserted, err := p.deps.Store.InsertMessage(ctx, m)
 	if err != nil {
