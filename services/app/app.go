@@ -63,6 +63,9 @@ type Config struct {
 	TokenTTL  time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables it.
 	MetricsAddr string
+	// Store, when set, is used instead of opening the embedded one (and is not closed on stop):
+	// in-process tests run components as separate graphs around one store.
+	Store store.Store
 
 	Gateway   gateway.Config
 	API       api.Config
@@ -116,6 +119,8 @@ type Running struct {
 	API        *api.Server      // nil unless targeted
 	NATSServer *server.Server   // nil with an external NATS
 	Metrics    net.Addr         // nil when disabled
+	Timeline   *timeline.Reader
+	Store      store.Store
 }
 
 // NATSURL is the client URL of the embedded server, or "".
@@ -175,6 +180,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.has(TargetAPI) {
 		opts = append(opts, api.Module, fx.Populate(&run.API))
 	}
+	opts = append(opts, fx.Populate(&run.Timeline, &run.Store))
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
 		return nil, nil, err
@@ -225,6 +231,9 @@ func applyDefinitions(lc fx.Lifecycle, cfg Config, nc *nats.Conn) (jetstream.Jet
 }
 
 func openStore(lc fx.Lifecycle, cfg Config, log *zap.Logger) (store.Store, error) {
+	if cfg.Store != nil {
+		return cfg.Store, nil
+	}
 	st, err := pebble.Open(filepath.Join(cfg.DataDir, "store"), pebble.Options{Logger: log.Named("pebble")})
 	if err != nil {
 		return nil, err

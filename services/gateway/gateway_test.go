@@ -281,3 +281,29 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// A device syncing from cursor 0 gets a conversation's whole history from the store — more than
+// one store page — in order, then live events.
+func TestSyncFromZeroReadsTheWholeStoredHistory(t *testing.T) {
+	s := apptest.Start(t, func(c *app.Config) { c.Gateway.FramesPerSecond, c.Gateway.Burst = 1e6, 1e6 })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "a", nil)
+	const n = 450 // over two store pages of 200
+	var last uint64
+	for i := 0; i < n; i++ {
+		a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("%d", i)))
+		last = a.NextOf(protocol.TypeAck, wait).Seq
+	}
+	s.WaitPersisted(last)
+	zero := uint64(0)
+	b := apptest.Dial(t, apptest.WSURLFor(s.WSURL, bob.Token, "b", &zero))
+	for i := 0; i < n; i++ {
+		if f := b.NextOf(protocol.TypeMessage, wait); f.Text != fmt.Sprintf("%d", i) {
+			t.Fatalf("event %d is %q", i, f.Text)
+		}
+	}
+	if f := b.NextOf(protocol.TypeSynced, wait); f.Cursor != last {
+		t.Fatalf("synced at %d, want %d", f.Cursor, last)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/services/app"
 )
 
@@ -46,6 +47,7 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.MetricsAddr = ""
+	cfg.API.PasswordCost = auth.MinPasswordCost
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -181,4 +183,23 @@ func WSURLFor(base, token, device string, cursor *uint64) string {
 		u += fmt.Sprintf("&cursor=%d", *cursor)
 	}
 	return strings.TrimSpace(u)
+}
+
+// WaitPersisted waits until the persister has stored every event up to seq.
+func (s *System) WaitPersisted(seq uint64) {
+	s.T.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		marks, err := s.Run.Timeline.Marks(context.Background())
+		if err != nil {
+			s.T.Fatalf("marks: %v", err)
+		}
+		if marks.Stored >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.T.Fatalf("persister stored up to %d, not %d, after 30s", marks.Stored, seq)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

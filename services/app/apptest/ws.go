@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,8 +123,14 @@ func (w *WS) read(timeout time.Duration) Frame {
 // calls of Next and NextOf.
 func (w *WS) NextOf(typ string, timeout time.Duration) Frame {
 	w.T.Helper()
+	return w.NextOfAny(timeout, typ)
+}
+
+// NextOfAny returns the next frame of any of the given types, holding back the others.
+func (w *WS) NextOfAny(timeout time.Duration, types ...string) Frame {
+	w.T.Helper()
 	for i, f := range w.held {
-		if f.Type == typ {
+		if slices.Contains(types, f.Type) {
 			w.held = append(w.held[:i], w.held[i+1:]...)
 			return f
 		}
@@ -131,7 +138,7 @@ func (w *WS) NextOf(typ string, timeout time.Duration) Frame {
 	deadline := time.Now().Add(timeout)
 	for {
 		f := w.read(time.Until(deadline))
-		if f.Type == typ {
+		if slices.Contains(types, f.Type) {
 			return f
 		}
 		w.held = append(w.held, f)
