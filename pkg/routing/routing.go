@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,14 +71,24 @@ type Table struct {
 	stream jetstream.Stream
 	w      jetstream.KeyWatcher
 
+	ttl time.Duration // the bucket's TTL: older entries have expired even if no watch said so
+
 	mu      sync.Mutex
-	byUser  map[string]map[string]streams.Route
+	byUser  map[string]map[string]entry
 	applied uint64        // highest KV revision applied
 	changed chan struct{} // closed and replaced on every apply
 	done    chan struct{}
 }
 
-// Watch loads the whole routes bucket and keeps the mirror current until Stop.
+// entry is a route with the time its KV entry was written.
+type entry struct {
+	streams.Route
+	written time.Time
+}
+
+// Watch loads the whole routes bucket and keeps the mirror current until Stop. Entries that
+// outlive the bucket's TTL are ignored and dropped: JetStream removes them silently, without
+// telling watchers.
 func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table, error) {
 	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
 	if err != nil {
@@ -87,11 +98,15 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 	if err != nil {
 		return nil, fmt.Errorf("routes stream: %w", err)
 	}
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("routes bucket status: %w", err)
+	}
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("watch routes: %w", err)
 	}
-	t := &Table{log: log, stream: stream, w: w, byUser: map[string]map[string]streams.Route{},
+	t := &Table{log: log, stream: stream, w: w, ttl: status.TTL(), byUser: map[string]map[string]entry{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	loaded := make(chan struct{})
 	go t.run(loaded)
@@ -129,10 +144,10 @@ func (t *Table) apply(e jetstream.KeyValueEntry) {
 			}
 			devs := t.byUser[user]
 			if devs == nil {
-				devs = map[string]streams.Route{}
+				devs = map[string]entry{}
 				t.byUser[user] = devs
 			}
-			devs[device] = r
+			devs[device] = entry{r, e.Created()}
 		default: // delete or purge
 			delete(t.byUser[user], device)
 			if len(t.byUser[user]) == 0 {
@@ -149,20 +164,13 @@ func (t *Table) apply(e jetstream.KeyValueEntry) {
 func (t *Table) Gateways(userID string, fn func(gateway string)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var seen [4]string
-	n := 0
-outer:
-	for _, r := range t.byUser[userID] {
-		for i := 0; i < n && i < len(seen); i++ {
-			if seen[i] == r.Gateway {
-				continue outer
-			}
+	var buf [8]string
+	seen := buf[:0]
+	for _, r := range t.live(userID) {
+		if !slices.Contains(seen, r.Gateway) {
+			seen = append(seen, r.Gateway)
+			fn(r.Gateway)
 		}
-		if n < len(seen) {
-			seen[n] = r.Gateway
-		}
-		n++
-		fn(r.Gateway)
 	}
 }
 
@@ -170,11 +178,30 @@ outer:
 func (t *Table) Devices(userID string) []Device {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Device, 0, len(t.byUser[userID]))
-	for d, r := range t.byUser[userID] {
-		out = append(out, Device{DeviceID: d, Route: r})
+	devs := t.live(userID)
+	out := make([]Device, 0, len(devs))
+	for d, r := range devs {
+		out = append(out, Device{DeviceID: d, Route: r.Route})
 	}
 	return out
+}
+
+// live returns userID's routes after dropping expired ones; the caller holds t.mu.
+func (t *Table) live(userID string) map[string]entry {
+	devs := t.byUser[userID]
+	if t.ttl <= 0 {
+		return devs
+	}
+	cutoff := time.Now().Add(-t.ttl)
+	for d, r := range devs {
+		if r.written.Before(cutoff) {
+			delete(devs, d)
+		}
+	}
+	if len(devs) == 0 {
+		delete(t.byUser, userID)
+	}
+	return devs
 }
 
 // Sync is the barrier: it returns once the mirror holds every route written before Sync was
