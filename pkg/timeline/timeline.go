@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,14 +19,29 @@ import (
 
 // Reader reads conversation timelines. Safe for concurrent use.
 type Reader struct {
-	store  store.Store
-	js     jetstream.JetStream
-	stream string
+	store store.Store
+	js    jetstream.JetStream
+
+	mu     sync.Mutex
+	stream jetstream.Stream // looked up once; direct gets need only its name
 }
 
 // New returns a Reader over the CHAT stream and st.
 func New(st store.Store, js jetstream.JetStream) *Reader {
-	return &Reader{store: st, js: js, stream: streams.ChatStream}
+	return &Reader{store: st, js: js}
+}
+
+func (r *Reader) chat(ctx context.Context) (jetstream.Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stream == nil {
+		st, err := r.js.Stream(ctx, streams.ChatStream)
+		if err != nil {
+			return nil, fmt.Errorf("chat stream: %w", err)
+		}
+		r.stream = st
+	}
+	return r.stream, nil
 }
 
 // Marks split the timeline: every event with seq <= Stored is in the store; every event with
@@ -38,9 +54,9 @@ type Marks struct {
 // Marks reads the current split. Stored is the persister's ack floor, but never below the
 // stream's first sequence: what the stream no longer holds can only be read from the store.
 func (r *Reader) Marks(ctx context.Context) (Marks, error) {
-	st, err := r.js.Stream(ctx, r.stream)
+	st, err := r.chat(ctx)
 	if err != nil {
-		return Marks{}, fmt.Errorf("timeline marks: stream: %w", err)
+		return Marks{}, fmt.Errorf("timeline marks: %w", err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
@@ -79,8 +95,10 @@ func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, 
 		}
 		for i := len(page) - 1; i >= 0; i-- {
 			m := page[i]
-			if m.Seq > to {
-				return nil
+			if m.Seq > min(to, marks.Stored) {
+				// Above the ack floor the store may have gaps (writers run in parallel): the
+				// stream answers from here on.
+				return r.tail(ctx, conversationID, max(last, from, marks.Stored), to, fn)
 			}
 			if err := fn(m); err != nil {
 				return err
@@ -156,9 +174,9 @@ func (r *Reader) tail(ctx context.Context, conversationID string, from, to uint6
 	if from >= to {
 		return nil
 	}
-	st, err := r.js.Stream(ctx, r.stream)
+	st, err := r.chat(ctx)
 	if err != nil {
-		return fmt.Errorf("timeline tail: stream: %w", err)
+		return fmt.Errorf("timeline tail: %w", err)
 	}
 	subject := streams.ChatSubject(conversationID, "*")
 	for next := from + 1; next <= to; {
