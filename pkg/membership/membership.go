@@ -1,6 +1,8 @@
 // Package membership makes group membership changes events of the conversation: ordered with its
-// messages on chat.<conversation>.member, and applied to the store idempotently by whoever sees
-// them (the API that published, fanout before it routes anything later, the persister on replay).
+// messages on chat.<conversation>.member, and applied to the store idempotently, in stream order,
+// by the API that published one (after applying the one before it) and by fanout before it
+// routes anything later. A member's record keeps their latest interval, so events must not be
+// applied out of order (a parallel consumer must not apply them).
 //
 // A member added by the event at seq j sees events from j on (JoinedSeq = j-1), so the new member
 // receives the event that added them. A member removed by the event at seq r sees it and nothing
@@ -28,8 +30,8 @@ const (
 )
 
 // Apply makes the store reflect the member event ev at seq. It is idempotent, and an event older
-// than what is recorded for a user changes nothing for that user, so replaying any range (in any
-// order) converges on the state the latest events describe.
+// than what is recorded for a user changes nothing for that user, so replaying any range in
+// stream order changes nothing.
 func Apply(ctx context.Context, st store.Store, seq uint64, ev streams.ChatEvent) error {
 	if ev.Kind != streams.KindMember || ev.Member == nil {
 		return nil

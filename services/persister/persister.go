@@ -1,4 +1,7 @@
 // Package persister is the durable consumer that writes CHAT timeline events into the store.
+// Membership changes are not its to apply: its workers run in parallel, and membership must be
+// applied in stream order (the API does it right after its serialized publish, fanout before it
+// routes anything later; see pkg/membership).
 // Its ack floor is the store's completeness mark: every event at or below it is stored
 // (timeline.Reader relies on that). Writes are idempotent, so any range can be replayed.
 package persister
@@ -12,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
-	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
@@ -96,15 +98,6 @@ func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	if !ok {
 		return nil
-	}
-	if m.Kind == streams.KindMember {
-		ev, err := streams.DecodeChatEvent(msg.Data())
-		if err != nil {
-			return consumer.Permanent(err)
-		}
-		if err := membership.Apply(ctx, p.deps.Store, m.Seq, ev); err != nil {
-			return fmt.Errorf("apply membership event %d: %w", m.Seq, err)
-		}
 	}
 	stored, inserted, err := p.deps.Store.InsertMessage(ctx, m)
 	if err != nil {
