@@ -6,7 +6,7 @@ PKGS    := ./streams/... ./pkg/... ./services/... ./test/...
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check unit e2e fuzz test-scylla bench clean
+.PHONY: run build test check unit e2e fuzz test-scylla test-invariant bench clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -30,9 +30,16 @@ FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/protocol
 
+test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)
+	NATTER_INVARIANT=large $(GO) test -race -count=1 -timeout 20m -v -run TestSyncNeverSkipsUnderChurn ./test/invariant/
+
 test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operations.md)
 	@test -n "$$NATTER_SCYLLA_HOSTS" || { echo "set NATTER_SCYLLA_HOSTS=host[,host...]"; exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./pkg/store/scylla/...
+
+BENCH_FLAGS ?= --users 200 --duration 5s --conns 8000
+bench: build ## natter bench: 1:1, group and idle-memory load against raw baselines (see docs/performance.md)
+	$(BIN) bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -160,7 +160,7 @@ func (s *session) run(cursor *uint64) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.catchUp(cursor); err != nil && s.ctx.Err() == nil {
+		if err := s.catchUp(cursor); err != nil && !errors.Is(err, errSessionEnded) && s.ctx.Err() == nil {
 			s.log.Error("catch-up failed", zap.Error(err))
 			s.fail(protocol.CloseInternal, "catch-up failed; reconnect and sync")
 		}
@@ -326,13 +326,16 @@ func (s *session) enqueue(frame []byte) {
 	}
 }
 
+// errSessionEnded: the session closed while something was still writing to it.
+var errSessionEnded = errors.New("session ended")
+
 // enqueueWait blocks until the frame is queued (catch-up paces itself to the socket).
 func (s *session) enqueueWait(frame []byte) error {
 	select {
 	case s.out <- frame:
 		return nil
 	case <-s.kill:
-		return context.Canceled
+		return errSessionEnded
 	}
 }
 

@@ -1,0 +1,446 @@
+// Package client is natter's Go client SDK. A Client keeps one device connected: it reconnects
+// with exponential backoff and jitter, syncs from its cursor on every (re)connect so no event is
+// missed or repeated, and retries sends with the same client message id so each send makes
+// exactly one message.
+//
+// The cursor is the seq of the last event the client delivered. natter delivers one device's
+// events in one global seq order (catch-up and live alike), so an event at or below the cursor is
+// a repeat and is dropped: Events never yields the same event twice, and never out of order.
+// Persist Cursor() with the events you keep, and pass it back in Config.Cursor after a restart.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is the gateway's WebSocket URL (ws://host:port/v1/ws). Discover, if set, is asked
+	// instead before every connection attempt (e.g. GET /v1/discovery).
+	URL      string
+	Discover func(ctx context.Context) (string, error)
+	// Token is the access token; TokenSource, if set, is asked before every connection attempt.
+	Token       string
+	TokenSource func(ctx context.Context) (string, error)
+	// DeviceID names this installation; keep it stable across restarts.
+	DeviceID string
+	// Cursor is where to resume: the seq of the last event this device has. Nil starts at the
+	// current head (nothing is replayed).
+	Cursor *uint64
+	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter, doubling per failure).
+	MinBackoff, MaxBackoff time.Duration
+	// AttemptTimeout bounds one send attempt's wait for its ack before it is retried.
+	AttemptTimeout time.Duration
+	// EventBuffer is how many events may wait for the application. A full buffer pauses reading;
+	// the server then closes the connection as slow, and the client reconnects and syncs.
+	EventBuffer int
+}
+
+func (c *Config) defaults() error {
+	if c.URL == "" && c.Discover == nil {
+		return errors.New("client: URL or Discover is required")
+	}
+	if c.Token == "" && c.TokenSource == nil {
+		return errors.New("client: Token or TokenSource is required")
+	}
+	if c.DeviceID == "" {
+		return errors.New("client: DeviceID is required")
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(c.MinBackoff, 10*time.Second)
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = 5 * time.Second
+	}
+	if c.EventBuffer <= 0 {
+		c.EventBuffer = 1024
+	}
+	return nil
+}
+
+// Ack says a message exists, durably, at Seq.
+type Ack = protocol.Ack
+
+// Event is a message or membership change delivered to this device.
+type Event = protocol.Event
+
+// Error is an error the server answered with; Code says what went wrong.
+type Error = protocol.Error
+
+// ErrClosed is returned by calls on a closed client.
+var ErrClosed = errors.New("client: closed")
+
+// CloseError ends a client whose server said not to reconnect (e.g. token invalid, replaced by a
+// newer connection of the same device).
+type CloseError struct {
+	Code   protocol.CloseCode
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("client: closed by server with %d: %s", e.Code, e.Reason)
+}
+
+// Retryable reports whether a send that failed with err may be retried with the same id.
+func Retryable(err error) bool {
+	var pe *Error
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeRateLimited:
+			return true
+		}
+		return false
+	}
+	return !errors.Is(err, ErrClosed) && !errors.As(err, new(*CloseError))
+}
+
+// Client is one connected device. Safe for concurrent use.
+type Client struct {
+	cfg    Config
+	events chan Event
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	ready  chan struct{}
+	once   sync.Once
+
+	mu        sync.Mutex
+	conn      *websocket.Conn // nil while disconnected
+	connected chan struct{}   // closed while connected; replaced on disconnect
+	cursor    uint64
+	hasCursor bool
+	pending   map[string]chan result // client_msg_id -> waiting Send
+	err       error                  // why the client ended
+	connects  int
+}
+
+type result struct {
+	ack Ack
+	err error
+}
+
+// Dial starts a client: it connects (retrying as configured) in the background; Send waits for
+// the connection. Close ends it.
+func Dial(cfg Config) (*Client, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{cfg: cfg, events: make(chan Event, cfg.EventBuffer), ctx: ctx, cancel: cancel,
+		done: make(chan struct{}), ready: make(chan struct{}), connected: make(chan struct{}), pending: map[string]chan result{}}
+	if cfg.Cursor != nil {
+		c.cursor, c.hasCursor = *cfg.Cursor, true
+	}
+	go c.run()
+	return c, nil
+}
+
+// Ready is closed once the first connection has caught up: from then on every new event reaches
+// Events (and, without a configured cursor, what came before is not replayed).
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Events yields this device's events in seq order, each once. It is closed when the client ends.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// Cursor is the seq of the last event delivered (or caught up to).
+func (c *Client) Cursor() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cursor
+}
+
+// Connects counts the connections made so far.
+func (c *Client) Connects() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connects
+}
+
+// Err says why a client ended (nil while it runs or after Close).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close disconnects and stops the client.
+func (c *Client) Close() error {
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// Send sends text to a conversation with a fresh client message id and waits for its ack,
+// retrying (same id) across timeouts, reconnects and retryable errors until ctx ends.
+func (c *Client) Send(ctx context.Context, conversationID, text string) (Ack, error) {
+	return c.SendWithID(ctx, conversationID, ulid.Make().String(), text)
+}
+
+// SendWithID is Send with a caller-chosen client message id: call it again with the same id
+// (even from another process of the same user) and the result is still one message.
+func (c *Client) SendWithID(ctx context.Context, conversationID, clientMsgID, text string) (Ack, error) {
+	frame, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text})
+	if err != nil {
+		return Ack{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		ack, err := c.attempt(ctx, clientMsgID, frame)
+		if err == nil || !Retryable(err) {
+			return ack, err
+		}
+		if ctx.Err() != nil {
+			return Ack{}, fmt.Errorf("send %s: %w (last error: %v)", clientMsgID, ctx.Err(), err)
+		}
+		if err := c.sleep(ctx, backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)); err != nil {
+			return Ack{}, err
+		}
+	}
+}
+
+func (c *Client) attempt(ctx context.Context, id string, frame []byte) (Ack, error) {
+	conn, err := c.waitConnected(ctx)
+	if err != nil {
+		return Ack{}, err
+	}
+	ch := make(chan result, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.pending[id] == ch {
+			delete(c.pending, id)
+		}
+		c.mu.Unlock()
+	}()
+	actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+	defer cancel()
+	if err := conn.Write(actx, websocket.MessageText, frame); err != nil {
+		return Ack{}, fmt.Errorf("send %s: write: %w", id, err)
+	}
+	select {
+	case r := <-ch:
+		return r.ack, r.err
+	case <-actx.Done():
+		return Ack{}, fmt.Errorf("send %s: no ack within %s", id, c.cfg.AttemptTimeout)
+	case <-c.ctx.Done():
+		return Ack{}, c.closedErr()
+	}
+}
+
+func (c *Client) waitConnected(ctx context.Context) (*websocket.Conn, error) {
+	for {
+		c.mu.Lock()
+		conn, connected := c.conn, c.connected
+		c.mu.Unlock()
+		if conn != nil {
+			return conn, nil
+		}
+		select {
+		case <-connected:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, c.closedErr()
+		}
+	}
+}
+
+func (c *Client) closedErr() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return c.closedErr()
+	}
+}
+
+// backoff is "full jitter": uniform in [0, min(max, base*2^attempt)], at least base/2.
+func backoff(attempt int, base, ceiling time.Duration) time.Duration {
+	d := ceiling
+	if attempt < 30 {
+		d = min(ceiling, base<<attempt)
+	}
+	return base/2 + time.Duration(rand.Int64N(int64(d)+1))
+}
+
+// run keeps the device connected until Close or a close code that forbids reconnecting.
+func (c *Client) run() {
+	defer close(c.done)
+	defer close(c.events)
+	for attempt := 0; c.ctx.Err() == nil; {
+		err := c.session()
+		var ce *CloseError
+		if errors.As(err, &ce) && !ce.Code.Reconnect() {
+			c.mu.Lock()
+			c.err = ce
+			c.mu.Unlock()
+			c.cancel()
+			return
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		if c.Connects() > 0 && errors.As(err, &ce) {
+			attempt = 0 // a clean server close: come back soon, but still jittered
+		}
+		if c.sleep(c.ctx, backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)) != nil {
+			return
+		}
+		attempt++
+	}
+}
+
+// session runs one connection: dial with the cursor, read until it ends.
+func (c *Client) session() error {
+	u, token, err := c.endpoint()
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	conn, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPHeader: map[string][]string{"Authorization": {"Bearer " + token}}})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	conn.SetReadLimit(protocol.HardFrameBytes)
+	defer conn.CloseNow()
+	stop := context.AfterFunc(c.ctx, func() { _ = conn.Close(websocket.StatusNormalClosure, "client closing") })
+	defer stop()
+
+	c.mu.Lock()
+	c.conn = conn
+	c.connects++
+	close(c.connected)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.conn = nil
+		c.connected = make(chan struct{})
+		c.mu.Unlock()
+	}()
+	for {
+		_, data, err := conn.Read(c.ctx)
+		if err != nil {
+			if code := websocket.CloseStatus(err); code >= 4000 {
+				return &CloseError{Code: protocol.CloseCode(code), Reason: err.Error()}
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+		if err := c.handle(data); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Client) endpoint() (string, string, error) {
+	u, token := c.cfg.URL, c.cfg.Token
+	var err error
+	if c.cfg.Discover != nil {
+		if u, err = c.cfg.Discover(c.ctx); err != nil {
+			return "", "", fmt.Errorf("discover: %w", err)
+		}
+	}
+	if c.cfg.TokenSource != nil {
+		if token, err = c.cfg.TokenSource(c.ctx); err != nil {
+			return "", "", fmt.Errorf("token: %w", err)
+		}
+	}
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "", "", fmt.Errorf("url %q: %w", u, err)
+	}
+	q := parsed.Query()
+	q.Set("device", c.cfg.DeviceID)
+	c.mu.Lock()
+	if c.hasCursor {
+		q.Set("cursor", strconv.FormatUint(c.cursor, 10))
+	}
+	c.mu.Unlock()
+	parsed.RawQuery = q.Encode()
+	return parsed.String(), token, nil
+}
+
+// frame is any server frame; Type selects the fields that apply.
+type frame struct {
+	protocol.Event
+	Ref       string        `json:"ref"`
+	Code      protocol.Code `json:"code"`
+	Message   string        `json:"message"`
+	Cursor    uint64        `json:"cursor"`
+	Duplicate bool          `json:"duplicate"`
+}
+
+func (c *Client) handle(data []byte) error {
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return fmt.Errorf("bad frame from server: %w", err)
+	}
+	switch f.Type {
+	case protocol.TypeAck:
+		c.resolve(f.ClientMsgID, result{ack: Ack{Type: f.Type, Ref: f.Ref, ClientMsgID: f.ClientMsgID, ConversationID: f.ConversationID,
+			MessageID: f.MessageID, Seq: f.Seq, SentAt: f.SentAt, Duplicate: f.Duplicate}})
+	case protocol.TypeError:
+		c.resolve(f.Ref, result{err: &Error{Type: f.Type, Code: f.Code, Message: f.Message, Ref: f.Ref}})
+	case protocol.TypeMessage, protocol.TypeMember:
+		c.mu.Lock()
+		dup := c.hasCursor && f.Seq <= c.cursor
+		if !dup {
+			c.cursor, c.hasCursor = f.Seq, true
+		}
+		c.mu.Unlock()
+		if dup {
+			return nil
+		}
+		select {
+		case c.events <- f.Event:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	case protocol.TypeSynced:
+		c.mu.Lock()
+		if !c.hasCursor || f.Cursor > c.cursor {
+			c.cursor, c.hasCursor = f.Cursor, true
+		}
+		c.mu.Unlock()
+		c.once.Do(func() { close(c.ready) })
+	}
+	return nil
+}
+
+func (c *Client) resolve(id string, r result) {
+	c.mu.Lock()
+	ch := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- r
+	}
+}
