@@ -30,6 +30,7 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/scylla"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/fanout"
@@ -63,6 +64,9 @@ type Config struct {
 	TokenTTL  time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables it.
 	MetricsAddr string
+	// StoreKind is "pebble" (embedded, under DataDir) or "scylla" (Scylla below).
+	StoreKind string
+	Scylla    scylla.Config
 	// Store, when set, is used instead of opening the embedded one (and is not closed on stop):
 	// in-process tests run components as separate graphs around one store.
 	Store store.Store
@@ -81,6 +85,7 @@ func DefaultConfig() Config {
 		NATS:        natsx.ServerConfig{Name: "natter", Host: "127.0.0.1", Port: 4222},
 		Streams:     streams.DefaultOptions(),
 		TokenTTL:    24 * time.Hour,
+		StoreKind:   "pebble",
 		MetricsAddr: "127.0.0.1:9090",
 		Gateway:     gateway.DefaultConfig(),
 		API:         api.Config{Addr: "127.0.0.1:8080"},
@@ -104,6 +109,15 @@ func (c Config) Validate() error {
 	}
 	if c.TokenTTL <= 0 {
 		return errors.New("token ttl must be positive")
+	}
+	switch c.StoreKind {
+	case "pebble":
+	case "scylla":
+		if err := c.Scylla.Validate(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("store %q: want pebble or scylla", c.StoreKind)
 	}
 	if c.Streams.Replicas < 1 {
 		return errors.New("replicas must be at least 1")
@@ -234,7 +248,15 @@ func openStore(lc fx.Lifecycle, cfg Config, log *zap.Logger) (store.Store, error
 	if cfg.Store != nil {
 		return cfg.Store, nil
 	}
-	st, err := pebble.Open(filepath.Join(cfg.DataDir, "store"), pebble.Options{Logger: log.Named("pebble")})
+	var st store.Store
+	var err error
+	if cfg.StoreKind == "scylla" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err = scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
+	} else {
+		st, err = pebble.Open(filepath.Join(cfg.DataDir, "store"), pebble.Options{Logger: log.Named("pebble")})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 // Command natter is the whole chat backend in one binary:
 //
 //	natter run [flags]        every component (or --target a subset) in one process
+//	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
 //	natter version
 //
 // Every flag can also be set by an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -17,6 +18,8 @@ const usage = `natter — a chat backend on NATS JetStream
 
 Usage:
   natter run [flags]    run natter (all components by default; see natter run -h)
+  natter migrate        apply the ScyllaDB schema migrations (idempotent; see natter migrate -h)
+  natter bench [flags]  load natter over WebSockets against raw baselines (see natter bench -h)
   natter version        print the version
 
 Every flag can be given as an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -31,6 +34,10 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = runCmd(os.Args[2:])
+	case "migrate":
+		err = migrateCmd(os.Args[2:])
+	case "bench":
+		err = benchCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("natter", version)
 	case "help", "-h", "--help":

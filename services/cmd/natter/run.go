@@ -36,6 +36,8 @@ func runCmd(args []string) error {
 	fs.IntVar(&cfg.Streams.Replicas, "replicas", cfg.Streams.Replicas, "JetStream replicas for streams and buckets")
 	fs.DurationVar(&cfg.Streams.DuplicateWindow, "dedupe-window", cfg.Streams.DuplicateWindow, "JetStream duplicate window for client sends")
 	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers")
+	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir) or scylla")
+	scyllaFlags(fs, &cfg.Scylla)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "console", "console or json")
 	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")
@@ -46,6 +48,7 @@ func runCmd(args []string) error {
 		return err
 	}
 	cfg.Targets = strings.Split(*targets, ",")
+	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
 		cfg.JWTSecret = []byte(secret)
 	}
