@@ -27,7 +27,9 @@ type Options struct {
 	PresenceMaxAge time.Duration
 	// AckWait is the redelivery timeout of natter's durable consumers.
 	AckWait time.Duration
-	// MaxDeliver bounds redeliveries of one event before it goes to the dead-letter path.
+	// MaxDeliver bounds deliveries of one event to natter's own durable consumers; -1 (the
+	// default) never gives up, because an abandoned event would leave a gap behind the persister's
+	// ack floor. Events that can never be handled are terminated explicitly instead.
 	MaxDeliver int
 }
 
@@ -42,7 +44,7 @@ func DefaultOptions() Options {
 		GatewayTTL:      15 * time.Second,
 		PresenceMaxAge:  time.Hour,
 		AckWait:         30 * time.Second,
-		MaxDeliver:      20,
+		MaxDeliver:      -1,
 	}
 }
 
@@ -55,7 +57,7 @@ type Definitions struct {
 
 // Define returns the definitions for the given options.
 func Define(o Options) Definitions {
-	return Definitions{
+	d := Definitions{
 		Streams: []jetstream.StreamConfig{
 			{
 				Name:        ChatStream,
@@ -95,6 +97,19 @@ func Define(o Options) Definitions {
 			{Bucket: GatewaysBucket, Description: "<gateway> -> address and load of a live gateway", TTL: o.GatewayTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 		},
 		Consumers: map[string][]jetstream.ConsumerConfig{
+			PresenceStream: {
+				{
+					Durable:       PresenceConsumer,
+					Description:   "keeps the presence bucket: online while any device is connected",
+					FilterSubject: "presence.>",
+					AckPolicy:     jetstream.AckExplicitPolicy,
+					AckWait:       o.AckWait,
+					MaxDeliver:    o.MaxDeliver,
+					MaxAckPending: 10000,
+					DeliverPolicy: jetstream.DeliverNewPolicy,
+					Replicas:      o.Replicas,
+				},
+			},
 			ChatStream: {
 				{
 					Durable:       PersisterConsumer,
@@ -121,4 +136,5 @@ func Define(o Options) Definitions {
 			},
 		},
 	}
+	return d
 }

@@ -187,7 +187,7 @@ func (r *Runner) loop() {
 func (r *Runner) run(chunk []jetstream.Msg) {
 	results := make([]error, len(chunk))
 	if r.hooks.Prepare != nil {
-		if err := r.hooks.Prepare(r.ctx); err != nil {
+		if err := r.hook("prepare", r.hooks.Prepare); err != nil {
 			r.log.Warn("prepare chunk", zap.Int("messages", len(chunk)), zap.Error(err))
 			for i := range results {
 				results[i] = err
@@ -219,7 +219,7 @@ func (r *Runner) run(chunk []jetstream.Msg) {
 		wg.Wait()
 	}
 	if r.hooks.Flush != nil {
-		if err := r.hooks.Flush(r.ctx); err != nil {
+		if err := r.hook("flush", r.hooks.Flush); err != nil {
 			r.log.Warn("flush chunk", zap.Int("messages", len(chunk)), zap.Error(err))
 			for i := range results {
 				if results[i] == nil {
@@ -229,6 +229,24 @@ func (r *Runner) run(chunk []jetstream.Msg) {
 		}
 	}
 	r.settleAll(chunk, results)
+}
+
+// hook runs a chunk hook; with RetryInPlace it retries until it succeeds or the runner stops,
+// since a nak of the chunk would let later messages overtake it.
+func (r *Runner) hook(name string, h func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := h(r.ctx)
+		if err == nil || !r.cfg.RetryInPlace || r.ctx.Err() != nil {
+			return err
+		}
+		delay := r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]
+		r.log.Warn("chunk hook failed; retrying in place", zap.String("hook", name), zap.Int("attempt", attempt+1), zap.Duration("delay", delay), zap.Error(err))
+		select {
+		case <-time.After(delay):
+		case <-r.ctx.Done():
+			return err
+		}
+	}
 }
 
 func (r *Runner) one(m jetstream.Msg) error {

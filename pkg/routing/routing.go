@@ -205,12 +205,15 @@ func (t *Table) live(userID string) map[string]entry {
 }
 
 // Sync is the barrier: it returns once the mirror holds every route written before Sync was
-// called (it reads the bucket's last revision, then waits for the watch to apply it), or after
-// maxWait when that revision can no longer arrive (it expired before it was watched).
+// called (it reads the bucket's last revision, then waits for the watch to apply it). An error
+// after maxWait means the mirror is behind; the caller retries rather than route on a stale table.
 func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
 	info, err := t.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("routes barrier: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return nil // every route expired or was deleted: nothing more can arrive
 	}
 	target := info.State.LastSeq
 	timer := time.NewTimer(maxWait)
@@ -225,8 +228,7 @@ func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
 		select {
 		case <-changed:
 		case <-timer.C:
-			t.log.Warn("routes barrier timed out", zap.Uint64("applied", applied), zap.Uint64("target", target))
-			return nil
+			return fmt.Errorf("routes barrier: mirror at revision %d, bucket at %d after %s", applied, target, maxWait)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.done:
