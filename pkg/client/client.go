@@ -213,6 +213,29 @@ func (c *Client) SendWithID(ctx context.Context, conversationID, clientMsgID, te
 	}
 }
 
+// MarkRead tells the conversation's members that this user has read every event up to upTo (a
+// watermark: it only moves forward). Best effort: a lost mark is superseded by the next one.
+func (c *Client) MarkRead(ctx context.Context, conversationID string, upTo uint64) error {
+	return c.mark(ctx, protocol.TypeRead, conversationID, upTo)
+}
+
+// MarkDelivered tells that every event up to upTo reached this device.
+func (c *Client) MarkDelivered(ctx context.Context, conversationID string, upTo uint64) error {
+	return c.mark(ctx, protocol.TypeDelivered, conversationID, upTo)
+}
+
+func (c *Client) mark(ctx context.Context, kind, conversationID string, upTo uint64) error {
+	frame, err := json.Marshal(protocol.ClientFrame{Type: kind, ConversationID: conversationID, UpTo: upTo})
+	if err != nil {
+		return err
+	}
+	conn, err := c.waitConnected(ctx)
+	if err != nil {
+		return err
+	}
+	return conn.Write(ctx, websocket.MessageText, frame)
+}
+
 func (c *Client) attempt(ctx context.Context, id string, frame []byte) (Ack, error) {
 	conn, err := c.waitConnected(ctx)
 	if err != nil {
@@ -412,9 +435,6 @@ func (c *Client) handle(data []byte) error {
 	case protocol.TypeMessage, protocol.TypeMember:
 		c.mu.Lock()
 		dup := c.hasCursor && f.Seq <= c.cursor
-		if !dup {
-			c.cursor, c.hasCursor = f.Seq, true
-		}
 		c.mu.Unlock()
 		if dup {
 			return nil
@@ -422,13 +442,15 @@ func (c *Client) handle(data []byte) error {
 		select {
 		case c.events <- f.Event:
 		case <-c.ctx.Done():
-			return c.ctx.Err()
+			return c.ctx.Err() // not handed over: the cursor stays before it
 		}
+		// Only now: a cursor past an event the application never got would skip it for good.
+		c.mu.Lock()
+		c.cursor, c.hasCursor = f.Seq, true
+		c.mu.Unlock()
 	case protocol.TypeSynced:
 		c.mu.Lock()
-		if !c.hasCursor || f.Cursor > c.cursor {
-			c.cursor, c.hasCursor = f.Cursor, true
-		}
+		c.cursor, c.hasCursor = f.Cursor, true // the server's head is authoritative
 		c.mu.Unlock()
 		c.once.Do(func() { close(c.ready) })
 	}

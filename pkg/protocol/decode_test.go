@@ -21,6 +21,8 @@ func TestDecodeAccepts(t *testing.T) {
 		"escaped backslash": []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"a\\ud800"}`),
 		"100k emoji":        sendFrame(strings.Repeat("😀", MaxTextRunes)),
 		"100k ascii":        sendFrame(strings.Repeat("a", MaxTextRunes)),
+		"100k escaped emoji": []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"` +
+			strings.Repeat(`\ud83d\ude00`, MaxTextRunes) + `"}`),
 	} {
 		if _, e := Decode(raw); e != nil {
 			t.Errorf("%s: unexpected error %v", name, e)
@@ -51,6 +53,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"no client id", []byte(`{"type":"send","conversation_id":"x","text":"x"}`), CodeInvalidFrame, ""},
 		{"long id", []byte(`{"type":"ping","id":"` + strings.Repeat("i", 65) + `"}`), CodeInvalidFrame, ""},
 		{"oversize", make([]byte, MaxFrameBytes+1), CodeFrameTooLarge, ""},
+		{"read without up_to", []byte(`{"type":"read","id":"r","conversation_id":"c"}`), CodeInvalidFrame, "r"},
+		{"read bad conversation", []byte(`{"type":"read","conversation_id":"a b","up_to":1}`), CodeInvalidFrame, ""},
+		{"typing bad state", []byte(`{"type":"typing","conversation_id":"c","state":"maybe"}`), CodeInvalidFrame, ""},
+		{"presence of nobody", []byte(`{"type":"presence","user_ids":[]}`), CodeInvalidFrame, ""},
+		{"presence of 101", []byte(`{"type":"presence","user_ids":[` + strings.Repeat(`"u",`, 100) + `"u"]}`), CodeInvalidFrame, ""},
+		{"presence bad id", []byte(`{"type":"presence","user_ids":["*"]}`), CodeInvalidFrame, ""},
 	} {
 		_, e := Decode(tc.raw)
 		if e == nil {

@@ -18,9 +18,10 @@ const (
 	// MaxTextRunes is the most Unicode code points a message text may have.
 	MaxTextRunes = 100_000
 	// MaxFrameBytes is the largest client frame read: room for MaxTextRunes characters each
-	// escaped as \uXXXX (6 bytes) plus the envelope. Larger frames are drained and answered with
+	// escaped as a \uXXXX\uXXXX surrogate pair (12 bytes, as JSON encoders that escape non-ASCII
+	// write emoji) plus the envelope. Larger frames are drained and answered with
 	// CodeFrameTooLarge; the connection stays open.
-	MaxFrameBytes = 1 << 20
+	MaxFrameBytes = 1_300_000
 	// HardFrameBytes is the size beyond which the connection is closed (1009) instead of drained.
 	HardFrameBytes = 16 << 20
 	// MaxIDBytes bounds client-chosen ids (client_msg_id, device id).
@@ -29,8 +30,21 @@ const (
 
 // Client -> server frame types.
 const (
-	TypeSend = "send"
-	TypePing = "ping"
+	TypeSend      = "send"
+	TypePing      = "ping"
+	TypeRead      = "read"      // read watermark: every event up to up_to is read
+	TypeDelivered = "delivered" // delivered watermark: every event up to up_to reached this device
+	TypeTyping    = "typing"    // typing indicator, state "start" or "stop" (also server -> client)
+	TypePresence  = "presence"  // ask for users' presence (also server -> client: the answer, or a change)
+)
+
+// Typing states, and how long a client shows an indicator no "stop" ended.
+const (
+	TypingStart   = "start"
+	TypingStop    = "stop"
+	TypingExpires = 6000 // milliseconds
+	// MaxPresenceQuery is the most users one presence request may name.
+	MaxPresenceQuery = 100
 )
 
 // Server -> client frame types.
@@ -42,6 +56,7 @@ const (
 	TypeSynced  = "synced"
 	TypeError   = "error"
 	TypePong    = "pong"
+	TypeReceipt = "receipt"
 )
 
 // ClientFrame is any frame a client sends; Type says which fields apply.
@@ -54,6 +69,49 @@ type ClientFrame struct {
 	ClientMsgID    string `json:"client_msg_id,omitempty"`
 	ConversationID string `json:"conversation_id,omitempty"`
 	Text           string `json:"text,omitempty"`
+
+	// read, delivered: the watermark
+	UpTo uint64 `json:"up_to,omitempty"`
+	// typing: "start" or "stop"
+	State string `json:"state,omitempty"`
+	// presence: whose presence to tell
+	UserIDs []string `json:"user_ids,omitempty"`
+}
+
+// Receipt tells that UserID has read (Kind "read") or received (Kind "delivered") every event of
+// the conversation up to UpTo. Watermarks only move forward; ignore a smaller one.
+type Receipt struct {
+	Type           string `json:"type"`
+	ConversationID string `json:"conversation_id"`
+	UserID         string `json:"user_id"`
+	DeviceID       string `json:"device_id,omitempty"`
+	Kind           string `json:"kind"`
+	UpTo           uint64 `json:"up_to"`
+}
+
+// Typing tells that UserID started or stopped typing. A "start" lapses after ExpiresInMS unless
+// repeated.
+type Typing struct {
+	Type           string `json:"type"`
+	ConversationID string `json:"conversation_id"`
+	UserID         string `json:"user_id"`
+	State          string `json:"state"`
+	ExpiresInMS    int    `json:"expires_in_ms"`
+}
+
+// Presence answers a presence request (Ref set) or announces a change of one user.
+type Presence struct {
+	Type  string       `json:"type"`
+	Ref   string       `json:"ref,omitempty"`
+	Users []UserStatus `json:"users"`
+}
+
+// UserStatus is one user's presence: "online", "offline", or "unknown" for a user who shares no
+// conversation with the asker (or does not exist).
+type UserStatus struct {
+	UserID   string `json:"user_id"`
+	Status   string `json:"status"`
+	LastSeen int64  `json:"last_seen,omitempty"` // Unix milliseconds
 }
 
 // Welcome is the first frame on every connection.

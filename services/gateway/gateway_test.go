@@ -194,7 +194,9 @@ func TestSyncFromCursorThenLiveWithoutGapOrDuplicate(t *testing.T) {
 }
 
 func TestSlowClientIsClosedAndOthersUnaffected(t *testing.T) {
-	s := apptest.Start(t, func(c *app.Config) { c.Gateway.SendQueue = 16 })
+	// The writer blocked on the full socket must outlast the test's sending, so the client, once it
+	// reads, finds the close frame behind the data (a real slow client reads eventually too).
+	s := apptest.Start(t, func(c *app.Config) { c.Gateway.SendQueue, c.Gateway.WriteTimeout = 16, 2*time.Minute })
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
 	conv := s.Direct(alice, bob)
 	a := dial(s, alice, "a", nil)
@@ -207,7 +209,7 @@ func TestSlowClientIsClosedAndOthersUnaffected(t *testing.T) {
 	}
 	defer slow.CloseNow()
 	fast := dial(s, bob, "fast", nil)
-	big := strings.Repeat("x", 60_000)
+	big := strings.Repeat("x", 100_000) // 200 of them: more than loopback socket buffers hold
 	for i := 0; i < 200; i++ {
 		a.Send(send(conv, fmt.Sprintf("b%d", i), big))
 		a.NextOf(protocol.TypeAck, wait)

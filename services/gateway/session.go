@@ -39,8 +39,11 @@ type session struct {
 
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
-	out    chan []byte
-	wg     sync.WaitGroup
+	out    chan []byte // bounded: live events and the session's own answers; never waited on
+	// catchup hands the writer replayed events one at a time (unbuffered): catch-up waits for the
+	// socket instead of filling out, so answers to the client's frames always find room.
+	catchup chan []byte
+	wg      sync.WaitGroup
 
 	killOnce sync.Once
 	kill     chan struct{}
@@ -53,6 +56,8 @@ type session struct {
 	lastSeq  map[string]uint64 // conversation -> highest seq sent to this socket
 	routeRev uint64            // revision of this session's route entry
 	bucket   tokenBucket       // rate limit of client frames
+	marks    map[string]uint64 // "read/<conv>", "delivered/<conv>" -> last watermark published
+	typing   map[string]typingState
 }
 
 type pendingFrame struct {
@@ -63,8 +68,8 @@ type pendingFrame struct {
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-		token = strings.TrimPrefix(h, "Bearer ")
+	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		token = strings.TrimSpace(cred)
 	}
 	claims, err := g.deps.Tokens.Verify(token)
 	if err != nil {
@@ -110,11 +115,16 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		g: g, id: ulid.Make().String(), userID: claims.UserID, deviceID: device, platform: platform, conn: conn,
-		ctx: ctx, cancel: cancel, out: make(chan []byte, g.cfg.SendQueue), kill: make(chan struct{}),
-		syncing: true, lastSeq: map[string]uint64{},
+		ctx: ctx, cancel: cancel, out: make(chan []byte, g.cfg.SendQueue), catchup: make(chan []byte), kill: make(chan struct{}),
+		syncing: true, lastSeq: map[string]uint64{}, marks: map[string]uint64{}, typing: map[string]typingState{},
 		bucket: tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
 	}
 	s.log = g.log.With(zap.String("user", s.userID), zap.String("device", s.deviceID), zap.String("session", s.id))
+	// A session lives no longer than its token: the client logs in again and reconnects.
+	expiry := time.AfterFunc(time.Until(claims.Expires), func() {
+		s.fail(protocol.CloseUnauthorized, "access token expired; log in again and reconnect")
+	})
+	defer expiry.Stop()
 	s.run(cursor)
 }
 
@@ -151,6 +161,8 @@ func (s *session) run(cursor *uint64) {
 		s.fail(protocol.CloseInternal, "could not register the connection; reconnect")
 		return
 	}
+	s.announcePresence(streams.Online)
+	defer s.announcePresence(streams.Offline)
 	if err := g.deps.Store.PutDevice(s.ctx, store.Device{UserID: s.userID, DeviceID: s.deviceID, Platform: s.platform,
 		CreatedAt: time.Now().UTC(), LastSeen: time.Now().UTC()}); err != nil {
 		s.log.Warn("record device", zap.Error(err))
@@ -210,8 +222,23 @@ func (s *session) refreshRoute(ctx context.Context) error {
 func (s *session) writer() {
 	defer s.wg.Done()
 	for {
+		var frame []byte
 		select {
-		case frame := <-s.out:
+		case frame = <-s.out:
+		case frame = <-s.catchup:
+		case <-s.kill:
+			if s.code != protocol.CloseCode(websocket.StatusNormalClosure) { // the client's own close is not counted
+				s.g.met.closes.WithLabelValues(strconv.Itoa(int(s.code))).Inc()
+			}
+			s.cancel()
+			if s.code == protocol.CloseHeartbeatTimeout {
+				_ = s.conn.CloseNow() // the peer is not answering; do not wait for its close frame
+			} else {
+				_ = s.conn.Close(websocket.StatusCode(s.code), s.reason)
+			}
+			return
+		}
+		{
 			ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.WriteTimeout)
 			err := s.conn.Write(ctx, websocket.MessageText, frame)
 			cancel()
@@ -221,15 +248,6 @@ func (s *session) writer() {
 				return
 			}
 			s.g.met.framesOut.Inc()
-		case <-s.kill:
-			s.g.met.closes.WithLabelValues(strconv.Itoa(int(s.code))).Inc()
-			s.cancel()
-			if s.code == protocol.CloseHeartbeatTimeout {
-				_ = s.conn.CloseNow() // the peer is not answering; do not wait for its close frame
-			} else {
-				_ = s.conn.Close(websocket.StatusCode(s.code), s.reason)
-			}
-			return
 		}
 	}
 }
@@ -298,6 +316,12 @@ func (s *session) readLoop() {
 			s.send(protocol.Pong{Type: protocol.TypePong, Ref: f.ID})
 		case protocol.TypeSend:
 			s.handleSend(f)
+		case protocol.TypeRead, protocol.TypeDelivered:
+			s.handleReceipt(f)
+		case protocol.TypeTyping:
+			s.handleTyping(f)
+		case protocol.TypePresence:
+			s.handlePresence(f)
 		}
 	}
 }
@@ -329,10 +353,10 @@ func (s *session) enqueue(frame []byte) {
 // errSessionEnded: the session closed while something was still writing to it.
 var errSessionEnded = errors.New("session ended")
 
-// enqueueWait blocks until the frame is queued (catch-up paces itself to the socket).
+// enqueueWait blocks until the writer takes the frame (catch-up paces itself to the socket).
 func (s *session) enqueueWait(frame []byte) error {
 	select {
-	case s.out <- frame:
+	case s.catchup <- frame:
 		return nil
 	case <-s.kill:
 		return errSessionEnded

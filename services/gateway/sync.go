@@ -36,9 +36,18 @@ func (s *session) catchUp(cursor *uint64) error {
 			return err
 		}
 	}
+	// The head is the cursor, also for a client that claimed a cursor beyond it (say the stream
+	// was rebuilt): what follows the head reaches it live.
+	synced, err := json.Marshal(protocol.Synced{Type: protocol.TypeSynced, Cursor: marks.Head})
+	if err != nil {
+		return err
+	}
+	// Through the catch-up channel: the writer has taken it before anything queued below.
+	if err := s.enqueueWait(synced); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.send(protocol.Synced{Type: protocol.TypeSynced, Cursor: max(from, marks.Head)})
 	for _, p := range s.pending {
 		if p.seq > marks.Head && p.seq > s.lastSeq[p.conv] {
 			s.lastSeq[p.conv] = p.seq

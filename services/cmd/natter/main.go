@@ -8,6 +8,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
@@ -45,6 +47,9 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "natter: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h printed the flags
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "natter:", err)
