@@ -27,6 +27,9 @@ type ChatEvent struct {
 	SentAt int64 `json:"sent_at"`
 	// Member describes a membership change when Kind is KindMember.
 	Member *MemberChange `json:"member,omitempty"`
+	// UpTo is the watermark of a receipt (KindRead, KindDelivered): every event of the
+	// conversation up to this seq has been read or delivered by SenderID.
+	UpTo uint64 `json:"up_to,omitempty"`
 }
 
 // Membership actions carried by KindMember events.
@@ -69,12 +72,15 @@ func (ev ChatEvent) Encode() ([]byte, error) {
 	return json.Marshal(ev)
 }
 
-// Delivery is what fanout publishes on gw.<id>.deliver: one event, its seq, and the users on that
-// gateway whose connected devices must receive it.
+// Delivery is what fanout (and presence) publish on gw.<id>.deliver: the users on that gateway
+// whose connected devices must receive it, and either one timeline event at its seq, or (Frame
+// set) a ready-made client frame outside the timeline (receipts, typing, presence) that the
+// gateway passes on as it is.
 type Delivery struct {
-	Seq   uint64    `json:"seq"`
-	Users []string  `json:"users"`
-	Event ChatEvent `json:"event"`
+	Seq   uint64          `json:"seq,omitempty"`
+	Users []string        `json:"users"`
+	Event ChatEvent       `json:"event,omitzero"`
+	Frame json.RawMessage `json:"frame,omitempty"`
 }
 
 // Route is the value of a routes bucket entry: which gateway holds a device's socket.

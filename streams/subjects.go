@@ -16,6 +16,7 @@ const (
 
 	PersisterConsumer = "persister"
 	FanoutConsumer    = "fanout"
+	PresenceConsumer  = "presence"
 )
 
 // Event kinds carried on chat.<conversation>.<kind>.

@@ -44,6 +44,32 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 			return ClientFrame{}, e.WithRef(ref)
 		}
 		return f, nil
+	case TypeRead, TypeDelivered:
+		if !streams.ValidToken(f.ConversationID) {
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes).WithRef(ref)
+		}
+		if f.UpTo == 0 {
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "up_to must be the seq of an event").WithRef(ref)
+		}
+		return f, nil
+	case TypeTyping:
+		if !streams.ValidToken(f.ConversationID) {
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes).WithRef(ref)
+		}
+		if f.State != TypingStart && f.State != TypingStop {
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "state must be %q or %q", TypingStart, TypingStop).WithRef(ref)
+		}
+		return f, nil
+	case TypePresence:
+		if len(f.UserIDs) == 0 || len(f.UserIDs) > MaxPresenceQuery {
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "user_ids must name 1-%d users", MaxPresenceQuery).WithRef(ref)
+		}
+		for _, u := range f.UserIDs {
+			if !streams.ValidToken(u) {
+				return ClientFrame{}, Errorf(CodeInvalidFrame, "user_ids must be ids of [A-Za-z0-9_-]").WithRef(ref)
+			}
+		}
+		return f, nil
 	case "":
 		return ClientFrame{}, Errorf(CodeInvalidFrame, "frame has no type").WithRef(ref)
 	default:

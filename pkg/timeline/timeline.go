@@ -151,6 +151,29 @@ func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) 
 	return all, nil
 }
 
+// CountAfter counts the text messages of conversationID with seq > after that were not sent by
+// notFrom, stopping at limit: the unread count of a member whose read watermark is after.
+func (r *Reader) CountAfter(ctx context.Context, conversationID string, after uint64, notFrom string, limit int) (int, error) {
+	n := 0
+	p := store.Page{After: after, Oldest: true, Limit: store.MaxPageLimit}
+	for n < limit {
+		page, err := r.Page(ctx, conversationID, p)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range page {
+			if m.Kind == streams.KindMsg && m.SenderID != notFrom {
+				n++
+			}
+		}
+		if len(page) < p.Limit {
+			break
+		}
+		p.After = page[0].Seq // newest of this page
+	}
+	return min(n, limit), nil
+}
+
 // Around is a page of up to limit events around seq, newest first (jump to a message).
 func (r *Reader) Around(ctx context.Context, conversationID string, seq uint64, limit int) ([]store.Message, error) {
 	p, err := store.Page{Limit: limit}.Normalize()

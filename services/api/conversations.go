@@ -137,7 +137,14 @@ type summaryJSON struct {
 	conversationJSON
 	// LastMessage is the newest event the caller may see; null if there is none.
 	LastMessage *protocol.Event `json:"last_message"`
+	// ReadSeq is the caller's read watermark; Unread counts the others' messages after it
+	// (at most MaxUnread).
+	ReadSeq uint64 `json:"read_seq"`
+	Unread  int    `json:"unread"`
 }
+
+// MaxUnread caps unread counts; clients show "999+".
+const MaxUnread = 999
 
 // listConversations: GET /v1/conversations -> {conversations} for the caller's current
 // memberships, the one with the newest event first; those without events last, newest first.
@@ -211,6 +218,16 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	if len(last) == 1 {
 		ev := timeline.Event(last[0])
 		sum.LastMessage = &ev
+	}
+	w, err := s.store.Watermark(ctx, conv.ID, m.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("summary %s: watermark: %w", conv.ID, err)
+	}
+	sum.ReadSeq = w.Read
+	if len(last) == 1 && last[0].Seq > max(w.Read, m.JoinedSeq) {
+		if sum.Unread, err = s.timeline.CountAfter(ctx, conv.ID, max(w.Read, m.JoinedSeq), m.UserID, MaxUnread); err != nil {
+			return nil, fmt.Errorf("summary %s: unread: %w", conv.ID, err)
+		}
 	}
 	return sum, nil
 }

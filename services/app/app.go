@@ -36,6 +36,7 @@ import (
 	"github.com/natter-chat/natter/services/fanout"
 	"github.com/natter-chat/natter/services/gateway"
 	"github.com/natter-chat/natter/services/persister"
+	"github.com/natter-chat/natter/services/presence"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -45,10 +46,11 @@ const (
 	TargetAPI       = "api"
 	TargetPersister = "persister"
 	TargetFanout    = "fanout"
+	TargetPresence  = "presence"
 )
 
 // AllTargets is what `natter run` starts by default.
-var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout}
+var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout, TargetPresence}
 
 // Config is everything one process needs.
 type Config struct {
@@ -75,6 +77,7 @@ type Config struct {
 	API       api.Config
 	Persister persister.Config
 	Fanout    fanout.Config
+	Presence  presence.Config
 }
 
 // DefaultConfig is `natter run` with no flags.
@@ -91,6 +94,7 @@ func DefaultConfig() Config {
 		API:         api.Config{Addr: "127.0.0.1:8080"},
 		Persister:   persister.DefaultConfig(),
 		Fanout:      fanout.DefaultConfig(),
+		Presence:    presence.DefaultConfig(),
 	}
 }
 
@@ -135,6 +139,7 @@ type Running struct {
 	Metrics    net.Addr         // nil when disabled
 	Timeline   *timeline.Reader
 	Store      store.Store
+	NC         *nats.Conn
 }
 
 // NATSURL is the client URL of the embedded server, or "".
@@ -163,7 +168,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			l.UseLogLevel(zapcore.DebugLevel)
 			return l
 		}),
-		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout),
+		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout, cfg.Presence),
 		fx.Supply(fx.Annotate(reg, fx.As(new(prometheus.Registerer)))),
 		fx.Provide(
 			func(lc fx.Lifecycle) (*server.Server, error) { return embeddedNATS(lc, cfg, log, run) },
@@ -188,13 +193,16 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.has(TargetFanout) {
 		opts = append(opts, fanout.Module)
 	}
+	if cfg.has(TargetPresence) {
+		opts = append(opts, presence.Module)
+	}
 	if cfg.has(TargetGateway) {
 		opts = append(opts, gateway.Module, fx.Populate(&run.Gateway))
 	}
 	if cfg.has(TargetAPI) {
 		opts = append(opts, api.Module, fx.Populate(&run.API))
 	}
-	opts = append(opts, fx.Populate(&run.Timeline, &run.Store))
+	opts = append(opts, fx.Populate(&run.Timeline, &run.Store, &run.NC))
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
 		return nil, nil, err

@@ -56,6 +56,7 @@ type Fanout struct {
 	log    *zap.Logger
 	routes *routing.Table
 	runner *consumer.Runner
+	typing *nats.Subscription
 }
 
 // New returns a fanout; Start begins consuming.
@@ -87,6 +88,11 @@ func (f *Fanout) Start(ctx context.Context) error {
 		f.routes.Stop()
 		return fmt.Errorf("fanout: %w", err)
 	}
+	if f.typing, err = f.deps.NC.QueueSubscribe(streams.TypingAll, streams.FanoutConsumer, f.relayTyping); err != nil {
+		_ = f.runner.Stop(ctx)
+		f.routes.Stop()
+		return fmt.Errorf("fanout: typing: %w", err)
+	}
 	f.log.Info("fanout started")
 	return nil
 }
@@ -96,6 +102,7 @@ func (f *Fanout) Stop(ctx context.Context) error {
 	if f.runner == nil {
 		return nil
 	}
+	_ = f.typing.Unsubscribe()
 	err := f.runner.Stop(ctx)
 	f.routes.Stop()
 	return err
@@ -106,6 +113,9 @@ func (f *Fanout) Handle(ctx context.Context, msg jetstream.Msg) error {
 	conv, kind, ok := streams.ParseChatSubject(msg.Subject())
 	if !ok {
 		return consumer.Permanent(fmt.Errorf("not a chat subject: %q", msg.Subject()))
+	}
+	if kind == streams.KindRead || kind == streams.KindDelivered {
+		return f.routeReceipt(ctx, conv, msg.Data())
 	}
 	if kind != streams.KindMsg && kind != streams.KindMember {
 		return nil

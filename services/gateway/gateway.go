@@ -114,15 +114,16 @@ type Gateway struct {
 	met  *metrics
 	hub  *hub
 
-	routes   *routing.Registrar
-	gwKV     jetstream.KeyValue
-	chat     jetstream.Stream
-	srv      *http.Server
-	ln       net.Listener
-	sub      *nats.Subscription
-	stopping chan struct{}
-	loops    sync.WaitGroup
-	conns    sync.WaitGroup
+	routes     *routing.Registrar
+	gwKV       jetstream.KeyValue
+	presenceKV jetstream.KeyValue
+	chat       jetstream.Stream
+	srv        *http.Server
+	ln         net.Listener
+	sub        *nats.Subscription
+	stopping   chan struct{}
+	loops      sync.WaitGroup
+	conns      sync.WaitGroup
 }
 
 // New returns a gateway; Start binds it.
@@ -162,6 +163,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.routes = routing.NewRegistrar(kv, g.cfg.ID)
 	if g.gwKV, err = g.deps.JS.KeyValue(ctx, streams.GatewaysBucket); err != nil {
 		return fmt.Errorf("gateway: gateways bucket: %w", err)
+	}
+	if g.presenceKV, err = g.deps.JS.KeyValue(ctx, streams.PresenceBucket); err != nil {
+		return fmt.Errorf("gateway: presence bucket: %w", err)
 	}
 	if g.chat, err = g.deps.JS.Stream(ctx, streams.ChatStream); err != nil {
 		return fmt.Errorf("gateway: chat stream: %w", err)

@@ -82,6 +82,16 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 		h.g.log.Error("bad delivery", zap.Error(err))
 		return
 	}
+	if len(d.Frame) > 0 { // outside the timeline: pass it on as it is
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		for _, u := range d.Users {
+			for _, s := range h.byUser[u] {
+				s.enqueue(d.Frame)
+			}
+		}
+		return
+	}
 	frame, err := json.Marshal(protocol.EventFromChat(d.Seq, d.Event))
 	if err != nil {
 		h.g.log.Error("encode delivery", zap.Error(err))

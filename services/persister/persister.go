@@ -92,6 +92,9 @@ func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
 	}
+	if _, kind, _ := streams.ParseChatSubject(msg.Subject()); kind == streams.KindRead || kind == streams.KindDelivered {
+		return p.advance(ctx, kind, msg.Data())
+	}
 	m, ok, err := timeline.FromStream(msg.Subject(), meta.Sequence.Stream, msg.Data())
 	if err != nil {
 		return consumer.Permanent(err)
@@ -107,6 +110,24 @@ func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 		p.log.Info("duplicate send outside the dedupe window kept once",
 			zap.String("conversation", m.ConversationID), zap.Uint64("seq", m.Seq), zap.Uint64("kept_seq", stored.Seq),
 			zap.String("sender", m.SenderID), zap.String("client_msg_id", m.ClientMsgID))
+	}
+	return nil
+}
+
+// advance raises a member's read or delivered watermark (a max: order-free and idempotent).
+func (p *Persister) advance(ctx context.Context, kind string, data []byte) error {
+	ev, err := streams.DecodeChatEvent(data)
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	w := store.Watermark{ConversationID: ev.ConversationID, UserID: ev.SenderID}
+	if kind == streams.KindRead {
+		w.Read, w.Delivered = ev.UpTo, ev.UpTo // what was read was delivered
+	} else {
+		w.Delivered = ev.UpTo
+	}
+	if _, err := p.deps.Store.AdvanceWatermark(ctx, w); err != nil {
+		return fmt.Errorf("advance %s watermark of %s in %s: %w", kind, ev.SenderID, ev.ConversationID, err)
 	}
 	return nil
 }

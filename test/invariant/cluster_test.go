@@ -75,6 +75,10 @@ func newCluster(t *testing.T) *cluster {
 
 // start runs the given targets as one more process-like graph; stop it with stop.
 func (c *cluster) start(targets ...string) *component {
+	return c.startWith(func(*app.Config) {}, targets...)
+}
+
+func (c *cluster) startWith(adjust func(*app.Config), targets ...string) *component {
 	c.t.Helper()
 	c.n++
 	cfg := app.DefaultConfig()
@@ -88,6 +92,7 @@ func (c *cluster) start(targets ...string) *component {
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.Gateway.FramesPerSecond, cfg.Gateway.Burst = 1e6, 1e6
+	adjust(&cfg)
 	a, run, err := app.New(cfg, zaptest.NewLogger(c.t, zaptest.Level(zap.ErrorLevel)).With(zap.Int("component", c.n)))
 	if err != nil {
 		c.t.Fatal(err)

@@ -100,6 +100,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 	api := c.start(app.TargetAPI)
 	persister := c.start(app.TargetPersister)
 	c.start(app.TargetFanout)
+	c.start(app.TargetPresence)
 	gw := c.start(app.TargetGateway)
 	apiURL := "http://" + api.run.API.Addr()
 	sys := &apptest.System{T: t, APIURL: apiURL}
@@ -191,6 +192,11 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 					acksMu.Lock()
 					acks = append(acks, sentAck{d.user.ID, cmid, ack})
 					acksMu.Unlock()
+				}
+				if r.IntN(3) == 0 { // receipt traffic: read up to what this device has seen
+					readCtx, cancelRead := context.WithTimeout(ctx, time.Second)
+					_ = d.client().MarkRead(readCtx, mine[r.IntN(len(mine))], max(d.client().Cursor(), 1))
+					cancelRead()
 				}
 				time.Sleep(time.Duration(r.IntN(20)) * time.Millisecond)
 			}
@@ -294,7 +300,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 		delivered += len(d.got)
 		_ = d.client().Close()
 	}
-	t.Logf("checked %d users, %d devices, %d conversations: %d events in the stream, %d acks (%d distinct sends, %d refused after removal), %d deliveries, %d stored, %d reconnects, 1 gateway restart, 1 persister stop",
+	t.Logf("checked %d users, %d devices, %d conversations: %d events in the stream, %d acks (%d distinct sends, %d refused after removal), %d deliveries, %d stored, %d reconnects, 1 gateway restart, 1 persister stop, presence and read receipts on",
 		len(users), len(devices), len(convs), len(events), len(acks), len(byClientID), rejected.Load(), delivered, stored, sc.reconnects)
 }
 

@@ -30,6 +30,8 @@ type Frame struct {
 	Duplicate      bool   `json:"duplicate"`
 	DeviceID       string `json:"device_id"`
 	Syncing        bool   `json:"syncing"`
+	// Raw is the whole frame as received, for fields Frame does not name.
+	Raw json.RawMessage `json:"-"`
 }
 
 // WS is a raw protocol client for tests: it reads every frame into a channel.
@@ -61,7 +63,7 @@ func Dial(t testing.TB, url string) *WS {
 				close(w.Frames)
 				return
 			}
-			var f Frame
+			f := Frame{Raw: data}
 			if err := json.Unmarshal(data, &f); err != nil {
 				w.Closed <- err
 				close(w.Frames)

@@ -1,0 +1,95 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/streams"
+)
+
+// routeReceipt relays a read or delivered watermark: to the reader's own devices (reading on one
+// clears the unread count on the others) and, in a direct conversation, to the other member
+// (who sees "delivered" and "read"). A group's receipts are not broadcast to the group; members
+// ask for them (GET /v1/conversations/{id}/receipts).
+func (f *Fanout) routeReceipt(ctx context.Context, conv string, data []byte) error {
+	ev, err := streams.DecodeChatEvent(data)
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	c, err := f.deps.Store.Conversation(ctx, conv)
+	if err != nil {
+		return fmt.Errorf("receipt for %s: %w", conv, err)
+	}
+	users := []string{ev.SenderID}
+	if c.Kind == store.Direct {
+		members, err := f.deps.Store.Members(ctx, conv)
+		if err != nil {
+			return fmt.Errorf("receipt for %s: members: %w", conv, err)
+		}
+		for _, m := range members {
+			if m.UserID != ev.SenderID && m.Active() {
+				users = append(users, m.UserID)
+			}
+		}
+	}
+	frame, err := json.Marshal(protocol.Receipt{Type: protocol.TypeReceipt, ConversationID: conv, UserID: ev.SenderID,
+		DeviceID: ev.SenderDevice, Kind: ev.Kind, UpTo: ev.UpTo})
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	return f.deliverFrame(users, frame)
+}
+
+// relayTyping passes a typing indicator on to the conversation's other current members. It is
+// best effort and never stored: a lost indicator lapses by itself on the client.
+func (f *Fanout) relayTyping(msg *nats.Msg) {
+	var t streams.Typing
+	if err := json.Unmarshal(msg.Data, &t); err != nil || !streams.ValidToken(t.ConversationID) {
+		f.log.Warn("bad typing event", zap.Error(err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.RouteBarrierWait*4)
+	defer cancel()
+	members, err := f.deps.Store.Members(ctx, t.ConversationID)
+	if err != nil {
+		f.log.Warn("typing: members", zap.String("conversation", t.ConversationID), zap.Error(err))
+		return
+	}
+	var users []string
+	for _, m := range members {
+		if m.Active() && m.UserID != t.UserID {
+			users = append(users, m.UserID)
+		}
+	}
+	frame, _ := json.Marshal(protocol.Typing{Type: protocol.TypeTyping, ConversationID: t.ConversationID, UserID: t.UserID,
+		State: t.State, ExpiresInMS: protocol.TypingExpires})
+	if err := f.deliverFrame(users, frame); err != nil {
+		f.log.Warn("typing: deliver", zap.Error(err))
+	}
+}
+
+// deliverFrame sends a ready-made frame to the connected devices of users, one Delivery per
+// gateway.
+func (f *Fanout) deliverFrame(users []string, frame []byte) error {
+	byGateway := map[string][]string{}
+	for _, u := range users {
+		f.routes.Gateways(u, func(gw string) { byGateway[gw] = append(byGateway[gw], u) })
+	}
+	for gw, us := range byGateway {
+		data, err := json.Marshal(streams.Delivery{Users: us, Frame: frame})
+		if err != nil {
+			return err
+		}
+		if err := f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
+			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/streams"
+)
+
+// typingRepeat is how often an unchanged typing state is passed on: the indicator lapses on the
+// other side after protocol.TypingExpires, so a client repeats "start" while typing.
+const typingRepeat = 2 * time.Second
+
+// handleReceipt publishes a read or delivered watermark, coalesced: a mark that does not move
+// past what this socket already reported is dropped.
+func (s *session) handleReceipt(f protocol.ClientFrame) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
+	defer cancel()
+	m, err := s.g.deps.Store.Member(ctx, f.ConversationID, s.userID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active() && f.UpTo > m.LeftSeq) {
+		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(f.ID))
+		return
+	}
+	if err != nil {
+		s.unavailable(f.ID, "check membership", err)
+		return
+	}
+	key := f.Type + "/" + f.ConversationID
+	s.mu.Lock()
+	if f.UpTo <= s.marks[key] {
+		s.mu.Unlock()
+		return
+	}
+	s.marks[key] = f.UpTo
+	s.mu.Unlock()
+	ev := streams.ChatEvent{Kind: f.Type, ConversationID: f.ConversationID, MessageID: ulid.Make().String(),
+		SenderID: s.userID, SenderDevice: s.deviceID, SentAt: time.Now().UnixMilli(), UpTo: f.UpTo}
+	data, err := ev.Encode()
+	if err != nil {
+		s.unavailable(f.ID, "encode receipt", err)
+		return
+	}
+	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, f.Type))
+	msg.Data = data
+	msg.Header.Set(streams.HeaderMsgID, fmt.Sprintf("%s:%s:%s:%d", s.userID, f.ConversationID, f.Type, f.UpTo))
+	msg.Header.Set(streams.HeaderVersion, "1")
+	if _, err := s.g.deps.JS.PublishMsg(ctx, msg); err != nil {
+		s.mu.Lock()
+		if s.marks[key] == f.UpTo {
+			delete(s.marks, key) // let the client's retry through
+		}
+		s.mu.Unlock()
+		s.unavailable(f.ID, "publish receipt", err)
+	}
+}
+
+// handleTyping relays a typing state to the conversation (through fanout) on core NATS: it is
+// never stored. A repeat of the same state within typingRepeat is dropped.
+func (s *session) handleTyping(f protocol.ClientFrame) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
+	defer cancel()
+	m, err := s.g.deps.Store.Member(ctx, f.ConversationID, s.userID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active()) {
+		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(f.ID))
+		return
+	}
+	if err != nil {
+		s.unavailable(f.ID, "check membership", err)
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	last := s.typing[f.ConversationID]
+	if last.state == f.State && now.Sub(last.at) < typingRepeat {
+		s.mu.Unlock()
+		return
+	}
+	s.typing[f.ConversationID] = typingState{f.State, now}
+	s.mu.Unlock()
+	data, _ := json.Marshal(streams.Typing{ConversationID: f.ConversationID, UserID: s.userID, DeviceID: s.deviceID, State: f.State})
+	if err := s.g.deps.NC.Publish(streams.TypingSubject(f.ConversationID), data); err != nil {
+		s.log.Warn("publish typing", zap.Error(err))
+	}
+}
+
+type typingState struct {
+	state string
+	at    time.Time
+}
+
+// handlePresence answers who of the named users is online. A user who shares no conversation
+// with the asker is "unknown": presence is not for strangers.
+func (s *session) handlePresence(f protocol.ClientFrame) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
+	defer cancel()
+	known, err := s.coMembers(ctx)
+	if err != nil {
+		s.unavailable(f.ID, "co-members", err)
+		return
+	}
+	out := protocol.Presence{Type: protocol.TypePresence, Ref: f.ID, Users: make([]protocol.UserStatus, 0, len(f.UserIDs))}
+	for _, u := range f.UserIDs {
+		st := protocol.UserStatus{UserID: u, Status: "unknown"}
+		if known[u] {
+			st.Status = streams.Offline
+			e, err := s.g.presenceKV.Get(ctx, u)
+			switch {
+			case err == nil:
+				var ps streams.PresenceStatus
+				if json.Unmarshal(e.Value(), &ps) == nil {
+					st.Status, st.LastSeen = ps.Status, ps.LastSeen
+				}
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
+				s.unavailable(f.ID, "read presence", err)
+				return
+			}
+		}
+		out.Users = append(out.Users, st)
+	}
+	s.send(out)
+}
+
+// coMembers is the set of users who share a current conversation with this session's user.
+func (s *session) coMembers(ctx context.Context) (map[string]bool, error) {
+	st := s.g.deps.Store
+	mine, err := st.MembershipsOf(ctx, s.userID)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{s.userID: true}
+	for _, m := range mine {
+		if !m.Active() {
+			continue
+		}
+		ms, err := st.Members(ctx, m.ConversationID)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range ms {
+			if o.Active() {
+				known[o.UserID] = true
+			}
+		}
+	}
+	return known, nil
+}
+
+// announcePresence tells the presence consumer that this socket came or went.
+func (s *session) announcePresence(state string) {
+	data, _ := json.Marshal(streams.PresenceEvent{V: streams.Version, UserID: s.userID, DeviceID: s.deviceID, State: state,
+		Gateway: s.g.cfg.ID, Session: s.id, At: time.Now().UnixMilli()})
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := s.g.deps.JS.Publish(ctx, streams.PresenceSubject(s.userID, s.deviceID), data); err != nil {
+		s.log.Warn("publish presence", zap.String("state", state), zap.Error(err))
+	}
+}
