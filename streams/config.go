@@ -48,6 +48,9 @@ func DefaultOptions() Options {
 	}
 }
 
+// FanoutMaxAckPending bounds fanout's unacknowledged events (two chunks of the consumer kit).
+const FanoutMaxAckPending = 512
+
 // Definitions is every stream, bucket and durable consumer natter needs, declared once.
 type Definitions struct {
 	Streams   []jetstream.StreamConfig
@@ -129,7 +132,9 @@ func Define(o Options) Definitions {
 					AckPolicy:     jetstream.AckExplicitPolicy,
 					AckWait:       o.AckWait,
 					MaxDeliver:    o.MaxDeliver,
-					MaxAckPending: 10000,
+					// Order across a crash: with at most this many unacknowledged, the server must
+					// redeliver what a dead instance held before it hands out anything newer.
+					MaxAckPending: FanoutMaxAckPending,
 					DeliverPolicy: jetstream.DeliverNewPolicy,
 					Replicas:      o.Replicas,
 				},

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -109,55 +110,82 @@ type Runner struct {
 	log    *zap.Logger
 	met    *Metrics
 
-	cc     jetstream.ConsumeContext
-	in     chan jetstream.Msg
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	cons     jetstream.Consumer
+	in       chan jetstream.Msg
+	draining chan struct{} // closed by Stop: pull no more
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
+// fetchWait bounds one pull request. Stop waits for the one under way rather than cancel it: a
+// cancelled pull strands what the server already sent until AckWait, and later messages would
+// overtake it.
+const fetchWait = 100 * time.Millisecond
+
 // Start begins consuming. The Runner owns its goroutines until Stop returns.
+//
+// It pulls with explicit Fetch requests rather than Consume: nats.go v1.55.0's Consume can end
+// up with a backlog on the server and no pull request outstanding until its heartbeat timer
+// fires (up to 30 s) when handlers finish a batch while the next pull is being sent.
 func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log *zap.Logger, met *Metrics) (*Runner, error) {
 	cfg.defaults()
 	if met == nil {
 		met = NewMetrics(nil)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{
-		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), met: met,
-		in: make(chan jetstream.Msg, cfg.MaxChunk), ctx: ctx, cancel: cancel, done: make(chan struct{}),
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { r.in <- m },
-		jetstream.PullMaxMessages(cfg.MaxChunk),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				r.log.Warn("consume", zap.Error(err))
-			}
-		}))
-	if err != nil {
-		cancel()
+	if _, err := cons.Info(context.Background()); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
 	}
-	r.cc = cc
-	go func() {
-		<-cc.Closed()
-		close(r.in)
-	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runner{
+		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), met: met, cons: cons,
+		in: make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+	go r.fetch()
 	go r.loop()
 	return r, nil
 }
 
-// Stop drains: no new messages are pulled, buffered ones are handled, then it returns. If ctx
+// fetch keeps one pull request outstanding until Stop, feeding what arrives to the loop.
+func (r *Runner) fetch() {
+	defer close(r.in)
+	for attempt := 0; ; {
+		select {
+		case <-r.draining:
+			return
+		default:
+		}
+		batch, err := r.cons.Fetch(r.cfg.MaxChunk, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			r.log.Warn("pull", zap.Error(err))
+			select {
+			case <-time.After(r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]):
+			case <-r.draining:
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		for m := range batch.Messages() {
+			r.in <- m
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			r.log.Warn("pull", zap.Error(err))
+		}
+	}
+}
+
+// Stop drains: no new messages are pulled, those pulled are handled, then it returns. If ctx
 // ends first, in-flight handlers are cancelled (their messages are redelivered later).
 func (r *Runner) Stop(ctx context.Context) error {
-	r.cc.Drain()
+	close(r.draining)
 	select {
 	case <-r.done:
 		r.cancel()
 		return nil
 	case <-ctx.Done():
 		r.cancel()
-		r.cc.Stop()
 		<-r.done
 		return fmt.Errorf("stop consumer %s: %w", r.cfg.Name, ctx.Err())
 	}

@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,9 @@ func (f *Fanout) routeReceipt(ctx context.Context, conv string, data []byte) err
 		return consumer.Permanent(err)
 	}
 	c, err := f.deps.Store.Conversation(ctx, conv)
+	if errors.Is(err, store.ErrNotFound) {
+		return consumer.Permanent(fmt.Errorf("receipt for unknown conversation %s", conv))
+	}
 	if err != nil {
 		return fmt.Errorf("receipt for %s: %w", conv, err)
 	}

@@ -1,0 +1,678 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/streams"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testDurable = "kit"
+
+// env is an embedded nats-server with natter's streams and one explicit-ack durable on CHAT.
+type env struct {
+	ctx  context.Context
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+
+	published uint64 // messages published by publishMore
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	log := zap.NewNop()
+	srv, err := natsx.StartServer(natsx.ServerConfig{Dir: t.TempDir(), Port: -1}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := natsx.Connect("", "test", srv, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.Apply(ctx, js, streams.Define(streams.DefaultOptions())); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.ChatStream, jetstream.ConsumerConfig{
+		Durable:       testDurable,
+		FilterSubject: streams.ChatAll,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Second, // far beyond every test: redeliveries come only from naks
+		MaxDeliver:    10,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{ctx: ctx, nc: nc, js: js, cons: cons}
+}
+
+// publish puts n messages on chat.c1.msg whose bodies are their ordinal 1..n (= stream seq in a
+// fresh stream) and returns the last seq.
+func (e *env) publish(t *testing.T, n int) uint64 {
+	t.Helper()
+	var last uint64
+	for i := 0; i < n; i++ {
+		ack, err := e.js.Publish(e.ctx, streams.ChatSubject("c1", streams.KindMsg), []byte(strconv.Itoa(i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	return last
+}
+
+// publishMore continues the numbering of publish: n more messages, returning the last seq.
+func (e *env) publishMore(t *testing.T, n int) uint64 {
+	t.Helper()
+	var last uint64
+	for i := 0; i < n; i++ {
+		e.published++
+		ack, err := e.js.Publish(e.ctx, streams.ChatSubject("c1", streams.KindMsg), []byte(strconv.FormatUint(e.published, 10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	return last
+}
+
+func (e *env) info(t *testing.T) *jetstream.ConsumerInfo {
+	t.Helper()
+	if err := e.nc.Flush(); err != nil { // acks are published without waiting; let them land first
+		t.Fatal(err)
+	}
+	ci, err := e.cons.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ci
+}
+
+// settled waits until every message up to last is acked (or terminated) and nothing is pending.
+// Its deadline outlasts the nats.go pull stall that TestNoIdleStallOnBacklog exposes (recovered by
+// the missed-heartbeat timer after 30s), so that only that test fails on it.
+func (e *env) settled(t *testing.T, last uint64) *jetstream.ConsumerInfo {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		ci := e.info(t)
+		if ci.AckFloor.Stream == last && ci.NumAckPending == 0 && ci.NumPending == 0 {
+			return ci
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled at %d: ack floor %d, ack pending %d, pending %d, redelivered %d, waiting pulls %d, delivered %d",
+				last, ci.AckFloor.Stream, ci.NumAckPending, ci.NumPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Consumer)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *env) start(t *testing.T, cfg Config, h Handler, hooks Hooks) *Runner {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "test"
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = []time.Duration{20 * time.Millisecond}
+	}
+	r, err := Start(e.cons, cfg, h, hooks, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return r
+}
+
+// delivery is one handler call: the message's stream seq and its delivery count.
+type delivery struct {
+	seq       uint64
+	delivered uint64
+}
+
+// recorder is a Handler that records every call and returns what decide says.
+type recorder struct {
+	mu     sync.Mutex
+	calls  []delivery
+	decide func(d delivery) error
+}
+
+func (r *recorder) handle(_ context.Context, m jetstream.Msg) error {
+	meta, err := m.Metadata()
+	if err != nil {
+		return Permanent(err)
+	}
+	d := delivery{seq: meta.Sequence.Stream, delivered: meta.NumDelivered}
+	if body, _ := strconv.ParseUint(string(m.Data()), 10, 64); body != d.seq {
+		return Permanent(fmt.Errorf("body %q at seq %d", m.Data(), d.seq))
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, d)
+	r.mu.Unlock()
+	if r.decide != nil {
+		return r.decide(d)
+	}
+	return nil
+}
+
+func (r *recorder) snapshot() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+func (r *recorder) seqs() []uint64 {
+	var out []uint64
+	for _, d := range r.snapshot() {
+		out = append(out, d.seq)
+	}
+	return out
+}
+
+func (r *recorder) count(seq uint64) int {
+	n := 0
+	for _, d := range r.snapshot() {
+		if d.seq == seq {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *recorder) waitCalls(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.snapshot()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handler calls, want %d: %v", len(r.snapshot()), n, r.snapshot())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestPermanentWrapsAndUnwraps(t *testing.T) {
+	base := errors.New("bad payload")
+	p := Permanent(base)
+	if !IsPermanent(p) || !errors.Is(p, base) || p.Error() != "bad payload" {
+		t.Fatalf("Permanent(%v) = %v; permanent %v, is base %v", base, p, IsPermanent(p), errors.Is(p, base))
+	}
+	wrapped := fmt.Errorf("persist: %w", p)
+	if !IsPermanent(wrapped) || !errors.Is(wrapped, base) {
+		t.Fatal("a wrapped Permanent error must stay permanent")
+	}
+	if IsPermanent(base) || IsPermanent(nil) || IsPermanent(context.Canceled) {
+		t.Fatal("plain errors are not permanent")
+	}
+}
+
+func TestAcksOnNil(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 50)
+	rec := &recorder{}
+	e.start(t, Config{Workers: 4, MaxChunk: 64}, rec.handle, Hooks{})
+	ci := e.settled(t, last)
+	if ci.NumRedelivered != 0 || ci.Delivered.Consumer != last {
+		t.Fatalf("redelivered %d, delivered %d; want 0, %d", ci.NumRedelivered, ci.Delivered.Consumer, last)
+	}
+	got := rec.seqs()
+	slices.Sort(got)
+	if !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled %v, want each of 1..%d once", got, last)
+	}
+	for _, d := range rec.snapshot() {
+		if d.delivered != 1 {
+			t.Fatalf("seq %d delivered %d times", d.seq, d.delivered)
+		}
+	}
+}
+
+func TestPermanentErrorTerminates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 5)
+	rec := &recorder{decide: func(d delivery) error {
+		if d.seq == 3 {
+			return Permanent(errors.New("malformed"))
+		}
+		return nil
+	}}
+	e.start(t, Config{Workers: 1}, rec.handle, Hooks{})
+	e.settled(t, last)
+	time.Sleep(200 * time.Millisecond) // ten backoffs: a nak would have come back by now
+	ci := e.info(t)
+	if ci.NumAckPending != 0 || ci.NumRedelivered != 0 || ci.AckFloor.Stream != last || ci.Delivered.Consumer != last {
+		t.Fatalf("ack pending %d, redelivered %d, ack floor %d, delivered %d; want 0, 0, %d, %d",
+			ci.NumAckPending, ci.NumRedelivered, ci.AckFloor.Stream, ci.Delivered.Consumer, last, last)
+	}
+	if n := rec.count(3); n != 1 {
+		t.Fatalf("terminated message handled %d times, want 1", n)
+	}
+	if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled %v", got)
+	}
+}
+
+func TestTransientErrorNaksAndRedelivers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 5)
+	rec := &recorder{decide: func(d delivery) error {
+		if d.seq == 2 && d.delivered == 1 {
+			return errors.New("store unavailable")
+		}
+		return nil
+	}}
+	e.start(t, Config{Workers: 1}, rec.handle, Hooks{})
+	ci := e.settled(t, last)
+	if ci.Delivered.Consumer != last+1 {
+		t.Fatalf("consumer delivered %d times, want %d (one redelivery)", ci.Delivered.Consumer, last+1)
+	}
+	var seq2 []uint64
+	for _, d := range rec.snapshot() {
+		if d.seq == 2 {
+			seq2 = append(seq2, d.delivered)
+		}
+	}
+	if !slices.Equal(seq2, []uint64{1, 2}) {
+		t.Fatalf("seq 2 deliveries %v, want [1 2]", seq2)
+	}
+	if got := len(rec.snapshot()); got != int(last)+1 {
+		t.Fatalf("%d handler calls, want %d", got, last+1)
+	}
+}
+
+func TestOneWorkerKeepsStreamOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.publish(t, 150)
+	rec := &recorder{}
+	e.start(t, Config{Workers: 1, MaxChunk: 16}, rec.handle, Hooks{})
+	// More arrive while it runs.
+	last := first
+	for i := 0; i < 150; i++ {
+		ack, err := e.js.Publish(e.ctx, streams.ChatSubject("c1", streams.KindMsg), []byte(strconv.FormatUint(first+uint64(i)+1, 10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	e.settled(t, last)
+	if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled out of stream order: %v", got)
+	}
+}
+
+func TestRetryInPlaceKeepsOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 10)
+	attempts := 0
+	rec := &recorder{decide: func(d delivery) error {
+		if d.seq == 3 {
+			attempts++
+			if attempts <= 3 {
+				return errors.New("transient")
+			}
+		}
+		return nil
+	}}
+	// Workers 4 is overridden: retrying in place needs one worker.
+	e.start(t, Config{Workers: 4, MaxChunk: 16, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond, 15 * time.Millisecond}}, rec.handle, Hooks{})
+	ci := e.settled(t, last)
+	want := []delivery{{1, 1}, {2, 1}, {3, 1}, {3, 1}, {3, 1}, {3, 1}}
+	for s := uint64(4); s <= last; s++ {
+		want = append(want, delivery{s, 1})
+	}
+	if got := rec.snapshot(); !slices.Equal(got, want) {
+		t.Fatalf("handler calls\n got %v\nwant %v", got, want)
+	}
+	if ci.NumRedelivered != 0 || ci.Delivered.Consumer != last {
+		t.Fatalf("retried in place, yet the server redelivered: delivered %d, redelivered %d", ci.Delivered.Consumer, ci.NumRedelivered)
+	}
+}
+
+// Without RetryInPlace a failing message is nak-ed and later ones overtake it: the reason fanout
+// retries in place.
+func TestNakLetsLaterMessagesOvertake(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 4)
+	rec := &recorder{decide: func(d delivery) error {
+		if d.seq == 1 && d.delivered == 1 {
+			return errors.New("transient")
+		}
+		return nil
+	}}
+	e.start(t, Config{Workers: 1, MaxChunk: 4, Backoff: []time.Duration{time.Second}}, rec.handle, Hooks{})
+	e.settled(t, last)
+	if got := rec.seqs(); !slices.Equal(got, []uint64{1, 2, 3, 4, 1}) {
+		t.Fatalf("handled %v, want [1 2 3 4 1]", got)
+	}
+}
+
+func TestPrepareErrorNaksChunk(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 6)
+	var mu sync.Mutex
+	prepares := 0
+	rec := &recorder{}
+	prepare := func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		prepares++
+		if prepares == 1 {
+			return errors.New("routes not ready")
+		}
+		return nil
+	}
+	e.start(t, Config{Workers: 1, MaxChunk: 6}, rec.handle, Hooks{Prepare: prepare})
+	e.settled(t, last)
+	calls := rec.snapshot()
+	got := rec.seqs()
+	slices.Sort(got)
+	if !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled %v; a failed prepare must not handle its chunk, and every message once after", got)
+	}
+	// Seq 1 was in the first chunk, whose prepare failed: it is handled only on redelivery.
+	for _, d := range calls {
+		if d.seq == 1 && d.delivered != 2 {
+			t.Fatalf("seq 1 handled at delivery %d, want 2 (after the nak)", d.delivered)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if prepares < 2 {
+		t.Fatalf("%d prepares", prepares)
+	}
+}
+
+// With RetryInPlace a failing hook is retried where it is: a nak would let later messages
+// overtake the chunk.
+func TestPrepareErrorRetriedInPlace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 4)
+	var mu sync.Mutex
+	prepares := 0
+	prepare := func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		prepares++
+		if prepares <= 2 {
+			return errors.New("routes not ready")
+		}
+		return nil
+	}
+	rec := &recorder{}
+	e.start(t, Config{MaxChunk: 4, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}}, rec.handle, Hooks{Prepare: prepare})
+	ci := e.settled(t, last)
+	want := []delivery{{1, 1}, {2, 1}, {3, 1}, {4, 1}}
+	if got := rec.snapshot(); !slices.Equal(got, want) {
+		t.Fatalf("handler calls %v, want %v", got, want)
+	}
+	if ci.NumRedelivered != 0 || ci.Delivered.Consumer != last {
+		t.Fatalf("delivered %d, redelivered %d", ci.Delivered.Consumer, ci.NumRedelivered)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if prepares < 3 {
+		t.Fatalf("%d prepares, want the two failures retried", prepares)
+	}
+}
+
+func TestFlushRunsBeforeAcks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 40)
+	var mu sync.Mutex
+	var chunk []uint64
+	var chunks int
+	var violations []string
+	rec := &recorder{decide: func(d delivery) error {
+		mu.Lock()
+		chunk = append(chunk, d.seq)
+		mu.Unlock()
+		return nil
+	}}
+	flush := func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := e.nc.Flush(); err != nil { // any ack already sent has now reached the server
+			return err
+		}
+		ci, err := e.cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if len(chunk) == 0 {
+			violations = append(violations, "flush without a handled chunk")
+		} else if ci.AckFloor.Stream >= chunk[0] || ci.NumAckPending < len(chunk) {
+			violations = append(violations, fmt.Sprintf("chunk %v: at flush ack floor %d, ack pending %d",
+				chunk, ci.AckFloor.Stream, ci.NumAckPending))
+		}
+		chunks++
+		chunk = chunk[:0]
+		return nil
+	}
+	e.start(t, Config{Workers: 1, MaxChunk: 8}, rec.handle, Hooks{Flush: flush})
+	e.settled(t, last)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(violations) > 0 {
+		t.Fatalf("acked before flush: %v", violations)
+	}
+	if chunks == 0 {
+		t.Fatal("flush never ran")
+	}
+}
+
+func TestFlushErrorNaksChunk(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 3)
+	var mu sync.Mutex
+	flushes := 0
+	rec := &recorder{}
+	flush := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		flushes++
+		if flushes == 1 {
+			return errors.New("flush failed")
+		}
+		return nil
+	}
+	e.start(t, Config{Workers: 1, MaxChunk: 3}, rec.handle, Hooks{Flush: flush})
+	e.settled(t, last)
+	// Seq 1 was in the first chunk: handled, flush failed, nak-ed, handled again.
+	if n := rec.count(1); n != 2 {
+		t.Fatalf("seq 1 handled %d times, want 2: %v", n, rec.snapshot())
+	}
+	for _, d := range rec.snapshot() {
+		if d.seq == 1 && d.delivered == 2 {
+			return
+		}
+	}
+	t.Fatalf("seq 1 not redelivered: %v", rec.snapshot())
+}
+
+func TestStopDrainsBufferedMessages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 100)
+	var afterStop sync.Map
+	stopped := make(chan struct{})
+	rec := &recorder{decide: func(d delivery) error {
+		select {
+		case <-stopped:
+			afterStop.Store(d.seq, true)
+		default:
+		}
+		time.Sleep(2 * time.Millisecond)
+		return nil
+	}}
+	r, err := Start(e.cons, Config{Name: "test", Workers: 1, MaxChunk: 10}, rec.handle, Hooks{}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.waitCalls(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	close(stopped)
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("stop took %s", d)
+	}
+	n := uint64(len(rec.snapshot()))
+	time.Sleep(100 * time.Millisecond)
+	if got := uint64(len(rec.snapshot())); got != n {
+		t.Fatalf("handled %d messages after Stop returned", got-n)
+	}
+	afterStop.Range(func(k, _ any) bool { t.Errorf("seq %v handled after Stop", k); return true })
+	// Everything handled was acked before Stop returned; nothing handled twice; in order.
+	if got := rec.seqs(); !slices.Equal(got, seqRange(1, n)) {
+		t.Fatalf("handled %v", got)
+	}
+	if ci := e.info(t); ci.AckFloor.Stream != n {
+		t.Fatalf("ack floor %d after stop, want %d (every handled message acked)", ci.AckFloor.Stream, n)
+	}
+	if n > last {
+		t.Fatalf("handled %d of %d", n, last)
+	}
+	// A second consumer run picks up exactly where the first left off.
+	rec2 := &recorder{}
+	e.start(t, Config{Workers: 1}, rec2.handle, Hooks{})
+	e.settled(t, last)
+	if got := rec2.seqs(); len(got) == 0 || got[0] != n+1 || got[len(got)-1] != last {
+		t.Fatalf("second run handled %v, want %d..%d", got, n+1, last)
+	}
+}
+
+func TestStopWithExpiredContext(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"cancelled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, context.Canceled},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.publish(t, 3)
+			entered := make(chan struct{}, 10)
+			var sawCancel sync.WaitGroup
+			sawCancel.Add(1)
+			var once sync.Once
+			handler := func(ctx context.Context, m jetstream.Msg) error {
+				entered <- struct{}{}
+				<-ctx.Done() // a handler stuck until its context ends
+				once.Do(sawCancel.Done)
+				return ctx.Err()
+			}
+			r, err := Start(e.cons, Config{Name: "test", Workers: 1, MaxChunk: 3}, handler, Hooks{}, zap.NewNop(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("handler never called")
+			}
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- r.Stop(ctx) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("stop: %v, want %v", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Stop with an expired context did not return")
+			}
+			sawCancel.Wait()
+			// The stuck message was not acked: it will be redelivered.
+			if ci := e.info(t); ci.AckFloor.Stream != 0 {
+				t.Fatalf("ack floor %d after a cancelled handler, want 0", ci.AckFloor.Stream)
+			}
+		})
+	}
+}
+
+// A consumer with a backlog never sits idle: the backlog is handled promptly, also when handlers
+// finish a whole pull batch before the client is done sending its next pull request.
+func TestNoIdleStallOnBacklog(t *testing.T) {
+	// Not parallel: the stall needs handlers that keep up with the server, as on an idle machine.
+	e := newEnv(t)
+	rec := &recorder{}
+	var total uint64
+	for round := 0; round < 30; round++ {
+		total = e.publishMore(t, 20)
+		r, err := Start(e.cons, Config{Name: "test", Workers: 4, MaxChunk: 4}, rec.handle, Hooks{}, zap.NewNop(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for uint64(len(rec.snapshot())) < total {
+			if time.Now().After(deadline) {
+				ci := e.info(t)
+				_ = r.Stop(e.ctx)
+				t.Fatalf("round %d: %d of %d handled after 2s; the server holds %d undelivered with %d pull requests waiting (delivered %d, ack floor %d)",
+					round, len(rec.snapshot()), total, ci.NumPending, ci.NumWaiting, ci.Delivered.Consumer, ci.AckFloor.Stream)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := r.Stop(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

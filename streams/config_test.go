@@ -1,0 +1,210 @@
+package streams
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func streamByName(t *testing.T, d Definitions, name string) jetstream.StreamConfig {
+	t.Helper()
+	for _, s := range d.Streams {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no stream %s in %d definitions", name, len(d.Streams))
+	return jetstream.StreamConfig{}
+}
+
+func TestDefineStreams(t *testing.T) {
+	o := DefaultOptions()
+	d := Define(o)
+	names := map[string]bool{}
+	for _, s := range d.Streams {
+		if names[s.Name] {
+			t.Errorf("stream %s defined twice", s.Name)
+		}
+		names[s.Name] = true
+		if s.Storage != jetstream.FileStorage || s.Replicas != o.Replicas || len(s.Subjects) == 0 {
+			t.Errorf("stream %s: storage %v replicas %d subjects %v", s.Name, s.Storage, s.Replicas, s.Subjects)
+		}
+	}
+	// No two streams may claim overlapping subjects (JetStream refuses it at Apply).
+	for _, a := range d.Streams {
+		for _, b := range d.Streams {
+			if a.Name < b.Name && a.Subjects[0] == b.Subjects[0] {
+				t.Errorf("streams %s and %s share %s", a.Name, b.Name, a.Subjects[0])
+			}
+		}
+	}
+
+	chat := streamByName(t, d, ChatStream)
+	if chat.Duplicates <= 0 || chat.Duplicates != o.DuplicateWindow {
+		t.Errorf("CHAT duplicate window %s, want %s (> 0)", chat.Duplicates, o.DuplicateWindow)
+	}
+	if chat.Storage != jetstream.FileStorage {
+		t.Errorf("CHAT storage %v, want file", chat.Storage)
+	}
+	if !chat.AllowDirect {
+		t.Error("CHAT must allow direct gets (timeline tail reads by direct get)")
+	}
+	if chat.Retention != jetstream.LimitsPolicy {
+		t.Errorf("CHAT retention %v, want limits (many independent consumers)", chat.Retention)
+	}
+	if !slices.Equal(chat.Subjects, []string{"chat.>"}) {
+		t.Errorf("CHAT subjects %v", chat.Subjects)
+	}
+	if chat.MaxAge != o.ChatMaxAge || chat.MaxAge <= o.DuplicateWindow {
+		t.Errorf("CHAT max age %s must be the option %s and exceed the duplicate window", chat.MaxAge, o.ChatMaxAge)
+	}
+	if chat.MaxBytes != -1 || chat.Discard != jetstream.DiscardOld {
+		t.Errorf("CHAT max bytes %d discard %v", chat.MaxBytes, chat.Discard)
+	}
+
+	pres := streamByName(t, d, PresenceStream)
+	if !slices.Equal(pres.Subjects, []string{"presence.>"}) || pres.MaxAge != o.PresenceMaxAge || pres.MaxAge <= 0 {
+		t.Errorf("PRESENCE subjects %v max age %s", pres.Subjects, pres.MaxAge)
+	}
+
+	push := streamByName(t, d, PushStream)
+	if push.Retention != jetstream.WorkQueuePolicy {
+		t.Errorf("PUSH retention %v, want work queue", push.Retention)
+	}
+	if !slices.Equal(push.Subjects, []string{"push.>"}) || push.Storage != jetstream.FileStorage {
+		t.Errorf("PUSH subjects %v storage %v", push.Subjects, push.Storage)
+	}
+
+	// Subjects of the helpers fall inside their streams.
+	for subj, stream := range map[string]string{
+		ChatSubject("c1", KindMsg): ChatStream, PresenceSubject("u", "d"): PresenceStream, PushSubject("u"): PushStream,
+	} {
+		s := streamByName(t, d, stream)
+		prefix := s.Subjects[0][:len(s.Subjects[0])-1]
+		if len(subj) <= len(prefix) || subj[:len(prefix)] != prefix {
+			t.Errorf("%s is not under %s's %v", subj, stream, s.Subjects)
+		}
+	}
+}
+
+func TestDefineConsumers(t *testing.T) {
+	o := DefaultOptions()
+	d := Define(o)
+	// The persister must never give up on an event: an abandoned one would leave a hole below its
+	// ack floor, which timeline readers take as "stored".
+	if o.MaxDeliver != -1 {
+		t.Errorf("default max deliver %d, want -1 (never give up)", o.MaxDeliver)
+	}
+	subjects := map[string][]string{}
+	for _, s := range d.Streams {
+		subjects[s.Name] = s.Subjects
+	}
+	for stream, ccs := range d.Consumers {
+		if subjects[stream] == nil {
+			t.Errorf("consumers on undefined stream %s", stream)
+		}
+		for _, c := range ccs {
+			if c.Durable == "" || c.Name != "" && c.Name != c.Durable {
+				t.Errorf("%s consumer %+v is not a durable", stream, c)
+			}
+			if c.AckPolicy != jetstream.AckExplicitPolicy {
+				t.Errorf("%s/%s ack policy %v, want explicit", stream, c.Durable, c.AckPolicy)
+			}
+			if !slices.Contains(subjects[stream], c.FilterSubject) {
+				t.Errorf("%s/%s filter %q is not %s's subjects %v", stream, c.Durable, c.FilterSubject, stream, subjects[stream])
+			}
+			if c.AckWait != o.AckWait || c.AckWait <= 0 {
+				t.Errorf("%s/%s ack wait %s", stream, c.Durable, c.AckWait)
+			}
+			if c.MaxAckPending <= 0 || c.Replicas != o.Replicas {
+				t.Errorf("%s/%s max ack pending %d replicas %d", stream, c.Durable, c.MaxAckPending, c.Replicas)
+			}
+		}
+	}
+	var names []string
+	for _, c := range d.Consumers[ChatStream] {
+		names = append(names, c.Durable)
+		if c.FilterSubject != ChatAll {
+			t.Errorf("%s filter %q, want %q", c.Durable, c.FilterSubject, ChatAll)
+		}
+		if c.MaxDeliver != o.MaxDeliver {
+			t.Errorf("%s max deliver %d, want %d", c.Durable, c.MaxDeliver, o.MaxDeliver)
+		}
+		switch c.Durable {
+		case PersisterConsumer:
+			// The persister's ack floor is the store's completeness mark: it must start at the start.
+			if c.DeliverPolicy != jetstream.DeliverAllPolicy {
+				t.Errorf("persister deliver policy %v, want all", c.DeliverPolicy)
+			}
+		case FanoutConsumer:
+			if c.DeliverPolicy != jetstream.DeliverNewPolicy {
+				t.Errorf("fanout deliver policy %v, want new", c.DeliverPolicy)
+			}
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer}) {
+		t.Errorf("CHAT durables %v", names)
+	}
+}
+
+func TestDefineBuckets(t *testing.T) {
+	o := DefaultOptions()
+	d := Define(o)
+	want := map[string]time.Duration{RoutesBucket: o.RouteTTL, PresenceBucket: 0, GatewaysBucket: o.GatewayTTL}
+	seen := map[string]bool{}
+	for _, b := range d.Buckets {
+		if seen[b.Bucket] {
+			t.Errorf("bucket %s defined twice", b.Bucket)
+		}
+		seen[b.Bucket] = true
+		ttl, ok := want[b.Bucket]
+		if !ok {
+			continue // other components' buckets
+		}
+		delete(want, b.Bucket)
+		if b.TTL != ttl || b.History != 1 || b.Storage != jetstream.FileStorage || b.Replicas != o.Replicas {
+			t.Errorf("bucket %s: ttl %s history %d storage %v replicas %d", b.Bucket, b.TTL, b.History, b.Storage, b.Replicas)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("buckets missing: %v", want)
+	}
+}
+
+func TestDefineFollowsOptions(t *testing.T) {
+	o := DefaultOptions()
+	o.Replicas = 3
+	o.DuplicateWindow = 5 * time.Minute
+	o.AckWait = 7 * time.Second
+	o.MaxDeliver = 9
+	d := Define(o)
+	if got := len(d.Consumers[ChatStream]); got != 2 {
+		t.Fatalf("%d CHAT consumers", got)
+	}
+	for _, s := range d.Streams {
+		if s.Replicas != 3 {
+			t.Errorf("stream %s replicas %d", s.Name, s.Replicas)
+		}
+	}
+	for _, b := range d.Buckets {
+		if b.Replicas != 3 {
+			t.Errorf("bucket %s replicas %d", b.Bucket, b.Replicas)
+		}
+	}
+	for _, c := range d.Consumers[ChatStream] {
+		if c.Replicas != 3 || c.AckWait != 7*time.Second || c.MaxDeliver != 9 {
+			t.Errorf("consumer %s: replicas %d ack wait %s max deliver %d", c.Durable, c.Replicas, c.AckWait, c.MaxDeliver)
+		}
+	}
+	if got := streamByName(t, d, ChatStream).Duplicates; got != 5*time.Minute {
+		t.Errorf("duplicate window %s", got)
+	}
+	// Define returns fresh values: changing one result does not change the next.
+	d.Streams[0].Subjects[0] = "mutated"
+	if Define(o).Streams[0].Subjects[0] == "mutated" {
+		t.Error("Define shares slices between calls")
+	}
+}

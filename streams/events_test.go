@@ -1,0 +1,248 @@
+package streams
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// golden reads testdata/name without its trailing newline: the bytes natter writes on the wire.
+func golden(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b, []byte("\n"))
+}
+
+func TestGoldenChatMsg(t *testing.T) {
+	raw := golden(t, "chat_msg.json")
+	ev, err := DecodeChatEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ChatEvent{
+		V: 1, Kind: KindMsg,
+		ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+		MessageID:      "01J9ZK4A0B2C4D6E8F0G2H4J6K",
+		SenderID:       "u_alice", SenderDevice: "d_phone", ClientMsgID: "c-0001",
+		Text:   `héllo, wörld 👋 "quoted" <b>&amp;</b>`,
+		SentAt: 1735689600123,
+	}
+	if !reflect.DeepEqual(ev, want) {
+		t.Fatalf("decoded\n got %+v\nwant %+v", ev, want)
+	}
+	out, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, raw) {
+		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
+func TestGoldenChatMember(t *testing.T) {
+	raw := golden(t, "chat_member.json")
+	ev, err := DecodeChatEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ChatEvent{
+		V: 1, Kind: KindMember,
+		ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+		MessageID:      "01J9ZK5M7N9P1Q3R5S7T9V1W3X",
+		SenderID:       "u_alice",
+		SentAt:         1735689700456,
+		Member:         &MemberChange{Action: MemberAdded, UserIDs: []string{"u_bob", "u_carol"}, Name: "weekend plans"},
+	}
+	if !reflect.DeepEqual(ev, want) {
+		t.Fatalf("decoded\n got %+v (member %+v)\nwant %+v (member %+v)", ev, ev.Member, want, want.Member)
+	}
+	out, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, raw) {
+		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
+func TestGoldenChatRead(t *testing.T) {
+	raw := golden(t, "chat_read.json")
+	ev, err := DecodeChatEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ChatEvent{
+		V: 1, Kind: KindRead,
+		ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+		MessageID:      "01J9ZK7P9Q1R3S5T7V9W1X3Y5Z",
+		SenderID:       "u_bob", SenderDevice: "d_web",
+		SentAt: 1735689800789,
+		UpTo:   41,
+	}
+	if !reflect.DeepEqual(ev, want) {
+		t.Fatalf("decoded\n got %+v\nwant %+v", ev, want)
+	}
+	out, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, raw) {
+		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
+// roundTrip decodes raw into a fresh T with encoding/json (the contract's codec for these
+// values), checks it equals want, and re-encodes it byte-identically.
+func roundTrip[T any](t *testing.T, raw []byte, want T) {
+	t.Helper()
+	var got T
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields() // every golden field must be a field of the type
+	if err := dec.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded\n got %+v\nwant %+v", got, want)
+	}
+	out, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, raw) {
+		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
+func TestGoldenDelivery(t *testing.T) {
+	roundTrip(t, golden(t, "delivery.json"), Delivery{
+		Seq:   42,
+		Users: []string{"u_alice", "u_bob"},
+		Event: ChatEvent{
+			V: 1, Kind: KindMsg,
+			ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+			MessageID:      "01J9ZK4A0B2C4D6E8F0G2H4J6K",
+			SenderID:       "u_alice", SenderDevice: "d_phone", ClientMsgID: "c-0001",
+			Text: "hi", SentAt: 1735689600123,
+		},
+	})
+}
+
+// A Delivery outside the timeline: no seq, no event, a ready-made frame.
+func TestGoldenDeliveryFrame(t *testing.T) {
+	roundTrip(t, golden(t, "delivery_frame.json"), Delivery{
+		Users: []string{"u_alice", "u_bob"},
+		Frame: json.RawMessage(`{"type":"receipt","conversation_id":"01J9ZK3V8Q2W5X7Y9A1B3C5D7E","user_id":"u_alice","kind":"read","up_to":42}`),
+	})
+}
+
+func TestGoldenRoute(t *testing.T) {
+	roundTrip(t, golden(t, "route.json"), Route{Gateway: "gw-1", Conn: "01J9ZK6C8D0E2F4G6H8J0K2M4N", Since: 1735689600000})
+}
+
+func TestGoldenGatewayInfo(t *testing.T) {
+	roundTrip(t, golden(t, "gateway_info.json"), GatewayInfo{ID: "gw-1", URL: "ws://10.0.0.7:8080/ws", Connections: 1234, Updated: 1735689601000})
+}
+
+func TestEncodeStampsCurrentVersion(t *testing.T) {
+	out, err := ChatEvent{V: 7, Kind: KindMsg, ConversationID: "c", MessageID: "m"}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"v":1,"kind":"msg","conversation_id":"c","message_id":"m","sender_id":"","sent_at":0}`; string(out) != want {
+		t.Fatalf("got %s\nwant %s", out, want)
+	}
+}
+
+func TestDecodeChatEventRejectsOtherVersions(t *testing.T) {
+	for _, v := range []string{`0`, `2`, `-1`, `99`} {
+		raw := `{"v":` + v + `,"kind":"msg","conversation_id":"c","message_id":"m"}`
+		ev, err := DecodeChatEvent([]byte(raw))
+		if !errors.Is(err, ErrVersion) {
+			t.Errorf("v=%s: err %v, want ErrVersion", v, err)
+		}
+		if !reflect.DeepEqual(ev, ChatEvent{}) {
+			t.Errorf("v=%s: returned %+v alongside the error", v, ev)
+		}
+	}
+	// No version at all is version 0.
+	if _, err := DecodeChatEvent([]byte(`{"kind":"msg","conversation_id":"c","message_id":"m"}`)); !errors.Is(err, ErrVersion) {
+		t.Errorf("missing v: err %v, want ErrVersion", err)
+	}
+}
+
+func TestDecodeChatEventRejectsMissingFields(t *testing.T) {
+	for name, raw := range map[string]string{
+		"no kind":            `{"v":1,"conversation_id":"c","message_id":"m"}`,
+		"no conversation_id": `{"v":1,"kind":"msg","message_id":"m"}`,
+		"no message_id":      `{"v":1,"kind":"msg","conversation_id":"c"}`,
+		"empty kind":         `{"v":1,"kind":"","conversation_id":"c","message_id":"m"}`,
+		"empty object":       `{"v":1}`,
+	} {
+		ev, err := DecodeChatEvent([]byte(raw))
+		if err == nil {
+			t.Errorf("%s: accepted %+v", name, ev)
+			continue
+		}
+		if errors.Is(err, ErrVersion) {
+			t.Errorf("%s: reported as a version error: %v", name, err)
+		}
+		if !strings.Contains(err.Error(), "required") {
+			t.Errorf("%s: error %q does not say what is required", name, err)
+		}
+	}
+}
+
+func TestDecodeChatEventRejectsMalformedJSON(t *testing.T) {
+	for _, raw := range []string{``, `null`, `[]`, `{`, `{"v":"1","kind":"msg","conversation_id":"c","message_id":"m"}`, `{"v":1,"member":"added"}`} {
+		if ev, err := DecodeChatEvent([]byte(raw)); err == nil {
+			t.Errorf("%q: accepted %+v", raw, ev)
+		}
+	}
+}
+
+func FuzzDecodeChatEvent(f *testing.F) {
+	for _, name := range []string{"chat_msg.json", "chat_member.json", "chat_read.json"} {
+		f.Add(golden(f, name))
+	}
+	f.Add([]byte(`{"v":2,"kind":"msg","conversation_id":"c","message_id":"m"}`))
+	f.Add([]byte(`{"v":1,"kind":"msg","conversation_id":"c"}`))
+	f.Add([]byte(`{"v":1,"kind":"x","conversation_id":"c","message_id":"m","member":{"user_ids":[]}}`))
+	f.Add([]byte(`{"v":1e0,"kind":"\ud800","conversation_id":"\u0000","message_id":"\xff"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := DecodeChatEvent(data)
+		if err != nil {
+			if !reflect.DeepEqual(ev, ChatEvent{}) {
+				t.Fatalf("error %v returned with a non-zero event %+v", err, ev)
+			}
+			return
+		}
+		if ev.V != Version || ev.Kind == "" || ev.ConversationID == "" || ev.MessageID == "" {
+			t.Fatalf("accepted an event without version or required fields: %+v", ev)
+		}
+		// What was accepted encodes, decodes again to the same encoding, and stays valid.
+		out, err := ev.Encode()
+		if err != nil {
+			t.Fatalf("encode accepted event: %v", err)
+		}
+		again, err := DecodeChatEvent(out)
+		if err != nil {
+			t.Fatalf("re-decode %s: %v", out, err)
+		}
+		out2, err := again.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, out2) {
+			t.Fatalf("encoding not stable:\n%s\n%s", out, out2)
+		}
+	})
+}
