@@ -31,7 +31,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/protocol
 
 test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)
-	NATTER_INVARIANT=large $(GO) test -race -count=1 -timeout 20m -v -run TestSyncNeverSkipsUnderChurn ./test/invariant/
+	NATTER_INVARIANT=large $(GO) test -race -count=1 -timeout 30m -v -run TestSyncNeverSkipsUnderChurn ./test/invariant/
 
 test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operations.md)
 	@test -n "$$NATTER_SCYLLA_HOSTS" || { echo "set NATTER_SCYLLA_HOSTS=host[,host...]"; exit 1; }

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -30,24 +30,8 @@ func newEnv(t *testing.T, opts streams.Options) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	log := zap.NewNop()
-	srv, err := natsx.StartServer(natsx.ServerConfig{Dir: t.TempDir(), Port: -1}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsx.Connect("", "test", srv, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
-		t.Fatal(err)
-	}
+	bus := natsxtest.StartWith(t, opts)
+	js := bus.JS
 	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
 	if err != nil {
 		t.Fatal(err)

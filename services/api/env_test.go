@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
-	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
@@ -54,25 +54,8 @@ type env struct {
 // natsEnv starts an embedded nats-server with natter's streams applied.
 func natsEnv(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ctx := testContext(t)
-	log := zap.NewNop()
-	ns, err := natsx.StartServer(natsx.ServerConfig{Dir: t.TempDir(), Port: -1}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := natsx.Connect("", "api-test", ns, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsx.Apply(ctx, js, streams.Define(streams.DefaultOptions())); err != nil {
-		t.Fatal(err)
-	}
+	bus := natsxtest.Start(t)
+	js := bus.JS
 	return js
 }
 
@@ -111,7 +94,9 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	e.base = "http://" + e.srv.Addr()
-	e.client = &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	// ExpectContinueTimeout: bodies go out only after the server's 100 Continue, as careful
+	// clients send them, so an oversized one is refused (413) before it is written, not reset.
+	e.client = &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}, Timeout: 10 * time.Second}
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e
 }
@@ -146,6 +131,7 @@ func (e *env) do(t *testing.T, method, path, token string, body any) (int, []byt
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Expect", "100-continue")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
@@ -39,24 +39,8 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	log := zap.NewNop()
-	srv, err := natsx.StartServer(natsx.ServerConfig{Dir: t.TempDir(), Port: -1}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsx.Connect("", "test", srv, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsx.Apply(ctx, js, streams.Define(streams.DefaultOptions())); err != nil {
-		t.Fatal(err)
-	}
+	bus := natsxtest.Start(t)
+	nc, js := bus.NC, bus.JS
 	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
 	if err != nil {
 		t.Fatal(err)

@@ -32,15 +32,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, apptest.IgnoreLibraryGoro
 
 type scale struct {
 	users, directs, groups, maxGroup, sends, reconnects int
+	traffic                                             time.Duration // bound on the traffic phase
 }
 
 // The default runs in make test (well under two minutes with -race); NATTER_INVARIANT=large is
 // make test-invariant.
 func chooseScale() scale {
 	if os.Getenv("NATTER_INVARIANT") == "large" {
-		return scale{users: 200, directs: 400, groups: 40, maxGroup: 60, sends: 40, reconnects: 300}
+		return scale{users: 200, directs: 400, groups: 40, maxGroup: 60, sends: 40, reconnects: 300, traffic: 12 * time.Minute}
 	}
-	return scale{users: 50, directs: 80, groups: 12, maxGroup: 25, sends: 20, reconnects: 120}
+	return scale{users: 50, directs: 80, groups: 12, maxGroup: 25, sends: 20, reconnects: 120, traffic: 3 * time.Minute}
 }
 
 type device struct {
@@ -165,7 +166,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 		rejected atomic.Int64
 		sendersW sync.WaitGroup
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), sc.traffic)
 	defer cancel()
 	for _, d := range devices {
 		mine := convsOf[d.user.ID]
