@@ -22,13 +22,16 @@ type Reader struct {
 	store store.Store
 	js    jetstream.JetStream
 
-	mu     sync.Mutex
-	stream jetstream.Stream // looked up once; direct gets need only its name
+	mu         sync.Mutex
+	stream     jetstream.Stream // looked up once; direct gets need only its name
+	storedMark uint64           // the last ack floor read, and when
+	storedAt   time.Time
+	storedTTL  time.Duration
 }
 
 // New returns a Reader over the CHAT stream and st.
 func New(st store.Store, js jetstream.JetStream) *Reader {
-	return &Reader{store: st, js: js}
+	return &Reader{store: st, js: js, storedTTL: defaultStoredTTL}
 }
 
 func (r *Reader) chat(ctx context.Context) (jetstream.Stream, error) {
@@ -51,31 +54,61 @@ type Marks struct {
 	Head   uint64
 }
 
-// Marks reads the current split. Stored is the persister's ack floor, but never below the
-// stream's first sequence: what the stream no longer holds can only be read from the store.
+// defaultStoredTTL is how long a read of the persister's ack floor is reused. Any past ack floor is
+// still a true "everything up to here is stored", so a stale one only lengthens the stream tail.
+const defaultStoredTTL = time.Second
+
+// Marks reads the current split. Head is read fresh, with a direct get of the stream's last
+// event (no JetStream API request), because catch-up needs a head read after its route was
+// registered. Stored is the persister's ack floor, but never below the stream's first sequence
+// (what the stream no longer holds can only be read from the store); it is shared for a second,
+// so a reconnect storm does not queue one API request per socket.
 func (r *Reader) Marks(ctx context.Context) (Marks, error) {
 	st, err := r.chat(ctx)
 	if err != nil {
 		return Marks{}, fmt.Errorf("timeline marks: %w", err)
 	}
+	var m Marks
+	last, err := st.GetLastMsgForSubject(ctx, streams.ChatAll)
+	switch {
+	case err == nil:
+		m.Head = last.Sequence
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	default:
+		return Marks{}, fmt.Errorf("timeline marks: head: %w", err)
+	}
+	stored, err := r.stored(ctx, st)
+	if err != nil {
+		return Marks{}, err
+	}
+	m.Stored = min(stored, m.Head)
+	return m, nil
+}
+
+func (r *Reader) stored(ctx context.Context, st jetstream.Stream) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.storedAt) < r.storedTTL {
+		return r.storedMark, nil
+	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return Marks{}, fmt.Errorf("timeline marks: stream info: %w", err)
+		return 0, fmt.Errorf("timeline marks: stream info: %w", err)
 	}
-	m := Marks{Head: info.State.LastSeq}
+	var stored uint64
 	if info.State.FirstSeq > 0 {
-		m.Stored = info.State.FirstSeq - 1
+		stored = info.State.FirstSeq - 1
 	}
 	ci, err := st.Consumer(ctx, streams.PersisterConsumer)
 	switch {
 	case err == nil:
-		m.Stored = max(m.Stored, ci.CachedInfo().AckFloor.Stream)
+		stored = max(stored, ci.CachedInfo().AckFloor.Stream)
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 	default:
-		return Marks{}, fmt.Errorf("timeline marks: persister consumer: %w", err)
+		return 0, fmt.Errorf("timeline marks: persister consumer: %w", err)
 	}
-	m.Stored = min(m.Stored, m.Head)
-	return m, nil
+	r.storedMark, r.storedAt = stored, time.Now()
+	return stored, nil
 }
 
 // Range calls fn for every timeline event of conversationID with from < seq <= to, oldest first.
