@@ -141,5 +141,6 @@ func Define(o Options) Definitions {
 			},
 		},
 	}
+	d.addPush(o)
 	return d
 }

@@ -37,6 +37,27 @@ func Permanent(err error) error { return permanent{err} }
 // IsPermanent reports whether err was marked Permanent.
 func IsPermanent(err error) bool { var p permanent; return errors.As(err, &p) }
 
+type retryAfter struct {
+	err   error
+	after time.Duration
+}
+
+func (r retryAfter) Error() string { return r.err.Error() }
+func (r retryAfter) Unwrap() error { return r.err }
+
+// RetryAfter marks err as transient and asks for the next attempt after d instead of the
+// Backoff schedule's delay: a remote service said when to come back (HTTP Retry-After).
+func RetryAfter(err error, d time.Duration) error { return retryAfter{err, d} }
+
+// retryDelay is the delay err asks for with RetryAfter, or def.
+func retryDelay(err error, def time.Duration) time.Duration {
+	var ra retryAfter
+	if errors.As(err, &ra) && ra.after > 0 {
+		return ra.after
+	}
+	return def
+}
+
 // Flush runs after a chunk was handled and before its messages are acked (fanout flushes its
 // publishes, so nothing acknowledged is still only in a client buffer). An error naks the chunk.
 type Flush func(ctx context.Context) error
@@ -285,7 +306,7 @@ func (r *Runner) one(m jetstream.Msg) error {
 		if err == nil || IsPermanent(err) || !r.cfg.RetryInPlace || r.ctx.Err() != nil {
 			return err
 		}
-		delay := r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]
+		delay := retryDelay(err, r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)])
 		r.log.Warn("handle failed; retrying in place", zap.String("subject", m.Subject()), zap.Int("attempt", attempt+1), zap.Duration("delay", delay), zap.Error(err))
 		_ = m.InProgress()
 		select {
@@ -324,6 +345,7 @@ func (r *Runner) settle(m jetstream.Msg, err error) {
 		if meta != nil && int(meta.NumDelivered) <= len(r.cfg.Backoff) {
 			delay = r.cfg.Backoff[max(meta.NumDelivered, 1)-1]
 		}
+		delay = retryDelay(err, delay)
 		if r.ctx.Err() == nil {
 			r.log.Warn("handle failed; will retry", zap.String("subject", m.Subject()), seqField(meta), zap.Duration("delay", delay), zap.Error(err))
 		}

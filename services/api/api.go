@@ -210,6 +210,7 @@ func (s *Server) routes() {
 	v1.Delete("/conversations/:id/members/:user", s.authenticate, s.removeMember)
 	v1.Post("/conversations/:id/leave", s.authenticate, s.leaveGroup)
 	v1.Get("/conversations/:id/receipts", s.authenticate, s.receipts)
+	s.pushRoutes(v1) // push tokens, logout, mute: push.go
 }
 
 // Start binds the listener (so a bad or taken address fails here) and serves in a goroutine the

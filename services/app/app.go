@@ -37,6 +37,7 @@ import (
 	"github.com/natter-chat/natter/services/gateway"
 	"github.com/natter-chat/natter/services/persister"
 	"github.com/natter-chat/natter/services/presence"
+	"github.com/natter-chat/natter/services/push"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -47,10 +48,11 @@ const (
 	TargetPersister = "persister"
 	TargetFanout    = "fanout"
 	TargetPresence  = "presence"
+	TargetPush      = "push"
 )
 
 // AllTargets is what `natter run` starts by default.
-var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout, TargetPresence}
+var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout, TargetPresence, TargetPush}
 
 // Config is everything one process needs.
 type Config struct {
@@ -78,6 +80,8 @@ type Config struct {
 	Persister persister.Config
 	Fanout    fanout.Config
 	Presence  presence.Config
+	// Push sends notifications through FCM; with no credentials it only logs them.
+	Push push.Config
 }
 
 // DefaultConfig is `natter run` with no flags.
@@ -95,6 +99,7 @@ func DefaultConfig() Config {
 		Persister:   persister.DefaultConfig(),
 		Fanout:      fanout.DefaultConfig(),
 		Presence:    presence.DefaultConfig(),
+		Push:        push.DefaultConfig(),
 	}
 }
 
@@ -168,7 +173,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			l.UseLogLevel(zapcore.DebugLevel)
 			return l
 		}),
-		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout, cfg.Presence),
+		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout, cfg.Presence, cfg.Push),
 		fx.Supply(fx.Annotate(reg, fx.As(new(prometheus.Registerer)))),
 		fx.Provide(
 			func(lc fx.Lifecycle) (*server.Server, error) { return embeddedNATS(lc, cfg, log, run) },
@@ -195,6 +200,9 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	}
 	if cfg.has(TargetPresence) {
 		opts = append(opts, presence.Module)
+	}
+	if cfg.has(TargetPush) {
+		opts = append(opts, push.Module)
 	}
 	if cfg.has(TargetGateway) {
 		opts = append(opts, gateway.Module, fx.Populate(&run.Gateway))

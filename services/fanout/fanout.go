@@ -26,10 +26,16 @@ import (
 type Config struct {
 	// RouteBarrierWait bounds how long a chunk waits for the routes mirror to catch up.
 	RouteBarrierWait time.Duration
+	// PushOnlineLedger writes a "skipped: online" push ledger entry for each connected device of
+	// the members of a message (one KV write per device and message), so that `natter push why`
+	// can say "you were online". Push requests for members with no connected device go out either way.
+	PushOnlineLedger bool
 }
 
 // DefaultConfig suits one machine.
-func DefaultConfig() Config { return Config{RouteBarrierWait: 250 * time.Millisecond} }
+func DefaultConfig() Config {
+	return Config{RouteBarrierWait: 250 * time.Millisecond, PushOnlineLedger: true}
+}
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
@@ -51,12 +57,13 @@ type Deps struct {
 
 // Fanout routes events to gateways.
 type Fanout struct {
-	cfg    Config
-	deps   Deps
-	log    *zap.Logger
-	routes *routing.Table
-	runner *consumer.Runner
-	typing *nats.Subscription
+	cfg     Config
+	deps    Deps
+	log     *zap.Logger
+	routes  *routing.Table
+	runner  *consumer.Runner
+	typing  *nats.Subscription
+	pending pending // this chunk's push publishes (push.go)
 }
 
 // New returns a fanout; Start begins consuming.
@@ -82,7 +89,7 @@ func (f *Fanout) Start(ctx context.Context) error {
 	f.runner, err = consumer.Start(cons, consumer.Config{Name: "fanout", Workers: 1, RetryInPlace: true}, f.Handle,
 		consumer.Hooks{
 			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
-			Flush:   func(context.Context) error { return f.deps.NC.Flush() },
+			Flush:   f.flush,
 		}, f.log, f.deps.Metrics)
 	if err != nil {
 		f.routes.Stop()
@@ -143,6 +150,11 @@ func (f *Fanout) Handle(ctx context.Context, msg jetstream.Msg) error {
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) { byGateway[gw] = append(byGateway[gw], m.UserID) })
+	}
+	if kind == streams.KindMsg {
+		if err := f.requestPushes(seq, ev, members); err != nil {
+			return err
+		}
 	}
 	for gw, users := range byGateway {
 		data, err := json.Marshal(streams.Delivery{Seq: seq, Users: users, Event: ev})

@@ -2,6 +2,7 @@
 //
 //	natter run [flags]        every component (or --target a subset) in one process
 //	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
+//	natter push why ...       why a user did (not) get a push for a message
 //	natter version
 //
 // Every flag can also be set by an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -22,6 +23,8 @@ Usage:
   natter run [flags]    run natter (all components by default; see natter run -h)
   natter migrate        apply the ScyllaDB schema migrations (idempotent; see natter migrate -h)
   natter bench [flags]  load natter over WebSockets against raw baselines (see natter bench -h)
+  natter push why --user U --message M
+                        why U did (not) get a push for message M, from the push ledger
   natter version        print the version
 
 Every flag can be given as an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -40,6 +43,8 @@ func main() {
 		err = migrateCmd(os.Args[2:])
 	case "bench":
 		err = benchCmd(os.Args[2:])
+	case "push":
+		err = pushCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("natter", version)
 	case "help", "-h", "--help":

@@ -38,6 +38,7 @@ func runCmd(args []string) error {
 	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers")
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir) or scylla")
 	scyllaFlags(fs, &cfg.Scylla)
+	pushFlags(fs, &cfg.Push)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "console", "console or json")
 	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")

@@ -1,0 +1,42 @@
+package push
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
+)
+
+// MaxBadge caps the unread count a notification carries (the API's MaxUnread is the same).
+const MaxBadge = 999
+
+// Unread is userID's total unread count: over the user's current memberships, the text messages
+// above the user's read watermark (and above the point the user joined) that someone else sent,
+// counted as the conversation list counts them (timeline.Reader.CountAfter: the store, and the
+// CHAT stream above the persister's ack floor). It stops counting at limit.
+func Unread(ctx context.Context, st store.Store, tl *timeline.Reader, userID string, limit int) (int, error) {
+	ms, err := st.MembershipsOf(ctx, userID)
+	if err != nil {
+		return 0, fmt.Errorf("unread of %s: %w", userID, err)
+	}
+	n := 0
+	for _, m := range ms {
+		if n >= limit {
+			break
+		}
+		if !m.Active() {
+			continue
+		}
+		w, err := st.Watermark(ctx, m.ConversationID, userID)
+		if err != nil {
+			return 0, fmt.Errorf("unread of %s: %w", userID, err)
+		}
+		c, err := tl.CountAfter(ctx, m.ConversationID, max(w.Read, m.JoinedSeq), userID, limit-n)
+		if err != nil {
+			return 0, fmt.Errorf("unread of %s in %s: %w", userID, m.ConversationID, err)
+		}
+		n += c
+	}
+	return min(n, limit), nil
+}
