@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/streams"
 )
 
 func TestMain(m *testing.M) {
@@ -307,5 +309,44 @@ func TestSyncFromZeroReadsTheWholeStoredHistory(t *testing.T) {
 	}
 	if f := b.NextOf(protocol.TypeSynced, wait); f.Cursor != last {
 		t.Fatalf("synced at %d, want %d", f.Cursor, last)
+	}
+}
+
+// A device away longer than the stream keeps events gets the old ones from the store: no cliff,
+// no "start over".
+func TestSyncAfterTheStreamForgotReadsTheStore(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "a", nil)
+	var seqs []uint64
+	for i := 0; i < 20; i++ {
+		a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("%d", i)))
+		seqs = append(seqs, a.NextOf(protocol.TypeAck, wait).Seq)
+	}
+	s.WaitPersisted(seqs[len(seqs)-1])
+	// The stream drops everything before the last five events (as retention would).
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat, err := js.Stream(ctx, streams.ChatStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.Purge(ctx, jetstream.WithPurgeSequence(seqs[15])); err != nil {
+		t.Fatal(err)
+	}
+	cursor := seqs[2] // bob's device last saw the third message
+	b := apptest.Dial(t, apptest.WSURLFor(s.WSURL, bob.Token, "b", &cursor))
+	for _, want := range seqs[3:] {
+		if f := b.NextOf(protocol.TypeMessage, wait); f.Seq != want {
+			t.Fatalf("got seq %d, want %d", f.Seq, want)
+		}
+	}
+	if f := b.NextOf(protocol.TypeSynced, wait); f.Cursor != seqs[len(seqs)-1] {
+		t.Fatalf("synced at %d", f.Cursor)
 	}
 }
