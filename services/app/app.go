@@ -136,6 +136,13 @@ func (c Config) Validate() error {
 
 func (c Config) has(t string) bool { return slices.Contains(c.Targets, t) }
 
+// SetGatewayTTL sets how long a silent gateway stays alive for discovery and presence, and the
+// refresh and sweep intervals that follow from it.
+func (c *Config) SetGatewayTTL(ttl time.Duration) {
+	c.Streams.GatewayTTL, c.Presence.GatewayTTL = ttl, ttl
+	c.Gateway.Announce, c.Presence.Sweep = ttl/3, ttl/3
+}
+
 // Running exposes what a started process bound, for printing and for tests.
 type Running struct {
 	Gateway    *gateway.Gateway // nil unless targeted

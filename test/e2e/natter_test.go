@@ -91,7 +91,7 @@ func StartNatter(t testing.TB, dataDir string, extra ...string) *Process {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if b, err := os.ReadFile(addrFile); err == nil && json.Unmarshal(b, &p.Addrs) == nil && p.Addrs.API != "" {
+		if b, err := os.ReadFile(addrFile); err == nil && json.Unmarshal(b, &p.Addrs) == nil {
 			return p
 		}
 		select {
@@ -110,6 +110,15 @@ func (p *Process) Output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.output.String()
+}
+
+// Kill sends SIGKILL, as kill -9 does, and waits for the process to be gone.
+func (p *Process) Kill() {
+	p.t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		p.t.Fatal(err)
+	}
+	<-p.exited
 }
 
 // Interrupt sends SIGINT (Ctrl-C) and waits for a clean exit.

@@ -39,6 +39,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir) or scylla")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)
+	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "console", "console or json")
 	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")
@@ -49,6 +50,7 @@ func runCmd(args []string) error {
 		return err
 	}
 	cfg.Targets = strings.Split(*targets, ",")
+	cfg.SetGatewayTTL(*gatewayTTL)
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
 		cfg.JWTSecret = []byte(secret)
