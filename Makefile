@@ -27,8 +27,13 @@ e2e:
 	$(GO) test -race -count=1 -timeout 10m ./test/...
 
 FUZZTIME ?= 30s
+# package:target for every decoder of outside input
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./pkg/store/pebble:FuzzDecode
 fuzz: ## run every fuzz target for FUZZTIME each
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/protocol
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} $${t##*:}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)
 	NATTER_INVARIANT=large $(GO) test -race -count=1 -timeout 30m -v -run TestSyncNeverSkipsUnderChurn ./test/invariant/
