@@ -21,7 +21,7 @@ type PresenceEvent struct {
 // PresenceStatus is the value of a presence bucket entry (key: user id).
 type PresenceStatus struct {
 	Status   string `json:"status"`    // Online or Offline
-	LastSeen int64  `json:"last_seen"` // Unix milliseconds: now while online, else when the last device left
+	LastSeen int64  `json:"last_seen"` // Unix milliseconds: the latest connect or disconnect seen
 	// Devices are the connected devices: device -> where its socket is.
 	Devices map[string]DevicePresence `json:"devices,omitempty"`
 }

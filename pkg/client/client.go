@@ -321,7 +321,9 @@ func (c *Client) run() {
 	for attempt := 0; c.ctx.Err() == nil; {
 		err := c.session()
 		var ce *CloseError
-		if errors.As(err, &ce) && !ce.Code.Reconnect() {
+		// An expired token is worth a reconnect when a TokenSource can hand over a fresh one.
+		refreshable := c.cfg.TokenSource != nil && errors.As(err, &ce) && ce.Code == protocol.CloseUnauthorized
+		if errors.As(err, &ce) && !ce.Code.Reconnect() && !refreshable {
 			c.mu.Lock()
 			c.err = ce
 			c.mu.Unlock()

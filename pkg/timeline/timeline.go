@@ -69,13 +69,8 @@ func (r *Reader) Marks(ctx context.Context) (Marks, error) {
 		return Marks{}, fmt.Errorf("timeline marks: %w", err)
 	}
 	var m Marks
-	last, err := st.GetLastMsgForSubject(ctx, streams.ChatAll)
-	switch {
-	case err == nil:
-		m.Head = last.Sequence
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-	default:
-		return Marks{}, fmt.Errorf("timeline marks: head: %w", err)
+	if m.Head, err = r.head(ctx, st); err != nil {
+		return Marks{}, err
 	}
 	stored, err := r.stored(ctx, st)
 	if err != nil {
@@ -83,6 +78,27 @@ func (r *Reader) Marks(ctx context.Context) (Marks, error) {
 	}
 	m.Stored = min(stored, m.Head)
 	return m, nil
+}
+
+// Head is the seq of the newest CHAT event (0 for none), read with a direct get.
+func (r *Reader) Head(ctx context.Context) (uint64, error) {
+	st, err := r.chat(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("timeline head: %w", err)
+	}
+	return r.head(ctx, st)
+}
+
+func (r *Reader) head(ctx context.Context, st jetstream.Stream) (uint64, error) {
+	last, err := st.GetLastMsgForSubject(ctx, streams.ChatAll)
+	switch {
+	case err == nil:
+		return last.Sequence, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("timeline head: %w", err)
+	}
 }
 
 func (r *Reader) stored(ctx context.Context, st jetstream.Stream) (uint64, error) {

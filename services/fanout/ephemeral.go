@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -51,6 +52,9 @@ func (f *Fanout) routeReceipt(ctx context.Context, conv string, data []byte) err
 	return f.deliverFrame(users, frame)
 }
 
+// typingTimeout bounds the store read behind one typing indicator; a late one is worthless.
+const typingTimeout = 2 * time.Second
+
 // relayTyping passes a typing indicator on to the conversation's other current members. It is
 // best effort and never stored: a lost indicator lapses by itself on the client.
 func (f *Fanout) relayTyping(msg *nats.Msg) {
@@ -59,7 +63,7 @@ func (f *Fanout) relayTyping(msg *nats.Msg) {
 		f.log.Warn("bad typing event", zap.Error(err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.RouteBarrierWait*4)
+	ctx, cancel := context.WithTimeout(context.Background(), typingTimeout)
 	defer cancel()
 	members, err := f.deps.Store.Members(ctx, t.ConversationID)
 	if err != nil {

@@ -21,18 +21,33 @@ import (
 // other side after protocol.TypingExpires, so a client repeats "start" while typing.
 const typingRepeat = 2 * time.Second
 
+// failed answers a non-send frame that could not be completed on our side.
+func (s *session) failed(ref, what string, err error) {
+	if s.ctx.Err() == nil {
+		s.log.Warn("frame failed", zap.String("step", what), zap.Error(err))
+	}
+	s.reject(protocol.Errorf(protocol.CodeUnavailable, "could not complete this request; retry").WithRef(ref))
+}
+
 // handleReceipt publishes a read or delivered watermark, coalesced: a mark that does not move
-// past what this socket already reported is dropped.
+// past what this socket already reported is dropped. A mark beyond the stream's head is cut to
+// it: no one may mark as read what does not exist yet.
 func (s *session) handleReceipt(f protocol.ClientFrame) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
 	defer cancel()
+	head, err := s.g.deps.Timeline.Head(ctx)
+	if err != nil {
+		s.failed(f.ID, "read head", err)
+		return
+	}
+	f.UpTo = min(f.UpTo, head)
 	m, err := s.g.deps.Store.Member(ctx, f.ConversationID, s.userID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active() && f.UpTo > m.LeftSeq) {
 		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(f.ID))
 		return
 	}
 	if err != nil {
-		s.unavailable(f.ID, "check membership", err)
+		s.failed(f.ID, "check membership", err)
 		return
 	}
 	key := f.Type + "/" + f.ConversationID
@@ -47,7 +62,7 @@ func (s *session) handleReceipt(f protocol.ClientFrame) {
 		SenderID: s.userID, SenderDevice: s.deviceID, SentAt: time.Now().UnixMilli(), UpTo: f.UpTo}
 	data, err := ev.Encode()
 	if err != nil {
-		s.unavailable(f.ID, "encode receipt", err)
+		s.failed(f.ID, "encode receipt", err)
 		return
 	}
 	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, f.Type))
@@ -60,7 +75,7 @@ func (s *session) handleReceipt(f protocol.ClientFrame) {
 			delete(s.marks, key) // let the client's retry through
 		}
 		s.mu.Unlock()
-		s.unavailable(f.ID, "publish receipt", err)
+		s.failed(f.ID, "publish receipt", err)
 	}
 }
 
@@ -75,7 +90,7 @@ func (s *session) handleTyping(f protocol.ClientFrame) {
 		return
 	}
 	if err != nil {
-		s.unavailable(f.ID, "check membership", err)
+		s.failed(f.ID, "check membership", err)
 		return
 	}
 	now := time.Now()
@@ -105,7 +120,7 @@ func (s *session) handlePresence(f protocol.ClientFrame) {
 	defer cancel()
 	known, err := s.coMembers(ctx)
 	if err != nil {
-		s.unavailable(f.ID, "co-members", err)
+		s.failed(f.ID, "co-members", err)
 		return
 	}
 	out := protocol.Presence{Type: protocol.TypePresence, Ref: f.ID, Users: make([]protocol.UserStatus, 0, len(f.UserIDs))}
@@ -121,7 +136,7 @@ func (s *session) handlePresence(f protocol.ClientFrame) {
 					st.Status, st.LastSeen = ps.Status, ps.LastSeen
 				}
 			case !errors.Is(err, jetstream.ErrKeyNotFound):
-				s.unavailable(f.ID, "read presence", err)
+				s.failed(f.ID, "read presence", err)
 				return
 			}
 		}

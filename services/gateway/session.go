@@ -143,6 +143,9 @@ func (g *Gateway) track() bool {
 
 func (s *session) run(cursor *uint64) {
 	g := s.g
+	// Welcome first: nothing the hub routes here may precede it.
+	s.send(protocol.Welcome{Type: protocol.TypeWelcome, Protocol: protocol.Version, UserID: s.userID, DeviceID: s.deviceID,
+		SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil})
 	if old := g.hub.add(s); old != nil {
 		old.fail(protocol.CloseReplaced, "another connection of this device took over")
 	}
@@ -167,8 +170,6 @@ func (s *session) run(cursor *uint64) {
 		CreatedAt: time.Now().UTC(), LastSeen: time.Now().UTC()}); err != nil {
 		s.log.Warn("record device", zap.Error(err))
 	}
-	s.send(protocol.Welcome{Type: protocol.TypeWelcome, Protocol: protocol.Version, UserID: s.userID, DeviceID: s.deviceID,
-		SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -46,16 +46,32 @@ func (s *session) catchUp(cursor *uint64) error {
 	if err := s.enqueueWait(synced); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.pending {
-		if p.seq > marks.Head && p.seq > s.lastSeq[p.conv] {
-			s.lastSeq[p.conv] = p.seq
-			s.enqueue(p.frame)
+	// Release what was held back, paced like the catch-up (the queue is smaller than what may
+	// be held); what arrives meanwhile joins the held frames, so order is kept.
+	for {
+		s.mu.Lock()
+		held := s.pending
+		s.pending = nil
+		if len(held) == 0 {
+			s.syncing = false
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		for _, p := range held {
+			s.mu.Lock()
+			fresh := p.seq > marks.Head && p.seq > s.lastSeq[p.conv]
+			if fresh {
+				s.lastSeq[p.conv] = p.seq
+			}
+			s.mu.Unlock()
+			if fresh {
+				if err := s.enqueueWait(p.frame); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	s.pending, s.syncing = nil, false
-	return nil
 }
 
 // replay merges the timelines of every conversation the user is or was in, each limited to what

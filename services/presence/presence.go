@@ -1,4 +1,6 @@
-// Package presence is the consumer that keeps the presence bucket: a user is online while any of
+// Package presence is the consumer that keeps the presence bucket (run one instance: it applies
+// connects and disconnects in stream order, retrying in place rather than letting a later event
+// overtake a failed one): a user is online while any of
 // their devices is connected, and offline (with the time last seen) when the last one goes — by a
 // clean close, a heartbeat timeout, or its gateway dying. A dead gateway publishes nothing, so a
 // sweep drops the devices of gateways whose discovery entry lapsed (no per-user heartbeats ride
@@ -93,7 +95,7 @@ func (p *Presence) Start(ctx context.Context) error {
 		p.routes.Stop()
 		return fmt.Errorf("presence: consumer: %w", err)
 	}
-	p.runner, err = consumer.Start(cons, consumer.Config{Name: "presence", Workers: 1}, p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
+	p.runner, err = consumer.Start(cons, consumer.Config{Name: "presence", Workers: 1, RetryInPlace: true}, p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
 	if err != nil {
 		p.routes.Stop()
 		return fmt.Errorf("presence: %w", err)
