@@ -104,6 +104,7 @@ func TestReconnectResumesFromCursor(t *testing.T) {
 	for range want {
 		next(t, b)
 	}
+	_ = a.Close() // alice's process ends; device "a" comes back below as a fresh client
 	s.Stop()
 	// While natter is down, bob's client keeps retrying. A new natter on the same data and the same
 	// WebSocket address takes over; alice sends more from a fresh process of hers.
