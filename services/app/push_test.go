@@ -41,6 +41,7 @@ func TestPushReachesAnOfflineMemberThroughFCM(t *testing.T) {
 	s := apptest.Start(t, func(c *app.Config) {
 		c.Push.Endpoint, c.Push.ProjectID = fcm.Endpoint(), fcm.Project
 		c.Push.TokenSource, c.Push.Transport = fcm.TokenSource(), fcm.Transport()
+		c.Fanout.PushOnlineLedger = true
 	})
 	js, err := jetstream.New(s.Run.NC)
 	if err != nil {

@@ -55,7 +55,9 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) start(t *testing.T) {
 	t.Helper()
-	f, err := New(DefaultConfig(), Deps{Log: zap.NewNop(), NC: e.nc, JS: e.js, Store: e.store})
+	cfg := DefaultConfig()
+	cfg.PushOnlineLedger = true // the push tests read the online entries
+	f, err := New(cfg, Deps{Log: zap.NewNop(), NC: e.nc, JS: e.js, Store: e.store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,8 @@ func Explain(userID, messageID string, entries []streams.PushLedgerEntry) string
 	var b strings.Builder
 	fmt.Fprintf(&b, "push ledger for user %s, message %s\n", userID, messageID)
 	if len(entries) == 0 {
-		b.WriteString("\nno entries. Either no push was due (the user sent the message, or was not a member),\n" +
+		b.WriteString("\nno entries. Either no push was due (the user sent the message, was not a member, or had a\n" +
+			"connected device when it arrived: natter run --push-online-ledger records that too),\n" +
 			"or the message is older than the ledger keeps (" + fmt.Sprint(int(streams.PushLedgerTTL.Hours()/24)) + " days), or its push request\n" +
 			"is still queued (is the push component running?), or the user or message id is wrong.\n")
 		return b.String()

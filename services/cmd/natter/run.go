@@ -39,6 +39,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir) or scylla")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)
+	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", false, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
 	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "console", "console or json")
