@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 		Addr:              "127.0.0.1:8081",
 		HeartbeatInterval: 20 * time.Second,
 		HeartbeatTimeout:  10 * time.Second,
-		SendQueue:         1024,
+		SendQueue:         256, // live events and answers only (catch-up is paced separately); 24 bytes a slot, preallocated
 		WriteTimeout:      10 * time.Second,
 		PublishTimeout:    5 * time.Second,
 		RouteRefresh:      4 * time.Minute,
