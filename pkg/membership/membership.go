@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -151,7 +152,7 @@ func Change(ctx context.Context, js jetstream.JetStream, st store.Store, conv, a
 		msg.Data = data
 		msg.Header.Set(streams.HeaderVersion, "1")
 		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
-		if isWrongLastSequence(err) {
+		if natsx.IsWrongLastSequence(err) {
 			continue // another change won the race: re-read and re-check
 		}
 		if err != nil {
@@ -183,11 +184,6 @@ func catchUp(ctx context.Context, stream jetstream.Stream, st store.Store, subje
 		return 0, err
 	}
 	return raw.Sequence, nil
-}
-
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Active returns the current members among ms.

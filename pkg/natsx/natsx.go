@@ -160,3 +160,10 @@ func (l *serverLog) Fatalf(f string, a ...any)  { l.s.Errorf(f, a...) }
 func (l *serverLog) Errorf(f string, a ...any)  { l.s.Errorf(f, a...) }
 func (l *serverLog) Debugf(f string, a ...any)  { l.s.Debugf(f, a...) }
 func (l *serverLog) Tracef(f string, a ...any)  {}
+
+// IsWrongLastSequence reports whether a publish or KV write lost a compare-and-set: another
+// writer changed the subject (or key) since the expected revision.
+func IsWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}

@@ -13,9 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -48,15 +50,10 @@ func (r *Registrar) Put(ctx context.Context, userID, deviceID, conn string) (uin
 // elsewhere in the meantime keeps its newer route.
 func (r *Registrar) Delete(ctx context.Context, userID, deviceID string, rev uint64) error {
 	err := r.kv.Delete(ctx, streams.RouteKey(userID, deviceID), jetstream.LastRevision(rev))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSequence(err) {
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !natsx.IsWrongLastSequence(err) {
 		return fmt.Errorf("delete route %s.%s: %w", userID, deviceID, err)
 	}
 	return nil
-}
-
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Device is one routed device of a user.
@@ -241,4 +238,23 @@ func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
 func (t *Table) Stop() {
 	_ = t.w.Stop()
 	<-t.done
+}
+
+// DeliverFrame sends a ready-made client frame (outside the timeline: receipts, typing,
+// presence) to the connected devices of users: one streams.Delivery per gateway holding any.
+func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte) error {
+	byGateway := map[string][]string{}
+	for _, u := range users {
+		t.Gateways(u, func(gw string) { byGateway[gw] = append(byGateway[gw], u) })
+	}
+	for gw, us := range byGateway {
+		data, err := json.Marshal(streams.Delivery{Users: us, Frame: frame})
+		if err != nil {
+			return fmt.Errorf("encode delivery: %w", err)
+		}
+		if err := nc.Publish(streams.DeliverSubject(gw), data); err != nil {
+			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
+		}
+	}
+	return nil
 }

@@ -49,7 +49,7 @@ func (f *Fanout) routeReceipt(ctx context.Context, conv string, data []byte) err
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return f.deliverFrame(users, frame)
+	return f.routes.DeliverFrame(f.deps.NC, users, frame)
 }
 
 // typingTimeout bounds the store read behind one typing indicator; a late one is worthless.
@@ -78,26 +78,7 @@ func (f *Fanout) relayTyping(msg *nats.Msg) {
 	}
 	frame, _ := json.Marshal(protocol.Typing{Type: protocol.TypeTyping, ConversationID: t.ConversationID, UserID: t.UserID,
 		State: t.State, ExpiresInMS: protocol.TypingExpires})
-	if err := f.deliverFrame(users, frame); err != nil {
+	if err := f.routes.DeliverFrame(f.deps.NC, users, frame); err != nil {
 		f.log.Warn("typing: deliver", zap.Error(err))
 	}
-}
-
-// deliverFrame sends a ready-made frame to the connected devices of users, one Delivery per
-// gateway.
-func (f *Fanout) deliverFrame(users []string, frame []byte) error {
-	byGateway := map[string][]string{}
-	for _, u := range users {
-		f.routes.Gateways(u, func(gw string) { byGateway[gw] = append(byGateway[gw], u) })
-	}
-	for gw, us := range byGateway {
-		data, err := json.Marshal(streams.Delivery{Users: us, Frame: frame})
-		if err != nil {
-			return err
-		}
-		if err := f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
-			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
-		}
-	}
-	return nil
 }

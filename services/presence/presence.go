@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
@@ -169,7 +170,7 @@ func (p *Presence) change(ctx context.Context, user string, edit func(*streams.P
 		} else {
 			_, err = p.kv.Update(ctx, user, data, rev)
 		}
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
+		if errors.Is(err, jetstream.ErrKeyExists) || natsx.IsWrongLastSequence(err) {
 			continue // another instance changed it: read again
 		}
 		if err != nil {
@@ -181,11 +182,6 @@ func (p *Presence) change(ctx context.Context, user string, edit func(*streams.P
 		return nil
 	}
 	return fmt.Errorf("presence of %s: too much contention", user)
-}
-
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // announce pushes a status change to the users who share a direct conversation with user. Groups
@@ -217,15 +213,8 @@ func (p *Presence) announce(ctx context.Context, user string, ps streams.Presenc
 	}
 	frame, _ := json.Marshal(protocol.Presence{Type: protocol.TypePresence,
 		Users: []protocol.UserStatus{{UserID: user, Status: ps.Status, LastSeen: ps.LastSeen}}})
-	byGateway := map[string][]string{}
-	for _, u := range contacts {
-		p.routes.Gateways(u, func(gw string) { byGateway[gw] = append(byGateway[gw], u) })
-	}
-	for gw, us := range byGateway {
-		data, _ := json.Marshal(streams.Delivery{Users: us, Frame: frame})
-		if err := p.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
-			p.log.Warn("announce", zap.String("gateway", gw), zap.Error(err))
-		}
+	if err := p.routes.DeliverFrame(p.deps.NC, contacts, frame); err != nil {
+		p.log.Warn("announce", zap.String("user", user), zap.Error(err))
 	}
 }
 
