@@ -23,21 +23,33 @@ func (p Page) Normalize() (Page, error) {
 	return p, nil
 }
 
-// Around returns up to limit messages around seq, newest first: the (limit+1)/2 newest with
-// seq' <= seq and the limit/2 oldest with seq' > seq. It is "jump to a message" for history.
+// Pager reads one page of one conversation: Store.Messages, or a reader that also sees events
+// not stored yet (timeline.Reader.Page).
+type Pager func(ctx context.Context, p Page) ([]Message, error)
+
+// Around returns up to limit messages of a conversation around seq, newest first: the
+// (limit+1)/2 newest with seq' <= seq and the limit/2 oldest with seq' > seq. It is "jump to a
+// message" for history.
 func Around(ctx context.Context, s Store, conversationID string, seq uint64, limit int) ([]Message, error) {
+	return AroundWith(ctx, func(ctx context.Context, p Page) ([]Message, error) {
+		return s.Messages(ctx, conversationID, p)
+	}, seq, limit)
+}
+
+// AroundWith is Around over any Pager.
+func AroundWith(ctx context.Context, page Pager, seq uint64, limit int) ([]Message, error) {
 	p, err := Page{Limit: limit}.Normalize()
 	if err != nil {
 		return nil, err
 	}
-	older, err := s.Messages(ctx, conversationID, Page{Before: seq + 1, Limit: (p.Limit + 1) / 2})
+	older, err := page(ctx, Page{Before: seq + 1, Limit: (p.Limit + 1) / 2})
 	if err != nil {
 		return nil, fmt.Errorf("around %d, older half: %w", seq, err)
 	}
 	if p.Limit/2 == 0 {
 		return older, nil
 	}
-	newer, err := s.Messages(ctx, conversationID, Page{After: seq, Limit: p.Limit / 2})
+	newer, err := page(ctx, Page{After: seq, Limit: p.Limit / 2})
 	if err != nil {
 		return nil, fmt.Errorf("around %d, newer half: %w", seq, err)
 	}

@@ -223,21 +223,12 @@ func (r *Reader) CountAfter(ctx context.Context, conversationID string, after ui
 	return min(n, limit), nil
 }
 
-// Around is a page of up to limit events around seq, newest first (jump to a message).
+// Around is a page of up to limit events around seq, newest first (jump to a message), with
+// store.Around's shape over the complete timeline.
 func (r *Reader) Around(ctx context.Context, conversationID string, seq uint64, limit int) ([]store.Message, error) {
-	p, err := store.Page{Limit: limit}.Normalize()
-	if err != nil {
-		return nil, err
-	}
-	older, err := r.Page(ctx, conversationID, store.Page{Before: seq + 1, Limit: (p.Limit + 1) / 2})
-	if err != nil || p.Limit/2 == 0 {
-		return older, err
-	}
-	newer, err := r.Page(ctx, conversationID, store.Page{After: seq, Limit: p.Limit / 2})
-	if err != nil {
-		return nil, err
-	}
-	return append(newer, older...), nil
+	return store.AroundWith(ctx, func(ctx context.Context, p store.Page) ([]store.Message, error) {
+		return r.Page(ctx, conversationID, p)
+	}, seq, limit)
 }
 
 // tail reads the stream's events of conversationID with from < seq <= to, oldest first, by direct
