@@ -33,6 +33,13 @@ func (s *session) failed(ref, what string, err error) {
 // past what this socket already reported is dropped. A mark beyond the stream's head is cut to
 // it: no one may mark as read what does not exist yet.
 func (s *session) handleReceipt(f protocol.ClientFrame) {
+	key := f.Type + "/" + f.ConversationID
+	s.mu.Lock()
+	stale := f.UpTo <= s.marks[key]
+	s.mu.Unlock()
+	if stale { // nothing new: no reads, no publish
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
 	defer cancel()
 	head, err := s.g.deps.Timeline.Head(ctx)
@@ -41,16 +48,15 @@ func (s *session) handleReceipt(f protocol.ClientFrame) {
 		return
 	}
 	f.UpTo = min(f.UpTo, head)
-	m, err := s.g.deps.Store.Member(ctx, f.ConversationID, s.userID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active() && f.UpTo > m.LeftSeq) {
-		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(f.ID))
-		return
-	}
+	// A former member may still mark what they saw, up to their removal.
+	ok, err := s.mayAct(ctx, f.ConversationID, f.ID, func(m store.Member) bool { return m.Active() || f.UpTo <= m.LeftSeq })
 	if err != nil {
 		s.failed(f.ID, "check membership", err)
 		return
 	}
-	key := f.Type + "/" + f.ConversationID
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	if f.UpTo <= s.marks[key] {
 		s.mu.Unlock()
@@ -84,13 +90,12 @@ func (s *session) handleReceipt(f protocol.ClientFrame) {
 func (s *session) handleTyping(f protocol.ClientFrame) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
 	defer cancel()
-	m, err := s.g.deps.Store.Member(ctx, f.ConversationID, s.userID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active()) {
-		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(f.ID))
-		return
-	}
+	ok, err := s.mayAct(ctx, f.ConversationID, f.ID, store.Member.Active)
 	if err != nil {
 		s.failed(f.ID, "check membership", err)
+		return
+	}
+	if !ok {
 		return
 	}
 	now := time.Now()

@@ -27,14 +27,13 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 	defer cancel()
 	st := s.g.deps.Store
 
-	m, err := st.Member(ctx, f.ConversationID, s.userID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.Active()) {
-		s.g.met.sends.WithLabelValues("not_member").Inc()
-		s.reject(protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist").WithRef(ref))
-		return
-	}
+	ok, err := s.mayAct(ctx, f.ConversationID, ref, store.Member.Active)
 	if err != nil {
 		s.unavailable(ref, "check membership", err)
+		return
+	}
+	if !ok {
+		s.g.met.sends.WithLabelValues("not_member").Inc()
 		return
 	}
 	if prev, err := st.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
@@ -83,6 +82,25 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 	s.g.met.sends.WithLabelValues("ok").Inc()
 	s.send(protocol.Ack{Type: protocol.TypeAck, Ref: ref, ClientMsgID: f.ClientMsgID, ConversationID: f.ConversationID,
 		MessageID: ev.MessageID, Seq: pa.Sequence, SentAt: ev.SentAt})
+}
+
+// errNotMember is the one answer to a frame naming a conversation the user may not act in:
+// the same whether it does not exist or the user is not (or no longer) a member.
+var errNotMember = protocol.Errorf(protocol.CodeNotMember, "not a member of this conversation, or it does not exist")
+
+// mayAct reports whether the user may act in conv: they have a membership and allowed accepts
+// it. A refusal is answered here with errNotMember; a store error is returned for the caller
+// to answer.
+func (s *session) mayAct(ctx context.Context, conv, ref string, allowed func(store.Member) bool) (bool, error) {
+	m, err := s.g.deps.Store.Member(ctx, conv, s.userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && !allowed(m)):
+		s.reject(errNotMember.WithRef(ref))
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 func (s *session) ackDuplicate(ref, conv, messageID string, seq uint64, sentAt int64, clientMsgID string) {
