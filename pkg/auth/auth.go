@@ -88,12 +88,9 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	return Claims{UserID: rc.Subject, Expires: rc.ExpiresAt.Time}, nil
 }
 
-// HashPassword returns a bcrypt hash of password at bcrypt's default cost.
-func HashPassword(password string) ([]byte, error) { return HashPasswordCost(password, 0) }
-
-// HashPasswordCost hashes at the given bcrypt cost (0: the default, 10). Tests use MinCost (4);
-// deployments should keep the default or raise it.
-func HashPasswordCost(password string, cost int) ([]byte, error) {
+// HashPassword returns a bcrypt hash of password at the given cost (0: bcrypt's default, 10).
+// Tests use MinPasswordCost (4); deployments should keep the default or raise it.
+func HashPassword(password string, cost int) ([]byte, error) {
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
 	}

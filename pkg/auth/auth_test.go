@@ -62,7 +62,7 @@ func TestNewTokensRejectsShortSecret(t *testing.T) {
 }
 
 func TestPassword(t *testing.T) {
-	h, err := HashPassword("correct horse")
+	h, err := HashPassword("correct horse", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

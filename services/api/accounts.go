@@ -80,7 +80,7 @@ func (s *Server) signup(c *fiber.Ctx) error {
 	case !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("signup: user by handle: %w", err)
 	}
-	hash, err := auth.HashPasswordCost(req.Password, s.cfg.PasswordCost)
+	hash, err := auth.HashPassword(req.Password, s.cfg.PasswordCost)
 	if err != nil {
 		return fmt.Errorf("signup: %w", err)
 	}

@@ -153,7 +153,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
 		timeline: deps.Timeline, js: deps.JS,
 		dummyHash: sync.OnceValue(func() []byte {
-			h, _ := auth.HashPasswordCost("natter: no such user, hashing for equal timing", cfg.PasswordCost) // < 72 bytes: cannot fail
+			h, _ := auth.HashPassword("natter: no such user, hashing for equal timing", cfg.PasswordCost) // < 72 bytes: cannot fail
 			return h
 		}),
 	}

@@ -237,7 +237,7 @@ func (s *Server) activeMembers(ctx context.Context, conversationID string) ([]st
 	if err != nil {
 		return nil, fmt.Errorf("members of %s: %w", conversationID, err)
 	}
-	return slices.DeleteFunc(all, func(m store.Member) bool { return !m.Active() }), nil
+	return membership.Active(all), nil
 }
 
 // member returns the caller's membership of the conversation named by the :id parameter. Unless

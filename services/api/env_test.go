@@ -176,7 +176,7 @@ func (e *env) wantError(t *testing.T, method, path, token string, body any, stat
 }
 
 var testPasswordHash = sync.OnceValue(func() []byte {
-	h, err := auth.HashPassword("correct horse")
+	h, err := auth.HashPassword("correct horse", 0)
 	if err != nil {
 		panic(err)
 	}
