@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,12 +23,22 @@ type Options struct {
 	ChatMaxBytes int64
 	// RouteTTL is how long a route lives without its gateway refreshing it.
 	RouteTTL time.Duration
-	// GatewayTTL is how long a gateway stays discoverable without a heartbeat.
+	// GatewayTTL is how long a gateway stays discoverable without a heartbeat, and a fanout
+	// instance keeps its partitions.
 	GatewayTTL time.Duration
 	// PresenceMaxAge bounds the PRESENCE stream.
 	PresenceMaxAge time.Duration
 	// AckWait is the redelivery timeout of natter's durable consumers.
 	AckWait time.Duration
+	// FanoutPartitions splits fanout's work by gateway: partition p delivers to the gateways with
+	// FanoutPartition(gateway, n) == p, so every gateway still receives one global order. Each
+	// partition is one durable consumer with a pinned-client priority group: one fanout instance
+	// at a time is active on it. Every process of a deployment must agree on it.
+	FanoutPartitions int
+	// FanoutAckWait is fanout's redelivery timeout. Its pin moves to another instance only after
+	// FanoutPinnedTTL without a pull, which is longer: a dead instance's unacknowledged events
+	// are due again before the new one pulls anything, so they go out first, in order.
+	FanoutAckWait time.Duration
 	// MaxDeliver bounds deliveries of one event to natter's own durable consumers; -1 (the
 	// default) never gives up, because an abandoned event would leave a gap behind the persister's
 	// ack floor. Events that can never be handled are terminated explicitly instead.
@@ -36,20 +48,29 @@ type Options struct {
 // DefaultOptions suit one machine.
 func DefaultOptions() Options {
 	return Options{
-		Replicas:        1,
-		DuplicateWindow: 2 * time.Minute,
-		ChatMaxAge:      7 * 24 * time.Hour,
-		ChatMaxBytes:    -1,
-		RouteTTL:        10 * time.Minute,
-		GatewayTTL:      15 * time.Second,
-		PresenceMaxAge:  time.Hour,
-		AckWait:         30 * time.Second,
-		MaxDeliver:      -1,
+		Replicas:         1,
+		DuplicateWindow:  2 * time.Minute,
+		ChatMaxAge:       7 * 24 * time.Hour,
+		ChatMaxBytes:     -1,
+		RouteTTL:         10 * time.Minute,
+		GatewayTTL:       15 * time.Second,
+		PresenceMaxAge:   time.Hour,
+		AckWait:          30 * time.Second,
+		FanoutPartitions: 1,
+		FanoutAckWait:    5 * time.Second,
+		MaxDeliver:       -1,
 	}
 }
 
 // FanoutMaxAckPending bounds fanout's unacknowledged events (two chunks of the consumer kit).
 const FanoutMaxAckPending = 512
+
+// FanoutGroup is the priority group fanout instances pull with.
+const FanoutGroup = "fanout"
+
+// FanoutPinnedTTL is how long a fanout partition stays pinned to an instance that stopped
+// pulling: FanoutAckWait plus a margin for the server's redelivery timer.
+func (o Options) FanoutPinnedTTL() time.Duration { return o.FanoutAckWait + 3*time.Second }
 
 // Definitions is every stream, bucket and durable consumer natter needs, declared once.
 type Definitions struct {
@@ -73,7 +94,10 @@ func Define(o Options) Definitions {
 				MaxBytes:    o.ChatMaxBytes,
 				Duplicates:  o.DuplicateWindow,
 				Discard:     jetstream.DiscardOld,
-				AllowDirect: true,
+				// A direct get may be answered by a follower that has not applied the newest
+				// events yet; sync must never read a stale head or miss a tail event, so a
+				// replicated CHAT is read through its leader.
+				AllowDirect: o.Replicas == 1,
 			},
 			{
 				Name:        PresenceStream,
@@ -98,6 +122,7 @@ func Define(o Options) Definitions {
 			{Bucket: RoutesBucket, Description: "<user>.<device> -> gateway holding its socket", TTL: o.RouteTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 			{Bucket: PresenceBucket, Description: "<user> -> presence status and last seen", Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 			{Bucket: GatewaysBucket, Description: "<gateway> -> address and load of a live gateway", TTL: o.GatewayTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
+			{Bucket: FanoutsBucket, Description: "<fanout instance> -> alive; fanout partitions are shared out among the live ones", TTL: o.GatewayTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 		},
 		Consumers: map[string][]jetstream.ConsumerConfig{
 			PresenceStream: {
@@ -125,22 +150,43 @@ func Define(o Options) Definitions {
 					DeliverPolicy: jetstream.DeliverAllPolicy,
 					Replicas:      o.Replicas,
 				},
-				{
-					Durable:       FanoutConsumer,
-					Description:   "routes conversation events to the gateways of member devices",
-					FilterSubject: ChatAll,
-					AckPolicy:     jetstream.AckExplicitPolicy,
-					AckWait:       o.AckWait,
-					MaxDeliver:    o.MaxDeliver,
-					// Order across a crash: with at most this many unacknowledged, the server must
-					// redeliver what a dead instance held before it hands out anything newer.
-					MaxAckPending: FanoutMaxAckPending,
-					DeliverPolicy: jetstream.DeliverNewPolicy,
-					Replicas:      o.Replicas,
-				},
 			},
 		},
 	}
+	for p := range o.FanoutPartitions {
+		d.Consumers[ChatStream] = append(d.Consumers[ChatStream], jetstream.ConsumerConfig{
+			Durable:       FanoutConsumerName(p, o.FanoutPartitions),
+			Description:   fmt.Sprintf("routes conversation events to the gateways of member devices (partition %d of %d)", p, o.FanoutPartitions),
+			FilterSubject: ChatAll,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       o.FanoutAckWait,
+			MaxDeliver:    o.MaxDeliver,
+			// Order across a crash: with at most this many unacknowledged, the server must
+			// redeliver what a dead instance held before it hands out anything newer.
+			MaxAckPending:  FanoutMaxAckPending,
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+			Replicas:       o.Replicas,
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{FanoutGroup},
+			PinnedTTL:      o.FanoutPinnedTTL(),
+		})
+	}
 	d.addPush(o)
 	return d
+}
+
+// FanoutConsumerName is the durable consumer of fanout partition p of n: "fanout" when there
+// is one partition, "fanout-<p>" otherwise.
+func FanoutConsumerName(p, n int) string {
+	if n == 1 {
+		return FanoutConsumer
+	}
+	return fmt.Sprintf("%s-%d", FanoutConsumer, p)
+}
+
+// FanoutPartition is the fanout partition that delivers to a gateway.
+func FanoutPartition(gatewayID string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(gatewayID))
+	return int(h.Sum32() % uint32(n))
 }

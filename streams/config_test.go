@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -49,7 +50,13 @@ func TestDefineStreams(t *testing.T) {
 		t.Errorf("CHAT storage %v, want file", chat.Storage)
 	}
 	if !chat.AllowDirect {
-		t.Error("CHAT must allow direct gets (timeline tail reads by direct get)")
+		t.Error("a single-replica CHAT must allow direct gets (timeline tail reads by direct get)")
+	}
+	if r3 := o; true {
+		r3.Replicas = 3
+		if streamByName(t, Define(r3), ChatStream).AllowDirect {
+			t.Error("a replicated CHAT must not allow direct gets: a follower may answer with a stale head")
+		}
 	}
 	if chat.Retention != jetstream.LimitsPolicy {
 		t.Errorf("CHAT retention %v, want limits (many independent consumers)", chat.Retention)
@@ -115,7 +122,11 @@ func TestDefineConsumers(t *testing.T) {
 			if !slices.Contains(subjects[stream], c.FilterSubject) {
 				t.Errorf("%s/%s filter %q is not %s's subjects %v", stream, c.Durable, c.FilterSubject, stream, subjects[stream])
 			}
-			if c.AckWait != o.AckWait || c.AckWait <= 0 {
+			wantAckWait := o.AckWait
+			if c.Durable == FanoutConsumer {
+				wantAckWait = o.FanoutAckWait
+			}
+			if c.AckWait != wantAckWait || c.AckWait <= 0 {
 				t.Errorf("%s/%s ack wait %s", stream, c.Durable, c.AckWait)
 			}
 			if c.MaxAckPending <= 0 || c.Replicas != o.Replicas {
@@ -141,6 +152,14 @@ func TestDefineConsumers(t *testing.T) {
 		case FanoutConsumer:
 			if c.DeliverPolicy != jetstream.DeliverNewPolicy {
 				t.Errorf("fanout deliver policy %v, want new", c.DeliverPolicy)
+			}
+			// One active instance per partition, and a dead one's events are due for redelivery
+			// before the pin moves on (see Options.FanoutAckWait).
+			if c.PriorityPolicy != jetstream.PriorityPolicyPinned || !slices.Equal(c.PriorityGroups, []string{FanoutGroup}) {
+				t.Errorf("fanout priority %v groups %v, want pinned [%s]", c.PriorityPolicy, c.PriorityGroups, FanoutGroup)
+			}
+			if c.PinnedTTL <= c.AckWait {
+				t.Errorf("fanout pinned ttl %s must exceed its ack wait %s", c.PinnedTTL, c.AckWait)
 			}
 		}
 	}
@@ -180,9 +199,11 @@ func TestDefineFollowsOptions(t *testing.T) {
 	o.DuplicateWindow = 5 * time.Minute
 	o.AckWait = 7 * time.Second
 	o.MaxDeliver = 9
+	o.FanoutAckWait = 4 * time.Second
+	o.FanoutPartitions = 3
 	d := Define(o)
-	if got := len(d.Consumers[ChatStream]); got != 2 {
-		t.Fatalf("%d CHAT consumers", got)
+	if got := len(d.Consumers[ChatStream]); got != 4 {
+		t.Fatalf("%d CHAT consumers, want the persister and 3 fanout partitions", got)
 	}
 	for _, s := range d.Streams {
 		if s.Replicas != 3 {
@@ -194,10 +215,18 @@ func TestDefineFollowsOptions(t *testing.T) {
 			t.Errorf("bucket %s replicas %d", b.Bucket, b.Replicas)
 		}
 	}
+	var fanouts []string
 	for _, c := range d.Consumers[ChatStream] {
-		if c.Replicas != 3 || c.AckWait != 7*time.Second || c.MaxDeliver != 9 {
+		wantAckWait := 7 * time.Second
+		if c.Durable != PersisterConsumer {
+			fanouts, wantAckWait = append(fanouts, c.Durable), 4*time.Second
+		}
+		if c.Replicas != 3 || c.AckWait != wantAckWait || c.MaxDeliver != 9 {
 			t.Errorf("consumer %s: replicas %d ack wait %s max deliver %d", c.Durable, c.Replicas, c.AckWait, c.MaxDeliver)
 		}
+	}
+	if !slices.Equal(fanouts, []string{"fanout-0", "fanout-1", "fanout-2"}) {
+		t.Errorf("fanout partitions %v", fanouts)
 	}
 	if got := streamByName(t, d, ChatStream).Duplicates; got != 5*time.Minute {
 		t.Errorf("duplicate window %s", got)
@@ -206,5 +235,26 @@ func TestDefineFollowsOptions(t *testing.T) {
 	d.Streams[0].Subjects[0] = "mutated"
 	if Define(o).Streams[0].Subjects[0] == "mutated" {
 		t.Error("Define shares slices between calls")
+	}
+}
+
+func TestFanoutPartitionSpreadsGateways(t *testing.T) {
+	const n, gateways = 4, 400
+	count := make([]int, n)
+	for i := range gateways {
+		gw := fmt.Sprintf("gw-%d", i)
+		p := FanoutPartition(gw, n)
+		if p != FanoutPartition(gw, n) || p < 0 || p >= n {
+			t.Fatalf("partition of %s: %d", gw, p)
+		}
+		count[p]++
+	}
+	for p, c := range count {
+		if c < gateways/n/2 {
+			t.Errorf("partition %d got %d of %d gateways: %v", p, c, gateways, count)
+		}
+	}
+	if FanoutPartition("anything", 1) != 0 {
+		t.Error("one partition must take every gateway")
 	}
 }

@@ -13,6 +13,7 @@ const (
 	RoutesBucket   = "routes"
 	PresenceBucket = "presence"
 	GatewaysBucket = "gateways"
+	FanoutsBucket  = "fanouts"
 
 	PersisterConsumer = "persister"
 	FanoutConsumer    = "fanout"

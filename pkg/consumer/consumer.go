@@ -82,6 +82,9 @@ type Config struct {
 	// message is in progress) instead of nak-ing it: a nak lets later messages overtake it, which
 	// an ordered consumer must not allow. Requires Workers == 1.
 	RetryInPlace bool
+	// PriorityGroup pulls as a member of this priority group; on a consumer with a pinned-client
+	// policy, only the pinned instance receives messages, the others' pulls wait.
+	PriorityGroup string
 }
 
 func (c *Config) defaults() {
@@ -133,6 +136,8 @@ type Runner struct {
 
 	cons     jetstream.Consumer
 	in       chan jetstream.Msg
+	held     held // pulled, not yet settled: kept in progress
+	ackWait  time.Duration
 	draining chan struct{} // closed by Stop: pull no more
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -154,16 +159,21 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 	if met == nil {
 		met = NewMetrics(nil)
 	}
-	if _, err := cons.Info(context.Background()); err != nil {
+	info, err := cons.Info(context.Background())
+	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{
 		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), met: met, cons: cons,
 		in: make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		held: held{since: map[jetstream.Msg]time.Time{}}, ackWait: info.Config.AckWait,
 	}
 	go r.fetch()
 	go r.loop()
+	if r.ackWait > 0 {
+		go r.keepInProgress()
+	}
 	return r, nil
 }
 
@@ -176,23 +186,55 @@ func (r *Runner) fetch() {
 			return
 		default:
 		}
-		batch, err := r.cons.Fetch(r.cfg.MaxChunk, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			r.log.Warn("pull", zap.Error(err))
-			select {
-			case <-time.After(r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]):
-			case <-r.draining:
-				return
+		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(fetchWait)}
+		if r.cfg.PriorityGroup != "" {
+			opts = append(opts, jetstream.FetchPriorityGroup(r.cfg.PriorityGroup))
+		}
+		batch, err := r.cons.Fetch(r.cfg.MaxChunk, opts...)
+		if err == nil {
+			r.forward(batch.Messages())
+			if err = batch.Error(); errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				err = nil // an empty pull
 			}
-			attempt++
+		}
+		if err == nil {
+			attempt = 0
 			continue
 		}
-		attempt = 0
-		for m := range batch.Messages() {
-			r.in <- m
+		// Back off, or a pull that fails at once (no responders while a NATS node restarts)
+		// would spin.
+		if attempt == 0 || attempt%20 == 0 {
+			r.log.Warn("pull", zap.Int("attempt", attempt+1), zap.Error(err))
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			r.log.Warn("pull", zap.Error(err))
+		select {
+		case <-time.After(r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]):
+		case <-r.draining:
+			return
+		}
+		attempt++
+	}
+}
+
+// forward hands a pull's messages to the loop in order, holding each (kept in progress) from the
+// moment it arrives, also while the loop is busy and the hand-over waits.
+func (r *Runner) forward(msgs <-chan jetstream.Msg) {
+	var queue []jetstream.Msg
+	for msgs != nil || len(queue) > 0 {
+		var out chan<- jetstream.Msg
+		var next jetstream.Msg
+		if len(queue) > 0 {
+			out, next = r.in, queue[0]
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			r.held.add(m)
+			queue = append(queue, m)
+		case out <- next:
+			queue = queue[1:]
 		}
 	}
 }
@@ -324,6 +366,7 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 }
 
 func (r *Runner) settle(m jetstream.Msg, err error) {
+	defer r.held.remove(m)
 	var outcome string
 	switch {
 	case err == nil:
@@ -361,4 +404,52 @@ func seqField(meta *jetstream.MsgMetadata) zap.Field {
 		return zap.Skip()
 	}
 	return zap.Uint64("seq", meta.Sequence.Stream)
+}
+
+// maxHold bounds how long a message is kept in progress: a handler stuck longer than this lets
+// the server redeliver it (to another instance, if this one stopped pulling).
+const maxHold = 2 * time.Minute
+
+// held are the messages pulled and not yet settled, with the time each was pulled.
+type held struct {
+	mu    sync.Mutex
+	since map[jetstream.Msg]time.Time
+}
+
+func (h *held) add(m jetstream.Msg) {
+	h.mu.Lock()
+	h.since[m] = time.Now()
+	h.mu.Unlock()
+}
+
+func (h *held) remove(m jetstream.Msg) {
+	h.mu.Lock()
+	delete(h.since, m)
+	h.mu.Unlock()
+}
+
+// keepInProgress tells the server, every third of the ack wait, that each held message is
+// still being worked on: messages waiting behind a slow chunk are not redelivered (to this
+// instance as duplicates, or — for a pinned consumer — out of order to the next owner).
+func (r *Runner) keepInProgress() {
+	tick := time.NewTicker(r.ackWait / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-tick.C:
+		}
+		r.held.mu.Lock()
+		var ms []jetstream.Msg
+		for m, since := range r.held.since {
+			if time.Since(since) < maxHold {
+				ms = append(ms, m)
+			}
+		}
+		r.held.mu.Unlock()
+		for _, m := range ms {
+			_ = m.InProgress()
+		}
+	}
 }

@@ -660,3 +660,37 @@ func TestNoIdleStallOnBacklog(t *testing.T) {
 		}
 	}
 }
+
+// A chunk slower than the ack wait, with more messages waiting behind it: the runner keeps them
+// all in progress, so nothing is redelivered (for an ordered consumer a redelivery is a
+// duplicate at best, out of order at worst).
+func TestSlowChunkIsNotRedelivered(t *testing.T) {
+	e := newEnv(t)
+	var err error
+	e.cons, err = e.js.CreateOrUpdateConsumer(e.ctx, streams.ChatStream, jetstream.ConsumerConfig{
+		Durable: testDurable, FilterSubject: streams.ChatAll, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 300 * time.Millisecond, MaxDeliver: 10, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := e.publish(t, 20)
+	rec := &recorder{decide: func(d delivery) error {
+		if d.seq%5 == 1 {
+			time.Sleep(400 * time.Millisecond) // each chunk start outlasts the ack wait
+		}
+		return nil
+	}}
+	e.start(t, Config{Workers: 1, MaxChunk: 5}, rec.handle, Hooks{})
+	ci := e.settled(t, last)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if ci.NumRedelivered != 0 || len(rec.calls) != int(last) {
+		t.Fatalf("%d calls for %d messages, %d redelivered: %+v", len(rec.calls), last, ci.NumRedelivered, rec.calls)
+	}
+	for _, c := range rec.calls {
+		if c.delivered != 1 {
+			t.Fatalf("seq %d delivered %d times", c.seq, c.delivered)
+		}
+	}
+}

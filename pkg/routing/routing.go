@@ -67,6 +67,7 @@ type Table struct {
 	log    *zap.Logger
 	stream jetstream.Stream
 	w      jetstream.KeyWatcher
+	cancel context.CancelFunc // ends the watch
 
 	ttl time.Duration // the bucket's TTL: older entries have expired even if no watch said so
 
@@ -99,11 +100,15 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 	if err != nil {
 		return nil, fmt.Errorf("routes bucket status: %w", err)
 	}
-	w, err := kv.WatchAll(context.Background())
+	// The watch lives until Stop, not as long as ctx; cancelling its context also ends the
+	// library's own goroutine when the connection is already closed.
+	wctx, cancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("watch routes: %w", err)
 	}
-	t := &Table{log: log, stream: stream, w: w, ttl: status.TTL(), byUser: map[string]map[string]entry{},
+	t := &Table{log: log, stream: stream, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string]map[string]entry{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	loaded := make(chan struct{})
 	go t.run(loaded)
@@ -237,15 +242,21 @@ func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
 // Stop ends the watch and waits for its goroutine.
 func (t *Table) Stop() {
 	_ = t.w.Stop()
+	t.cancel()
 	<-t.done
 }
 
 // DeliverFrame sends a ready-made client frame (outside the timeline: receipts, typing,
-// presence) to the connected devices of users: one streams.Delivery per gateway holding any.
-func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte) error {
+// presence) to the connected devices of users: one streams.Delivery per gateway holding any,
+// only to the gateways only accepts (nil: all).
+func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte, only func(gateway string) bool) error {
 	byGateway := map[string][]string{}
 	for _, u := range users {
-		t.Gateways(u, func(gw string) { byGateway[gw] = append(byGateway[gw], u) })
+		t.Gateways(u, func(gw string) {
+			if only == nil || only(gw) {
+				byGateway[gw] = append(byGateway[gw], u)
+			}
+		})
 	}
 	for gw, us := range byGateway {
 		data, err := json.Marshal(streams.Delivery{Users: us, Frame: frame})

@@ -20,7 +20,8 @@ import (
 // clears the unread count on the others) and, in a direct conversation, to the other member
 // (who sees "delivered" and "read"). A group's receipts are not broadcast to the group; members
 // ask for them (GET /v1/conversations/{id}/receipts).
-func (f *Fanout) routeReceipt(ctx context.Context, conv string, data []byte) error {
+func (part *partition) routeReceipt(ctx context.Context, conv string, data []byte) error {
+	f := part.f
 	ev, err := streams.DecodeChatEvent(data)
 	if err != nil {
 		return consumer.Permanent(err)
@@ -49,7 +50,7 @@ func (f *Fanout) routeReceipt(ctx context.Context, conv string, data []byte) err
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return f.routes.DeliverFrame(f.deps.NC, users, frame)
+	return f.routes.DeliverFrame(f.deps.NC, users, frame, part.delivers)
 }
 
 // typingTimeout bounds the store read behind one typing indicator; a late one is worthless.
@@ -78,7 +79,7 @@ func (f *Fanout) relayTyping(msg *nats.Msg) {
 	}
 	frame, _ := json.Marshal(protocol.Typing{Type: protocol.TypeTyping, ConversationID: t.ConversationID, UserID: t.UserID,
 		State: t.State, ExpiresInMS: protocol.TypingExpires})
-	if err := f.routes.DeliverFrame(f.deps.NC, users, frame); err != nil {
+	if err := f.routes.DeliverFrame(f.deps.NC, users, frame, nil); err != nil {
 		f.log.Warn("typing: deliver", zap.Error(err))
 	}
 }

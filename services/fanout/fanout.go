@@ -1,17 +1,28 @@
 // Package fanout is the durable consumer that routes every CHAT timeline event to the gateways
 // holding sockets of the conversation's member devices (the sender's other devices included).
-// It handles events one at a time in stream order, so each gateway receives a conversation's
-// events in seq order.
+//
+// The work is split by gateway into partitions (streams.Options.FanoutPartitions): partition p
+// is one durable consumer that reads every event, in stream order, and delivers only to the
+// gateways with streams.FanoutPartition(gateway) == p. So every gateway, and every device,
+// receives events in one global order (the device cursor relies on it), while several fanout
+// instances share the delivery work. Each partition's consumer has a pinned-client priority
+// group, so exactly one instance is active on it; instances share the partitions out among
+// themselves by rendezvous hashing over the live ones (balance.go).
 package fanout
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -32,17 +43,33 @@ type Config struct {
 	// deliveries from 89,000/s to 24,000/s in natter bench. Push requests for members with no
 	// connected device go out either way.
 	PushOnlineLedger bool
+	// Partitions is streams.Options.FanoutPartitions; every process must agree on it.
+	Partitions int
+	// InstanceID names this instance among the live ones (default: random).
+	InstanceID string
+	// Liveness is how long this instance keeps its partitions without refreshing its entry in
+	// the fanouts bucket (the bucket's TTL, streams.Options.GatewayTTL); it refreshes every third.
+	Liveness time.Duration
 }
 
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
-	return Config{RouteBarrierWait: 250 * time.Millisecond}
+	return Config{RouteBarrierWait: 250 * time.Millisecond, Partitions: 1, Liveness: streams.DefaultOptions().GatewayTTL}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.RouteBarrierWait <= 0 {
 		return fmt.Errorf("fanout: route barrier wait %s must be positive", c.RouteBarrierWait)
+	}
+	if c.Partitions < 1 {
+		return fmt.Errorf("fanout: %d partitions; want at least 1", c.Partitions)
+	}
+	if c.Liveness <= 0 {
+		return fmt.Errorf("fanout: liveness %s must be positive", c.Liveness)
+	}
+	if c.InstanceID != "" && !streams.ValidToken(c.InstanceID) {
+		return fmt.Errorf("fanout: instance id %q is not a valid token", c.InstanceID)
 	}
 	return nil
 }
@@ -63,8 +90,21 @@ type Fanout struct {
 	deps    Deps
 	log     *zap.Logger
 	routes  *routing.Table
-	runner  *consumer.Runner
 	typing  *nats.Subscription
+	members jetstream.KeyValue // the fanouts bucket: live instances
+	stop    chan struct{}      // closed by Stop: the balancer ends
+	done    chan struct{}      // closed when the balancer has ended
+
+	mu    sync.Mutex
+	parts map[int]*partition // the partitions this instance is consuming
+}
+
+// partition is one fanout partition this instance consumes.
+type partition struct {
+	f       *Fanout
+	p       int
+	name    string // its durable consumer
+	runner  *consumer.Runner
 	pending pending // this chunk's push publishes (push.go)
 }
 
@@ -73,58 +113,133 @@ func New(cfg Config, deps Deps) (*Fanout, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Fanout{cfg: cfg, deps: deps, log: deps.Log.Named("fanout")}, nil
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = strings.ToLower(ulid.Make().String())
+	}
+	log := deps.Log.Named("fanout").With(zap.String("instance", cfg.InstanceID))
+	return &Fanout{cfg: cfg, deps: deps, log: log, parts: map[int]*partition{}, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
-// Start loads the routes mirror and starts consuming.
+// Start loads the routes mirror, takes this instance's share of the partitions and keeps
+// rebalancing as instances come and go.
 func (f *Fanout) Start(ctx context.Context) error {
 	var err error
-	f.routes, err = routing.Watch(ctx, f.deps.JS, f.log)
-	if err != nil {
+	if f.members, err = f.deps.JS.KeyValue(ctx, streams.FanoutsBucket); err != nil {
 		return fmt.Errorf("fanout: %w", err)
 	}
-	cons, err := f.deps.JS.Consumer(ctx, streams.ChatStream, streams.FanoutConsumer)
-	if err != nil {
-		f.routes.Stop()
-		return fmt.Errorf("fanout: consumer: %w", err)
+	if f.routes, err = routing.Watch(ctx, f.deps.JS, f.log); err != nil {
+		return fmt.Errorf("fanout: %w", err)
 	}
-	f.runner, err = consumer.Start(cons, consumer.Config{Name: "fanout", Workers: 1, RetryInPlace: true}, f.Handle,
-		consumer.Hooks{
-			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
-			Flush:   f.flush,
-		}, f.log, f.deps.Metrics)
-	if err != nil {
+	if err := f.rebalance(ctx); err != nil {
+		f.stopPartitions(ctx)
 		f.routes.Stop()
 		return fmt.Errorf("fanout: %w", err)
 	}
 	if f.typing, err = f.deps.NC.QueueSubscribe(streams.TypingAll, streams.FanoutConsumer, f.relayTyping); err != nil {
-		_ = f.runner.Stop(ctx)
+		f.stopPartitions(ctx)
 		f.routes.Stop()
 		return fmt.Errorf("fanout: typing: %w", err)
 	}
-	f.log.Info("fanout started")
+	go f.balance()
+	f.log.Info("fanout started", zap.Int("partitions", f.cfg.Partitions))
 	return nil
 }
 
-// Stop drains the consumer and stops the routes mirror.
+// Stop leaves the live set, drains and releases every partition and stops the routes mirror.
 func (f *Fanout) Stop(ctx context.Context) error {
-	if f.runner == nil {
+	if f.typing == nil {
 		return nil
 	}
 	_ = f.typing.Unsubscribe()
-	err := f.runner.Stop(ctx)
+	close(f.stop)
+	<-f.done
+	if err := f.members.Delete(ctx, f.cfg.InstanceID); err != nil {
+		f.log.Warn("leave the fanouts bucket", zap.Error(err))
+	}
+	err := f.stopPartitions(ctx)
 	f.routes.Stop()
 	return err
 }
 
-// Handle routes one event: one Delivery per gateway that holds any member device.
-func (f *Fanout) Handle(ctx context.Context, msg jetstream.Msg) error {
+// startPartition starts consuming partition p.
+func (f *Fanout) startPartition(ctx context.Context, p int) error {
+	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions)}
+	cons, err := f.deps.JS.Consumer(ctx, streams.ChatStream, part.name)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", part.name, err)
+	}
+	part.runner, err = consumer.Start(cons, consumer.Config{Name: part.name, Workers: 1, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
+		part.handle, consumer.Hooks{
+			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
+			Flush:   part.flush,
+		}, f.log, f.deps.Metrics)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.parts[p] = part
+	f.mu.Unlock()
+	return nil
+}
+
+// stopPartition drains partition p (everything pulled is handled and acknowledged) and then
+// unpins it, so the instance taking it over starts right away, exactly after what was acked.
+func (f *Fanout) stopPartition(ctx context.Context, p int) error {
+	f.mu.Lock()
+	part := f.parts[p]
+	delete(f.parts, p)
+	f.mu.Unlock()
+	if part == nil {
+		return nil
+	}
+	if err := part.runner.Stop(ctx); err != nil {
+		return err // not drained: leave the pin to lapse, so redeliveries go first
+	}
+	stream, err := f.deps.JS.Stream(ctx, streams.ChatStream)
+	if err == nil {
+		err = stream.UnpinConsumer(ctx, part.name, streams.FanoutGroup)
+	}
+	if err != nil {
+		f.log.Debug("unpin partition", zap.String("consumer", part.name), zap.Error(err))
+	}
+	return nil
+}
+
+func (f *Fanout) stopPartitions(ctx context.Context) error {
+	var errs []error
+	for _, p := range f.owned() {
+		errs = append(errs, f.stopPartition(ctx, p))
+	}
+	return errors.Join(errs...)
+}
+
+// owned lists the partitions this instance consumes, in order.
+func (f *Fanout) owned() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ps := make([]int, 0, len(f.parts))
+	for p := range f.parts {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// delivers reports whether partition p delivers to gateway gw.
+func (part *partition) delivers(gw string) bool {
+	return streams.FanoutPartition(gw, part.f.cfg.Partitions) == part.p
+}
+
+// handle routes one event: one Delivery per gateway of this partition that holds any member
+// device. Every partition applies membership changes (idempotently) before routing.
+func (part *partition) handle(ctx context.Context, msg jetstream.Msg) error {
+	f := part.f
 	conv, kind, ok := streams.ParseChatSubject(msg.Subject())
 	if !ok {
 		return consumer.Permanent(fmt.Errorf("not a chat subject: %q", msg.Subject()))
 	}
 	if kind == streams.KindRead || kind == streams.KindDelivered {
-		return f.routeReceipt(ctx, conv, msg.Data())
+		return part.routeReceipt(ctx, conv, msg.Data())
 	}
 	if kind != streams.KindMsg && kind != streams.KindMember {
 		return nil
@@ -151,10 +266,16 @@ func (f *Fanout) Handle(ctx context.Context, msg jetstream.Msg) error {
 		if !m.Sees(seq) {
 			continue
 		}
-		f.routes.Gateways(m.UserID, func(gw string) { byGateway[gw] = append(byGateway[gw], m.UserID) })
+		f.routes.Gateways(m.UserID, func(gw string) {
+			if part.delivers(gw) {
+				byGateway[gw] = append(byGateway[gw], m.UserID)
+			}
+		})
 	}
-	if kind == streams.KindMsg {
-		if err := f.requestPushes(seq, ev, members); err != nil {
+	// Push requests need the whole routes table, not one partition's gateways: partition 0
+	// sends them.
+	if kind == streams.KindMsg && part.p == 0 {
+		if err := part.requestPushes(seq, ev, members); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -30,6 +31,7 @@ type env struct {
 	js    jetstream.JetStream
 	kv    jetstream.KeyValue
 	store store.Store
+	srv   *server.Server
 	n     int
 
 	stopTimeout time.Duration // for Stop at the end of the test; 10s unless set
@@ -37,9 +39,14 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, streams.DefaultOptions())
+}
+
+func newEnvWith(t *testing.T, opts streams.Options) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	bus := natsxtest.Start(t)
+	bus := natsxtest.StartWith(t, opts)
 	nc, js := bus.NC, bus.JS
 	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
 	if err != nil {
@@ -50,7 +57,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return &env{ctx: ctx, nc: nc, js: js, kv: kv, store: s}
+	return &env{ctx: ctx, nc: nc, js: js, kv: kv, store: s, srv: bus.Server}
 }
 
 func (e *env) start(t *testing.T) {

@@ -32,7 +32,8 @@ type pending struct {
 // each member (not the sender) with no connected device, and for the members who are online a
 // "skipped: online" ledger entry per connected device (Config.PushOnlineLedger). Requests carry
 // Nats-Msg-Id <message>:<user>, so a redelivered event does not push twice.
-func (f *Fanout) requestPushes(seq uint64, ev streams.ChatEvent, members []store.Member) error {
+func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, members []store.Member) error {
+	f := part.f
 	now := time.Now().UnixMilli()
 	for _, m := range members {
 		if !m.Sees(seq) || m.UserID == ev.SenderID {
@@ -49,9 +50,9 @@ func (f *Fanout) requestPushes(seq uint64, ev streams.ChatEvent, members []store
 			if err != nil {
 				return fmt.Errorf("push request for %s: %w", m.UserID, err)
 			}
-			f.pending.mu.Lock()
-			f.pending.requests = append(f.pending.requests, fut)
-			f.pending.mu.Unlock()
+			part.pending.mu.Lock()
+			part.pending.requests = append(part.pending.requests, fut)
+			part.pending.mu.Unlock()
 			continue
 		}
 		if !f.cfg.PushOnlineLedger {
@@ -71,9 +72,9 @@ func (f *Fanout) requestPushes(seq uint64, ev streams.ChatEvent, members []store
 				f.log.Warn("push ledger entry not written", zap.String("user", m.UserID), zap.String("message", ev.MessageID), zap.Error(err))
 				continue
 			}
-			f.pending.mu.Lock()
-			f.pending.ledger = append(f.pending.ledger, fut)
-			f.pending.mu.Unlock()
+			part.pending.mu.Lock()
+			part.pending.ledger = append(part.pending.ledger, fut)
+			part.pending.mu.Unlock()
 		}
 	}
 	return nil
@@ -81,11 +82,12 @@ func (f *Fanout) requestPushes(seq uint64, ev streams.ChatEvent, members []store
 
 // flush runs before a chunk is acknowledged: its push requests must be stored, and its
 // deliveries handed to the server.
-func (f *Fanout) flush(ctx context.Context) error {
-	f.pending.mu.Lock()
-	requests, ledger := f.pending.requests, f.pending.ledger
-	f.pending.requests, f.pending.ledger = nil, nil
-	f.pending.mu.Unlock()
+func (part *partition) flush(ctx context.Context) error {
+	f := part.f
+	part.pending.mu.Lock()
+	requests, ledger := part.pending.requests, part.pending.ledger
+	part.pending.requests, part.pending.ledger = nil, nil
+	part.pending.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, pushAckWait)
 	defer cancel()
 	var failed error

@@ -213,7 +213,7 @@ func (p *Presence) announce(ctx context.Context, user string, ps streams.Presenc
 	}
 	frame, _ := json.Marshal(protocol.Presence{Type: protocol.TypePresence,
 		Users: []protocol.UserStatus{{UserID: user, Status: ps.Status, LastSeen: ps.LastSeen}}})
-	if err := p.routes.DeliverFrame(p.deps.NC, contacts, frame); err != nil {
+	if err := p.routes.DeliverFrame(p.deps.NC, contacts, frame, nil); err != nil {
 		p.log.Warn("announce", zap.String("user", user), zap.Error(err))
 	}
 }
