@@ -46,6 +46,11 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PublishTimeout bounds a send's wait for the stream's acknowledgement.
 	PublishTimeout time.Duration
+	// PublishWindow bounds the sends of the whole gateway waiting for the stream's
+	// acknowledgement, SocketPublishWindow those of one socket. A socket that finds either full is
+	// not read until a send is answered: backpressure to the client, never to the hub.
+	PublishWindow       int
+	SocketPublishWindow int
 	// RouteRefresh is how often routes are re-put to restart their TTL (well under the TTL).
 	RouteRefresh time.Duration
 	// Announce is how often the gateway refreshes its discovery entry (well under its TTL).
@@ -62,16 +67,18 @@ type Config struct {
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
 	return Config{
-		Addr:              "127.0.0.1:8081",
-		HeartbeatInterval: 20 * time.Second,
-		HeartbeatTimeout:  10 * time.Second,
-		SendQueue:         256, // live events and answers only (catch-up is paced separately); 24 bytes a slot, preallocated
-		WriteTimeout:      10 * time.Second,
-		PublishTimeout:    5 * time.Second,
-		RouteRefresh:      4 * time.Minute,
-		Announce:          5 * time.Second,
-		FramesPerSecond:   100,
-		Burst:             200,
+		Addr:                "127.0.0.1:8081",
+		HeartbeatInterval:   20 * time.Second,
+		HeartbeatTimeout:    10 * time.Second,
+		SendQueue:           256, // live events and answers only (catch-up is paced separately); allocated as frames come, 24 bytes a slot
+		WriteTimeout:        10 * time.Second,
+		PublishTimeout:      5 * time.Second,
+		PublishWindow:       256,
+		SocketPublishWindow: 32,
+		RouteRefresh:        4 * time.Minute,
+		Announce:            5 * time.Second,
+		FramesPerSecond:     100,
+		Burst:               200,
 	}
 }
 
@@ -88,6 +95,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gateway: send queue %d too small (min 16)", c.SendQueue)
 	case c.WriteTimeout <= 0 || c.PublishTimeout <= 0 || c.RouteRefresh <= 0 || c.Announce <= 0:
 		return errors.New("gateway: timeouts and refresh intervals must be positive")
+	case c.PublishWindow < 1 || c.SocketPublishWindow < 1:
+		return errors.New("gateway: publish windows must be at least 1")
 	case c.FramesPerSecond <= 0 || c.Burst < 1:
 		return errors.New("gateway: rate limit must be positive")
 	}
@@ -113,6 +122,7 @@ type Gateway struct {
 	log  *zap.Logger
 	met  *metrics
 	hub  *hub
+	pub  *publisher
 
 	routes     *routing.Registrar
 	gwKV       jetstream.KeyValue
@@ -170,6 +180,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if g.chat, err = g.deps.JS.Stream(ctx, streams.ChatStream); err != nil {
 		return fmt.Errorf("gateway: chat stream: %w", err)
 	}
+	if g.pub, err = newPublisher(g); err != nil {
+		return fmt.Errorf("gateway: publisher: %w", err)
+	}
 	g.sub, err = g.deps.NC.Subscribe(streams.DeliverSubject(g.cfg.ID), g.hub.onDelivery)
 	if err != nil {
 		return fmt.Errorf("gateway: subscribe deliveries: %w", err)
@@ -195,7 +208,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.announce(ctx); err != nil {
 		g.log.Warn("first announce failed", zap.Error(err))
 	}
-	g.loops.Add(2)
+	g.loops.Add(3)
+	go g.pub.answerDuplicates()
 	go func() {
 		defer g.loops.Done()
 		if err := g.srv.Serve(g.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -223,6 +237,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("gateway: connections still open at stop: %w", ctx.Err()))
 	}
+	g.pub.drain(ctx)
 	err = errors.Join(err, g.sub.Unsubscribe())
 	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
 		g.log.Warn("withdraw from discovery", zap.Error(derr))

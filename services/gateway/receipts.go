@@ -24,7 +24,7 @@ const typingRepeat = 2 * time.Second
 // failed answers a non-send frame that could not be completed on our side.
 func (s *session) failed(ref, what string, err error) {
 	if s.ctx.Err() == nil {
-		s.log.Warn("frame failed", zap.String("step", what), zap.Error(err))
+		s.logger().Warn("frame failed", zap.String("step", what), zap.Error(err))
 	}
 	s.reject(protocol.Errorf(protocol.CodeUnavailable, "could not complete this request; retry").WithRef(ref))
 }
@@ -61,6 +61,9 @@ func (s *session) handleReceipt(f protocol.ClientFrame) {
 	if f.UpTo <= s.marks[key] {
 		s.mu.Unlock()
 		return
+	}
+	if s.marks == nil {
+		s.marks = map[string]uint64{}
 	}
 	s.marks[key] = f.UpTo
 	s.mu.Unlock()
@@ -105,11 +108,14 @@ func (s *session) handleTyping(f protocol.ClientFrame) {
 		s.mu.Unlock()
 		return
 	}
+	if s.typing == nil {
+		s.typing = map[string]typingState{}
+	}
 	s.typing[f.ConversationID] = typingState{f.State, now}
 	s.mu.Unlock()
 	data, _ := json.Marshal(streams.Typing{ConversationID: f.ConversationID, UserID: s.userID, DeviceID: s.deviceID, State: f.State})
 	if err := s.g.deps.NC.Publish(streams.TypingSubject(f.ConversationID), data); err != nil {
-		s.log.Warn("publish typing", zap.Error(err))
+		s.logger().Warn("publish typing", zap.Error(err))
 	}
 }
 
@@ -182,6 +188,6 @@ func (s *session) announcePresence(state string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.PublishTimeout)
 	defer cancel()
 	if _, err := s.g.deps.JS.Publish(ctx, streams.PresenceSubject(s.userID, s.deviceID), data); err != nil {
-		s.log.Warn("publish presence", zap.String("state", state), zap.Error(err))
+		s.logger().Warn("publish presence", zap.String("state", state), zap.Error(err))
 	}
 }

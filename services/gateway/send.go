@@ -14,8 +14,9 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-// handleSend checks membership, publishes the message to CHAT with its dedupe id, and acks once
-// the stream has it. Retries of one client_msg_id get the first send's ack, whether the retry
+// handleSend checks membership and publishes the message to CHAT with its dedupe id; the
+// publisher acks it once the stream has it (see publish.go), while this socket's next frames
+// are read. Retries of one client_msg_id get the first send's ack, whether the retry
 // comes inside the stream's duplicate window (JetStream answers Duplicate) or after it (the
 // store remembers the client id).
 func (s *session) handleSend(f protocol.ClientFrame) {
@@ -58,31 +59,13 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 	msg.Data = data
 	msg.Header.Set(streams.HeaderMsgID, streams.DedupeID(s.userID, f.ClientMsgID))
 	msg.Header.Set(streams.HeaderVersion, "1")
-	start := time.Now()
-	pa, err := s.g.deps.JS.PublishMsg(ctx, msg)
-	s.g.met.publish.Observe(time.Since(start).Seconds())
-	if err != nil {
-		s.unavailable(ref, "publish", err)
-		return
-	}
-	if pa.Duplicate {
-		raw, err := s.g.chat.GetMsg(ctx, pa.Sequence)
-		if err != nil {
-			s.unavailable(ref, "read the original of a duplicate", err)
-			return
-		}
-		orig, err := streams.DecodeChatEvent(raw.Data)
-		if err != nil {
-			s.unavailable(ref, "decode the original of a duplicate", err)
-			return
-		}
-		s.ackDuplicate(ref, orig.ConversationID, orig.MessageID, pa.Sequence, orig.SentAt, f.ClientMsgID)
-		return
-	}
-	s.g.met.sends.WithLabelValues("ok").Inc()
-	s.send(protocol.Ack{Type: protocol.TypeAck, Ref: ref, ClientMsgID: f.ClientMsgID, ConversationID: f.ConversationID,
-		MessageID: ev.MessageID, Seq: pa.Sequence, SentAt: ev.SentAt})
+	cancel() // the store reads are done; the publish has its own timeout (Config.PublishTimeout)
+	s.g.pub.publish(s, &inflightSend{ref: ref, clientMsgID: f.ClientMsgID, conv: f.ConversationID,
+		messageID: ev.MessageID, sentAt: ev.SentAt}, msg)
 }
+
+// errDuplicatesBehind: too many retries are waiting for their original to be read back.
+var errDuplicatesBehind = errors.New("duplicate answers are behind")
 
 // errNotMember is the one answer to a frame naming a conversation the user may not act in:
 // the same whether it does not exist or the user is not (or no longer) a member.
@@ -114,7 +97,7 @@ func (s *session) ackDuplicate(ref, conv, messageID string, seq uint64, sentAt i
 func (s *session) unavailable(ref, what string, err error) {
 	s.g.met.sends.WithLabelValues("unavailable").Inc()
 	if s.ctx.Err() == nil {
-		s.log.Warn("send failed", zap.String("step", what), zap.Error(err))
+		s.logger().Warn("send failed", zap.String("step", what), zap.Error(err))
 	}
 	s.reject(protocol.Errorf(protocol.CodeUnavailable, "could not store the message; retry with the same client_msg_id").WithRef(ref))
 }

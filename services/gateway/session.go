@@ -25,9 +25,13 @@ const maxPending = 10_000
 
 // session is one authenticated socket of one device.
 //
-// Goroutines: the handler goroutine reads frames (run); writer writes queued frames and performs
-// the close; pinger checks liveness; catchUp (when asked) replays what the device missed. All stop
-// when kill is closed; run waits for them before it returns.
+// Goroutines: the handler goroutine reads frames (run) and is the only one an idle socket has.
+// The others exist only while they have work, so that an idle connection costs one goroutine
+// stack, as a bare WebSocket server's does: writer runs while frames are queued and performs
+// the close; the heartbeat timer's callback pings and waits for the pong; catchUp (when asked)
+// replays what the device missed, writing to the socket itself. Each is counted in wg before it
+// starts, under wmu and only while the session has not ended, so run's final wg.Wait sees them
+// all.
 type session struct {
 	g        *Gateway
 	id       string
@@ -35,29 +39,50 @@ type session struct {
 	deviceID string
 	platform string
 	conn     *websocket.Conn
-	log      *zap.Logger
 
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
-	out    chan []byte // bounded: live events and the session's own answers; never waited on
-	// catchup hands the writer replayed events one at a time (unbuffered): catch-up waits for the
-	// socket instead of filling out, so answers to the client's frames always find room.
-	catchup chan []byte
-	wg      sync.WaitGroup
+	// window bounds this socket's sends waiting for JetStream's acknowledgement (see publish.go):
+	// a client that pipelines more is not read until one is answered.
+	window chan struct{}
+	wg     sync.WaitGroup
 
 	killOnce sync.Once
 	kill     chan struct{}
 	code     protocol.CloseCode
 	reason   string
 
+	wmu       sync.Mutex
+	queue     [][]byte    // bounded by SendQueue: live events and the session's own answers; never waited on
+	spare     [][]byte    // the writer's last batch, reused by the next
+	writing   bool        // a writer goroutine is running (or starting)
+	ended     bool        // fail was called: no more goroutines start
+	broken    bool        // a write failed: close without the handshake
+	online    bool        // the online presence event was published; offline follows at the end
+	heartbeat *time.Timer // fires ping every HeartbeatInterval
+
 	mu       sync.Mutex
 	syncing  bool              // catch-up running: live frames wait in pending
 	pending  []pendingFrame    // live frames held back during catch-up
-	lastSeq  map[string]uint64 // conversation -> highest seq sent to this socket
+	lastSeq  map[string]uint64 // conversation -> highest seq sent to this socket (allocated on first use)
 	routeRev uint64            // revision of this session's route entry
 	bucket   tokenBucket       // rate limit of client frames
-	marks    map[string]uint64 // "read/<conv>", "delivered/<conv>" -> last watermark published
+	marks    map[string]uint64 // "read/<conv>", "delivered/<conv>" -> last watermark published (allocated on first use)
 	typing   map[string]typingState
+}
+
+// logger is the session's logger, built when something is logged (rarely): a zap.Logger.With
+// per session would cost every idle socket more than a kilobyte.
+func (s *session) logger() *zap.Logger {
+	return s.g.log.With(zap.String("user", s.userID), zap.String("device", s.deviceID), zap.String("session", s.id))
+}
+
+// sent records that seq of conv went to this socket; the caller holds s.mu.
+func (s *session) sent(conv string, seq uint64) {
+	if s.lastSeq == nil {
+		s.lastSeq = map[string]uint64{}
+	}
+	s.lastSeq[conv] = seq
 }
 
 type pendingFrame struct {
@@ -102,30 +127,35 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "gateway is shutting down; use discovery to find another")
 		return
 	}
-	defer g.conns.Done()
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns:     g.cfg.OriginPatterns,
 		InsecureSkipVerify: len(g.cfg.OriginPatterns) == 0,
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
+		g.conns.Done()
 		return // Accept already answered the request
 	}
 	conn.SetReadLimit(protocol.HardFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		g: g, id: ulid.Make().String(), userID: claims.UserID, deviceID: device, platform: platform, conn: conn,
-		ctx: ctx, cancel: cancel, out: make(chan []byte, g.cfg.SendQueue), catchup: make(chan []byte), kill: make(chan struct{}),
-		syncing: true, lastSeq: map[string]uint64{}, marks: map[string]uint64{}, typing: map[string]typingState{},
-		bucket: tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
+		ctx: ctx, cancel: cancel, window: make(chan struct{}, g.cfg.SocketPublishWindow), kill: make(chan struct{}),
+		syncing: true,
+		bucket:  tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
 	}
-	s.log = g.log.With(zap.String("user", s.userID), zap.String("device", s.deviceID), zap.String("session", s.id))
-	// A session lives no longer than its token: the client logs in again and reconnects.
-	expiry := time.AfterFunc(time.Until(claims.Expires), func() {
-		s.fail(protocol.CloseUnauthorized, "access token expired; log in again and reconnect")
-	})
-	defer expiry.Stop()
-	s.run(cursor)
+	// The socket is hijacked: the session reads it on a goroutine of its own and this handler
+	// returns, so that net/http's connection goroutine (whose stack the upgrade and the token check
+	// grew) does not stay behind for every idle socket.
+	go func() {
+		defer g.conns.Done()
+		// A session lives no longer than its token: the client logs in again and reconnects.
+		expiry := time.AfterFunc(time.Until(claims.Expires), func() {
+			s.fail(protocol.CloseUnauthorized, "access token expired; log in again and reconnect")
+		})
+		defer expiry.Stop()
+		s.run(cursor)
+	}()
 }
 
 // track counts a new connection unless the gateway is stopping.
@@ -143,42 +173,58 @@ func (g *Gateway) track() bool {
 
 func (s *session) run(cursor *uint64) {
 	g := s.g
-	// Welcome first: nothing the hub routes here may precede it.
-	s.send(protocol.Welcome{Type: protocol.TypeWelcome, Protocol: protocol.Version, UserID: s.userID, DeviceID: s.deviceID,
-		SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil})
+	defer s.finish()
+	// Welcome first, written before the hub knows the session: nothing may precede it.
+	welcome, err := json.Marshal(protocol.Welcome{Type: protocol.TypeWelcome, Protocol: protocol.Version, UserID: s.userID,
+		DeviceID: s.deviceID, SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil})
+	if err != nil || s.writeNow(welcome) != nil {
+		return
+	}
+	s.wmu.Lock()
+	s.heartbeat = time.AfterFunc(g.cfg.HeartbeatInterval, s.ping)
+	s.wmu.Unlock()
 	if old := g.hub.add(s); old != nil {
 		old.fail(protocol.CloseReplaced, "another connection of this device took over")
+	}
+	select {
+	case <-g.stopping: // Stop's closeAll may have listed the sessions before this one joined
+		s.fail(protocol.CloseShutdown, "server shutting down")
+	default:
 	}
 	g.met.connections.Inc()
 	defer g.met.connections.Dec()
 
-	s.wg.Add(2)
-	go s.writer()
-	go s.pinger()
-	defer s.finish()
+	s.wg.Add(1)
+	go s.start(cursor)
+	s.readLoop()
+}
 
+// start registers the socket (route, presence, device), then catches it up. It runs beside the
+// read loop, not before it, so that the read loop's goroutine — the one an idle socket keeps —
+// never grows its stack for this work.
+func (s *session) start(cursor *uint64) {
+	defer s.wg.Done()
+	g := s.g
 	// The route must be visible to fanout before the head is read for catch-up: every event after
 	// that head is then routed here live (fanout's route barrier), and every event up to it is
-	// replayed. That is what makes the hand-over gap-free.
+	// replayed. That is what makes the hand-over gap-free. Frames the read loop handles meanwhile
+	// need nothing of this: what they cause is either at or below that head or routed here.
 	if err := s.refreshRoute(s.ctx); err != nil {
 		s.fail(protocol.CloseInternal, "could not register the connection; reconnect")
 		return
 	}
 	s.announcePresence(streams.Online)
-	defer s.announcePresence(streams.Offline)
+	s.wmu.Lock()
+	s.online = true
+	s.wmu.Unlock()
 	if err := g.deps.Store.PutDevice(s.ctx, store.Device{UserID: s.userID, DeviceID: s.deviceID, Platform: s.platform,
 		CreatedAt: time.Now().UTC(), LastSeen: time.Now().UTC()}); err != nil {
-		s.log.Warn("record device", zap.Error(err))
+		s.logger().Warn("record device", zap.Error(err))
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.catchUp(cursor); err != nil && !errors.Is(err, errSessionEnded) && s.ctx.Err() == nil {
-			s.log.Error("catch-up failed", zap.Error(err))
-			s.fail(protocol.CloseInternal, "catch-up failed; reconnect and sync")
-		}
-	}()
-	s.readLoop()
+	if err := s.catchUp(cursor); err != nil && !errors.Is(err, errSessionEnded) && s.ctx.Err() == nil {
+		s.logger().Error("catch-up failed", zap.Error(err))
+		s.fail(protocol.CloseInternal, "catch-up failed; reconnect and sync")
+	}
 }
 
 // finish ends the session: close the socket (if nothing closed it yet), wait for the session's
@@ -188,30 +234,48 @@ func (s *session) finish() {
 	s.wg.Wait()
 	s.cancel()
 	s.g.hub.remove(s)
+	if s.online { // no goroutine but this one is left: no lock needed
+		s.announcePresence(streams.Offline)
+	}
 	s.mu.Lock()
 	rev := s.routeRev
 	s.mu.Unlock()
 	if rev != 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.PublishTimeout)
 		if err := s.g.routes.Delete(ctx, s.userID, s.deviceID, rev); err != nil {
-			s.log.Warn("remove route", zap.Error(err))
+			s.logger().Warn("remove route", zap.Error(err))
 		}
 		cancel()
 	}
 }
 
-// fail closes the session with code; the first call wins.
+// fail closes the session with code; the first call wins. The writer performs the close (it is
+// started for that if it is not running).
 func (s *session) fail(code protocol.CloseCode, reason string) {
 	s.killOnce.Do(func() {
 		s.code, s.reason = code, reason
 		close(s.kill)
+		s.wmu.Lock()
+		s.ended = true
+		start := !s.writing
+		if start {
+			s.writing = true
+			s.wg.Add(1)
+		}
+		if s.heartbeat != nil {
+			s.heartbeat.Stop()
+		}
+		s.wmu.Unlock()
+		if start {
+			go s.writer()
+		}
 	})
 }
 
 func (s *session) refreshRoute(ctx context.Context) error {
 	rev, err := s.g.routes.Put(ctx, s.userID, s.deviceID, s.id)
 	if err != nil {
-		s.log.Warn("put route", zap.Error(err))
+		s.logger().Warn("put route", zap.Error(err))
 		return err
 	}
 	s.mu.Lock()
@@ -220,57 +284,121 @@ func (s *session) refreshRoute(ctx context.Context) error {
 	return nil
 }
 
+// writer writes the queued frames, in order, and exits when the queue is empty; enqueue starts
+// it again. Once the session has ended it closes the socket instead.
 func (s *session) writer() {
 	defer s.wg.Done()
 	for {
-		var frame []byte
-		select {
-		case frame = <-s.out:
-		case frame = <-s.catchup:
-		case <-s.kill:
-			if s.code != protocol.CloseCode(websocket.StatusNormalClosure) { // the client's own close is not counted
-				s.g.met.closes.WithLabelValues(strconv.Itoa(int(s.code))).Inc()
-			}
-			s.cancel()
-			if s.code == protocol.CloseHeartbeatTimeout {
-				_ = s.conn.CloseNow() // the peer is not answering; do not wait for its close frame
-			} else {
-				_ = s.conn.Close(websocket.StatusCode(s.code), s.reason)
-			}
+		s.wmu.Lock()
+		if s.ended {
+			broken := s.broken
+			s.queue, s.spare = nil, nil
+			s.wmu.Unlock()
+			s.closeConn(broken)
 			return
 		}
-		{
-			ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, frame)
-			cancel()
-			if err != nil {
-				s.fail(protocol.CloseInternal, "write failed")
-				_ = s.conn.CloseNow()
-				return
+		batch := s.queue
+		if len(batch) == 0 {
+			s.writing = false
+			if cap(s.queue) > idleQueueCap {
+				s.queue = nil // an idle socket keeps no large buffer
 			}
-			s.g.met.framesOut.Inc()
+			s.spare = nil
+			s.wmu.Unlock()
+			return
 		}
+		s.queue, s.spare = s.spare, nil
+		s.wmu.Unlock()
+		for i, frame := range batch {
+			select {
+			case <-s.kill:
+			default:
+				// On failure write ends the session; the next round closes the socket.
+				_ = s.write(frame)
+			}
+			batch[i] = nil
+		}
+		s.wmu.Lock()
+		if s.queue == nil { // nothing came meanwhile: the next frames go into this batch's memory
+			s.queue = batch[:0]
+		} else {
+			s.spare = batch[:0]
+		}
+		s.wmu.Unlock()
 	}
 }
 
-func (s *session) pinger() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.g.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.kill:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.HeartbeatTimeout)
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				s.fail(protocol.CloseHeartbeatTimeout, "no pong within the heartbeat timeout")
-				return
-			}
-		}
+// idleQueueCap is the largest send queue an idle socket keeps allocated.
+const idleQueueCap = 16
+
+// write writes one frame now. On failure it ends the session; the writer (started by fail if
+// none is running) then closes the socket without the close handshake.
+func (s *session) write(frame []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.WriteTimeout)
+	err := s.conn.Write(ctx, websocket.MessageText, frame)
+	cancel()
+	if err != nil {
+		s.wmu.Lock()
+		s.broken = true
+		s.wmu.Unlock()
+		s.fail(protocol.CloseInternal, "write failed")
+		return err
 	}
+	s.g.met.framesOut.Inc()
+	return nil
+}
+
+// writeNow writes a frame from the goroutine that calls it (welcome, catch-up): it waits for the
+// socket, so catch-up paces itself to the client and leaves the bounded queue to live frames and
+// answers.
+func (s *session) writeNow(frame []byte) error {
+	select {
+	case <-s.kill:
+		return errSessionEnded
+	default:
+	}
+	if err := s.write(frame); err != nil {
+		return errSessionEnded
+	}
+	return nil
+}
+
+// closeConn closes the socket with the session's close code.
+func (s *session) closeConn(broken bool) {
+	if s.code != protocol.CloseCode(websocket.StatusNormalClosure) { // the client's own close is not counted
+		s.g.met.closes.WithLabelValues(strconv.Itoa(int(s.code))).Inc()
+	}
+	s.cancel()
+	if broken || s.code == protocol.CloseHeartbeatTimeout {
+		_ = s.conn.CloseNow() // the peer is not answering; do not wait for its close frame
+	} else {
+		_ = s.conn.Close(websocket.StatusCode(s.code), s.reason)
+	}
+}
+
+// ping runs on the heartbeat timer: it pings, waits for the pong, and re-arms the timer. No
+// goroutine waits between heartbeats.
+func (s *session) ping() {
+	s.wmu.Lock()
+	if s.ended {
+		s.wmu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.wmu.Unlock()
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.HeartbeatTimeout)
+	err := s.conn.Ping(ctx)
+	cancel()
+	if err != nil {
+		s.fail(protocol.CloseHeartbeatTimeout, "no pong within the heartbeat timeout")
+		return
+	}
+	s.wmu.Lock()
+	if !s.ended {
+		s.heartbeat.Reset(s.g.cfg.HeartbeatInterval)
+	}
+	s.wmu.Unlock()
 }
 
 // readLoop reads frames until the socket closes. Bad frames get an error frame; the connection
@@ -280,7 +408,7 @@ func (s *session) readLoop() {
 		typ, rd, err := s.conn.Reader(context.Background())
 		if err != nil {
 			if s.ctx.Err() == nil && websocket.CloseStatus(err) == -1 && !errors.Is(err, io.EOF) {
-				s.log.Debug("read", zap.Error(err))
+				s.logger().Debug("read", zap.Error(err))
 			}
 			s.fail(protocol.CloseCode(websocket.StatusNormalClosure), "closed by the client")
 			return
@@ -336,7 +464,7 @@ func (s *session) reject(e *protocol.Error) {
 func (s *session) send(v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		s.log.Error("encode frame", zap.Error(err))
+		s.logger().Error("encode frame", zap.Error(err))
 		return
 	}
 	s.enqueue(b)
@@ -344,25 +472,30 @@ func (s *session) send(v any) {
 
 // enqueue never blocks: a full queue means the client cannot keep up, and it is closed.
 func (s *session) enqueue(frame []byte) {
-	select {
-	case s.out <- frame:
-	default:
+	s.wmu.Lock()
+	if s.ended {
+		s.wmu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.g.cfg.SendQueue {
+		s.wmu.Unlock()
 		s.fail(protocol.CloseSlowConsumer, "send queue full; reconnect and sync")
+		return
+	}
+	s.queue = append(s.queue, frame)
+	start := !s.writing
+	if start {
+		s.writing = true
+		s.wg.Add(1)
+	}
+	s.wmu.Unlock()
+	if start {
+		go s.writer()
 	}
 }
 
 // errSessionEnded: the session closed while something was still writing to it.
 var errSessionEnded = errors.New("session ended")
-
-// enqueueWait blocks until the writer takes the frame (catch-up paces itself to the socket).
-func (s *session) enqueueWait(frame []byte) error {
-	select {
-	case s.catchup <- frame:
-		return nil
-	case <-s.kill:
-		return errSessionEnded
-	}
-}
 
 // deliver hands the session a live event. While catching up it is held back; afterwards it is
 // queued unless this socket already has it (a redelivery).
@@ -380,7 +513,7 @@ func (s *session) deliver(conv string, seq uint64, frame []byte) {
 	if seq <= s.lastSeq[conv] {
 		return
 	}
-	s.lastSeq[conv] = seq
+	s.sent(conv, seq)
 	s.enqueue(frame)
 }
 

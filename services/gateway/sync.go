@@ -42,8 +42,8 @@ func (s *session) catchUp(cursor *uint64) error {
 	if err != nil {
 		return err
 	}
-	// Through the catch-up channel: the writer has taken it before anything queued below.
-	if err := s.enqueueWait(synced); err != nil {
+	// Written here, like the catch-up: it is on the socket before anything released below.
+	if err := s.writeNow(synced); err != nil {
 		return err
 	}
 	// Release what was held back, paced like the catch-up (the queue is smaller than what may
@@ -62,11 +62,11 @@ func (s *session) catchUp(cursor *uint64) error {
 			s.mu.Lock()
 			fresh := p.seq > marks.Head && p.seq > s.lastSeq[p.conv]
 			if fresh {
-				s.lastSeq[p.conv] = p.seq
+				s.sent(p.conv, p.seq)
 			}
 			s.mu.Unlock()
 			if fresh {
-				if err := s.enqueueWait(p.frame); err != nil {
+				if err := s.writeNow(p.frame); err != nil {
 					return err
 				}
 			}
@@ -126,9 +126,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 			return fmt.Errorf("catch-up encode: %w", err)
 		}
 		s.mu.Lock()
-		s.lastSeq[c.head.ConversationID] = max(s.lastSeq[c.head.ConversationID], c.head.Seq)
+		s.sent(c.head.ConversationID, max(s.lastSeq[c.head.ConversationID], c.head.Seq))
 		s.mu.Unlock()
-		if err := s.enqueueWait(frame); err != nil {
+		if err := s.writeNow(frame); err != nil {
 			return err
 		}
 		if c.advance() {
