@@ -6,7 +6,7 @@ PKGS    := ./streams/... ./pkg/... ./services/... ./test/...
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check unit e2e fuzz test-scylla test-invariant bench clean
+.PHONY: run build test check unit e2e fuzz test-scylla test-invariant test-fault bench clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -28,7 +28,7 @@ e2e:
 
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./pkg/store/pebble:FuzzDecode
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \
@@ -37,6 +37,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)
 	NATTER_INVARIANT=large $(GO) test -race -count=1 -timeout 30m -v -run TestSyncNeverSkipsUnderChurn ./test/invariant/
+
+FAULT_CYCLES ?= 6
+test-fault: ## the split-process fault test (3 NATS nodes, 2 gateways/fanouts/persisters) for FAULT_CYCLES kill cycles
+	NATTER_FAULT_CYCLES=$(FAULT_CYCLES) NATTER_FAULT_FANOUT_KILL=1 $(GO) test -race -count=1 -timeout 60m -v -run TestFaultsLoseNoAcknowledgedMessage ./test/e2e/
 
 test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operations.md)
 	@test -n "$$NATTER_SCYLLA_HOSTS" || { echo "set NATTER_SCYLLA_HOSTS=host[,host...]"; exit 1; }

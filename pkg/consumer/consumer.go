@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -137,6 +138,7 @@ type Runner struct {
 	cons     jetstream.Consumer
 	in       chan jetstream.Msg
 	held     held // pulled, not yet settled: kept in progress
+	pulled   atomic.Int64
 	ackWait  time.Duration
 	draining chan struct{} // closed by Stop: pull no more
 	ctx      context.Context
@@ -232,12 +234,17 @@ func (r *Runner) forward(msgs <-chan jetstream.Msg) {
 				continue
 			}
 			r.held.add(m)
+			r.pulled.Add(1)
 			queue = append(queue, m)
 		case out <- next:
 			queue = queue[1:]
 		}
 	}
 }
+
+// Pulled is how many messages this Runner has received. On a pinned consumer, a Runner that
+// received any holds (or held) the pin.
+func (r *Runner) Pulled() int64 { return r.pulled.Load() }
 
 // Stop drains: no new messages are pulled, those pulled are handled, then it returns. If ctx
 // ends first, in-flight handlers are cancelled (their messages are redelivered later).

@@ -669,7 +669,7 @@ func TestSlowChunkIsNotRedelivered(t *testing.T) {
 	var err error
 	e.cons, err = e.js.CreateOrUpdateConsumer(e.ctx, streams.ChatStream, jetstream.ConsumerConfig{
 		Durable: testDurable, FilterSubject: streams.ChatAll, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 300 * time.Millisecond, MaxDeliver: 10, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait: time.Second, MaxDeliver: 10, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -677,7 +677,7 @@ func TestSlowChunkIsNotRedelivered(t *testing.T) {
 	last := e.publish(t, 20)
 	rec := &recorder{decide: func(d delivery) error {
 		if d.seq%5 == 1 {
-			time.Sleep(400 * time.Millisecond) // each chunk start outlasts the ack wait
+			time.Sleep(1300 * time.Millisecond) // each chunk start outlasts the ack wait
 		}
 		return nil
 	}}

@@ -30,6 +30,7 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/remote"
 	"github.com/natter-chat/natter/pkg/store/scylla"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/api"
@@ -49,10 +50,18 @@ const (
 	TargetFanout    = "fanout"
 	TargetPresence  = "presence"
 	TargetPush      = "push"
+	// TargetNATS runs only the embedded NATS node (no --nats-url), e.g. one node of a cluster.
+	TargetNATS = "nats"
+	// TargetStore serves this process's store (pebble or scylla) over NATS to processes that run
+	// with StoreKind "remote": the way to share the embedded Pebble between processes.
+	TargetStore = "store"
 )
 
 // AllTargets is what `natter run` starts by default.
 var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout, TargetPresence, TargetPush}
+
+// KnownTargets are all targets a process can be given.
+var KnownTargets = append(slices.Clone(AllTargets), TargetNATS, TargetStore)
 
 // Config is everything one process needs.
 type Config struct {
@@ -68,9 +77,13 @@ type Config struct {
 	TokenTTL  time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables it.
 	MetricsAddr string
-	// StoreKind is "pebble" (embedded, under DataDir) or "scylla" (Scylla below).
+	// StoreKind is "pebble" (embedded, under DataDir), "scylla" (Scylla below) or "remote" (the
+	// store another process serves over NATS with TargetStore; Remote below).
 	StoreKind string
 	Scylla    scylla.Config
+	Remote    remote.ClientConfig
+	// StoreServer tunes TargetStore.
+	StoreServer remote.ServerConfig
 	// Store, when set, is used instead of opening the embedded one (and is not closed on stop):
 	// in-process tests run components as separate graphs around one store.
 	Store store.Store
@@ -109,9 +122,12 @@ func (c Config) Validate() error {
 		return errors.New("no targets")
 	}
 	for _, t := range c.Targets {
-		if !slices.Contains(AllTargets, t) {
-			return fmt.Errorf("unknown target %q (known: %s)", t, strings.Join(AllTargets, ", "))
+		if !slices.Contains(KnownTargets, t) {
+			return fmt.Errorf("unknown target %q (known: %s)", t, strings.Join(KnownTargets, ", "))
 		}
+	}
+	if c.has(TargetNATS) && c.NATSURL != "" {
+		return errors.New("target nats starts an embedded node; it cannot be combined with an external --nats-url")
 	}
 	if c.DataDir == "" {
 		return errors.New("data dir is required")
@@ -125,11 +141,18 @@ func (c Config) Validate() error {
 		if err := c.Scylla.Validate(); err != nil {
 			return err
 		}
+	case "remote":
+		if c.has(TargetStore) {
+			return errors.New("target store serves a local store (pebble or scylla), not a remote one")
+		}
 	default:
-		return fmt.Errorf("store %q: want pebble or scylla", c.StoreKind)
+		return fmt.Errorf("store %q: want pebble, scylla or remote", c.StoreKind)
 	}
 	if c.Streams.Replicas < 1 {
 		return errors.New("replicas must be at least 1")
+	}
+	if c.Streams.FanoutPartitions < 1 {
+		return errors.New("fanout partitions must be at least 1")
 	}
 	return nil
 }
@@ -141,7 +164,11 @@ func (c Config) has(t string) bool { return slices.Contains(c.Targets, t) }
 func (c *Config) SetGatewayTTL(ttl time.Duration) {
 	c.Streams.GatewayTTL, c.Presence.GatewayTTL = ttl, ttl
 	c.Gateway.Announce, c.Presence.Sweep = ttl/3, ttl/3
+	c.Fanout.Liveness = ttl
 }
+
+// nodeOnly reports whether the process runs nothing but the embedded NATS node.
+func (c Config) nodeOnly() bool { return len(c.Targets) == 1 && c.has(TargetNATS) }
 
 // Running exposes what a started process bound, for printing and for tests.
 type Running struct {
@@ -170,6 +197,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.NATS.Dir == "" {
 		cfg.NATS.Dir = filepath.Join(cfg.DataDir, "nats")
 	}
+	cfg.Fanout.Partitions = cfg.Streams.FanoutPartitions
 	run := &Running{}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -186,9 +214,9 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			func(lc fx.Lifecycle) (*server.Server, error) { return embeddedNATS(lc, cfg, log, run) },
 			func(lc fx.Lifecycle, srv *server.Server) (*nats.Conn, error) { return connect(lc, cfg, srv, log) },
 			func(lc fx.Lifecycle, nc *nats.Conn) (jetstream.JetStream, error) {
-				return applyDefinitions(lc, cfg, nc)
+				return applyDefinitions(lc, cfg, nc, log)
 			},
-			func(lc fx.Lifecycle) (store.Store, error) { return openStore(lc, cfg, log) },
+			func(lc fx.Lifecycle, nc *nats.Conn) (store.Store, error) { return openStore(lc, cfg, nc, log) },
 			func() (*auth.Tokens, error) { return tokens(cfg) },
 			timeline.New,
 			func(r prometheus.Registerer) *consumer.Metrics { return consumer.NewMetrics(r) },
@@ -196,6 +224,16 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	}
 	if cfg.MetricsAddr != "" {
 		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, reg, log, run) }))
+	}
+	if cfg.nodeOnly() {
+		opts = append(opts, fx.Invoke(func(*server.Server) {}))
+		app := fx.New(opts...)
+		return app, run, app.Err()
+	}
+	if cfg.has(TargetStore) {
+		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, st store.Store) error {
+			return serveStore(lc, cfg, nc, st, log)
+		}))
 	}
 	// Workers first, front doors last: on stop, fx runs hooks in reverse, so sockets and HTTP
 	// close before the consumers drain and the store closes.
@@ -256,28 +294,48 @@ func connect(lc fx.Lifecycle, cfg Config, srv *server.Server, log *zap.Logger) (
 	return nc, nil
 }
 
-func applyDefinitions(lc fx.Lifecycle, cfg Config, nc *nats.Conn) (jetstream.JetStream, error) {
+func applyDefinitions(lc fx.Lifecycle, cfg Config, nc *nats.Conn, log *zap.Logger) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
-		return natsx.Apply(ctx, js, streams.Define(cfg.Streams))
+		// A cluster that is still forming (no JetStream meta leader yet, or too few nodes for
+		// the replicas) answers with errors for a while: retry until start-up times out.
+		for attempt := 1; ; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second) // an unanswered request must not take the whole start
+			err := natsx.Apply(actx, js, streams.Define(cfg.Streams))
+			cancel()
+			if err == nil {
+				return nil
+			}
+			if attempt%10 == 1 {
+				log.Warn("stream definitions not applied yet; retrying", zap.Int("attempt", attempt), zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
 	}))
 	return js, nil
 }
 
-func openStore(lc fx.Lifecycle, cfg Config, log *zap.Logger) (store.Store, error) {
+func openStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, log *zap.Logger) (store.Store, error) {
 	if cfg.Store != nil {
 		return cfg.Store, nil
 	}
 	var st store.Store
 	var err error
-	if cfg.StoreKind == "scylla" {
+	switch cfg.StoreKind {
+	case "scylla":
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		st, err = scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
-	} else {
+	case "remote":
+		st, err = remote.Dial(nc, cfg.Remote)
+	default:
 		st, err = pebble.Open(filepath.Join(cfg.DataDir, "store"), pebble.Options{Logger: log.Named("pebble")})
 	}
 	if err != nil {
@@ -285,6 +343,21 @@ func openStore(lc fx.Lifecycle, cfg Config, log *zap.Logger) (store.Store, error
 	}
 	lc.Append(fx.StopHook(st.Close))
 	return st, nil
+}
+
+// serveStore answers store requests over NATS (TargetStore) from start until stop, which drains
+// the requests under way before the store closes.
+func serveStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, st store.Store, log *zap.Logger) error {
+	var srv *remote.Server
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			var err error
+			srv, err = remote.Serve(nc, st, cfg.StoreServer, log.Named("store-server"))
+			return err
+		},
+		OnStop: func(ctx context.Context) error { return srv.Stop(ctx) },
+	})
+	return nil
 }
 
 func tokens(cfg Config) (*auth.Tokens, error) {

@@ -182,8 +182,9 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	return nil
 }
 
-// stopPartition drains partition p (everything pulled is handled and acknowledged) and then
-// unpins it, so the instance taking it over starts right away, exactly after what was acked.
+// stopPartition drains partition p (everything pulled is handled and acknowledged) and then, if
+// this instance held its pin, unpins it, so the instance taking it over starts right away,
+// exactly after what was acked.
 func (f *Fanout) stopPartition(ctx context.Context, p int) error {
 	f.mu.Lock()
 	part := f.parts[p]
@@ -194,6 +195,12 @@ func (f *Fanout) stopPartition(ctx context.Context, p int) error {
 	}
 	if err := part.runner.Stop(ctx); err != nil {
 		return err // not drained: leave the pin to lapse, so redeliveries go first
+	}
+	if part.runner.Pulled() == 0 {
+		// Never pinned here: the pin, if any, is a dead owner's, whose unacknowledged events
+		// must come back (after their ack wait) before anyone pulls newer ones. Unpinning it
+		// now would let the next puller start with newer events.
+		return nil
 	}
 	stream, err := f.deps.JS.Stream(ctx, streams.ChatStream)
 	if err == nil {

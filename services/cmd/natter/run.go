@@ -19,12 +19,18 @@ import (
 func runCmd(args []string) error {
 	cfg := app.DefaultConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	targets := fs.String("target", strings.Join(app.AllTargets, ","), "components to run: any of "+strings.Join(app.AllTargets, ","))
+	targets := fs.String("target", strings.Join(app.AllTargets, ","), "components to run: any of "+strings.Join(app.KnownTargets, ",")+
+		" (nats: only the embedded NATS node; store: serve this process's store over NATS to --store remote processes)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the embedded NATS server, the embedded store and the token secret")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS server or cluster (nats://host:port,...); empty starts an embedded server")
 	fs.StringVar(&cfg.NATS.Host, "nats-host", cfg.NATS.Host, "embedded NATS client listen host")
 	fs.IntVar(&cfg.NATS.Port, "nats-port", cfg.NATS.Port, "embedded NATS client port (-1 picks a free one)")
 	fs.BoolVar(&cfg.NATS.SyncAlways, "nats-sync-always", false, "fsync every JetStream write (survives power loss; slower)")
+	fs.StringVar(&cfg.NATS.Name, "nats-name", cfg.NATS.Name, "embedded NATS server name; unique within a cluster")
+	fs.StringVar(&cfg.NATS.ClusterName, "nats-cluster", "", "join the embedded NATS node to this JetStream cluster (with --nats-routes)")
+	fs.StringVar(&cfg.NATS.ClusterHost, "nats-cluster-host", "", "embedded NATS cluster listen host (default --nats-host)")
+	fs.IntVar(&cfg.NATS.ClusterPort, "nats-cluster-port", 6222, "embedded NATS cluster listen port")
+	natsRoutes := fs.String("nats-routes", "", "the cluster's nodes: nats-route://host:port,... (this node's own route may be listed)")
 	fs.StringVar(&cfg.API.Addr, "api-addr", cfg.API.Addr, "HTTP API listen address (port 0 picks a free one)")
 	fs.StringVar(&cfg.Gateway.Addr, "ws-addr", cfg.Gateway.Addr, "WebSocket gateway listen address (port 0 picks a free one)")
 	fs.StringVar(&cfg.Gateway.PublicURL, "ws-public-url", "", "WebSocket URL announced to clients (default ws://<ws-addr>/v1/ws)")
@@ -36,7 +42,8 @@ func runCmd(args []string) error {
 	fs.IntVar(&cfg.Streams.Replicas, "replicas", cfg.Streams.Replicas, "JetStream replicas for streams and buckets")
 	fs.DurationVar(&cfg.Streams.DuplicateWindow, "dedupe-window", cfg.Streams.DuplicateWindow, "JetStream duplicate window for client sends")
 	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers")
-	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir) or scylla")
+	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir), scylla, or remote (served over NATS by a process with --target store)")
+	fs.IntVar(&cfg.Streams.FanoutPartitions, "fanout-partitions", cfg.Streams.FanoutPartitions, "split fanout's work by gateway into this many partitions, shared among fanout instances (every process must agree)")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)
 	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", false, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
@@ -53,6 +60,7 @@ func runCmd(args []string) error {
 	cfg.Targets = strings.Split(*targets, ",")
 	cfg.SetGatewayTTL(*gatewayTTL)
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
+	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
 	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
 		cfg.JWTSecret = []byte(secret)
 	}

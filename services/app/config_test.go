@@ -1,0 +1,36 @@
+package app
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default: %v", err)
+	}
+	cases := []struct {
+		name string
+		edit func(*Config)
+		want string // "" = valid
+	}{
+		{"node only", func(c *Config) { c.Targets = []string{TargetNATS} }, ""},
+		{"store server on pebble", func(c *Config) { c.Targets = []string{TargetStore, TargetAPI} }, ""},
+		{"remote store", func(c *Config) {
+			c.Targets, c.StoreKind, c.NATSURL = []string{TargetGateway}, "remote", "nats://x:4222"
+		}, ""},
+		{"unknown target", func(c *Config) { c.Targets = []string{"gateway", "mailer"} }, `unknown target "mailer"`},
+		{"node with external nats", func(c *Config) { c.Targets, c.NATSURL = []string{TargetNATS}, "nats://x:4222" }, "cannot be combined"},
+		{"serving a remote store", func(c *Config) { c.Targets, c.StoreKind = []string{TargetStore}, "remote" }, "serves a local store"},
+		{"unknown store", func(c *Config) { c.StoreKind = "mysql" }, "want pebble, scylla or remote"},
+		{"no fanout partitions", func(c *Config) { c.Streams.FanoutPartitions = 0 }, "fanout partitions"},
+	}
+	for _, tc := range cases {
+		c := DefaultConfig()
+		tc.edit(&c)
+		err := c.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
