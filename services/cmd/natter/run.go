@@ -134,7 +134,10 @@ func printBanner(a Addresses, cfg app.Config) {
 	if cfg.NATSURL == "" {
 		fmt.Printf("  %-10s %s\n", "data", cfg.DataDir)
 	}
-	fmt.Printf("Try: curl -s %s/healthz   ·   Ctrl-C stops it cleanly\n\n", a.API)
+	if a.API != "" {
+		fmt.Printf("Try: curl -s %s/healthz   ·   ", a.API)
+	}
+	fmt.Print("Ctrl-C stops it cleanly\n\n")
 }
 
 func writeJSON(path string, v any) error {
