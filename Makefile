@@ -40,7 +40,7 @@ test-invariant: ## the sync invariant test at a large size (200 users, 400 direc
 
 FAULT_CYCLES ?= 6
 test-fault: ## the split-process fault test (3 NATS nodes, 2 gateways/fanouts/persisters) for FAULT_CYCLES kill cycles
-	NATTER_FAULT_CYCLES=$(FAULT_CYCLES) NATTER_FAULT_FANOUT_KILL=1 $(GO) test -race -count=1 -timeout 60m -v -run TestFaultsLoseNoAcknowledgedMessage ./test/e2e/
+	NATTER_FAULT_CYCLES=$(FAULT_CYCLES) $(GO) test -race -count=1 -timeout 60m -v -run TestFaultsLoseNoAcknowledgedMessage ./test/e2e/
 
 test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operations.md)
 	@test -n "$$NATTER_SCYLLA_HOSTS" || { echo "set NATTER_SCYLLA_HOSTS=host[,host...]"; exit 1; }

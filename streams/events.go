@@ -75,12 +75,15 @@ func (ev ChatEvent) Encode() ([]byte, error) {
 // Delivery is what fanout (and presence) publish on gw.<id>.deliver: the users on that gateway
 // whose connected devices must receive it, and either one timeline event at its seq, or (Frame
 // set) a ready-made client frame outside the timeline (receipts, typing, presence) that the
-// gateway passes on as it is.
+// gateway passes on as it is, or (Resync set) word that the gateway's next events do not follow
+// on from its last ones: it closes every socket with the resync code before anything later
+// reaches them, and each device catches up from its cursor.
 type Delivery struct {
-	Seq   uint64          `json:"seq,omitempty"`
-	Users []string        `json:"users"`
-	Event ChatEvent       `json:"event,omitzero"`
-	Frame json.RawMessage `json:"frame,omitempty"`
+	Seq    uint64          `json:"seq,omitempty"`
+	Users  []string        `json:"users"`
+	Event  ChatEvent       `json:"event,omitzero"`
+	Frame  json.RawMessage `json:"frame,omitempty"`
+	Resync bool            `json:"resync,omitempty"`
 }
 
 // Route is the value of a routes bucket entry: which gateway holds a device's socket.

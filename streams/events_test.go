@@ -143,6 +143,11 @@ func TestGoldenDeliveryFrame(t *testing.T) {
 	})
 }
 
+// A resync: the gateway's next events do not follow on from its last ones.
+func TestGoldenDeliveryResync(t *testing.T) {
+	roundTrip(t, golden(t, "delivery_resync.json"), Delivery{Users: []string{}, Resync: true})
+}
+
 func TestGoldenRoute(t *testing.T) {
 	roundTrip(t, golden(t, "route.json"), Route{Gateway: "gw-1", Conn: "01J9ZK6C8D0E2F4G6H8J0K2M4N", Since: 1735689600000})
 }

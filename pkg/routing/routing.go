@@ -176,6 +176,21 @@ func (t *Table) Gateways(userID string, fn func(gateway string)) {
 	}
 }
 
+// AllGateways lists every gateway that holds a routed device, each once.
+func (t *Table) AllGateways() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gws []string
+	for user := range t.byUser {
+		for _, r := range t.live(user) {
+			if !slices.Contains(gws, r.Gateway) {
+				gws = append(gws, r.Gateway)
+			}
+		}
+	}
+	return gws
+}
+
 // Devices lists the routed devices of userID.
 func (t *Table) Devices(userID string) []Device {
 	t.mu.Lock()

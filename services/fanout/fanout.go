@@ -104,7 +104,9 @@ type partition struct {
 	f       *Fanout
 	p       int
 	name    string // its durable consumer
+	cons    jetstream.Consumer
 	runner  *consumer.Runner
+	next    uint64  // the stream seq expected next (0: not known yet); used by the runner's one worker
 	pending pending // this chunk's push publishes (push.go)
 }
 
@@ -164,11 +166,12 @@ func (f *Fanout) Stop(ctx context.Context) error {
 // startPartition starts consuming partition p.
 func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions)}
-	cons, err := f.deps.JS.Consumer(ctx, streams.ChatStream, part.name)
+	var err error
+	part.cons, err = f.deps.JS.Consumer(ctx, streams.ChatStream, part.name)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", part.name, err)
 	}
-	part.runner, err = consumer.Start(cons, consumer.Config{Name: part.name, Workers: 1, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
+	part.runner, err = consumer.Start(part.cons, consumer.Config{Name: part.name, Workers: 1, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
 		part.handle, consumer.Hooks{
 			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
 			Flush:   part.flush,
@@ -240,6 +243,55 @@ func (part *partition) delivers(gw string) bool {
 // handle routes one event: one Delivery per gateway of this partition that holds any member
 // device. Every partition applies membership changes (idempotently) before routing.
 func (part *partition) handle(ctx context.Context, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
+	}
+	seq := meta.Sequence.Stream
+	if err := part.inOrder(ctx, seq); err != nil {
+		return err
+	}
+	err = part.route(ctx, seq, msg)
+	if err == nil || consumer.IsPermanent(err) { // handled, or never will be: either way done
+		part.next = max(part.next, seq+1)
+	}
+	return err
+}
+
+// inOrder makes sure no gateway of this partition gets an event while an earlier one is
+// still held by another instance (one that died holding it, say): it would arrive later, after
+// a newer event of its conversation, and be dropped as a repeat while the device's cursor moved
+// past it. On a gap, every gateway of the partition is told to resync first: its sockets close
+// before anything later reaches them and each device catches up from its cursor, below the gap.
+func (part *partition) inOrder(ctx context.Context, seq uint64) error {
+	if part.next == 0 { // the first event since this instance took the partition
+		info, err := part.cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer info: %w", err)
+		}
+		part.next = info.AckFloor.Stream + 1
+	}
+	if seq <= part.next {
+		return nil // in order, or a repeat of what this partition handled (gateways drop those)
+	}
+	gws := slices.DeleteFunc(part.f.routes.AllGateways(), func(gw string) bool { return !part.delivers(gw) })
+	data, err := json.Marshal(streams.Delivery{Users: []string{}, Resync: true})
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	for _, gw := range gws {
+		if err := part.f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
+			return fmt.Errorf("resync gateway %s: %w", gw, err)
+		}
+	}
+	part.f.log.Warn("events before this one are held elsewhere; its gateways resync",
+		zap.String("consumer", part.name), zap.Uint64("seq", seq), zap.Uint64("expected", part.next), zap.Int("gateways", len(gws)))
+	part.next = seq // retries of this event do not resync again
+	return nil
+}
+
+// route handles one event.
+func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg) error {
 	f := part.f
 	conv, kind, ok := streams.ParseChatSubject(msg.Subject())
 	if !ok {
@@ -251,15 +303,10 @@ func (part *partition) handle(ctx context.Context, msg jetstream.Msg) error {
 	if kind != streams.KindMsg && kind != streams.KindMember {
 		return nil
 	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
-	}
 	ev, err := streams.DecodeChatEvent(msg.Data())
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	seq := meta.Sequence.Stream
 	// A membership change takes effect here, in stream order, before any later event is routed.
 	if err := membership.Apply(ctx, f.deps.Store, seq, ev); err != nil {
 		return fmt.Errorf("apply membership event %d: %w", seq, err)

@@ -40,49 +40,106 @@ func TestAssignSharesPartitionsEvenly(t *testing.T) {
 	}
 }
 
-// recorder collects the event deliveries of one fake gateway.
-type recorder struct {
-	mu   sync.Mutex
-	seqs []uint64
+// device models one connected device behind a fake gateway, as the real gateway and client
+// behave: an event above its cursor is taken and moves the cursor; anything else is dropped as a
+// repeat (a gateway drops what is not above what it sent); a resync makes it catch up from its
+// cursor to the head, as a reconnect does.
+type device struct {
+	mu       sync.Mutex
+	arrivals []uint64 // event deliveries, in arrival order
+	cursor   uint64
+	has      map[uint64]bool
+	resyncs  int
 }
 
-func (r *recorder) got() []uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.seqs)
+func (d *device) event(seq uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.arrivals = append(d.arrivals, seq)
+	if seq > d.cursor {
+		d.has[seq], d.cursor = true, seq
+	}
 }
 
-// TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder runs two fanout instances on four
-// partitions while events flow: the second joins (partitions are handed over), then the first
-// crashes (its partitions fail over once its pins lapse). Every gateway must receive every event
-// of its user in one increasing order: exactly once across the handover, and across the crash
-// at least once with repeats only of what it already had (the gateway drops those).
+// resync catches up on head: every published seq above the cursor.
+func (d *device) resync(head []uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.resyncs++
+	for _, seq := range head {
+		if seq > d.cursor {
+			d.has[seq] = true
+		}
+	}
+	if n := len(head); n > 0 {
+		d.cursor = max(d.cursor, head[n-1])
+	}
+}
+
+func (d *device) got() []uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.arrivals)
+}
+
+// missing lists the published seqs the device does not have.
+func (d *device) missing(published []uint64) []uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []uint64
+	for _, seq := range published {
+		if !d.has[seq] {
+			out = append(out, seq)
+		}
+	}
+	return out
+}
+
+// TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder runs fanout instances on four partitions
+// while events flow. A second instance joins: partitions are handed over and every gateway gets
+// every event exactly once, in order. Then the first crashes mid-stream, holding events it never
+// acknowledged, and a third starts at once (it wants one of the dead one's partitions while the
+// dead one is still listed, and gives it up again). Every device must end up with every event:
+// no event may reach a gateway after a newer one unless the gateway was told to resync first.
 func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 	opts := streams.DefaultOptions()
-	opts.FanoutPartitions, opts.GatewayTTL, opts.FanoutAckWait = 4, 1500*time.Millisecond, time.Second
+	// The ack wait outlasts the liveness TTL, as by default (5 s > 3 s in the fault test), so a
+	// dead instance's events are still held when the survivors rebalance.
+	opts.FanoutPartitions, opts.GatewayTTL, opts.FanoutAckWait = 4, 1500*time.Millisecond, 3*time.Second
 	e := newEnvWith(t, opts)
 
+	var pubMu sync.Mutex
+	var published []uint64
+	publishedNow := func() []uint64 {
+		pubMu.Lock()
+		defer pubMu.Unlock()
+		return slices.Clone(published)
+	}
+
 	const gateways = 8
-	recs := make([]*recorder, gateways)
-	var users []string
+	devs := make([]*device, gateways)
 	e.putConversation(t, "g", store.Group)
 	for i := range gateways {
 		id, user := fmt.Sprintf("gw%d", i), fmt.Sprintf("u%d", i)
-		users = append(users, user)
 		e.putMember(t, "g", user, 0, 0)
 		g := e.gateway(t, id)
 		e.route(t, g, user, "d1")
-		recs[i] = &recorder{}
+		devs[i] = &device{has: map[uint64]bool{}}
 		_ = g.sub.Unsubscribe()
 		sub, err := e.nc.Subscribe(streams.DeliverSubject(id), func(m *nats.Msg) {
 			var d streams.Delivery
-			if err := json.Unmarshal(m.Data, &d); err != nil || d.Seq == 0 || !slices.Equal(d.Users, []string{user}) {
+			if err := json.Unmarshal(m.Data, &d); err != nil {
 				t.Errorf("%s: bad delivery %s (%v)", id, m.Data, err)
 				return
 			}
-			recs[i].mu.Lock()
-			recs[i].seqs = append(recs[i].seqs, d.Seq)
-			recs[i].mu.Unlock()
+			switch {
+			case d.Resync:
+				devs[i].resync(publishedNow())
+			case d.Seq == 0 || !slices.Equal(d.Users, []string{user}):
+				t.Errorf("%s: bad delivery %s", id, m.Data)
+			default:
+				devs[i].event(d.Seq)
+			}
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -122,14 +179,15 @@ func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 		defer cancel()
 		_ = f.Stop(ctx)
 	}
-
-	var published []uint64
 	publish := func(n int) {
 		for range n {
 			seq, _ := e.msg(t, "g")
+			pubMu.Lock()
 			published = append(published, seq)
+			pubMu.Unlock()
 		}
 	}
+
 	a, aConn := start("a")
 	if got := a.owned(); !slices.Equal(got, []int{0, 1, 2, 3}) {
 		t.Fatalf("alone, a consumes %v", got)
@@ -148,41 +206,47 @@ func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	publish(50)
-	waitAll(t, recs, published, 10*time.Second)
-	for i, r := range recs {
-		if got := r.got(); !slices.Equal(got, published) {
-			t.Fatalf("gw%d across the handover: got %d deliveries, want each of %d once in order:\n got %v\nwant %v", i, len(got), len(published), got, published)
+	waitAll(t, devs, publishedNow(), 10*time.Second)
+	for i, d := range devs {
+		if got, want := d.got(), publishedNow(); !slices.Equal(got, want) || d.resyncs != 0 {
+			t.Fatalf("gw%d across the handover: %d deliveries and %d resyncs, want each of %d once in order and no resync:\n got %v\nwant %v",
+				i, len(got), d.resyncs, len(want), got, want)
 		}
 	}
 
-	// a crashes: its connection goes without a word; its pins lapse and b takes everything.
+	// a crashes mid-stream, holding unacknowledged events; c starts at once.
+	publish(30)
 	aConn.Close()
-	publish(100)
-	waitAll(t, recs, published, 20*time.Second)
-	for i, r := range recs {
-		got := r.got()
-		var first []uint64
-		for _, seq := range got {
-			if len(first) > 0 && seq <= first[len(first)-1] {
-				if !slices.Contains(first, seq) {
-					t.Fatalf("gw%d: seq %d arrived after %d and was never seen before: out of order", i, seq, first[len(first)-1])
-				}
-				continue // a redelivery of what it had; the gateway drops it
-			}
-			first = append(first, seq)
+	c, cConn := start("c")
+	defer cConn.Close()
+	defer stopOf(c)
+	deadline = time.Now().Add(30 * time.Second)
+	var spread time.Time
+	for spread.IsZero() || time.Since(spread) < opts.FanoutPinnedTTL()+time.Second {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a crashed: b %v, c %v", b.owned(), c.owned())
 		}
-		if !slices.Equal(first, published) {
-			t.Fatalf("gw%d across the crash: first deliveries\n got %v\nwant %v", i, first, published)
+		if mine := append(b.owned(), c.owned()...); len(mine) == 4 && spread.IsZero() {
+			spread = time.Now()
 		}
+		publish(5)
+		time.Sleep(5 * time.Millisecond)
 	}
-	if got := b.owned(); !slices.Equal(got, []int{0, 1, 2, 3}) {
-		t.Errorf("after a crashed, b consumes %v", got)
+	want := publishedNow()
+	waitAll(t, devs, want, 20*time.Second)
+	resyncs := 0
+	for i, d := range devs {
+		if miss := d.missing(want); len(miss) > 0 {
+			t.Fatalf("gw%d lost %v across the crash (%d resyncs); arrivals %v", i, miss, d.resyncs, d.got())
+		}
+		resyncs += d.resyncs
 	}
+	t.Logf("%d events; across the crash the gateways were told to resync %d times", len(want), resyncs)
 	stopOf(a)
 }
 
-// waitAll waits until every recorder has seen the last published seq.
-func waitAll(t *testing.T, recs []*recorder, published []uint64, wait time.Duration) {
+// waitAll waits until every device has the last published seq.
+func waitAll(t *testing.T, recs []*device, published []uint64, wait time.Duration) {
 	t.Helper()
 	last := published[len(published)-1]
 	deadline := time.Now().Add(wait)

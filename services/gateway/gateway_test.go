@@ -352,3 +352,41 @@ func TestSyncAfterTheStreamForgotReadsTheStore(t *testing.T) {
 		t.Fatalf("synced at %d", f.Cursor)
 	}
 }
+
+// fanout's word that a gateway's next events do not follow on from its last ones: every socket
+// closes with the resync code (reconnect and catch up from the cursor) before anything later
+// could reach it.
+func TestResyncDeliveryClosesEverySocketForSync(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+	if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Users: []string{}, Resync: true})); err != nil {
+		t.Fatal(err)
+	}
+	// An event routed right after the resync must not reach the closing sockets.
+	if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Seq: 99, Users: []string{alice.ID, bob.ID},
+		Event: streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: "m", SenderID: bob.ID, Text: "late"}})); err != nil {
+		t.Fatal(err)
+	}
+	for _, ws := range []*apptest.WS{a, b} {
+		deadline := time.After(wait)
+	frames:
+		for {
+			select {
+			case f, ok := <-ws.Frames:
+				if !ok {
+					break frames
+				}
+				if f.Seq == 99 {
+					t.Fatalf("the event after the resync reached a socket: %+v", f)
+				}
+			case <-deadline:
+				t.Fatal("socket still open after the resync")
+			}
+		}
+		if got := ws.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) || !protocol.CloseCode(got).Reconnect() {
+			t.Fatalf("closed with %d, want %d (resync)", got, protocol.CloseResync)
+		}
+	}
+}

@@ -82,6 +82,11 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 		h.g.log.Error("bad delivery", zap.Error(err))
 		return
 	}
+	if d.Resync { // fanout skipped ahead: nothing later may reach a socket before it syncs
+		h.g.log.Warn("fanout reports a gap in this gateway's events; asking every client to resync")
+		h.closeAll(protocol.CloseResync, "missed deliveries; reconnect and sync")
+		return
+	}
 	if len(d.Frame) > 0 { // outside the timeline: pass it on as it is
 		h.mu.RLock()
 		defer h.mu.RUnlock()
