@@ -231,9 +231,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		return app, run, app.Err()
 	}
 	if cfg.has(TargetStore) {
-		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, st store.Store) error {
-			return serveStore(lc, cfg, nc, st, log)
-		}))
+		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, st store.Store) { serveStore(lc, cfg, nc, st, log) }))
 	}
 	// Workers first, front doors last: on stop, fx runs hooks in reverse, so sockets and HTTP
 	// close before the consumers drain and the store closes.
@@ -347,7 +345,7 @@ func openStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, log *zap.Logger) (sto
 
 // serveStore answers store requests over NATS (TargetStore) from start until stop, which drains
 // the requests under way before the store closes.
-func serveStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, st store.Store, log *zap.Logger) error {
+func serveStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, st store.Store, log *zap.Logger) {
 	var srv *remote.Server
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
@@ -357,7 +355,6 @@ func serveStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, st store.Store, log 
 		},
 		OnStop: func(ctx context.Context) error { return srv.Stop(ctx) },
 	})
-	return nil
 }
 
 func tokens(cfg Config) (*auth.Tokens, error) {
