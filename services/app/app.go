@@ -198,6 +198,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		cfg.NATS.Dir = filepath.Join(cfg.DataDir, "nats")
 	}
 	cfg.Fanout.Partitions = cfg.Streams.FanoutPartitions
+	cfg.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, cfg.Streams.FanoutPartitions)
 	run := &Running{}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -58,6 +58,11 @@ type Config struct {
 	// FramesPerSecond and Burst rate-limit client frames per connection.
 	FramesPerSecond float64
 	Burst           int
+	// MembershipConsumer is the fanout consumer whose ack floor says up to which seq membership
+	// changes are in the store (fanout applies them in stream order before it acks);
+	// MembershipWait bounds how long a catch-up waits for it to reach the head.
+	MembershipConsumer string
+	MembershipWait     time.Duration
 	// OriginPatterns are the allowed browser origins (path.Match patterns); empty allows any:
 	// natter authenticates with bearer tokens, not cookies, so cross-origin sockets carry no
 	// ambient authority.
@@ -79,6 +84,8 @@ func DefaultConfig() Config {
 		Announce:            5 * time.Second,
 		FramesPerSecond:     100,
 		Burst:               200,
+		MembershipConsumer:  streams.FanoutConsumer,
+		MembershipWait:      2 * time.Second,
 	}
 }
 
@@ -99,6 +106,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: publish windows must be at least 1")
 	case c.FramesPerSecond <= 0 || c.Burst < 1:
 		return errors.New("gateway: rate limit must be positive")
+	case c.MembershipConsumer == "" || c.MembershipWait <= 0:
+		return errors.New("gateway: membership consumer and wait are required")
 	}
 	return nil
 }
@@ -134,6 +143,7 @@ type Gateway struct {
 	stopping   chan struct{}
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
+	membership floor // fanout's ack floor: membership changes applied up to it
 }
 
 // New returns a gateway; Start binds it.

@@ -32,6 +32,7 @@ func (s *session) catchUp(cursor *uint64) error {
 		from = *cursor
 	}
 	if from < marks.Head {
+		s.g.awaitMembership(s.ctx, marks.Head)
 		if err := s.replay(tl, marks, from); err != nil {
 			return err
 		}
