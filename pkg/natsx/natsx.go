@@ -129,22 +129,32 @@ func Connect(natsURL, name string, srv *server.Server, log *zap.Logger, extra ..
 	return nc, nil
 }
 
+// applyRequestTimeout bounds one JetStream API request of Apply: a cluster still electing its
+// meta leader leaves requests unanswered, and one of them must not use up the caller's whole
+// deadline. A slow but answering server gets this much per request, not for all of them.
+const applyRequestTimeout = 5 * time.Second
+
 // Apply creates or updates every stream, bucket and durable consumer in defs. It is idempotent:
 // running it at every start-up of every component is the intended use.
 func Apply(ctx context.Context, js jetstream.JetStream, defs streams.Definitions) error {
+	request := func(do func(ctx context.Context) error) error {
+		rctx, cancel := context.WithTimeout(ctx, applyRequestTimeout)
+		defer cancel()
+		return do(rctx)
+	}
 	for _, sc := range defs.Streams {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := request(func(ctx context.Context) error { _, err := js.CreateOrUpdateStream(ctx, sc); return err }); err != nil {
 			return fmt.Errorf("apply stream %s: %w", sc.Name, err)
 		}
 	}
 	for _, kc := range defs.Buckets {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+		if err := request(func(ctx context.Context) error { _, err := js.CreateOrUpdateKeyValue(ctx, kc); return err }); err != nil {
 			return fmt.Errorf("apply bucket %s: %w", kc.Bucket, err)
 		}
 	}
 	for stream, ccs := range defs.Consumers {
 		for _, cc := range ccs {
-			if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
+			if err := request(func(ctx context.Context) error { _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); return err }); err != nil {
 				return fmt.Errorf("apply consumer %s/%s: %w", stream, cc.Durable, err)
 			}
 		}

@@ -302,9 +302,7 @@ func applyDefinitions(lc fx.Lifecycle, cfg Config, nc *nats.Conn, log *zap.Logge
 		// A cluster that is still forming (no JetStream meta leader yet, or too few nodes for
 		// the replicas) answers with errors for a while: retry until start-up times out.
 		for attempt := 1; ; attempt++ {
-			actx, cancel := context.WithTimeout(ctx, 5*time.Second) // an unanswered request must not take the whole start
-			err := natsx.Apply(actx, js, streams.Define(cfg.Streams))
-			cancel()
+			err := natsx.Apply(ctx, js, streams.Define(cfg.Streams)) // each request bounded on its own
 			if err == nil {
 				return nil
 			}

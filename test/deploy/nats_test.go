@@ -85,10 +85,7 @@ func TestNATSClusterConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
-		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-		err = natsx.Apply(actx, js, streams.Define(opts))
-		acancel()
-		if err == nil {
+		if err = natsx.Apply(ctx, js, streams.Define(opts)); err == nil {
 			break
 		}
 		if ctx.Err() != nil {
