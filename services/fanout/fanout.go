@@ -171,7 +171,7 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", part.name, err)
 	}
-	part.runner, err = consumer.Start(part.cons, consumer.Config{Name: part.name, Workers: 1, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
+	part.runner, err = consumer.Start(part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
 		part.handle, consumer.Hooks{
 			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
 			Flush:   part.flush,

@@ -75,7 +75,7 @@ func DefaultConfig() Config {
 		Addr:                "127.0.0.1:8081",
 		HeartbeatInterval:   20 * time.Second,
 		HeartbeatTimeout:    10 * time.Second,
-		SendQueue:           256, // live events and answers only (catch-up is paced separately); allocated as frames come, 24 bytes a slot
+		SendQueue:           1024, // live events and answers only (catch-up is paced separately); allocated as frames come, 24 bytes a slot
 		WriteTimeout:        10 * time.Second,
 		PublishTimeout:      5 * time.Second,
 		PublishWindow:       256,
