@@ -5,7 +5,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"testing"
@@ -16,19 +15,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/streams"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // TestNATSClusterConfig parses deploy/nats/nats-{1,2,3}.conf with nats-server's own parser, boots
 // the three nodes from them (moved to free loopback ports and temporary storage) and applies
@@ -51,9 +41,10 @@ func TestNATSClusterConfig(t *testing.T) {
 		all = append(all, o)
 	}
 	var routes []*url.URL
-	for _, o := range all {
-		o.Host, o.Port, o.HTTPPort = "127.0.0.1", freePort(t), 0
-		o.Cluster.Host, o.Cluster.Port = "127.0.0.1", freePort(t)
+	ports := natsxtest.FreePorts(t, 2*len(all))
+	for i, o := range all {
+		o.Host, o.Port, o.HTTPPort = "127.0.0.1", ports[2*i], 0
+		o.Cluster.Host, o.Cluster.Port = "127.0.0.1", ports[2*i+1]
 		o.StoreDir, o.NoSigs, o.NoLog = t.TempDir(), true, true
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", o.Cluster.Port)})
 	}

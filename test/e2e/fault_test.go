@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,9 +20,11 @@ import (
 
 	"github.com/natter-chat/natter/pkg/client"
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/remote"
+	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -41,24 +41,15 @@ type deployment struct {
 	procs   map[string]*Process
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func newDeployment(t *testing.T) *deployment {
 	t.Helper()
 	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("f", 48))
 	d := &deployment{t: t, args: map[string][]string{}, dirs: map[string]string{}, procs: map[string]*Process{}}
 	var clientURLs, routes []string
+	ports := natsxtest.FreePorts(t, 6) // a client and a cluster port per node, fixed across restarts
 	var nodes [][2]int
-	for range 3 {
-		c, r := freePort(t), freePort(t)
+	for i := range 3 {
+		c, r := ports[2*i], ports[2*i+1]
 		nodes = append(nodes, [2]int{c, r})
 		clientURLs = append(clientURLs, fmt.Sprintf("nats://127.0.0.1:%d", c))
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", r))
@@ -180,7 +171,7 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 	for _, a := range accts {
 		for _, dev := range []string{"phone", "laptop"} {
 			zero := uint64(0)
-			cl, err := client.Dial(client.Config{Discover: discoverGateway(d), Token: a.Token, DeviceID: dev, Cursor: &zero,
+			cl, err := client.Dial(client.Config{Discover: apptest.Discover(d.api()), Token: a.Token, DeviceID: dev, Cursor: &zero,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, AttemptTimeout: 3 * time.Second})
 			if err != nil {
 				t.Fatal(err)
@@ -402,32 +393,5 @@ func storedSeqs(ctx context.Context, st store.Store, conv string) ([]uint64, err
 			}
 		}
 		after = page[0].Seq
-	}
-}
-
-// discoverGateway asks the API for the least-loaded live gateway.
-func discoverGateway(d *deployment) func(ctx context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		req, err := http.NewRequestWithContext(ctx, "GET", d.api()+"/v1/discovery", nil)
-		if err != nil {
-			return "", err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("discovery: %s", resp.Status)
-		}
-		var out struct {
-			Gateway struct {
-				URL string `json:"url"`
-			} `json:"gateway"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			return "", err
-		}
-		return out.Gateway.URL, nil
 	}
 }

@@ -3,9 +3,7 @@ package invariant
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -115,31 +113,4 @@ func (comp *component) stop() {
 	defer cancel()
 	_ = comp.app.Stop(ctx)
 	comp.app = nil
-}
-
-// discover asks the API for the least-loaded live gateway, as a client would.
-func discover(t testing.TB, apiURL string) func(ctx context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		req, err := http.NewRequestWithContext(ctx, "GET", apiURL+"/v1/discovery", nil)
-		if err != nil {
-			return "", err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		var out struct {
-			Gateway struct {
-				URL string `json:"url"`
-			} `json:"gateway"`
-		}
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("discovery: %s", resp.Status)
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			return "", err
-		}
-		return out.Gateway.URL, nil
-	}
 }

@@ -54,7 +54,7 @@ type device struct {
 }
 
 func (d *device) connect(t *testing.T, apiURL string, cursor uint64) {
-	cl, err := client.Dial(client.Config{Discover: discover(t, apiURL), Token: d.user.Token, DeviceID: d.id,
+	cl, err := client.Dial(client.Config{Discover: apptest.Discover(apiURL), Token: d.user.Token, DeviceID: d.id,
 		Cursor: &cursor, MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, AttemptTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -302,7 +302,18 @@ func (c *Cluster) ready() error {
 	return nil
 }
 
-// freePorts returns n distinct loopback TCP ports that were free a moment ago.
+// FreePorts returns n distinct loopback TCP ports that were free a moment ago (all held open
+// together while picked, so no two are the same), for servers that must name each other's
+// addresses before they start.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := freePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
 func freePorts(n int) ([]int, error) {
 	ls := make([]net.Listener, 0, n)
 	defer func() {

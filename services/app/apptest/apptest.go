@@ -203,3 +203,31 @@ func (s *System) WaitPersisted(seq uint64) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Discover asks the API at apiURL for the least-loaded live gateway, as a client would: a
+// client.Config.Discover.
+func Discover(apiURL string) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, "GET", apiURL+"/v1/discovery", nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("discovery: %s", resp.Status)
+		}
+		var out struct {
+			Gateway struct {
+				URL string `json:"url"`
+			} `json:"gateway"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return "", err
+		}
+		return out.Gateway.URL, nil
+	}
+}
