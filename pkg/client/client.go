@@ -6,7 +6,7 @@
 // The cursor is the seq of the last event the client delivered. natter delivers one device's
 // events in one global seq order (catch-up and live alike), so an event at or below the cursor is
 // a repeat and is dropped: Events never yields the same event twice, and never out of order.
-// Persist Cursor() with the events you keep, and pass it back in Config.Cursor after a restart.
+// Persist the Seq of the last event you kept, and pass it back in Config.Cursor after a restart.
 package client
 
 import (
@@ -158,7 +158,9 @@ func (c *Client) Ready() <-chan struct{} { return c.ready }
 // Events yields this device's events in seq order, each once. It is closed when the client ends.
 func (c *Client) Events() <-chan Event { return c.events }
 
-// Cursor is the seq of the last event delivered (or caught up to).
+// Cursor is the seq of the last event delivered (or caught up to). It never runs ahead of Events:
+// it moves just after an event is handed over, so right after a receive it may still name the
+// event before. To persist exactly what you kept, store each event's Seq with it.
 func (c *Client) Cursor() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -32,6 +32,6 @@ func Example() {
 	fmt.Println("stored at seq", ack.Seq)
 	for ev := range c.Events() { // every event once, in seq order, across reconnects
 		fmt.Println(ev.Seq, ev.SenderID, ev.Text)
-		// persist c.Cursor() with what you keep
+		// persist ev.Seq with what you keep: it is the cursor to resume from
 	}
 }
