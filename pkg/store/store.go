@@ -197,3 +197,13 @@ type Store interface {
 	// Close releases the store.
 	Close() error
 }
+
+// GroupCommitter is implemented by stores whose writes can share one wait for the disk.
+// InsertMessageUnsynced does what InsertMessage does except that the write may not yet survive a
+// crash of the machine; Sync returns once every write made before it does. A consumer that
+// inserts a chunk unsynced and syncs before acking keeps InsertMessage's durability at one disk
+// wait per chunk.
+type GroupCommitter interface {
+	InsertMessageUnsynced(ctx context.Context, m Message) (stored Message, inserted bool, err error)
+	Sync(ctx context.Context) error
+}

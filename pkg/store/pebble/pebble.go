@@ -37,6 +37,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/store"
@@ -51,6 +52,9 @@ type Options struct {
 	Logger *zap.Logger
 	// CacheBytes sizes the block cache; 0 means 128 MB.
 	CacheBytes int64
+	// FS is the file system; nil is the operating system's. Tests pass a vfs.NewCrashableMem
+	// to simulate a machine crash (its CrashClone keeps only what was synced).
+	FS vfs.FS
 }
 
 func (o Options) cacheBytes() int64 {
@@ -71,7 +75,10 @@ type Store struct {
 	stripes [64]sync.Mutex // see lock
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.GroupCommitter = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
@@ -84,6 +91,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
+		FS:                 opts.FS,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -384,23 +392,46 @@ func (s *Store) MembershipsOf(ctx context.Context, userID string) ([]store.Membe
 // first, then the (sender, client msg id) dedupe. Seq 0 is rejected: CHAT seqs start at 1 and
 // a Page uses 0 for "no bound".
 func (s *Store) InsertMessage(ctx context.Context, m store.Message) (store.Message, bool, error) {
+	stored, inserted, err := s.InsertMessageUnsynced(ctx, m)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	// The batch was committed without waiting for the disk, under the record's stripe; the sync
+	// is waited for here, outside it. Concurrent writers' syncs share one WAL fsync (pebble's
+	// group commit), and a writer holding a stripe no longer makes the others on that stripe
+	// wait for the disk too. What a concurrent call read back (a dedupe hit) is durable when
+	// that call returns, since it syncs too.
+	if err := s.Sync(ctx); err != nil {
+		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
+	}
+	return stored, inserted, nil
+}
+
+// InsertMessageUnsynced implements store.GroupCommitter: InsertMessage without the wait for the
+// disk. The write is in the WAL, so the next Sync covers it.
+func (s *Store) InsertMessageUnsynced(ctx context.Context, m store.Message) (store.Message, bool, error) {
 	if err := s.enter(ctx); err != nil {
 		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
 	}
 	defer s.mu.RUnlock()
 	stored, inserted, err := s.insertMessage(m)
-	if err == nil {
-		// The batch was committed without waiting for the disk, under the record's stripe; the
-		// sync is waited for here, outside it. Concurrent writers' syncs share one WAL fsync
-		// (pebble's group commit), and a writer holding a stripe no longer makes the others on
-		// that stripe wait for the disk too. What a concurrent call read back (a dedupe hit) is
-		// durable when that call returns, since it syncs too.
-		err = s.db.LogData(nil, pebble.Sync)
-	}
 	if err != nil {
 		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
 	}
 	return stored, inserted, nil
+}
+
+// Sync implements store.GroupCommitter: it returns once every write before it is on disk
+// (one WAL fsync, shared with concurrent callers).
+func (s *Store) Sync(ctx context.Context) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("pebble: sync: %w", err)
+	}
+	defer s.mu.RUnlock()
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("pebble: sync: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
@@ -447,7 +478,7 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 	if cmid != nil {
 		_ = b.Set(cmid, ref, nil)
 	}
-	if err := s.write(b, pebble.NoSync); err != nil { // synced by InsertMessage, outside the stripe
+	if err := s.write(b, pebble.NoSync); err != nil { // synced by the caller, outside the stripe
 		return store.Message{}, false, err
 	}
 	return m, true, nil
