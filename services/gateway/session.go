@@ -39,6 +39,7 @@ type session struct {
 	deviceID string
 	platform string
 	conn     *websocket.Conn
+	cork     *corkConn // conn's socket: the writer puts each batch on the wire in one write
 
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
@@ -127,7 +128,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "gateway is shutting down; use discovery to find another")
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	cw := &corkingWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		OriginPatterns:     g.cfg.OriginPatterns,
 		InsecureSkipVerify: len(g.cfg.OriginPatterns) == 0,
 		CompressionMode:    websocket.CompressionDisabled,
@@ -139,7 +141,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(protocol.HardFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		g: g, id: ulid.Make().String(), userID: claims.UserID, deviceID: device, platform: platform, conn: conn,
+		g: g, id: ulid.Make().String(), userID: claims.UserID, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
 		ctx: ctx, cancel: cancel, window: make(chan struct{}, g.cfg.SocketPublishWindow), kill: make(chan struct{}),
 		syncing: true,
 		bucket:  tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
@@ -309,14 +311,23 @@ func (s *session) writer() {
 		}
 		s.queue, s.spare = s.spare, nil
 		s.wmu.Unlock()
+		s.cork.cork()
 		for i, frame := range batch {
 			select {
 			case <-s.kill:
 			default:
-				// On failure write ends the session; the next round closes the socket.
-				_ = s.write(frame)
+				// Held back in memory, so no timeout: the one write of uncork has it. On failure the
+				// session ends; the next round closes the socket.
+				if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
+					s.writeFailed()
+				} else {
+					s.g.met.framesOut.Inc()
+				}
 			}
 			batch[i] = nil
+		}
+		if err := s.cork.uncork(s.g.cfg.WriteTimeout); err != nil {
+			s.writeFailed()
 		}
 		s.wmu.Lock()
 		if s.queue == nil { // nothing came meanwhile: the next frames go into this batch's memory
@@ -338,14 +349,19 @@ func (s *session) write(frame []byte) error {
 	err := s.conn.Write(ctx, websocket.MessageText, frame)
 	cancel()
 	if err != nil {
-		s.wmu.Lock()
-		s.broken = true
-		s.wmu.Unlock()
-		s.fail(protocol.CloseInternal, "write failed")
+		s.writeFailed()
 		return err
 	}
 	s.g.met.framesOut.Inc()
 	return nil
+}
+
+// writeFailed ends the session after a failed write; the socket closes without the handshake.
+func (s *session) writeFailed() {
+	s.wmu.Lock()
+	s.broken = true
+	s.wmu.Unlock()
+	s.fail(protocol.CloseInternal, "write failed")
 }
 
 // writeNow writes a frame from the goroutine that calls it (welcome, catch-up): it waits for the

@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// corkConn is a socket that can hold back what is written to it: coder/websocket flushes every
+// frame with its own write syscall, and while the session writer is corked those flushes collect
+// here, so a batch of queued frames reaches the wire in one write. Uncorked, writes pass through.
+// Bytes leave in the order they were written, corked or not.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex // held across the underlying write, so held-back bytes never interleave
+	corked bool
+	held   []byte
+}
+
+// maxHeldCap is the most buffer an uncorked socket keeps for the next batch; an idle one keeps none.
+const maxHeldCap = 64 << 10
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// cork holds back writes until uncork.
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what was held back in one write bounded by timeout, and passes writes through again.
+func (c *corkConn) uncork(timeout time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if len(c.held) == 0 {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(c.held)
+	err = errors.Join(err, c.Conn.SetWriteDeadline(time.Time{}))
+	if cap(c.held) > maxHeldCap {
+		c.held = nil
+	} else {
+		c.held = c.held[:0]
+	}
+	return err
+}
+
+// corkingWriter hands websocket.Accept a corkConn when it hijacks the connection: both the conn
+// and the buffered writer Accept builds the websocket.Conn on write through it.
+type corkingWriter struct {
+	http.ResponseWriter
+	conn *corkConn
+}
+
+func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("gateway: the response writer cannot be hijacked")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn = &corkConn{Conn: c}
+	brw.Writer.Reset(w.conn) // net/http flushed the upgrade response already: nothing is dropped
+	return w.conn, brw, nil
+}
