@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,6 +67,10 @@ type Device struct {
 type Table struct {
 	log    *zap.Logger
 	stream jetstream.Stream
+	nc     *nats.Conn
+	// direct: the bucket has one replica and allows direct gets, so the barrier reads the last
+	// revision with a direct get of the last message instead of a stream info request.
+	direct bool
 	w      jetstream.KeyWatcher
 	cancel context.CancelFunc // ends the watch
 
@@ -108,7 +113,8 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 		cancel()
 		return nil, fmt.Errorf("watch routes: %w", err)
 	}
-	t := &Table{log: log, stream: stream, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string]map[string]entry{},
+	cfg := stream.CachedInfo().Config
+	t := &Table{log: log, stream: stream, nc: js.Conn(), direct: cfg.Replicas <= 1 && cfg.AllowDirect, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string]map[string]entry{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	loaded := make(chan struct{})
 	go t.run(loaded)
@@ -225,14 +231,13 @@ func (t *Table) live(userID string) map[string]entry {
 // called (it reads the bucket's last revision, then waits for the watch to apply it). An error
 // after maxWait means the mirror is behind; the caller retries rather than route on a stale table.
 func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
-	info, err := t.stream.Info(ctx)
+	target, err := t.lastRevision(ctx)
 	if err != nil {
 		return fmt.Errorf("routes barrier: %w", err)
 	}
-	if info.State.Msgs == 0 {
+	if target == 0 {
 		return nil // every route expired or was deleted: nothing more can arrive
 	}
-	target := info.State.LastSeq
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
 	for {
@@ -252,6 +257,42 @@ func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
 			return errors.New("routes table stopped")
 		}
 	}
+}
+
+// lastRequest asks a direct get for the stream's last message, whatever its subject.
+var lastRequest = []byte(`{"last_by_subj":">"}`)
+
+// lastRevision is the bucket's last revision, 0 when it holds no message. Entries leave the
+// bucket oldest first (TTL) or by being replaced, so the last message is there whenever any is.
+// A direct get (one replica) costs the server a message lookup; a replicated bucket asks its
+// leader for the stream info, since a follower may answer a direct get from behind.
+func (t *Table) lastRevision(ctx context.Context) (uint64, error) {
+	if !t.direct {
+		info, err := t.stream.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if info.State.Msgs == 0 {
+			return 0, nil
+		}
+		return info.State.LastSeq, nil
+	}
+	msg, err := t.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+t.stream.CachedInfo().Config.Name, lastRequest)
+	if err != nil {
+		return 0, err
+	}
+	switch status := msg.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("direct get: status %s %s", status, msg.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("direct get: sequence %q: %w", msg.Header.Get(jetstream.SequenceHeader), err)
+	}
+	return seq, nil
 }
 
 // Stop ends the watch and waits for its goroutine.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -357,7 +358,8 @@ func TestSyncWhenEveryRouteExpired(t *testing.T) {
 
 // laggingTable returns a table whose mirror cannot reach the bucket's last revision: that entry
 // left the stream (purged underneath the bucket) before the table watched, while another remains,
-// which is what a watcher that has fallen behind looks like to the barrier.
+// which is what a watcher that has fallen behind looks like to the barrier. Only the stream info
+// still names the purged revision, so the table reads its target that way.
 func laggingTable(t *testing.T, e *env) *Table {
 	t.Helper()
 	if _, err := NewRegistrar(e.kv, "gwA").Put(e.ctx, "alice", "phone", "c1"); err != nil {
@@ -374,10 +376,113 @@ func laggingTable(t *testing.T, e *env) *Table {
 		t.Fatal(err)
 	}
 	tab := e.watch(t)
+	tab.direct = false
 	if got := gateways(tab, "alice"); !slices.Equal(got, []string{"gwA"}) {
 		t.Fatalf("alice %v", got)
 	}
 	return tab
+}
+
+// The barrier's cheap target (a direct get of the last message) is the stream's last sequence
+// after every kind of write the bucket sees: puts that replace, deletes, purges, and TTL expiry.
+func TestDirectTargetIsTheStreamsLastSequence(t *testing.T) {
+	opts := streams.DefaultOptions()
+	opts.RouteTTL = 300 * time.Millisecond
+	e := newEnv(t, opts)
+	tab := e.watch(t)
+	if !tab.direct {
+		t.Fatal("a one-replica bucket should take the direct-get barrier")
+	}
+	st, err := e.js.Stream(e.ctx, "KV_"+streams.RoutesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agree := func(step string) {
+		t.Helper()
+		info, err := st.Info(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := info.State.LastSeq
+		if info.State.Msgs == 0 {
+			want = 0
+		}
+		got, err := tab.lastRevision(e.ctx)
+		if err != nil || got != want {
+			t.Fatalf("%s: direct target %d (%v), stream's last %d (%d messages)", step, got, err, want, info.State.Msgs)
+		}
+	}
+	agree("empty")
+	regs := []*Registrar{NewRegistrar(e.kv, "gwA"), NewRegistrar(e.kv, "gwB")}
+	revs := map[string]uint64{}
+	for i := range 300 {
+		user := fmt.Sprintf("u%d", i%17)
+		switch i % 5 {
+		case 3:
+			if rev := revs[user]; rev != 0 {
+				if err := regs[i%2].Delete(e.ctx, user, "d", rev); err != nil {
+					t.Fatal(err)
+				}
+				delete(revs, user)
+			}
+		case 4:
+			if err := e.kv.Purge(e.ctx, streams.RouteKey(user, "d")); err != nil {
+				t.Fatal(err)
+			}
+			delete(revs, user)
+		default:
+			rev, err := regs[i%2].Put(e.ctx, user, "d", fmt.Sprintf("c%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			revs[user] = rev
+		}
+		agree(fmt.Sprintf("write %d", i))
+	}
+	time.Sleep(opts.RouteTTL + 500*time.Millisecond) // everything expires
+	agree("expired")
+}
+
+// On a replicated bucket the barrier asks the leader (a follower may answer a direct get from
+// behind), and routes written before Sync are in the mirror after it, as on one node.
+func TestSyncOnAReplicatedBucket(t *testing.T) {
+	c := natsxtest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := streams.DefaultOptions()
+	opts.Replicas = 3
+	js, err := jetstream.New(c.Connect(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Watch(ctx, js, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Stop()
+	if tab.direct {
+		t.Fatal("a replicated bucket must not take the direct-get barrier")
+	}
+	reg := NewRegistrar(kv, "gwA")
+	for i := range 50 {
+		user := fmt.Sprintf("u%d", i)
+		if _, err := reg.Put(ctx, user, "d", "c"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tab.Sync(ctx, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got := gateways(tab, user); !slices.Equal(got, []string{"gwA"}) {
+			t.Fatalf("%s routed to %v right after Sync", user, got)
+		}
+	}
 }
 
 func TestSyncHonoursMaxWait(t *testing.T) {
