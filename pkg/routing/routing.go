@@ -262,6 +262,9 @@ func (t *Table) Sync(ctx context.Context, maxWait time.Duration) error {
 // lastRequest asks a direct get for the stream's last message, whatever its subject.
 var lastRequest = []byte(`{"last_by_subj":">"}`)
 
+// directGetTimeout bounds a barrier's direct get when the caller's context does not.
+const directGetTimeout = 5 * time.Second
+
 // lastRevision is the bucket's last revision, 0 when it holds no message. Entries leave the
 // bucket oldest first (TTL) or by being replaced, so the last message is there whenever any is.
 // A direct get (one replica) costs the server a message lookup; a replicated bucket asks its
@@ -276,6 +279,11 @@ func (t *Table) lastRevision(ctx context.Context) (uint64, error) {
 			return 0, nil
 		}
 		return info.State.LastSeq, nil
+	}
+	if _, ok := ctx.Deadline(); !ok { // as the jetstream package bounds its own API requests
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, directGetTimeout)
+		defer cancel()
 	}
 	msg, err := t.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+t.stream.CachedInfo().Config.Name, lastRequest)
 	if err != nil {
