@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -25,14 +24,7 @@ func TestClusterSurvivesLosingTheStreamLeader(t *testing.T) {
 
 	opts := streams.DefaultOptions()
 	opts.Replicas = 3
-	nc := c.Connect(-1)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
-		t.Fatal(err)
-	}
+	js := c.Define(opts)
 	publish := func(i int) {
 		t.Helper()
 		// Retry across the election: a publish may time out or find no responders while the

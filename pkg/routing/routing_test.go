@@ -14,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -451,13 +450,7 @@ func TestSyncOnAReplicatedBucket(t *testing.T) {
 	defer cancel()
 	opts := streams.DefaultOptions()
 	opts.Replicas = 3
-	js, err := jetstream.New(c.Connect(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
-		t.Fatal(err)
-	}
+	js := c.Define(opts)
 	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
 	if err != nil {
 		t.Fatal(err)

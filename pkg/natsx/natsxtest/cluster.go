@@ -1,6 +1,7 @@
 package natsxtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,9 +12,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/streams"
 )
 
 // Cluster is a JetStream cluster of embedded nats-servers on loopback, for tests and benchmarks.
@@ -213,6 +216,22 @@ func (c *Cluster) Connect(i int, extra ...nats.Option) *nats.Conn {
 	}
 	c.t.Cleanup(nc.Close)
 	return nc
+}
+
+// Define connects to any node and applies natter's streams, buckets and consumers with opts (at
+// opts.Replicas), failing the test if that does not succeed within 60 s.
+func (c *Cluster) Define(opts streams.Options) jetstream.JetStream {
+	c.t.Helper()
+	js, err := jetstream.New(c.Connect(-1))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
+		c.t.Fatalf("natsxtest: define at R%d: %v", opts.Replicas, err)
+	}
+	return js
 }
 
 // MetaLeader returns the index of the node that is JetStream meta leader, or -1.
