@@ -20,8 +20,9 @@ type corkConn struct {
 	held   []byte
 }
 
-// maxHeldCap is the most buffer an uncorked socket keeps for the next batch; an idle one keeps none.
-const maxHeldCap = 64 << 10
+// maxHeldCap is the most buffer a socket keeps between batches (a few frames' worth), so that
+// sockets that once took a burst do not each hold on to it while idle.
+const maxHeldCap = 4 << 10
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
