@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -346,13 +347,13 @@ func chatTruth(ctx context.Context, t *testing.T, js jetstream.JetStream) truth 
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := stream.Info(ctx)
+	info, err := untilAvailable(ctx, func() (*jetstream.StreamInfo, error) { return stream.Info(ctx) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := truth{bySeq: map[uint64]truthMsg{}, byConv: map[string][]uint64{}, copies: map[string]int{}}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		raw, err := stream.GetMsg(ctx, seq)
+		raw, err := untilAvailable(ctx, func() (*jetstream.RawStreamMsg, error) { return stream.GetMsg(ctx, seq) })
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -372,6 +373,21 @@ func chatTruth(ctx context.Context, t *testing.T, js jetstream.JetStream) truth 
 		tr.copies[ev.SenderID+"/"+ev.ClientMsgID]++
 	}
 	return tr
+}
+
+// untilAvailable retries do while the cluster answers that JetStream is temporarily unavailable
+// (a restarted node rejoining, a leader being elected), for up to 30 s; other outcomes return.
+func untilAvailable[T any](ctx context.Context, do func() (T, error)) (T, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := do()
+		var apiErr *jetstream.APIError
+		transient := errors.As(err, &apiErr) && apiErr.Code == 503 || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		if !transient || time.Now().After(deadline) || ctx.Err() != nil {
+			return v, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // storedSeqs pages through a conversation's stored text messages (not membership events),
