@@ -68,11 +68,12 @@ type Table struct {
 	log    *zap.Logger
 	stream jetstream.Stream
 	nc     *nats.Conn
-	// direct: the bucket has one replica and allows direct gets, so the barrier reads the last
-	// revision with a direct get of the last message instead of a stream info request.
-	direct bool
-	w      jetstream.KeyWatcher
-	cancel context.CancelFunc // ends the watch
+	// directGet is the subject of a direct get on the bucket's stream when it has one replica
+	// and allows them: the barrier reads the last revision there instead of from a stream info
+	// request. Empty on a replicated bucket.
+	directGet string
+	w         jetstream.KeyWatcher
+	cancel    context.CancelFunc // ends the watch
 
 	ttl time.Duration // the bucket's TTL: older entries have expired even if no watch said so
 
@@ -113,8 +114,11 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 		cancel()
 		return nil, fmt.Errorf("watch routes: %w", err)
 	}
-	cfg := stream.CachedInfo().Config
-	t := &Table{log: log, stream: stream, nc: js.Conn(), direct: cfg.Replicas <= 1 && cfg.AllowDirect, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string]map[string]entry{},
+	var directGet string
+	if cfg := stream.CachedInfo().Config; cfg.Replicas <= 1 && cfg.AllowDirect {
+		directGet = "$JS.API.DIRECT.GET." + cfg.Name
+	}
+	t := &Table{log: log, stream: stream, nc: js.Conn(), directGet: directGet, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string]map[string]entry{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	loaded := make(chan struct{})
 	go t.run(loaded)
@@ -270,7 +274,7 @@ const directGetTimeout = 5 * time.Second
 // A direct get (one replica) costs the server a message lookup; a replicated bucket asks its
 // leader for the stream info, since a follower may answer a direct get from behind.
 func (t *Table) lastRevision(ctx context.Context) (uint64, error) {
-	if !t.direct {
+	if t.directGet == "" {
 		info, err := t.stream.Info(ctx)
 		if err != nil {
 			return 0, err
@@ -285,7 +289,7 @@ func (t *Table) lastRevision(ctx context.Context) (uint64, error) {
 		ctx, cancel = context.WithTimeout(ctx, directGetTimeout)
 		defer cancel()
 	}
-	msg, err := t.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+t.stream.CachedInfo().Config.Name, lastRequest)
+	msg, err := t.nc.RequestWithContext(ctx, t.directGet, lastRequest)
 	if err != nil {
 		return 0, err
 	}

@@ -375,7 +375,7 @@ func laggingTable(t *testing.T, e *env) *Table {
 		t.Fatal(err)
 	}
 	tab := e.watch(t)
-	tab.direct = false
+	tab.directGet = ""
 	if got := gateways(tab, "alice"); !slices.Equal(got, []string{"gwA"}) {
 		t.Fatalf("alice %v", got)
 	}
@@ -389,7 +389,7 @@ func TestDirectTargetIsTheStreamsLastSequence(t *testing.T) {
 	opts.RouteTTL = 300 * time.Millisecond
 	e := newEnv(t, opts)
 	tab := e.watch(t)
-	if !tab.direct {
+	if tab.directGet == "" {
 		t.Fatal("a one-replica bucket should take the direct-get barrier")
 	}
 	st, err := e.js.Stream(e.ctx, "KV_"+streams.RoutesBucket)
@@ -460,7 +460,7 @@ func TestSyncOnAReplicatedBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tab.Stop()
-	if tab.direct {
+	if tab.directGet != "" {
 		t.Fatal("a replicated bucket must not take the direct-get barrier")
 	}
 	reg := NewRegistrar(kv, "gwA")

@@ -401,7 +401,7 @@ func (s *Store) InsertMessage(ctx context.Context, m store.Message) (store.Messa
 	// group commit), and a writer holding a stripe no longer makes the others on that stripe
 	// wait for the disk too. What a concurrent call read back (a dedupe hit) is durable when
 	// that call returns, since it syncs too.
-	if err := s.Sync(ctx); err != nil {
+	if err := s.syncWAL(ctx); err != nil {
 		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
 	}
 	return stored, inserted, nil
@@ -424,14 +424,19 @@ func (s *Store) InsertMessageUnsynced(ctx context.Context, m store.Message) (sto
 // Sync implements store.GroupCommitter: it returns once every write before it is on disk
 // (one WAL fsync, shared with concurrent callers).
 func (s *Store) Sync(ctx context.Context) error {
-	if err := s.enter(ctx); err != nil {
-		return fmt.Errorf("pebble: sync: %w", err)
-	}
-	defer s.mu.RUnlock()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := s.syncWAL(ctx); err != nil {
 		return fmt.Errorf("pebble: sync: %w", err)
 	}
 	return nil
+}
+
+// syncWAL waits until every write before it is in the synced WAL.
+func (s *Store) syncWAL(ctx context.Context) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	return s.db.LogData(nil, pebble.Sync)
 }
 
 func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
