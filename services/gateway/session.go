@@ -318,11 +318,7 @@ func (s *session) writer() {
 			default:
 				// Held back in memory, so no timeout: the one write of uncork has it. On failure the
 				// session ends; the next round closes the socket.
-				if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
-					s.writeFailed()
-				} else {
-					s.g.met.framesOut.Inc()
-				}
+				_ = s.write(context.Background(), frame)
 			}
 			batch[i] = nil
 		}
@@ -342,13 +338,10 @@ func (s *session) writer() {
 // idleQueueCap is the largest send queue an idle socket keeps allocated.
 const idleQueueCap = 16
 
-// write writes one frame now. On failure it ends the session; the writer (started by fail if
-// none is running) then closes the socket without the close handshake.
-func (s *session) write(frame []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.WriteTimeout)
-	err := s.conn.Write(ctx, websocket.MessageText, frame)
-	cancel()
-	if err != nil {
+// write writes one frame, bounded by ctx. On failure it ends the session; the writer (started
+// by fail if none is running) then closes the socket without the close handshake.
+func (s *session) write(ctx context.Context, frame []byte) error {
+	if err := s.conn.Write(ctx, websocket.MessageText, frame); err != nil {
 		s.writeFailed()
 		return err
 	}
@@ -373,7 +366,9 @@ func (s *session) writeNow(frame []byte) error {
 		return errSessionEnded
 	default:
 	}
-	if err := s.write(frame); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.write(ctx, frame); err != nil {
 		return errSessionEnded
 	}
 	return nil
