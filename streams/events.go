@@ -76,14 +76,17 @@ func (ev ChatEvent) Encode() ([]byte, error) {
 // whose connected devices must receive it, and either one timeline event at its seq, or (Frame
 // set) a ready-made client frame outside the timeline (receipts, typing, presence) that the
 // gateway passes on as it is, or (Resync set) word that the gateway's next events do not follow
-// on from its last ones: it closes every socket with the resync code before anything later
-// reaches them, and each device catches up from its cursor.
+// on from its last ones: events below ResyncBelow may come later than newer ones, or not at all.
+// The gateway closes with the resync code, before anything later reaches them, every socket that
+// has not been caught up to ResyncBelow-1 already (all of them when ResyncBelow is 0), and each
+// such device catches up from its cursor.
 type Delivery struct {
-	Seq    uint64          `json:"seq,omitempty"`
-	Users  []string        `json:"users"`
-	Event  ChatEvent       `json:"event,omitzero"`
-	Frame  json.RawMessage `json:"frame,omitempty"`
-	Resync bool            `json:"resync,omitempty"`
+	Seq         uint64          `json:"seq,omitempty"`
+	Users       []string        `json:"users"`
+	Event       ChatEvent       `json:"event,omitzero"`
+	Frame       json.RawMessage `json:"frame,omitempty"`
+	Resync      bool            `json:"resync,omitempty"`
+	ResyncBelow uint64          `json:"resync_below,omitempty"`
 }
 
 // Route is the value of a routes bucket entry: which gateway holds a device's socket.

@@ -83,8 +83,7 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 		return
 	}
 	if d.Resync { // fanout skipped ahead: nothing later may reach a socket before it syncs
-		h.g.log.Warn("fanout reports a gap in this gateway's events; asking every client to resync")
-		h.closeAll(protocol.CloseResync, "missed deliveries; reconnect and sync")
+		h.resync(d.ResyncBelow)
 		return
 	}
 	if len(d.Frame) > 0 { // outside the timeline: pass it on as it is
@@ -109,6 +108,22 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 			s.deliver(d.Event.ConversationID, d.Seq, frame)
 		}
 	}
+}
+
+// resync closes, with the resync code, every session that events below below may still be
+// missing from (all of them when below is 0): it catches up from its cursor when it reconnects.
+// A session whose catch-up covers below-1 has them all, and drops them when they come late.
+func (h *hub) resync(below uint64) {
+	n := 0
+	for _, s := range h.all() {
+		if below > 0 && s.caughtUpTo(below-1) {
+			continue
+		}
+		s.fail(protocol.CloseResync, "missed deliveries; reconnect and sync")
+		n++
+	}
+	h.g.log.Warn("fanout reports a gap in this gateway's events; clients not caught up past it resync",
+		zap.Uint64("below", below), zap.Int("closed", n))
 }
 
 // closeAll closes every session with code, concurrently.

@@ -65,6 +65,7 @@ type session struct {
 	mu       sync.Mutex
 	syncing  bool              // catch-up running: live frames wait in pending
 	pending  []pendingFrame    // live frames held back during catch-up
+	head     uint64            // the head catch-up reads up to (0 until read): synced's cursor; nothing at or below it is sent live
 	lastSeq  map[string]uint64 // conversation -> highest seq sent to this socket (allocated on first use)
 	routeRev uint64            // revision of this session's route entry
 	bucket   tokenBucket       // rate limit of client frames
@@ -521,11 +522,19 @@ func (s *session) deliver(conv string, seq uint64, frame []byte) {
 		s.pending = append(s.pending, pendingFrame{conv, seq, frame})
 		return
 	}
-	if seq <= s.lastSeq[conv] {
+	if seq <= s.head || seq <= s.lastSeq[conv] { // the catch-up had it, or this socket did
 		return
 	}
 	s.sent(conv, seq)
 	s.enqueue(frame)
+}
+
+// caughtUpTo reports whether this socket is, or will be when its catch-up ends, past seq: every
+// event at or below it was or will be sent by the catch-up, and none comes live.
+func (s *session) caughtUpTo(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.head != 0 && s.head >= seq
 }
 
 func (s *session) allow() bool {

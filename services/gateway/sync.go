@@ -31,6 +31,9 @@ func (s *session) catchUp(cursor *uint64) error {
 	if cursor != nil {
 		from = *cursor
 	}
+	s.mu.Lock()
+	s.head = marks.Head
+	s.mu.Unlock()
 	if from < marks.Head {
 		s.g.awaitMembership(s.ctx, marks.Head)
 		if err := s.replay(tl, marks, from); err != nil {

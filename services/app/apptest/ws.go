@@ -147,6 +147,33 @@ func (w *WS) NextOfAny(timeout time.Duration, types ...string) Frame {
 	}
 }
 
+// TryNextOf returns the next frame of type typ if one arrives within timeout, holding back frames
+// of other types as NextOf does. A socket that ends fails the test.
+func (w *WS) TryNextOf(typ string, timeout time.Duration) (Frame, bool) {
+	w.T.Helper()
+	for i, f := range w.held {
+		if f.Type == typ {
+			w.held = append(w.held[:i], w.held[i+1:]...)
+			return f, true
+		}
+	}
+	deadline := time.After(timeout)
+	for {
+		select {
+		case f, ok := <-w.Frames:
+			if !ok {
+				w.T.Fatalf("socket closed while waiting for a frame: %v", w.closeErr())
+			}
+			if f.Type == typ {
+				return f, true
+			}
+			w.held = append(w.held, f)
+		case <-deadline:
+			return Frame{}, false
+		}
+	}
+}
+
 // CloseStatus waits for the socket to end and returns the server's close status (-1 if none).
 func (w *WS) CloseStatus(timeout time.Duration) websocket.StatusCode {
 	w.T.Helper()

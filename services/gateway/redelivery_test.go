@@ -1,0 +1,92 @@
+package gateway_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/streams"
+)
+
+// TestNothingAtOrBelowSyncedComesLive: fanout may deliver events again (a restarted fanout whose
+// acknowledgements never reached the disk does). A socket that was told synced at c must never
+// get an event at or below c — not even of a conversation it got nothing of since it connected
+// — and its live events stay in order. A client that keeps the seq of each frame as its cursor
+// would otherwise move it backwards.
+func TestNothingAtOrBelowSyncedComesLive(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "phone", nil)
+	var events []streams.ChatEvent
+	var seqs []uint64
+	for i := range 5 {
+		a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("before %d", i)))
+		ack := a.NextOf(protocol.TypeAck, wait)
+		seqs = append(seqs, ack.Seq)
+		events = append(events, streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv,
+			MessageID: ack.MessageID, SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("m%d", i), Text: fmt.Sprintf("before %d", i)})
+	}
+	cursor := seqs[len(seqs)-1]
+
+	// One device comes back with its cursor, another without one: both are synced at the head.
+	withCursor, without := dial(s, bob, "laptop", &cursor), dial(s, bob, "tablet", nil)
+	for i, ev := range events { // what a fanout that lost its acknowledgements sends again
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Seq: seqs[i], Users: []string{bob.ID}, Event: ev})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Run.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.Send(send(conv, "after", "after the redeliveries"))
+	next := a.NextOf(protocol.TypeAck, wait).Seq
+	for name, ws := range map[string]*apptest.WS{"laptop (cursor)": withCursor, "tablet (no cursor)": without} {
+		if f := ws.NextOf(protocol.TypeMessage, wait); f.Seq != next {
+			t.Errorf("%s, synced at %d, got seq %d live before seq %d", name, cursor, f.Seq, next)
+		}
+		if f, ok := ws.TryNextOf(protocol.TypeMessage, 300*time.Millisecond); ok {
+			t.Errorf("%s got seq %d after seq %d", name, f.Seq, next)
+		}
+	}
+}
+
+// TestResyncSparesSocketsCaughtUpPastTheGap: a resync that names where fanout's gap ends closes
+// only the sockets that may miss something below it. A socket whose catch-up read past the gap
+// has every event in it and stays open; one that did not is closed with the resync code.
+func TestResyncSparesSocketsCaughtUpPastTheGap(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "phone", nil)
+	var head uint64
+	for i := range 3 {
+		a.Send(send(conv, fmt.Sprintf("m%d", i), "hi"))
+		head = a.NextOf(protocol.TypeAck, wait).Seq
+	}
+	b, a2 := dial(s, bob, "laptop", nil), dial(s, alice, "tablet", nil) // synced at head
+
+	resync := func(below uint64) {
+		t.Helper()
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: below})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resync(head + 1) // the gap is at or below head: b and a2 have it all; a, synced at 0, does not
+	if got := a.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) {
+		t.Fatalf("a closed with %d, want %d (resync)", got, protocol.CloseResync)
+	}
+	a2.Send(send(conv, "live", "still here"))
+	live := a2.NextOf(protocol.TypeAck, wait).Seq
+	if f := b.NextOf(protocol.TypeMessage, wait); f.Seq != live {
+		t.Fatalf("b got seq %d, want %d live after a resync below its head", f.Seq, live)
+	}
+	resync(live + 2) // seq live+1 may come late: b, caught up to head only, must sync
+	if got := b.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) {
+		t.Fatalf("b closed with %d, want %d (resync)", got, protocol.CloseResync)
+	}
+}
