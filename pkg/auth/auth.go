@@ -1,5 +1,5 @@
 // Package auth issues and verifies natter access tokens (JWT, HS256 pinned) and hashes passwords
-// (bcrypt). The API issues tokens; gateways verify them on WebSocket upgrade.
+// (bcrypt). The API issues tokens; the API and the gateways check them with one Authenticator.
 package auth
 
 import (
@@ -22,6 +22,16 @@ const MinPasswordCost = bcrypt.MinCost
 
 // ErrBadPassword: the password does not match.
 var ErrBadPassword = errors.New("bad password")
+
+// MaxPasswordBytes is the longest password natter takes. bcrypt reads no further than 72 bytes,
+// so a longer password would match every password that shares its first 72 bytes: HashPassword
+// refuses one and CheckPassword never matches one, so that every byte of a password counts.
+//
+// natter refuses rather than pre-hashing (bcrypt of a base64 HMAC or SHA-512 of the password)
+// because 72 bytes is room enough for a passphrase, and refusing keeps every stored hash, old
+// or new, plain bcrypt that verifies as before; a pre-hash would need a second hash format, a
+// marker to tell the two apart, and a path off the truncating old one.
+const MaxPasswordBytes = 72
 
 const issuer = "natter"
 
@@ -89,8 +99,12 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 }
 
 // HashPassword returns a bcrypt hash of password at the given cost (0: bcrypt's default, 10).
-// Tests use MinPasswordCost (4); deployments should keep the default or raise it.
+// Tests use MinPasswordCost (4); deployments should keep the default or raise it. A password
+// over MaxPasswordBytes is an error.
 func HashPassword(password string, cost int) ([]byte, error) {
+	if len(password) > MaxPasswordBytes {
+		return nil, fmt.Errorf("hash password: %d bytes, the limit is %d", len(password), MaxPasswordBytes)
+	}
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
 	}
@@ -101,8 +115,13 @@ func HashPassword(password string, cost int) ([]byte, error) {
 	return h, nil
 }
 
-// CheckPassword returns ErrBadPassword unless password matches hash.
+// CheckPassword returns ErrBadPassword unless password matches hash. A password over
+// MaxPasswordBytes matches no hash (bcrypt alone would compare its first 72 bytes); it is refused
+// without the bcrypt work, which tells a caller nothing it did not send.
 func CheckPassword(hash []byte, password string) error {
+	if len(password) > MaxPasswordBytes {
+		return ErrBadPassword
+	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil {
 		return ErrBadPassword
 	}

@@ -74,6 +74,26 @@ func TestPassword(t *testing.T) {
 	}
 }
 
+// bcrypt reads 72 bytes; a longer password that shares them must not pass for the real one.
+func TestPasswordEveryByteCounts(t *testing.T) {
+	p72 := strings.Repeat("p", MaxPasswordBytes)
+	h, err := HashPassword(p72, MinPasswordCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPassword(h, p72); err != nil {
+		t.Fatalf("exact 72-byte password: %v", err)
+	}
+	for _, longer := range []string{p72 + "x", p72 + strings.Repeat("anything", 100)} {
+		if err := CheckPassword(h, longer); !errors.Is(err, ErrBadPassword) {
+			t.Errorf("%d-byte password sharing the first 72 bytes: got %v, want ErrBadPassword", len(longer), err)
+		}
+		if _, err := HashPassword(longer, MinPasswordCost); err == nil {
+			t.Errorf("hashed a %d-byte password", len(longer))
+		}
+	}
+}
+
 func TestLoadOrCreateSecret(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "sub", "secret")
 	a, err := LoadOrCreateSecret(p)

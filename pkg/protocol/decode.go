@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"unicode/utf8"
 
 	"github.com/natter-chat/natter/streams"
@@ -22,24 +23,24 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame must be one JSON object")
 	}
 	var f ClientFrame
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(&f); err != nil {
-		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame is not valid JSON: %v", err)
-	}
-	if dec.More() {
-		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame must be exactly one JSON object")
+	// Unmarshal checks the whole input is one JSON value before it fills f, so a syntax error
+	// means "not one JSON object". A field of the wrong type does not stop it: it fills every other
+	// field and reports the first bad one, so the frame's ref is known even then.
+	if err := json.Unmarshal(trimmed, &f); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
+			return ClientFrame{}, Errorf(CodeInvalidJSON, "frame is not valid JSON: %v", err)
+		}
+		return ClientFrame{}, Errorf(CodeInvalidFrame, "%s", wrongTypeMessage(typeErr.Field)).WithRef(refOf(f))
 	}
 	if len(f.ID) > MaxIDBytes {
 		return ClientFrame{}, Errorf(CodeInvalidFrame, "id longer than %d bytes", MaxIDBytes)
 	}
-	ref := f.ID
+	ref := refOf(f)
 	switch f.Type {
 	case TypePing:
 		return f, nil
 	case TypeSend:
-		if ref == "" && streams.ValidToken(f.ClientMsgID) {
-			ref = f.ClientMsgID
-		}
 		if e := validateSend(f); e != nil {
 			return ClientFrame{}, e.WithRef(ref)
 		}
@@ -75,6 +76,43 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 	default:
 		return ClientFrame{}, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32)).WithRef(ref)
 	}
+}
+
+// refOf names a frame in the answer to it: its id, else (for a send) its client_msg_id if that
+// is valid; empty when neither can be echoed.
+func refOf(f ClientFrame) string {
+	switch {
+	case f.ID != "":
+		if len(f.ID) > MaxIDBytes {
+			return ""
+		}
+		return f.ID
+	case f.Type == TypeSend && streams.ValidToken(f.ClientMsgID):
+		return f.ClientMsgID
+	}
+	return ""
+}
+
+// wrongTypeMessages says, for each field of ClientFrame, what a value of it must be; the
+// decoder's own wording names Go types, which mean nothing to a client.
+var wrongTypeMessages = map[string]string{
+	"type":            "type must be a string",
+	"id":              "id must be a string",
+	"client_msg_id":   "client_msg_id must be a string",
+	"conversation_id": "conversation_id must be a string",
+	"text":            "text must be a string",
+	"up_to":           "up_to must be a whole number from 1 to 18446744073709551615 (the seq of an event), written without a fraction or exponent",
+	"state":           "state must be a string",
+	"user_ids":        "user_ids must be an array of strings",
+}
+
+// wrongTypeMessage explains a value of the wrong type in field (a path as
+// json.UnmarshalTypeError names it).
+func wrongTypeMessage(field string) string {
+	if m, ok := wrongTypeMessages[field]; ok {
+		return m
+	}
+	return "a field has a value of the wrong type"
 }
 
 func validateSend(f ClientFrame) *Error {

@@ -1,7 +1,10 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -21,6 +24,9 @@ func TestDecodeAccepts(t *testing.T) {
 		"escaped backslash": []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"a\\ud800"}`),
 		"100k emoji":        sendFrame(strings.Repeat("😀", MaxTextRunes)),
 		"100k ascii":        sendFrame(strings.Repeat("a", MaxTextRunes)),
+		"up_to 2^63":        []byte(`{"type":"read","conversation_id":"c","up_to":9223372036854775808}`),
+		"up_to 2^64-1":      []byte(`{"type":"delivered","conversation_id":"c","up_to":18446744073709551615}`),
+		"null fields":       []byte(`{"type":"ping","id":null,"text":null,"up_to":null,"user_ids":null}`),
 		"100k escaped emoji": []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"` +
 			strings.Repeat(`\ud83d\ude00`, MaxTextRunes) + `"}`),
 	} {
@@ -59,6 +65,34 @@ func TestDecodeRejects(t *testing.T) {
 		{"presence of nobody", []byte(`{"type":"presence","user_ids":[]}`), CodeInvalidFrame, ""},
 		{"presence of 101", []byte(`{"type":"presence","user_ids":[` + strings.Repeat(`"u",`, 100) + `"u"]}`), CodeInvalidFrame, ""},
 		{"presence bad id", []byte(`{"type":"presence","user_ids":["*"]}`), CodeInvalidFrame, ""},
+		{"closing brace after the object", []byte(`{"type":"ping","id":"p"}}`), CodeInvalidJSON, ""},
+		{"closing bracket after the object", []byte(`{"type":"ping","id":"p"}]`), CodeInvalidJSON, ""},
+
+		// A field of the wrong type is a malformed field of one JSON object: invalid_frame, with
+		// the ref recovered from the fields that are right.
+		{"up_to negative", []byte(`{"type":"read","id":"r","conversation_id":"c","up_to":-1}`), CodeInvalidFrame, "r"},
+		{"up_to fraction", []byte(`{"type":"read","id":"r","conversation_id":"c","up_to":1.5}`), CodeInvalidFrame, "r"},
+		{"up_to exponent", []byte(`{"type":"delivered","id":"r","conversation_id":"c","up_to":1e2}`), CodeInvalidFrame, "r"},
+		{"up_to 1e400", []byte(`{"type":"read","id":"r","conversation_id":"c","up_to":1e400}`), CodeInvalidFrame, "r"},
+		{"up_to 2^64", []byte(`{"type":"read","id":"r","conversation_id":"c","up_to":18446744073709551616}`), CodeInvalidFrame, "r"},
+		{"up_to string", []byte(`{"type":"read","id":"r","conversation_id":"c","up_to":"8"}`), CodeInvalidFrame, "r"},
+		{"up_to bool", []byte(`{"type":"delivered","id":"r","conversation_id":"c","up_to":true}`), CodeInvalidFrame, "r"},
+		{"up_to object, id after it", []byte(`{"type":"read","conversation_id":"c","up_to":{},"id":"r"}`), CodeInvalidFrame, "r"},
+		{"type number", []byte(`{"type":5,"id":"r"}`), CodeInvalidFrame, "r"},
+		{"type array", []byte(`{"type":["send"],"id":"r","client_msg_id":"c1"}`), CodeInvalidFrame, "r"},
+		{"id number", []byte(`{"type":"ping","id":5}`), CodeInvalidFrame, ""},
+		{"send id number falls back to client_msg_id", []byte(`{"type":"send","id":5,"client_msg_id":"c1","conversation_id":"x","text":"hi"}`), CodeInvalidFrame, "c1"},
+		{"client_msg_id number", []byte(`{"type":"send","id":"r","client_msg_id":7,"conversation_id":"x","text":"hi"}`), CodeInvalidFrame, "r"},
+		{"conversation_id number", []byte(`{"type":"send","client_msg_id":"c1","conversation_id":7,"text":"hi"}`), CodeInvalidFrame, "c1"},
+		{"text number", []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":42}`), CodeInvalidFrame, "c1"},
+		{"text object", []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":{"a":"b"}}`), CodeInvalidFrame, "c1"},
+		{"text array", []byte(`{"type":"send","text":["hi"],"conversation_id":"x","client_msg_id":"c1"}`), CodeInvalidFrame, "c1"},
+		{"state bool", []byte(`{"type":"typing","id":"t","conversation_id":"c","state":true}`), CodeInvalidFrame, "t"},
+		{"user_ids string", []byte(`{"type":"presence","id":"p","user_ids":"u1"}`), CodeInvalidFrame, "p"},
+		{"user_ids element number", []byte(`{"type":"presence","id":"p","user_ids":["u1",2]}`), CodeInvalidFrame, "p"},
+		{"user_ids object", []byte(`{"type":"presence","id":"p","user_ids":{"u1":true}}`), CodeInvalidFrame, "p"},
+		{"two fields wrong", []byte(`{"type":"read","id":"r","conversation_id":1,"up_to":-1}`), CodeInvalidFrame, "r"},
+		{"wrong type and long id", []byte(`{"type":"read","id":"` + strings.Repeat("i", 65) + `","conversation_id":"c","up_to":-1}`), CodeInvalidFrame, ""},
 	} {
 		_, e := Decode(tc.raw)
 		if e == nil {
@@ -67,6 +101,41 @@ func TestDecodeRejects(t *testing.T) {
 		}
 		if e.Code != tc.code || e.Ref != tc.ref || e.Type != TypeError || e.Message == "" {
 			t.Errorf("%s: got %+v, want code %s ref %q", tc.name, e, tc.code, tc.ref)
+		}
+		if w := goInternals(e.Message); w != "" {
+			t.Errorf("%s: message %q names %q, an internal of the decoder", tc.name, e.Message, w)
+		}
+	}
+}
+
+// goInternals returns a word of encoding/json's own wording found in msg, or "".
+func goInternals(msg string) string {
+	for _, w := range []string{"Go struct", "Go value", "uint64", "unmarshal", "ClientFrame"} {
+		if strings.Contains(strings.ToLower(msg), strings.ToLower(w)) {
+			return w
+		}
+	}
+	return ""
+}
+
+// Every field of ClientFrame has a message for a value of the wrong type, so a field added later
+// without one fails here rather than telling clients "a field has a value of the wrong type".
+func TestDecodeNamesEveryWrongTypedField(t *testing.T) {
+	ft := reflect.TypeFor[ClientFrame]()
+	for i := range ft.NumField() {
+		name, _, _ := strings.Cut(ft.Field(i).Tag.Get("json"), ",")
+		wrong := `{}` // a string, a number and an array field all refuse an object
+		raw := []byte(`{"type":"send","id":"r",` + strconv.Quote(name) + `:` + wrong + `}`)
+		if name == "id" {
+			raw = []byte(`{"type":"send","client_msg_id":"r","id":{}}`)
+		}
+		_, e := Decode(raw)
+		want, ok := wrongTypeMessages[name]
+		if !ok || e == nil || e.Code != CodeInvalidFrame || e.Message != want || e.Ref != "r" {
+			t.Errorf("field %s: got %+v, want invalid_frame %q with ref r", name, e, want)
+		}
+		if !strings.HasPrefix(want, name+" ") {
+			t.Errorf("field %s: message %q does not start with the field's name", name, want)
 		}
 	}
 }
@@ -87,7 +156,8 @@ func TestCloseCodesReconnect(t *testing.T) {
 // FuzzDecode: whatever the bytes, Decode never panics, and an accepted send obeys every limit.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"type":"ping"}`, `{"type":"send","client_msg_id":"a","conversation_id":"b","text":"hi"}`,
-		`{"type":"send","text":"\ud83d\ude00"}`, `{"type":"send","text":"\ud800\\u"}`, `[`, "\xff", `{"type":"x","id":"y"}`} {
+		`{"type":"send","text":"\ud83d\ude00"}`, `{"type":"send","text":"\ud800\\u"}`, `[`, "\xff", `{"type":"x","id":"y"}`,
+		`{"type":"read","id":"r","conversation_id":"c","up_to":-1}`, `{"type":"presence","user_ids":["a",1]}`, `{"type":"ping"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -95,6 +165,19 @@ func FuzzDecode(f *testing.F) {
 		if e != nil {
 			if e.Code == "" || e.Type != TypeError {
 				t.Fatalf("error frame without code: %+v", e)
+			}
+			// Messages are for people: never the decoder's Go wording (unless the client's own
+			// bytes, echoed as an unknown type, spell it).
+			if w := goInternals(e.Message); w != "" && !strings.Contains(strings.ToLower(string(raw)), strings.ToLower(w)) {
+				t.Fatalf("message %q names %q for %q", e.Message, w, raw)
+			}
+			// Past the size and UTF-8 checks, invalid_json is exactly for input that is not one
+			// JSON object: a field of the wrong type is invalid_frame.
+			if e.Code != CodeFrameTooLarge && e.Code != CodeInvalidUTF8 {
+				isObject := json.Valid(raw) && bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{"))
+				if isObject == (e.Code == CodeInvalidJSON) {
+					t.Fatalf("code %s for %q (one JSON object: %v)", e.Code, raw, isObject)
+				}
 			}
 			return
 		}
@@ -107,4 +190,22 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Decode runs for every client frame; go test -bench Decode -benchmem ./pkg/protocol.
+func BenchmarkDecode(b *testing.B) {
+	for name, raw := range map[string][]byte{
+		"send":          sendFrame("hello, how are you today?"),
+		"send 4KiB":     sendFrame(strings.Repeat("a", 4096)),
+		"read":          []byte(`{"type":"read","id":"r1","conversation_id":"dtfnjvkiqiztpyiy4ohsdsqoep","up_to":8}`),
+		"wrong-typed":   []byte(`{"type":"read","id":"r1","conversation_id":"dtfnjvkiqiztpyiy4ohsdsqoep","up_to":-8}`),
+		"not an object": []byte(`{"type":"read","id":"r1","conversation_id":"dtfnjvkiqiztpyiy4ohsdsqoep","up_to":8`),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Decode(raw)
+			}
+		})
+	}
 }

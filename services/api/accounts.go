@@ -21,9 +21,9 @@ import (
 const (
 	MinHandle      = 3
 	MaxHandle      = 32
-	MinPassword    = 8  // bytes
-	MaxPassword    = 72 // bytes: bcrypt reads no further
-	MaxDisplayName = 64 // code points
+	MinPassword    = 8                     // bytes
+	MaxPassword    = auth.MaxPasswordBytes // bytes: bcrypt reads no further; login refuses longer ones too
+	MaxDisplayName = 64                    // code points
 )
 
 // userJSON is a user as clients see it; never the password hash.
@@ -107,7 +107,8 @@ type loginRequest struct {
 }
 
 // login: POST /v1/login -> 200 {user, token, expires_at}. A wrong handle and a wrong password
-// get the same answer after the same bcrypt work.
+// get the same answer after the same bcrypt work. A password over MaxPassword gets that answer
+// too (auth.CheckPassword matches none), so no longer password passes for its first 72 bytes.
 func (s *Server) login(c *fiber.Ctx) error {
 	var req loginRequest
 	if err := decodeBody(c, &req); err != nil {
@@ -144,18 +145,22 @@ func (s *Server) session(c *fiber.Ctx, status int, u store.User) error {
 	return c.Status(status).JSON(sessionJSON{User: userOut(u), Token: token, ExpiresAt: rfc3339(exp)})
 }
 
-// authenticate requires "Authorization: Bearer <token>" with a valid token and stores the
-// caller's user id for callerID.
+// authenticate requires "Authorization: Bearer <token>" with a token auth.Authenticator accepts
+// (the gateway's upgrade makes the same check) and stores the caller's user id for callerID.
 func (s *Server) authenticate(c *fiber.Ctx) error {
 	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return errorf(http.StatusUnauthorized, CodeUnauthorized, "a bearer token is required")
 	}
-	claims, err := s.tokens.Verify(token)
-	// Ids go into subjects and keys: never trust one that could not have been issued here.
-	if err != nil || !streams.ValidToken(claims.UserID) {
+	claims, err := s.auth.Authenticate(c.UserContext(), token)
+	switch {
+	case errors.Is(err, auth.ErrNoAccount):
+		return errorf(http.StatusUnauthorized, CodeUnauthorized, "no such account")
+	case errors.Is(err, auth.ErrRefused):
 		return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid or expired token")
+	case err != nil:
+		return err // the store did not answer: writeError logs it and answers 503 or 500
 	}
 	c.Locals(userKey{}, claims.UserID)
 	return c.Next()

@@ -115,6 +115,7 @@ type Server struct {
 	log      *zap.Logger
 	store    store.Store
 	tokens   *auth.Tokens
+	auth     *auth.Authenticator // checks the bearer token of every authenticated route
 	timeline *timeline.Reader
 	js       jetstream.JetStream
 	metrics  *metrics // nil: no metrics
@@ -151,7 +152,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
-		timeline: deps.Timeline, js: deps.JS,
+		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS,
 		dummyHash: sync.OnceValue(func() []byte {
 			h, _ := auth.HashPassword("natter: no such user, hashing for equal timing", cfg.PasswordCost) // < 72 bytes: cannot fail
 			return h

@@ -25,7 +25,7 @@ const (
 	CodeInvalidDisplayName protocol.Code = "invalid_display_name" // not 1-64 visible code points
 	CodeHandleTaken        protocol.Code = "handle_taken"         // another account has the handle
 	CodeBadCredentials     protocol.Code = "bad_credentials"      // wrong handle or password (never says which)
-	CodeUnauthorized       protocol.Code = "unauthorized"         // no, malformed, forged or expired bearer token
+	CodeUnauthorized       protocol.Code = "unauthorized"         // no, malformed, forged or expired bearer token, or its account is gone
 	CodeUserNotFound       protocol.Code = "user_not_found"       // no such user
 	CodeSelfConversation   protocol.Code = "self_conversation"    // a direct conversation with yourself
 	CodeMessageNotFound    protocol.Code = "message_not_found"    // no such message that you may see

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,6 +145,7 @@ type Gateway struct {
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
 	membership floor // fanout's ack floor: membership changes applied up to it
+	auth       *auth.Authenticator
 }
 
 // New returns a gateway; Start binds it.
@@ -155,7 +157,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		cfg.ID = "gw" + ulid.Make().String()
 	}
 	g := &Gateway{cfg: cfg, deps: deps, log: deps.Log.Named("gateway").With(zap.String("gateway", cfg.ID)),
-		met: newMetrics(deps.Metrics), stopping: make(chan struct{})}
+		met: newMetrics(deps.Metrics), stopping: make(chan struct{}), auth: auth.NewAuthenticator(deps.Tokens, deps.Store)}
 	g.hub = newHub(g)
 	return g, nil
 }
@@ -209,7 +211,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("gateway: listen %s: %w", g.cfg.Addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ws", g.serveWS)
+	mux.HandleFunc("GET /v1/ws", g.authenticateUpgrade(g.serveWS))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -301,6 +303,40 @@ func (g *Gateway) announce(ctx context.Context) error {
 	}
 	_, err = g.gwKV.Put(ctx, g.cfg.ID, info)
 	return err
+}
+
+// authTimeout bounds the account read of an upgrade's token check.
+const authTimeout = 5 * time.Second
+
+// authenticateUpgrade lets an upgrade reach next only with a token auth.Authenticator accepts,
+// the check the API makes on every authenticated route. A refused token gets the 401 a bad token
+// always got; a store that cannot answer gets 503, and the client retries.
+func (g *Gateway) authenticateUpgrade(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), authTimeout)
+		defer cancel()
+		_, err := g.auth.Authenticate(ctx, upgradeToken(r))
+		switch {
+		case errors.Is(err, auth.ErrRefused):
+			httpError(w, http.StatusUnauthorized, "unauthorized", "a valid access token is required (Authorization: Bearer or ?token=)")
+			return
+		case err != nil:
+			g.log.Warn("upgrade: token not checked", zap.Error(err))
+			httpError(w, http.StatusServiceUnavailable, "unavailable", "the access token could not be checked; retry")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// upgradeToken is the access token of an upgrade request: "Authorization: Bearer" (scheme
+// matched without regard to case) wins over ?token=.
+func upgradeToken(r *http.Request) string {
+	token := r.URL.Query().Get("token")
+	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		token = strings.TrimSpace(cred)
+	}
+	return token
 }
 
 // Module runs a gateway in an fx graph.

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
@@ -100,20 +101,24 @@ func TestBadInputGetsCodedErrorAndConnectionStaysUsable(t *testing.T) {
 		name string
 		raw  []byte
 		code protocol.Code
+		ref  string
 	}{
-		{"malformed json", []byte(`{"type":`), protocol.CodeInvalidJSON},
-		{"invalid utf8", []byte("{\"type\":\"send\",\"text\":\"\xc3\x28\"}"), protocol.CodeInvalidUTF8},
-		{"unknown type", []byte(`{"type":"launch"}`), protocol.CodeUnknownType},
-		{"empty text", []byte(`{"type":"send","client_msg_id":"x1","conversation_id":"` + conv + `","text":""}`), protocol.CodeTextEmpty},
-		{"100,001 ascii", mustJSON(send(conv, "x2", strings.Repeat("a", protocol.MaxTextRunes+1))), protocol.CodeTextTooLong},
-		{"oversized frame", []byte(`{"type":"send","text":"` + strings.Repeat("a", protocol.MaxFrameBytes) + `"}`), protocol.CodeFrameTooLarge},
-		{"not a member", mustJSON(send("dnosuchconversation", "x3", "hi")), protocol.CodeNotMember},
+		{"malformed json", []byte(`{"type":`), protocol.CodeInvalidJSON, ""},
+		{"invalid utf8", []byte("{\"type\":\"send\",\"text\":\"\xc3\x28\"}"), protocol.CodeInvalidUTF8, ""},
+		{"unknown type", []byte(`{"type":"launch"}`), protocol.CodeUnknownType, ""},
+		{"empty text", []byte(`{"type":"send","client_msg_id":"x1","conversation_id":"` + conv + `","text":""}`), protocol.CodeTextEmpty, "x1"},
+		{"100,001 ascii", mustJSON(send(conv, "x2", strings.Repeat("a", protocol.MaxTextRunes+1))), protocol.CodeTextTooLong, "x2"},
+		{"oversized frame", []byte(`{"type":"send","text":"` + strings.Repeat("a", protocol.MaxFrameBytes) + `"}`), protocol.CodeFrameTooLarge, ""},
+		{"not a member", mustJSON(send("dnosuchconversation", "x3", "hi")), protocol.CodeNotMember, "x3"},
+		{"negative up_to", []byte(`{"type":"read","id":"r1","conversation_id":"` + conv + `","up_to":-1}`), protocol.CodeInvalidFrame, "r1"},
+		{"up_to over 2^64-1", []byte(`{"type":"delivered","id":"r2","conversation_id":"` + conv + `","up_to":1e400}`), protocol.CodeInvalidFrame, "r2"},
+		{"text a number", []byte(`{"type":"send","client_msg_id":"x5","conversation_id":"` + conv + `","text":5}`), protocol.CodeInvalidFrame, "x5"},
 	}
 	for _, tc := range cases {
 		a.SendRaw(tc.raw)
 		f := a.NextOf(protocol.TypeError, wait)
-		if protocol.Code(f.Code) != tc.code || f.Message == "" {
-			t.Errorf("%s: got %+v, want code %s", tc.name, f, tc.code)
+		if protocol.Code(f.Code) != tc.code || f.Ref != tc.ref || f.Message == "" || strings.Contains(f.Message, "Go struct") {
+			t.Errorf("%s: got %s, want code %s ref %q", tc.name, f.Raw, tc.code, tc.ref)
 		}
 		a.Send(protocol.ClientFrame{Type: protocol.TypePing, ID: "p"})
 		if p := a.NextOf(protocol.TypePong, wait); p.Ref != "p" {
@@ -133,7 +138,8 @@ func TestBadInputGetsCodedErrorAndConnectionStaysUsable(t *testing.T) {
 }
 
 func TestUpgradeNeedsAValidToken(t *testing.T) {
-	s := apptest.Start(t)
+	secret := []byte("0123456789abcdef0123456789abcdef-gateway-tests")
+	s := apptest.Start(t, func(c *app.Config) { c.JWTSecret = secret })
 	for _, q := range []string{"", "?token=garbage"} {
 		resp, err := http.Get(strings.Replace(s.WSURL, "ws://", "http://", 1) + q)
 		if err != nil {
@@ -144,6 +150,51 @@ func TestUpgradeNeedsAValidToken(t *testing.T) {
 			t.Errorf("upgrade with %q: status %d, want 401", q, resp.StatusCode)
 		}
 	}
+
+	// A token signed with the right secret for an account the store does not have (deleted, or
+	// the store wiped since) is refused by a real upgrade, by query and by header alike, and by the
+	// API: both go through auth.Authenticator.
+	tokens, err := auth.NewTokens(secret, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _, err := tokens.Issue("01GHOSTGHOSTGHOSTGHOSTGHOS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for name, connect := range map[string]func() (*websocket.Conn, *http.Response, error){
+		"query": func() (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, s.WSURL+"?device=ghost&token="+ghost, nil)
+		},
+		"header": func() (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, s.WSURL+"?device=ghost", &websocket.DialOptions{
+				HTTPHeader: http.Header{"Authorization": {"Bearer " + ghost}},
+			})
+		},
+	} {
+		c, resp, err := connect()
+		if err == nil {
+			c.CloseNow()
+			t.Fatalf("%s: a token of no account opened a socket", name)
+		}
+		var body struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		if resp == nil {
+			t.Fatalf("%s: no HTTP answer: %v", name, err)
+		}
+		if resp.StatusCode != http.StatusUnauthorized || json.NewDecoder(resp.Body).Decode(&body) != nil || body.Error.Code != "unauthorized" {
+			t.Errorf("%s: got %d %+v, want 401 unauthorized", name, resp.StatusCode, body)
+		}
+	}
+	status, raw := apptest.Request(t, "GET", s.APIURL+"/v1/conversations", ghost, nil)
+	if status != http.StatusUnauthorized || !strings.Contains(string(raw), `"code":"unauthorized"`) {
+		t.Errorf("API with a token of no account: %d %s", status, raw)
+	}
+	// The same secret's token for a real account still opens a socket.
+	dial(s, s.SignUp("alice"), "a", nil).Conn.Close(websocket.StatusNormalClosure, "")
 }
 
 func TestSyncFromCursorThenLiveWithoutGapOrDuplicate(t *testing.T) {
