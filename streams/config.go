@@ -23,9 +23,11 @@ type Options struct {
 	ChatMaxBytes int64
 	// RouteTTL is how long a route lives without its gateway refreshing it.
 	RouteTTL time.Duration
-	// GatewayTTL is how long a gateway stays discoverable without a heartbeat, and a fanout
-	// instance keeps its partitions.
+	// GatewayTTL is how long a gateway stays discoverable without a heartbeat.
 	GatewayTTL time.Duration
+	// FanoutLiveness is how long a fanout instance counts as live after its last refresh of the
+	// fanouts bucket (the bucket's TTL); the others take its partitions over after that.
+	FanoutLiveness time.Duration
 	// PresenceMaxAge bounds the PRESENCE stream.
 	PresenceMaxAge time.Duration
 	// AckWait is the redelivery timeout of natter's durable consumers.
@@ -35,9 +37,8 @@ type Options struct {
 	// partition is one durable consumer with a pinned-client priority group: one fanout instance
 	// at a time is active on it. Every process of a deployment must agree on it.
 	FanoutPartitions int
-	// FanoutAckWait is fanout's redelivery timeout. Its pin moves to another instance only after
-	// FanoutPinnedTTL without a pull, which is longer: a dead instance's unacknowledged events
-	// are due again before the new one pulls anything, so they go out first, in order.
+	// FanoutAckWait is fanout's redelivery timeout: a dead instance's unacknowledged events come
+	// back after it (the partition that gets them has its gateways resync first; see fanout).
 	FanoutAckWait time.Duration
 	// MaxDeliver bounds deliveries of one event to natter's own durable consumers; -1 (the
 	// default) never gives up, because an abandoned event would leave a gap behind the persister's
@@ -54,6 +55,7 @@ func DefaultOptions() Options {
 		ChatMaxBytes:     -1,
 		RouteTTL:         10 * time.Minute,
 		GatewayTTL:       15 * time.Second,
+		FanoutLiveness:   time.Second,
 		PresenceMaxAge:   time.Hour,
 		AckWait:          30 * time.Second,
 		FanoutPartitions: 1,
@@ -72,7 +74,8 @@ const FanoutMaxAckPending = 2048
 const FanoutGroup = "fanout"
 
 // FanoutPinnedTTL is how long a fanout partition stays pinned to an instance that stopped
-// pulling: FanoutAckWait plus a margin for the server's redelivery timer.
+// pulling when nobody unpins it. Instances unpin what they hand over and what a dead instance
+// held as soon as they take it (fanout's balance.go), so this is only the fallback.
 func (o Options) FanoutPinnedTTL() time.Duration { return o.FanoutAckWait + 3*time.Second }
 
 // Definitions is every stream, bucket and durable consumer natter needs, declared once.
@@ -125,7 +128,7 @@ func Define(o Options) Definitions {
 			{Bucket: RoutesBucket, Description: "<user>.<device> -> gateway holding its socket", TTL: o.RouteTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 			{Bucket: PresenceBucket, Description: "<user> -> presence status and last seen", Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 			{Bucket: GatewaysBucket, Description: "<gateway> -> address and load of a live gateway", TTL: o.GatewayTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
-			{Bucket: FanoutsBucket, Description: "<fanout instance> -> alive; fanout partitions are shared out among the live ones", TTL: o.GatewayTTL, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
+			{Bucket: FanoutsBucket, Description: "<fanout instance> -> alive; fanout partitions are shared out among the live ones", TTL: o.FanoutLiveness, Replicas: o.Replicas, History: 1, Storage: jetstream.FileStorage},
 		},
 		Consumers: map[string][]jetstream.ConsumerConfig{
 			PresenceStream: {

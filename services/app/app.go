@@ -154,6 +154,9 @@ func (c Config) Validate() error {
 	if c.Streams.FanoutPartitions < 1 {
 		return errors.New("fanout partitions must be at least 1")
 	}
+	if c.Streams.FanoutLiveness < 50*time.Millisecond {
+		return fmt.Errorf("fanout liveness %s: want at least 50ms", c.Streams.FanoutLiveness)
+	}
 	return nil
 }
 
@@ -164,7 +167,6 @@ func (c Config) has(t string) bool { return slices.Contains(c.Targets, t) }
 func (c *Config) SetGatewayTTL(ttl time.Duration) {
 	c.Streams.GatewayTTL, c.Presence.GatewayTTL = ttl, ttl
 	c.Gateway.Announce, c.Presence.Sweep = ttl/3, ttl/3
-	c.Fanout.Liveness = ttl
 }
 
 // nodeOnly reports whether the process runs nothing but the embedded NATS node.
@@ -197,7 +199,14 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.NATS.Dir == "" {
 		cfg.NATS.Dir = filepath.Join(cfg.DataDir, "nats")
 	}
-	cfg.Fanout.Partitions = cfg.Streams.FanoutPartitions
+	cfg.Fanout.Partitions, cfg.Fanout.Liveness = cfg.Streams.FanoutPartitions, cfg.Streams.FanoutLiveness
+	if cfg.has(TargetFanout) && cfg.Fanout.InstanceID == "" {
+		id, err := fanout.LoadOrCreateInstanceID(filepath.Join(cfg.DataDir, "fanout.id"))
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Fanout.InstanceID = id
+	}
 	cfg.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, cfg.Streams.FanoutPartitions)
 	run := &Running{}
 	reg := prometheus.NewRegistry()

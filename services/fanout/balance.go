@@ -2,18 +2,24 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/streams"
 )
 
 // balance keeps this instance's entry in the fanouts bucket fresh and its share of the
-// partitions current, every Liveness/3, until Stop.
+// partitions current, every Liveness/5, until Stop.
 func (f *Fanout) balance() {
 	defer close(f.done)
-	tick := time.NewTicker(f.cfg.Liveness / 3)
+	tick := time.NewTicker(f.cfg.Liveness / 5)
 	defer tick.Stop()
 	for {
 		select {
@@ -31,21 +37,20 @@ func (f *Fanout) balance() {
 // or stops partitions so that this instance consumes exactly its share. Views of the live set
 // may differ for a moment between instances; the pinned priority group keeps every partition on
 // one instance regardless, and a partition wanted by two waits for the pin.
+//
+// A partition is handed over in one of two ways. Its previous owner, still live, drains it and
+// unpins it (stopPartition): the next owner continues exactly after its last ack. Or its previous
+// owner is gone — dead, or this very instance before a restart — and the next owner unpins it
+// itself at once instead of waiting for the pin to lapse; what the dead owner held comes back
+// after its ack wait, and the partition has its gateways resync first (partition.inOrder).
 func (f *Fanout) rebalance(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Liveness+10*time.Second)
 	defer cancel()
-	if _, err := f.members.Put(ctx, f.cfg.InstanceID, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+	if _, err := f.instances.Put(ctx, f.cfg.InstanceID, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		return fmt.Errorf("refresh liveness: %w", err) // keep what we have: the pins hold
 	}
-	keys, err := f.members.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("list live instances: %w", err)
-	}
-	defer func() { _ = keys.Stop() }() // after a complete listing it only says "already stopped"
-	var live []string
-	for k := range keys.Keys() {
-		live = append(live, k)
-	}
+	f.live.saw(f.cfg.InstanceID, time.Now())
+	live := f.live.list(f.cfg.Liveness)
 	want := assign(f.cfg.Partitions, live, f.cfg.InstanceID)
 	owned := f.owned()
 	var changed bool
@@ -58,17 +63,37 @@ func (f *Fanout) rebalance(ctx context.Context) error {
 		}
 	}
 	for _, p := range want {
-		if !slices.Contains(owned, p) {
-			changed = true
-			if err := f.startPartition(ctx, p); err != nil {
-				return fmt.Errorf("take partition %d: %w", p, err)
-			}
+		if slices.Contains(owned, p) {
+			continue
+		}
+		changed = true
+		if err := f.startPartition(ctx, p); err != nil {
+			return fmt.Errorf("take partition %d: %w", p, err)
+		}
+		if prev := owner(f.cfg.Partitions, f.prevLive, p); prev == f.cfg.InstanceID || !slices.Contains(live, prev) {
+			f.unpin(ctx, p, prev)
 		}
 	}
+	f.prevLive = live
 	if changed {
 		f.log.Info("fanout partitions", zap.Ints("mine", want), zap.Strings("live", live))
 	}
 	return nil
+}
+
+// unpin takes partition p's pin from prev, an owner that is gone ("" if nobody owned it), so this
+// instance's waiting pulls get the partition now rather than when the pin lapses.
+func (f *Fanout) unpin(ctx context.Context, p int, prev string) {
+	name := streams.FanoutConsumerName(p, f.cfg.Partitions)
+	stream, err := f.deps.JS.Stream(ctx, streams.ChatStream)
+	if err == nil {
+		err = stream.UnpinConsumer(ctx, name, streams.FanoutGroup)
+	}
+	if err != nil { // not pinned at all, most likely: nothing to take over
+		f.log.Debug("unpin a gone owner's partition", zap.String("consumer", name), zap.Error(err))
+		return
+	}
+	f.log.Info("took over a partition whose owner is gone", zap.String("consumer", name), zap.String("owner", prev))
 }
 
 // assign is the partitions of n that instance me consumes when the live instances are live:
@@ -85,4 +110,110 @@ func assign(n int, live []string, me string) []int {
 		mine = append(mine, p)
 	}
 	return mine
+}
+
+// owner is the instance that consumes partition p of n when live are the live instances, or ""
+// when none is.
+func owner(n int, live []string, p int) string {
+	for _, id := range live {
+		if slices.Contains(assign(n, live, id), p) {
+			return id
+		}
+	}
+	return ""
+}
+
+// liveSet follows the fanouts bucket: an instance is live while its entry was put within the
+// liveness, as this process's clock saw the put. Deciding locally, from a watch, sees a dead
+// instance go within one liveness, however the server times the bucket's TTL out.
+type liveSet struct {
+	w      jetstream.KeyWatcher
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu   sync.Mutex
+	seen map[string]time.Time // instance -> when its last put was seen
+}
+
+// watchLive starts following kv. It returns once the entries that exist have been read, each
+// dated by the server's time of its put.
+func watchLive(ctx context.Context, kv jetstream.KeyValue) (*liveSet, error) {
+	// The watch lives until stop, not as long as ctx; cancelling its context also ends the
+	// library's own goroutine when the connection is already closed.
+	wctx, cancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch %s: %w", streams.FanoutsBucket, err)
+	}
+	l := &liveSet{w: w, cancel: cancel, done: make(chan struct{}), seen: map[string]time.Time{}}
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case e = <-w.Updates():
+		case <-ctx.Done():
+			_ = w.Stop()
+			cancel()
+			return nil, fmt.Errorf("watch %s: %w", streams.FanoutsBucket, ctx.Err())
+		}
+		if e == nil { // the existing entries are all read
+			break
+		}
+		at := e.Created()
+		if now := time.Now(); at.After(now) {
+			at = now
+		}
+		l.apply(e, at)
+	}
+	go func() {
+		defer close(l.done)
+		for e := range w.Updates() {
+			if e != nil {
+				l.apply(e, time.Now())
+			}
+		}
+	}()
+	return l, nil
+}
+
+func (l *liveSet) apply(e jetstream.KeyValueEntry, at time.Time) {
+	if e.Operation() == jetstream.KeyValuePut {
+		l.saw(e.Key(), at)
+		return
+	}
+	l.mu.Lock()
+	delete(l.seen, e.Key())
+	l.mu.Unlock()
+}
+
+func (l *liveSet) saw(id string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at.After(l.seen[id]) {
+		l.seen[id] = at
+	}
+}
+
+// list is the instances seen within liveness, sorted.
+func (l *liveSet) list(liveness time.Duration) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ids []string
+	for id, at := range l.seen {
+		if time.Since(at) < liveness {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (l *liveSet) stop() error {
+	err := l.w.Stop()
+	l.cancel()
+	<-l.done
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrConnectionClosed) {
+		err = nil // nothing left to stop
+	}
+	return err
 }

@@ -7,7 +7,7 @@
 // receives events in one global order (the device cursor relies on it), while several fanout
 // instances share the delivery work. Each partition's consumer has a pinned-client priority
 // group, so exactly one instance is active on it; instances share the partitions out among
-// themselves by rendezvous hashing over the live ones (balance.go).
+// themselves round robin over the live ones (balance.go).
 package fanout
 
 import (
@@ -15,6 +15,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -45,16 +48,19 @@ type Config struct {
 	PushOnlineLedger bool
 	// Partitions is streams.Options.FanoutPartitions; every process must agree on it.
 	Partitions int
-	// InstanceID names this instance among the live ones (default: random).
+	// InstanceID names this instance among the live ones (default: random). Keep it across
+	// restarts (natter run stores it in its data dir): a restarted instance then takes its former
+	// partitions back at once, as the owner they were pinned to.
 	InstanceID string
-	// Liveness is how long this instance keeps its partitions without refreshing its entry in
-	// the fanouts bucket (the bucket's TTL, streams.Options.GatewayTTL); it refreshes every third.
+	// Liveness is how long this instance counts as live after refreshing its entry in the
+	// fanouts bucket (streams.Options.FanoutLiveness); it refreshes every fifth. A crashed
+	// instance's partitions move to the others within about 1.2 × Liveness.
 	Liveness time.Duration
 }
 
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
-	return Config{RouteBarrierWait: 250 * time.Millisecond, Partitions: 1, Liveness: streams.DefaultOptions().GatewayTTL}
+	return Config{RouteBarrierWait: 250 * time.Millisecond, Partitions: 1, Liveness: streams.DefaultOptions().FanoutLiveness}
 }
 
 // Validate checks the configuration.
@@ -86,14 +92,16 @@ type Deps struct {
 
 // Fanout routes events to gateways.
 type Fanout struct {
-	cfg     Config
-	deps    Deps
-	log     *zap.Logger
-	routes  *routing.Table
-	typing  *nats.Subscription
-	members jetstream.KeyValue // the fanouts bucket: live instances
-	stop    chan struct{}      // closed by Stop: the balancer ends
-	done    chan struct{}      // closed when the balancer has ended
+	cfg       Config
+	deps      Deps
+	log       *zap.Logger
+	routes    *routing.Table
+	typing    *nats.Subscription
+	instances jetstream.KeyValue // the fanouts bucket: one entry per live instance
+	live      *liveSet           // what this instance sees of the fanouts bucket
+	prevLive  []string           // the live instances at the last rebalance; used by the balancer only
+	stop      chan struct{}      // closed by Stop: the balancer ends
+	done      chan struct{}      // closed when the balancer has ended
 
 	mu    sync.Mutex
 	parts map[int]*partition // the partitions this instance is consuming
@@ -126,21 +134,29 @@ func New(cfg Config, deps Deps) (*Fanout, error) {
 // rebalancing as instances come and go.
 func (f *Fanout) Start(ctx context.Context) error {
 	var err error
-	if f.members, err = f.deps.JS.KeyValue(ctx, streams.FanoutsBucket); err != nil {
+	if f.instances, err = f.deps.JS.KeyValue(ctx, streams.FanoutsBucket); err != nil {
 		return fmt.Errorf("fanout: %w", err)
 	}
+	if f.live, err = watchLive(ctx, f.instances); err != nil {
+		return fmt.Errorf("fanout: %w", err)
+	}
+	// Who held what before this instance (or its previous run, under the same id) came.
+	f.prevLive = f.live.list(f.cfg.Liveness)
 	if f.routes, err = routing.Watch(ctx, f.deps.JS, f.log); err != nil {
+		_ = f.live.stop()
+		return fmt.Errorf("fanout: %w", err)
+	}
+	fail := func(err error) error {
+		_ = f.stopPartitions(ctx)
+		f.routes.Stop()
+		_ = f.live.stop()
 		return fmt.Errorf("fanout: %w", err)
 	}
 	if err := f.rebalance(ctx); err != nil {
-		f.stopPartitions(ctx)
-		f.routes.Stop()
-		return fmt.Errorf("fanout: %w", err)
+		return fail(err)
 	}
 	if f.typing, err = f.deps.NC.QueueSubscribe(streams.TypingAll, streams.FanoutConsumer, f.relayTyping); err != nil {
-		f.stopPartitions(ctx)
-		f.routes.Stop()
-		return fmt.Errorf("fanout: typing: %w", err)
+		return fail(fmt.Errorf("typing: %w", err))
 	}
 	go f.balance()
 	f.log.Info("fanout started", zap.Int("partitions", f.cfg.Partitions))
@@ -155,12 +171,12 @@ func (f *Fanout) Stop(ctx context.Context) error {
 	_ = f.typing.Unsubscribe()
 	close(f.stop)
 	<-f.done
-	if err := f.members.Delete(ctx, f.cfg.InstanceID); err != nil {
+	if err := f.instances.Delete(ctx, f.cfg.InstanceID); err != nil {
 		f.log.Warn("leave the fanouts bucket", zap.Error(err))
 	}
 	err := f.stopPartitions(ctx)
 	f.routes.Stop()
-	return err
+	return errors.Join(err, f.live.stop())
 }
 
 // startPartition starts consuming partition p.
@@ -200,9 +216,7 @@ func (f *Fanout) stopPartition(ctx context.Context, p int) error {
 		return err // not drained: leave the pin to lapse, so redeliveries go first
 	}
 	if part.runner.Pulled() == 0 {
-		// Never pinned here: the pin, if any, is a dead owner's, whose unacknowledged events
-		// must come back (after their ack wait) before anyone pulls newer ones. Unpinning it
-		// now would let the next puller start with newer events.
+		// Never pinned here: the pin, if any, is another instance's, not ours to give away.
 		return nil
 	}
 	stream, err := f.deps.JS.Stream(ctx, streams.ChatStream)
@@ -275,7 +289,7 @@ func (part *partition) inOrder(ctx context.Context, seq uint64) error {
 		return nil // in order, or a repeat of what this partition handled (gateways drop those)
 	}
 	gws := slices.DeleteFunc(part.f.routes.AllGateways(), func(gw string) bool { return !part.delivers(gw) })
-	data, err := json.Marshal(streams.Delivery{Users: []string{}, Resync: true})
+	data, err := json.Marshal(streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: seq})
 	if err != nil {
 		return consumer.Permanent(err)
 	}
@@ -352,3 +366,30 @@ var Module = fx.Module("fanout",
 		lc.Append(fx.Hook{OnStart: f.Start, OnStop: f.Stop})
 	}),
 )
+
+// LoadOrCreateInstanceID reads this instance's id from path, creating the file with a new random
+// id the first time, so that the instance keeps its identity — and its partitions — across
+// restarts.
+func LoadOrCreateInstanceID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		id := strings.TrimSpace(string(b))
+		if !streams.ValidToken(id) {
+			return "", fmt.Errorf("fanout: instance id %q in %s is not a valid token", id, path)
+		}
+		return id, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("fanout: instance id: %w", err)
+	}
+	id := strings.ToLower(ulid.Make().String())
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", fmt.Errorf("fanout: instance id: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("fanout: instance id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("fanout: instance id: %w", err)
+	}
+	return id, nil
+}

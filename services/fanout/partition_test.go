@@ -103,9 +103,9 @@ func (d *device) missing(published []uint64) []uint64 {
 // no event may reach a gateway after a newer one unless the gateway was told to resync first.
 func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 	opts := streams.DefaultOptions()
-	// The ack wait outlasts the liveness TTL, as by default (5 s > 3 s in the fault test), so a
-	// dead instance's events are still held when the survivors rebalance.
-	opts.FanoutPartitions, opts.GatewayTTL, opts.FanoutAckWait = 4, 1500*time.Millisecond, 3*time.Second
+	// The ack wait outlasts the liveness, as by default (5 s > 1 s), so a dead instance's events
+	// are still held when the survivors take its partitions over.
+	opts.FanoutPartitions, opts.FanoutAckWait = 4, 3*time.Second
 	e := newEnvWith(t, opts)
 
 	var pubMu sync.Mutex
@@ -164,7 +164,7 @@ func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := DefaultConfig()
-		cfg.Partitions, cfg.Liveness, cfg.InstanceID = 4, opts.GatewayTTL, id
+		cfg.Partitions, cfg.Liveness, cfg.InstanceID = 4, opts.FanoutLiveness, id
 		f, err := New(cfg, Deps{Log: zap.NewNop(), NC: nc, JS: js, Store: e.store})
 		if err != nil {
 			t.Fatal(err)
