@@ -18,6 +18,8 @@ test: check unit e2e ## vet, gofmt, unit and end-to-end tests, all with -race
 
 check:
 	@bad=$$(gofmt -l streams pkg services test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	@# The docs stand on their own: no tracked file may point at a design file outside the repository.
+	@bad=$$(git grep -Iil -e 'design[.]md' -- .); if [ -n "$$bad" ]; then echo "these files mention a design document that is not in the repository (point at docs/ instead):"; echo "$$bad"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 unit:

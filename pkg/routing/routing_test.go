@@ -549,8 +549,9 @@ func TestWatchHonoursContext(t *testing.T) {
 	}
 }
 
-// The design: "a dead gateway's users go offline when its TTLs lapse". A route that expires
-// (its gateway stopped refreshing it) must leave the mirror as it leaves the bucket.
+// A dead gateway's users go offline when its TTLs lapse (docs/architecture.md, Presence). A
+// route that expires (its gateway stopped refreshing it) must leave the mirror as it leaves the
+// bucket.
 func TestTableForgetsExpiredRoutes(t *testing.T) {
 	t.Parallel()
 	opts := streams.DefaultOptions()

@@ -1,7 +1,8 @@
-// Package invariant checks DESIGN.md's invariants on a whole natter under churn: many users and
-// devices, overlapping groups and direct conversations, random sends and reconnects, a gateway
-// restart, a persister stop and start, and membership changes — then compares every device, the
-// store and every acknowledged send with the ground truth read back from the CHAT stream.
+// Package invariant checks natter's invariants (docs/architecture.md, "Invariants and the tests
+// that check them") on a whole natter under churn: many users and devices, overlapping groups
+// and direct conversations, random sends and reconnects, a gateway restart, a persister stop
+// and start, and membership changes — then compares every device, the store and every
+// acknowledged send with the ground truth read back from the CHAT stream.
 package invariant
 
 import (
