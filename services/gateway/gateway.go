@@ -211,7 +211,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("gateway: listen %s: %w", g.cfg.Addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ws", g.authenticateUpgrade(g.serveWS))
+	mux.HandleFunc("GET /v1/ws", g.serveWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -308,25 +308,23 @@ func (g *Gateway) announce(ctx context.Context) error {
 // authTimeout bounds the account read of an upgrade's token check.
 const authTimeout = 5 * time.Second
 
-// authenticateUpgrade lets an upgrade reach next only with a token auth.Authenticator accepts,
-// the check the API makes on every authenticated route. A refused token gets the 401 a bad token
-// always got; a store that cannot answer gets 503, and the client retries.
-func (g *Gateway) authenticateUpgrade(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), authTimeout)
-		defer cancel()
-		_, err := g.auth.Authenticate(ctx, upgradeToken(r))
-		switch {
-		case errors.Is(err, auth.ErrRefused):
-			httpError(w, http.StatusUnauthorized, "unauthorized", "a valid access token is required (Authorization: Bearer or ?token=)")
-			return
-		case err != nil:
-			g.log.Warn("upgrade: token not checked", zap.Error(err))
-			httpError(w, http.StatusServiceUnavailable, "unavailable", "the access token could not be checked; retry")
-			return
-		}
-		next(w, r)
+// authenticate answers an upgrade request whose token auth.Authenticator does not accept — the
+// check the API makes on every authenticated route — and returns its claims otherwise. A refused
+// token gets 401; a store that cannot answer gets 503, and the client retries.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (auth.Claims, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), authTimeout)
+	defer cancel()
+	claims, err := g.auth.Authenticate(ctx, upgradeToken(r))
+	switch {
+	case errors.Is(err, auth.ErrRefused):
+		httpError(w, http.StatusUnauthorized, "unauthorized", "a valid access token is required (Authorization: Bearer or ?token=)")
+		return auth.Claims{}, false
+	case err != nil:
+		g.log.Warn("upgrade: token not checked", zap.Error(err))
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "the access token could not be checked; retry")
+		return auth.Claims{}, false
 	}
+	return claims, true
 }
 
 // upgradeToken is the access token of an upgrade request: "Authorization: Bearer" (scheme

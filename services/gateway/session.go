@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -94,13 +93,8 @@ type pendingFrame struct {
 }
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
-	token := r.URL.Query().Get("token")
-	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		token = strings.TrimSpace(cred)
-	}
-	claims, err := g.deps.Tokens.Verify(token)
-	if err != nil {
-		httpError(w, http.StatusUnauthorized, "unauthorized", "a valid access token is required (Authorization: Bearer or ?token=)")
+	claims, ok := g.authenticate(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
