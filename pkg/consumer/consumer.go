@@ -199,6 +199,12 @@ func (r *Runner) fetch() {
 				err = nil // an empty pull
 			}
 		}
+		if errors.Is(err, jetstream.ErrPinIDMismatch) {
+			// The pin moved (another instance unpinned it, or this one did to take a dead
+			// owner's partition over); the library forgot the old pin: pull again at once.
+			r.log.Debug("pull: pin moved", zap.Error(err))
+			err = nil
+		}
 		if err == nil {
 			attempt = 0
 			continue
