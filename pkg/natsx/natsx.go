@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -84,13 +86,34 @@ func StartServer(cfg ServerConfig, log *zap.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats: new server: %w", err)
 	}
-	srv.SetLoggerV2(&serverLog{log.Named("nats-server").Sugar()}, false, false, false)
+	sl := &serverLog{s: log.Named("nats-server").Sugar(), starting: true}
+	srv.SetLoggerV2(sl, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	err = waitReady(srv, sl, 10*time.Second)
+	sl.started()
+	if err != nil {
 		srv.Shutdown()
-		return nil, errors.New("nats: embedded server not ready after 10s")
+		return nil, err
 	}
 	return srv, nil
+}
+
+// waitReady waits until srv accepts connections. A fatal error of its start (a port in use, a
+// JetStream that cannot start) is returned at once rather than after timeout.
+func waitReady(srv *server.Server, sl *serverLog, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ready := srv.ReadyForConnections(50 * time.Millisecond)
+		if err := sl.startErr(); err != nil {
+			return err // nats-server gave up its start, even if a listener came up
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats: embedded server not ready after %s", timeout)
+		}
+	}
 }
 
 // Connect opens a client connection that reconnects forever and logs its state changes.
@@ -162,14 +185,57 @@ func Apply(ctx context.Context, js jetstream.JetStream, defs streams.Definitions
 	return nil
 }
 
-type serverLog struct{ s *zap.SugaredLogger }
+// serverLog is the embedded server's logger. While the server starts, its first fatal error is
+// kept for StartServer to return, not logged; after that fatal errors are logged as errors.
+type serverLog struct {
+	s        *zap.SugaredLogger
+	mu       sync.Mutex
+	starting bool
+	fatal    error
+}
 
 func (l *serverLog) Noticef(f string, a ...any) { l.s.Debugf(f, a...) }
 func (l *serverLog) Warnf(f string, a ...any)   { l.s.Warnf(f, a...) }
-func (l *serverLog) Fatalf(f string, a ...any)  { l.s.Errorf(f, a...) }
 func (l *serverLog) Errorf(f string, a ...any)  { l.s.Errorf(f, a...) }
 func (l *serverLog) Debugf(f string, a ...any)  { l.s.Debugf(f, a...) }
 func (l *serverLog) Tracef(f string, a ...any)  {}
+
+func (l *serverLog) Fatalf(f string, a ...any) {
+	l.mu.Lock()
+	if l.starting {
+		if l.fatal == nil {
+			l.fatal = fatalError(f, a)
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	l.s.Errorf(f, a...)
+}
+
+func (l *serverLog) startErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *serverLog) started() {
+	l.mu.Lock()
+	l.starting = false
+	l.mu.Unlock()
+}
+
+// fatalError is a fatal message of the starting server as an error: a listen failure is the net
+// error it carries ("listen tcp 127.0.0.1:4222: bind: address already in use"), anything else
+// the message.
+func fatalError(f string, a []any) error {
+	for _, arg := range a {
+		if oe, ok := arg.(*net.OpError); ok {
+			return fmt.Errorf("nats: %w", oe)
+		}
+	}
+	return fmt.Errorf("nats: %s", fmt.Sprintf(f, a...))
+}
 
 // IsWrongLastSequence reports whether a publish or KV write lost a compare-and-set: another
 // writer changed the subject (or key) since the expected revision.

@@ -2,6 +2,10 @@ package natsx
 
 import (
 	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,4 +79,29 @@ func TestApplyIsIdempotentAndRestartKeepsState(t *testing.T) {
 	if n := run(false); n != 1 {
 		t.Fatalf("after restart: %d messages, want 1", n)
 	}
+}
+
+// A client port in use fails StartServer at once with the listen error, not after the
+// readiness timeout with "not ready".
+func TestStartServerOnAPortInUseFailsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	start := time.Now()
+	srv, err := StartServer(ServerConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: port}, zap.NewNop())
+	took := time.Since(start)
+	if err == nil {
+		srv.Shutdown()
+		t.Fatal("started on a port in use")
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Errorf("error %q: want the listen error naming %s", err, ln.Addr())
+	}
+	if took > 5*time.Second {
+		t.Errorf("took %s", took)
+	}
+	t.Logf("failed in %s: %v", took, err)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
@@ -213,9 +214,12 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	opts := []fx.Option{
+		// fx's events, its errors included, are debug: the error of a failed New or Start is
+		// returned to the caller, which reports it once.
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.ZapLogger{Logger: log.Named("fx")}
 			l.UseLogLevel(zapcore.DebugLevel)
+			l.UseErrorLevel(zapcore.DebugLevel)
 			return l
 		}),
 		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout, cfg.Presence, cfg.Push),
@@ -240,7 +244,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.nodeOnly() {
 		opts = append(opts, fx.Invoke(func(*server.Server) {}))
 		app := fx.New(opts...)
-		return app, run, app.Err()
+		return app, run, dig.RootCause(app.Err())
 	}
 	if cfg.has(TargetStore) {
 		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, st store.Store) { serveStore(lc, cfg, nc, st, log) }))
@@ -268,7 +272,8 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	opts = append(opts, fx.Populate(&run.Timeline, &run.Store, &run.NC))
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
-		return nil, nil, err
+		// The constructor's own error, without dig's "could not build arguments for ..." chain.
+		return nil, nil, dig.RootCause(err)
 	}
 	return app, run, nil
 }

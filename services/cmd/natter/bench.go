@@ -75,7 +75,7 @@ Flags:
 	if !*quiet {
 		cfg.Progress = os.Stderr
 	}
-	log, err := newLogger(*logLevel, "console")
+	log, err := newLogger(logOptions{Level: *logLevel, Format: "console"}, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -1,30 +1,67 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"os"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// newLogger builds the process logger: "console" for people, "json" for log pipelines.
-func newLogger(level, format string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+// logOptions are natter run's logging flags.
+type logOptions struct {
+	Level  string // debug, info, warn or error
+	Format string // console (for people) or json (for log pipelines)
+	// Sampling thins repeated lines: of each message and level, the first 100 in a second,
+	// then every 100th. Off: every line is written.
+	Sampling bool
+}
+
+// logFlags registers the logging flags of natter run.
+func logFlags(fs *flag.FlagSet) *logOptions {
+	o := &logOptions{}
+	fs.StringVar(&o.Level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.Format, "log-format", "console", "console (for people) or json (for log pipelines)")
+	fs.BoolVar(&o.Sampling, "log-sampling", false, "thin repeated log lines: of each message, the first 100 per second, then every 100th (default: every line is written)")
+	return o
+}
+
+// newLogger builds a command's logger writing to out. Console output is coloured only when out
+// is a terminal; the caller of each line is recorded, and a stack trace only at debug level.
+func newLogger(o logOptions, out *os.File) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(o.Level)
 	if err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
-	var cfg zap.Config
-	switch format {
+	var enc zapcore.Encoder
+	switch o.Format {
 	case "json":
-		cfg = zap.NewProductionConfig()
+		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	case "console":
-		cfg = zap.NewDevelopmentConfig()
-		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
-		cfg.Development = false
+		ec := zap.NewDevelopmentEncoderConfig()
+		if isTerminal(out) {
+			ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
+		enc = zapcore.NewConsoleEncoder(ec)
 	default:
-		return nil, fmt.Errorf("log format %q: want console or json", format)
+		return nil, fmt.Errorf("log format %q: want console or json", o.Format)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
-	return cfg.Build()
+	w := zapcore.Lock(out)
+	core := zapcore.NewCore(enc, w, lvl)
+	if o.Sampling {
+		core = zapcore.NewSamplerWithOptions(core, time.Second, 100, 100)
+	}
+	opts := []zap.Option{zap.AddCaller(), zap.ErrorOutput(w)}
+	if lvl <= zapcore.DebugLevel {
+		opts = append(opts, zap.AddStacktrace(zapcore.ErrorLevel))
+	}
+	return zap.New(core, opts...), nil
+}
+
+// isTerminal reports whether f is a terminal (a character device), where colour codes render.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -11,11 +11,19 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/multierr"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/services/app"
 )
 
+// startTimeout bounds natter run's start-up.
+const startTimeout = 30 * time.Second
+
+// runCmd is natter run. An error is the one cause of a failed start, ready to be printed as one
+// line: app.New and the start unwrap fx's dependency-injection errors, and fx logs its own events
+// at debug level only.
 func runCmd(args []string) error {
 	cfg := app.DefaultConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -48,10 +56,9 @@ func runCmd(args []string) error {
 	fs.DurationVar(&cfg.Streams.FanoutLiveness, "fanout-liveness", cfg.Streams.FanoutLiveness, "a fanout instance silent this long counts as gone and the others take its partitions over (every process should agree)")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)
-	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", false, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
+	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", cfg.Fanout.PushOnlineLedger, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
 	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "console", "console or json")
+	logOpts := logFlags(fs)
 	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")
 	if err := envFlags(fs); err != nil {
 		return err
@@ -64,10 +71,13 @@ func runCmd(args []string) error {
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
 	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
+		if len(secret) < auth.MinSecretBytes {
+			return fmt.Errorf("NATTER_JWT_SECRET has %d bytes, want at least %d", len(secret), auth.MinSecretBytes)
+		}
 		cfg.JWTSecret = []byte(secret)
 	}
 
-	log, err := newLogger(*logLevel, *logFormat)
+	log, err := newLogger(*logOpts, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -77,10 +87,18 @@ func runCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	startCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := fxApp.Start(startCtx); err != nil {
-		return fmt.Errorf("start: %w", err)
+		// A failed start stops what had started (fx's rollback); its errors follow the cause.
+		errs := multierr.Errors(err)
+		for _, rerr := range errs[1:] {
+			log.Warn("stop after a failed start", zap.Error(rerr))
+		}
+		if startCtx.Err() != nil {
+			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
+		}
+		return errs[0] // the component's own error, e.g. "api: listen ...: address already in use"
 	}
 	addrs := addresses(run)
 	printBanner(addrs, cfg)

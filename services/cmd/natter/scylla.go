@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -51,7 +52,7 @@ func migrateCmd(args []string) error {
 	if len(cfg.Hosts) == 0 {
 		return fmt.Errorf("migrate: --scylla-hosts (or NATTER_SCYLLA_HOSTS) is required")
 	}
-	log, err := newLogger(*logLevel, "console")
+	log, err := newLogger(logOptions{Level: *logLevel, Format: "console"}, os.Stderr)
 	if err != nil {
 		return err
 	}
