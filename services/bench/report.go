@@ -335,9 +335,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
-	s := r.Settings
-	fmt.Fprintf(w, "users %d × %d devices, %d-char messages, window %d, group %d×%d, %d idle conns, %s measured per phase after %s warm-up\n\n",
-		s.Users, s.Devices, s.MsgSize, s.Window, s.Groups, s.GroupSize, s.IdleConns, s.Duration, s.Warmup)
+	fmt.Fprintf(w, "%s\n\n", r.ranHeader())
 
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tnatter\tbaseline\t\tratio")
@@ -425,6 +423,51 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	return nil
+}
+
+// ranHeader describes what ran: the scenarios with a phase or a memory measurement in the
+// report, with their modes, and the settings of those alone.
+func (r *Report) ranHeader() string {
+	s := r.Settings
+	var ran, settings []string
+	var group *LoadResult
+	for _, scenario := range []string{Scenario1to1, ScenarioGroup} {
+		var modes []string
+		for _, p := range r.Phases {
+			if p.Scenario == scenario {
+				modes = append(modes, p.Mode)
+				if scenario == ScenarioGroup {
+					group = p
+				}
+			}
+		}
+		if len(modes) > 0 {
+			ran = append(ran, fmt.Sprintf("%s (%s)", scenario, strings.Join(modes, ", ")))
+		}
+	}
+	if len(ran) > 0 {
+		settings = append(settings, fmt.Sprintf("%d users × %s each, %d-char messages, window %d",
+			s.Users, plural(s.Devices, "device"), s.MsgSize, s.Window))
+		if group != nil {
+			settings = append(settings, fmt.Sprintf("%s of %d members", plural(s.Groups, "group"), group.Members))
+		}
+		settings = append(settings, fmt.Sprintf("%s measured per phase after %s warm-up", s.Duration, s.Warmup))
+	}
+	if m := r.Memory; m != nil {
+		ran = append(ran, ScenarioMemory)
+		settings = append(settings, fmt.Sprintf("%d idle connections", m.Requested))
+	}
+	if len(ran) == 0 {
+		return "no scenario ran"
+	}
+	return "ran: " + strings.Join(ran, ", ") + "\n" + strings.Join(settings, "; ")
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func num(v float64) string {

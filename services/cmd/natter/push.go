@@ -21,6 +21,14 @@ const pushUsage = `Usage:
       explain, from the push ledger, why user U did (or did not) get a push for message M
 `
 
+// pushWhyUsage heads natter push why -h, above the flags.
+const pushWhyUsage = `Usage: natter push why --user U --message M [flags]
+
+Explains, from the push ledger, why user U did (or did not) get a push for message M.
+
+Flags:
+`
+
 // pushFlags registers the push component's flags of natter run.
 func pushFlags(fs *flag.FlagSet, c *push.Config) {
 	fs.StringVar(&c.CredentialsFile, "fcm-credentials", c.CredentialsFile, "Firebase service-account JSON file for FCM; empty: pushes are logged, not sent")
@@ -49,9 +57,13 @@ func pushCmd(args []string) error {
 // pushWhy prints the push ledger of one user and message with an explanation.
 func pushWhy(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("push why", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), pushWhyUsage)
+		fs.PrintDefaults()
+	}
 	user := fs.String("user", "", "user id (required)")
 	message := fs.String("message", "", "message id (required)")
-	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS of the natter deployment (default: the embedded server of natter run)")
+	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS of the natter deployment (the default is the embedded server of natter run)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	if err := envFlags(fs); err != nil {
 		return err
