@@ -225,7 +225,7 @@ func (s *Server) Start(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("api: listen %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("api: %w", err) // net.Listen names the address
 	}
 	s.ln, s.done = ln, make(chan struct{})
 	go func() {

@@ -412,7 +412,7 @@ func serveMetrics(lc fx.Lifecycle, addr string, reg *prometheus.Registry, log *z
 		OnStart: func(context.Context) error {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
-				return fmt.Errorf("metrics: listen %s: %w", addr, err)
+				return fmt.Errorf("metrics: %w", err) // net.Listen names the address
 			}
 			run.Metrics = ln.Addr()
 			go func() {

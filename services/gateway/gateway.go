@@ -208,7 +208,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.ln, err = net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		_ = g.sub.Unsubscribe()
-		return fmt.Errorf("gateway: listen %s: %w", g.cfg.Addr, err)
+		return fmt.Errorf("gateway: %w", err) // net.Listen names the address
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", g.serveWS)
