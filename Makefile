@@ -6,7 +6,7 @@ PKGS    := ./streams/... ./pkg/... ./services/... ./test/...
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check unit e2e fuzz test-scylla test-invariant test-fault bench clean
+.PHONY: run build test check unit e2e fuzz test-scylla test-invariant test-fault bench bench-peers clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -51,6 +51,18 @@ test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operation
 BENCH_FLAGS ?= --users 200 --duration 5s --conns 8000
 bench: build ## natter bench: 1:1, group and idle-memory load against raw baselines (see docs/performance.md)
 	$(BIN) bench $(BENCH_FLAGS)
+
+# Centrifugo, to measure natter against (docs/performance.md): built from the Go module proxy
+# into bin/ from tools/peers, a module of its own outside go.work, so none of its dependencies
+# reach natter's modules. The version is the one tools/peers/go.mod pins.
+CENTRIFUGO_VERSION = $(shell awk '$$1 == "github.com/centrifugal/centrifugo/v6" {print $$2}' tools/peers/go.mod)
+PEERS_FLAGS ?=
+bench-peers: build bin/centrifugo ## natter against Centrifugo v6: alternating rounds, same load, same machine (about 6 minutes)
+	$(BIN) bench peers --natter $(BIN) --centrifugo bin/centrifugo $(PEERS_FLAGS)
+
+bin/centrifugo: tools/peers/go.mod tools/peers/go.sum
+	cd tools/peers && GOWORK=off $(GO) build -ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)" \
+		-o ../../bin/centrifugo github.com/centrifugal/centrifugo/v6
 
 clean:
 	rm -rf bin

@@ -55,10 +55,14 @@ type idleJob struct {
 	DevicePfx  string   `json:"device_prefix"`
 	N          int      `json:"n"`
 	WaitSynced bool     `json:"wait_synced"` // natter: a connection counts once its synced frame came
+	// Centrifugo: the connections speak Centrifugo's protocol (natter bench peers): connection i
+	// connects with Tokens[i%len] and subscribes to Channels[i%len], and pings are answered.
+	Centrifugo bool     `json:"centrifugo,omitempty"`
+	Channels   []string `json:"channels,omitempty"`
 }
 
 func (j idleJob) urlFor(i int) string {
-	if len(j.Tokens) == 0 {
+	if len(j.Tokens) == 0 || j.Centrifugo {
 		return j.URL
 	}
 	sep := "?"
@@ -107,6 +111,9 @@ func runIdleChild(in io.Reader, out io.Writer) error {
 			if err == nil && job.WaitSynced {
 				err = waitSynced(c)
 			}
+			if err == nil && job.Centrifugo {
+				err = job.cfHandshake(c, i)
+			}
 			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err.Error())
@@ -124,6 +131,13 @@ func runIdleChild(in io.Reader, out io.Writer) error {
 				var err error
 				for err == nil {
 					buf, err = readFrame(context.Background(), c, buf[:0])
+					if job.Centrifugo && err == nil {
+						cfLines(buf, func(line []byte) {
+							if parseCFLine(line).Kind == cfPing {
+								_ = c.Write(context.Background(), websocket.MessageText, cfPingFrame)
+							}
+						})
+					}
 				}
 			}()
 			return nil
@@ -154,6 +168,18 @@ func runIdleChild(in io.Reader, out io.Writer) error {
 	// No close handshakes: the process exits and the kernel resets every socket (linger 0),
 	// which is quicker than thousands of handshakes and leaves no TIME_WAIT behind.
 	return nil
+}
+
+// cfHandshake connects Centrifugo connection i and subscribes it to its channel.
+func (j idleJob) cfHandshake(c *websocket.Conn, i int) error {
+	if len(j.Tokens) == 0 || len(j.Channels) == 0 {
+		return errors.New("centrifugo idle connections need tokens and channels")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.SetReadLimit(256 << 20)
+	_, err := cfHandshake(ctx, c, j.Tokens[i%len(j.Tokens)], "natter-bench-idle", []cfSub{{channel: j.Channels[i%len(j.Channels)]}})
+	return err
 }
 
 func waitSynced(c *websocket.Conn) error {

@@ -15,6 +15,9 @@ import (
 
 func benchCmd(args []string) error {
 	bench.RunChildIfAsked() // the idle-connection clients of the memory scenario are this binary too
+	if len(args) > 0 && args[0] == "peers" {
+		return benchPeersCmd(args[1:]) // natter against Centrifugo: bench_peers.go
+	}
 
 	cfg := bench.DefaultConfig()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -22,6 +25,7 @@ func benchCmd(args []string) error {
 		fmt.Fprint(fs.Output(), `natter bench — load natter over real WebSockets and compare it with raw baselines
 
 Usage: natter bench [flags]
+       natter bench peers [flags]   natter against Centrifugo v6 (natter bench peers -h)
 
 Without --url it starts natter in-process (embedded NATS and Pebble in a temporary directory,
 per-connection frame rate limit lifted). It measures, in the same run, a JetStream async publish

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/natter-chat/natter/services/bench"
+)
+
+// benchPeersCmd is `natter bench peers`: natter against Centrifugo, alternating rounds.
+func benchPeersCmd(args []string) error {
+	cfg := bench.DefaultPeersConfig()
+	fs := flag.NewFlagSet("bench peers", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `natter bench peers — natter against Centrifugo v6, same load, same machine
+
+Usage: natter bench peers [flags]
+
+Starts natter (`+"`natter run`"+`, its own data directory in a temporary folder) and Centrifugo
+(memory engine, HMAC JWT, history and recovery on) as processes of their own, fresh for every
+round, and alternates rounds: natter, Centrifugo, natter, ... Each round runs 1:1 flat-out, 1:1
+paced, a group, idle connections and a catch-up, and the report gives every figure's median over
+rounds with its spread and the ratio natter / Centrifugo. make bench-peers builds both binaries
+(Centrifugo from the Go module proxy, outside natter's modules) and runs this.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.NatterBin, "natter", cfg.NatterBin, "natter binary (run as: natter run)")
+	fs.StringVar(&cfg.CentrifugoBin, "centrifugo", cfg.CentrifugoBin, "Centrifugo v6 binary")
+	fs.IntVar(&cfg.Pairs, "pairs", cfg.Pairs, "round pairs (natter, Centrifugo), alternating")
+	scenarios := fs.String("scenario", strings.Join(bench.AllPeerScenarios, ","), "scenarios: any of "+strings.Join(bench.AllPeerScenarios, ","))
+	servers := fs.String("servers", bench.ServerNatter+","+bench.ServerCentrifugo, "servers to run: natter, centrifugo or both")
+	fs.IntVar(&cfg.Users, "users", cfg.Users, "users in the 1:1 scenarios, in pairs (even)")
+	fs.IntVar(&cfg.Window, "window", cfg.Window, "outstanding sends per sender, flat out")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "paced 1:1: messages/s in total")
+	fs.IntVar(&cfg.MsgSize, "msg-size", cfg.MsgSize, "characters of text per message")
+	fs.IntVar(&cfg.GroupSize, "group-size", cfg.GroupSize, "members of the group (the first users)")
+	fs.IntVar(&cfg.IdleConns, "conns", cfg.IdleConns, "idle connections (held by a child process)")
+	fs.IntVar(&cfg.CatchUp, "catch-up", cfg.CatchUp, "messages a device misses before it reconnects")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time of each load phase")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time before each load phase")
+	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "longest wait after a phase for outstanding acks and deliveries")
+	fs.StringVar(&cfg.CentrifugoProfile, "centrifugo-cpuprofile", "", "write a CPU profile of Centrifugo (its pprof endpoint) over the first Centrifugo round's --profile-phase here")
+	fs.StringVar(&cfg.ProfilePhase, "profile-phase", bench.PeerFlat, "the phase --centrifugo-cpuprofile covers: "+bench.PeerFlat+", "+bench.PeerPaced+" or "+bench.PeerGroup)
+	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
+	jsonOut := fs.String("json-out", "", "also write the JSON report to this file")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench peers: unexpected arguments %q", fs.Args())
+	}
+	cfg.Scenarios = strings.Split(*scenarios, ",")
+	cfg.Servers = strings.Split(*servers, ",")
+	cfg.Command = strings.TrimSpace("natter bench peers " + strings.Join(args, " "))
+	cfg.Version = version
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, runErr := bench.RunPeers(ctx, cfg)
+	if rep == nil {
+		return runErr
+	}
+	if *jsonOut != "" {
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return err
+		}
+		if err := rep.WriteJSON(f); err != nil {
+			_ = f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	var err error
+	if *asJSON {
+		err = rep.WriteJSON(os.Stdout)
+	} else {
+		err = rep.WriteTable(os.Stdout)
+	}
+	return errors.Join(runErr, err)
+}
