@@ -57,7 +57,7 @@ bench: build ## natter bench: 1:1, group and idle-memory load against raw baseli
 # reach natter's modules. The version is the one tools/peers/go.mod pins.
 CENTRIFUGO_VERSION = $(shell awk '$$1 == "github.com/centrifugal/centrifugo/v6" {print $$2}' tools/peers/go.mod)
 PEERS_FLAGS ?=
-bench-peers: build bin/centrifugo ## natter against Centrifugo v6: alternating rounds, same load, same machine (about 6 minutes)
+bench-peers: build bin/centrifugo ## natter against Centrifugo v6: alternating rounds, same load, same machine (about 5 minutes on 2 cores)
 	$(BIN) bench peers --natter $(BIN) --centrifugo bin/centrifugo $(PEERS_FLAGS)
 
 bin/centrifugo: tools/peers/go.mod tools/peers/go.sum
