@@ -665,6 +665,8 @@ func TestNoIdleStallOnBacklog(t *testing.T) {
 // all in progress, so nothing is redelivered (for an ordered consumer a redelivery is a
 // duplicate at best, out of order at worst).
 func TestSlowChunkIsNotRedelivered(t *testing.T) {
+	// Parallel: it spends its 5 s asleep in handlers, and its own server is the only one it uses.
+	t.Parallel()
 	e := newEnv(t)
 	var err error
 	e.cons, err = e.js.CreateOrUpdateConsumer(e.ctx, streams.ChatStream, jetstream.ConsumerConfig{

@@ -12,6 +12,7 @@ import (
 )
 
 func TestRetryAfterOverridesTheBackoff(t *testing.T) {
+	t.Parallel() // mostly waiting out the 700ms asked for, on a server of its own
 	for _, inPlace := range []bool{false, true} {
 		e := newEnv(t)
 		e.publish(t, 1)

@@ -76,7 +76,9 @@ func newEnv(t *testing.T) *env {
 	if e.tokens, err = auth.NewTokens(testSecret, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	e.srv, err = New(Config{Addr: "127.0.0.1:0"}, Deps{
+	// The cheapest bcrypt cost, as apptest uses: at the default cost (10) every sign-up and login
+	// took about a second under -race, and no test here depends on the cost.
+	e.srv, err = New(Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}, Deps{
 		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Store: e.store, Tokens: e.tokens, Timeline: timeline.New(e.store, e.js), JS: e.js, Metrics: e.reg,
 	})

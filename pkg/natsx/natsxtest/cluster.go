@@ -50,6 +50,11 @@ func StartClusterWith(t testing.TB, n int, configure func(i int, cfg *natsx.Serv
 		t.Fatalf("natsxtest: a cluster needs at least one node, not %d", n)
 	}
 	c := &Cluster{Name: "natter-test-" + randomSuffix(), t: t, Servers: make([]*server.Server, n)}
+	// Cleanups run last-in first-out, and the test's temporary directory is removed by a cleanup
+	// registered at its first t.TempDir(). Make that call before registering shutdownAll, so the
+	// nodes stop before their storage is removed (the other way round, a node still writing made
+	// the removal fail with "directory not empty").
+	_ = t.TempDir()
 	t.Cleanup(c.shutdownAll)
 
 	// Routes must name each other, so the cluster ports are chosen before any node starts. A port
