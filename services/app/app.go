@@ -209,6 +209,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		cfg.Fanout.InstanceID = id
 	}
 	cfg.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, cfg.Streams.FanoutPartitions)
+	cfg.Gateway.FanoutPartitions = cfg.Streams.FanoutPartitions
 	run := &Running{}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

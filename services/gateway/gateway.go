@@ -64,6 +64,13 @@ type Config struct {
 	// MembershipWait bounds how long a catch-up waits for it to reach the head.
 	MembershipConsumer string
 	MembershipWait     time.Duration
+	// FanoutPartitions is streams.Options.FanoutPartitions: it names the fanout consumer that
+	// delivers to this gateway. MaxDeliveryLag bounds how far that consumer's ack floor may trail
+	// the gateway's latest acknowledged send before new sends wait, each at most DeliveryLagWait
+	// (see awaitDelivery); 0 turns the backpressure off.
+	FanoutPartitions int
+	MaxDeliveryLag   uint64
+	DeliveryLagWait  time.Duration
 	// OriginPatterns are the allowed browser origins (path.Match patterns); empty allows any:
 	// natter authenticates with bearer tokens, not cookies, so cross-origin sockets carry no
 	// ambient authority.
@@ -87,6 +94,9 @@ func DefaultConfig() Config {
 		Burst:               200,
 		MembershipConsumer:  streams.FanoutConsumer,
 		MembershipWait:      2 * time.Second,
+		FanoutPartitions:    1,
+		MaxDeliveryLag:      4096, // two of fanout's max ack pending: about a second of its flat-out rate here
+		DeliveryLagWait:     2 * time.Second,
 	}
 }
 
@@ -109,6 +119,10 @@ func (c Config) Validate() error {
 		return errors.New("gateway: rate limit must be positive")
 	case c.MembershipConsumer == "" || c.MembershipWait <= 0:
 		return errors.New("gateway: membership consumer and wait are required")
+	case c.FanoutPartitions < 1:
+		return errors.New("gateway: fanout partitions must be at least 1")
+	case c.MaxDeliveryLag > 0 && c.DeliveryLagWait <= 0:
+		return errors.New("gateway: delivery lag wait must be positive")
 	}
 	return nil
 }
@@ -144,7 +158,8 @@ type Gateway struct {
 	stopping   chan struct{}
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
-	membership floor // fanout's ack floor: membership changes applied up to it
+	membership floor         // fanout's ack floor: membership changes applied up to it
+	delivery   deliveryFloor // the ack floor of the fanout partition delivering to this gateway
 	auth       *auth.Authenticator
 }
 
@@ -158,6 +173,8 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, deps: deps, log: deps.Log.Named("gateway").With(zap.String("gateway", cfg.ID)),
 		met: newMetrics(deps.Metrics), stopping: make(chan struct{}), auth: auth.NewAuthenticator(deps.Tokens, deps.Store)}
+	g.membership.consumer = cfg.MembershipConsumer
+	g.delivery.consumer = streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)
 	g.hub = newHub(g)
 	return g, nil
 }

@@ -9,6 +9,10 @@ type metrics struct {
 	framesOut   prometheus.Counter
 	sends       *prometheus.CounterVec
 	publish     prometheus.Histogram
+
+	deliveryLag         prometheus.Gauge
+	backpressureWaits   prometheus.Counter
+	backpressureSeconds prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "publish_seconds", Help: "Send publish to stream acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}),
+		deliveryLag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "natter", Subsystem: "gateway",
+			Name: "delivery_lag_events", Help: "How far the fanout partition delivering to this gateway trailed its latest send when last looked at under load."}),
+		backpressureWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
+			Name: "backpressure_waits_total", Help: "Sends held because delivery to this gateway was too far behind."}),
+		backpressureSeconds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
+			Name: "backpressure_seconds_total", Help: "Time sends were held because delivery to this gateway was too far behind."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.sends, m.publish)
+		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,7 +22,8 @@ import (
 // (Config.PublishWindow). A read loop that finds either window full waits — it stops reading its
 // socket, so the backpressure reaches the client through TCP — while the hub and every other
 // socket go on. The gateway-wide window also bounds what the gateway can queue in the NATS server
-// ahead of the consumers' own requests on the same server.
+// ahead of the consumers' own requests on the same server. And a send waits, before either
+// window, while delivery to this gateway is too far behind (Gateway.awaitDelivery).
 //
 // Order: one socket's sends are published in the order they were read, on one connection, so the
 // stream assigns their seqs in that order, and their acks come back in that order too.
@@ -32,6 +34,8 @@ type publisher struct {
 
 	mu       sync.Mutex
 	inflight map[*nats.Msg]*inflightSend
+
+	last atomic.Uint64 // the highest seq JetStream acknowledged to this gateway
 
 	// dups holds acks JetStream marked Duplicate: the original's message id and time have to be
 	// read back from the stream, which the ack callback must not wait for. One goroutine answers
@@ -75,6 +79,7 @@ func newPublisher(g *Gateway) (*publisher, error) {
 // publish sends msg for s, waiting for room in both windows (or the end of the session). The
 // answer — ack, duplicate ack or unavailable — comes later, from onAck or onErr.
 func (p *publisher) publish(s *session, f *inflightSend, msg *nats.Msg) {
+	p.g.awaitDelivery(s.ctx)
 	select {
 	case s.window <- struct{}{}:
 	case <-s.kill:
@@ -118,6 +123,7 @@ func (p *publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, pa *jetstream.Pu
 		return
 	}
 	p.g.met.publish.Observe(time.Since(f.start).Seconds())
+	raise(&p.last, pa.Sequence)
 	if pa.Duplicate {
 		select {
 		case p.dups <- duplicateSend{f, pa.Sequence}:
@@ -129,6 +135,15 @@ func (p *publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, pa *jetstream.Pu
 	p.g.met.sends.WithLabelValues("ok").Inc()
 	f.s.send(protocol.Ack{Type: protocol.TypeAck, Ref: f.ref, ClientMsgID: f.clientMsgID, ConversationID: f.conv,
 		MessageID: f.messageID, Seq: pa.Sequence, SentAt: f.sentAt})
+}
+
+// raise sets v to seq if that is higher.
+func raise(v *atomic.Uint64, seq uint64) {
+	for last := v.Load(); seq > last; last = v.Load() {
+		if v.CompareAndSwap(last, seq) {
+			return
+		}
+	}
 }
 
 // onErr runs for a publish that failed or timed out (Config.PublishTimeout): the message may or

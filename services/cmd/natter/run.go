@@ -43,6 +43,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.Gateway.Addr, "ws-addr", cfg.Gateway.Addr, "WebSocket gateway listen address (port 0 picks a free one)")
 	fs.StringVar(&cfg.Gateway.PublicURL, "ws-public-url", "", "WebSocket URL announced to clients (default ws://<ws-addr>/v1/ws)")
 	fs.StringVar(&cfg.Gateway.ID, "gateway-id", "", "gateway id (default random)")
+	fs.Uint64Var(&cfg.Gateway.MaxDeliveryLag, "max-delivery-lag", cfg.Gateway.MaxDeliveryLag, "a gateway holds new sends (each up to 2s) while the fanout partition delivering to it trails its latest send by more events than this (0: never)")
 	fs.DurationVar(&cfg.Gateway.HeartbeatInterval, "heartbeat", cfg.Gateway.HeartbeatInterval, "WebSocket ping interval")
 	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
