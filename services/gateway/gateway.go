@@ -41,8 +41,12 @@ type Config struct {
 	// waits for the pong before closing with CloseHeartbeatTimeout.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	// SendQueue bounds the frames waiting for one socket; overflow closes it with CloseSlowConsumer.
-	SendQueue int
+	// SendQueue is how many frames may wait for one socket before it may be closed as slow
+	// (CloseSlowConsumer): it is, once its writer has been stuck in one write for
+	// SlowClientAfter (the client does not read), and at HardSendQueue frames in any case.
+	SendQueue       int
+	HardSendQueue   int
+	SlowClientAfter time.Duration
 	// WriteTimeout bounds one frame write.
 	WriteTimeout time.Duration
 	// PublishTimeout bounds a send's wait for the stream's acknowledgement.
@@ -84,6 +88,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval:   20 * time.Second,
 		HeartbeatTimeout:    10 * time.Second,
 		SendQueue:           1024, // live events and answers only (catch-up is paced separately); allocated as frames come, 24 bytes a slot
+		HardSendQueue:       8192, // a frame is shared by every socket it goes to: a slot is what a socket adds
+		SlowClientAfter:     2 * time.Second,
 		WriteTimeout:        10 * time.Second,
 		PublishTimeout:      5 * time.Second,
 		PublishWindow:       256,
@@ -111,6 +117,10 @@ func (c Config) Validate() error {
 		return errors.New("gateway: heartbeat interval and timeout must be positive")
 	case c.SendQueue < 16:
 		return fmt.Errorf("gateway: send queue %d too small (min 16)", c.SendQueue)
+	case c.HardSendQueue < c.SendQueue:
+		return fmt.Errorf("gateway: hard send queue %d below the send queue %d", c.HardSendQueue, c.SendQueue)
+	case c.SlowClientAfter <= 0:
+		return errors.New("gateway: slow client time must be positive")
 	case c.WriteTimeout <= 0 || c.PublishTimeout <= 0 || c.RouteRefresh <= 0 || c.Announce <= 0:
 		return errors.New("gateway: timeouts and refresh intervals must be positive")
 	case c.PublishWindow < 1 || c.SocketPublishWindow < 1:

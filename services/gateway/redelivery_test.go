@@ -8,6 +8,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -88,5 +89,29 @@ func TestResyncSparesSocketsCaughtUpPastTheGap(t *testing.T) {
 	resync(live + 2) // seq live+1 may come late: b, caught up to head only, must sync
 	if got := b.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) {
 		t.Fatalf("b closed with %d, want %d (resync)", got, protocol.CloseResync)
+	}
+}
+
+// TestABurstDoesNotCloseAClientThatReads: a burst of deliveries larger than the send queue
+// reaches a socket whose client reads. Its writer falls behind for a moment, but the client is
+// not slow: the socket must stay open and get every frame, in order. (A client that does not
+// read at all is still closed: TestSlowClientIsClosedAndOthersUnaffected.)
+func TestABurstDoesNotCloseAClientThatReads(t *testing.T) {
+	const queue, burst = 16, 2000
+	s := apptest.Start(t, func(c *app.Config) { c.Gateway.SendQueue, c.Gateway.HardSendQueue = queue, 4*burst })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	b := dial(s, bob, "laptop", nil)
+	for i := range burst {
+		seq := uint64(1000 + i)
+		ev := streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("m%d", i), SenderID: alice.ID, Text: "burst"}
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Seq: seq, Users: []string{bob.ID}, Event: ev})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range burst {
+		if f := b.NextOf(protocol.TypeMessage, wait); f.Seq != uint64(1000+i) {
+			t.Fatalf("frame %d of the burst is seq %d, want %d", i, f.Seq, 1000+i)
+		}
 	}
 }

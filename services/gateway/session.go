@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -53,13 +54,15 @@ type session struct {
 	reason   string
 
 	wmu       sync.Mutex
-	queue     [][]byte    // bounded by SendQueue: live events and the session's own answers; never waited on
+	queue     [][]byte    // live events and the session's own answers, bounded as enqueue says; never waited on
 	spare     [][]byte    // the writer's last batch, reused by the next
 	writing   bool        // a writer goroutine is running (or starting)
 	ended     bool        // fail was called: no more goroutines start
 	broken    bool        // a write failed: close without the handshake
 	online    bool        // the online presence event was published; offline follows at the end
 	heartbeat *time.Timer // fires ping every HeartbeatInterval
+
+	wireSince atomic.Int64 // when the writer's write to the socket began (Unix ns); 0 when not in one
 
 	mu       sync.Mutex
 	syncing  bool              // catch-up running: live frames wait in pending
@@ -317,7 +320,10 @@ func (s *session) writer() {
 			}
 			batch[i] = nil
 		}
-		if err := s.cork.uncork(s.g.cfg.WriteTimeout); err != nil {
+		s.wireSince.Store(time.Now().UnixNano())
+		err := s.cork.uncork(s.g.cfg.WriteTimeout)
+		s.wireSince.Store(0)
+		if err != nil {
 			s.writeFailed()
 		}
 		s.wmu.Lock()
@@ -328,6 +334,15 @@ func (s *session) writer() {
 		}
 		s.wmu.Unlock()
 	}
+}
+
+// stuckWriting is how long the writer has been in its current write to the socket (0 if in none).
+func (s *session) stuckWriting() time.Duration {
+	since := s.wireSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
 }
 
 // idleQueueCap is the largest send queue an idle socket keeps allocated.
@@ -476,14 +491,18 @@ func (s *session) send(v any) {
 	s.enqueue(b)
 }
 
-// enqueue never blocks: a full queue means the client cannot keep up, and it is closed.
+// enqueue never blocks. Past SendQueue frames the socket is closed as slow only if it is its
+// own client that is slow — the writer has been stuck in one write to the socket for
+// SlowClientAfter (the client does not read) — or when the queue reaches HardSendQueue. A
+// queue that grew because the server's writers fell behind (a burst, a busy machine) while the
+// client reads is not the client's fault.
 func (s *session) enqueue(frame []byte) {
 	s.wmu.Lock()
 	if s.ended {
 		s.wmu.Unlock()
 		return
 	}
-	if len(s.queue) >= s.g.cfg.SendQueue {
+	if n := len(s.queue); n >= s.g.cfg.SendQueue && (n >= s.g.cfg.HardSendQueue || s.stuckWriting() >= s.g.cfg.SlowClientAfter) {
 		s.wmu.Unlock()
 		s.fail(protocol.CloseSlowConsumer, "send queue full; reconnect and sync")
 		return
