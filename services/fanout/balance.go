@@ -46,11 +46,23 @@ func (f *Fanout) balance() {
 func (f *Fanout) rebalance(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Liveness+10*time.Second)
 	defer cancel()
-	if _, err := f.instances.Put(ctx, f.cfg.InstanceID, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("refresh liveness: %w", err) // keep what we have: the pins hold
+	if err := f.refresh(ctx); err != nil {
+		return err // keep what we have: the pins hold
 	}
-	f.live.saw(f.cfg.InstanceID, time.Now())
-	live := f.live.list(f.cfg.Liveness)
+	// Liveness is judged on the watch's clock: another instance is gone when this one's own
+	// refreshes came back through the watch for a whole liveness after that instance's last. A
+	// watch or a bucket that stalls (a NATS node failing over, a busy machine) stalls this
+	// instance's own refreshes too, and then nobody is declared gone: the assignment stays.
+	ref := f.live.seenAt(f.cfg.InstanceID)
+	if stale := time.Since(ref); stale > f.cfg.Liveness {
+		if !f.stale {
+			f.log.Warn("this instance's refreshes are not coming back through the fanouts bucket; keeping its partitions as they are", zap.Duration("since", stale))
+		}
+		f.stale = true
+		return nil
+	}
+	f.stale = false
+	live := f.live.liveAt(ref, f.cfg.Liveness)
 	want := assign(f.cfg.Partitions, live, f.cfg.InstanceID)
 	owned := f.owned()
 	var changed bool
@@ -77,6 +89,26 @@ func (f *Fanout) rebalance(ctx context.Context) error {
 	f.prevLive = live
 	if changed {
 		f.log.Info("fanout partitions", zap.Ints("mine", want), zap.Strings("live", live))
+	}
+	return nil
+}
+
+// refresh puts this instance's entry in the fanouts bucket.
+func (f *Fanout) refresh(ctx context.Context) error {
+	if _, err := f.instances.Put(ctx, f.cfg.InstanceID, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("refresh liveness: %w", err)
+	}
+	return nil
+}
+
+// awaitEcho waits until the watch has seen a put of this instance made after since.
+func (f *Fanout) awaitEcho(ctx context.Context, since time.Time) error {
+	for !f.live.seenAt(f.cfg.InstanceID).After(since) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("own entry not seen in the %s bucket: %w", streams.FanoutsBucket, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	return nil
 }
@@ -123,9 +155,9 @@ func owner(n int, live []string, p int) string {
 	return ""
 }
 
-// liveSet follows the fanouts bucket: an instance is live while its entry was put within the
-// liveness, as this process's clock saw the put. Deciding locally, from a watch, sees a dead
-// instance go within one liveness, however the server times the bucket's TTL out.
+// liveSet follows the fanouts bucket: when this process saw each instance's last put. Deciding
+// locally, from a watch, sees a dead instance go within one liveness, however the server times
+// the bucket's TTL out.
 type liveSet struct {
 	w      jetstream.KeyWatcher
 	cancel context.CancelFunc
@@ -194,18 +226,25 @@ func (l *liveSet) saw(id string, at time.Time) {
 	}
 }
 
-// list is the instances seen within liveness, sorted.
-func (l *liveSet) list(liveness time.Duration) []string {
+// liveAt is the instances whose last put was seen less than liveness before ref, sorted.
+func (l *liveSet) liveAt(ref time.Time, liveness time.Duration) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var ids []string
 	for id, at := range l.seen {
-		if time.Since(at) < liveness {
+		if ref.Sub(at) < liveness {
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// seenAt is when the last put of id was seen (zero if never).
+func (l *liveSet) seenAt(id string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[id]
 }
 
 func (l *liveSet) stop() error {

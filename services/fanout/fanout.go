@@ -100,6 +100,7 @@ type Fanout struct {
 	instances jetstream.KeyValue // the fanouts bucket: one entry per live instance
 	live      *liveSet           // what this instance sees of the fanouts bucket
 	prevLive  []string           // the live instances at the last rebalance; used by the balancer only
+	stale     bool               // the last rebalance found this instance's own refreshes not coming back; balancer only
 	stop      chan struct{}      // closed by Stop: the balancer ends
 	done      chan struct{}      // closed when the balancer has ended
 
@@ -141,7 +142,7 @@ func (f *Fanout) Start(ctx context.Context) error {
 		return fmt.Errorf("fanout: %w", err)
 	}
 	// Who held what before this instance (or its previous run, under the same id) came.
-	f.prevLive = f.live.list(f.cfg.Liveness)
+	f.prevLive = f.live.liveAt(time.Now(), f.cfg.Liveness)
 	if f.routes, err = routing.Watch(ctx, f.deps.JS, f.log); err != nil {
 		_ = f.live.stop()
 		return fmt.Errorf("fanout: %w", err)
@@ -151,6 +152,13 @@ func (f *Fanout) Start(ctx context.Context) error {
 		f.routes.Stop()
 		_ = f.live.stop()
 		return fmt.Errorf("fanout: %w", err)
+	}
+	joined := time.Now()
+	if err := f.refresh(ctx); err != nil {
+		return fail(err)
+	}
+	if err := f.awaitEcho(ctx, joined); err != nil {
+		return fail(err)
 	}
 	if err := f.rebalance(ctx); err != nil {
 		return fail(err)

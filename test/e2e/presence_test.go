@@ -17,8 +17,10 @@ import (
 func TestKilledGatewaysUsersGoOffline(t *testing.T) {
 	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48)) // both processes verify the same tokens
 	const ttl = 3 * time.Second
-	main := StartNatter(t, t.TempDir(), "--gateway-ttl", ttl.String())
-	edge := StartNatter(t, t.TempDir(), "--target", "gateway", "--nats-url", main.Addrs.NATS, "--gateway-ttl", ttl.String())
+	// The second process uses the first one's store, as a split deployment does: a gateway checks
+	// every token's account there.
+	main := StartNatter(t, t.TempDir(), "--gateway-ttl", ttl.String(), "--target", "gateway,api,persister,fanout,presence,push,store")
+	edge := StartNatter(t, t.TempDir(), "--target", "gateway", "--store", "remote", "--nats-url", main.Addrs.NATS, "--gateway-ttl", ttl.String())
 	alice, bob := signUp(t, main.Addrs.API, "alice"), signUp(t, main.Addrs.API, "bob")
 	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, nil)
 
