@@ -15,10 +15,32 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-// balance keeps this instance's entry in the fanouts bucket fresh and its share of the
-// partitions current, every Liveness/5, until Stop.
+// balance keeps this instance's share of the partitions current, every Liveness/5, until Stop.
 func (f *Fanout) balance() {
-	defer close(f.done)
+	defer f.loops.Done()
+	f.every(func() {
+		if err := f.rebalance(context.Background()); err != nil {
+			f.log.Warn("rebalance fanout partitions", zap.Error(err))
+		}
+	})
+}
+
+// heartbeat keeps this instance's entry in the fanouts bucket fresh, every Liveness/5, until
+// Stop. It is a loop of its own: a rebalance that drains a partition can take longer than the
+// liveness, and the others must not take this instance for gone meanwhile.
+func (f *Fanout) heartbeat() {
+	defer f.loops.Done()
+	f.every(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Liveness)
+		defer cancel()
+		if err := f.refresh(ctx); err != nil {
+			f.log.Debug("refresh fanout liveness", zap.Error(err)) // the rebalance says when it matters
+		}
+	})
+}
+
+// every runs do every Liveness/5 until Stop.
+func (f *Fanout) every(do func()) {
 	tick := time.NewTicker(f.cfg.Liveness / 5)
 	defer tick.Stop()
 	for {
@@ -27,13 +49,11 @@ func (f *Fanout) balance() {
 			return
 		case <-tick.C:
 		}
-		if err := f.rebalance(context.Background()); err != nil {
-			f.log.Warn("rebalance fanout partitions", zap.Error(err))
-		}
+		do()
 	}
 }
 
-// rebalance refreshes this instance's liveness entry, reads which instances are live and starts
+// rebalance reads which instances are live and starts
 // or stops partitions so that this instance consumes exactly its share. Views of the live set
 // may differ for a moment between instances; the pinned priority group keeps every partition on
 // one instance regardless, and a partition wanted by two waits for the pin.
@@ -46,9 +66,6 @@ func (f *Fanout) balance() {
 func (f *Fanout) rebalance(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Liveness+10*time.Second)
 	defer cancel()
-	if err := f.refresh(ctx); err != nil {
-		return err // keep what we have: the pins hold
-	}
 	// Liveness is judged on the watch's clock: another instance is gone when this one's own
 	// refreshes came back through the watch for a whole liveness after that instance's last. A
 	// watch or a bucket that stalls (a NATS node failing over, a busy machine) stalls this

@@ -101,8 +101,8 @@ type Fanout struct {
 	live      *liveSet           // what this instance sees of the fanouts bucket
 	prevLive  []string           // the live instances at the last rebalance; used by the balancer only
 	stale     bool               // the last rebalance found this instance's own refreshes not coming back; balancer only
-	stop      chan struct{}      // closed by Stop: the balancer ends
-	done      chan struct{}      // closed when the balancer has ended
+	stop      chan struct{}      // closed by Stop: the balancer and the heartbeat end
+	loops     sync.WaitGroup     // the balancer and the heartbeat
 
 	mu    sync.Mutex
 	parts map[int]*partition // the partitions this instance is consuming
@@ -128,7 +128,7 @@ func New(cfg Config, deps Deps) (*Fanout, error) {
 		cfg.InstanceID = strings.ToLower(ulid.Make().String())
 	}
 	log := deps.Log.Named("fanout").With(zap.String("instance", cfg.InstanceID))
-	return &Fanout{cfg: cfg, deps: deps, log: log, parts: map[int]*partition{}, stop: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Fanout{cfg: cfg, deps: deps, log: log, parts: map[int]*partition{}, stop: make(chan struct{})}, nil
 }
 
 // Start loads the routes mirror, takes this instance's share of the partitions and keeps
@@ -166,6 +166,8 @@ func (f *Fanout) Start(ctx context.Context) error {
 	if f.typing, err = f.deps.NC.QueueSubscribe(streams.TypingAll, streams.FanoutConsumer, f.relayTyping); err != nil {
 		return fail(fmt.Errorf("typing: %w", err))
 	}
+	f.loops.Add(2)
+	go f.heartbeat()
 	go f.balance()
 	f.log.Info("fanout started", zap.Int("partitions", f.cfg.Partitions))
 	return nil
@@ -178,7 +180,7 @@ func (f *Fanout) Stop(ctx context.Context) error {
 	}
 	_ = f.typing.Unsubscribe()
 	close(f.stop)
-	<-f.done
+	f.loops.Wait()
 	if err := f.instances.Delete(ctx, f.cfg.InstanceID); err != nil {
 		f.log.Warn("leave the fanouts bucket", zap.Error(err))
 	}
