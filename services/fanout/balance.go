@@ -53,10 +53,10 @@ func (f *Fanout) every(do func()) {
 	}
 }
 
-// rebalance reads which instances are live and starts
-// or stops partitions so that this instance consumes exactly its share. Views of the live set
-// may differ for a moment between instances; the pinned priority group keeps every partition on
-// one instance regardless, and a partition wanted by two waits for the pin.
+// rebalance reads which instances are live and starts or stops partitions so that this instance
+// consumes exactly its share. Views of the live set may differ for a moment between instances;
+// the pinned priority group keeps every partition on one instance regardless, and a partition
+// wanted by two waits for the pin.
 //
 // A partition is handed over in one of two ways. Its previous owner, still live, drains it and
 // unpins it (stopPartition): the next owner continues exactly after its last ack. Or its previous
