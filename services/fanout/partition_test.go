@@ -105,7 +105,7 @@ func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 	opts := streams.DefaultOptions()
 	// The ack wait outlasts the liveness, as by default (5 s > 1 s), so a dead instance's events
 	// are still held when the survivors take its partitions over.
-	opts.FanoutPartitions, opts.FanoutAckWait = 4, 3*time.Second
+	opts.FanoutPartitions, opts.FanoutAckWait, opts.FanoutLiveness = 4, 3*time.Second, 1500*time.Millisecond
 	e := newEnvWith(t, opts)
 
 	var pubMu sync.Mutex

