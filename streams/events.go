@@ -87,6 +87,13 @@ type Delivery struct {
 	Frame       json.RawMessage `json:"frame,omitempty"`
 	Resync      bool            `json:"resync,omitempty"`
 	ResyncBelow uint64          `json:"resync_below,omitempty"`
+	// Chain and N number the timeline deliveries and resyncs that one run of a fanout partition
+	// publishes to one gateway: 1, 2, 3, … under a random chain id of that run. Deliveries are
+	// core NATS, and a NATS node or connection that fails loses what was in flight through it;
+	// a gateway that finds a number skipped treats the delivery as if a resync below its Seq
+	// came first. Zero Chain: not numbered (frames outside the timeline).
+	Chain uint64 `json:"chain,omitempty"`
+	N     uint64 `json:"n,omitempty"`
 }
 
 // Route is the value of a routes bucket entry: which gateway holds a device's socket.

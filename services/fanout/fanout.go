@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,8 +116,10 @@ type partition struct {
 	name    string // its durable consumer
 	cons    jetstream.Consumer
 	runner  *consumer.Runner
-	next    uint64  // the stream seq expected next (0: not known yet); used by the runner's one worker
-	pending pending // this chunk's push publishes (push.go)
+	next    uint64            // the stream seq expected next (0: not known yet); used by the runner's one worker
+	pending pending           // this chunk's push publishes (push.go)
+	chain   uint64            // this run's random chain id (streams.Delivery.Chain)
+	sent    map[string]uint64 // gateway -> N of the last delivery published to it; used by the worker
 }
 
 // New returns a fanout; Start begins consuming.
@@ -191,7 +194,7 @@ func (f *Fanout) Stop(ctx context.Context) error {
 
 // startPartition starts consuming partition p.
 func (f *Fanout) startPartition(ctx context.Context, p int) error {
-	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions)}
+	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions), chain: rand.Uint64() | 1, sent: map[string]uint64{}}
 	var err error
 	part.cons, err = f.deps.JS.Consumer(ctx, streams.ChatStream, part.name)
 	if err != nil {
@@ -299,12 +302,8 @@ func (part *partition) inOrder(ctx context.Context, seq uint64) error {
 		return nil // in order, or a repeat of what this partition handled (gateways drop those)
 	}
 	gws := slices.DeleteFunc(part.f.routes.AllGateways(), func(gw string) bool { return !part.delivers(gw) })
-	data, err := json.Marshal(streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: seq})
-	if err != nil {
-		return consumer.Permanent(err)
-	}
 	for _, gw := range gws {
-		if err := part.f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
+		if err := part.send(gw, streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: seq}); err != nil {
 			return fmt.Errorf("resync gateway %s: %w", gw, err)
 		}
 	}
@@ -358,14 +357,24 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 		}
 	}
 	for gw, users := range byGateway {
-		data, err := json.Marshal(streams.Delivery{Seq: seq, Users: users, Event: ev})
-		if err != nil {
-			return consumer.Permanent(fmt.Errorf("encode delivery: %w", err))
-		}
-		if err := f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
+		if err := part.send(gw, streams.Delivery{Seq: seq, Users: users, Event: ev}); err != nil {
 			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
 		}
 	}
+	return nil
+}
+
+// send publishes d to gateway gw as the next link of this partition's chain to it.
+func (part *partition) send(gw string, d streams.Delivery) error {
+	d.Chain, d.N = part.chain, part.sent[gw]+1
+	data, err := json.Marshal(d)
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("encode delivery: %w", err))
+	}
+	if err := part.f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
+		return err // not sent: the number is not used up
+	}
+	part.sent[gw] = d.N
 	return nil
 }
 

@@ -89,6 +89,7 @@ type gateway struct {
 	id  string
 	sub *nats.Subscription
 	reg *routing.Registrar
+	n   map[uint64]uint64 // chain -> the last N that expect saw
 }
 
 func (e *env) gateway(t *testing.T, id string) *gateway {
@@ -184,6 +185,14 @@ func (g *gateway) expect(t *testing.T, want streams.Delivery) {
 	if err := json.Unmarshal(m.Data, &got); err != nil {
 		t.Fatalf("%s: bad delivery %s: %v", g.id, m.Data, err)
 	}
+	if g.n == nil {
+		g.n = map[uint64]uint64{}
+	}
+	if got.Chain == 0 || got.N != g.n[got.Chain]+1 {
+		t.Fatalf("%s: delivery of seq %d numbered %d in chain %d, after %d", g.id, got.Seq, got.N, got.Chain, g.n[got.Chain])
+	}
+	g.n[got.Chain] = got.N
+	got.Chain, got.N = 0, 0
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s: delivery\n got seq %d users %v event %+v\nwant seq %d users %v event %+v",
 			g.id, got.Seq, got.Users, got.Event, want.Seq, want.Users, want.Event)

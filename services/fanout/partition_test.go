@@ -126,12 +126,17 @@ func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 		e.route(t, g, user, "d1")
 		devs[i] = &device{has: map[uint64]bool{}}
 		_ = g.sub.Unsubscribe()
+		chains := map[uint64]uint64{} // chain -> last N: one server loses nothing, so none skips
 		sub, err := e.nc.Subscribe(streams.DeliverSubject(id), func(m *nats.Msg) {
 			var d streams.Delivery
 			if err := json.Unmarshal(m.Data, &d); err != nil {
 				t.Errorf("%s: bad delivery %s (%v)", id, m.Data, err)
 				return
 			}
+			if d.Chain == 0 || d.N != chains[d.Chain]+1 {
+				t.Errorf("%s: delivery numbered %d in chain %d after %d", id, d.N, d.Chain, chains[d.Chain])
+			}
+			chains[d.Chain] = d.N
 			switch {
 			case d.Resync:
 				devs[i].resync(publishedNow())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -19,9 +20,12 @@ type hub struct {
 	mu     sync.RWMutex
 	byUser map[string]map[string]*session // user -> device -> session
 	n      int
+	chains chains // used by the delivery subscription's goroutine only
 }
 
-func newHub(g *Gateway) *hub { return &hub{g: g, byUser: map[string]map[string]*session{}} }
+func newHub(g *Gateway) *hub {
+	return &hub{g: g, byUser: map[string]map[string]*session{}, chains: chains{}}
+}
 
 // add registers s; a session of the same device already here is returned so the caller can close
 // it with CloseReplaced.
@@ -83,8 +87,12 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 		return
 	}
 	if d.Resync { // fanout skipped ahead: nothing later may reach a socket before it syncs
-		h.resync(d.ResyncBelow)
+		h.chains.follows(d, time.Now())
+		h.resync(d.ResyncBelow, "fanout reports a gap in this gateway's events")
 		return
+	}
+	if !h.chains.follows(d, time.Now()) { // one before it was lost in transit
+		h.resync(d.Seq, "a delivery from fanout was lost in transit")
 	}
 	if len(d.Frame) > 0 { // outside the timeline: pass it on as it is
 		h.mu.RLock()
@@ -113,7 +121,7 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 // resync closes, with the resync code, every session that events below below may still be
 // missing from (all of them when below is 0): it catches up from its cursor when it reconnects.
 // A session whose catch-up covers below-1 has them all, and drops them when they come late.
-func (h *hub) resync(below uint64) {
+func (h *hub) resync(below uint64, why string) {
 	n := 0
 	for _, s := range h.all() {
 		if below > 0 && s.caughtUpTo(below-1) {
@@ -122,8 +130,42 @@ func (h *hub) resync(below uint64) {
 		s.fail(protocol.CloseResync, "missed deliveries; reconnect and sync")
 		n++
 	}
-	h.g.log.Warn("fanout reports a gap in this gateway's events; clients not caught up past it resync",
-		zap.Uint64("below", below), zap.Int("closed", n))
+	h.g.log.Warn(why+"; clients not caught up past it resync", zap.Uint64("below", below), zap.Int("closed", n))
+}
+
+// chains follows the numbered deliveries of each fanout partition run (streams.Delivery.Chain):
+// chain id -> the highest N seen, and when.
+type chains map[uint64]chainLink
+
+type chainLink struct {
+	n    uint64
+	seen time.Time
+}
+
+// chainsKept is how many chains are kept before those quiet for chainQuiet are forgotten. A
+// forgotten chain that speaks again looks broken, which costs one needless resync.
+const (
+	chainsKept = 64
+	chainQuiet = 10 * time.Minute
+)
+
+// follows records d and reports whether it follows on from the last delivery of its chain, or
+// is not numbered. A chain seen for the first time must start at 1: fanout only delivers to
+// gateways in the routes, so to a new gateway (its id is random) only after it subscribed.
+func (c chains) follows(d streams.Delivery, now time.Time) bool {
+	if d.Chain == 0 {
+		return true
+	}
+	last, known := c[d.Chain]
+	if !known && len(c) >= chainsKept {
+		for id, l := range c {
+			if now.Sub(l.seen) > chainQuiet {
+				delete(c, id)
+			}
+		}
+	}
+	c[d.Chain] = chainLink{n: max(last.n, d.N), seen: now}
+	return d.N <= last.n+1
 }
 
 // closeAll closes every session with code, concurrently.

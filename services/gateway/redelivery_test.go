@@ -115,3 +115,71 @@ func TestABurstDoesNotCloseAClientThatReads(t *testing.T) {
 		}
 	}
 }
+
+// TestALostDeliveryResyncsTheSocketsBehindIt: fanout numbers what one partition run sends a
+// gateway. A number skipped is a delivery lost in transit (a NATS node died with it): before
+// the delivery after the hole reaches anyone, every socket not caught up past the hole is
+// closed with the resync code, so no client's cursor moves over the lost event. Deliveries that
+// follow on close nothing.
+func TestALostDeliveryResyncsTheSocketsBehindIt(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "phone", nil)
+	a.Send(send(conv, "m0", "first"))
+	head := a.NextOf(protocol.TypeAck, wait).Seq
+	if f := a.NextOf(protocol.TypeMessage, wait); f.Seq != head { // the sender's own device has it too
+		t.Fatalf("a got seq %d, want %d", f.Seq, head)
+	}
+	b := dial(s, bob, "laptop", nil) // synced at head
+
+	const chain = 7
+	deliver := func(n, seq uint64, users ...string) {
+		t.Helper()
+		ev := streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("x%d", seq),
+			SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("x%d", seq), Text: "numbered"}
+		d := streams.Delivery{Seq: seq, Users: append([]string{}, users...), Event: ev, Chain: chain, N: n}
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// In order: 1 and 2 reach both sockets and close nothing.
+	deliver(1, head+1, alice.ID, bob.ID)
+	deliver(2, head+2, alice.ID, bob.ID)
+	for name, ws := range map[string]*apptest.WS{"a": a, "b": b} {
+		for _, want := range []uint64{head + 1, head + 2} {
+			if f := ws.NextOf(protocol.TypeMessage, wait); f.Seq != want {
+				t.Fatalf("%s got seq %d, want %d", name, f.Seq, want)
+			}
+		}
+	}
+	// 3 is lost. 4 comes at head+4, past the hole: both sockets were only caught up to head, so
+	// neither may see it live; each must resync and read head+3 from its cursor.
+	deliver(4, head+4, alice.ID, bob.ID)
+	for name, ws := range map[string]*apptest.WS{"a": a, "b": b} {
+		deadline := time.After(wait)
+	frames:
+		for {
+			select {
+			case f, ok := <-ws.Frames:
+				if !ok {
+					break frames
+				}
+				if f.Type == protocol.TypeMessage {
+					t.Fatalf("%s got seq %d live over the hole", name, f.Seq)
+				}
+			case <-deadline:
+				t.Fatalf("%s still open %s after a delivery over a hole", name, wait)
+			}
+		}
+		if got := ws.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) {
+			t.Fatalf("%s closed with %d, want %d (resync)", name, got, protocol.CloseResync)
+		}
+	}
+	// A socket that connects now is caught up past the hole: the chain goes on without it closing.
+	c := dial(s, bob, "tablet", nil)
+	deliver(5, head+5, bob.ID)
+	if f := c.NextOf(protocol.TypeMessage, wait); f.Seq != head+5 {
+		t.Fatalf("tablet got seq %d, want %d", f.Seq, head+5)
+	}
+}
