@@ -87,13 +87,17 @@ type Delivery struct {
 	Frame       json.RawMessage `json:"frame,omitempty"`
 	Resync      bool            `json:"resync,omitempty"`
 	ResyncBelow uint64          `json:"resync_below,omitempty"`
-	// Chain and N number the timeline deliveries and resyncs that one run of a fanout partition
-	// publishes to one gateway: 1, 2, 3, … under a random chain id of that run. Deliveries are
-	// core NATS, and a NATS node or connection that fails loses what was in flight through it;
-	// a gateway that finds a number skipped treats the delivery as if a resync below its Seq
-	// came first. Zero Chain: not numbered (frames outside the timeline).
+	// Chain and N number the timeline deliveries, resyncs and end that one run of a fanout
+	// partition publishes to one gateway: 1, 2, 3, … under a random chain id of that run.
+	// Deliveries are core NATS: a NATS node or connection that fails loses what was in flight
+	// through it, and two runs' deliveries can overtake each other. A gateway that finds a
+	// number skipped, or a new chain before the last one's end, treats the delivery as if a
+	// resync below its Seq came first. Zero Chain: not numbered (frames outside the timeline).
 	Chain uint64 `json:"chain,omitempty"`
 	N     uint64 `json:"n,omitempty"`
+	// End closes a chain: its run stopped after handling and acknowledging every event below
+	// Seq, and sent everything it had for this gateway before.
+	End bool `json:"end,omitempty"`
 }
 
 // Route is the value of a routes bucket entry: which gateway holds a device's socket.

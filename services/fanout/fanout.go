@@ -228,6 +228,13 @@ func (f *Fanout) stopPartition(ctx context.Context, p int) error {
 	if err := part.runner.Stop(ctx); err != nil {
 		return err // not drained: leave the pin to lapse, so redeliveries go first
 	}
+	// Drained: every gateway this run fed hears that its chain ended here, so the next owner's
+	// chain follows on without a resync.
+	for gw := range part.sent {
+		if err := part.send(gw, streams.Delivery{Users: []string{}, End: true, Seq: part.next}); err != nil {
+			f.log.Debug("end the chain to a gateway", zap.String("gateway", gw), zap.Error(err))
+		}
+	}
 	if part.runner.Pulled() == 0 {
 		// Never pinned here: the pin, if any, is another instance's, not ours to give away.
 		return nil

@@ -24,7 +24,7 @@ type hub struct {
 }
 
 func newHub(g *Gateway) *hub {
-	return &hub{g: g, byUser: map[string]map[string]*session{}, chains: chains{}}
+	return &hub{g: g, byUser: map[string]map[string]*session{}, chains: chains{links: map[uint64]chainLink{}}}
 }
 
 // add registers s; a session of the same device already here is returned so the caller can close
@@ -86,13 +86,16 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 		h.g.log.Error("bad delivery", zap.Error(err))
 		return
 	}
-	if d.Resync { // fanout skipped ahead: nothing later may reach a socket before it syncs
-		h.chains.follows(d, time.Now())
+	unbroken, why := h.chains.follows(d, time.Now())
+	switch {
+	case d.Resync: // fanout skipped ahead: nothing later may reach a socket before it syncs
 		h.resync(d.ResyncBelow, "fanout reports a gap in this gateway's events")
 		return
+	case !unbroken:
+		h.resync(d.Seq, why)
 	}
-	if !h.chains.follows(d, time.Now()) { // one before it was lost in transit
-		h.resync(d.Seq, "a delivery from fanout was lost in transit")
+	if d.End {
+		return
 	}
 	if len(d.Frame) > 0 { // outside the timeline: pass it on as it is
 		h.mu.RLock()
@@ -131,41 +134,6 @@ func (h *hub) resync(below uint64, why string) {
 		n++
 	}
 	h.g.log.Warn(why+"; clients not caught up past it resync", zap.Uint64("below", below), zap.Int("closed", n))
-}
-
-// chains follows the numbered deliveries of each fanout partition run (streams.Delivery.Chain):
-// chain id -> the highest N seen, and when.
-type chains map[uint64]chainLink
-
-type chainLink struct {
-	n    uint64
-	seen time.Time
-}
-
-// chainsKept is how many chains are kept before those quiet for chainQuiet are forgotten. A
-// forgotten chain that speaks again looks broken, which costs one needless resync.
-const (
-	chainsKept = 64
-	chainQuiet = 10 * time.Minute
-)
-
-// follows records d and reports whether it follows on from the last delivery of its chain, or
-// is not numbered. A chain seen for the first time must start at 1: fanout only delivers to
-// gateways in the routes, so to a new gateway (its id is random) only after it subscribed.
-func (c chains) follows(d streams.Delivery, now time.Time) bool {
-	if d.Chain == 0 {
-		return true
-	}
-	last, known := c[d.Chain]
-	if !known && len(c) >= chainsKept {
-		for id, l := range c {
-			if now.Sub(l.seen) > chainQuiet {
-				delete(c, id)
-			}
-		}
-	}
-	c[d.Chain] = chainLink{n: max(last.n, d.N), seen: now}
-	return d.N <= last.n+1
 }
 
 // closeAll closes every session with code, concurrently.

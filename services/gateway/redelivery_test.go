@@ -122,41 +122,78 @@ func TestABurstDoesNotCloseAClientThatReads(t *testing.T) {
 // closed with the resync code, so no client's cursor moves over the lost event. Deliveries that
 // follow on close nothing.
 func TestALostDeliveryResyncsTheSocketsBehindIt(t *testing.T) {
-	s := apptest.Start(t)
-	alice, bob := s.SignUp("alice"), s.SignUp("bob")
-	conv := s.Direct(alice, bob)
-	a := dial(s, alice, "phone", nil)
-	a.Send(send(conv, "m0", "first"))
-	head := a.NextOf(protocol.TypeAck, wait).Seq
-	if f := a.NextOf(protocol.TypeMessage, wait); f.Seq != head { // the sender's own device has it too
-		t.Fatalf("a got seq %d, want %d", f.Seq, head)
-	}
-	b := dial(s, bob, "laptop", nil) // synced at head
+	s, bob, head, a, b, deliver := numberedSetup(t)
+	// In order: 1 and 2 reach both sockets and close nothing.
+	deliver(7, 1, head+1, false)
+	deliver(7, 2, head+2, false)
+	expectLive(t, map[string]*apptest.WS{"a": a, "b": b}, head+1, head+2)
+	// 3 is lost. 4 comes at head+4, past the hole: both sockets were only caught up to head, so
+	// neither may see it live; each must resync and read head+3 from its cursor.
+	deliver(7, 4, head+4, false)
+	expectResync(t, map[string]*apptest.WS{"a": a, "b": b})
+	// The chain goes on from 4 without closing anything.
+	tablet := dial(s, bob, "tablet", nil)
+	deliver(7, 5, head+5, false)
+	expectLive(t, map[string]*apptest.WS{"tablet": tablet}, head+5)
+}
 
-	const chain = 7
-	deliver := func(n, seq uint64, users ...string) {
+// TestDeliveriesMoveToAnotherRunOnlyAfterTheLastEnded: when a partition moves to another fanout
+// run, the new run's deliveries can overtake the old run's last ones (other connections, other
+// NATS nodes). They follow on only if the old run said it ended — it drained, and what it sent
+// came before its end; otherwise the sockets not caught up past the switch resync first.
+func TestDeliveriesMoveToAnotherRunOnlyAfterTheLastEnded(t *testing.T) {
+	_, _, head, a, b, deliver := numberedSetup(t)
+	deliver(7, 1, head+1, false)
+	deliver(7, 2, head+2, true) // run 7 ended: everything below head+2 was sent
+	deliver(8, 1, head+2, false)
+	expectLive(t, map[string]*apptest.WS{"a": a, "b": b}, head+1, head+2)
+	deliver(9, 1, head+3, false) // run 8 did not end: an event of it may still come
+	expectResync(t, map[string]*apptest.WS{"a": a, "b": b})
+}
+
+// numberedSetup starts a system with alice's phone (a) and bob's laptop (b), both caught up to
+// head (the seq of a message the real fanout delivered before them), and returns a func that delivers a message at seq to both as link n of chain (or, end
+// set, chain's end below seq).
+func numberedSetup(t *testing.T) (s *apptest.System, bob apptest.User, head uint64, a, b *apptest.WS, deliver func(chain, n, seq uint64, end bool)) {
+	s = apptest.Start(t)
+	alice := s.SignUp("alice")
+	bob = s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	sender := dial(s, alice, "laptop", nil)
+	sender.Send(send(conv, "m0", "first"))
+	head = sender.NextOf(protocol.TypeAck, wait).Seq
+	a, b = dial(s, alice, "phone", nil), dial(s, bob, "laptop", nil) // synced at head
+	deliver = func(chain, n, seq uint64, end bool) {
 		t.Helper()
-		ev := streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("x%d", seq),
-			SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("x%d", seq), Text: "numbered"}
-		d := streams.Delivery{Seq: seq, Users: append([]string{}, users...), Event: ev, Chain: chain, N: n}
+		d := streams.Delivery{Users: []string{}, Chain: chain, N: n, Seq: seq, End: end}
+		if !end {
+			d.Users = []string{alice.ID, bob.ID}
+			d.Event = streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("x%d", seq),
+				SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("x%d", seq), Text: "numbered"}
+		}
 		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(d)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// In order: 1 and 2 reach both sockets and close nothing.
-	deliver(1, head+1, alice.ID, bob.ID)
-	deliver(2, head+2, alice.ID, bob.ID)
-	for name, ws := range map[string]*apptest.WS{"a": a, "b": b} {
-		for _, want := range []uint64{head + 1, head + 2} {
+	return s, bob, head, a, b, deliver
+}
+
+// expectLive checks that each socket gets the messages at seqs live, in order.
+func expectLive(t *testing.T, sockets map[string]*apptest.WS, seqs ...uint64) {
+	t.Helper()
+	for name, ws := range sockets {
+		for _, want := range seqs {
 			if f := ws.NextOf(protocol.TypeMessage, wait); f.Seq != want {
 				t.Fatalf("%s got seq %d, want %d", name, f.Seq, want)
 			}
 		}
 	}
-	// 3 is lost. 4 comes at head+4, past the hole: both sockets were only caught up to head, so
-	// neither may see it live; each must resync and read head+3 from its cursor.
-	deliver(4, head+4, alice.ID, bob.ID)
-	for name, ws := range map[string]*apptest.WS{"a": a, "b": b} {
+}
+
+// expectResync checks that each socket is closed with the resync code, with no message first.
+func expectResync(t *testing.T, sockets map[string]*apptest.WS) {
+	t.Helper()
+	for name, ws := range sockets {
 		deadline := time.After(wait)
 	frames:
 		for {
@@ -166,20 +203,14 @@ func TestALostDeliveryResyncsTheSocketsBehindIt(t *testing.T) {
 					break frames
 				}
 				if f.Type == protocol.TypeMessage {
-					t.Fatalf("%s got seq %d live over the hole", name, f.Seq)
+					t.Fatalf("%s got seq %d live, where it should have resynced", name, f.Seq)
 				}
 			case <-deadline:
-				t.Fatalf("%s still open %s after a delivery over a hole", name, wait)
+				t.Fatalf("%s still open %s after a break in its deliveries", name, wait)
 			}
 		}
 		if got := ws.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) {
 			t.Fatalf("%s closed with %d, want %d (resync)", name, got, protocol.CloseResync)
 		}
-	}
-	// A socket that connects now is caught up past the hole: the chain goes on without it closing.
-	c := dial(s, bob, "tablet", nil)
-	deliver(5, head+5, bob.ID)
-	if f := c.NextOf(protocol.TypeMessage, wait); f.Seq != head+5 {
-		t.Fatalf("tablet got seq %d, want %d", f.Seq, head+5)
 	}
 }
