@@ -55,7 +55,7 @@ func DefaultOptions() Options {
 		ChatMaxBytes:     -1,
 		RouteTTL:         10 * time.Minute,
 		GatewayTTL:       15 * time.Second,
-		FanoutLiveness:   15 * time.Second,
+		FanoutLiveness:   time.Second,
 		PresenceMaxAge:   time.Hour,
 		AckWait:          30 * time.Second,
 		FanoutPartitions: 1,

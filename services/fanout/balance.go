@@ -58,15 +58,15 @@ func (f *Fanout) every(do func()) {
 // the pinned priority group keeps every partition on one instance regardless, and a partition
 // wanted by two waits for the pin.
 //
-// A partition is handed over in one of three ways. Its previous owner, still live, drains it and
-// unpins it (stopPartition): the next owner continues exactly after its last ack. Its previous
-// owner was this very instance before a restart (its entry still fresh): the pin is that dead
-// run's, and the next owner unpins it at once; what that run held comes back after its ack
-// wait, and the partition has its gateways resync first (partition.inOrder). Or its previous
-// owner was another instance that is gone: the pin lapses (FanoutPinnedTTL). Unpinning a gone
-// other instance's partition at once, or any partition no live instance held, moved crash
-// hand-over to about a second, but the fault test then lost live events of a device in three
-// runs of five; until that is understood, it waits.
+// A partition is handed over in one of two ways. Its previous owner, still live, drains it,
+// ends its chain to every gateway it fed and unpins it (stopPartition): the next owner
+// continues exactly after its last ack, and the gateways follow on without a resync. Or its
+// previous owner is gone — dead, or this very instance before a restart — or nobody held it:
+// the next owner unpins it itself at once rather than wait for the pin to lapse. What the dead
+// owner held comes back after its ack wait; its chain never ended, so the gateways resync the
+// sockets behind the switch, and the partition resyncs them on any gap (partition.inOrder).
+// An owner only taken for gone (a stall longer than the liveness) may still deliver for a
+// moment beside the next one: every switch between the two chains resyncs, so nothing is lost.
 func (f *Fanout) rebalance(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Liveness+10*time.Second)
 	defer cancel()
@@ -103,7 +103,7 @@ func (f *Fanout) rebalance(ctx context.Context) error {
 		if err := f.startPartition(ctx, p); err != nil {
 			return fmt.Errorf("take partition %d: %w", p, err)
 		}
-		if prev := owner(f.cfg.Partitions, f.prevLive, p); prev == f.cfg.InstanceID {
+		if prev := owner(f.cfg.Partitions, f.prevLive, p); prev == f.cfg.InstanceID || !slices.Contains(live, prev) {
 			f.unpin(ctx, p, prev)
 		}
 	}
@@ -134,8 +134,9 @@ func (f *Fanout) awaitEcho(ctx context.Context, since time.Time) error {
 	return nil
 }
 
-// unpin takes partition p's pin from prev, this instance's own previous run, so this instance's
-// waiting pulls get the partition now rather than when the pin lapses.
+// unpin takes partition p's pin from prev, an owner that is gone (this instance's own previous
+// run, another instance, or "" for nobody), so this instance's waiting pulls get the partition
+// now rather than when the pin lapses.
 func (f *Fanout) unpin(ctx context.Context, p int, prev string) {
 	name := streams.FanoutConsumerName(p, f.cfg.Partitions)
 	stream, err := f.deps.JS.Stream(ctx, streams.ChatStream)

@@ -116,14 +116,14 @@ func (e *env) deliveryPause(t *testing.T, gw string, a *arrivals, crash func()) 
 	return a.firstAbove(gw, last).Sub(t0)
 }
 
-// TestACrashedInstancesPartitionsMoveWhenItsPinLapses: two instances with the default liveness
-// share two partitions; the one delivering to a gateway crashes (its connection drops, as with
-// kill -9). The survivor takes the partition over once the dead one's pin lapses, not later
-// (the dead instance's entry goes stale within the liveness): live delivery to that gateway
-// pauses about the pinned TTL.
-func TestACrashedInstancesPartitionsMoveWhenItsPinLapses(t *testing.T) {
+// TestACrashedInstancesPartitionsMoveAtOnce: two instances with the default liveness share two
+// partitions; the one delivering to a gateway crashes (its connection drops, as with kill -9).
+// The survivor sees its entry go stale within the liveness and takes the partition over then,
+// unpinning it rather than waiting for the dead one's pin to lapse: live delivery to that
+// gateway pauses about the liveness (1 s), not the pinned TTL (8 s).
+func TestACrashedInstancesPartitionsMoveAtOnce(t *testing.T) {
 	opts := streams.DefaultOptions()
-	opts.FanoutPartitions, opts.FanoutLiveness = 2, time.Second // the dead one's entry goes stale long before its pin lapses
+	opts.FanoutPartitions = 2
 	e := newEnvWith(t, opts)
 	gws := []string{"gw0", "gw1"}
 	if streams.FanoutPartition(gws[0], 2) == streams.FanoutPartition(gws[1], 2) {
@@ -144,8 +144,10 @@ func TestACrashedInstancesPartitionsMoveWhenItsPinLapses(t *testing.T) {
 
 	pause := e.deliveryPause(t, victim, arr, aConn.Close)
 	t.Logf("a crashed: live delivery to %s paused %s (liveness %s, pinned TTL %s)", victim, pause.Round(time.Millisecond), opts.FanoutLiveness, opts.FanoutPinnedTTL())
-	if limit := opts.FanoutPinnedTTL() + 3*time.Second; pause > limit { // a bound a loaded machine meets; the figure is logged above
-		t.Fatalf("delivery paused %s after a crash; the partition must move when its pin lapses (%s)", pause, opts.FanoutPinnedTTL())
+	// The figure is logged above (docs/architecture.md has the measured range); the test holds
+	// the mechanism, with room for a loaded machine: waiting for the pin would take longer.
+	if pause >= opts.FanoutPinnedTTL() {
+		t.Fatalf("delivery paused %s after a crash: the survivor waited for the dead one's pin to lapse (%s)", pause, opts.FanoutPinnedTTL())
 	}
 	waitOwned(t, map[*Fanout]int{b: 2})
 }
