@@ -73,20 +73,21 @@ func (ev ChatEvent) Encode() ([]byte, error) {
 }
 
 // Delivery is what fanout (and presence) publish on gw.<id>.deliver: the users on that gateway
-// whose connected devices must receive it, and either one timeline event at its seq, or (Frame
-// set) a ready-made client frame outside the timeline (receipts, typing, presence) that the
-// gateway passes on as it is, or (Resync set) word that the gateway's next events do not follow
-// on from its last ones: events below ResyncBelow may come later than newer ones, or not at all.
-// The gateway closes with the resync code, before anything later reaches them, every socket that
-// has not been caught up to ResyncBelow-1 already (all of them when ResyncBelow is 0), and each
+// whose connected devices must receive it, and either one timeline event (Seq set) as its
+// ready-made client frame, built once by fanout for every gateway, or (Seq zero, Frame set) a
+// client frame outside the timeline (receipts, typing, presence), or (Resync set) word that the
+// gateway's next events do not follow on from its last ones: events below ResyncBelow may come
+// later than newer ones, or not at all. The gateway passes frames on as they are. On a resync
+// it closes with the resync code, before anything later reaches them, every socket that has
+// not been caught up to ResyncBelow-1 already (all of them when ResyncBelow is 0), and each
 // such device catches up from its cursor.
 type Delivery struct {
-	Seq         uint64          `json:"seq,omitempty"`
-	Users       []string        `json:"users"`
-	Event       ChatEvent       `json:"event,omitzero"`
-	Frame       json.RawMessage `json:"frame,omitempty"`
-	Resync      bool            `json:"resync,omitempty"`
-	ResyncBelow uint64          `json:"resync_below,omitempty"`
+	Seq          uint64          `json:"seq,omitempty"`
+	Conversation string          `json:"conv,omitempty"` // a timeline event's conversation
+	Users        []string        `json:"users"`
+	Frame        json.RawMessage `json:"frame,omitempty"`
+	Resync       bool            `json:"resync,omitempty"`
+	ResyncBelow  uint64          `json:"resync_below,omitempty"`
 	// Chain and N number the timeline deliveries, resyncs and end that one run of a fanout
 	// partition publishes to one gateway: 1, 2, 3, … under a random chain id of that run.
 	// Deliveries are core NATS: a NATS node or connection that fails loses what was in flight

@@ -121,21 +121,20 @@ func roundTrip[T any](t *testing.T, raw []byte, want T) {
 	}
 }
 
+// A timeline Delivery: the event's client frame, built once by fanout, numbered in its chain.
 func TestGoldenDelivery(t *testing.T) {
 	roundTrip(t, golden(t, "delivery.json"), Delivery{
-		Seq:   42,
-		Users: []string{"u_alice", "u_bob"},
-		Event: ChatEvent{
-			V: 1, Kind: KindMsg,
-			ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
-			MessageID:      "01J9ZK4A0B2C4D6E8F0G2H4J6K",
-			SenderID:       "u_alice", SenderDevice: "d_phone", ClientMsgID: "c-0001",
-			Text: "hi", SentAt: 1735689600123,
-		},
+		Seq:          42,
+		Conversation: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+		Users:        []string{"u_alice", "u_bob"},
+		Frame: json.RawMessage(`{"type":"message","seq":42,"conversation_id":"01J9ZK3V8Q2W5X7Y9A1B3C5D7E","message_id":"01J9ZK4A0B2C4D6E8F0G2H4J6K",` +
+			`"sender_id":"u_alice","sender_device":"d_phone","client_msg_id":"c-0001","text":"hi","sent_at":1735689600123}`),
+		Chain: 7,
+		N:     3,
 	})
 }
 
-// A Delivery outside the timeline: no seq, no event, a ready-made frame.
+// A Delivery outside the timeline: no seq, a ready-made frame.
 func TestGoldenDeliveryFrame(t *testing.T) {
 	roundTrip(t, golden(t, "delivery_frame.json"), Delivery{
 		Users: []string{"u_alice", "u_bob"},

@@ -25,16 +25,13 @@ func DecodeMember(raw []byte) *streams.MemberChange {
 	return &c
 }
 
-// Event is the client-facing frame of a stored timeline event: the same JSON a device receives
-// live, so history pages and live delivery look alike.
+// Event is the client-facing frame of a stored timeline event: the frame of the CHAT event it
+// was stored from (protocol.EventFromChat, the one converter), so history, sync and live
+// delivery look alike.
 func Event(m store.Message) protocol.Event {
-	typ := protocol.TypeMessage
-	if m.Kind == streams.KindMember {
-		typ = protocol.TypeMember
-	}
-	return protocol.Event{
-		Type: typ, Seq: m.Seq, ConversationID: m.ConversationID, MessageID: m.ID,
+	return protocol.EventFromChat(m.Seq, streams.ChatEvent{
+		V: streams.Version, Kind: m.Kind, ConversationID: m.ConversationID, MessageID: m.ID,
 		SenderID: m.SenderID, SenderDevice: m.SenderDevice, ClientMsgID: m.ClientMsgID,
 		Text: m.Text, SentAt: m.SentAt.UnixMilli(), Member: DecodeMember(m.Member),
-	}
+	})
 }

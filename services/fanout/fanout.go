@@ -32,6 +32,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/membership"
+	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
@@ -363,8 +364,16 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 			return err
 		}
 	}
+	if len(byGateway) == 0 {
+		return nil
+	}
+	frame, err := json.Marshal(protocol.EventFromChat(seq, ev)) // once, for every gateway
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("encode frame: %w", err))
+	}
 	for gw, users := range byGateway {
-		if err := part.send(gw, streams.Delivery{Seq: seq, Users: users, Event: ev}); err != nil {
+		d := streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: frame}
+		if err := part.send(gw, d); err != nil {
 			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
 		}
 	}

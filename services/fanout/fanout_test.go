@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
+	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
@@ -174,6 +176,15 @@ func (e *env) nextSeq(t *testing.T) uint64 {
 	return info.State.LastSeq + 1
 }
 
+// eventDelivery is the delivery of the timeline event ev at seq to users.
+func eventDelivery(seq uint64, users []string, ev streams.ChatEvent) streams.Delivery {
+	frame, err := json.Marshal(protocol.EventFromChat(seq, ev))
+	if err != nil {
+		panic(err)
+	}
+	return streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: frame}
+}
+
 // expect reads the next delivery of g and checks it is exactly want.
 func (g *gateway) expect(t *testing.T, want streams.Delivery) {
 	t.Helper()
@@ -194,8 +205,8 @@ func (g *gateway) expect(t *testing.T, want streams.Delivery) {
 	g.n[got.Chain] = got.N
 	got.Chain, got.N = 0, 0
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%s: delivery\n got seq %d users %v event %+v\nwant seq %d users %v event %+v",
-			g.id, got.Seq, got.Users, got.Event, want.Seq, want.Users, want.Event)
+		t.Fatalf("%s: delivery\n got seq %d users %v frame %s\nwant seq %d users %v frame %s",
+			g.id, got.Seq, got.Users, got.Frame, want.Seq, want.Users, want.Frame)
 	}
 }
 
@@ -254,11 +265,11 @@ func TestDeliversToMemberGatewaysInStreamOrder(t *testing.T) {
 		conv := []string{"c1", "c1", "c2"}[i%3]
 		seq, ev := e.msg(t, conv)
 		if conv == "c1" {
-			wantA = append(wantA, streams.Delivery{Seq: seq, Users: []string{"alice", "bob"}, Event: ev})
-			wantB = append(wantB, streams.Delivery{Seq: seq, Users: []string{"alice", "carol"}, Event: ev})
+			wantA = append(wantA, eventDelivery(seq, []string{"alice", "bob"}, ev))
+			wantB = append(wantB, eventDelivery(seq, []string{"alice", "carol"}, ev))
 		} else {
-			wantA = append(wantA, streams.Delivery{Seq: seq, Users: []string{"bob"}, Event: ev})
-			wantB = append(wantB, streams.Delivery{Seq: seq, Users: []string{"carol"}, Event: ev})
+			wantA = append(wantA, eventDelivery(seq, []string{"bob"}, ev))
+			wantB = append(wantB, eventDelivery(seq, []string{"carol"}, ev))
 		}
 		if i%4 == 0 { // receipts (from dave, who has no device online) and edits are not timeline events
 			for _, kind := range []string{streams.KindRead, streams.KindDelivered, streams.KindEdit} {
@@ -294,24 +305,24 @@ func TestMembershipBoundsAreExact(t *testing.T) {
 	if s1 != daveLeft {
 		t.Fatalf("seq %d, predicted %d", s1, daveLeft)
 	}
-	gwA.expect(t, streams.Delivery{Seq: s1, Users: []string{"alice", "bob"}, Event: ev1})
-	gwB.expect(t, streams.Delivery{Seq: s1, Users: []string{"dave"}, Event: ev1})
+	gwA.expect(t, eventDelivery(s1, []string{"alice", "bob"}, ev1))
+	gwB.expect(t, eventDelivery(s1, []string{"dave"}, ev1))
 
 	// carol is added by an event: she receives the event that adds her, and what follows.
 	s2, ev2 := e.publish(t, streams.ChatEvent{Kind: streams.KindMember, ConversationID: "g1",
 		Member: &streams.MemberChange{Action: streams.MemberAdded, UserIDs: []string{"carol"}}})
-	gwA.expect(t, streams.Delivery{Seq: s2, Users: []string{"alice", "bob"}, Event: ev2})
-	gwB.expect(t, streams.Delivery{Seq: s2, Users: []string{"carol"}, Event: ev2})
+	gwA.expect(t, eventDelivery(s2, []string{"alice", "bob"}, ev2))
+	gwB.expect(t, eventDelivery(s2, []string{"carol"}, ev2))
 
 	// bob is removed by an event: he receives his removal, and nothing after.
 	s3, ev3 := e.publish(t, streams.ChatEvent{Kind: streams.KindMember, ConversationID: "g1",
 		Member: &streams.MemberChange{Action: streams.MemberRemoved, UserIDs: []string{"bob"}}})
-	gwA.expect(t, streams.Delivery{Seq: s3, Users: []string{"alice", "bob"}, Event: ev3})
-	gwB.expect(t, streams.Delivery{Seq: s3, Users: []string{"carol"}, Event: ev3})
+	gwA.expect(t, eventDelivery(s3, []string{"alice", "bob"}, ev3))
+	gwB.expect(t, eventDelivery(s3, []string{"carol"}, ev3))
 
 	s4, ev4 := e.msg(t, "g1")
-	gwA.expect(t, streams.Delivery{Seq: s4, Users: []string{"alice"}, Event: ev4})
-	gwB.expect(t, streams.Delivery{Seq: s4, Users: []string{"carol"}, Event: ev4})
+	gwA.expect(t, eventDelivery(s4, []string{"alice"}, ev4))
+	gwB.expect(t, eventDelivery(s4, []string{"carol"}, ev4))
 	gwA.quiet(t, 200*time.Millisecond)
 	gwB.quiet(t, 50*time.Millisecond)
 
@@ -348,9 +359,9 @@ func TestRouteWrittenBeforePublishIsHonoured(t *testing.T) {
 			odd = append(odd, user)
 		}
 		seq, ev := e.msg(t, "cb")
-		gwA.expect(t, streams.Delivery{Seq: seq, Users: even, Event: ev})
+		gwA.expect(t, eventDelivery(seq, even, ev))
 		if len(odd) > 0 {
-			gwB.expect(t, streams.Delivery{Seq: seq, Users: odd, Event: ev})
+			gwB.expect(t, eventDelivery(seq, odd, ev))
 		}
 	}
 	// Routes deleted before publishing are honoured too: gwA's devices all disconnect.
@@ -360,7 +371,7 @@ func TestRouteWrittenBeforePublishIsHonoured(t *testing.T) {
 		}
 	}
 	seq, ev := e.msg(t, "cb")
-	gwB.expect(t, streams.Delivery{Seq: seq, Users: odd, Event: ev})
+	gwB.expect(t, eventDelivery(seq, odd, ev))
 	gwA.quiet(t, 200*time.Millisecond)
 	gwB.quiet(t, 50*time.Millisecond)
 }
@@ -380,7 +391,7 @@ func TestMalformedEventsDoNotBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq, ev := e.msg(t, "c1")
-	gwA.expect(t, streams.Delivery{Seq: seq, Users: []string{"alice"}, Event: ev})
+	gwA.expect(t, eventDelivery(seq, []string{"alice"}, ev))
 	gwA.quiet(t, 200*time.Millisecond)
 	cons, err := e.js.Consumer(e.ctx, streams.ChatStream, streams.FanoutConsumer)
 	if err != nil {
@@ -426,7 +437,7 @@ func TestUserOnManyGatewaysNamedOncePerGateway(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &d); err != nil {
 			t.Fatal(err)
 		}
-		if d.Seq != seq || !reflect.DeepEqual(d.Event, ev) || !reflect.DeepEqual(d.Users, []string{"alice"}) {
+		if want := eventDelivery(seq, []string{"alice"}, ev); d.Seq != seq || !bytes.Equal(d.Frame, want.Frame) || !reflect.DeepEqual(d.Users, want.Users) {
 			problems = append(problems, fmt.Sprintf("%s got seq %d users %v", gw.id, d.Seq, d.Users))
 		}
 	}
@@ -453,7 +464,7 @@ func (g *gateway) frame(t *testing.T, users ...string) []byte {
 	if err := json.Unmarshal(m.Data, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Seq != 0 || !reflect.DeepEqual(d.Event, streams.ChatEvent{}) || !reflect.DeepEqual(d.Users, users) || len(d.Frame) == 0 {
+	if d.Seq != 0 || d.Conversation != "" || !reflect.DeepEqual(d.Users, users) || len(d.Frame) == 0 {
 		t.Fatalf("%s: got %s, want a frame for %v", g.id, m.Data, users)
 	}
 	return d.Frame
@@ -506,7 +517,7 @@ func TestReceiptForUnknownConversationDoesNotBlock(t *testing.T) {
 	e.start(t)
 	e.publish(t, streams.ChatEvent{Kind: streams.KindRead, ConversationID: "gone", SenderID: "alice", UpTo: 1})
 	seq, ev := e.msg(t, "c1")
-	gwA.expect(t, streams.Delivery{Seq: seq, Users: []string{"alice"}, Event: ev})
+	gwA.expect(t, eventDelivery(seq, []string{"alice"}, ev))
 	// The stray receipt itself was terminated, not left pending.
 	cons, err := e.js.Consumer(e.ctx, streams.ChatStream, streams.FanoutConsumer)
 	if err != nil {

@@ -63,7 +63,7 @@ func TestPushRequestsForMembersWithNoConnectedDevice(t *testing.T) {
 
 	text := strings.Repeat("ü", 2*streams.PushPreviewRunes)
 	seq, ev := e.publish(t, streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "c1", Text: text, ClientMsgID: "x1"})
-	gw.expect(t, streams.Delivery{Seq: seq, Users: []string{"alice", "bob"}, Event: ev})
+	gw.expect(t, eventDelivery(seq, []string{"alice", "bob"}, ev))
 	reqs := e.pushRequests(t, 2)
 	for _, user := range []string{"carol", "dave"} {
 		m := reqs[user]
@@ -112,7 +112,7 @@ func TestPushRequestsForMembersWithNoConnectedDevice(t *testing.T) {
 	// Membership events and receipts push nothing.
 	seq, ev = e.publish(t, streams.ChatEvent{Kind: streams.KindMember, ConversationID: "c1",
 		Member: &streams.MemberChange{Action: streams.MemberRenamed, Name: "new name"}})
-	gw.expect(t, streams.Delivery{Seq: seq, Users: []string{"alice", "bob"}, Event: ev})
+	gw.expect(t, eventDelivery(seq, []string{"alice", "bob"}, ev))
 	e.pushRequests(t, 2)
 }
 
@@ -134,7 +134,7 @@ func TestNoOnlineLedgerWhenDisabled(t *testing.T) {
 	}
 	defer func() { _ = f.Stop(e.ctx) }()
 	seq, ev := e.msg(t, "c1")
-	gw.expect(t, streams.Delivery{Seq: seq, Users: []string{"bob"}, Event: ev})
+	gw.expect(t, eventDelivery(seq, []string{"bob"}, ev))
 	kv, err := e.js.KeyValue(e.ctx, streams.PushLedgerBucket)
 	if err != nil {
 		t.Fatal(err)

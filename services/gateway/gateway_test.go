@@ -416,8 +416,8 @@ func TestResyncDeliveryClosesEverySocketForSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An event routed right after the resync must not reach the closing sockets.
-	if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Seq: 99, Users: []string{alice.ID, bob.ID},
-		Event: streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: "m", SenderID: bob.ID, Text: "late"}})); err != nil {
+	if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(eventDelivery(99, []string{alice.ID, bob.ID},
+		streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: "m", SenderID: bob.ID, Text: "late"}))); err != nil {
 		t.Fatal(err)
 	}
 	for _, ws := range []*apptest.WS{a, b} {

@@ -78,8 +78,8 @@ func (h *hub) all() []*session {
 	return out
 }
 
-// onDelivery runs on the NATS subscription goroutine: decode once, encode the frame once, enqueue
-// it to every session of the named users.
+// onDelivery runs on the NATS subscription goroutine: decode once and enqueue the frame, as
+// fanout built it, to every session of the named users.
 func (h *hub) onDelivery(msg *nats.Msg) {
 	var d streams.Delivery
 	if err := json.Unmarshal(msg.Data, &d); err != nil {
@@ -97,26 +97,15 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 	if d.End {
 		return
 	}
-	if len(d.Frame) > 0 { // outside the timeline: pass it on as it is
-		h.mu.RLock()
-		defer h.mu.RUnlock()
-		for _, u := range d.Users {
-			for _, s := range h.byUser[u] {
-				s.enqueue(d.Frame)
-			}
-		}
-		return
-	}
-	frame, err := json.Marshal(protocol.EventFromChat(d.Seq, d.Event))
-	if err != nil {
-		h.g.log.Error("encode delivery", zap.Error(err))
-		return
-	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, u := range d.Users {
 		for _, s := range h.byUser[u] {
-			s.deliver(d.Event.ConversationID, d.Seq, frame)
+			if d.Seq == 0 { // outside the timeline
+				s.enqueue(d.Frame)
+			} else {
+				s.deliver(d.Conversation, d.Seq, d.Frame)
+			}
 		}
 	}
 }

@@ -37,7 +37,7 @@ func TestNothingAtOrBelowSyncedComesLive(t *testing.T) {
 	// One device comes back with its cursor, another without one: both are synced at the head.
 	withCursor, without := dial(s, bob, "laptop", &cursor), dial(s, bob, "tablet", nil)
 	for i, ev := range events { // what a fanout that lost its acknowledgements sends again
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Seq: seqs[i], Users: []string{bob.ID}, Event: ev})); err != nil {
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(eventDelivery(seqs[i], []string{bob.ID}, ev))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestABurstDoesNotCloseAClientThatReads(t *testing.T) {
 	for i := range burst {
 		seq := uint64(1000 + i)
 		ev := streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("m%d", i), SenderID: alice.ID, Text: "burst"}
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Seq: seq, Users: []string{bob.ID}, Event: ev})); err != nil {
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(eventDelivery(seq, []string{bob.ID}, ev))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,12 +165,12 @@ func numberedSetup(t *testing.T) (s *apptest.System, bob apptest.User, head uint
 	a, b = dial(s, alice, "phone", nil), dial(s, bob, "laptop", nil) // synced at head
 	deliver = func(chain, n, seq uint64, end bool) {
 		t.Helper()
-		d := streams.Delivery{Users: []string{}, Chain: chain, N: n, Seq: seq, End: end}
+		d := streams.Delivery{Users: []string{}, Seq: seq, End: end}
 		if !end {
-			d.Users = []string{alice.ID, bob.ID}
-			d.Event = streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("x%d", seq),
-				SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("x%d", seq), Text: "numbered"}
+			d = eventDelivery(seq, []string{alice.ID, bob.ID}, streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv,
+				MessageID: fmt.Sprintf("x%d", seq), SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("x%d", seq), Text: "numbered"})
 		}
+		d.Chain, d.N = chain, n
 		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(d)); err != nil {
 			t.Fatal(err)
 		}
@@ -213,4 +213,9 @@ func expectResync(t *testing.T, sockets map[string]*apptest.WS) {
 			t.Fatalf("%s closed with %d, want %d (resync)", name, got, protocol.CloseResync)
 		}
 	}
+}
+
+// eventDelivery is fanout's delivery of the timeline event ev at seq to users.
+func eventDelivery(seq uint64, users []string, ev streams.ChatEvent) streams.Delivery {
+	return streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: mustJSON(protocol.EventFromChat(seq, ev))}
 }
