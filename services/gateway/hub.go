@@ -94,7 +94,7 @@ func (h *hub) onDelivery(msg *nats.Msg) {
 	case !unbroken:
 		h.resync(d.Seq, why)
 	}
-	if d.End {
+	if d.End || len(d.Frame) == 0 {
 		return
 	}
 	h.mu.RLock()
