@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
-PKGS    := ./streams/... ./pkg/... ./services/... ./test/...
+PKGS    := ./streams/... ./pkg/... ./services/... ./examples/... ./test/...
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -21,13 +21,13 @@ build:
 test: check unit e2e ## vet, gofmt, unit and end-to-end tests, all with -race
 
 check:
-	@bad=$$(gofmt -l streams pkg services test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	@bad=$$(gofmt -l streams pkg services examples test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	@# The docs stand on their own: no tracked file may point at a design file outside the repository.
 	@bad=$$(git grep -Iil -e 'design[.]md' -- .); if [ -n "$$bad" ]; then echo "these files mention a design document that is not in the repository (point at docs/ instead):"; echo "$$bad"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 unit:
-	$(GO) test -race -count=1 -timeout 10m ./streams/... ./pkg/... ./services/...
+	$(GO) test -race -count=1 -timeout 10m ./streams/... ./pkg/... ./services/... ./examples/...
 
 e2e:
 	$(GO) test -race -count=1 -timeout 10m ./test/...
