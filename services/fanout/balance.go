@@ -28,13 +28,23 @@ func (f *Fanout) balance() {
 // heartbeat keeps this instance's entry in the fanouts bucket fresh, every Liveness/5, until
 // Stop. It is a loop of its own: a rebalance that drains a partition can take longer than the
 // liveness, and the others must not take this instance for gone meanwhile.
+//
+// It also probes the gateways' delivery chains after this instance's connection to NATS came
+// back (partition.probe).
 func (f *Fanout) heartbeat() {
 	defer f.loops.Done()
+	reconnects := f.deps.NC.Stats().Reconnects
 	f.every(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Liveness)
 		defer cancel()
 		if err := f.refresh(ctx); err != nil {
 			f.log.Debug("refresh fanout liveness", zap.Error(err)) // the rebalance says when it matters
+		}
+		if r := f.deps.NC.Stats().Reconnects; r != reconnects {
+			reconnects = r
+			for _, part := range f.partitions() {
+				part.probe()
+			}
 		}
 	})
 }

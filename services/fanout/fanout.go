@@ -117,10 +117,13 @@ type partition struct {
 	name    string // its durable consumer
 	cons    jetstream.Consumer
 	runner  *consumer.Runner
-	next    uint64            // the stream seq expected next (0: not known yet); used by the runner's one worker
-	pending pending           // this chunk's push publishes (push.go)
-	chain   uint64            // this run's random chain id (streams.Delivery.Chain)
-	sent    map[string]uint64 // gateway -> N of the last delivery published to it; used by the worker
+	next    uint64  // the stream seq expected next (0: not known yet); used by the runner's one worker
+	pending pending // this chunk's push publishes (push.go)
+	chain   uint64  // this run's random chain id (streams.Delivery.Chain)
+
+	sendMu sync.Mutex        // numbers and publishes one link at a time: the worker, and probe
+	sent   map[string]uint64 // gateway -> N of the last delivery published to it
+	ended  bool              // the chains were ended: nothing more is sent
 }
 
 // New returns a fanout; Start begins consuming.
@@ -229,13 +232,7 @@ func (f *Fanout) stopPartition(ctx context.Context, p int) error {
 	if err := part.runner.Stop(ctx); err != nil {
 		return err // not drained: leave the pin to lapse, so redeliveries go first
 	}
-	// Drained: every gateway this run fed hears that its chain ended here, so the next owner's
-	// chain follows on without a resync.
-	for gw := range part.sent {
-		if err := part.send(gw, streams.Delivery{Users: []string{}, End: true, Seq: part.next}); err != nil {
-			f.log.Debug("end the chain to a gateway", zap.String("gateway", gw), zap.Error(err))
-		}
-	}
+	part.end()
 	if part.runner.Pulled() == 0 {
 		// Never pinned here: the pin, if any, is another instance's, not ours to give away.
 		return nil
@@ -268,6 +265,17 @@ func (f *Fanout) owned() []int {
 	}
 	slices.Sort(ps)
 	return ps
+}
+
+// partitions lists the partitions this instance consumes.
+func (f *Fanout) partitions() []*partition {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	parts := make([]*partition, 0, len(f.parts))
+	for _, part := range f.parts {
+		parts = append(parts, part)
+	}
+	return parts
 }
 
 // delivers reports whether partition p delivers to gateway gw.
@@ -382,6 +390,12 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 
 // send publishes d to gateway gw as the next link of this partition's chain to it.
 func (part *partition) send(gw string, d streams.Delivery) error {
+	part.sendMu.Lock()
+	defer part.sendMu.Unlock()
+	return part.sendLocked(gw, d)
+}
+
+func (part *partition) sendLocked(gw string, d streams.Delivery) error {
 	d.Chain, d.N = part.chain, part.sent[gw]+1
 	data, err := json.Marshal(d)
 	if err != nil {
@@ -392,6 +406,37 @@ func (part *partition) send(gw string, d streams.Delivery) error {
 	}
 	part.sent[gw] = d.N
 	return nil
+}
+
+// end tells every gateway this run fed that its chain ends here, so that the next owner's chain
+// follows on without a resync. It runs once the partition is drained: everything below
+// part.next was handled and acknowledged.
+func (part *partition) end() {
+	part.sendMu.Lock()
+	defer part.sendMu.Unlock()
+	for gw := range part.sent {
+		if err := part.sendLocked(gw, streams.Delivery{Users: []string{}, End: true, Seq: part.next}); err != nil {
+			part.f.log.Debug("end the chain to a gateway", zap.String("gateway", gw), zap.Error(err))
+		}
+	}
+	part.ended = true
+}
+
+// probe sends every gateway this run fed an empty link of its chain. After this instance's
+// connection to NATS was lost and came back, deliveries may have been lost with it; a probe
+// lets each gateway see the hole now rather than at its next delivery (a quiet gateway's next
+// delivery may be far off). Such a gateway resyncs all its sockets: a probe names no seq.
+func (part *partition) probe() {
+	part.sendMu.Lock()
+	defer part.sendMu.Unlock()
+	if part.ended {
+		return
+	}
+	for gw := range part.sent {
+		if err := part.sendLocked(gw, streams.Delivery{Users: []string{}}); err != nil {
+			part.f.log.Debug("probe a gateway's chain", zap.String("gateway", gw), zap.Error(err))
+		}
+	}
 }
 
 // Module runs fanout in an fx graph.

@@ -226,3 +226,34 @@ func gatewayOf(gws []string, p int) string {
 	}
 	return ""
 }
+
+// TestAReconnectProbesTheGatewaysChains: deliveries are core NATS, so those in flight when an
+// instance's connection to NATS drops may be lost. After it reconnects, the instance sends each
+// gateway it fed the next link of its chain, empty, so that a gateway with a hole sees it now,
+// not at its next delivery.
+func TestAReconnectProbesTheGatewaysChains(t *testing.T) {
+	e := newEnvWith(t, streams.DefaultOptions())
+	e.putConversation(t, "g", store.Group)
+	g := e.gateway(t, "gw")
+	e.putMember(t, "g", "u", 0, 0)
+	e.route(t, g, "u", "d")
+	_, conn := e.startInstance(t, "a", 1, streams.DefaultOptions().FanoutLiveness)
+	seq, ev := e.msg(t, "g")
+	g.expect(t, eventDelivery(seq, []string{"u"}, ev))
+	g.quiet(t, 300*time.Millisecond) // nothing but deliveries while the connection holds
+
+	if err := conn.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := g.sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no probe after the reconnect: %v", err)
+	}
+	var probe streams.Delivery
+	if err := json.Unmarshal(m.Data, &probe); err != nil {
+		t.Fatal(err)
+	}
+	if probe.Chain == 0 || probe.N != g.n[probe.Chain]+1 || probe.Seq != 0 || len(probe.Frame) != 0 || probe.End || probe.Resync {
+		t.Fatalf("after a reconnect the gateway got %s; want the next link of chain %v, empty", m.Data, g.n)
+	}
+}
