@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	// RequestTimeout bounds the store and NATS work of one request; past it the request fails
 	// with 503 "unavailable". 0: DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// Origins are the browser origins whose pages may call the API (CORS, see cors.go); the zero
+	// value allows any.
+	Origins origin.Policy
 }
 
 // Validate checks the configuration.
@@ -188,6 +192,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func (s *Server) routes() {
 	s.app.Use(s.observe)
+	s.app.Use(s.cors())
 	s.app.Get("/healthz", s.health)
 
 	v1 := s.app.Group("/v1")
@@ -234,7 +239,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("serve failed", zap.Error(err))
 		}
 	}()
-	s.log.Info("api listening", zap.String("addr", ln.Addr().String()))
+	s.log.Info("api listening", zap.String("addr", ln.Addr().String()), zap.Stringer("allowed_origins", s.cfg.Origins))
 	return nil
 }
 

@@ -69,7 +69,8 @@ func openStore(t *testing.T) store.Store {
 	return st
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the server; opts adjust its Config first.
+func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
 	e := &env{js: natsEnv(t), store: openStore(t), reg: prometheus.NewRegistry()}
 	var err error
@@ -78,7 +79,11 @@ func newEnv(t *testing.T) *env {
 	}
 	// The cheapest bcrypt cost, as apptest uses: at the default cost (10) every sign-up and login
 	// took about a second under -race, and no test here depends on the cost.
-	e.srv, err = New(Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}, Deps{
+	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.srv, err = New(cfg, Deps{
 		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Store: e.store, Tokens: e.tokens, Timeline: timeline.New(e.store, e.js), JS: e.js, Metrics: e.reg,
 	})

@@ -32,6 +32,7 @@ const (
 	CodeNotFound           protocol.Code = "not_found"            // no such route
 	CodeMethodNotAllowed   protocol.Code = "method_not_allowed"   // the route exists for other methods
 	CodeBodyTooLarge       protocol.Code = "body_too_large"       // over Config.BodyLimit
+	CodeOriginNotAllowed   protocol.Code = "origin_not_allowed"   // a CORS preflight from an origin Config.Origins does not allow
 )
 
 // apiError is an error answer: status, code and a message safe to show the client. A cause, if

@@ -29,6 +29,7 @@ import (
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/pkg/store/remote"
@@ -168,6 +169,12 @@ func (c Config) has(t string) bool { return slices.Contains(c.Targets, t) }
 func (c *Config) SetGatewayTTL(ttl time.Duration) {
 	c.Streams.GatewayTTL, c.Presence.GatewayTTL = ttl, ttl
 	c.Gateway.Announce, c.Presence.Sweep = ttl/3, ttl/3
+}
+
+// SetAllowedOrigins sets the browser origins the gateway takes sockets from and the API answers
+// CORS for: one policy for both front doors.
+func (c *Config) SetAllowedOrigins(p origin.Policy) {
+	c.Gateway.Origins, c.API.Origins = p, p
 }
 
 // nodeOnly reports whether the process runs nothing but the embedded NATS node.

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
@@ -75,10 +76,10 @@ type Config struct {
 	FanoutPartitions int
 	MaxDeliveryLag   uint64
 	DeliveryLagWait  time.Duration
-	// OriginPatterns are the allowed browser origins (path.Match patterns); empty allows any:
-	// natter authenticates with bearer tokens, not cookies, so cross-origin sockets carry no
-	// ambient authority.
-	OriginPatterns []string
+	// Origins are the browser origins whose pages may open a socket (see checkOrigin); the zero
+	// value allows any: natter authenticates with bearer tokens, not cookies, so a cross-origin
+	// socket carries no ambient authority.
+	Origins origin.Policy
 }
 
 // DefaultConfig suits one machine.
@@ -256,7 +257,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	go g.maintain()
-	g.log.Info("gateway listening", zap.String("url", g.URL()))
+	g.log.Info("gateway listening", zap.String("url", g.URL()), zap.Stringer("allowed_origins", g.cfg.Origins))
 	return nil
 }
 

@@ -36,6 +36,8 @@ func TestStartupErrorsAreOneLine(t *testing.T) {
 		{"nats port in use", nil, []string{"--nats-port", port}, []string{"nats", addr, "address already in use"}},
 		{"short token secret", []string{"NATTER_JWT_SECRET=too-short"}, nil, []string{"NATTER_JWT_SECRET", "9 bytes", "at least 32"}},
 		{"fcm project without credentials", nil, []string{"--fcm-project", "my-chat-app"}, []string{"--fcm-project", "--fcm-credentials"}},
+		{"origin without a scheme", nil, []string{"--allowed-origins", "chat.example.com"}, []string{"--allowed-origins", "chat.example.com", "scheme://host"}},
+		{"any origin among others", []string{"NATTER_ALLOWED_ORIGINS=*,https://chat.example.com"}, nil, []string{"--allowed-origins", "cannot be listed with others"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// Free ports everywhere but the one the case occupies (a later flag wins).

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/services/app"
 )
 
@@ -44,6 +45,8 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.Gateway.PublicURL, "ws-public-url", "", "WebSocket URL announced to clients (default ws://<ws-addr>/v1/ws)")
 	fs.StringVar(&cfg.Gateway.ID, "gateway-id", "", "gateway id (default random)")
 	fs.Uint64Var(&cfg.Gateway.MaxDeliveryLag, "max-delivery-lag", cfg.Gateway.MaxDeliveryLag, "a gateway holds new sends (each up to 2s) while the fanout partition delivering to it trails its latest send by more events than this (0: never)")
+	allowedOrigins := fs.String("allowed-origins", origin.Any, "browser origins whose pages may open WebSockets and call the API (CORS): "+
+		"scheme://host[:port],... or * for any; requests without an Origin header (apps, servers) are always allowed")
 	fs.DurationVar(&cfg.Gateway.HeartbeatInterval, "heartbeat", cfg.Gateway.HeartbeatInterval, "WebSocket ping interval")
 	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
@@ -71,6 +74,11 @@ func runCmd(args []string) error {
 	cfg.SetGatewayTTL(*gatewayTTL)
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
+	origins, err := origin.Parse(*allowedOrigins)
+	if err != nil {
+		return fmt.Errorf("--allowed-origins: %w", err)
+	}
+	cfg.SetAllowedOrigins(origins)
 	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
 		if len(secret) < auth.MinSecretBytes {
 			return fmt.Errorf("NATTER_JWT_SECRET has %d bytes, want at least %d", len(secret), auth.MinSecretBytes)
