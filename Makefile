@@ -34,8 +34,8 @@ check:
 
 # golangci-lint v2 with .golangci.yml, over every module of go.work. go run pkg@version builds it
 # from the Go module proxy into the build cache, so none of its dependencies reach natter's go.mod
-# files. Not part of check or test: on a cold machine fetching and building golangci-lint took 5 minutes
-# and a first run 2-3 minutes on this 2-core machine, too much to add to every CI run.
+# files. Not part of check or test: on a cold machine fetching and building golangci-lint took
+# 5 minutes and a first run 2-3 minutes on this 2-core machine, too much to add to every CI run.
 GOLANGCI_LINT_VERSION := v2.15.0
 lint: ## golangci-lint (errcheck, govet, ineffassign, staticcheck, unused, revive)
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
