@@ -204,7 +204,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				Decode(raw)
+				_, _ = Decode(raw)
 			}
 		})
 	}

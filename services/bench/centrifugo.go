@@ -156,14 +156,14 @@ func appendCFConnect(b []byte, id uint32, token, name string) []byte {
 	return append(b, `}}`...)
 }
 
-// appendCFSubscribe is a subscribe command; with recover it asks for what was published after
+// appendCFSubscribe is a subscribe command; with recovering it asks for what was published after
 // offset in epoch.
-func appendCFSubscribe(b []byte, id uint32, channel string, recover bool, epoch string, offset uint64) []byte {
+func appendCFSubscribe(b []byte, id uint32, channel string, recovering bool, epoch string, offset uint64) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, uint64(id), 10)
 	b = append(b, `,"subscribe":{"channel":`...)
 	b = strconv.AppendQuote(b, channel)
-	if recover {
+	if recovering {
 		b = append(b, `,"recover":true,"epoch":`...)
 		b = strconv.AppendQuote(b, epoch)
 		b = append(b, `,"offset":`...)

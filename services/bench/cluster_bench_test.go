@@ -231,7 +231,7 @@ func (e *clusterEnv) benchCorePubSub(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Unsubscribe()
+	defer func() { _ = s.Unsubscribe() }()
 	_ = s.SetPendingLimits(-1, -1)
 	if err := sub.Flush(); err != nil {
 		b.Fatal(err)

@@ -136,7 +136,7 @@ func (h *hub) closeAll(code protocol.CloseCode, reason string) {
 func (h *hub) refreshRoutes() {
 	for _, s := range h.all() {
 		ctx, cancel := context.WithTimeout(s.ctx, h.g.cfg.PublishTimeout)
-		s.refreshRoute(ctx)
+		_ = s.refreshRoute(ctx) // it logs a failure; the next refresh tries again
 		cancel()
 	}
 }

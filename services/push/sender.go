@@ -129,7 +129,7 @@ func (s *fcmSender) Send(ctx context.Context, m *messaging.Message) error {
 
 // classify maps a failed send to what it means.
 func classify(err error, rec *attempt) *SendError {
-	status, header, netErr, cut := rec.result()
+	status, header, cut, netErr := rec.result()
 	if cut { // an answer the SDK would have retried: 503 or no answer at all
 		se := &SendError{Kind: Transient, Status: status, RetryAfter: retryAfter(header), Err: netErr}
 		if status != 0 {
@@ -218,10 +218,10 @@ type attempt struct {
 	cut    bool // the context was cancelled to stop the SDK's own retry
 }
 
-func (a *attempt) result() (int, http.Header, error, bool) {
+func (a *attempt) result() (int, http.Header, bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status, a.header, a.err, a.cut
+	return a.status, a.header, a.cut, a.err
 }
 
 // oneAttempt is the transport under go-fcm's OAuth transport. It records each answer in the

@@ -268,7 +268,7 @@ func TestRetryNoResponders(t *testing.T) {
 	took := time.Since(start)
 	s := <-up
 	if s != nil {
-		t.Cleanup(func() { s.Stop(context.Background()) })
+		t.Cleanup(func() { _ = s.Stop(context.Background()) })
 	}
 	if err != nil {
 		t.Fatalf("CreateUser while the server starts: %v", err)

@@ -12,7 +12,8 @@ import (
 // unmapped returns the names that gocqlx cannot find in row's db tags (or in extra).
 func unmapped(row any, names, extra []string) []string {
 	var missing []string
-	gocqlx.DefaultMapper.TraversalsByNameFunc(reflect.TypeOf(row), names, func(i int, t []int) error {
+	// The callback returns no error, so neither does TraversalsByNameFunc.
+	_ = gocqlx.DefaultMapper.TraversalsByNameFunc(reflect.TypeOf(row), names, func(i int, t []int) error {
 		if len(t) == 0 && !slices.Contains(extra, names[i]) {
 			missing = append(missing, names[i])
 		}
