@@ -27,10 +27,10 @@ func Parse(list string) (Policy, error) {
 	anyOrigin := false
 	for _, entry := range strings.Split(list, ",") {
 		entry = strings.TrimSpace(entry)
-		switch {
-		case entry == "":
+		switch entry {
+		case "":
 			continue
-		case entry == Any:
+		case Any:
 			anyOrigin = true
 			continue
 		}
