@@ -43,10 +43,11 @@ func NewHasher(cost, concurrency int, wait time.Duration) (*Hasher, error) {
 
 // Hash is HashPassword within a slot. Errors: ErrBusy, the context's error, or HashPassword's.
 func (h *Hasher) Hash(ctx context.Context, password string) ([]byte, error) {
-	if err := h.acquire(ctx); err != nil {
+	release, err := h.Acquire(ctx)
+	if err != nil {
 		return nil, err
 	}
-	defer h.release()
+	defer release()
 	return h.hash(password, h.cost)
 }
 
@@ -57,28 +58,31 @@ func (h *Hasher) Check(ctx context.Context, hash []byte, password string) error 
 	if len(password) > MaxPasswordBytes {
 		return ErrBadPassword
 	}
-	if err := h.acquire(ctx); err != nil {
+	release, err := h.Acquire(ctx)
+	if err != nil {
 		return err
 	}
-	defer h.release()
+	defer release()
 	return h.check(hash, password)
 }
 
-func (h *Hasher) acquire(ctx context.Context) error {
+// Acquire takes a slot for other bcrypt-priced work; call release exactly once when done.
+// Errors: ErrBusy, or the context's error.
+func (h *Hasher) Acquire(ctx context.Context) (release func(), err error) {
 	select {
 	case h.slots <- struct{}{}:
-		return nil
+		return h.release, nil
 	default:
 	}
 	timer := time.NewTimer(h.wait)
 	defer timer.Stop()
 	select {
 	case h.slots <- struct{}{}:
-		return nil
+		return h.release, nil
 	case <-timer.C:
-		return ErrBusy
+		return nil, ErrBusy
 	case <-ctx.Done():
-		return fmt.Errorf("wait for a hashing slot: %w", ctx.Err())
+		return nil, fmt.Errorf("wait for a hashing slot: %w", ctx.Err())
 	}
 }
 

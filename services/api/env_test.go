@@ -71,6 +71,13 @@ func openStore(t *testing.T) store.Store {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, func(*Config) {}, nil)
+}
+
+// newEnvWith is newEnv with adjust applied to the configuration and, if now is not nil, the
+// rate limits reading the clock now.
+func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
+	t.Helper()
 	e := &env{js: natsEnv(t), store: openStore(t), reg: prometheus.NewRegistry()}
 	var err error
 	if e.tokens, err = auth.NewTokens(testSecret, time.Hour); err != nil {
@@ -78,12 +85,17 @@ func newEnv(t *testing.T) *env {
 	}
 	// The cheapest bcrypt cost, as apptest uses: at the default cost (10) every sign-up and login
 	// took about a second under -race, and no test here depends on the cost.
-	e.srv, err = New(Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}, Deps{
+	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}
+	adjust(&cfg)
+	e.srv, err = New(cfg, Deps{
 		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Store: e.store, Tokens: e.tokens, Timeline: timeline.New(e.store, e.js), JS: e.js, Metrics: e.reg,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if now != nil {
+		e.srv.now = now
 	}
 	if err := e.srv.Start(testContext(t)); err != nil {
 		t.Fatal(err)
