@@ -38,6 +38,10 @@ const (
 	DefaultHashWait       = 2 * time.Second
 )
 
+// DefaultHashConcurrency is half the CPUs, at least 1: a flood of sign-ups and logins leaves
+// the other half to everything else.
+func DefaultHashConcurrency() int { return max(1, runtime.NumCPU()/2) }
+
 // Config configures the API server. Token lifetime is not here: it belongs to the auth.Tokens
 // passed in Deps, which the gateways share for verification.
 type Config struct {
@@ -56,7 +60,7 @@ type Config struct {
 	// with 503 "unavailable". 0: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// HashConcurrency bounds the bcrypt computations (sign-ups and logins) running at once;
-	// 0: the number of CPUs. A request that gets no slot within HashWait (0: DefaultHashWait)
+	// 0: DefaultHashConcurrency(). A request that gets no slot within HashWait (0: DefaultHashWait)
 	// is answered 503 "unavailable" with Retry-After.
 	HashConcurrency int
 	HashWait        time.Duration
@@ -112,7 +116,7 @@ func (c Config) withDefaults() Config {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.HashConcurrency == 0 {
-		c.HashConcurrency = runtime.NumCPU()
+		c.HashConcurrency = DefaultHashConcurrency()
 	}
 	if c.HashWait == 0 {
 		c.HashWait = DefaultHashWait

@@ -85,7 +85,9 @@ func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
 	}
 	// The cheapest bcrypt cost, as apptest uses: at the default cost (10) every sign-up and login
 	// took about a second under -race, and no test here depends on the cost.
-	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}
+	// HashWait: logins against the cost-10 testPasswordHash take about a second each under -race;
+	// parallel tests queue for the few bcrypt slots rather than get 503.
+	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost, HashWait: time.Minute}
 	adjust(&cfg)
 	e.srv, err = New(cfg, Deps{
 		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),

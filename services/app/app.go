@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -112,7 +111,7 @@ func DefaultConfig() Config {
 		Gateway:     gateway.DefaultConfig(),
 		API: api.Config{
 			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
-			HashConcurrency: runtime.NumCPU(), HashWait: api.DefaultHashWait,
+			HashConcurrency: api.DefaultHashConcurrency(), HashWait: api.DefaultHashWait,
 		},
 		Persister: persister.DefaultConfig(),
 		Fanout:    fanout.DefaultConfig(),

@@ -90,6 +90,7 @@ func (c *cluster) startWith(adjust func(*app.Config), targets ...string) *compon
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // hundreds of sign-ups and writes from 127.0.0.1
+	cfg.API.HashWait = time.Minute  // queue for bcrypt rather than answer 503 on a busy machine
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.Gateway.FramesPerSecond, cfg.Gateway.Burst = 1e6, 1e6
 	adjust(&cfg)

@@ -50,6 +50,7 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.MetricsAddr = ""
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
+	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503
 	for _, o := range opts {
 		o(&cfg)
 	}
