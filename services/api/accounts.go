@@ -54,6 +54,9 @@ type signupRequest struct {
 
 // signup: POST /v1/signup -> 201 {user, token, expires_at}.
 func (s *Server) signup(c *fiber.Ctx) error {
+	if err := s.limit(s.limits.signupAddr, reasonSignupAddr, s.clientAddr(c)); err != nil {
+		return err
+	}
 	var req signupRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
@@ -72,6 +75,9 @@ func (s *Server) signup(c *fiber.Ctx) error {
 	if err := validateDisplayName(name); err != nil {
 		return err
 	}
+	if err := s.limit(s.limits.handle, reasonHandle, handle); err != nil {
+		return err
+	}
 	// Refuse a taken handle before paying for bcrypt; CreateUser still decides races.
 	ctx := c.UserContext()
 	switch _, err := s.store.UserByHandle(ctx, handle); {
@@ -80,9 +86,9 @@ func (s *Server) signup(c *fiber.Ctx) error {
 	case !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("signup: user by handle: %w", err)
 	}
-	hash, err := auth.HashPassword(req.Password, s.cfg.PasswordCost)
+	hash, err := s.hasher.Hash(ctx, req.Password)
 	if err != nil {
-		return fmt.Errorf("signup: %w", err)
+		return s.hashError(err, "signup")
 	}
 	u := store.User{
 		ID: ulid.Make().String(), Handle: handle, DisplayName: name, PasswordHash: hash,
@@ -109,7 +115,14 @@ type loginRequest struct {
 // login: POST /v1/login -> 200 {user, token, expires_at}. A wrong handle and a wrong password
 // get the same answer after the same bcrypt work. A password over MaxPassword gets that answer
 // too (auth.CheckPassword matches none), so no longer password passes for its first 72 bytes.
+//
+// Limits, in order: logins per address, attempts per handle, and failed logins per handle
+// (Limits.LoginFailures within Limits.FailureWindow); all apply to handles with no account
+// alike, so a 429 tells nothing about whether an account exists.
 func (s *Server) login(c *fiber.Ctx) error {
+	if err := s.limit(s.limits.loginAddr, reasonLoginAddr, s.clientAddr(c)); err != nil {
+		return err
+	}
 	var req loginRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
@@ -118,22 +131,39 @@ func (s *Server) login(c *fiber.Ctx) error {
 		return errorf(http.StatusBadRequest, CodeInvalidRequest, "handle and password are required")
 	}
 	badCredentials := errorf(http.StatusUnauthorized, CodeBadCredentials, "wrong handle or password")
+	ctx := c.UserContext()
 	handle, ok := normalizeHandle(req.Handle)
 	if !ok {
-		_ = auth.CheckPassword(s.dummyHash(), req.Password)
+		if err := s.hasher.Check(ctx, s.dummyHash(), req.Password); err != nil && !errors.Is(err, auth.ErrBadPassword) {
+			return s.hashError(err, "login")
+		}
 		return badCredentials
 	}
-	u, err := s.store.UserByHandle(c.UserContext(), handle)
+	if err := s.limit(s.limits.handle, reasonHandle, handle); err != nil {
+		return err
+	}
+	if d := s.limits.failures.begin(handle, s.now()); d > 0 {
+		return s.tooMany(reasonLoginFailures, handle, d)
+	}
+	hash := s.dummyHash()
+	u, err := s.store.UserByHandle(ctx, handle)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		_ = auth.CheckPassword(s.dummyHash(), req.Password)
-		return badCredentials
-	case err != nil:
+	case err == nil:
+		hash = u.PasswordHash
+	case !errors.Is(err, store.ErrNotFound):
+		s.limits.failures.undo(handle)
 		return fmt.Errorf("login: user by handle: %w", err)
 	}
-	if err := auth.CheckPassword(u.PasswordHash, req.Password); err != nil {
+	switch err := s.hasher.Check(ctx, hash, req.Password); {
+	case errors.Is(err, auth.ErrBadPassword):
+		return badCredentials
+	case err != nil:
+		s.limits.failures.undo(handle)
+		return s.hashError(err, "login")
+	case u.ID == "": // no such account: the dummy hash matched the password it was made of
 		return badCredentials
 	}
+	s.limits.failures.succeeded(handle)
 	return s.session(c, http.StatusOK, u)
 }
 
@@ -147,11 +177,16 @@ func (s *Server) session(c *fiber.Ctx, status int, u store.User) error {
 
 // authenticate requires "Authorization: Bearer <token>" with a token auth.Authenticator accepts
 // (the gateway's upgrade makes the same check) and stores the caller's user id for callerID.
+// Writes (any method but GET, HEAD, OPTIONS) also pass the per-address write limit before the
+// token check and the per-account one after it.
 func (s *Server) authenticate(c *fiber.Ctx) error {
 	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return errorf(http.StatusUnauthorized, CodeUnauthorized, "a bearer token is required")
+	}
+	if err := s.limitWrite(c); err != nil {
+		return err
 	}
 	claims, err := s.auth.Authenticate(c.UserContext(), token)
 	switch {
@@ -163,6 +198,11 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		return err // the store did not answer: writeError logs it and answers 503 or 500
 	}
 	c.Locals(userKey{}, claims.UserID)
+	if isWrite(c) {
+		if err := s.limit(s.limits.writeAccount, reasonWriteAccount, claims.UserID); err != nil {
+			return err
+		}
+	}
 	return c.Next()
 }
 

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -34,7 +36,12 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultRequestTimeout = 10 * time.Second
+	DefaultHashWait       = 2 * time.Second
 )
+
+// DefaultHashConcurrency is half the CPUs, at least 1: a flood of sign-ups and logins leaves
+// the other half to everything else.
+func DefaultHashConcurrency() int { return max(1, runtime.NumCPU()/2) }
 
 // Config configures the API server. Token lifetime is not here: it belongs to the auth.Tokens
 // passed in Deps, which the gateways share for verification.
@@ -56,6 +63,16 @@ type Config struct {
 	// Origins are the browser origins whose pages may call the API (CORS, see cors.go); the zero
 	// value allows any.
 	Origins origin.Policy
+	// HashConcurrency bounds the bcrypt computations (sign-ups and logins) running at once;
+	// 0: DefaultHashConcurrency(). A request that gets no slot within HashWait (0: DefaultHashWait)
+	// is answered 503 "unavailable" with Retry-After.
+	HashConcurrency int
+	HashWait        time.Duration
+	// Limits are the per-address, per-handle and per-account rate limits; see limits.go.
+	Limits Limits
+	// TrustedProxies are the peers whose X-Forwarded-For names the client address; empty: the
+	// TCP peer is the client (see clientAddr).
+	TrustedProxies []netip.Prefix
 }
 
 // Validate checks the configuration.
@@ -74,13 +91,16 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout,
-		"idle timeout": c.IdleTimeout, "request timeout": c.RequestTimeout,
+		"idle timeout": c.IdleTimeout, "request timeout": c.RequestTimeout, "hash wait": c.HashWait,
 	} {
 		if d < 0 {
 			return fmt.Errorf("api: %s %s is negative", name, d)
 		}
 	}
-	return nil
+	if c.HashConcurrency < 0 {
+		return fmt.Errorf("api: hash concurrency %d is negative", c.HashConcurrency)
+	}
+	return c.Limits.validate()
 }
 
 func (c Config) withDefaults() Config {
@@ -99,6 +119,13 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.HashConcurrency == 0 {
+		c.HashConcurrency = DefaultHashConcurrency()
+	}
+	if c.HashWait == 0 {
+		c.HashWait = DefaultHashWait
+	}
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -124,6 +151,9 @@ type Server struct {
 	js       jetstream.JetStream
 	metrics  *metrics // nil: no metrics
 	app      *fiber.App
+	hasher   *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
+	limits   rateLimits
+	now      func() time.Time // the rate limits' clock; tests set it before Start
 
 	// dummyHash is compared against when a login names no user, so that a wrong handle costs
 	// the same bcrypt work as a wrong password.
@@ -154,7 +184,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Log = zap.NewNop()
 	}
 	cfg = cfg.withDefaults()
+	hasher, err := auth.NewHasher(cfg.PasswordCost, cfg.HashConcurrency, cfg.HashWait)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s := &Server{
+		hasher: hasher, limits: newRateLimits(cfg.Limits), now: time.Now,
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
 		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS,
 		dummyHash: sync.OnceValue(func() []byte {

@@ -72,6 +72,17 @@ func openStore(t *testing.T) store.Store {
 // newEnv starts the server; opts adjust its Config first.
 func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
+	return newEnvWith(t, func(cfg *Config) {
+		for _, o := range opts {
+			o(cfg)
+		}
+	}, nil)
+}
+
+// newEnvWith is newEnv with adjust applied to the configuration and, if now is not nil, the
+// rate limits reading the clock now.
+func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
+	t.Helper()
 	e := &env{js: natsEnv(t), store: openStore(t), reg: prometheus.NewRegistry()}
 	var err error
 	if e.tokens, err = auth.NewTokens(testSecret, time.Hour); err != nil {
@@ -79,16 +90,19 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	}
 	// The cheapest bcrypt cost, as apptest uses: at the default cost (10) every sign-up and login
 	// took about a second under -race, and no test here depends on the cost.
-	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost}
-	for _, o := range opts {
-		o(&cfg)
-	}
+	// HashWait: logins against the cost-10 testPasswordHash take about a second each under -race;
+	// parallel tests queue for the few bcrypt slots rather than get 503.
+	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost, HashWait: time.Minute}
+	adjust(&cfg)
 	e.srv, err = New(cfg, Deps{
 		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Store: e.store, Tokens: e.tokens, Timeline: timeline.New(e.store, e.js), JS: e.js, Metrics: e.reg,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if now != nil {
+		e.srv.now = now
 	}
 	if err := e.srv.Start(testContext(t)); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -18,6 +19,9 @@ import (
 
 // HTTP-only error codes. The API also answers with protocol.CodeInvalidJSON, CodeInvalidUTF8,
 // CodeNotMember, CodeUnavailable (retry later) and CodeInternal (retry later).
+//
+// CodeRateLimited (429) and protocol.CodeUnavailable (503) may come with a Retry-After header (whole
+// seconds): the client waits that long before trying again.
 const (
 	CodeInvalidRequest     protocol.Code = "invalid_request"      // a parameter or field is missing or malformed
 	CodeInvalidHandle      protocol.Code = "invalid_handle"       // not 3-32 characters of [a-z0-9_] (any case)
@@ -33,15 +37,17 @@ const (
 	CodeMethodNotAllowed   protocol.Code = "method_not_allowed"   // the route exists for other methods
 	CodeBodyTooLarge       protocol.Code = "body_too_large"       // over Config.BodyLimit
 	CodeOriginNotAllowed   protocol.Code = "origin_not_allowed"   // a CORS preflight from an origin Config.Origins does not allow
+	CodeRateLimited        protocol.Code = "rate_limited"         // over a rate limit (Config.Limits); see Retry-After
 )
 
 // apiError is an error answer: status, code and a message safe to show the client. A cause, if
-// any, is logged (at warn level) and never sent.
+// any, is logged (at warn level) and never sent. A retryAfter > 0 goes out as Retry-After.
 type apiError struct {
-	status  int
-	code    protocol.Code
-	message string
-	cause   error
+	status     int
+	code       protocol.Code
+	message    string
+	cause      error
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string {
@@ -92,6 +98,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) {
 	}
 	if ae.status == http.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="natter"`)
+	}
+	if ae.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, retryAfterSeconds(ae.retryAfter))
 	}
 	if err := c.Status(ae.status).JSON(errorBody{errorDetail{ae.code, ae.message}}); err != nil {
 		s.log.Error("write error answer", zap.Error(err))

@@ -17,6 +17,7 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,7 +36,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{requests: requests, duration: duration}, nil
+	rejected, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "natter", Subsystem: "api", Name: "rejected_total",
+		Help: "Requests refused before their work by a rate limit or a full password-hashing semaphore, by reason (signup_addr, login_addr, handle, login_failures, write_addr, write_account, hash_busy).",
+	}, []string{"reason"}))
+	if err != nil {
+		return nil, err
+	}
+	return &metrics{requests: requests, duration: duration, rejected: rejected}, nil
 }
 
 // register registers c, or returns the identical collector already registered (a second server

@@ -70,6 +70,8 @@ func TestConfigAndLifecycle(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []Config{
 		{}, {Addr: "no-port"}, {Addr: ":0", BodyLimit: -1}, {Addr: ":0", RequestTimeout: -time.Second},
+		{Addr: ":0", HashConcurrency: -1}, {Addr: ":0", HashWait: -time.Second},
+		{Addr: ":0", Limits: Limits{SignupAddr: Rate{N: 5}}}, {Addr: ":0", Limits: Limits{FailureWindow: -time.Minute}},
 	} {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil", cfg)

@@ -110,11 +110,14 @@ func DefaultConfig() Config {
 		StoreKind:   "pebble",
 		MetricsAddr: "127.0.0.1:9090",
 		Gateway:     gateway.DefaultConfig(),
-		API:         api.Config{Addr: "127.0.0.1:8080"},
-		Persister:   persister.DefaultConfig(),
-		Fanout:      fanout.DefaultConfig(),
-		Presence:    presence.DefaultConfig(),
-		Push:        push.DefaultConfig(),
+		API: api.Config{
+			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
+			HashConcurrency: api.DefaultHashConcurrency(), HashWait: api.DefaultHashWait,
+		},
+		Persister: persister.DefaultConfig(),
+		Fanout:    fanout.DefaultConfig(),
+		Presence:  presence.DefaultConfig(),
+		Push:      push.DefaultConfig(),
 	}
 }
 

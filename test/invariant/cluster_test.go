@@ -19,6 +19,7 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 )
 
@@ -88,6 +89,8 @@ func (c *cluster) startWith(adjust func(*app.Config), targets ...string) *compon
 	cfg.MetricsAddr = ""
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.API.PasswordCost = auth.MinPasswordCost
+	cfg.API.Limits = api.NoLimits() // hundreds of sign-ups and writes from 127.0.0.1
+	cfg.API.HashWait = time.Minute  // queue for bcrypt rather than answer 503 on a busy machine
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.Gateway.FramesPerSecond, cfg.Gateway.Burst = 1e6, 1e6
 	adjust(&cfg)

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 )
 
@@ -48,6 +49,8 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.MetricsAddr = ""
 	cfg.API.PasswordCost = auth.MinPasswordCost
+	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
+	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -60,6 +60,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&cfg.Streams.FanoutLiveness, "fanout-liveness", cfg.Streams.FanoutLiveness, "a fanout instance silent this long counts as gone and the others take its partitions over (every process should agree)")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)
+	applyLimits := limitFlags(fs, &cfg.API)
 	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", cfg.Fanout.PushOnlineLedger, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
 	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
 	logOpts := logFlags(fs)
@@ -71,6 +72,9 @@ func runCmd(args []string) error {
 		return err
 	}
 	cfg.Targets = strings.Split(*targets, ",")
+	if err := applyLimits(); err != nil {
+		return err
+	}
 	cfg.SetGatewayTTL(*gatewayTTL)
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)

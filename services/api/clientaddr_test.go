@@ -1,0 +1,43 @@
+package api
+
+import (
+	"net"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+)
+
+func TestClientAddr(t *testing.T) {
+	t.Parallel()
+	proxies, err := ParseCIDRs("10.0.0.0/8, 192.0.2.1/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseCIDRs("10.0.0.0/8,nonsense"); err == nil {
+		t.Fatal("ParseCIDRs accepted nonsense")
+	}
+	s := &Server{cfg: Config{TrustedProxies: proxies}}
+	app := fiber.New()
+	for _, tc := range []struct{ peer, xff, want string }{
+		{"198.51.100.7", "203.0.113.1", "198.51.100.7"},                // an untrusted peer: its header is ignored
+		{"10.1.2.3", "", "10.1.2.3"},                                   // a trusted peer with no header
+		{"10.1.2.3", "203.0.113.1", "203.0.113.1"},                     // one proxy
+		{"10.1.2.3", "6.6.6.6, 203.0.113.1, 192.0.2.1", "203.0.113.1"}, // a proxy chain; the left-most is the client's say-so
+		{"10.1.2.3", "203.0.113.1, garbage", "10.1.2.3"},               // malformed: trust nothing left of it
+		{"10.1.2.3", "2001:db8:aa:bb:1:2:3:4", "2001:db8:aa:bb::/64"},  // IPv6 counts by /64
+		{"2001:db8:1:2::9", "203.0.113.1", "2001:db8:1:2::/64"},        // an untrusted IPv6 peer
+		{"10.1.2.3", "::ffff:203.0.113.1", "203.0.113.1"},              // IPv4-mapped
+	} {
+		var rc fasthttp.RequestCtx
+		rc.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.ParseIP(tc.peer), Port: 40000}, nil)
+		if tc.xff != "" {
+			rc.Request.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		c := app.AcquireCtx(&rc)
+		if got := s.clientAddr(c); got != tc.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: %s, want %s", tc.peer, tc.xff, got, tc.want)
+		}
+		app.ReleaseCtx(c)
+	}
+}

@@ -1,0 +1,169 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Rate is a token bucket: N requests at once, refilled at N per Per. The zero Rate means "the
+// default"; Off lifts the limit. It is a flag.Value: "20/1h", "off".
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Off is the Rate that limits nothing.
+var Off = Rate{N: -1}
+
+// ParseRate reads "N/duration" (N ≥ 1, duration > 0, e.g. "30/1h", "300/1m") or "off".
+func ParseRate(s string) (Rate, error) {
+	if s == "off" {
+		return Off, nil
+	}
+	ns, ds, ok := strings.Cut(s, "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("rate %q: want N/duration (e.g. 30/1h) or off", s)
+	}
+	n, err := strconv.Atoi(ns)
+	if err != nil || n < 1 {
+		return Rate{}, fmt.Errorf("rate %q: count must be a whole number ≥ 1", s)
+	}
+	per, err := time.ParseDuration(ds)
+	if err != nil || per <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: period must be a positive duration (e.g. 1m)", s)
+	}
+	return Rate{N: n, Per: per}, nil
+}
+
+// Set implements flag.Value.
+func (r *Rate) Set(s string) error {
+	v, err := ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+func (r Rate) String() string {
+	switch {
+	case r.off():
+		return "off"
+	case r == Rate{}:
+		return ""
+	}
+	return fmt.Sprintf("%d/%s", r.N, shortDuration(r.Per))
+}
+
+func (r Rate) off() bool { return r.N < 0 }
+
+func (r Rate) validate(name string) error {
+	if r.N > 0 && r.Per <= 0 {
+		return fmt.Errorf("api: %s rate %d per %s: period must be positive", name, r.N, r.Per)
+	}
+	return nil
+}
+
+// shortDuration drops time.Duration's zero tails: 1h, 1m, 90s rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// Limits are the API's per-client limits; see docs/security.md. Zero fields take the Default*
+// values below; Off (or LoginFailures < 0) lifts one limit.
+type Limits struct {
+	// SignupAddr limits sign-ups per client address.
+	SignupAddr Rate
+	// LoginAddr limits logins per client address.
+	LoginAddr Rate
+	// Handle limits sign-ups and logins naming one handle, from all addresses together.
+	Handle Rate
+	// WriteAddr limits authenticated writes (POST, PUT, PATCH, DELETE) per client address;
+	// WriteAccount per account.
+	WriteAddr    Rate
+	WriteAccount Rate
+	// LoginFailures logins of one handle may fail within FailureWindow (counted from the
+	// first); further ones are refused without a password check until the window ends. A
+	// successful login clears the count. < 0: no such limit.
+	LoginFailures int
+	FailureWindow time.Duration
+	// MaxKeys bounds the addresses, handles or accounts each limit tracks; past it the least
+	// recently seen is forgotten (its limit starts afresh).
+	MaxKeys int
+}
+
+// Defaults of Limits.
+var (
+	DefaultSignupAddr    = Rate{N: 30, Per: time.Hour}
+	DefaultLoginAddr     = Rate{N: 60, Per: time.Minute}
+	DefaultHandle        = Rate{N: 20, Per: time.Minute}
+	DefaultWriteAddr     = Rate{N: 1200, Per: time.Minute}
+	DefaultWriteAccount  = Rate{N: 300, Per: time.Minute}
+	DefaultLoginFailures = 5
+	DefaultFailureWindow = 5 * time.Minute
+	DefaultMaxKeys       = 100_000
+)
+
+// NoLimits lifts every rate and failure limit, for tests and benchmarks that sign up and write
+// faster than any client should.
+func NoLimits() Limits {
+	return Limits{
+		SignupAddr: Off, LoginAddr: Off, Handle: Off, WriteAddr: Off, WriteAccount: Off,
+		LoginFailures: -1,
+	}
+}
+
+// DefaultLimits are the limits of the zero Limits, spelled out.
+func DefaultLimits() Limits { return Limits{}.withDefaults() }
+
+func (l Limits) validate() error {
+	for name, r := range map[string]Rate{
+		"signup-addr": l.SignupAddr, "login-addr": l.LoginAddr, "handle": l.Handle,
+		"write-addr": l.WriteAddr, "write-account": l.WriteAccount,
+	} {
+		if err := r.validate(name); err != nil {
+			return err
+		}
+	}
+	if l.FailureWindow < 0 {
+		return fmt.Errorf("api: login failure window %s is negative", l.FailureWindow)
+	}
+	if l.MaxKeys < 0 {
+		return errors.New("api: max limiter keys is negative")
+	}
+	return nil
+}
+
+func (l Limits) withDefaults() Limits {
+	for _, f := range []struct {
+		r   *Rate
+		def Rate
+	}{
+		{&l.SignupAddr, DefaultSignupAddr}, {&l.LoginAddr, DefaultLoginAddr}, {&l.Handle, DefaultHandle},
+		{&l.WriteAddr, DefaultWriteAddr}, {&l.WriteAccount, DefaultWriteAccount},
+	} {
+		if *f.r == (Rate{}) {
+			*f.r = f.def
+		}
+	}
+	if l.LoginFailures == 0 {
+		l.LoginFailures = DefaultLoginFailures
+	}
+	if l.FailureWindow == 0 {
+		l.FailureWindow = DefaultFailureWindow
+	}
+	if l.MaxKeys == 0 {
+		l.MaxKeys = DefaultMaxKeys
+	}
+	return l
+}

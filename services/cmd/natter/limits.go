@@ -1,0 +1,39 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/natter-chat/natter/services/api"
+)
+
+// limitFlags registers the API's rate-limit and password-hashing flags of natter run (see
+// docs/security.md). The returned function applies --rate-limits=false and --trusted-proxies
+// after parsing.
+func limitFlags(fs *flag.FlagSet, c *api.Config) func() error {
+	l := &c.Limits
+	fs.Var(&l.SignupAddr, "limit-signup-addr", "sign-ups per client address, as N/period (a burst of N, refilled at N per period) or off")
+	fs.Var(&l.LoginAddr, "limit-login-addr", "logins per client address, as N/period or off")
+	fs.Var(&l.Handle, "limit-handle", "sign-ups and logins naming one handle, from all addresses together, as N/period or off")
+	fs.Var(&l.WriteAddr, "limit-write-addr", "authenticated writes (POST, PUT, PATCH, DELETE) per client address, as N/period or off")
+	fs.Var(&l.WriteAccount, "limit-write-account", "authenticated writes per account, as N/period or off")
+	fs.IntVar(&l.LoginFailures, "login-max-failures", l.LoginFailures, "failed logins of one handle within --login-failure-window before further attempts are refused (429) until the window ends; -1: no such limit")
+	fs.DurationVar(&l.FailureWindow, "login-failure-window", l.FailureWindow, "window of --login-max-failures, counted from the first failure; a successful login clears it")
+	fs.IntVar(&l.MaxKeys, "limit-max-keys", l.MaxKeys, "addresses, handles or accounts each limit remembers; past it the least recently seen is forgotten")
+	fs.IntVar(&c.HashConcurrency, "hash-concurrency", c.HashConcurrency, "bcrypt computations (sign-ups, logins) running at once")
+	fs.DurationVar(&c.HashWait, "hash-wait", c.HashWait, "a sign-up or login waits this long for a bcrypt slot, then gets 503 with Retry-After")
+	enabled := fs.Bool("rate-limits", true, "false lifts every --limit-* and --login-max-failures limit (benchmarks, tests); --hash-concurrency still holds")
+	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client address (default: none, the TCP peer is the client)")
+	return func() error {
+		if !*enabled {
+			keys := l.MaxKeys
+			*l = api.NoLimits()
+			l.MaxKeys = keys
+		}
+		p, err := api.ParseCIDRs(*proxies)
+		if err != nil {
+			return err
+		}
+		c.TrustedProxies = p
+		return nil
+	}
+}
