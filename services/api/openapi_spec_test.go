@@ -118,8 +118,9 @@ func parseSpec() (*apiSpec, error) {
 		}
 	}
 	// Shared answers not tied to one operation (origin_not_allowed) compile too.
-	responses, _ := doc["components"].(map[string]any)["responses"].(map[string]any)
-	for name := range responses {
+	components, _ := doc["components"].(map[string]any)
+	shared, _ := components["responses"].(map[string]any)
+	for name := range shared {
 		ptr, resp, err := s.resolve("/components/responses/" + name)
 		if err == nil {
 			err = s.compileBody(c, ptr, resp)
