@@ -33,6 +33,7 @@ type apiSpec struct {
 	ops     map[string]map[string]any // "GET /v1/conversations/{id}" -> the operation object
 	paths   []specPath
 	schemas map[string]*jsonschema.Schema // JSON pointer of a response -> its body schema
+	bodies  map[string]*jsonschema.Schema // operation -> its request body schema
 
 	mu        sync.Mutex
 	exercised map[string]bool // operations answered with a 2xx that validated
@@ -89,7 +90,7 @@ func parseSpec() (*apiSpec, error) {
 	if err := c.AddResource(specURL, doc); err != nil {
 		return nil, err
 	}
-	s := &apiSpec{doc: doc, ops: map[string]map[string]any{}, schemas: map[string]*jsonschema.Schema{}, exercised: map[string]bool{}}
+	s := &apiSpec{doc: doc, ops: map[string]map[string]any{}, schemas: map[string]*jsonschema.Schema{}, bodies: map[string]*jsonschema.Schema{}, exercised: map[string]bool{}}
 	paths, _ := doc["paths"].(map[string]any)
 	for tmpl, item := range paths {
 		item, _ := item.(map[string]any)
@@ -105,6 +106,13 @@ func parseSpec() (*apiSpec, error) {
 			responses, _ := op["responses"].(map[string]any)
 			if len(responses) == 0 {
 				return nil, fmt.Errorf("%s: no responses", key)
+			}
+			if op["requestBody"] != nil {
+				sch, err := c.Compile(specURL + "#/paths/" + escapePointer(tmpl) + "/" + m + "/requestBody/content/application~1json/schema")
+				if err != nil {
+					return nil, fmt.Errorf("%s request body: %w", key, err)
+				}
+				s.bodies[key] = sch
 			}
 			for status := range responses {
 				ptr, resp, err := s.resolve("/paths/" + escapePointer(tmpl) + "/" + m + "/responses/" + status)
@@ -200,8 +208,10 @@ func (s *apiSpec) operation(method, path string) string {
 
 // validate checks an answer to method and path against the spec: the status must be one the
 // operation lists, the required headers present, and the body valid against that status's
-// schema (or empty where the spec gives no content).
-func (s *apiSpec) validate(method, path string, status int, header http.Header, body []byte) error {
+// schema (or empty where the spec gives no content). A request body the server accepted (2xx)
+// must be valid against the operation's request schema: the spec may not refuse what the server
+// takes.
+func (s *apiSpec) validate(method, path string, request []byte, status int, header http.Header, body []byte) error {
 	op := s.operation(method, path)
 	if op == "" {
 		return fmt.Errorf("%s %s: no operation in the spec", method, path)
@@ -215,6 +225,15 @@ func (s *apiSpec) validate(method, path string, status int, header http.Header, 
 		return fmt.Errorf("%s %d: %w", op, status, err)
 	}
 	if status < 300 {
+		if sch := s.bodies[op]; sch != nil {
+			v, err := jsonschema.UnmarshalJSON(bytes.NewReader(request))
+			if err == nil {
+				err = sch.Validate(v)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: request %s accepted but invalid: %w", op, request, err)
+			}
+		}
 		s.mu.Lock()
 		s.exercised[op] = true
 		s.mu.Unlock()
