@@ -16,6 +16,7 @@ type corsAnswer struct {
 	status int
 	header http.Header
 	code   string // the error code of a JSON error body
+	body   []byte
 }
 
 // corsDo sends method path with the Origin header o ("" sends none), a bearer token if not empty,
@@ -46,7 +47,7 @@ func (e *env) corsDo(t *testing.T, method, path, o, token string) corsAnswer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := corsAnswer{status: resp.StatusCode, header: resp.Header}
+	a := corsAnswer{status: resp.StatusCode, header: resp.Header, body: raw}
 	var body errorBody
 	if json.Unmarshal(raw, &body) == nil {
 		a.code = string(body.Error.Code)

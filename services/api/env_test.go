@@ -132,6 +132,13 @@ func testContext(t *testing.T) context.Context {
 // no body). token, if not empty, goes into "Authorization: Bearer".
 func (e *env) do(t *testing.T, method, path, token string, body any) (int, []byte) {
 	t.Helper()
+	status, _, raw := e.send(t, method, path, token, body)
+	return status, raw
+}
+
+// send is do that also returns the answer's header.
+func (e *env) send(t *testing.T, method, path, token string, body any) (int, http.Header, []byte) {
+	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -166,7 +173,7 @@ func (e *env) do(t *testing.T, method, path, token string, body any) (int, []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, raw
+	return resp.StatusCode, resp.Header, raw
 }
 
 // call sends a request, requires status want and decodes the answer into out (if not nil).
