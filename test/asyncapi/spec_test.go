@@ -239,14 +239,20 @@ func (s *spec) channelOf(subject string) *channel {
 // check validates one JSON document against a schema, naming what it was on failure.
 func check(t testing.TB, sch *jsonschema.Schema, what string, data []byte) {
 	t.Helper()
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		t.Errorf("%s: not JSON: %v: %s", what, err, data)
-		return
-	}
+	v := decode(t, data)
 	if err := sch.Validate(v); err != nil {
 		t.Errorf("%s does not match docs/asyncapi.yaml: %s\n%v", what, data, err)
 	}
+}
+
+// decode parses JSON for the validator, numbers kept exact.
+func decode(t testing.TB, data []byte) any {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("not JSON: %v: %s", err, data)
+	}
+	return v
 }
 
 // frameType reads the type field of a frame.
