@@ -39,11 +39,19 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s1", ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
 	ack := a.expect(protocol.TypeAck)
 	b.expect(protocol.TypeMessage)
+	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
+	if d := a.expect(protocol.TypeAck); !d.Duplicate {
+		t.Errorf("ack %s, want the duplicate of %s", d.Raw, ack.Raw)
+	}
 	a.send(protocol.ClientFrame{Type: protocol.TypePing, ID: "p1"})
 	a.expect(protocol.TypePong)
 	a.sendBad(`{"type":"send","id":"bad1","client_msg_id":"c2","conversation_id":"` + direct + `","text":""}`)
 	if e := a.expect(protocol.TypeError); e.Ref != "bad1" || e.Code != string(protocol.CodeTextEmpty) {
 		t.Errorf("error %s, want text_empty for bad1", e.Raw)
+	}
+	a.sendBad(`{"type":`)
+	if e := a.expect(protocol.TypeError); e.Ref != "" || e.Code != string(protocol.CodeInvalidJSON) {
+		t.Errorf("error %s, want invalid_json without ref", e.Raw)
 	}
 	a.sendBad(`{"type":"shout","id":"bad2"}`)
 	if e := a.expect(protocol.TypeError); e.Ref != "bad2" || e.Code != string(protocol.CodeUnknownType) {
@@ -76,6 +84,16 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	c.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c3", ConversationID: group, Text: "who drives?"})
 	c.expect(protocol.TypeAck)
 	a.expect(protocol.TypeMessage)
+	// Catch-up frames come from the store, not from fanout: carol's second device replays all.
+	cm := c.expect(protocol.TypeMessage)
+	s.WaitPersisted(cm.Seq)
+	c2 := &client{t: t, spec: sp, name: "c-laptop", ws: apptest.Dial(t, apptest.WSURLFor(s.WSURL, carol.Token, "c-laptop", &zero)), seen: seen}
+	c2.expect(protocol.TypeWelcome)
+	if f := c2.expect(protocol.TypeMember); f.Seq >= cm.Seq {
+		t.Errorf("catch-up began with %s, want the member event before seq %d", f.Raw, cm.Seq)
+	}
+	c2.expect(protocol.TypeMessage)
+	c2.expect(protocol.TypeSynced)
 	js, err := jetstream.New(s.Run.NC)
 	if err != nil {
 		t.Fatal(err)
@@ -83,14 +101,13 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	waitForLedger(t, js, dave.ID)
 
 	// Bob's last device goes: alice is told he is offline.
+	b.drain(200 * time.Millisecond)
 	if err := b.ws.Conn.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}
 	a.expect(protocol.TypePresence)
-	for _, cl := range []*client{a, b, c} {
-		if cl != b {
-			cl.drain(200 * time.Millisecond)
-		}
+	for _, cl := range []*client{a, c, c2} {
+		cl.drain(200 * time.Millisecond)
 	}
 
 	for typ := range sp.server {
