@@ -1,0 +1,50 @@
+package asyncapi_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// goldenSubjects names a subject for each golden payload in streams/testdata: the file must
+// match the schema of that subject's channel. A golden file not listed here fails the test.
+var goldenSubjects = map[string]string{
+	"chat_msg.json":          "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.msg",
+	"chat_member.json":       "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
+	"chat_read.json":         "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.read",
+	"push_request.json":      "push.u_bob",
+	"push_dead.json":         "push_dead.u_bob",
+	"delivery.json":          "gw.gw-1.deliver",
+	"delivery_frame.json":    "gw.gw-1.deliver",
+	"delivery_resync.json":   "gw.gw-1.deliver",
+	"route.json":             "$KV.routes.u_alice.d_phone",
+	"gateway_info.json":      "$KV.gateways.gw-1",
+	"push_ledger_entry.json": "$KV.push_ledger.u_bob.01J9ZK4A0B2C4D6E8F0G2H4J6K.d_phone",
+	"push_setting.json":      "$KV.push_settings.u_bob.01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+}
+
+func TestGoldenPayloadsMatchTheSpec(t *testing.T) {
+	s := loadSpec(t)
+	files, err := filepath.Glob("../../streams/testdata/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		subject, ok := goldenSubjects[name]
+		if !ok {
+			t.Errorf("streams/testdata/%s: no subject known for it; add it to goldenSubjects", name)
+			continue
+		}
+		ch := s.channelOf(subject)
+		if ch == nil {
+			t.Errorf("%s: no channel of docs/asyncapi.yaml matches %s", name, subject)
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, ch.payload, "streams/testdata/"+name+" on "+subject, data)
+	}
+}

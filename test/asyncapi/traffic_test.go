@@ -1,0 +1,161 @@
+package asyncapi_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/services/app"
+	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/streams"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, apptest.IgnoreLibraryGoroutines()...)
+}
+
+// TestRealTrafficMatchesTheSpec drives a whole natter through every server frame type and
+// checks each frame, both ways, and each message on natter's subjects, against the spec.
+func TestRealTrafficMatchesTheSpec(t *testing.T) {
+	sp := loadSpec(t)
+	s := apptest.Start(t, func(c *app.Config) { c.Fanout.PushOnlineLedger = true })
+	rec := record(t, sp, s.Run.NC)
+	seen := map[string]int{}
+
+	alice, bob, carol, dave := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("carol"), s.SignUp("dave")
+	direct := s.Direct(alice, bob)
+	zero := uint64(0)
+	a := dial(t, sp, s, alice, "a-phone", &zero, seen)
+	b := dial(t, sp, s, bob, "b-laptop", nil, seen)
+	a.expect(protocol.TypePresence) // bob came online; they share a direct conversation
+
+	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s1", ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
+	ack := a.expect(protocol.TypeAck)
+	b.expect(protocol.TypeMessage)
+	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
+	if d := a.expect(protocol.TypeAck); !d.Duplicate {
+		t.Errorf("ack %s, want the duplicate of %s", d.Raw, ack.Raw)
+	}
+	a.send(protocol.ClientFrame{Type: protocol.TypePing, ID: "p1"})
+	a.expect(protocol.TypePong)
+	a.sendBad(`{"type":"send","id":"bad1","client_msg_id":"c2","conversation_id":"` + direct + `","text":""}`)
+	if e := a.expect(protocol.TypeError); e.Ref != "bad1" || e.Code != string(protocol.CodeTextEmpty) {
+		t.Errorf("error %s, want text_empty for bad1", e.Raw)
+	}
+	a.sendBad(`{"type":`)
+	if e := a.expect(protocol.TypeError); e.Ref != "" || e.Code != string(protocol.CodeInvalidJSON) {
+		t.Errorf("error %s, want invalid_json without ref", e.Raw)
+	}
+	a.sendBad(`{"type":"shout","id":"bad2"}`)
+	if e := a.expect(protocol.TypeError); e.Ref != "bad2" || e.Code != string(protocol.CodeUnknownType) {
+		t.Errorf("error %s, want unknown_type for bad2", e.Raw)
+	}
+
+	b.send(protocol.ClientFrame{Type: protocol.TypeDelivered, ConversationID: direct, UpTo: ack.Seq})
+	b.send(protocol.ClientFrame{Type: protocol.TypeRead, ID: "r1", ConversationID: direct, UpTo: ack.Seq})
+	a.expect(protocol.TypeReceipt)
+	b.send(protocol.ClientFrame{Type: protocol.TypeTyping, ConversationID: direct, State: protocol.TypingStart})
+	a.expect(protocol.TypeTyping)
+	a.send(protocol.ClientFrame{Type: protocol.TypePresence, ID: "q1", UserIDs: []string{bob.ID, carol.ID}})
+	if p := a.expect(protocol.TypePresence); p.Ref != "q1" {
+		t.Errorf("presence %s, want the answer to q1", p.Raw)
+	}
+
+	// A group with dave, who never connects: carol's message to it asks for a push to him.
+	var g struct {
+		Conversation struct {
+			ID string `json:"id"`
+		} `json:"conversation"`
+	}
+	s.Do("POST", "/v1/groups", alice.Token, map[string]any{"name": "trip", "member_ids": []string{bob.ID, dave.ID}}, http.StatusCreated, &g)
+	group := g.Conversation.ID
+	a.expect(protocol.TypeMember)
+	c := dial(t, sp, s, carol, "c-web", nil, seen)
+	s.Do("POST", "/v1/conversations/"+group+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, http.StatusOK, nil)
+	c.expect(protocol.TypeMember)
+	s.Do("PUT", "/v1/conversations/"+group+"/mute", carol.Token, map[string]bool{"muted": true}, http.StatusOK, nil)
+	c.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c3", ConversationID: group, Text: "who drives?"})
+	c.expect(protocol.TypeAck)
+	a.expect(protocol.TypeMessage)
+	// Catch-up frames come from the store, not from fanout: carol's second device replays all.
+	cm := c.expect(protocol.TypeMessage)
+	s.WaitPersisted(cm.Seq)
+	c2 := &client{t: t, spec: sp, name: "c-laptop", ws: apptest.Dial(t, apptest.WSURLFor(s.WSURL, carol.Token, "c-laptop", &zero)), seen: seen}
+	c2.expect(protocol.TypeWelcome)
+	if f := c2.expect(protocol.TypeMember); f.Seq >= cm.Seq {
+		t.Errorf("catch-up began with %s, want the member event before seq %d", f.Raw, cm.Seq)
+	}
+	c2.expect(protocol.TypeMessage)
+	c2.expect(protocol.TypeSynced)
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLedger(t, js, dave.ID)
+
+	// Bob's last device goes: alice is told he is offline.
+	b.drain(200 * time.Millisecond)
+	if err := b.ws.Conn.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	a.expect(protocol.TypePresence)
+	for _, cl := range []*client{a, c, c2} {
+		cl.drain(200 * time.Millisecond)
+	}
+
+	for typ := range sp.server {
+		if seen[typ] == 0 {
+			t.Errorf("no %s frame was received; the scenario must draw one", typ)
+		}
+	}
+	onSubjects := rec.check(t, sp, s.Run.NC)
+	for _, ch := range []string{"chat", "presenceEvents", "push", "typing", "deliver", "routesBucket", "presenceBucket", "pushLedgerBucket", "pushSettingsBucket"} {
+		if onSubjects[ch] == 0 {
+			t.Errorf("nothing was published on channel %s", ch)
+		}
+	}
+	kinds := checkChatStream(t, sp, js)
+	for _, kind := range []string{streams.KindMsg, streams.KindMember, streams.KindRead, streams.KindDelivered} {
+		if kinds[kind] == 0 {
+			t.Errorf("no %s event in CHAT", kind)
+		}
+	}
+	if checkBuckets(t, sp, js)[streams.GatewaysBucket] == 0 {
+		t.Errorf("no value in the %s bucket", streams.GatewaysBucket)
+	}
+	t.Logf("server frames %v; channels %v", seen, onSubjects)
+}
+
+// waitForLedger waits until the push ledger has an entry of the user: the push service took his
+// request.
+func waitForLedger(t *testing.T, js jetstream.JetStream, user string) {
+	t.Helper()
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, streams.PushLedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for k := range keys.Keys() {
+			found = found || strings.HasPrefix(k, user+".")
+		}
+		if found {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no push ledger entry for %s within %s", user, wait)
+}
