@@ -118,7 +118,10 @@ func startNatterProc(ctx context.Context, bin string) (*proc, natterAddrs, error
 	addrFile := filepath.Join(dir, "addrs.json")
 	p, err := startProc("natter", dir, bin, "run", "--data-dir", filepath.Join(dir, "data"), "--nats-port", "-1",
 		"--api-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-		"--addr-file", addrFile, "--log-level", "error")
+		"--addr-file", addrFile, "--log-level", "error",
+		// The load signs hundreds of users up and sends flat out from one address: lift the
+		// rate limits, and let sign-ups queue for the bounded password hashing.
+		"--rate-limits=false", "--hash-wait", "1m")
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, a, err
