@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -225,6 +226,24 @@ func TestSpecAnswers(t *testing.T) {
 	}
 	if err := spec.validateComponent("OriginNotAllowed", a.header, a.body); err != nil {
 		t.Error(err)
+	}
+
+	// A flood of sign-ups from one address ends in 429 with Retry-After (the default limits).
+	for i := 0; ; i++ {
+		body := map[string]string{"handle": fmt.Sprintf("flood%d", i), "password": "correct horse"}
+		status, header, raw := e.send(t, "POST", "/v1/signup", "", body)
+		if status == http.StatusCreated && i < 100 {
+			continue
+		}
+		if status != http.StatusTooManyRequests {
+			t.Fatalf("sign-up %d of a flood: status %d, want 201 until a 429: %s", i, status, raw)
+		}
+		request, _ := json.Marshal(body)
+		if err := spec.validate("POST", "/v1/signup", request, status, header, raw); err != nil {
+			t.Errorf("answer does not match %s: %v", specFile, err)
+		}
+		t.Logf("sign-up %d of the flood got 429, Retry-After %s", i, header.Get("Retry-After"))
+		break
 	}
 
 	if left := spec.unexercised(); len(left) > 0 {
