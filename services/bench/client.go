@@ -211,17 +211,15 @@ type client struct {
 
 	synced     chan struct{}
 	syncedOnce sync.Once
-	done       chan struct{} // closed when the reader ends
-	closeErr   error         // why the reader ended; read after done
+	pipe             // done: closed when the reader ends
+	closeErr   error // why the reader ended; read after done
 
 	// set before a phase's sender starts
 	pre, post []byte // the send frame around its client_msg_id
 	frame     []byte
 	n         uint64
 
-	mu     sync.Mutex
-	st     *clientStats
-	window chan struct{} // one token per outstanding send
+	st *clientStats // guarded by mu
 }
 
 func (c *client) read() {
@@ -302,41 +300,14 @@ func (c *client) handle(b []byte) {
 	}
 }
 
-// release returns one send's window token; c.mu is held.
-func (c *client) release() {
-	if c.window == nil {
-		return
-	}
-	select {
-	case <-c.window:
-	default:
-	}
-}
-
-// outstanding is how many sends await their ack or error.
-func (c *client) outstanding() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.window == nil {
-		return 0
-	}
-	return len(c.window)
-}
-
-func (c *client) alive() bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // prepare sets the conversation the client sends to in the next phase.
 func (c *client) prepare(conv, text string) {
 	c.pre = fmt.Appendf(c.pre[:0], `{"type":"send","conversation_id":%q,"text":%q,"client_msg_id":"`, conv, text)
 	c.post = append(c.post[:0], `"}`...)
 }
+
+func (c *client) index() int    { return c.idx }
+func (c *client) shared() *pipe { return &c.pipe }
 
 // send writes one send frame of phase; the caller holds a window token.
 func (c *client) send(ctx context.Context, phase uint32, st *clientStats) error {
@@ -345,67 +316,9 @@ func (c *client) send(ctx context.Context, phase uint32, st *clientStats) error 
 	c.frame = appendMsgID(c.frame, msgID{phase: phase, conn: c.idx, n: c.n, sent: c.e.now()})
 	c.frame = append(c.frame, c.post...)
 	if err := c.ws.Write(ctx, websocket.MessageText, c.frame); err != nil {
-		c.mu.Lock()
-		c.release()
-		c.mu.Unlock()
+		c.giveBack()
 		return err
 	}
 	st.sent.Add(1)
 	return nil
-}
-
-// sendFlat keeps the window full until stop.
-func (c *client) sendFlat(ctx context.Context, phase uint32, st *clientStats, window chan struct{}, stop <-chan struct{}) {
-	for {
-		select {
-		case window <- struct{}{}:
-		case <-stop:
-			return
-		case <-c.done:
-			return
-		}
-		select {
-		case <-stop:
-			c.mu.Lock()
-			c.release()
-			c.mu.Unlock()
-			return
-		default:
-		}
-		if c.send(ctx, phase, st) != nil {
-			return
-		}
-	}
-}
-
-// sendPaced sends one message every interval (open loop: it does not wait for acks), starting
-// after offset, until stop. A send that finds the window full is skipped and counted late.
-func (c *client) sendPaced(ctx context.Context, phase uint32, st *clientStats, window chan struct{}, stop <-chan struct{},
-	interval, offset time.Duration) {
-	next := time.Now().Add(offset)
-	t := time.NewTimer(offset)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-stop:
-			return
-		case <-c.done:
-			return
-		}
-		select {
-		case window <- struct{}{}:
-			if c.send(ctx, phase, st) != nil {
-				return
-			}
-		default:
-			st.late.Add(1)
-		}
-		next = next.Add(interval)
-		now := time.Now()
-		if d := now.Sub(next); d > time.Second { // far behind: do not burst to catch up
-			next = now
-		}
-		t.Reset(max(0, next.Sub(now)))
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"math/big"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -144,7 +143,7 @@ func (e *engine) connect(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("connect user %d device %d: %w", u, i%devs, err)
 			}
-			c := &client{e: e, idx: i, user: u, device: i % devs, ws: ws, synced: make(chan struct{}), done: make(chan struct{})}
+			c := &client{e: e, idx: i, user: u, device: i % devs, ws: ws, synced: make(chan struct{}), pipe: newPipe()}
 			e.clients[i] = c
 			goClient(&e.readers, c.read)
 			select {
@@ -261,28 +260,7 @@ func (e *engine) run(ctx context.Context, p plan) (*LoadResult, error) {
 	defer cancelSends()
 	stop := make(chan struct{})
 	var senders sync.WaitGroup
-	interval := time.Duration(0)
-	if p.mode == ModePaced {
-		interval = time.Duration(float64(len(p.senders)) / p.rate * float64(time.Second))
-	}
-	for c, conv := range p.senders {
-		c.prepare(conv, e.text)
-		size := cfg.Window
-		if p.mode == ModePaced {
-			size = 1024
-		}
-		win := make(chan struct{}, size)
-		c.mu.Lock()
-		c.window = win
-		c.mu.Unlock()
-		st := stats[c.idx]
-		if p.mode == ModePaced {
-			offset := time.Duration(mrand.Int64N(int64(interval) + 1))
-			goClient(&senders, func() { c.sendPaced(sendCtx, id, st, win, stop, interval, offset) })
-		} else {
-			goClient(&senders, func() { c.sendFlat(sendCtx, id, st, win, stop) })
-		}
-	}
+	startSenders(sendCtx, p.senders, p.mode, p.rate, cfg.Window, e.text, id, stats, stop, &senders)
 
 	res := &LoadResult{Name: p.name, Scenario: p.scenario, Mode: p.mode, TargetRate: p.rate, Conversations: p.convs,
 		Members: p.members, Devices: cfg.Devices, Senders: len(p.senders), Connections: len(e.clients), MsgSize: cfg.MsgSize}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -512,28 +511,7 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 	defer cancelSends()
 	stop := make(chan struct{})
 	var senders sync.WaitGroup
-	interval := time.Duration(0)
-	if p.mode == ModePaced {
-		interval = time.Duration(float64(len(p.senders)) / p.rate * float64(time.Second))
-	}
-	for c, conv := range p.senders {
-		c.prepare(conv, e.text)
-		size := cfg.Window
-		if p.mode == ModePaced {
-			size = 1024
-		}
-		win := make(chan struct{}, size)
-		c.mu.Lock()
-		c.window = win
-		c.mu.Unlock()
-		st := stats[c.idx]
-		if p.mode == ModePaced {
-			offset := time.Duration(mrand.Int64N(int64(interval) + 1))
-			goClient(&senders, func() { c.sendPaced(sendCtx, id, st, win, stop, interval, offset) })
-		} else {
-			goClient(&senders, func() { c.sendFlat(sendCtx, id, st, win, stop) })
-		}
-	}
+	startSenders(sendCtx, p.senders, p.mode, p.rate, cfg.Window, e.text, id, stats, stop, &senders)
 	res := &LoadResult{Name: p.name, Scenario: p.scenario, Mode: p.mode, TargetRate: p.rate, Conversations: len(p.senders) / max(1, p.members),
 		Members: p.members, Devices: 1, Senders: len(p.senders), Connections: len(e.conns), MsgSize: cfg.MsgSize}
 	if p.mode == ModeFlat {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -31,8 +30,8 @@ type peerConn struct {
 	ws   *websocket.Conn
 	cf   bool // Centrifugo's protocol
 
-	done     chan struct{} // closed when the reader ends
-	closeErr error         // why the reader ended; read after done
+	pipe           // done: closed when the reader ends
+	closeErr error // why the reader ended; read after done
 
 	// set before a phase's sender starts; the sender's own
 	natterPre, natterPost []byte
@@ -41,15 +40,14 @@ type peerConn struct {
 	n                     uint64
 	cmdID                 uint32
 
-	mu      sync.Mutex
+	// guarded by mu
 	st      *clientStats
-	window  chan struct{}     // one token per outstanding send
 	pending map[uint32]msgID  // Centrifugo: publish command id -> the message it carries
 	other   map[string]uint64 // frames neither path expected, by kind (disconnect pushes, say)
 }
 
 func newPeerConn(e *peerEngine, idx, user int, ws *websocket.Conn, cf bool) *peerConn {
-	c := &peerConn{e: e, idx: idx, user: user, ws: ws, cf: cf, done: make(chan struct{}), other: map[string]uint64{}}
+	c := &peerConn{e: e, idx: idx, user: user, ws: ws, cf: cf, pipe: newPipe(), other: map[string]uint64{}}
 	if cf {
 		c.pending = map[uint32]msgID{}
 		c.cmdID = 100 // the handshake used the ids below
@@ -201,35 +199,6 @@ func (c *peerConn) failed(id msgID, anonymous bool, code string) {
 	c.st.errs[code]++
 }
 
-// release returns one send's window token; c.mu is held.
-func (c *peerConn) release() {
-	if c.window == nil {
-		return
-	}
-	select {
-	case <-c.window:
-	default:
-	}
-}
-
-func (c *peerConn) outstanding() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.window == nil {
-		return 0
-	}
-	return len(c.window)
-}
-
-func (c *peerConn) alive() bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // prepare sets the conversation (natter) or channel (Centrifugo) the next sends go to.
 func (c *peerConn) prepare(conv, text string) {
 	if c.cf {
@@ -239,6 +208,9 @@ func (c *peerConn) prepare(conv, text string) {
 	c.natterPre = fmt.Appendf(c.natterPre[:0], `{"type":"send","conversation_id":%q,"text":%q,"client_msg_id":"`, conv, text)
 	c.natterPost = append(c.natterPost[:0], `"}`...)
 }
+
+func (c *peerConn) index() int    { return c.idx }
+func (c *peerConn) shared() *pipe { return &c.pipe }
 
 // send writes one message of phase; the caller holds a window token.
 func (c *peerConn) send(ctx context.Context, phase uint32, st *clientStats) error {
@@ -256,69 +228,11 @@ func (c *peerConn) send(ctx context.Context, phase uint32, st *clientStats) erro
 		c.frame = append(c.frame, c.natterPost...)
 	}
 	if err := c.ws.Write(ctx, websocket.MessageText, c.frame); err != nil {
-		c.mu.Lock()
-		c.release()
-		c.mu.Unlock()
+		c.giveBack()
 		return err
 	}
 	st.sent.Add(1)
 	return nil
-}
-
-// sendFlat keeps the window full until stop.
-func (c *peerConn) sendFlat(ctx context.Context, phase uint32, st *clientStats, window chan struct{}, stop <-chan struct{}) {
-	for {
-		select {
-		case window <- struct{}{}:
-		case <-stop:
-			return
-		case <-c.done:
-			return
-		}
-		select {
-		case <-stop:
-			c.mu.Lock()
-			c.release()
-			c.mu.Unlock()
-			return
-		default:
-		}
-		if c.send(ctx, phase, st) != nil {
-			return
-		}
-	}
-}
-
-// sendPaced sends one message every interval (open loop), starting after offset, until stop; a
-// send that finds the window full is skipped and counted late.
-func (c *peerConn) sendPaced(ctx context.Context, phase uint32, st *clientStats, window chan struct{}, stop <-chan struct{},
-	interval, offset time.Duration) {
-	next := time.Now().Add(offset)
-	t := time.NewTimer(offset)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-stop:
-			return
-		case <-c.done:
-			return
-		}
-		select {
-		case window <- struct{}{}:
-			if c.send(ctx, phase, st) != nil {
-				return
-			}
-		default:
-			st.late.Add(1)
-		}
-		next = next.Add(interval)
-		now := time.Now()
-		if now.Sub(next) > time.Second { // far behind: do not burst to catch up
-			next = now
-		}
-		t.Reset(max(0, next.Sub(now)))
-	}
 }
 
 // sendBatch sends n messages into conv with at most window outstanding and waits (at most
