@@ -61,12 +61,12 @@ type failureCount struct {
 	n     int
 }
 
-// newFailureLimiter returns nil (which allows everything) for max < 0.
-func newFailureLimiter(max int, window time.Duration, maxKeys int) *failureLimiter {
-	if max < 0 {
+// newFailureLimiter returns nil (which allows everything) for maxFailures < 0.
+func newFailureLimiter(maxFailures int, window time.Duration, maxKeys int) *failureLimiter {
+	if maxFailures < 0 {
 		return nil
 	}
-	return &failureLimiter{max: max, window: window, keys: newLRU[*failureCount](maxKeys, window)}
+	return &failureLimiter{max: maxFailures, window: window, keys: newLRU[*failureCount](maxKeys, window)}
 }
 
 // begin counts an attempt for key at now and returns 0, or counts none and returns how long

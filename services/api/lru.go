@@ -20,8 +20,8 @@ type lruEntry[V any] struct {
 	seen time.Time
 }
 
-func newLRU[V any](max int, idle time.Duration) *lru[V] {
-	return &lru[V]{max: max, idle: idle, order: list.New(), byKey: map[string]*list.Element{}}
+func newLRU[V any](maxKeys int, idle time.Duration) *lru[V] {
+	return &lru[V]{max: maxKeys, idle: idle, order: list.New(), byKey: map[string]*list.Element{}}
 }
 
 // get returns key's value, made by mk if key is not held, and marks it seen at now.
