@@ -209,7 +209,7 @@ func expectResync(t *testing.T, sockets map[string]*apptest.WS) {
 				t.Fatalf("%s still open %s after a break in its deliveries", name, wait)
 			}
 		}
-		if got := ws.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) {
+		if got := ws.CloseStatus(wait); got != websocket.StatusCode(protocol.CloseResync) || !protocol.CloseCode(got).Reconnect() {
 			t.Fatalf("%s closed with %d, want %d (resync)", name, got, protocol.CloseResync)
 		}
 	}
