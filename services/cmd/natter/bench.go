@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -92,8 +93,20 @@ Flags:
 	if rep == nil {
 		return runErr
 	}
-	if *jsonOut != "" {
-		f, err := os.Create(*jsonOut)
+	return errors.Join(runErr, writeReport(rep, *jsonOut, *asJSON))
+}
+
+// report is what natter bench and natter bench peers print.
+type report interface {
+	WriteJSON(w io.Writer) error
+	WriteTable(w io.Writer) error
+}
+
+// writeReport saves rep as JSON to jsonOut (unless empty) and prints it on stdout, as JSON or as
+// a table.
+func writeReport(rep report, jsonOut string, asJSON bool) error {
+	if jsonOut != "" {
+		f, err := os.Create(jsonOut)
 		if err != nil {
 			return err
 		}
@@ -105,10 +118,8 @@ Flags:
 			return err
 		}
 	}
-	if *asJSON {
-		err = rep.WriteJSON(os.Stdout)
-	} else {
-		err = rep.WriteTable(os.Stdout)
+	if asJSON {
+		return rep.WriteJSON(os.Stdout)
 	}
-	return errors.Join(runErr, err)
+	return rep.WriteTable(os.Stdout)
 }

@@ -76,24 +76,5 @@ Flags:
 	if rep == nil {
 		return runErr
 	}
-	if *jsonOut != "" {
-		f, err := os.Create(*jsonOut)
-		if err != nil {
-			return err
-		}
-		if err := rep.WriteJSON(f); err != nil {
-			_ = f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-	}
-	var err error
-	if *asJSON {
-		err = rep.WriteJSON(os.Stdout)
-	} else {
-		err = rep.WriteTable(os.Stdout)
-	}
-	return errors.Join(runErr, err)
+	return errors.Join(runErr, writeReport(rep, *jsonOut, *asJSON))
 }
