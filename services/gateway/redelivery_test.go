@@ -151,6 +151,26 @@ func TestDeliveriesMoveToAnotherRunOnlyAfterTheLastEnded(t *testing.T) {
 	expectResync(t, map[string]*apptest.WS{"a": a, "b": b})
 }
 
+// TestAProbeOverAHoleResyncsEverySocket: after its connection to NATS came back, fanout sends
+// each gateway an empty next link of its chain (a probe). One that shows a hole closes every
+// socket with the resync code — a probe names no seq — and delivers nothing; one that follows
+// on closes nothing.
+func TestAProbeOverAHoleResyncsEverySocket(t *testing.T) {
+	s, _, head, a, b, deliver := numberedSetup(t)
+	probe := func(n uint64) {
+		t.Helper()
+		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Users: []string{}, Chain: 7, N: n})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver(7, 1, head+1, false)
+	probe(2) // follows on
+	deliver(7, 3, head+2, false)
+	expectLive(t, map[string]*apptest.WS{"a": a, "b": b}, head+1, head+2)
+	probe(5) // 4 was lost
+	expectResync(t, map[string]*apptest.WS{"a": a, "b": b})
+}
+
 // numberedSetup starts a system with alice's phone (a) and bob's laptop (b), both caught up to
 // head (the seq of a message the real fanout delivered before them), and returns a func that delivers a message at seq to both as link n of chain (or, end
 // set, chain's end below seq).
