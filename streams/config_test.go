@@ -144,10 +144,11 @@ func TestDefineConsumers(t *testing.T) {
 			t.Errorf("%s max deliver %d, want %d", c.Durable, c.MaxDeliver, o.MaxDeliver)
 		}
 		switch c.Durable {
-		case PersisterConsumer:
+		case PersisterConsumer, SearchConsumer:
 			// The persister's ack floor is the store's completeness mark: it must start at the start.
+			// Search indexes everything CHAT holds.
 			if c.DeliverPolicy != jetstream.DeliverAllPolicy {
-				t.Errorf("persister deliver policy %v, want all", c.DeliverPolicy)
+				t.Errorf("%s deliver policy %v, want all", c.Durable, c.DeliverPolicy)
 			}
 		case FanoutConsumer:
 			if c.DeliverPolicy != jetstream.DeliverNewPolicy {
@@ -164,7 +165,7 @@ func TestDefineConsumers(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer}) {
+	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer, SearchConsumer}) {
 		t.Errorf("CHAT durables %v", names)
 	}
 }
@@ -202,8 +203,8 @@ func TestDefineFollowsOptions(t *testing.T) {
 	o.FanoutAckWait = 4 * time.Second
 	o.FanoutPartitions = 3
 	d := Define(o)
-	if got := len(d.Consumers[ChatStream]); got != 4 {
-		t.Fatalf("%d CHAT consumers, want the persister and 3 fanout partitions", got)
+	if got := len(d.Consumers[ChatStream]); got != 5 {
+		t.Fatalf("%d CHAT consumers, want the persister, search and 3 fanout partitions", got)
 	}
 	for _, s := range d.Streams {
 		if s.Replicas != 3 {
@@ -218,7 +219,7 @@ func TestDefineFollowsOptions(t *testing.T) {
 	var fanouts []string
 	for _, c := range d.Consumers[ChatStream] {
 		wantAckWait := 7 * time.Second
-		if c.Durable != PersisterConsumer {
+		if c.Durable != PersisterConsumer && c.Durable != SearchConsumer {
 			fanouts, wantAckWait = append(fanouts, c.Durable), 4*time.Second
 		}
 		if c.Replicas != 3 || c.AckWait != wantAckWait || c.MaxDeliver != 9 {
