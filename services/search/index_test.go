@@ -72,10 +72,10 @@ func TestAnalysisFindsKoreanEnglishAndEmoji(t *testing.T) {
 		{"안녕하세요", []uint64{1}},
 		{"여러분", []uint64{1}},
 		{"세요", []uint64{1}},
-		{"dog", []uint64{5, 2}},   // stemmed: dogs, dog
-		{"run", []uint64{5, 2}},   // running, runs
+		{"dog", []uint64{5, 2}},     // stemmed: dogs, dog
+		{"run", []uint64{5, 2}},     // running, runs
 		{"RUNNING", []uint64{5, 2}}, // case
-		{"dogs park", []uint64{2}}, // every term must match
+		{"dogs park", []uint64{2}},  // every term must match
 		{"🎉", []uint64{3}},
 		{"👍", []uint64{3}}, // skin tone ignored
 		{"東京", []uint64{4}},
