@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
@@ -31,7 +32,7 @@ type searchJSON struct {
 // added later nothing sent before. Naming a conversation the caller never was in is answered
 // like history does: 404 not_member.
 func (s *Server) search(c *fiber.Ctx) error {
-	q, convID, err := parseSearchQuery(c)
+	q, convID, err := parseSearchQuery(c.Context().QueryArgs())
 	if err != nil {
 		return err
 	}
@@ -70,8 +71,9 @@ func (s *Server) search(c *fiber.Ctx) error {
 	return c.JSON(searchJSON(res))
 }
 
-func parseSearchQuery(c *fiber.Ctx) (wire.Query, string, error) {
-	args := c.Context().QueryArgs()
+// parseSearchQuery reads the query string of GET /v1/search: the query without its scopes, and
+// the conversation named, if any. Every error is an *apiError.
+func parseSearchQuery(args *fasthttp.Args) (wire.Query, string, error) {
 	q := wire.Query{Text: strings.TrimSpace(string(args.Peek("q"))), Limit: wire.DefaultLimit}
 	switch {
 	case !utf8.ValidString(q.Text):

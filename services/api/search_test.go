@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -253,4 +255,29 @@ func TestSearchLanguagesPagingAndErrors(t *testing.T) {
 	}
 	e.wantError(t, "GET", "/v1/search?q=%ff", at, nil, http.StatusBadRequest, protocol.CodeInvalidUTF8)
 	e.wantError(t, "GET", "/v1/search?q=a", "", nil, http.StatusUnauthorized, CodeUnauthorized)
+}
+
+func FuzzParseSearchQuery(f *testing.F) {
+	for _, s := range []string{"q=hello", "q=%ED%95%9C&limit=5&before=9&cursor=1.5_3&conversation_id=gABC", "q=&limit=x", "q=a&before=0", "q=%ff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		var args fasthttp.Args
+		args.Parse(raw)
+		q, conv, err := parseSearchQuery(&args)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest && ae.status != http.StatusNotFound {
+				t.Fatalf("%q: %v is not a 400 or 404 answer", raw, err)
+			}
+			return
+		}
+		if conv != "" && !streams.ValidToken(conv) {
+			t.Fatalf("%q: conversation %q accepted", raw, conv)
+		}
+		q.Scopes = []wire.Scope{{ConversationID: "c"}}
+		if err := q.Validate(); err != nil {
+			t.Fatalf("%q: parsed %+v, which the search process refuses: %v", raw, q, err)
+		}
+	})
 }
