@@ -47,7 +47,7 @@ func TestKilledSearchLosesAndDoublesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const n = 4000
+	const n = 1000
 	var last uint64
 	for i := range n {
 		data, err := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("%026d", i),
