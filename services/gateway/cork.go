@@ -18,10 +18,10 @@ type corkConn struct {
 	mu     sync.Mutex // held across the underlying write, so held-back bytes never interleave
 	corked bool
 	held   []byte
-	// The write deadline stays armed between writes and is moved only when less than half of
-	// timeout is left: setting it costs two timer updates per write, a few percent of the
-	// gateway's CPU per delivery. Every write thus has between timeout/2 and timeout to finish.
-	// Zero timeout (before the first uncork): writes have no deadline.
+	// The write deadline stays armed between writes and is moved, to twice timeout from now,
+	// only when less than timeout is left: setting it around every write cost two timer updates
+	// per write, a few percent of the gateway's CPU per delivery. Every write thus has between
+	// timeout and twice timeout to finish. Zero timeout (before the first uncork): no deadline.
 	timeout  time.Duration
 	deadline time.Time
 }
@@ -43,17 +43,17 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// armDeadline moves the write deadline to timeout from now when less than half of it is left.
-// Called with mu held.
+// armDeadline moves the write deadline to twice timeout from now when less than timeout is
+// left. Called with mu held.
 func (c *corkConn) armDeadline() error {
 	if c.timeout <= 0 {
 		return nil
 	}
 	now := time.Now()
-	if c.deadline.Sub(now) >= c.timeout/2 {
+	if c.deadline.Sub(now) >= c.timeout {
 		return nil
 	}
-	c.deadline = now.Add(c.timeout)
+	c.deadline = now.Add(2 * c.timeout)
 	return c.Conn.SetWriteDeadline(c.deadline)
 }
 
@@ -65,7 +65,7 @@ func (c *corkConn) cork() {
 }
 
 // uncork writes what was held back in one write bounded by timeout, and passes writes through
-// again, from then on each bounded by timeout too (see corkConn.timeout).
+// again, from then on each bounded too (see corkConn.timeout).
 func (c *corkConn) uncork(timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -82,7 +82,7 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 }
 
 // The write deadline stays armed between writes: a write long after the last one (longer than
-// the timeout) still gets a fresh deadline and goes through, and a peer that stops reading makes
+// twice the timeout) still gets a fresh deadline and goes through, and a peer that stops reading makes
 // a write fail within the timeout instead of blocking for ever.
 func TestCorkDeadlineIsRearmedAndBoundsEveryWrite(t *testing.T) {
 	const timeout = 200 * time.Millisecond
@@ -115,13 +115,13 @@ func TestCorkDeadlineIsRearmedAndBoundsEveryWrite(t *testing.T) {
 	if err := c.uncork(timeout); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * timeout) // the deadline armed by uncork has passed
+	time.Sleep(3 * timeout) // the deadline armed by uncork has passed
 	if _, err := c.Write([]byte("direct")); err != nil {
 		t.Fatalf("a write after an idle spell longer than the timeout: %v", err)
 	}
 	c.cork()
 	_, _ = c.Write([]byte("again"))
-	time.Sleep(2 * timeout)
+	time.Sleep(3 * timeout)
 	if err := c.uncork(timeout); err != nil {
 		t.Fatalf("an uncork after an idle spell longer than the timeout: %v", err)
 	}
