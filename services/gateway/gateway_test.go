@@ -250,8 +250,13 @@ func TestSyncFromCursorThenLiveWithoutGapOrDuplicate(t *testing.T) {
 
 func TestSlowClientIsClosedAndOthersUnaffected(t *testing.T) {
 	// The writer blocked on the full socket must outlast the test's sending, so the client, once it
-	// reads, finds the close frame behind the data (a real slow client reads eventually too).
-	s := apptest.Start(t, func(c *app.Config) { c.Gateway.SendQueue, c.Gateway.WriteTimeout = 16, 2*time.Minute })
+	// reads, finds the close frame behind the data (a real slow client reads eventually too). So
+	// must the heartbeat, which the client that does not read does not answer: on a machine busy
+	// enough that the sending takes minutes, it would close the socket first.
+	s := apptest.Start(t, func(c *app.Config) {
+		c.Gateway.SendQueue, c.Gateway.WriteTimeout = 16, 10*time.Minute
+		c.Gateway.HeartbeatInterval, c.Gateway.HeartbeatTimeout = 10*time.Minute, 10*time.Minute
+	})
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
 	conv := s.Direct(alice, bob)
 	a := dial(s, alice, "a", nil)
