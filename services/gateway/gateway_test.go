@@ -90,6 +90,41 @@ func TestRetriesMakeOneMessage(t *testing.T) {
 	}
 }
 
+// A send marked resend is one message however long after the first attempt it comes: past
+// JetStream's duplicate window the gateway finds the first in the store and answers with its ack.
+func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
+	const window = 500 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+
+	a.Send(send(conv, "late-retry", "once"))
+	first := a.NextOf(protocol.TypeAck, wait)
+	if first.Duplicate || first.Seq == 0 {
+		t.Fatalf("first ack %+v", first)
+	}
+	time.Sleep(3 * window) // JetStream forgets the id; the store keeps it
+	retry := send(conv, "late-retry", "once")
+	retry.Resend = true
+	a.Send(retry)
+	if ack := a.NextOf(protocol.TypeAck, wait); !ack.Duplicate || ack.Seq != first.Seq || ack.MessageID != first.MessageID {
+		t.Fatalf("resend ack %+v, want the first ack (seq %d) as a duplicate", ack, first.Seq)
+	}
+	a.Send(send(conv, "marker", "marker"))
+	var texts []string
+	for {
+		f := b.NextOf(protocol.TypeMessage, wait)
+		texts = append(texts, f.Text)
+		if f.Text == "marker" {
+			break
+		}
+	}
+	if strings.Join(texts, ",") != "once,marker" {
+		t.Fatalf("recipient saw %v, want [once marker]", texts)
+	}
+}
+
 func TestBadInputGetsCodedErrorAndConnectionStaysUsable(t *testing.T) {
 	s := apptest.Start(t)
 	alice, bob, eve := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("eve")
