@@ -256,6 +256,7 @@ export class NatterClient {
    * client closes.
    */
   async send(conversationId: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
     const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text } satisfies ClientFrame);
     for (let attempt = 0; ; attempt++) {
@@ -384,7 +385,12 @@ export class NatterClient {
         session.lastFrameAt = Date.now();
         if (typeof ev.data === "string") this.onFrame(ev.data, session);
       };
-      ws.onerror = () => {}; // a close event follows
+      ws.onerror = () => {
+        // Browsers follow an error with a close event; node 20's WebSocket may not, so an attempt
+        // that never opened ends here, and an open one soon after unless its close comes first.
+        if (this.session !== session) session.end(1006, "connection failed");
+        else setTimeout(() => session.end(1006, "connection error"), 1000);
+      };
       ws.onclose = (ev) => session.end(ev.code, ev.reason);
     });
   }
@@ -520,6 +526,7 @@ export class NatterClient {
 
   /** A frame with an answer (pong, presence) or an error, matched by id. */
   private async request(frame: ClientFrame, signal?: AbortSignal): Promise<ServerFrame> {
+    this.mustBeStarted();
     const session = await this.waitConnected(signal);
     const id = `q${++this.nextRequest}`;
     return new Promise<ServerFrame>((resolve, reject) => {
@@ -547,8 +554,13 @@ export class NatterClient {
 
   /** A frame without an answer on success; its error, if any, comes as an "error" event. */
   private async fire(frame: ClientFrame, signal?: AbortSignal): Promise<void> {
+    this.mustBeStarted();
     const session = await this.waitConnected(signal);
     session.ws.send(JSON.stringify({ ...frame, id: `m${++this.nextRequest}` }));
+  }
+
+  private mustBeStarted(): void {
+    if (!this.started && !this.closed) throw new Error("natter: call start() first");
   }
 
   private takeRequest(id: string): Waiter<ServerFrame> | undefined {
@@ -561,7 +573,6 @@ export class NatterClient {
     if (this.closed) return Promise.reject(this._error ?? new ClosedError());
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (this.session) return Promise.resolve(this.session);
-    if (!this.started) return Promise.reject(new Error("natter: call start() first"));
     return new Promise<Session>((resolve, reject) => {
       const onAbort = () => {
         const i = this.connectWaiters.indexOf(waiter);
