@@ -353,7 +353,8 @@ export class NatterClient {
           finished = true;
           clearTimeout(openTimer);
           clearInterval(keepalive);
-          ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+          const ignore = () => {}; // not null: node's ws package throws an error event nobody listens to
+          ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
           try {
             ws.close(1000, "client closing");
           } catch {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 
 import { ApiError, CloseError, MemoryCursorStore, NatterClient, ProtocolError, TypingTracker, retryable } from "../dist/index.js";
 import { FileCursorStore } from "./file-store.mjs";
-import { Natter, record, startProxy, waitFor } from "./harness.mjs";
+import { Natter, WebSocketImpl, record, startProxy, waitFor } from "./harness.mjs";
 
 let natter;
 const clients = [];
@@ -24,7 +24,7 @@ after(async () => {
 
 /** A started client of user u on device; options override the defaults. */
 async function connect(u, device, options = {}) {
-  const c = new NatterClient({ url: natter.wsUrl, token: u.token, deviceId: device, minBackoffMs: 50, maxBackoffMs: 400, ...options });
+  const c = new NatterClient({ url: natter.wsUrl, token: u.token, deviceId: device, minBackoffMs: 50, maxBackoffMs: 400, WebSocket: WebSocketImpl, ...options });
   clients.push(c);
   const rec = record(c);
   await c.start();
@@ -240,6 +240,29 @@ describe("sync", () => {
     }
   });
 
+  test("a slow listener and a dropped connection: what the server replays is not handed over twice", async () => {
+    const { alice, bob, conv } = await pair();
+    const proxy = await startProxy(natter.wsAddr);
+    try {
+      const a = await connect(alice, "laptop");
+      const b = await connect(bob, "phone", { url: proxy.url });
+      // Each event takes the application 100 ms, so events queue up behind the listener and the
+      // cursor lags what the socket brought: the reconnect's catch-up sends them again.
+      b.c.on("event", () => new Promise((r) => setTimeout(r, 100)));
+      for (let i = 0; i < 5; i++) await a.c.send(conv, `m${i}`);
+      await waitFor(() => b.rec.events.length >= 1, "the first event");
+      const connects = b.c.connects;
+      proxy.cut();
+      await waitFor(() => b.c.connects > connects && b.c.state === "live", "the reconnect");
+      await a.c.send(conv, "m5");
+      await waitFor(() => b.rec.events.some((e) => e.text === "m5"), "the live one");
+      assert.deepEqual(texts(b.rec.events), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+      assertIncreasing(b.rec.events);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("a send made while disconnected is delivered once after the reconnect", async () => {
     const { alice, bob, conv } = await pair();
     const proxy = await startProxy(natter.wsAddr);
@@ -256,6 +279,29 @@ describe("sync", () => {
       await waitFor(() => texts(b.rec.events).includes("marker"), "the marker");
       assert.deepEqual(texts(b.rec.events), ["sent offline", "marker"]);
       assert.equal(b.rec.events[0].message_id, ack.message_id);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a lost ack: the send is retried under its client_msg_id and makes one message", async () => {
+    const { alice, bob, conv } = await pair();
+    const proxy = await startProxy(natter.wsAddr);
+    try {
+      const a = await connect(alice, "laptop", { url: proxy.url, attemptTimeoutMs: 300 });
+      const b = await connect(bob, "phone");
+      proxy.mute(true); // alice's frames reach natter; nothing comes back, not even the ack
+      const pending = a.c.send(conv, "ack lost", { clientMsgId: "lost-ack-1" });
+      await waitFor(() => b.rec.events.length === 1, "the message to exist");
+      await new Promise((r) => setTimeout(r, 700)); // attempts time out and are retried, still unanswered
+      proxy.cut(); // the dead connection goes; the client reconnects and retries once more
+      proxy.mute(false);
+      const ack = await pending;
+      assert.equal(ack.duplicate, true, "the ack of a retry");
+      assert.equal(ack.message_id, b.rec.events[0].message_id);
+      await a.c.send(conv, "marker");
+      await waitFor(() => texts(b.rec.events).includes("marker"), "the marker");
+      assert.deepEqual(texts(b.rec.events), ["ack lost", "marker"]);
     } finally {
       await proxy.close();
     }
@@ -317,17 +363,17 @@ describe("restart", () => {
       const conv = (await alice.api.openDirect(bob.user.id)).id;
       // discover asks the HTTP API of whichever process runs now, as a real client would.
       const discover = () => own.api().gatewayUrl();
-      const b = new NatterClient({ discover, token: bob.token, deviceId: "phone", minBackoffMs: 50, maxBackoffMs: 400 });
+      const b = new NatterClient({ discover, token: bob.token, deviceId: "phone", minBackoffMs: 50, maxBackoffMs: 400, WebSocket: WebSocketImpl });
       const rec = record(b);
       await b.start();
-      const a1 = new NatterClient({ discover, token: alice.token, deviceId: "laptop" });
+      const a1 = new NatterClient({ discover, token: alice.token, deviceId: "laptop", WebSocket: WebSocketImpl });
       await a1.start();
       await a1.send(conv, "before restart");
       await waitFor(() => rec.events.length === 1, "the first");
       await a1.close();
       await own.stop();
       await own.start(); // new ports, same data
-      const a2 = new NatterClient({ discover, token: alice.token, deviceId: "laptop" });
+      const a2 = new NatterClient({ discover, token: alice.token, deviceId: "laptop", WebSocket: WebSocketImpl });
       await a2.start();
       await a2.send(conv, "after restart");
       await waitFor(() => rec.events.length === 2, "the second");

@@ -10,6 +10,14 @@ import { fileURLToPath } from "node:url";
 
 import { NatterApi } from "../dist/index.js";
 
+/**
+ * The WebSocket the tests use: node's global one where there is one (node 22, node 20 with
+ * --experimental-websocket: the same WHATWG API as browsers), else the ws package's.
+ */
+export const WebSocketImpl = globalThis.WebSocket ?? (await import("ws")).WebSocket;
+// node 18 has no global crypto; the SDK's ulid() needs crypto.getRandomValues, as browsers have.
+if (!globalThis.crypto) globalThis.crypto = (await import("node:crypto")).webcrypto;
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const natterBin = process.env.NATTER_BIN || path.resolve(here, "../../../bin/natter");
 
@@ -93,7 +101,8 @@ export class Natter {
 /**
  * A TCP proxy to host:port. cut() destroys every open connection (the client sees its socket
  * drop: 1006, no close frame); refuse(true) also stops listening, so that new connections are
- * refused, until refuse(false) listens on the same port again.
+ * refused, until refuse(false) listens on the same port again; mute(true) loses what the server
+ * sends, as a connection that dies one way does.
  */
 export async function startProxy(target) {
   const [host, port] = [target.slice(0, target.lastIndexOf(":")), Number(target.slice(target.lastIndexOf(":") + 1))];
@@ -110,8 +119,11 @@ export async function startProxy(target) {
     client.on("error", end).on("close", end);
     upstream.on("error", end).on("close", end);
     client.pipe(upstream);
-    upstream.pipe(client);
+    upstream.on("data", (chunk) => {
+      if (!muted) client.write(chunk);
+    });
   });
+  let muted = false;
   const listen = (p) => new Promise((resolve, reject) => server.once("error", reject).listen(p, "127.0.0.1", () => resolve()));
   await listen(0);
   const listenPort = server.address().port;
@@ -123,6 +135,10 @@ export async function startProxy(target) {
         upstream.destroy();
       }
       open.clear();
+    },
+    /** on: drop everything the server sends (its answers are lost; the client's frames still arrive). */
+    mute(on) {
+      muted = on;
     },
     /** on: stop listening and cut every connection; off: listen again. */
     async refuse(on) {

@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
+import "./harness.mjs"; // node 18: crypto for ulid()
 import { AbortError, CloseError, ClosedError, MemoryCursorStore, NatterClient, ProtocolError, backoff, reconnectable, retryable, ulid } from "../dist/index.js";
 
 test("backoff is full jitter between base/2 and base/2 + min(ceiling, base * 2^attempt)", () => {
@@ -58,7 +59,7 @@ test("a client needs a url, a token and a device, and start() before calls", asy
   assert.throws(() => new NatterClient({ token: "t", deviceId: "d" }), /url or discover/);
   assert.throws(() => new NatterClient({ url: "ws://x/v1/ws", deviceId: "d" }), /token or tokenSource/);
   assert.throws(() => new NatterClient({ url: "ws://x/v1/ws", token: "t" }), /deviceId/);
-  const c = new NatterClient({ url: "ws://127.0.0.1:1/v1/ws", token: "t", deviceId: "d" });
+  const c = new NatterClient({ url: "ws://127.0.0.1:1/v1/ws", token: "t", deviceId: "d", WebSocket: class {} });
   await assert.rejects(c.send("dx", "hi"), /start\(\) first/);
   await c.close();
   await assert.rejects(c.ready, ClosedError);
