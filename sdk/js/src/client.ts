@@ -162,6 +162,7 @@ export class NatterClient {
   private closed = false;
 
   private session?: Session; // set while a socket is open
+  private attempt?: Session; // the connection being opened or open, for close() to end
   private connectWaiters: Waiter<Session>[] = [];
   private readonly sends = new Map<string, Waiter<AckFrame>[]>(); // client_msg_id -> waiting attempts
   private readonly requests = new Map<string, Waiter<ServerFrame>>(); // frame id -> waiting request
@@ -360,6 +361,7 @@ export class NatterClient {
           } catch {
             // already closing
           }
+          if (this.attempt === session) this.attempt = undefined;
           if (this.session === session) {
             this.session = undefined;
             const err = this.closed ? new ClosedError() : new DisconnectedError(`${code} ${reason}`);
@@ -371,6 +373,7 @@ export class NatterClient {
           resolve({ code, reason, synced: session.synced });
         },
       };
+      this.attempt = session;
       const openTimer = setTimeout(() => session.end(1006, "connect timeout"), this.opts.connectTimeoutMs);
       ws.onopen = () => {
         clearTimeout(openTimer);
@@ -616,7 +619,7 @@ export class NatterClient {
     this.closed = true;
     this._error = err;
     const why = err ?? new ClosedError();
-    this.session?.end(1000, "client closing");
+    this.attempt?.end(1000, "client closing");
     for (const w of this.connectWaiters.splice(0)) w.reject(why);
     for (const wake of [...this.sleepers]) wake();
     this.readyWaiter.reject(why);

@@ -307,6 +307,24 @@ describe("sync", () => {
     }
   });
 
+  test("a connection that goes silent is noticed by the keepalive ping, dropped and replaced", async () => {
+    const { alice, bob, conv } = await pair();
+    const proxy = await startProxy(natter.wsAddr);
+    try {
+      const a = await connect(alice, "laptop");
+      const b = await connect(bob, "phone", { url: proxy.url, keepaliveMs: 300, attemptTimeoutMs: 300, connectTimeoutMs: 1000 });
+      proxy.mute(true); // no close, no error: the socket just stops bringing anything
+      await waitFor(() => b.c.state !== "live", "the keepalive to give up on the silent socket");
+      await a.c.send(conv, "while silent");
+      proxy.mute(false);
+      await waitFor(() => b.rec.events.length === 1, "the message, after a reconnect");
+      assert.deepEqual(texts(b.rec.events), ["while silent"]);
+      assert.ok(b.c.connects >= 2);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("the cursor persists: a new client instance resumes after what the old one handed over", async () => {
     const { alice, bob, conv } = await pair();
     const dir = await mkdtemp(path.join(tmpdir(), "natter-cursor-"));
@@ -382,6 +400,38 @@ describe("restart", () => {
       assert.ok(b.connects >= 2);
       await b.close();
     } finally {
+      await own.destroy();
+    }
+  });
+});
+
+describe("tokens", () => {
+  test("an expired token (4401): with a tokenSource the client logs in again and resumes; without one it stops", async () => {
+    const own = await Natter.start(["--token-ttl", "2s"]);
+    const started = [];
+    try {
+      const alice = await own.user("alice");
+      const bob = await own.user("bob");
+      const conv = (await alice.api.openDirect(bob.user.id)).id;
+      let logins = 0;
+      const loginAs = (u) => async () => (logins++, (await own.api().login(u.handle, u.password)).token);
+      const opts = { url: own.wsUrl, minBackoffMs: 50, maxBackoffMs: 400, WebSocket: WebSocketImpl };
+      const a = new NatterClient({ ...opts, tokenSource: loginAs(alice), deviceId: "laptop" });
+      const b = new NatterClient({ ...opts, tokenSource: loginAs(bob), deviceId: "phone" });
+      const plain = new NatterClient({ ...opts, token: (await own.api().login(bob.handle, bob.password)).token, deviceId: "tablet" });
+      started.push(a, b, plain);
+      const rec = record(b);
+      await Promise.all([a.start(), b.start(), plain.start()]);
+      await a.send(conv, "before expiry");
+      await waitFor(() => plain.state === "closed", "the client without a tokenSource to stop");
+      assert.ok(plain.error instanceof CloseError && plain.error.code === 4401, String(plain.error));
+      await waitFor(() => b.connects >= 2 && b.state === "live" && a.connects >= 2 && a.state === "live", "both to reconnect with new tokens");
+      await a.send(conv, "after expiry");
+      await waitFor(() => rec.events.length === 2, "the second message");
+      assert.deepEqual(texts(rec.events), ["before expiry", "after expiry"]);
+      assert.ok(logins >= 4, `logins ${logins}`);
+    } finally {
+      await Promise.all(started.map((c) => c.close()));
       await own.destroy();
     }
   });

@@ -34,14 +34,16 @@ export async function waitFor(cond, what, timeoutMs = 10_000) {
 
 /** A running `natter run`. start() again after stop() reuses the data directory. */
 export class Natter {
-  static async start() {
-    const n = new Natter(await mkdtemp(path.join(tmpdir(), "natter-sdkjs-")));
+  /** Starts natter; extraArgs are more `natter run` flags. */
+  static async start(extraArgs = []) {
+    const n = new Natter(await mkdtemp(path.join(tmpdir(), "natter-sdkjs-")), extraArgs);
     await n.start();
     return n;
   }
 
-  constructor(dataDir) {
+  constructor(dataDir, extraArgs = []) {
     this.dataDir = dataDir;
+    this.extraArgs = extraArgs;
     this.output = "";
   }
 
@@ -49,7 +51,7 @@ export class Natter {
     const addrFile = path.join(this.dataDir, `addrs-${Date.now()}.json`);
     const args = ["run", "--data-dir", path.join(this.dataDir, "data"), "--api-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
       "--nats-port", "-1", "--metrics-addr", "127.0.0.1:0", "--addr-file", addrFile, "--log-format", "json",
-      "--log-level", "warn", "--rate-limits=false", "--hash-concurrency", "2", "--hash-wait", "30s"];
+      "--log-level", "warn", "--rate-limits=false", "--hash-concurrency", "2", "--hash-wait", "30s", ...this.extraArgs];
     this.proc = spawn(natterBin, args, { stdio: ["ignore", "pipe", "pipe"] });
     const collect = (b) => (this.output += b.toString());
     this.proc.stdout.on("data", collect);

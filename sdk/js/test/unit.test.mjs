@@ -2,11 +2,12 @@
 // browser-safe. No server needed.
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
-import "./harness.mjs"; // node 18: crypto for ulid()
+import { WebSocketImpl, waitFor } from "./harness.mjs"; // also gives node 18 crypto for ulid()
 import { AbortError, CloseError, ClosedError, MemoryCursorStore, NatterClient, ProtocolError, backoff, reconnectable, retryable, ulid } from "../dist/index.js";
 
 test("backoff is full jitter between base/2 and base/2 + min(ceiling, base * 2^attempt)", () => {
@@ -71,5 +72,22 @@ test("src is browser-safe: no node modules or node globals", async () => {
   for (const f of await readdir(src)) {
     const text = await readFile(path.join(src, f), "utf8");
     assert.doesNotMatch(text, /from "node:|require\(|\bprocess\.|\bBuffer\b|__dirname/, f);
+  }
+});
+
+test("close() ends a connection attempt that hangs, without waiting for the connect timeout", { timeout: 20_000 }, async () => {
+  const held = [];
+  const server = net.createServer((sock) => held.push(sock)); // accepts, never answers the upgrade
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const c = new NatterClient({ url: `ws://127.0.0.1:${server.address().port}/v1/ws`, token: "t", deviceId: "d", connectTimeoutMs: 600_000, WebSocket: WebSocketImpl });
+    const started = c.start();
+    await waitFor(() => held.length === 1 && c.state === "connecting", "the attempt to hang");
+    await c.close();
+    assert.equal(c.state, "closed");
+    await assert.rejects(started, ClosedError);
+  } finally {
+    for (const s of held) s.destroy();
+    await new Promise((r) => server.close(r));
   }
 });
