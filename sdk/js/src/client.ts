@@ -144,6 +144,24 @@ interface Session {
   end(code: number, reason: string): void;
 }
 
+const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Refuses here the sends the gateway would answer without a ref (so no attempt could learn why it
+ * failed, and the retries would never end): a malformed id, a lone surrogate, an oversize frame.
+ */
+function checkSend(clientMsgId: string, text: string, frame: string): void {
+  if (!idPattern.test(clientMsgId)) throw new ProtocolError("invalid_frame", "client_msg_id must be 1-64 characters of [A-Za-z0-9_-]");
+  if (loneSurrogate.test(text)) throw new ProtocolError("invalid_utf8", "text holds a lone surrogate, which is not UTF-8");
+  if (frame.length > maxFrameBytes / 3 && new TextEncoder().encode(frame).length > maxFrameBytes) {
+    throw new ProtocolError("frame_too_large", `the frame is over ${maxFrameBytes} bytes`);
+  }
+}
+
+/** The largest frame the gateway reads (docs/protocol.md#limits). */
+const maxFrameBytes = 1_300_000;
+
 const timelineListeners = new Set<keyof ClientEventMap>(["event", "message", "member"]);
 
 /** One connected device. Create it, subscribe with on(), then start(). */
@@ -260,6 +278,7 @@ export class NatterClient {
     this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
     const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text } satisfies ClientFrame);
+    checkSend(clientMsgId, text, frame);
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.sendAttempt(clientMsgId, frame, options.signal);

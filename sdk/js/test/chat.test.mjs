@@ -116,6 +116,10 @@ describe("chat", () => {
     assert.equal(retryable(err), false);
     const long = await a.c.send("dnotmyconversation", "x".repeat(100_001)).catch((e) => e);
     assert.equal(long.code, "text_too_long");
+    // What the gateway would refuse without naming the send is refused before it is sent.
+    assert.equal((await a.c.send("dx", "hi", { clientMsgId: "not ok!" }).catch((e) => e)).code, "invalid_frame");
+    assert.equal((await a.c.send("dx", "half \ud83d").catch((e) => e)).code, "invalid_utf8");
+    assert.equal((await a.c.send("dx", "\u0001".repeat(250_000)).catch((e) => e)).code, "frame_too_large");
   });
 
   test("receipts: delivered and read reach the sender; the API has the watermarks", async () => {
