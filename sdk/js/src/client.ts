@@ -118,7 +118,11 @@ export interface ClientEventMap {
 export type Listener<T> = (value: T) => void | Promise<void>;
 
 export interface SendOptions {
-  /** The idempotency key; default a new ULID. Sending again with the same id makes no second message. */
+  /**
+   * The idempotency key; default a new ULID. Sending again with the same id makes no second
+   * message, however much later: a send with a given id is always marked a resend, which costs
+   * the gateway a store lookup.
+   */
   clientMsgId?: string;
   /** Stops the retries (the message may or may not exist: send again with the same id to know). */
   signal?: AbortSignal;
@@ -277,11 +281,16 @@ export class NatterClient {
   async send(conversationId: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
     this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
-    const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text } satisfies ClientFrame);
-    checkSend(clientMsgId, text, frame);
+    // Every attempt after the first is a resend, and so is the first when the caller chose the id
+    // (it may have been sent before, even long ago): the gateway then checks the store too.
+    const frame = (resend: boolean) =>
+      JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text, ...(resend ? { resend } : {}) } satisfies ClientFrame);
+    const first = frame(options.clientMsgId !== undefined);
+    const retry = frame(true);
+    checkSend(clientMsgId, text, retry);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.sendAttempt(clientMsgId, frame, options.signal);
+        return await this.sendAttempt(clientMsgId, attempt === 0 ? first : retry, options.signal);
       } catch (e) {
         if (!retryable(e)) throw e;
       }

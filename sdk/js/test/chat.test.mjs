@@ -440,3 +440,27 @@ describe("tokens", () => {
     }
   });
 });
+
+describe("dedupe window", () => {
+  test("a send with a given client_msg_id is one message even after JetStream's duplicate window", async () => {
+    const window = 500;
+    const own = await Natter.start(["--dedupe-window", `${window}ms`]);
+    let a;
+    try {
+      const alice = await own.user("alice");
+      const bob = await own.user("bob");
+      const conv = (await alice.api.openDirect(bob.user.id)).id;
+      a = new NatterClient({ url: own.wsUrl, token: alice.token, deviceId: "laptop", WebSocket: WebSocketImpl });
+      await a.start();
+      const first = await a.send(conv, "outbox entry", { clientMsgId: "outbox-1" });
+      await new Promise((r) => setTimeout(r, 3 * window)); // JetStream forgets the id; the store keeps it
+      const again = await a.send(conv, "outbox entry", { clientMsgId: "outbox-1" });
+      assert.equal(again.duplicate, true);
+      assert.equal(again.message_id, first.message_id);
+      assert.equal((await bob.api.history(conv)).messages.length, 1);
+    } finally {
+      await a?.close();
+      await own.destroy();
+    }
+  });
+});
