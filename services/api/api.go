@@ -1,5 +1,5 @@
 // Package api is natter's stateless HTTP API (gofiber/fiber v2): sign-up, login, profiles,
-// conversations, history and gateway discovery. Every instance is interchangeable: all state lives
+// conversations, history and gateway discovery, and the web client's files (services/web) at "/". Every instance is interchangeable: all state lives
 // in the store, the CHAT stream and the gateways bucket.
 //
 // Every error answer is {"error":{"code":"...","message":"..."}} with a code from
@@ -229,6 +229,8 @@ func (s *Server) routes() {
 	s.app.Use(s.observe)
 	s.app.Use(s.cors())
 	s.app.Get("/healthz", s.health)
+	s.app.Get("/", s.webPage)
+	s.app.Get("/assets/:name", s.webAsset)
 
 	v1 := s.app.Group("/v1")
 	v1.Post("/signup", s.signup)

@@ -1,0 +1,153 @@
+package browser
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// signUp opens the web client and signs up; it returns when the socket is live.
+func (b *browser) signUp(api, handle string) {
+	b.t.Helper()
+	b.do("open the web client", chromedp.Navigate(api+"/"), chromedp.WaitVisible(chromedp.ID("login-form")))
+	b.do("sign up",
+		chromedp.SendKeys(chromedp.ID("login-handle"), handle),
+		chromedp.SendKeys(chromedp.ID("login-password"), "correct horse battery"),
+		chromedp.Click(chromedp.CSS(`#login-form button[value="signup"]`)),
+	)
+	b.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
+}
+
+// send types text into the composer and presses the Send button.
+func (b *browser) send(text string) {
+	b.t.Helper()
+	b.do("send "+text, chromedp.SendKeys(chromedp.ID("composer-text"), text), chromedp.Click(chromedp.CSS("#composer button[type=submit]")))
+}
+
+// texts are the texts of the open conversation's messages, top to bottom.
+func (b *browser) texts() []string {
+	b.t.Helper()
+	var out []string
+	b.eval(`[...document.querySelectorAll("#messages li.msg:not(.event) .text")].map(e => e.textContent)`, &out)
+	return out
+}
+
+// ownTicks is a JavaScript expression: own messages, top to bottom, show these ticks.
+func ownTicks(ticks ...string) string {
+	return `JSON.stringify([...document.querySelectorAll("#messages li.mine")].map(e => e.dataset.tick)) === ` +
+		jsString(jsonArray(ticks))
+}
+
+func jsonArray(s []string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// TestTwoPeopleChatInBrowsers: Alice and Bob, each in their own Chromium, sign up, open a direct
+// conversation, see unread counts, typing and read ticks; Bob closes his page, Alice sends
+// several messages (one of 100,000 characters), and Bob, back, sees them all in order.
+func TestTwoPeopleChatInBrowsers(t *testing.T) {
+	n := startNatter(t)
+	shots := artifacts(t)
+	step := 0
+	alice := newBrowser(t, "alice", shots, &step)
+	bob := newBrowser(t, "bob", shots, &step)
+
+	alice.signUp(n.API, "alice")
+	alice.shot("signed up")
+	bob.signUp(n.API, "bob")
+
+	// Alice opens a direct conversation by handle; Bob is online.
+	alice.do("open a chat with bob",
+		chromedp.SendKeys(chromedp.ID("direct-handle"), "bob"),
+		chromedp.Click(chromedp.CSS("#direct-form button")),
+	)
+	alice.until("the chat with bob is open", `document.querySelector("#chat-title").textContent === "bob"`)
+	alice.until("bob shows online", `document.querySelector("#chat-presence").textContent === "online"`)
+	alice.send("hello bob")
+	alice.until("the message is acked", `document.querySelector("#messages li.mine")?.dataset.tick === "delivered"`)
+	alice.shot("sent hello, delivered")
+
+	// Bob sees the conversation with one unread message, opens it, and Alice sees it read.
+	bob.until("one unread from alice", `document.querySelector("#conversations .unread")?.textContent === "1"`)
+	bob.until("the preview", `document.querySelector("#conversations .conv-last")?.textContent === "hello bob"`)
+	bob.shot("unread from alice")
+	bob.do("open the chat", chromedp.Click(chromedp.CSS("#conversations button")))
+	bob.until("hello shows", `document.querySelector("#messages .text")?.textContent === "hello bob"`)
+	bob.until("the badge goes", `document.querySelector("#conversations .unread") === null`)
+	alice.until("the message shows read", ownTicks("read"))
+
+	// Typing: Bob types, Alice sees it; Bob sends, the indicator goes.
+	bob.do("type", chromedp.SendKeys(chromedp.ID("composer-text"), "hi alice"))
+	alice.until("bob is typing", `document.querySelector("#typing").textContent === "bob is typing…"`)
+	alice.shot("bob is typing, hello read")
+	bob.do("send with Enter", chromedp.SendKeys(chromedp.ID("composer-text"), "\r"))
+	alice.until("bob's reply", `[...document.querySelectorAll("#messages .text")].some(e => e.textContent === "hi alice")`)
+	alice.until("typing stops", `document.querySelector("#typing").textContent === ""`)
+	bob.shot("chatting")
+
+	// Bob closes his page. Alice sees him go offline and sends while he is away.
+	bob.do("close the page", chromedp.Navigate("about:blank"))
+	alice.until("bob shows last seen", `document.querySelector("#chat-presence").textContent.startsWith("last seen")`)
+	long := strings.Repeat("0123456789", 10_000) // 100,000 characters, the limit
+	away := []string{"are you there?", "I will wait", "a long one follows"}
+	for _, m := range away {
+		alice.send(m)
+	}
+	alice.do("paste a 100,000-character message",
+		chromedp.SetValue(chromedp.ID("composer-text"), long),
+		chromedp.Click(chromedp.CSS("#composer button[type=submit]")),
+	)
+	alice.until("all four are acked, not delivered", ownTicks("read", "sent", "sent", "sent", "sent"))
+	alice.shot("bob away, sent four")
+
+	// Bob comes back: the same tab, device and cursor. He catches up and sees everything in order.
+	bob.do("come back", chromedp.Navigate(n.API+"/"))
+	bob.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
+	bob.until("four unread", `document.querySelector("#conversations .unread")?.textContent === "4"`)
+	bob.shot("back, four unread")
+	bob.do("open the chat", chromedp.Click(chromedp.CSS("#conversations button")))
+	want := append([]string{"hello bob", "hi alice"}, away...)
+	want = append(want, long[:1500]+"…")
+	bob.until("every message", `document.querySelectorAll("#messages li.msg:not(.event)").length === 6`)
+	if got := bob.texts(); !slices.Equal(got, want) {
+		t.Fatalf("bob sees %d messages %q..., want %q... in this order", len(got), abbreviate(got), abbreviate(want))
+	}
+	bob.until("the long message is folded", `document.querySelector("#messages .fold")?.textContent === "Show all 100,000 characters"`)
+	bob.shot("caught up, long message folded")
+	bob.do("unfold", chromedp.Click(chromedp.CSS("#messages .fold")))
+	bob.until("the long message unfolds", `[...document.querySelectorAll("#messages .text")].some(e => e.textContent.length === 100000)`)
+	alice.until("all of alice's messages show read", ownTicks("read", "read", "read", "read", "read"))
+	alice.shot("all read")
+
+	// The server restarts: both pages show that they are reconnecting, then catch up.
+	n.stop()
+	for _, b := range []*browser{alice, bob} {
+		b.until("the page says it is reconnecting", `document.querySelector("#connection").dataset.state === "disconnected" &&
+			document.querySelector("#connection").textContent.startsWith("Offline: reconnecting")`)
+	}
+	bob.shot("server down, reconnecting")
+	n.start()
+	alice.until("connected again", `document.querySelector("#connection").dataset.state === "live"`)
+	alice.send("still here?")
+	var scrolled bool
+	bob.eval(`(() => { const h = document.querySelector("#history"); h.scrollTop = h.scrollHeight; return true; })()`, &scrolled)
+	bob.until("the message after the restart", `[...document.querySelectorAll("#messages .text")].at(-1)?.textContent === "still here?"`)
+	alice.until("read after the restart", ownTicks("read", "read", "read", "read", "read", "read"))
+	bob.shot("reconnected")
+}
+
+// abbreviate cuts long texts for a failure message.
+func abbreviate(texts []string) []string {
+	out := make([]string, len(texts))
+	for i, s := range texts {
+		if len(s) > 40 {
+			s = s[:40] + "…"
+		}
+		out[i] = s
+	}
+	return out
+}
