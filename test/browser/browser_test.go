@@ -23,6 +23,7 @@ type browser struct {
 	ctx   context.Context
 	shots string // directory for screenshots
 	step  *int   // shared step counter, so that the two browsers' screenshots sort in order
+	start time.Time
 }
 
 // artifacts is the directory for this test's screenshots, emptied first.
@@ -67,7 +68,7 @@ func newBrowser(t *testing.T, name, shots string, step *int) *browser {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("%s: start chromium: %v", name, err)
 	}
-	return &browser{t: t, name: name, ctx: ctx, shots: shots, step: step}
+	return &browser{t: t, name: name, ctx: ctx, shots: shots, step: step, start: time.Now()}
 }
 
 // do runs actions, failing the test with what was being done.
@@ -97,7 +98,7 @@ func (b *browser) eval(expr string, out any) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string]("JSON.stringify(" + expr + ")"))
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string]("JSON.stringify("+expr+")"))
 	if err != nil {
 		b.t.Fatalf("%s: evaluate %s: %v", b.name, expr, err)
 	}
@@ -121,6 +122,7 @@ func (b *browser) shot(what string) {
 	if err := os.WriteFile(file, png, 0o644); err != nil {
 		b.t.Errorf("%s: %v", b.name, err)
 	}
+	b.t.Logf("%5.1fs %s", time.Since(b.start).Seconds(), filepath.Base(file))
 }
 
 // jsString quotes s as a JavaScript string literal.

@@ -138,6 +138,39 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	bob.until("the message after the restart", `[...document.querySelectorAll("#messages .text")].at(-1)?.textContent === "still here?"`)
 	alice.until("read after the restart", ownTicks("read", "read", "read", "read", "read", "read"))
 	bob.shot("reconnected")
+
+	// A group: Alice creates it with Bob, removes him, adds him back, and he leaves.
+	alice.do("create a group",
+		chromedp.Click(chromedp.CSS("#group-create summary")),
+		chromedp.SendKeys(chromedp.ID("group-name"), "Trip"),
+		chromedp.SendKeys(chromedp.ID("group-members"), "bob"),
+		chromedp.Click(chromedp.CSS("#group-form button")),
+	)
+	alice.until("the group is open", `document.querySelector("#chat-title").textContent === "Trip"`)
+	alice.until("its creation shows", `document.querySelector("#messages li.event")?.textContent === "You created the group “Trip” with bob"`)
+	alice.send("who brings the tent?")
+	bob.until("the group appears", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
+	bob.do("open the group", chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="g"]`)))
+	bob.until("alice's group message, with her name", `[...document.querySelectorAll("#messages li.msg")].some(e =>
+		e.querySelector(".who")?.textContent === "alice" && e.querySelector(".text")?.textContent === "who brings the tent?")`)
+	alice.do("remove bob", chromedp.Click(chromedp.CSS("#members summary")), chromedp.Click(chromedp.CSS(`#member-list button[aria-label="Remove bob"]`)))
+	alice.until("bob's removal shows", `[...document.querySelectorAll("#messages li.event")].some(e => e.textContent === "You removed bob")`)
+	bob.until("the group is gone", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip") &&
+		!document.querySelector("#chat-empty").hidden`)
+	alice.do("add bob back", chromedp.SendKeys(chromedp.ID("add-member-handle"), "bob"), chromedp.Click(chromedp.CSS("#add-member-form button")))
+	alice.until("two members", `document.querySelectorAll("#member-list li").length === 2`)
+	alice.shot("group members")
+	bob.until("the group is back", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
+	bob.do("leave the group",
+		chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="g"]`)),
+		chromedp.WaitVisible(chromedp.ID("members")),
+		chromedp.Click(chromedp.CSS("#members summary")),
+		chromedp.Click(chromedp.ID("leave-group")),
+		chromedp.Click(chromedp.ID("leave-group")),
+	)
+	alice.until("bob left", `[...document.querySelectorAll("#messages li.event")].at(-1)?.textContent === "bob left"`)
+	bob.until("the group is gone after leaving", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
+	alice.shot("group after bob left")
 }
 
 // abbreviate cuts long texts for a failure message.

@@ -17,15 +17,15 @@ import (
 // natter runs `natter run` with one data directory on fixed ports picked at random, so that it
 // can be stopped and started again where the browsers expect it.
 type natter struct {
-	t        *testing.T
-	dataDir  string
-	apiAddr  string
-	wsAddr   string
-	API      string // http://host:port
-	cmd      *exec.Cmd
-	exited   chan error
-	mu       sync.Mutex
-	out      bytes.Buffer
+	t       *testing.T
+	dataDir string
+	apiAddr string
+	wsAddr  string
+	API     string // http://host:port
+	cmd     *exec.Cmd
+	exited  chan error
+	mu      sync.Mutex
+	out     bytes.Buffer
 }
 
 func (n *natter) output() string {

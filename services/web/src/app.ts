@@ -312,6 +312,11 @@ export class App {
       }
     }
     this.setConnection(c.state, stateText(c));
+    if (c.state === "disconnected" || c.state === "closed") {
+      // Presence is only known while connected; it is asked again after the next sync.
+      this.presence.clear();
+      this.renderPresence();
+    }
   }
 
   private setConnection(state: string, text: string): void {
@@ -534,6 +539,7 @@ export class App {
     const c = this.convs.get(id);
     if (!c || !this.me) return;
     if (this.view) this.typing?.stopped(this.view.id);
+    this.resetLeave();
     const view: ChatView = {
       id,
       kind: c.kind,
@@ -655,9 +661,18 @@ export class App {
     }
   }
 
+  /** onLeave asks for a second click (no modal dialog), then leaves the open group. */
   private async onLeave(): Promise<void> {
     const v = this.view;
-    if (!v || !confirm("Leave this group? You will no longer receive its messages.")) return;
+    const button = byId<HTMLButtonElement>("leave-group");
+    if (!v) return;
+    if (button.dataset.confirm !== v.id) {
+      button.dataset.confirm = v.id;
+      button.textContent = "Leave: click again to confirm";
+      window.setTimeout(() => this.resetLeave(), 5_000);
+      return;
+    }
+    this.resetLeave();
     try {
       await this.call(() => this.api.leaveGroup(v.id));
       this.closeChat();
@@ -665,6 +680,12 @@ export class App {
     } catch (x) {
       byId("chat-error").textContent = friendly(x);
     }
+  }
+
+  private resetLeave(): void {
+    const button = byId<HTMLButtonElement>("leave-group");
+    delete button.dataset.confirm;
+    button.textContent = "Leave group";
   }
 
   // ---- history ----
@@ -774,10 +795,13 @@ export class App {
 
   private memberText(ev: Extract<ChatEvent, { type: "member" }>): string {
     const who = ev.sender_id === this.me?.id ? "You" : this.name(ev.sender_id);
-    const names = (ev.member.user_ids ?? []).map((id) => (id === this.me?.id ? "you" : this.name(id))).join(", ");
+    const list = (ids: string[]) => ids.map((id) => (id === this.me?.id ? "you" : this.name(id))).join(", ");
+    const names = list(ev.member.user_ids ?? []);
     switch (ev.member.action) {
-      case "created":
-        return `${who} created the group “${ev.member.name ?? ""}”` + (names ? ` with ${names}` : "");
+      case "created": {
+        const others = list((ev.member.user_ids ?? []).filter((id) => id !== ev.sender_id));
+        return `${who} created the group “${ev.member.name ?? ""}”` + (others ? ` with ${others}` : "");
+      }
       case "added":
         return `${who} added ${names}`;
       case "removed":

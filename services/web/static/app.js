@@ -1112,6 +1112,10 @@ var App = class {
       }
     }
     this.setConnection(c.state, stateText(c));
+    if (c.state === "disconnected" || c.state === "closed") {
+      this.presence.clear();
+      this.renderPresence();
+    }
   }
   setConnection(state, text) {
     const c = byId("connection");
@@ -1313,6 +1317,7 @@ var App = class {
     const c = this.convs.get(id);
     if (!c || !this.me) return;
     if (this.view) this.typing?.stopped(this.view.id);
+    this.resetLeave();
     const view = {
       id,
       kind: c.kind,
@@ -1425,9 +1430,18 @@ var App = class {
       byId("chat-error").textContent = friendly(x);
     }
   }
+  /** onLeave asks for a second click (no modal dialog), then leaves the open group. */
   async onLeave() {
     const v = this.view;
-    if (!v || !confirm("Leave this group? You will no longer receive its messages.")) return;
+    const button = byId("leave-group");
+    if (!v) return;
+    if (button.dataset.confirm !== v.id) {
+      button.dataset.confirm = v.id;
+      button.textContent = "Leave: click again to confirm";
+      window.setTimeout(() => this.resetLeave(), 5e3);
+      return;
+    }
+    this.resetLeave();
     try {
       await this.call(() => this.api.leaveGroup(v.id));
       this.closeChat();
@@ -1435,6 +1449,11 @@ var App = class {
     } catch (x) {
       byId("chat-error").textContent = friendly(x);
     }
+  }
+  resetLeave() {
+    const button = byId("leave-group");
+    delete button.dataset.confirm;
+    button.textContent = "Leave group";
   }
   // ---- history ----
   onScroll() {
@@ -1534,10 +1553,13 @@ var App = class {
   }
   memberText(ev) {
     const who = ev.sender_id === this.me?.id ? "You" : this.name(ev.sender_id);
-    const names = (ev.member.user_ids ?? []).map((id) => id === this.me?.id ? "you" : this.name(id)).join(", ");
+    const list = (ids) => ids.map((id) => id === this.me?.id ? "you" : this.name(id)).join(", ");
+    const names = list(ev.member.user_ids ?? []);
     switch (ev.member.action) {
-      case "created":
-        return `${who} created the group “${ev.member.name ?? ""}”` + (names ? ` with ${names}` : "");
+      case "created": {
+        const others = list((ev.member.user_ids ?? []).filter((id) => id !== ev.sender_id));
+        return `${who} created the group “${ev.member.name ?? ""}”` + (others ? ` with ${others}` : "");
+      }
       case "added":
         return `${who} added ${names}`;
       case "removed":
