@@ -2,6 +2,7 @@ package browser
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,13 +10,15 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
+const password = "correct horse battery"
+
 // signUp opens the web client and signs up; it returns when the socket is live.
 func (b *browser) signUp(api, handle string) {
 	b.t.Helper()
 	b.do("open the web client", chromedp.Navigate(api+"/"), chromedp.WaitVisible(chromedp.ID("login-form")))
 	b.do("sign up",
 		chromedp.SendKeys(chromedp.ID("login-handle"), handle),
-		chromedp.SendKeys(chromedp.ID("login-password"), "correct horse battery"),
+		chromedp.SendKeys(chromedp.ID("login-password"), password),
 		chromedp.Click(chromedp.CSS(`#login-form button[value="signup"]`)),
 	)
 	b.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
@@ -171,6 +174,27 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	alice.until("bob left", `[...document.querySelectorAll("#messages li.event")].at(-1)?.textContent === "bob left"`)
 	bob.until("the group is gone after leaving", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
 	alice.shot("group after bob left")
+
+	// History pages: with 120 more messages, Bob reloads, opens the conversation, scrolls up
+	// until its beginning, and has every message once, in order.
+	var seeded []string
+	for i := range 120 {
+		seeded = append(seeded, fmt.Sprintf("message %03d", i))
+	}
+	seed(t, n.API, "alice", password, seeded)
+	bob.do("reload", chromedp.Navigate(n.API+"/"))
+	bob.do("open the chat", chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="d"]`)))
+	bob.until("the newest page", `[...document.querySelectorAll("#messages .text")].at(-1)?.textContent === "message 119"`)
+	bob.until("scrolled up to the beginning", `(() => { document.querySelector("#history").scrollTop = 0;
+		return document.querySelector("#history-status").textContent === "Beginning of the conversation"; })()`)
+	bob.shot("scrolled to the beginning")
+	want = append(want, "still here?")
+	want = append(want, seeded...)
+	var got []string
+	bob.eval(`[...document.querySelectorAll("#messages li.msg:not(.event) .text")].map(e => e.textContent.length > 1600 ? e.textContent.slice(0, 1500) + "…" : e.textContent)`, &got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("after scrolling up bob has %d messages, want %d in order: %q", len(got), len(want), abbreviate(got))
+	}
 }
 
 // abbreviate cuts long texts for a failure message.
