@@ -162,6 +162,7 @@ export class NatterClient {
   private closed = false;
 
   private session?: Session; // set while a socket is open
+  private attempt?: Session; // the connection being opened or open, for close() to end
   private connectWaiters: Waiter<Session>[] = [];
   private readonly sends = new Map<string, Waiter<AckFrame>[]>(); // client_msg_id -> waiting attempts
   private readonly requests = new Map<string, Waiter<ServerFrame>>(); // frame id -> waiting request
@@ -256,6 +257,7 @@ export class NatterClient {
    * client closes.
    */
   async send(conversationId: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
     const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text } satisfies ClientFrame);
     for (let attempt = 0; ; attempt++) {
@@ -352,12 +354,14 @@ export class NatterClient {
           finished = true;
           clearTimeout(openTimer);
           clearInterval(keepalive);
-          ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+          const ignore = () => {}; // not null: node's ws package throws an error event nobody listens to
+          ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
           try {
             ws.close(1000, "client closing");
           } catch {
             // already closing
           }
+          if (this.attempt === session) this.attempt = undefined;
           if (this.session === session) {
             this.session = undefined;
             const err = this.closed ? new ClosedError() : new DisconnectedError(`${code} ${reason}`);
@@ -369,6 +373,7 @@ export class NatterClient {
           resolve({ code, reason, synced: session.synced });
         },
       };
+      this.attempt = session;
       const openTimer = setTimeout(() => session.end(1006, "connect timeout"), this.opts.connectTimeoutMs);
       ws.onopen = () => {
         clearTimeout(openTimer);
@@ -384,7 +389,12 @@ export class NatterClient {
         session.lastFrameAt = Date.now();
         if (typeof ev.data === "string") this.onFrame(ev.data, session);
       };
-      ws.onerror = () => {}; // a close event follows
+      ws.onerror = () => {
+        // Browsers follow an error with a close event; node 20's WebSocket may not, so an attempt
+        // that never opened ends here, and an open one soon after unless its close comes first.
+        if (this.session !== session) session.end(1006, "connection failed");
+        else setTimeout(() => session.end(1006, "connection error"), 1000);
+      };
       ws.onclose = (ev) => session.end(ev.code, ev.reason);
     });
   }
@@ -520,6 +530,7 @@ export class NatterClient {
 
   /** A frame with an answer (pong, presence) or an error, matched by id. */
   private async request(frame: ClientFrame, signal?: AbortSignal): Promise<ServerFrame> {
+    this.mustBeStarted();
     const session = await this.waitConnected(signal);
     const id = `q${++this.nextRequest}`;
     return new Promise<ServerFrame>((resolve, reject) => {
@@ -547,8 +558,13 @@ export class NatterClient {
 
   /** A frame without an answer on success; its error, if any, comes as an "error" event. */
   private async fire(frame: ClientFrame, signal?: AbortSignal): Promise<void> {
+    this.mustBeStarted();
     const session = await this.waitConnected(signal);
     session.ws.send(JSON.stringify({ ...frame, id: `m${++this.nextRequest}` }));
+  }
+
+  private mustBeStarted(): void {
+    if (!this.started && !this.closed) throw new Error("natter: call start() first");
   }
 
   private takeRequest(id: string): Waiter<ServerFrame> | undefined {
@@ -561,7 +577,6 @@ export class NatterClient {
     if (this.closed) return Promise.reject(this._error ?? new ClosedError());
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (this.session) return Promise.resolve(this.session);
-    if (!this.started) return Promise.reject(new Error("natter: call start() first"));
     return new Promise<Session>((resolve, reject) => {
       const onAbort = () => {
         const i = this.connectWaiters.indexOf(waiter);
@@ -604,7 +619,7 @@ export class NatterClient {
     this.closed = true;
     this._error = err;
     const why = err ?? new ClosedError();
-    this.session?.end(1000, "client closing");
+    this.attempt?.end(1000, "client closing");
     for (const w of this.connectWaiters.splice(0)) w.reject(why);
     for (const wake of [...this.sleepers]) wake();
     this.readyWaiter.reject(why);

@@ -1,6 +1,6 @@
 // natter's TypeScript SDK: NatterApi for the HTTP API, NatterClient for the WebSocket (one
 // connected device), cursor stores, and the types of every frame and API object. Browser-safe:
-// nothing here imports node modules (the file cursor store is in "@natter-chat/sdk/node").
+// compiled with the DOM library and no node types, so nothing here can use a node module.
 export { NatterApi } from "./api.js";
 export type { ApiOptions } from "./api.js";
 export { NatterClient } from "./client.js";

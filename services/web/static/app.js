@@ -241,6 +241,8 @@ var NatterClient = class {
   closed = false;
   session;
   // set while a socket is open
+  attempt;
+  // the connection being opened or open, for close() to end
   connectWaiters = [];
   sends = /* @__PURE__ */ new Map();
   // client_msg_id -> waiting attempts
@@ -332,6 +334,7 @@ var NatterClient = class {
    * client closes.
    */
   async send(conversationId, text, options = {}) {
+    this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
     const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text });
     for (let attempt = 0; ; attempt++) {
@@ -419,11 +422,14 @@ var NatterClient = class {
           finished = true;
           clearTimeout(openTimer);
           clearInterval(keepalive);
-          ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+          const ignore = () => {
+          };
+          ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
           try {
             ws.close(1e3, "client closing");
           } catch {
           }
+          if (this.attempt === session) this.attempt = void 0;
           if (this.session === session) {
             this.session = void 0;
             const err = this.closed ? new ClosedError() : new DisconnectedError(`${code} ${reason}`);
@@ -435,6 +441,7 @@ var NatterClient = class {
           resolve({ code, reason, synced: session.synced });
         }
       };
+      this.attempt = session;
       const openTimer = setTimeout(() => session.end(1006, "connect timeout"), this.opts.connectTimeoutMs);
       ws.onopen = () => {
         clearTimeout(openTimer);
@@ -451,6 +458,8 @@ var NatterClient = class {
         if (typeof ev.data === "string") this.onFrame(ev.data, session);
       };
       ws.onerror = () => {
+        if (this.session !== session) session.end(1006, "connection failed");
+        else setTimeout(() => session.end(1006, "connection error"), 1e3);
       };
       ws.onclose = (ev) => session.end(ev.code, ev.reason);
     });
@@ -579,6 +588,7 @@ var NatterClient = class {
   }
   /** A frame with an answer (pong, presence) or an error, matched by id. */
   async request(frame, signal) {
+    this.mustBeStarted();
     const session = await this.waitConnected(signal);
     const id = `q${++this.nextRequest}`;
     return new Promise((resolve, reject) => {
@@ -605,8 +615,12 @@ var NatterClient = class {
   }
   /** A frame without an answer on success; its error, if any, comes as an "error" event. */
   async fire(frame, signal) {
+    this.mustBeStarted();
     const session = await this.waitConnected(signal);
     session.ws.send(JSON.stringify({ ...frame, id: `m${++this.nextRequest}` }));
+  }
+  mustBeStarted() {
+    if (!this.started && !this.closed) throw new Error("natter: call start() first");
   }
   takeRequest(id) {
     const w = this.requests.get(id);
@@ -617,7 +631,6 @@ var NatterClient = class {
     if (this.closed) return Promise.reject(this._error ?? new ClosedError());
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (this.session) return Promise.resolve(this.session);
-    if (!this.started) return Promise.reject(new Error("natter: call start() first"));
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         const i = this.connectWaiters.indexOf(waiter);
@@ -657,7 +670,7 @@ var NatterClient = class {
     this.closed = true;
     this._error = err;
     const why = err ?? new ClosedError();
-    this.session?.end(1e3, "client closing");
+    this.attempt?.end(1e3, "client closing");
     for (const w of this.connectWaiters.splice(0)) w.reject(why);
     for (const wake of [...this.sleepers]) wake();
     this.readyWaiter.reject(why);
