@@ -14,7 +14,7 @@ import (
 )
 
 // stepTimeout bounds one step: a wait for the page to show something, or one action.
-const stepTimeout = 15 * time.Second
+const stepTimeout = 30 * time.Second
 
 // browser is one Chromium process with its own profile: one person's browser.
 type browser struct {

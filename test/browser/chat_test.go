@@ -12,10 +12,15 @@ import (
 
 const password = "correct horse battery"
 
-// signUp opens the web client and signs up; it returns when the socket is live.
-func (b *browser) signUp(api, handle string) {
+// open opens the web client, which shows its login form to a new visitor.
+func (b *browser) open(api string) {
 	b.t.Helper()
 	b.do("open the web client", chromedp.Navigate(api+"/"), chromedp.WaitVisible(chromedp.ID("login-form")))
+}
+
+// signUp signs up on the login form; it returns when the socket is live.
+func (b *browser) signUp(handle string) {
+	b.t.Helper()
 	b.do("sign up",
 		chromedp.SendKeys(chromedp.ID("login-handle"), handle),
 		chromedp.SendKeys(chromedp.ID("login-password"), password),
@@ -59,9 +64,12 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	alice := newBrowser(t, "alice", shots, &step)
 	bob := newBrowser(t, "bob", shots, &step)
 
-	alice.signUp(n.API, "alice")
+	alice.open(n.API)
+	alice.shot("login form")
+	alice.signUp("alice")
 	alice.shot("signed up")
-	bob.signUp(n.API, "bob")
+	bob.open(n.API)
+	bob.signUp("bob")
 
 	// Alice opens a direct conversation by handle; Bob is online.
 	alice.do("open a chat with bob",
@@ -175,16 +183,16 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	bob.until("the group is gone after leaving", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
 	alice.shot("group after bob left")
 
-	// History pages: with 120 more messages, Bob reloads, opens the conversation, scrolls up
+	// History pages: with 60 more messages, Bob reloads, opens the conversation, scrolls up
 	// until its beginning, and has every message once, in order.
 	var seeded []string
-	for i := range 120 {
+	for i := range 60 {
 		seeded = append(seeded, fmt.Sprintf("message %03d", i))
 	}
 	seed(t, n.API, "alice", password, seeded)
 	bob.do("reload", chromedp.Navigate(n.API+"/"))
 	bob.do("open the chat", chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="d"]`)))
-	bob.until("the newest page", `[...document.querySelectorAll("#messages .text")].at(-1)?.textContent === "message 119"`)
+	bob.until("the newest page", `[...document.querySelectorAll("#messages .text")].at(-1)?.textContent === "message 059"`)
 	bob.until("scrolled up to the beginning", `(() => { document.querySelector("#history").scrollTop = 0;
 		return document.querySelector("#history-status").textContent === "Beginning of the conversation"; })()`)
 	bob.shot("scrolled to the beginning")

@@ -452,26 +452,41 @@ export class App {
     return this.memberText(ev);
   }
 
+  /**
+   * renderConversations updates the list in place: each conversation keeps its button (so focus
+   * and a pending click survive updates), only its contents change, and items move only when the
+   * order changes.
+   */
   private renderConversations(): void {
     const ul = byId("conversations");
     const items = [...this.convs.values()].sort(
       (a, b) => (b.last_message?.seq ?? 0) - (a.last_message?.seq ?? 0) || b.created_at.localeCompare(a.created_at),
     );
-    ul.replaceChildren(
-      ...items.map((c) => {
-        const o = this.other(c);
-        const unread = c.unread > 0 ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, c.unread >= 999 ? "999+" : String(c.unread)) : null;
-        const b = el(
-          "button",
-          { type: "button", "data-conv": c.id, "aria-current": this.view?.id === c.id ? "true" : "false" },
-          el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c)),
-          unread ?? el("span"),
-          el("span", { class: "conv-last" }, this.preview(c.last_message)),
-        );
-        b.addEventListener("click", () => void this.open(c.id));
-        return el("li", {}, b);
-      }),
-    );
+    const old = new Map<string, HTMLLIElement>();
+    for (const li of ul.children as HTMLCollectionOf<HTMLLIElement>) old.set(li.dataset.conv!, li);
+    items.forEach((c, i) => {
+      let li = old.get(c.id);
+      old.delete(c.id);
+      if (!li) {
+        const button = el("button", { type: "button", "data-conv": c.id });
+        button.addEventListener("click", () => void this.open(c.id));
+        li = el("li", { "data-conv": c.id }, button);
+      }
+      const button = li.firstElementChild as HTMLButtonElement;
+      const o = this.other(c);
+      const unread =
+        c.unread > 0
+          ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, c.unread >= 999 ? "999+" : String(c.unread))
+          : el("span");
+      button.setAttribute("aria-current", this.view?.id === c.id ? "true" : "false");
+      button.replaceChildren(
+        el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c)),
+        unread,
+        el("span", { class: "conv-last" }, this.preview(c.last_message)),
+      );
+      if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] ?? null);
+    });
+    for (const li of old.values()) li.remove();
     this.renderPresence();
   }
 
