@@ -118,7 +118,11 @@ export interface ClientEventMap {
 export type Listener<T> = (value: T) => void | Promise<void>;
 
 export interface SendOptions {
-  /** The idempotency key; default a new ULID. Sending again with the same id makes no second message. */
+  /**
+   * The idempotency key; default a new ULID. Sending again with the same id makes no second
+   * message, however much later: a send with a given id is always marked a resend, which costs
+   * the gateway a store lookup.
+   */
   clientMsgId?: string;
   /** Stops the retries (the message may or may not exist: send again with the same id to know). */
   signal?: AbortSignal;
@@ -143,6 +147,24 @@ interface Session {
   lastFrameAt: number;
   end(code: number, reason: string): void;
 }
+
+const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Refuses here the sends the gateway would answer without a ref (so no attempt could learn why it
+ * failed, and the retries would never end): a malformed id, a lone surrogate, an oversize frame.
+ */
+function checkSend(clientMsgId: string, text: string, frame: string): void {
+  if (!idPattern.test(clientMsgId)) throw new ProtocolError("invalid_frame", "client_msg_id must be 1-64 characters of [A-Za-z0-9_-]");
+  if (loneSurrogate.test(text)) throw new ProtocolError("invalid_utf8", "text holds a lone surrogate, which is not UTF-8");
+  if (frame.length > maxFrameBytes / 3 && new TextEncoder().encode(frame).length > maxFrameBytes) {
+    throw new ProtocolError("frame_too_large", `the frame is over ${maxFrameBytes} bytes`);
+  }
+}
+
+/** The largest frame the gateway reads (docs/protocol.md#limits). */
+const maxFrameBytes = 1_300_000;
 
 const timelineListeners = new Set<keyof ClientEventMap>(["event", "message", "member"]);
 
@@ -259,10 +281,16 @@ export class NatterClient {
   async send(conversationId: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
     this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
-    const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text } satisfies ClientFrame);
+    // Every attempt after the first is a resend, and so is the first when the caller chose the id
+    // (it may have been sent before, even long ago): the gateway then checks the store too.
+    const frame = (resend: boolean) =>
+      JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text, ...(resend ? { resend } : {}) } satisfies ClientFrame);
+    const first = frame(options.clientMsgId !== undefined);
+    const retry = frame(true);
+    checkSend(clientMsgId, text, retry);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.sendAttempt(clientMsgId, frame, options.signal);
+        return await this.sendAttempt(clientMsgId, attempt === 0 ? first : retry, options.signal);
       } catch (e) {
         if (!retryable(e)) throw e;
       }

@@ -38,6 +38,11 @@ export interface SendFrame {
   client_msg_id: string;
   conversation_id: string;
   text: string;
+  /**
+   * true when this client_msg_id may have been sent before (every retry, every id not minted just
+   * now): the gateway then also looks it up in the store, past JetStream's duplicate window.
+   */
+  resend?: boolean;
 }
 
 export interface PingFrame {

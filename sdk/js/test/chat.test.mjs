@@ -116,6 +116,10 @@ describe("chat", () => {
     assert.equal(retryable(err), false);
     const long = await a.c.send("dnotmyconversation", "x".repeat(100_001)).catch((e) => e);
     assert.equal(long.code, "text_too_long");
+    // What the gateway would refuse without naming the send is refused before it is sent.
+    assert.equal((await a.c.send("dx", "hi", { clientMsgId: "not ok!" }).catch((e) => e)).code, "invalid_frame");
+    assert.equal((await a.c.send("dx", "half \ud83d").catch((e) => e)).code, "invalid_utf8");
+    assert.equal((await a.c.send("dx", "\u0001".repeat(250_000)).catch((e) => e)).code, "frame_too_large");
   });
 
   test("receipts: delivered and read reach the sender; the API has the watermarks", async () => {
@@ -432,6 +436,30 @@ describe("tokens", () => {
       assert.ok(logins >= 4, `logins ${logins}`);
     } finally {
       await Promise.all(started.map((c) => c.close()));
+      await own.destroy();
+    }
+  });
+});
+
+describe("dedupe window", () => {
+  test("a send with a given client_msg_id is one message even after JetStream's duplicate window", async () => {
+    const window = 500;
+    const own = await Natter.start(["--dedupe-window", `${window}ms`]);
+    let a;
+    try {
+      const alice = await own.user("alice");
+      const bob = await own.user("bob");
+      const conv = (await alice.api.openDirect(bob.user.id)).id;
+      a = new NatterClient({ url: own.wsUrl, token: alice.token, deviceId: "laptop", WebSocket: WebSocketImpl });
+      await a.start();
+      const first = await a.send(conv, "outbox entry", { clientMsgId: "outbox-1" });
+      await new Promise((r) => setTimeout(r, 3 * window)); // JetStream forgets the id; the store keeps it
+      const again = await a.send(conv, "outbox entry", { clientMsgId: "outbox-1" });
+      assert.equal(again.duplicate, true);
+      assert.equal(again.message_id, first.message_id);
+      assert.equal((await bob.api.history(conv)).messages.length, 1);
+    } finally {
+      await a?.close();
       await own.destroy();
     }
   });
