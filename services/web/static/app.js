@@ -226,6 +226,16 @@ var DisconnectedError = class extends Error {
     this.name = "DisconnectedError";
   }
 };
+var idPattern = /^[A-Za-z0-9_-]{1,64}$/;
+var loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function checkSend(clientMsgId, text, frame) {
+  if (!idPattern.test(clientMsgId)) throw new ProtocolError("invalid_frame", "client_msg_id must be 1-64 characters of [A-Za-z0-9_-]");
+  if (loneSurrogate.test(text)) throw new ProtocolError("invalid_utf8", "text holds a lone surrogate, which is not UTF-8");
+  if (frame.length > maxFrameBytes / 3 && new TextEncoder().encode(frame).length > maxFrameBytes) {
+    throw new ProtocolError("frame_too_large", `the frame is over ${maxFrameBytes} bytes`);
+  }
+}
+var maxFrameBytes = 13e5;
 var timelineListeners = /* @__PURE__ */ new Set(["event", "message", "member"]);
 var NatterClient = class {
   opts;
@@ -336,10 +346,13 @@ var NatterClient = class {
   async send(conversationId, text, options = {}) {
     this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
-    const frame = JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text });
+    const frame = (resend) => JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text, ...resend ? { resend } : {} });
+    const first = frame(options.clientMsgId !== void 0);
+    const retry = frame(true);
+    checkSend(clientMsgId, text, retry);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.sendAttempt(clientMsgId, frame, options.signal);
+        return await this.sendAttempt(clientMsgId, attempt === 0 ? first : retry, options.signal);
       } catch (e) {
         if (!retryable(e)) throw e;
       }
