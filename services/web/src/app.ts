@@ -792,7 +792,18 @@ export class App {
     }
     v.bySeq.set(ev.seq, li);
     const ol = byId("messages");
-    // Usually the newest (append) or the oldest (prepend); otherwise find the first later event.
+    const seqOf = (e: Element | null) => Number((e as HTMLElement | null)?.dataset.seq ?? NaN);
+    // Usually the newest (append: the last item is an older event) or the oldest (prepend: a
+    // page of history); otherwise find the first later event, or the first pending send.
+    const last = seqOf(ol.lastElementChild);
+    if (!ol.lastElementChild || last < ev.seq) {
+      ol.append(li);
+      return;
+    }
+    if (seqOf(ol.firstElementChild) > ev.seq) {
+      ol.prepend(li);
+      return;
+    }
     let after: HTMLLIElement | null = null;
     for (const other of ol.children as HTMLCollectionOf<HTMLLIElement>) {
       const s = Number(other.dataset.seq);

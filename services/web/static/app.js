@@ -1575,6 +1575,16 @@ var App = class {
     }
     v.bySeq.set(ev.seq, li);
     const ol = byId("messages");
+    const seqOf = (e) => Number(e?.dataset.seq ?? NaN);
+    const last = seqOf(ol.lastElementChild);
+    if (!ol.lastElementChild || last < ev.seq) {
+      ol.append(li);
+      return;
+    }
+    if (seqOf(ol.firstElementChild) > ev.seq) {
+      ol.prepend(li);
+      return;
+    }
     let after = null;
     for (const other of ol.children) {
       const s = Number(other.dataset.seq);
