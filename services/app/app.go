@@ -39,8 +39,8 @@ import (
 	"github.com/natter-chat/natter/services/fanout"
 	"github.com/natter-chat/natter/services/gateway"
 	"github.com/natter-chat/natter/services/persister"
-	"github.com/natter-chat/natter/services/projector"
 	"github.com/natter-chat/natter/services/presence"
+	"github.com/natter-chat/natter/services/projector"
 	"github.com/natter-chat/natter/services/push"
 	"github.com/natter-chat/natter/streams"
 )
