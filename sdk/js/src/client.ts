@@ -489,7 +489,9 @@ export class NatterClient {
       case "message":
       case "member":
       case "synced":
-        this.timeline = this.timeline.then(() => this.onTimeline(f as ChatEvent | SyncedFrame, session));
+        this.timeline = this.timeline
+          .then(() => this.onTimeline(f as ChatEvent | SyncedFrame, session))
+          .catch((e) => this.emit("error", e instanceof Error ? e : new Error(String(e)))); // the chain must go on
         return;
     }
   }

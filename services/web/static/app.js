@@ -538,7 +538,7 @@ var NatterClient = class {
       case "message":
       case "member":
       case "synced":
-        this.timeline = this.timeline.then(() => this.onTimeline(f, session));
+        this.timeline = this.timeline.then(() => this.onTimeline(f, session)).catch((e) => this.emit("error", e instanceof Error ? e : new Error(String(e))));
         return;
     }
   }
