@@ -7,7 +7,7 @@ MODULES := streams pkg services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check lint unit e2e fuzz test-scylla test-invariant test-fault bench bench-peers bench-search clean
+.PHONY: run build test check lint unit e2e web fuzz test-scylla test-invariant test-fault bench bench-peers bench-search clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -46,9 +46,16 @@ unit:
 e2e:
 	$(GO) test -race -count=1 -timeout 10m ./test/...
 
+# The web client's script, services/web/static/app.js, is generated and committed, so that go build
+# needs no JavaScript tools: esbuild (its Go API, in the test module) bundles services/web/src with
+# the SDK's sources in sdk/js/src. test/browser's TestWebBundleIsUpToDate fails when the committed
+# file differs from what the sources build to; this target rewrites it.
+web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
+	$(GO) test -count=1 -run '^TestWebBundleIsUpToDate$$' ./test/browser -update
+
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse ./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodeStateEvent ./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse ./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \

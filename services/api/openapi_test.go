@@ -110,6 +110,10 @@ func TestSpecAnswers(t *testing.T) {
 	ctx := testContext(t)
 
 	c.call("GET", "/healthz", "", nil, http.StatusOK, nil)
+	c.call("GET", "/", "", nil, http.StatusOK, nil)
+	c.call("GET", "/assets/app.js", "", nil, http.StatusOK, nil)
+	c.call("GET", "/assets/style.css", "", nil, http.StatusOK, nil)
+	c.call("GET", "/assets/index.html", "", nil, http.StatusNotFound, nil)
 
 	// Accounts.
 	type session struct {
@@ -218,6 +222,13 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("PUT", "/v1/conversations/"+d+"/mute", bob.Token, map[string]string{}, http.StatusBadRequest, nil)
 	c.call("PUT", "/v1/conversations/"+d+"/mute", carol.Token, map[string]bool{"muted": true}, http.StatusNotFound, nil)
 	c.call("POST", "/v1/logout", bob.Token, map[string]string{"device_id": "phone"}, http.StatusNoContent, nil)
+
+	// Account deletion.
+	zed := signup("zed")
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{"password": "wrong horse"}, http.StatusUnauthorized, nil)
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{}, http.StatusBadRequest, nil)
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{"password": "correct horse"}, http.StatusNoContent, nil)
+	c.call("GET", "/v1/me", zed.Token, nil, http.StatusUnauthorized, nil)
 
 	// Discovery: none live, then one.
 	c.call("GET", "/v1/discovery", "", nil, http.StatusServiceUnavailable, nil)
