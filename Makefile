@@ -7,7 +7,7 @@ MODULES := streams pkg services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check lint unit e2e web fuzz test-scylla test-invariant test-fault bench bench-peers clean
+.PHONY: run build test check lint unit e2e web fuzz test-scylla test-invariant test-fault bench bench-peers bench-search clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -55,7 +55,7 @@ web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
 
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodeStateEvent ./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodeStateEvent ./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse ./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \
@@ -68,6 +68,10 @@ test-invariant: ## the sync invariant test at a large size (200 users, 400 direc
 FAULT_CYCLES ?= 6
 test-fault: ## the split-process fault test (3 NATS nodes, 2 gateways/fanouts/persisters) for FAULT_CYCLES kill cycles
 	NATTER_FAULT_CYCLES=$(FAULT_CYCLES) $(GO) test -race -count=1 -timeout 60m -v -run TestFaultsLoseNoAcknowledgedMessage ./test/e2e/
+
+SEARCH_BENCH_N ?= 1000000
+bench-search: ## search: index SEARCH_BENCH_N messages through the search consumer, then query p50/p99 (see docs/performance.md)
+	SEARCH_BENCH_N=$(SEARCH_BENCH_N) $(GO) test -count=1 -timeout 90m -run '^$$' -bench '^BenchmarkSearch$$' -benchtime 1x -v ./services/search/
 
 test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operations.md)
 	@test -n "$$NATTER_SCYLLA_HOSTS" || { echo "set NATTER_SCYLLA_HOSTS=host[,host...]"; exit 1; }

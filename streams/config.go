@@ -198,6 +198,18 @@ func Define(o Options) Definitions {
 					DeliverPolicy: jetstream.DeliverAllPolicy,
 					Replicas:      o.Replicas,
 				},
+				{
+					// Deliver all: the index is built from every event CHAT still holds.
+					Durable:       SearchConsumer,
+					Description:   "indexes message text for search",
+					FilterSubject: ChatAll,
+					AckPolicy:     jetstream.AckExplicitPolicy,
+					AckWait:       o.AckWait,
+					MaxDeliver:    o.MaxDeliver,
+					MaxAckPending: 10000,
+					DeliverPolicy: jetstream.DeliverAllPolicy,
+					Replicas:      o.Replicas,
+				},
 			},
 		},
 	}

@@ -149,10 +149,11 @@ func TestDefineConsumers(t *testing.T) {
 			if c.DeliverPolicy != jetstream.DeliverAllPolicy {
 				t.Errorf("projector deliver policy %v, want all", c.DeliverPolicy)
 			}
-		case PersisterConsumer:
+		case PersisterConsumer, SearchConsumer:
 			// The persister's ack floor is the store's completeness mark: it must start at the start.
+			// Search indexes everything CHAT holds.
 			if c.DeliverPolicy != jetstream.DeliverAllPolicy {
-				t.Errorf("persister deliver policy %v, want all", c.DeliverPolicy)
+				t.Errorf("%s deliver policy %v, want all", c.Durable, c.DeliverPolicy)
 			}
 		case FanoutConsumer:
 			if c.DeliverPolicy != jetstream.DeliverNewPolicy {
@@ -169,7 +170,7 @@ func TestDefineConsumers(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer, ProjectorConsumer}) {
+	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer, ProjectorConsumer, SearchConsumer}) {
 		t.Errorf("CHAT durables %v", names)
 	}
 }
@@ -207,8 +208,8 @@ func TestDefineFollowsOptions(t *testing.T) {
 	o.FanoutAckWait = 4 * time.Second
 	o.FanoutPartitions = 3
 	d := Define(o)
-	if got := len(d.Consumers[ChatStream]); got != 5 {
-		t.Fatalf("%d CHAT consumers, want the persister, the projector and 3 fanout partitions", got)
+	if got := len(d.Consumers[ChatStream]); got != 6 {
+		t.Fatalf("%d CHAT consumers, want the persister, the projector, search and 3 fanout partitions", got)
 	}
 	for _, s := range d.Streams {
 		if s.Replicas != 3 {
@@ -223,7 +224,7 @@ func TestDefineFollowsOptions(t *testing.T) {
 	var fanouts []string
 	for _, c := range d.Consumers[ChatStream] {
 		wantAckWait := 7 * time.Second
-		if c.Durable != PersisterConsumer && c.Durable != ProjectorConsumer {
+		if c.Durable != PersisterConsumer && c.Durable != ProjectorConsumer && c.Durable != SearchConsumer {
 			fanouts, wantAckWait = append(fanouts, c.Durable), 4*time.Second
 		}
 		if c.Replicas != 3 || c.AckWait != wantAckWait || c.MaxDeliver != 9 {

@@ -18,6 +18,7 @@ const (
 	PersisterConsumer = "persister"
 	FanoutConsumer    = "fanout"
 	PresenceConsumer  = "presence"
+	SearchConsumer    = "search"
 )
 
 // Event kinds carried on chat.<conversation>.<kind>.

@@ -29,6 +29,7 @@ import (
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/services/search/wire"
 )
 
 // Defaults for the zero values of Config.
@@ -140,6 +141,14 @@ type Deps struct {
 	Timeline *timeline.Reader
 	JS       jetstream.JetStream
 	Metrics  prometheus.Registerer
+	// Search answers GET /v1/search; nil: the search process, asked over NATS on JS's connection
+	// (wire.Client).
+	Search Searcher
+}
+
+// Searcher runs a search query: the search process (wire.Client), or an index in this process.
+type Searcher interface {
+	Search(ctx context.Context, q wire.Query) (wire.Result, error)
 }
 
 // Server is the HTTP API. Start it once; Stop it once. Safe for concurrent use.
@@ -151,6 +160,7 @@ type Server struct {
 	auth     *auth.Authenticator // checks the bearer token of every authenticated route
 	timeline *timeline.Reader
 	js       jetstream.JetStream
+	searcher Searcher
 	metrics  *metrics // nil: no metrics
 	app      *fiber.App
 	hasher   *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
@@ -193,11 +203,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		hasher: hasher, limits: newRateLimits(cfg.Limits), now: time.Now,
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
-		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS,
+		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS, searcher: deps.Search,
 		dummyHash: sync.OnceValue(func() []byte {
 			h, _ := auth.HashPassword("natter: no such user, hashing for equal timing", cfg.PasswordCost) // < 72 bytes: cannot fail
 			return h
 		}),
+	}
+	if s.searcher == nil {
+		s.searcher = wire.NewClient(deps.JS.Conn(), cfg.RequestTimeout)
 	}
 	if deps.Metrics != nil {
 		m, err := newMetrics(deps.Metrics)
@@ -256,6 +269,7 @@ func (s *Server) routes() {
 	v1.Delete("/conversations/:id/members/:user", s.authenticate, s.removeMember)
 	v1.Post("/conversations/:id/leave", s.authenticate, s.leaveGroup)
 	v1.Get("/conversations/:id/receipts", s.authenticate, s.receipts)
+	v1.Get("/search", s.authenticate, s.search)
 	s.pushRoutes(v1) // push tokens, logout, mute: push.go
 }
 

@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		// fasthttp's worker-pool cleaner notices a stopped server only when its sleep
 		// (MaxIdleWorkerDuration, 10 s) ends: it exits, but after the test binary checks.
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		// Bleve (the search tests' index) starts its analysis workers when its package loads.
+		goleak.IgnoreTopFunction("github.com/blevesearch/bleve_index_api.AnalysisWorker"),
 	)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -200,6 +201,17 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("GET", "/v1/conversations/"+d+"/receipts", alice.Token, nil, http.StatusOK, nil)
 	c.call("GET", g+"/receipts", bob.Token, nil, http.StatusOK, nil)
 	c.call("GET", g+"/receipts", dave.Token, nil, http.StatusNotFound, nil)
+
+	// Search: unavailable without a search process, then with one.
+	c.call("GET", "/v1/search?q=hello", alice.Token, nil, http.StatusServiceUnavailable, nil)
+	e.startSearch(t)
+	head, _ := e.publish(t, streams.ChatEvent{Kind: streams.KindMsg, ConversationID: d, SenderID: bob.User.ID, Text: "안녕하세요 hello"})
+	e.waitSearchIndexed(t, head)
+	c.call("GET", "/v1/search?q=hello&limit=1", alice.Token, nil, http.StatusOK, nil)
+	c.call("GET", "/v1/search?q="+url.QueryEscape("안녕")+"&conversation_id="+d, bob.Token, nil, http.StatusOK, nil)
+	c.call("GET", "/v1/search?q=hello&conversation_id="+d, carol.Token, nil, http.StatusNotFound, nil)
+	c.call("GET", "/v1/search?q=hello&cursor=bogus", alice.Token, nil, http.StatusBadRequest, nil)
+	c.call("GET", "/v1/search", alice.Token, nil, http.StatusBadRequest, nil)
 
 	// Push tokens, mute, logout.
 	c.call("PUT", "/v1/devices/phone/push-token", bob.Token, map[string]string{"platform": "android", "token": "fcm-token-1"}, http.StatusOK, nil)

@@ -42,6 +42,7 @@ import (
 	"github.com/natter-chat/natter/services/presence"
 	"github.com/natter-chat/natter/services/projector"
 	"github.com/natter-chat/natter/services/push"
+	"github.com/natter-chat/natter/services/search"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -53,6 +54,9 @@ const (
 	TargetFanout    = "fanout"
 	TargetPresence  = "presence"
 	TargetPush      = "push"
+	// TargetSearch indexes CHAT for search (index under <DataDir>/search) and answers the API's
+	// queries over NATS; run it in one process of a deployment.
+	TargetSearch = "search"
 	// TargetNATS runs only the embedded NATS node (no --nats-url), e.g. one node of a cluster.
 	TargetNATS = "nats"
 	// TargetStore serves this process's store (pebble or scylla) over NATS to processes that run
@@ -61,7 +65,7 @@ const (
 )
 
 // AllTargets is what `natter run` starts by default.
-var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout, TargetPresence, TargetPush}
+var AllTargets = []string{TargetGateway, TargetAPI, TargetPersister, TargetFanout, TargetPresence, TargetPush, TargetSearch}
 
 // KnownTargets are all targets a process can be given.
 var KnownTargets = append(slices.Clone(AllTargets), TargetNATS, TargetStore)
@@ -98,6 +102,8 @@ type Config struct {
 	Presence  presence.Config
 	// Push sends notifications through FCM; with no credentials it only logs them.
 	Push push.Config
+	// Search indexes messages; its Dir defaults to <DataDir>/search.
+	Search search.Config
 }
 
 // DefaultConfig is `natter run` with no flags.
@@ -119,6 +125,7 @@ func DefaultConfig() Config {
 		Fanout:    fanout.DefaultConfig(),
 		Presence:  presence.DefaultConfig(),
 		Push:      push.DefaultConfig(),
+		Search:    search.DefaultConfig(),
 	}
 }
 
@@ -181,6 +188,11 @@ func (c *Config) SetAllowedOrigins(p origin.Policy) {
 	c.Gateway.Origins, c.API.Origins = p, p
 }
 
+// usesStore reports whether a target needs the store: a search-only process does not open it.
+func (c Config) usesStore() bool {
+	return slices.ContainsFunc(c.Targets, func(t string) bool { return t != TargetSearch && t != TargetNATS })
+}
+
 // nodeOnly reports whether the process runs nothing but the embedded NATS node.
 func (c Config) nodeOnly() bool { return len(c.Targets) == 1 && c.has(TargetNATS) }
 
@@ -190,8 +202,8 @@ type Running struct {
 	API        *api.Server      // nil unless targeted
 	NATSServer *server.Server   // nil with an external NATS
 	Metrics    net.Addr         // nil when disabled
-	Timeline   *timeline.Reader
-	Store      store.Store
+	Timeline   *timeline.Reader // nil where Store is
+	Store      store.Store      // nil in a process that runs only search (or only the NATS node)
 	NC         *nats.Conn
 }
 
@@ -210,6 +222,9 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	}
 	if cfg.NATS.Dir == "" {
 		cfg.NATS.Dir = filepath.Join(cfg.DataDir, "nats")
+	}
+	if cfg.Search.Dir == "" {
+		cfg.Search.Dir = filepath.Join(cfg.DataDir, "search")
 	}
 	cfg.Fanout.Partitions, cfg.Fanout.Liveness = cfg.Streams.FanoutPartitions, cfg.Streams.FanoutLiveness
 	if cfg.has(TargetFanout) && cfg.Fanout.InstanceID == "" {
@@ -234,7 +249,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			l.UseErrorLevel(zapcore.DebugLevel)
 			return l
 		}),
-		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout, cfg.Presence, cfg.Push),
+		fx.Supply(log, cfg.Gateway, cfg.API, cfg.Persister, cfg.Fanout, cfg.Presence, cfg.Push, cfg.Search),
 		fx.Supply(fx.Annotate(reg, fx.As(new(prometheus.Registerer)))),
 		fx.Provide(
 			func(lc fx.Lifecycle) (*server.Server, error) { return embeddedNATS(lc, cfg, log, run) },
@@ -275,13 +290,19 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.has(TargetPush) {
 		opts = append(opts, push.Module)
 	}
+	if cfg.has(TargetSearch) {
+		opts = append(opts, ownConnection(cfg, "search", search.Module))
+	}
 	if cfg.has(TargetGateway) {
 		opts = append(opts, ownConnection(cfg, "gateway", gateway.Module), fx.Populate(&run.Gateway))
 	}
 	if cfg.has(TargetAPI) {
 		opts = append(opts, api.Module, fx.Populate(&run.API))
 	}
-	opts = append(opts, fx.Populate(&run.Timeline, &run.Store, &run.NC))
+	opts = append(opts, fx.Populate(&run.NC))
+	if cfg.usesStore() {
+		opts = append(opts, fx.Populate(&run.Timeline, &run.Store))
+	}
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
 		// The constructor's own error, without dig's "could not build arguments for ..." chain.

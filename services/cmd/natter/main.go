@@ -3,6 +3,7 @@
 //	natter run [flags]        every component (or --target a subset) in one process
 //	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
 //	natter push why ...       why a user did (not) get a push for a message
+//	natter search rebuild     drop the search index and rebuild it from CHAT (search status: its lag)
 //	natter version
 //
 // Every flag can also be set by an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -25,6 +26,8 @@ Usage:
   natter bench [flags]  load natter over WebSockets against raw baselines (see natter bench -h)
   natter push why --user U --message M
                         why U did (not) get a push for message M, from the push ledger
+  natter search status|rebuild
+                        the search index's lag; drop and rebuild it from CHAT with a progress bar
   natter version        print the version
 
 Every flag can be given as an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -45,6 +48,8 @@ func main() {
 		err = benchCmd(os.Args[2:])
 	case "push":
 		err = pushCmd(os.Args[2:])
+	case "search":
+		err = searchCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("natter", version)
 	case "help", "-h", "--help":

@@ -53,6 +53,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", cfg.TokenTTL, "lifetime of access tokens")
 	fs.IntVar(&cfg.Streams.Replicas, "replicas", cfg.Streams.Replicas, "JetStream replicas for streams and buckets")
 	fs.DurationVar(&cfg.Streams.DuplicateWindow, "dedupe-window", cfg.Streams.DuplicateWindow, "JetStream duplicate window for client sends")
+	fs.DurationVar(&cfg.Streams.AckWait, "ack-wait", cfg.Streams.AckWait, "redelivery timeout of the persister, presence, push and search consumers: what a crashed instance held comes back after it (every process must agree)")
 	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers")
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir), scylla, or remote (served over NATS by a process with --target store)")
 	fs.IntVar(&cfg.Streams.FanoutPartitions, "fanout-partitions", cfg.Streams.FanoutPartitions, "split fanout's work by gateway into this many partitions, shared among fanout instances (every process must agree)")

@@ -1,0 +1,77 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/natter-chat/natter/services/search/wire"
+)
+
+// Doc is one message as the index holds it.
+type Doc struct {
+	ConversationID string
+	Seq            uint64
+	MessageID      string
+	SenderID       string
+	SentAt         int64 // Unix milliseconds
+	Text           string
+}
+
+// DocID names a message in the index: its conversation and seq, which name one CHAT event
+// forever, so indexing an event again replaces it instead of adding a second document.
+func DocID(conversationID string, seq uint64) string {
+	return conversationID + "/" + strconv.FormatUint(seq, 10)
+}
+
+// ID is the document's DocID.
+func (d Doc) ID() string { return DocID(d.ConversationID, d.Seq) }
+
+// Index is what the search service needs from a text index. The embedded one is Bleve
+// (OpenBleve); a cluster deployment would implement it on OpenSearch or Elasticsearch.
+//
+// Contract:
+//   - Apply writes every doc of put (replacing any with the same ID) and removes every id of
+//     remove; when it returns nil, all of it survives a crash of the process. It is idempotent.
+//   - Search returns only documents inside the query's scopes, best score first and highest seq
+//     first among equal scores, with a cursor for the next page; a malformed cursor is
+//     wire.ErrBadQuery.
+//   - Safe for concurrent use: searches run while Apply writes.
+type Index interface {
+	Apply(ctx context.Context, put []Doc, remove []string) error
+	Search(ctx context.Context, q wire.Query) (wire.Result, error)
+	// Count is how many documents the index holds.
+	Count() (uint64, error)
+	Close() error
+}
+
+// cursor is the position after the last hit of a page: its score and seq.
+type cursor struct {
+	score float64
+	seq   uint64
+}
+
+func (c cursor) encode() string {
+	return strconv.FormatFloat(c.score, 'g', -1, 64) + "_" + strconv.FormatUint(c.seq, 10)
+}
+
+// decodeCursor parses a cursor from a caller; anything else than what encode writes is refused.
+func decodeCursor(s string) (cursor, error) {
+	score, seq, ok := strings.Cut(s, "_")
+	if !ok || len(s) > wire.MaxCursorBytes {
+		return cursor{}, fmt.Errorf("cursor %q: %w", s, wire.ErrBadQuery)
+	}
+	var c cursor
+	var err error
+	if c.score, err = strconv.ParseFloat(score, 64); err != nil || c.score < 0 || c.score != c.score || c.score > 1e300 {
+		return cursor{}, fmt.Errorf("cursor %q: bad score: %w", s, wire.ErrBadQuery)
+	}
+	if c.seq, err = strconv.ParseUint(seq, 10, 63); err != nil || c.seq == 0 {
+		return cursor{}, fmt.Errorf("cursor %q: bad seq: %w", s, wire.ErrBadQuery)
+	}
+	if c.encode() != s {
+		return cursor{}, fmt.Errorf("cursor %q: not canonical: %w", s, wire.ErrBadQuery)
+	}
+	return c, nil
+}

@@ -1,0 +1,272 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
+	"github.com/natter-chat/natter/services/search/wire"
+	"github.com/natter-chat/natter/streams"
+)
+
+// Bleve starts its analysis workers when its package loads; they live as long as the process.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/blevesearch/bleve_index_api.AnalysisWorker"))
+}
+
+type env struct {
+	ctx context.Context
+	bus *natsxtest.Bus
+	dir string
+	n   int
+}
+
+// newEnv starts NATS with natter's definitions; redeliveries of the search consumer come after
+// ackWait.
+func newEnv(t *testing.T, ackWait time.Duration) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	opts := streams.DefaultOptions()
+	opts.AckWait = ackWait
+	return &env{ctx: ctx, bus: natsxtest.StartWith(t, opts), dir: t.TempDir() + "/index"}
+}
+
+// publish sends a CHAT event of kind with text and returns its seq.
+func (e *env) publish(t *testing.T, conv, kind, text string) uint64 {
+	t.Helper()
+	e.n++
+	data, err := streams.ChatEvent{Kind: kind, ConversationID: conv, MessageID: fmt.Sprintf("m%06d", e.n),
+		SenderID: "u1", Text: text, SentAt: 1_700_000_000_000 + int64(e.n)}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := e.bus.JS.Publish(e.ctx, streams.ChatSubject(conv, kind), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// running is a search service on a connection of its own.
+type running struct {
+	svc *Service
+	srv *Server
+	nc  *nats.Conn
+}
+
+func (e *env) start(t *testing.T, chunk int) *running {
+	t.Helper()
+	nc, err := natsx.Connect(e.bus.Server.ClientURL(), "search-test", nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	met, _ := NewMetrics(nil)
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Chunk, cfg.LagEvery = e.dir, chunk, 50*time.Millisecond
+	svc, err := New(cfg, Deps{Log: zap.NewNop(), JS: js, Metrics: met})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Serve(nc, svc, cfg, zap.NewNop(), met)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{svc: svc, srv: srv, nc: nc}
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	if r.svc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.srv.Stop(ctx); err != nil {
+		t.Errorf("stop server: %v", err)
+	}
+	_ = r.svc.Stop(ctx) // after a kill its acks and pulls fail; that is the point
+	r.nc.Close()
+	r.svc = nil
+}
+
+// kill cuts the service off the bus at once, as a crash would: no drain, no acks after this
+// point; what it committed to the index stays there.
+func (r *running) kill(t *testing.T) {
+	r.nc.Close()
+	r.stop(t)
+}
+
+// waitIndexed waits until the consumer's ack floor reaches seq.
+func (e *env) waitIndexed(t *testing.T, c *wire.Client, seq uint64) wire.Status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.Status(e.ctx)
+		if err == nil && st.IndexedSeq >= seq && st.Pending == 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("index not caught up to %d: %+v, %v", seq, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hitsFor is every hit of q in the conversation, all pages.
+func hitsFor(t *testing.T, c *wire.Client, conv, q string) []wire.Hit {
+	t.Helper()
+	var out []wire.Hit
+	query := wire.Query{Text: q, Scopes: []wire.Scope{{ConversationID: conv}}, Limit: wire.MaxLimit}
+	for {
+		res, err := c.Search(context.Background(), query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Hits...)
+		if res.NextCursor == "" {
+			return out
+		}
+		query.Cursor = res.NextCursor
+	}
+}
+
+func TestIndexesMessagesOnlyAndAnswersOverNATS(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	e.publish(t, "c1", streams.KindMsg, "hello world")
+	e.publish(t, "c1", streams.KindMember, "")
+	e.publish(t, "c1", streams.KindRead, "")
+	e.publish(t, "c1", streams.KindEdit, "hello edited") // nothing publishes edits yet: skipped
+	last := e.publish(t, "c2", streams.KindMsg, "hello 안녕하세요")
+	e.start(t, 512)
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	st := e.waitIndexed(t, c, last)
+	if st.Documents != 2 || st.HeadSeq != last {
+		t.Errorf("status %+v, want 2 documents and head %d", st, last)
+	}
+	if h := hitsFor(t, c, "c1", "hello"); len(h) != 1 || h[0].Seq != 1 || h[0].MessageID != "m000001" || h[0].Snippet != "<mark>hello</mark> world" {
+		t.Errorf("c1 hello: %+v", h)
+	}
+	if h := hitsFor(t, c, "c2", "안녕"); len(h) != 1 || h[0].Seq != last {
+		t.Errorf("c2 안녕: %+v", h)
+	}
+	_, err := c.Search(e.ctx, wire.Query{Text: "x", Scopes: []wire.Scope{{ConversationID: "c1"}}, Limit: 1, Cursor: "bad"})
+	if err == nil || !errorsIsBadQuery(err) {
+		t.Errorf("bad cursor: %v", err)
+	}
+}
+
+// TestHardStopMidStreamLosesAndDoublesNothing cuts the search consumer off the bus in the middle
+// of a backlog (its connection closed at once, acknowledgements lost; the process itself is
+// not killed: test/e2e does that with the binary), restarts it on the same index, and checks
+// that every message is indexed exactly once.
+func TestHardStopMidStreamLosesAndDoublesNothing(t *testing.T) {
+	e := newEnv(t, time.Second)
+	const n = 3000
+	var last uint64
+	for i := range n {
+		last = e.publish(t, "c", streams.KindMsg, fmt.Sprintf("tok%d common", i))
+	}
+	first := e.start(t, 50)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if docs, _ := first.svc.Index().Count(); docs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing indexed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	first.kill(t)
+	idx, err := OpenBleve(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, _ := idx.Count()
+	_ = idx.Close()
+	if docs == 0 || docs >= n {
+		t.Fatalf("killed with %d of %d messages indexed: not mid-stream", docs, n)
+	}
+	t.Logf("killed with %d of %d messages indexed", docs, n)
+
+	e.start(t, 512)
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	if st := e.waitIndexed(t, c, last); st.Documents != n {
+		t.Fatalf("%d documents after the restart, want %d", st.Documents, n)
+	}
+	if h := hitsFor(t, c, "c", "common"); len(h) != n {
+		t.Fatalf("%d hits for a word in every message, want %d", len(h), n)
+	}
+	for i := 0; i < n; i += 97 {
+		if h := hitsFor(t, c, "c", fmt.Sprintf("tok%d", i)); len(h) != 1 || h[0].Seq != uint64(i+1) {
+			t.Fatalf("tok%d: %+v", i, h)
+		}
+	}
+}
+
+func TestRebuildReplaysAndAnswersMeanwhile(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	const n = 400
+	var last uint64
+	for i := range n {
+		last = e.publish(t, fmt.Sprintf("c%d", i%4), streams.KindMsg, fmt.Sprintf("word%d shared", i))
+	}
+	e.start(t, 20)
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	e.waitIndexed(t, c, last)
+	st, err := c.Rebuild(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RebuildFrom != 1 || st.RebuildTo != last {
+		t.Errorf("rebuild of %d..%d, want 1..%d", st.RebuildFrom, st.RebuildTo, last)
+	}
+	if st.Documents >= n {
+		t.Errorf("%d documents right after the drop", st.Documents)
+	}
+	// Queries keep being answered while the replay runs.
+	for {
+		if _, err := c.Search(e.ctx, wire.Query{Text: "shared", Scopes: []wire.Scope{{ConversationID: "c1"}}, Limit: 10}); err != nil {
+			t.Fatalf("query during rebuild: %v", err)
+		}
+		if st, err = c.Status(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.IndexedSeq >= last && st.Pending == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st.Documents != n {
+		t.Errorf("%d documents after the rebuild, want %d", st.Documents, n)
+	}
+	if h := hitsFor(t, c, "c3", "shared"); len(h) != n/4 {
+		t.Errorf("%d hits in c3 after the rebuild, want %d", len(h), n/4)
+	}
+}
+
+func TestNoSearchProcessIsUnavailable(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	c := wire.NewClient(e.bus.NC, time.Second)
+	_, err := c.Search(e.ctx, wire.Query{Text: "x", Scopes: []wire.Scope{{ConversationID: "c"}}, Limit: 1})
+	if !errorsIsUnavailable(err) {
+		t.Errorf("search without a search process: %v", err)
+	}
+}

@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natter-chat/natter/services/search"
+	"github.com/natter-chat/natter/services/search/wire"
+	"github.com/natter-chat/natter/streams"
+)
+
+// TestKilledSearchLosesAndDoublesNothing runs search as its own process of a split deployment
+// (the real binary with --target search against the first process's NATS), kills it with
+// kill -9 while it works through a backlog, restarts it on the same data dir, and checks that
+// every message is in the index exactly once and found through the API.
+func TestKilledSearchLosesAndDoublesNothing(t *testing.T) {
+	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
+	// A short ack wait, so that what the killed process held comes back within seconds. Every
+	// process applies the definitions, so every process gets the flag.
+	ackWait := []string{"--ack-wait", "2s"}
+	main := StartNatter(t, t.TempDir(), append([]string{"--target", "gateway,api,persister,fanout,presence,push,store"}, ackWait...)...)
+	alice, bob := signUp(t, main.Addrs.API, "alice"), signUp(t, main.Addrs.API, "bob")
+	var direct struct {
+		Conversation struct{ ID string } `json:"conversation"`
+	}
+	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, http.StatusCreated, &direct)
+	conv := direct.Conversation.ID
+
+	// A backlog on CHAT, published as the gateway publishes sends.
+	nc, err := nats.Connect(main.Addrs.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 1000
+	var last uint64
+	for i := range n {
+		data, err := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("%026d", i),
+			SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprint(i),
+			Text: fmt.Sprintf("tok%d common 안녕하세요", i), SentAt: time.Now().UnixMilli()}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := js.Publish(ctx, streams.ChatSubject(conv, streams.KindMsg), data, jetstream.WithMsgID(alice.ID+":"+fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+
+	dir := t.TempDir()
+	searchArgs := append([]string{"--target", "search", "--nats-url", main.Addrs.NATS}, ackWait...)
+	proc := StartNatter(t, dir, searchArgs...)
+	status := wire.NewClient(nc, 5*time.Second)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		// Something acknowledged, so committed to disk; the rest of the backlog still in flight.
+		if st, err := status.Status(ctx); err == nil && st.IndexedSeq > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing indexed\n%s", proc.Output())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	proc.Kill()
+	idx, err := search.OpenBleve(filepath.Join(dir, "search"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := idx.Count()
+	_ = idx.Close()
+	if err != nil || docs == 0 || docs >= n {
+		t.Fatalf("killed with %d of %d messages indexed (%v): not mid-stream", docs, n, err)
+	}
+	t.Logf("killed with %d of %d messages indexed", docs, n)
+
+	StartNatter(t, dir, searchArgs...)
+	deadline = time.Now().Add(time.Minute)
+	var st wire.Status
+	for {
+		if st, err = status.Status(ctx); err == nil && st.IndexedSeq >= last && st.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("index not caught up: %+v %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Documents != n {
+		t.Fatalf("%d documents after the restart, want %d", st.Documents, n)
+	}
+	// Through the API: every message once, newest first among equal scores.
+	seen := map[uint64]bool{}
+	cursor := ""
+	for {
+		var res struct {
+			Hits       []wire.Hit `json:"hits"`
+			NextCursor string     `json:"next_cursor"`
+		}
+		doJSON(t, "GET", main.Addrs.API+"/v1/search?limit=100&q="+url.QueryEscape("common 안녕")+cursor, bob.Token, nil, http.StatusOK, &res)
+		for _, h := range res.Hits {
+			if seen[h.Seq] {
+				t.Fatalf("seq %d found twice", h.Seq)
+			}
+			seen[h.Seq] = true
+		}
+		if res.NextCursor == "" {
+			break
+		}
+		cursor = "&cursor=" + url.QueryEscape(res.NextCursor)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d messages found, want %d", len(seen), n)
+	}
+	var one struct{ Hits []wire.Hit }
+	doJSON(t, "GET", main.Addrs.API+"/v1/search?q=tok123", alice.Token, nil, http.StatusOK, &one)
+	if len(one.Hits) != 1 || one.Hits[0].MessageID != fmt.Sprintf("%026d", 123) || one.Hits[0].Snippet != "<mark>tok123</mark> common 안녕하세요" {
+		t.Fatalf("tok123: %+v", one.Hits)
+	}
+}
