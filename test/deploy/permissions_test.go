@@ -53,6 +53,15 @@ func TestUsersConfIsGenerated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	compose, err := os.ReadFile("../../deploy/nats/docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range natsperm.DeployUsers() {
+		if !strings.Contains(string(compose), "- "+natsperm.PasswordVar(u.Name)+"\n") {
+			t.Errorf("docker-compose.yml does not pass %s to nats-server", natsperm.PasswordVar(u.Name))
+		}
+	}
 	if string(got) != want {
 		t.Fatalf("%s differs from what natter nats-users generates; regenerate it with\n  NATTER_UPDATE_USERS_CONF=1 go test -run TestUsersConfIsGenerated ./test/deploy/", usersConf)
 	}

@@ -2,6 +2,7 @@
 //
 //	natter run [flags]        every component (or --target a subset) in one process
 //	natter init [flags]       apply the NATS stream definitions (idempotent)
+//	natter nats-users [flags] print the least-privilege nats-server users of a deployment
 //	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
 //	natter push why ...       why a user did (not) get a push for a message
 //	natter version
@@ -23,6 +24,8 @@ const usage = `natter — a chat backend on NATS JetStream
 Usage:
   natter run [flags]    run natter (all components by default; see natter run -h)
   natter init [flags]   apply the streams, buckets and consumers to NATS (idempotent; takes natter run's flags)
+  natter nats-users [flags]
+                        print nats-server users with each target's least permissions (takes natter run's flags)
   natter migrate        apply the ScyllaDB schema migrations (idempotent; see natter migrate -h)
   natter bench [flags]  load natter over WebSockets against raw baselines (see natter bench -h)
   natter push why --user U --message M
@@ -43,6 +46,8 @@ func main() {
 		err = runCmd(os.Args[2:])
 	case "init":
 		err = initCmd(os.Args[2:])
+	case "nats-users":
+		err = natsUsersCmd(os.Args[2:])
 	case "migrate":
 		err = migrateCmd(os.Args[2:])
 	case "bench":
