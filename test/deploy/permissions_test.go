@@ -413,3 +413,16 @@ func chat(t *testing.T, s *apptest.System, wsURL string, adminJS jetstream.JetSt
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEveryTargetHasPermissions: a target added to natter run must get its NATS permissions in
+// pkg/natsperm (and a user in deploy/nats/users.conf).
+func TestEveryTargetHasPermissions(t *testing.T) {
+	for _, target := range app.KnownTargets {
+		if _, err := natsperm.ForTarget(target, deployOptions()); err != nil {
+			t.Errorf("target %s: %v", target, err)
+		}
+		if target != natsperm.NATS && !slices.Contains(natsperm.Targets, target) {
+			t.Errorf("target %s has no user in natsperm.Targets", target)
+		}
+	}
+}
