@@ -256,6 +256,13 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if run.TLS != nil {
+		certs := run.TLS
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "natter_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the TLS certificate in use (--tls-cert) expires, in Unix seconds; it follows SIGHUP reloads.",
+		}, func() float64 { return float64(certs.NotAfter().Unix()) }))
+	}
 
 	opts := []fx.Option{
 		// fx's events, its errors included, are debug: the error of a failed New or Start is

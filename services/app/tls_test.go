@@ -2,9 +2,11 @@ package app_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -21,7 +23,7 @@ import (
 func TestTLSServesHTTPSAndWSSAndReloads(t *testing.T) {
 	ca := tlsxtest.NewCA(t)
 	certFile, keyFile := ca.Issue("natter")
-	s := apptest.Start(t, func(c *app.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
+	s := apptest.Start(t, func(c *app.Config) { c.TLSCert, c.TLSKey, c.MetricsAddr = certFile, keyFile, "127.0.0.1:0" })
 	transport := &http.Transport{TLSClientConfig: ca.ClientConfig()}
 	defer transport.CloseIdleConnections()
 	s.HTTP = &http.Client{Transport: transport}
@@ -69,13 +71,20 @@ func TestTLSServesHTTPSAndWSSAndReloads(t *testing.T) {
 		t.Fatalf("bob got %+v", m)
 	}
 
-	ca.Issue("natter") // renewed in place
+	ca.Validity = 90 * 24 * time.Hour
+	ca.Issue("natter") // renewed in place, for longer
 	if err := s.Run.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}
-	_, second := dial(bob, "tablet")
+	tablet, second := dial(bob, "tablet")
 	if bytes.Equal(first, second) {
 		t.Fatal("a socket opened after the reload got the old certificate")
+	}
+	// The expiry gauge follows the reload.
+	status, metrics := apptest.Request(t, "GET", "http://"+s.Run.Metrics.String()+"/metrics", "", nil)
+	want := fmt.Sprintf("natter_tls_certificate_expiry_timestamp_seconds %g", float64(tablet.Response.TLS.PeerCertificates[0].NotAfter.Unix()))
+	if status != http.StatusOK || !strings.Contains(string(metrics), want) {
+		t.Fatalf("metrics lack %q:\n%s", want, metrics)
 	}
 	// The sockets opened before the reload stay open.
 	if f := sendText(a, conv, "m2", "still here"); f.Type != protocol.TypeAck {

@@ -27,6 +27,8 @@ type CA struct {
 	// File is the CA certificate, PEM, for clients and servers that verify against it.
 	File string
 	Pool *x509.CertPool
+	// Validity is how long the certificates Issue makes are valid from now (default 24 hours).
+	Validity time.Duration
 }
 
 // NewCA creates a CA whose files live in a temporary directory of t.
@@ -37,7 +39,7 @@ func NewCA(t testing.TB) *CA {
 		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: "natter test CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(365 * 24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -50,7 +52,7 @@ func NewCA(t testing.TB) *CA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := &CA{t: t, dir: t.TempDir(), cert: cert, key: key, Pool: x509.NewCertPool()}
+	ca := &CA{t: t, dir: t.TempDir(), cert: cert, key: key, Pool: x509.NewCertPool(), Validity: 24 * time.Hour}
 	ca.Pool.AddCert(cert)
 	ca.File = filepath.Join(ca.dir, "ca.pem")
 	writePEM(t, ca.File, "CERTIFICATE", der)
@@ -70,7 +72,7 @@ func (ca *CA) Issue(name string, hosts ...string) (certFile, keyFile string) {
 		SerialNumber: serial(ca.t),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(ca.Validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
