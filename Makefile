@@ -52,9 +52,9 @@ e2e:
 
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input: client frames, stream and store envelopes,
-# store wire messages, push requests, stored membership changes, bearer tokens, Origin and
+# store wire messages, push requests, state events, stored membership changes, bearer tokens, Origin and
 # X-Forwarded-For headers, FCM's Retry-After. make check fails when a fuzz target is missing here.
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest \
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
 	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter
