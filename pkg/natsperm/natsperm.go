@@ -126,7 +126,8 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		for _, kind := range []string{streams.KindMsg, streams.KindRead, streams.KindDelivered} {
 			p.add(pub(streams.ChatSubject("*", kind)))
 		}
-		p.add(pub("presence.>", streams.TypingAll))
+		p.add(pub("presence.>", streams.TypingAll, streams.DeviceSubject("*", "*")))
+		p.add(sub(streams.AccountSubject("*"))) // closes the sockets of deleted accounts
 		p.add(timelineRead())
 		for _, c := range fanoutConsumers(o) {
 			p.add(consumerInfo(streams.ChatStream, c))
@@ -137,7 +138,9 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(sub(streams.DeliverSubject("*")))
 		p.add(storeClient())
 	case API:
-		p.add(pub(streams.ChatSubject("*", streams.KindMember)))
+		p.add(pub(streams.ChatSubject("*", streams.KindMember), streams.AccountSubject("*"), streams.DirectSubject("*"),
+			streams.DeviceSubject("*", "*"), streams.PushTokenSubject("*", "*")))
+		p.add(streamRead(streams.StateStream))
 		p.add(timelineRead())
 		p.add(kvRead(streams.GatewaysBucket))
 		p.add(kvRead(streams.PresenceBucket))
@@ -145,6 +148,9 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(storeClient())
 	case Persister:
 		p.add(consumerPull(streams.ChatStream, streams.PersisterConsumer))
+		// the projector runs with the persister: STATE and CHAT membership into the store
+		p.add(consumerPull(streams.StateStream, streams.ProjectorConsumer))
+		p.add(consumerPull(streams.ChatStream, streams.ProjectorConsumer))
 		p.add(storeClient())
 	case Fanout:
 		for _, c := range fanoutConsumers(o) {
@@ -170,7 +176,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.PushSettingsBucket))
 		p.add(kvWrite(streams.PushLedgerBucket))
 		p.add(timelineRead()) // the badge: unread counts
-		p.add(pub("push_dead.>"))
+		p.add(pub("push_dead.>", streams.PushTokenSubject("*", "*"))) // tokens FCM no longer accepts
 		p.add(storeClient())
 	case Store:
 		p.add(sub(StoreSubjects))
