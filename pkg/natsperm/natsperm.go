@@ -175,7 +175,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(consumerPull(streams.PushStream, streams.PushConsumer))
 		p.add(kvRead(streams.PushSettingsBucket))
 		p.add(kvWrite(streams.PushLedgerBucket))
-		p.add(timelineRead()) // the badge: unread counts
+		p.add(timelineRead())                                         // the badge: unread counts
 		p.add(pub("push_dead.>", streams.PushTokenSubject("*", "*"))) // tokens FCM no longer accepts
 		p.add(storeClient())
 	case Store:
