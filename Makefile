@@ -7,7 +7,7 @@ MODULES := streams pkg services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check lint unit e2e fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers clean
+.PHONY: run build test check lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -49,6 +49,13 @@ unit:
 
 e2e:
 	$(GO) test -race -count=1 -timeout 10m ./test/...
+
+# The web client's script, services/web/static/app.js, is generated and committed, so that go build
+# needs no JavaScript tools: esbuild (its Go API, in the test module) bundles services/web/src with
+# the SDK's sources in sdk/js/src. test/browser's TestWebBundleIsUpToDate fails when the committed
+# file differs from what the sources build to; this target rewrites it.
+web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
+	$(GO) test -count=1 -run '^TestWebBundleIsUpToDate$$' ./test/browser -update
 
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input: client frames, stream and store envelopes,

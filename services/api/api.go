@@ -1,8 +1,8 @@
 // Package api is natter's stateless HTTP API (gofiber/fiber v2): sign-up, login, profiles,
-// conversations, history and gateway discovery. Every instance is interchangeable: all state lives
-// in the store, the STATE and CHAT streams and the gateways bucket. Every change of an account,
-// direct conversation or push token is an event on STATE first (projection.Record), then a
-// store write.
+// conversations, history and gateway discovery, and the web client's files (services/web) at
+// "/". Every instance is interchangeable: all state lives in the store, the STATE and CHAT
+// streams and the gateways bucket. Every change of an account, direct conversation or push token
+// is an event on STATE first (projection.Record), then a store write.
 //
 // Every error answer is {"error":{"code":"...","message":"..."}} with a code from
 // protocol.Code or this package's Code* constants. Internal faults are logged once, here, and
@@ -234,6 +234,8 @@ func (s *Server) routes() {
 	s.app.Use(s.observe)
 	s.app.Use(s.cors())
 	s.app.Get("/healthz", s.health)
+	s.app.Get("/", s.webPage)
+	s.app.Get("/assets/:name", s.webAsset)
 
 	v1 := s.app.Group("/v1")
 	v1.Post("/signup", s.signup)

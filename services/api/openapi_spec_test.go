@@ -33,6 +33,7 @@ type apiSpec struct {
 	ops     map[string]map[string]any // "GET /v1/conversations/{id}" -> the operation object
 	paths   []specPath
 	schemas map[string]*jsonschema.Schema // JSON pointer of a response -> its body schema
+	media   map[string][]string           // JSON pointer of a response that is not JSON -> its media types
 	bodies  map[string]*jsonschema.Schema // operation -> its request body schema
 
 	mu        sync.Mutex
@@ -90,7 +91,7 @@ func parseSpec() (*apiSpec, error) {
 	if err := c.AddResource(specURL, doc); err != nil {
 		return nil, err
 	}
-	s := &apiSpec{doc: doc, ops: map[string]map[string]any{}, schemas: map[string]*jsonschema.Schema{}, bodies: map[string]*jsonschema.Schema{}, exercised: map[string]bool{}}
+	s := &apiSpec{doc: doc, ops: map[string]map[string]any{}, schemas: map[string]*jsonschema.Schema{}, media: map[string][]string{}, bodies: map[string]*jsonschema.Schema{}, exercised: map[string]bool{}}
 	paths, _ := doc["paths"].(map[string]any)
 	for tmpl, item := range paths {
 		item, _ := item.(map[string]any)
@@ -148,7 +149,14 @@ func (s *apiSpec) compileBody(c *jsonschema.Compiler, ptr string, resp map[strin
 		return nil
 	}
 	media, _ := content["application/json"].(map[string]any)
-	if media == nil || media["schema"] == nil {
+	if media == nil {
+		// Not JSON (the web client's files): the answer's Content-Type must be one of these.
+		for mt := range content {
+			s.media[ptr] = append(s.media[ptr], mt)
+		}
+		return nil
+	}
+	if media["schema"] == nil {
 		return fmt.Errorf("content without an application/json schema")
 	}
 	sch, err := c.Compile(specURL + "#" + ptr + "/content/application~1json/schema")
@@ -263,6 +271,13 @@ func (s *apiSpec) check(ptr string, resp map[string]any, header http.Header, bod
 		if h["required"] == true && header.Get(name) == "" {
 			return fmt.Errorf("header %s is required", name)
 		}
+	}
+	if types := s.media[ptr]; types != nil {
+		mt, _, _ := strings.Cut(header.Get("Content-Type"), ";")
+		if !slices.Contains(types, mt) {
+			return fmt.Errorf("content type %q, want one of %v", header.Get("Content-Type"), types)
+		}
+		return nil
 	}
 	sch := s.schemas[ptr]
 	if sch == nil {

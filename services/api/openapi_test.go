@@ -109,6 +109,10 @@ func TestSpecAnswers(t *testing.T) {
 	ctx := testContext(t)
 
 	c.call("GET", "/healthz", "", nil, http.StatusOK, nil)
+	c.call("GET", "/", "", nil, http.StatusOK, nil)
+	c.call("GET", "/assets/app.js", "", nil, http.StatusOK, nil)
+	c.call("GET", "/assets/style.css", "", nil, http.StatusOK, nil)
+	c.call("GET", "/assets/index.html", "", nil, http.StatusNotFound, nil)
 
 	// Accounts.
 	type session struct {

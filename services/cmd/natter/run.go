@@ -194,7 +194,11 @@ func addresses(run *app.Running) Addresses {
 
 func printBanner(a Addresses, cfg app.Config) {
 	fmt.Printf("\nnatter %s is running (%s)\n", version, strings.Join(cfg.Targets, ", "))
-	for _, row := range [][2]string{{"HTTP API", a.API}, {"WebSocket", a.WebSocket}, {"NATS", a.NATS}, {"metrics", a.Metrics}} {
+	web := ""
+	if a.API != "" {
+		web = a.API + "/" // the web client (services/web), served by the API
+	}
+	for _, row := range [][2]string{{"web", web}, {"HTTP API", a.API}, {"WebSocket", a.WebSocket}, {"NATS", a.NATS}, {"metrics", a.Metrics}} {
 		if row[1] != "" {
 			fmt.Printf("  %-10s %s\n", row[0], row[1])
 		}

@@ -1,0 +1,1025 @@
+// The web client: one page, no framework. State lives in App; the DOM is updated in place.
+// Everything the server sends reaches the page through textContent, never as HTML.
+
+import {
+  ApiError,
+  CloseError,
+  IndexedDBCursorStore,
+  MemoryCursorStore,
+  NatterApi,
+  NatterClient,
+  TypingTracker,
+  ulid,
+  type AckFrame,
+  type CursorStore,
+  type StateChange,
+  type ChatEvent,
+  type ConversationSummary,
+  type Member,
+  type PresenceEntry,
+  type ReceiptFrame,
+  type Session,
+  type User,
+} from "@natter-chat/sdk";
+import { ago, byId, clock, codePoints, el, show } from "./dom";
+
+/** The server's text limit, in code points. */
+export const MAX_TEXT = 100_000;
+/** Messages longer than this many characters are folded: the rest is shown on request. */
+export const FOLD_AT = 1_500;
+/** History page size. */
+const PAGE = 50;
+/** After this long without a frame the client pings, and reconnects if no answer comes. */
+const KEEPALIVE_MS = 15_000;
+
+const SESSION_KEY = "natter.session";
+const DEVICE_KEY = "natter.device";
+
+/** What a message of ours shows: sending (no ack yet), sent, delivered or read. */
+type Tick = "sending" | "sent" | "delivered" | "read" | "failed";
+const tickText: Record<Tick, string> = { sending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
+const tickLabel: Record<Tick, string> = {
+  sending: "sending",
+  sent: "sent",
+  delivered: "delivered",
+  read: "read",
+  failed: "not sent",
+};
+
+/** The open conversation. */
+interface ChatView {
+  id: string;
+  kind: "direct" | "group";
+  members: Member[];
+  /** Rendered events by seq; pending sends by client_msg_id until their event arrives. */
+  bySeq: Map<number, HTMLLIElement>;
+  pending: Map<string, HTMLLIElement>;
+  /** Seq to pass as `before` for the next older page; 0: nothing older. */
+  older: number;
+  loadingOlder: boolean;
+  /** Others' marks: in a direct conversation the other member's, in a group everyone's lowest. */
+  delivered: number;
+  read: number;
+  /** The newest seq we reported as read. */
+  readSent: number;
+}
+
+/**
+ * gatewayURL is the WebSocket URL to dial for a URL discovery answered: a gateway listening on
+ * every interface (0.0.0.0, [::]) announces that address, which a browser cannot dial, so the
+ * page's own host name stands in for it.
+ */
+export function gatewayURL(announced: string, page: Location): string {
+  const u = new URL(announced);
+  if (u.hostname === "0.0.0.0" || u.hostname === "[::]" || u.hostname === "") u.hostname = page.hostname;
+  return u.toString();
+}
+
+/** cursorStore keeps the cursor of this account and device in IndexedDB, or in memory where there is none. */
+function cursorStore(userId: string, device: string): CursorStore {
+  try {
+    return new IndexedDBCursorStore(`${userId}/${device}`);
+  } catch {
+    return new MemoryCursorStore();
+  }
+}
+
+/** What the connection line says in each state. */
+function stateText(c: StateChange): string {
+  switch (c.state) {
+    case "idle":
+    case "connecting":
+      return "Connecting…";
+    case "syncing":
+      return "Catching up…";
+    case "live":
+      return "Connected";
+    case "disconnected":
+      return `Offline: reconnecting${c.retryInMs !== undefined ? ` in ${Math.max(1, Math.round(c.retryInMs / 1000))} s` : ""}`;
+    case "closed":
+      return "Disconnected";
+  }
+}
+
+/** The device id of this tab: one per tab, kept across reloads (sessionStorage). */
+function deviceId(): string {
+  let id = sessionStorage.getItem(DEVICE_KEY);
+  if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+    const b = new Uint8Array(8);
+    crypto.getRandomValues(b);
+    id = "web-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    sessionStorage.setItem(DEVICE_KEY, id);
+  }
+  return id;
+}
+
+/** friendly turns an error into a sentence for people. */
+function friendly(err: unknown): string {
+  if (err instanceof ApiError) {
+    switch (err.code) {
+      case "bad_credentials":
+        return "Wrong handle or password.";
+      case "handle_taken":
+        return "That handle is taken.";
+      case "invalid_handle":
+        return "A handle is 3-32 letters, digits or underscores.";
+      case "invalid_password":
+        return "A password is 8-72 bytes.";
+      case "user_not_found":
+        return "No user has that handle.";
+      case "rate_limited":
+        return `Too many requests; try again${err.retryAfter ? ` in ${err.retryAfter} s` : " shortly"}.`;
+      case "unavailable":
+        return "The server is busy; try again.";
+    }
+    const m = /^natter api: \d+ [a-z_0-9]+: (.*)$/s.exec(err.message);
+    return m ? m[1] : err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class App {
+  private readonly api = new NatterApi({ baseUrl: "" });
+  private readonly device = deviceId();
+  private me?: User;
+  private conn?: NatterClient;
+  private typing?: TypingTracker;
+  private readonly deliveredQueue = new Map<string, number>();
+  private deliveredTimer?: number;
+  private readonly users = new Map<string, User>();
+  private readonly userLookups = new Map<string, Promise<User | undefined>>();
+  private readonly convs = new Map<string, ConversationSummary>();
+  private readonly presence = new Map<string, PresenceEntry>();
+  private view?: ChatView;
+  private refreshTimer?: number;
+  private presenceTimer?: number;
+
+  start(): void {
+    byId<HTMLFormElement>("login-form").addEventListener("submit", (e) => void this.onLogin(e as SubmitEvent));
+    byId("logout").addEventListener("click", () => this.logout());
+    byId<HTMLFormElement>("direct-form").addEventListener("submit", (e) => void this.onOpenDirect(e));
+    byId<HTMLFormElement>("group-form").addEventListener("submit", (e) => void this.onCreateGroup(e));
+    byId<HTMLFormElement>("add-member-form").addEventListener("submit", (e) => void this.onAddMember(e));
+    byId("leave-group").addEventListener("click", () => void this.onLeave());
+    byId<HTMLFormElement>("composer").addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.onSend();
+    });
+    const text = byId<HTMLTextAreaElement>("composer-text");
+    text.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        void this.onSend();
+      }
+    });
+    text.addEventListener("input", () => this.onTyping());
+    byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
+    document.addEventListener("visibilitychange", () => this.markRead());
+    window.addEventListener("focus", () => this.markRead());
+    // "last seen 3 min ago" ages on screen.
+    this.presenceTimer = window.setInterval(() => this.renderPresence(), 30_000);
+
+    const saved = this.loadSession();
+    if (saved) void this.enter(saved);
+    else this.showLogin("");
+  }
+
+  // ---- session ----
+
+  private loadSession(): Session | undefined {
+    try {
+      const s = JSON.parse(localStorage.getItem(SESSION_KEY) ?? "null") as Session | null;
+      if (s && s.token && s.user && Date.parse(s.expires_at) > Date.now() + 60_000) return s;
+    } catch {
+      // a damaged entry: log in again
+    }
+    localStorage.removeItem(SESSION_KEY);
+    return undefined;
+  }
+
+  private showLogin(message: string): void {
+    show(byId("login-view"), true);
+    show(byId("chat-view"), false);
+    show(byId("whoami"), false);
+    show(byId("logout"), false);
+    byId("login-error").textContent = message;
+    this.setConnection("offline", "Not connected");
+    byId<HTMLInputElement>("login-handle").focus();
+  }
+
+  private async onLogin(e: SubmitEvent): Promise<void> {
+    e.preventDefault();
+    const form = e.target as HTMLFormElement;
+    const action = (e.submitter as HTMLButtonElement | null)?.value === "signup" ? "signup" : "login";
+    const handle = byId<HTMLInputElement>("login-handle").value.trim();
+    const password = byId<HTMLInputElement>("login-password").value;
+    const err = byId("login-error");
+    err.textContent = "";
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const s = action === "signup" ? await this.api.signup(handle, password) : await this.api.login(handle, password);
+      localStorage.setItem(SESSION_KEY, JSON.stringify(s));
+      byId<HTMLInputElement>("login-password").value = "";
+      await this.enter(s);
+    } catch (x) {
+      err.textContent = friendly(x);
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  }
+
+  private async enter(s: Session): Promise<void> {
+    this.api.token = s.token;
+    this.me = s.user;
+    this.users.set(s.user.id, s.user);
+    show(byId("login-view"), false);
+    show(byId("chat-view"), true);
+    const who = byId("whoami");
+    who.textContent = `Signed in as ${s.user.display_name} (@${s.user.handle})`;
+    show(who, true);
+    show(byId("logout"), true);
+    const conn = new NatterClient({
+      discover: async () => gatewayURL(await this.api.gatewayUrl(), location),
+      token: s.token,
+      deviceId: this.device,
+      platform: "web",
+      storage: cursorStore(s.user.id, this.device),
+      keepaliveMs: KEEPALIVE_MS,
+    });
+    this.conn = conn;
+    conn.on("state", (c) => this.onState(conn, c));
+    conn.on("event", (ev) => this.onEvent(ev));
+    conn.on("synced", () => void this.refreshConversations());
+    conn.on("receipt", (r) => this.onReceipt(r));
+    conn.on("presence", (p) => this.onPresence(p.users));
+    conn.on("error", (e) => console.warn("natter:", e.message));
+    this.typing = new TypingTracker(conn, { onChange: (conv) => this.renderTyping(conv) });
+    conn.start().catch(() => undefined); // the state listener shows why it ended
+    await this.refreshConversations();
+    byId<HTMLInputElement>("direct-handle").focus();
+  }
+
+  private expire(): void {
+    this.stop();
+    localStorage.removeItem(SESSION_KEY);
+    this.showLogin("Your session has ended; log in again.");
+  }
+
+  private logout(): void {
+    const api = this.api;
+    void api.logout(this.device).catch(() => undefined); // the device is forgotten; the token just expires
+    this.stop();
+    localStorage.removeItem(SESSION_KEY);
+    this.showLogin("");
+  }
+
+  private stop(): void {
+    this.typing?.dispose();
+    this.typing = undefined;
+    void this.conn?.close();
+    this.conn = undefined;
+    window.clearTimeout(this.deliveredTimer);
+    this.deliveredQueue.clear();
+    this.api.token = undefined;
+    this.me = undefined;
+    this.view = undefined;
+    this.convs.clear();
+    byId("conversations").replaceChildren();
+    this.closeChat();
+  }
+
+  /** api runs an API call; a 401 ends the session. */
+  private async call<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401 && this.me) this.expire();
+      throw e;
+    }
+  }
+
+  private onState(conn: NatterClient, c: StateChange): void {
+    if (this.conn !== conn) return; // an old connection, closing
+    if (c.state === "closed" && conn.error instanceof CloseError) {
+      if (conn.error.code === 4401) {
+        this.expire();
+        return;
+      }
+      if (conn.error.code === 4409) {
+        this.setConnection("closed", "Disconnected: this tab's device connected elsewhere; reload to use it here");
+        return;
+      }
+    }
+    this.setConnection(c.state, stateText(c));
+    if (c.state === "disconnected" || c.state === "closed") {
+      // Presence is only known while connected; it is asked again after the next sync.
+      this.presence.clear();
+      this.renderPresence();
+    }
+  }
+
+  private setConnection(state: string, text: string): void {
+    const c = byId("connection");
+    c.dataset.state = state;
+    c.textContent = text;
+  }
+
+  // ---- users and presence ----
+
+  private name(id: string): string {
+    const u = this.users.get(id);
+    if (u) return u.display_name || u.handle;
+    void this.lookup(id);
+    return "…";
+  }
+
+  private lookup(id: string): Promise<User | undefined> {
+    let p = this.userLookups.get(id);
+    if (!p) {
+      p = this.call(() => this.api.user(id)).then(
+        (u) => {
+          this.users.set(u.id, u);
+          this.renderNames();
+          return u;
+        },
+        () => undefined,
+      );
+      this.userLookups.set(id, p);
+    }
+    return p;
+  }
+
+  /** renderNames redraws what shows user names once a lookup comes back. */
+  private renderNames(): void {
+    if (this.nameRender) return;
+    this.nameRender = requestAnimationFrame(() => {
+      this.nameRender = 0;
+      this.renderConversations();
+      if (this.view) {
+        this.renderChatHead();
+        for (const li of this.view.bySeq.values()) {
+          const who = li.querySelector<HTMLElement>(".who[data-user]");
+          if (who) who.textContent = this.name(who.dataset.user!);
+        }
+      }
+    });
+  }
+  private nameRender = 0;
+
+  private other(c: { kind: string; members?: string[] }): string | undefined {
+    if (c.kind !== "direct" || !c.members) return undefined;
+    return c.members.find((m) => m !== this.me?.id);
+  }
+
+  private onPresence(users: PresenceEntry[]): void {
+    for (const u of users) this.presence.set(u.user_id, u);
+    this.renderPresence();
+  }
+
+  private presenceText(id: string): string {
+    const p = this.presence.get(id);
+    if (!p || p.status === "unknown") return "";
+    if (p.status === "online") return "online";
+    return p.last_seen ? `last seen ${ago(p.last_seen)}` : "offline";
+  }
+
+  private renderPresence(): void {
+    for (const dot of document.querySelectorAll<HTMLElement>(".dot[data-user]")) {
+      const p = this.presence.get(dot.dataset.user!);
+      dot.dataset.status = p?.status ?? "unknown";
+      dot.title = this.presenceText(dot.dataset.user!) || "presence unknown";
+    }
+    if (this.view) this.renderChatHead();
+  }
+
+  private askPresence(): void {
+    const ids = new Set<string>();
+    for (const c of this.convs.values()) {
+      const o = this.other(c);
+      if (o) ids.add(o);
+    }
+    if (ids.size === 0 || !this.conn) return;
+    const list = [...ids];
+    for (let i = 0; i < list.length; i += 100) {
+      this.conn.presence(list.slice(i, i + 100)).then(
+        (users) => this.onPresence(users),
+        () => undefined, // asked again after the next sync
+      );
+    }
+  }
+
+  // ---- conversation list ----
+
+  private async refreshConversations(): Promise<void> {
+    if (!this.me) return;
+    let list: ConversationSummary[];
+    try {
+      list = await this.call(() => this.api.conversations());
+    } catch (e) {
+      byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
+      return;
+    }
+    byId("sidebar-error").textContent = "";
+    this.convs.clear();
+    for (const c of list) this.convs.set(c.id, c);
+    if (this.view && !this.convs.has(this.view.id)) this.closeChat(); // removed, or left on another device
+    this.renderConversations();
+    this.askPresence();
+  }
+
+  /** scheduleRefresh reloads the list soon, once for a burst of changes. */
+  private scheduleRefresh(): void {
+    if (this.refreshTimer !== undefined) return;
+    this.refreshTimer = window.setTimeout(() => {
+      this.refreshTimer = undefined;
+      void this.refreshConversations();
+    }, 300);
+  }
+
+  private title(c: ConversationSummary): string {
+    if (c.kind === "group") return c.name || "Group";
+    const o = this.other(c);
+    return o ? this.name(o) : "Just you";
+  }
+
+  private preview(ev: ChatEvent | null): string {
+    if (!ev) return "No messages yet";
+    if (ev.type === "message") {
+      const who = ev.sender_id === this.me?.id ? "You: " : "";
+      return who + ev.text.slice(0, 120).replace(/\s+/g, " ");
+    }
+    return this.memberText(ev);
+  }
+
+  /**
+   * renderConversations updates the list in place: each conversation keeps its button (so focus
+   * and a pending click survive updates), only its contents change, and items move only when the
+   * order changes.
+   */
+  private renderConversations(): void {
+    const ul = byId("conversations");
+    const items = [...this.convs.values()].sort(
+      (a, b) => (b.last_message?.seq ?? 0) - (a.last_message?.seq ?? 0) || b.created_at.localeCompare(a.created_at),
+    );
+    const old = new Map<string, HTMLLIElement>();
+    for (const li of ul.children as HTMLCollectionOf<HTMLLIElement>) old.set(li.dataset.conv!, li);
+    items.forEach((c, i) => {
+      let li = old.get(c.id);
+      old.delete(c.id);
+      if (!li) {
+        const button = el("button", { type: "button", "data-conv": c.id });
+        button.addEventListener("click", () => void this.open(c.id));
+        li = el("li", { "data-conv": c.id }, button);
+      }
+      const button = li.firstElementChild as HTMLButtonElement;
+      const o = this.other(c);
+      const unread =
+        c.unread > 0
+          ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, c.unread >= 999 ? "999+" : String(c.unread))
+          : el("span");
+      button.setAttribute("aria-current", this.view?.id === c.id ? "true" : "false");
+      button.replaceChildren(
+        el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c)),
+        unread,
+        el("span", { class: "conv-last" }, this.preview(c.last_message)),
+      );
+      if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] ?? null);
+    });
+    for (const li of old.values()) li.remove();
+    this.renderPresence();
+  }
+
+  private async onOpenDirect(e: Event): Promise<void> {
+    e.preventDefault();
+    const input = byId<HTMLInputElement>("direct-handle");
+    const err = byId("sidebar-error");
+    err.textContent = "";
+    try {
+      const u = await this.call(() => this.api.userByHandle(input.value.trim()));
+      this.users.set(u.id, u);
+      const c = await this.call(() => this.api.openDirect(u.id));
+      input.value = "";
+      await this.refreshConversations();
+      await this.open(c.id);
+    } catch (x) {
+      err.textContent = friendly(x);
+    }
+  }
+
+  private async onCreateGroup(e: Event): Promise<void> {
+    e.preventDefault();
+    const name = byId<HTMLInputElement>("group-name");
+    const members = byId<HTMLInputElement>("group-members");
+    const err = byId("sidebar-error");
+    err.textContent = "";
+    try {
+      const ids = await this.resolveHandles(members.value);
+      const g = await this.call(() => this.api.createGroup(name.value.trim(), ids));
+      name.value = "";
+      members.value = "";
+      byId<HTMLDetailsElement>("group-create").open = false;
+      await this.refreshConversations();
+      await this.open(g.conversation.id);
+    } catch (x) {
+      err.textContent = friendly(x);
+    }
+  }
+
+  private async resolveHandles(list: string): Promise<string[]> {
+    const handles = list.split(/[\s,]+/).map((h) => h.replace(/^@/, "")).filter(Boolean);
+    const ids: string[] = [];
+    for (const h of handles) {
+      try {
+        const u = await this.call(() => this.api.userByHandle(h));
+        this.users.set(u.id, u);
+        ids.push(u.id);
+      } catch (x) {
+        throw new Error(`@${h}: ${friendly(x)}`);
+      }
+    }
+    return ids;
+  }
+
+  // ---- the open conversation ----
+
+  private closeChat(): void {
+    this.view = undefined;
+    show(byId("chat-main"), false);
+    show(byId("chat-empty"), true);
+    byId("messages").replaceChildren();
+  }
+
+  private async open(id: string): Promise<void> {
+    const c = this.convs.get(id);
+    if (!c || !this.me) return;
+    if (this.view) this.typing?.stopped(this.view.id);
+    this.resetLeave();
+    const view: ChatView = {
+      id,
+      kind: c.kind,
+      members: [],
+      bySeq: new Map(),
+      pending: new Map(),
+      older: 0,
+      loadingOlder: false,
+      delivered: 0,
+      read: 0,
+      readSent: c.read_seq,
+    };
+    this.view = view;
+    show(byId("chat-empty"), false);
+    show(byId("chat-main"), true);
+    byId("messages").replaceChildren();
+    this.renderTyping(id);
+    byId("chat-error").textContent = "";
+    byId("history-status").textContent = "Loading…";
+    this.renderConversations();
+    this.renderChatHead();
+    try {
+      const [detail, page, receipts] = await Promise.all([
+        this.call(() => this.api.conversation(id)),
+        this.call(() => this.api.history(id, { limit: PAGE })),
+        this.call(() => this.api.receipts(id)),
+      ]);
+      if (this.view !== view) return;
+      view.members = detail.members;
+      view.delivered = receipts.delivered_to_all;
+      view.read = receipts.read_by_all;
+      view.older = page.older;
+      this.renderChatHead();
+      const hist = byId("history");
+      for (const ev of page.messages.slice().reverse()) this.place(ev);
+      hist.scrollTop = hist.scrollHeight;
+      this.updateHistoryStatus();
+      this.renderTicks();
+      this.markRead();
+      void this.fillViewport();
+    } catch (x) {
+      if (this.view === view) byId("history-status").textContent = "Could not load this conversation: " + friendly(x);
+    }
+    byId<HTMLTextAreaElement>("composer-text").focus();
+  }
+
+  private renderChatHead(): void {
+    const v = this.view;
+    if (!v) return;
+    const c = this.convs.get(v.id);
+    if (!c) return;
+    byId("chat-title").textContent = this.title(c);
+    const o = this.other(c);
+    const pres = byId("chat-presence");
+    if (o) {
+      pres.textContent = this.presenceText(o);
+    } else {
+      const n = v.members.length || c.members?.length || 0;
+      pres.textContent = n ? `${n} members` : "";
+    }
+    const members = byId<HTMLDetailsElement>("members");
+    show(members, c.kind === "group");
+    if (c.kind !== "group") return;
+    const mine = v.members.find((m) => m.user_id === this.me?.id);
+    const owner = mine?.role === "owner";
+    show(byId("add-member-form"), owner);
+    byId("member-list").replaceChildren(
+      ...v.members.map((m) => {
+        const label = this.name(m.user_id) + (m.user_id === this.me?.id ? " (you)" : "") + (m.role === "owner" ? " · owner" : "");
+        const remove =
+          owner && m.user_id !== this.me?.id
+            ? el("button", { type: "button", class: "link", "aria-label": `Remove ${this.name(m.user_id)}` }, "Remove")
+            : null;
+        remove?.addEventListener("click", () => void this.onRemove(m.user_id));
+        return el("li", {}, el("span", {}, label), remove);
+      }),
+    );
+  }
+
+  private async reloadMembers(): Promise<void> {
+    const v = this.view;
+    if (!v) return;
+    try {
+      const d = await this.call(() => this.api.conversation(v.id));
+      if (this.view === v) {
+        v.members = d.members;
+        this.renderChatHead();
+      }
+    } catch {
+      // no longer a member: the conversation list refresh closes the view
+    }
+  }
+
+  private async onAddMember(e: Event): Promise<void> {
+    e.preventDefault();
+    const v = this.view;
+    if (!v) return;
+    const input = byId<HTMLInputElement>("add-member-handle");
+    const err = byId("chat-error");
+    err.textContent = "";
+    try {
+      const ids = await this.resolveHandles(input.value);
+      if (ids.length) await this.call(() => this.api.addMembers(v.id, ids));
+      input.value = "";
+      await this.reloadMembers();
+    } catch (x) {
+      err.textContent = friendly(x);
+    }
+  }
+
+  private async onRemove(userId: string): Promise<void> {
+    const v = this.view;
+    if (!v) return;
+    try {
+      await this.call(() => this.api.removeMember(v.id, userId));
+      await this.reloadMembers();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+
+  /** onLeave asks for a second click (no modal dialog), then leaves the open group. */
+  private async onLeave(): Promise<void> {
+    const v = this.view;
+    const button = byId<HTMLButtonElement>("leave-group");
+    if (!v) return;
+    if (button.dataset.confirm !== v.id) {
+      button.dataset.confirm = v.id;
+      button.textContent = "Leave: click again to confirm";
+      window.setTimeout(() => this.resetLeave(), 5_000);
+      return;
+    }
+    this.resetLeave();
+    try {
+      await this.call(() => this.api.leaveGroup(v.id));
+      this.closeChat();
+      await this.refreshConversations();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+
+  private resetLeave(): void {
+    const button = byId<HTMLButtonElement>("leave-group");
+    delete button.dataset.confirm;
+    button.textContent = "Leave group";
+  }
+
+  // ---- history ----
+
+  private onScroll(): void {
+    const h = byId("history");
+    if (h.scrollTop < 300) void this.loadOlder();
+    if (h.scrollHeight - h.scrollTop - h.clientHeight < 40) this.markRead();
+  }
+
+  /** fillViewport loads older pages until the history can scroll (or has no more). */
+  private async fillViewport(): Promise<void> {
+    const h = byId("history");
+    while (this.view && this.view.older && h.scrollHeight <= h.clientHeight + 300) {
+      if (!(await this.loadOlder())) return;
+    }
+  }
+
+  /** loadOlder prepends the next older page, keeping what is on screen in place. */
+  private async loadOlder(): Promise<boolean> {
+    const v = this.view;
+    if (!v || v.loadingOlder || !v.older) return false;
+    v.loadingOlder = true;
+    byId("history-status").textContent = "Loading older messages…";
+    try {
+      const page = await this.call(() => this.api.history(v.id, { before: v.older, limit: PAGE }));
+      if (this.view !== v) return false;
+      const h = byId("history");
+      const fromBottom = h.scrollHeight - h.scrollTop;
+      for (const ev of page.messages) this.place(ev); // newest first: each goes above the last
+      v.older = page.older;
+      h.scrollTop = h.scrollHeight - fromBottom;
+      this.renderTicks();
+      return true;
+    } catch (x) {
+      byId("history-status").textContent = "Could not load older messages: " + friendly(x);
+      return false;
+    } finally {
+      v.loadingOlder = false;
+      if (this.view === v) this.updateHistoryStatus();
+    }
+  }
+
+  private updateHistoryStatus(): void {
+    const v = this.view;
+    if (!v) return;
+    byId("history-status").textContent = v.older ? "" : v.bySeq.size ? "Beginning of the conversation" : "No messages yet: say hello";
+  }
+
+  // ---- events ----
+
+  private onEvent(ev: ChatEvent): void {
+    const c = this.convs.get(ev.conversation_id);
+    if (!c) {
+      this.scheduleRefresh(); // a new conversation, or a group we were added to
+    } else if (!c.last_message || c.last_message.seq < ev.seq) {
+      c.last_message = ev;
+      const seen = this.view?.id === c.id && this.readable();
+      if (ev.type === "message" && ev.sender_id !== this.me?.id && ev.seq > c.read_seq && !seen) c.unread++;
+      this.renderConversations();
+    }
+    if (ev.type === "member") {
+      this.scheduleRefresh();
+      if (this.view?.id === ev.conversation_id) void this.reloadMembers();
+    }
+    if (ev.sender_id !== this.me?.id) this.delivered(ev.conversation_id, ev.seq);
+    const v = this.view;
+    if (!v || v.id !== ev.conversation_id) return;
+    const h = byId("history");
+    const atBottom = h.scrollHeight - h.scrollTop - h.clientHeight < 80;
+    this.place(ev);
+    this.updateHistoryStatus();
+    this.renderTicks();
+    if (atBottom || ev.sender_id === this.me?.id) h.scrollTop = h.scrollHeight;
+    this.markRead();
+  }
+
+  /** place puts an event in seq order, once: a repeat is dropped, and our own replaces its pending copy. */
+  private place(ev: ChatEvent): void {
+    const v = this.view;
+    if (!v || v.bySeq.has(ev.seq)) return;
+    const li = this.renderEvent(ev);
+    if (ev.type === "message") {
+      const pending = v.pending.get(ev.client_msg_id);
+      if (pending && ev.sender_id === this.me?.id) {
+        v.pending.delete(ev.client_msg_id);
+        pending.remove();
+      }
+    }
+    v.bySeq.set(ev.seq, li);
+    const ol = byId("messages");
+    const seqOf = (e: Element | null) => Number((e as HTMLElement | null)?.dataset.seq ?? NaN);
+    // Usually the newest (append: the last item is an older event) or the oldest (prepend: a
+    // page of history); otherwise find the first later event, or the first pending send.
+    const last = seqOf(ol.lastElementChild);
+    if (!ol.lastElementChild || last < ev.seq) {
+      ol.append(li);
+      return;
+    }
+    if (seqOf(ol.firstElementChild) > ev.seq) {
+      ol.prepend(li);
+      return;
+    }
+    let after: HTMLLIElement | null = null;
+    for (const other of ol.children as HTMLCollectionOf<HTMLLIElement>) {
+      const s = Number(other.dataset.seq);
+      if (s && s > ev.seq) {
+        after = other;
+        break;
+      }
+      if (!s) {
+        after = other; // pending sends stay at the bottom
+        break;
+      }
+    }
+    ol.insertBefore(li, after);
+  }
+
+  private memberText(ev: Extract<ChatEvent, { type: "member" }>): string {
+    const who = ev.sender_id === this.me?.id ? "You" : this.name(ev.sender_id);
+    const list = (ids: string[]) => ids.map((id) => (id === this.me?.id ? "you" : this.name(id))).join(", ");
+    const names = list(ev.member.user_ids ?? []);
+    switch (ev.member.action) {
+      case "created": {
+        const others = list((ev.member.user_ids ?? []).filter((id) => id !== ev.sender_id));
+        return `${who} created the group “${ev.member.name ?? ""}”` + (others ? ` with ${others}` : "");
+      }
+      case "added":
+        return `${who} added ${names}`;
+      case "removed":
+        return `${who} removed ${names}`;
+      case "left":
+        return `${names || who} left`;
+      case "renamed":
+        return `${who} renamed the group to “${ev.member.name ?? ""}”`;
+    }
+  }
+
+  private renderEvent(ev: ChatEvent): HTMLLIElement {
+    if (ev.type === "member") {
+      return el("li", { class: "msg event", "data-seq": ev.seq }, this.memberText(ev));
+    }
+    const mine = ev.sender_id === this.me?.id;
+    return this.messageItem(ev.text, mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : undefined);
+  }
+
+  private messageItem(text: string, mine: boolean, sender: string, sentAt: number, seq?: number, tick?: Tick): HTMLLIElement {
+    const who =
+      !mine && this.view?.kind === "group" ? el("span", { class: "who", "data-user": sender }, this.name(sender)) : null;
+    const body = el("p", { class: "text" });
+    const li = el(
+      "li",
+      { class: mine ? "msg mine" : "msg", "data-seq": seq },
+      who,
+      body,
+      el(
+        "div",
+        { class: "meta" },
+        el("time", { datetime: new Date(sentAt).toISOString() }, clock(sentAt)),
+        tick ? " " : null,
+        tick ? el("span", { class: "tick" }) : null,
+      ),
+    );
+    this.fill(li, body, text);
+    if (tick) setTick(li, tick);
+    return li;
+  }
+
+  /** fill shows text, folded after FOLD_AT characters with a button that shows the rest. */
+  private fill(li: HTMLLIElement, body: HTMLElement, text: string): void {
+    if (text.length <= FOLD_AT) {
+      body.textContent = text;
+      return;
+    }
+    const total = codePoints(text);
+    const toggle = el("button", { type: "button", class: "link fold", "aria-expanded": "false" });
+    const render = (open: boolean) => {
+      body.textContent = open ? text : text.slice(0, FOLD_AT) + "…";
+      toggle.setAttribute("aria-expanded", String(open));
+      toggle.textContent = open ? "Show less" : `Show all ${total.toLocaleString("en")} characters`;
+    };
+    toggle.addEventListener("click", () => render(toggle.getAttribute("aria-expanded") !== "true"));
+    render(false);
+    li.insertBefore(toggle, body.nextSibling);
+  }
+
+  // ---- receipts ----
+
+  /** delivered reports events as received, one mark per conversation for a burst (a catch-up). */
+  private delivered(conv: string, seq: number): void {
+    this.deliveredQueue.set(conv, Math.max(seq, this.deliveredQueue.get(conv) ?? 0));
+    if (this.deliveredTimer !== undefined) return;
+    this.deliveredTimer = window.setTimeout(() => {
+      this.deliveredTimer = undefined;
+      for (const [c, s] of this.deliveredQueue) this.conn?.markDelivered(c, s).catch(() => undefined);
+      this.deliveredQueue.clear();
+    }, 200);
+  }
+
+  private onReceipt(r: ReceiptFrame): void {
+    const c = this.convs.get(r.conversation_id);
+    if (r.user_id === this.me?.id) {
+      // One of our devices read this far: the badge follows on every device.
+      if (r.kind === "read" && c && r.up_to > c.read_seq) {
+        c.read_seq = r.up_to;
+        if (!c.last_message || c.last_message.seq <= r.up_to) c.unread = 0;
+        else this.scheduleRefresh();
+        this.renderConversations();
+      }
+      return;
+    }
+    const v = this.view;
+    if (!v || v.id !== r.conversation_id || v.kind !== "direct") return;
+    if (r.kind === "read") v.read = Math.max(v.read, r.up_to);
+    v.delivered = Math.max(v.delivered, r.up_to); // a read is a delivery too
+    this.renderTicks();
+  }
+
+  /** renderTicks sets every own message's tick from the others' marks. */
+  private renderTicks(): void {
+    const v = this.view;
+    if (!v) return;
+    for (const [seq, li] of v.bySeq) {
+      if (!li.classList.contains("mine")) continue;
+      setTick(li, seq <= v.read ? "read" : seq <= v.delivered ? "delivered" : "sent");
+    }
+  }
+
+  /** readable reports whether the open conversation's newest messages are on screen. */
+  private readable(): boolean {
+    if (document.visibilityState !== "visible") return false;
+    const h = byId("history");
+    return h.scrollHeight - h.scrollTop - h.clientHeight < 80;
+  }
+
+  /** markRead reports the open conversation read up to its newest event, when it is on screen. */
+  private markRead(): void {
+    const v = this.view;
+    if (!v || !this.conn || !this.readable()) return;
+    let newest = 0;
+    for (const seq of v.bySeq.keys()) newest = Math.max(newest, seq);
+    if (newest <= v.readSent) return;
+    v.readSent = newest;
+    this.conn.markRead(v.id, newest).catch(() => undefined); // a lost mark is covered by the next
+    const c = this.convs.get(v.id);
+    if (c) {
+      c.read_seq = Math.max(c.read_seq, newest);
+      c.unread = 0;
+      this.renderConversations();
+    }
+  }
+
+  // ---- typing ----
+
+  private onTyping(): void {
+    const v = this.view;
+    if (!v || !this.typing) return;
+    if (byId<HTMLTextAreaElement>("composer-text").value === "") this.typing.stopped(v.id);
+    else this.typing.keystroke(v.id);
+  }
+
+  private renderTyping(conv: string): void {
+    const v = this.view;
+    if (!v || v.id !== conv || !this.typing) return;
+    const names = this.typing.typingIn(conv).filter((id) => id !== this.me?.id).map((id) => this.name(id));
+    byId("typing").textContent =
+      names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
+  }
+
+  // ---- sending ----
+
+  private async onSend(): Promise<void> {
+    const v = this.view;
+    const box = byId<HTMLTextAreaElement>("composer-text");
+    const text = box.value.trim();
+    const err = byId("chat-error");
+    if (!v || !this.conn || !this.me || text === "") return;
+    const n = codePoints(text);
+    if (n > MAX_TEXT) {
+      err.textContent = `This message has ${n.toLocaleString("en")} characters; the limit is ${MAX_TEXT.toLocaleString("en")}.`;
+      return;
+    }
+    err.textContent = "";
+    box.value = "";
+    this.typing?.stopped(v.id);
+    const clientMsgId = ulid();
+    const ack = this.conn.send(v.id, text, { clientMsgId });
+    const li = this.messageItem(text, true, this.me.id, Date.now(), undefined, "sending");
+    li.dataset.clientMsgId = clientMsgId;
+    v.pending.set(clientMsgId, li);
+    byId("messages").append(li);
+    const h = byId("history");
+    h.scrollTop = h.scrollHeight;
+    let a: AckFrame;
+    try {
+      a = await ack;
+    } catch (x) {
+      setTick(li, "failed");
+      if (this.view === v) err.textContent = "Not sent: " + friendly(x);
+      return;
+    }
+    // The message event usually arrives right after the ack and replaces this copy; until then
+    // the copy carries the seq so that ticks apply to it.
+    if (v.pending.get(clientMsgId) === li && !v.bySeq.has(a.seq)) {
+      li.dataset.seq = String(a.seq);
+      v.pending.delete(clientMsgId);
+      v.bySeq.set(a.seq, li);
+      setTick(li, "sent");
+      this.renderTicks();
+    }
+  }
+}
+
+function setTick(li: HTMLElement, tick: Tick): void {
+  const t = li.querySelector<HTMLElement>(".tick");
+  if (!t || t.dataset.tick === tick) return;
+  t.dataset.tick = tick;
+  li.dataset.tick = tick;
+  t.textContent = tickText[tick];
+  t.setAttribute("aria-label", tickLabel[tick]);
+  t.title = tickLabel[tick];
+}

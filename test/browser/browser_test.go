@@ -1,0 +1,132 @@
+package browser
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// stepTimeout bounds one step: a wait for the page to show something, or one action.
+const stepTimeout = 30 * time.Second
+
+// browser is one Chromium process with its own profile: one person's browser.
+type browser struct {
+	t     *testing.T
+	name  string
+	ctx   context.Context
+	shots string // directory for screenshots
+	step  *int   // shared step counter, so that the two browsers' screenshots sort in order
+	start time.Time
+}
+
+// artifacts is the directory for this test's screenshots, emptied first.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("NATTER_BROWSER_ARTIFACTS")
+	if dir == "" {
+		dir = "artifacts"
+	}
+	dir = filepath.Join(dir, t.Name())
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func newBrowser(t *testing.T, name, shots string, step *int) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 720),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	// The first Run starts the browser; it must not carry a timeout (that would end the browser).
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("%s: start chromium: %v", name, err)
+	}
+	return &browser{t: t, name: name, ctx: ctx, shots: shots, step: step, start: time.Now()}
+}
+
+// do runs actions, failing the test with what was being done.
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.shot("failed")
+		b.t.Fatalf("%s: %s: %v", b.name, what, err)
+	}
+}
+
+// until waits for a JavaScript expression to be true.
+func (b *browser) until(what, expr string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		b.shot("failed")
+		b.t.Fatalf("%s: waiting until %s (%s): %v", b.name, what, expr, err)
+	}
+}
+
+// eval evaluates a JavaScript expression and decodes its JSON value into out.
+func (b *browser) eval(expr string, out any) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string]("JSON.stringify("+expr+")"))
+	if err != nil {
+		b.t.Fatalf("%s: evaluate %s: %v", b.name, expr, err)
+	}
+	if err := json.Unmarshal([]byte(s), out); err != nil {
+		b.t.Fatalf("%s: evaluate %s: %s: %v", b.name, expr, s, err)
+	}
+}
+
+// shot writes a screenshot of the page as NN-name-what.png.
+func (b *browser) shot(what string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Errorf("%s: screenshot %s: %v", b.name, what, err)
+		return
+	}
+	*b.step++
+	file := filepath.Join(b.shots, fmt.Sprintf("%02d-%s-%s.png", *b.step, b.name, strings.ReplaceAll(what, " ", "-")))
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		b.t.Errorf("%s: %v", b.name, err)
+	}
+	b.t.Logf("%5.1fs %s", time.Since(b.start).Seconds(), filepath.Base(file))
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
