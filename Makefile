@@ -7,7 +7,7 @@ MODULES := streams pkg services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check lint unit e2e web fuzz test-scylla test-invariant test-fault bench bench-peers bench-search clean
+.PHONY: run build test check lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-search clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -30,6 +30,10 @@ check:
 	@for m in $(MODULES); do \
 		out=$$(cd $$m && $(GO) mod tidy -diff 2>&1) || { echo "module $$m is not tidy: run (cd $$m && go mod tidy)"; echo "$$out"; exit 1; }; \
 	done
+	@# Every fuzz target is listed in FUZZ_TARGETS, so that make fuzz and make fuzz-long run it.
+	@missing=$$(git grep --untracked -o -e '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | while IFS=: read -r file fn; do \
+		t="./$$(dirname $$file):$${fn#func }"; case " $(FUZZ_TARGETS) " in *" $$t "*) ;; *) echo "$$t";; esac; done); \
+		if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS in the Makefile:"; echo "$$missing"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 # golangci-lint v2 with .golangci.yml, over every module of go.work. go run pkg@version builds it
@@ -54,13 +58,24 @@ web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
 	$(GO) test -count=1 -run '^TestWebBundleIsUpToDate$$' ./test/browser -update
 
 FUZZTIME ?= 30s
-# package:target for every decoder of outside input
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodeStateEvent ./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse ./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
-fuzz: ## run every fuzz target for FUZZTIME each
+# package:target for every decoder of outside input: client frames, stream and store envelopes,
+# store wire messages, push requests, state events, stored membership changes, bearer tokens, Origin and
+# X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make check fails when a
+# fuzz target is missing here.
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent \
+	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
+	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
+	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter \
+	./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
+fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \
 		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
 	done
+
+FUZZTIME_LONG ?= 10m
+fuzz-long: ## every fuzz target for FUZZTIME_LONG each (10m: about 2 hours), on demand; see docs/security.md
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)
 	NATTER_INVARIANT=large $(GO) test -race -count=1 -timeout 30m -v -run TestSyncNeverSkipsUnderChurn ./test/invariant/

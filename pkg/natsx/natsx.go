@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/tlsx"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -35,6 +37,11 @@ type ServerConfig struct {
 	ClusterHost   string
 	ClusterPort   int      // -1 picks a free one
 	ClusterRoutes []string // nats-route://host:port of the other nodes
+
+	// TLS: with TLSCert and TLSKey set, clients must connect over TLS; with TLSCA set too, they
+	// must also present a certificate signed by one of its CAs. Connections from inside the
+	// process (in-process, no socket) need no TLS.
+	TLSCert, TLSKey, TLSCA string
 }
 
 // Validate checks the configuration.
@@ -44,6 +51,9 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.ClusterName != "" && c.Name == "" {
 		return errors.New("nats: a clustered node needs a server name")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSCA != "" && c.TLSCert == "") {
+		return errors.New("nats: server TLS needs a certificate and a key file (and a CA file only with them)")
 	}
 	return nil
 }
@@ -68,6 +78,13 @@ func StartServer(cfg ServerConfig, log *zap.Logger) (*server.Server, error) {
 	}
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
+	}
+	if cfg.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: cfg.TLSCA != ""})
+		if err != nil {
+			return nil, fmt.Errorf("nats: server tls: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = true, tc, cfg.TLSCA != "", 2
 	}
 	if cfg.ClusterName != "" {
 		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort}
@@ -116,6 +133,63 @@ func waitReady(srv *server.Server, sl *serverLog, timeout time.Duration) error {
 	}
 }
 
+// ClientConfig is how a process authenticates to NATS and protects its connections.
+type ClientConfig struct {
+	// CAFile, when set, is the CA the server's certificate must chain to, and makes the
+	// connection TLS; CertFile and KeyFile are a client certificate to present.
+	CAFile, CertFile, KeyFile string
+	// User and Password, or CredsFile (a .creds file: user JWT and nkey seed), or NkeyFile (an
+	// nkey seed file) authenticate the connection; all empty: none.
+	User, Password string
+	CredsFile      string
+	NkeyFile       string
+	// InboxPrefix replaces _INBOX for the replies this process receives, so that NATS users
+	// may be given subscribe permission on their own replies only (see Permissions).
+	InboxPrefix string
+}
+
+// UserInbox is the inbox prefix of a NATS user's replies: _INBOX.<user>.
+func UserInbox(user string) string { return "_INBOX." + user }
+
+// Options are the nats.Options of c.
+func (c ClientConfig) Options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" {
+		tc, err := tlsx.ClientConfig(c.CAFile, c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats: %w", err)
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	set := 0
+	for _, s := range []string{c.User, c.CredsFile, c.NkeyFile} {
+		if s != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return nil, errors.New("nats: give one of a user, a creds file or an nkey file")
+	}
+	switch {
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	case c.Password != "":
+		return nil, errors.New("nats: a password needs a user")
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	case c.NkeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(c.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats: nkey file: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
+	}
+	return opts, nil
+}
+
 // Connect opens a client connection that reconnects forever and logs its state changes.
 // With srv non-nil it connects in-process, without a socket.
 func Connect(natsURL, name string, srv *server.Server, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
@@ -143,7 +217,8 @@ func Connect(natsURL, name string, srv *server.Server, log *zap.Logger, extra ..
 	}
 	if srv != nil {
 		opts = append(opts, nats.InProcessServer(srv))
-		natsURL = srv.ClientURL()
+		// In-process connections need no TLS, even from a server that requires it of others.
+		natsURL = strings.Replace(srv.ClientURL(), "tls://", "nats://", 1)
 	}
 	nc, err := nats.Connect(natsURL, append(opts, extra...)...)
 	if err != nil {

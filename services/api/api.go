@@ -11,6 +11,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -73,6 +74,8 @@ type Config struct {
 	HashWait        time.Duration
 	// Limits are the per-address, per-handle and per-account rate limits; see limits.go.
 	Limits Limits
+	// TLS, when set, serves HTTPS with it; nil serves plain HTTP.
+	TLS *tls.Config
 	// TrustedProxies are the peers whose X-Forwarded-For names the client address; empty: the
 	// TCP peer is the client (see clientAddr).
 	TrustedProxies []netip.Prefix
@@ -286,6 +289,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("api: %w", err) // net.Listen names the address
 	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	s.ln, s.done = ln, make(chan struct{})
 	go func() {
 		defer close(s.done)
@@ -305,6 +311,19 @@ func (s *Server) Addr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
+}
+
+// URL is the base URL of the API, http:// or https://; empty before Start.
+func (s *Server) URL() string {
+	addr := s.Addr()
+	switch {
+	case addr == "":
+		return ""
+	case s.cfg.TLS != nil:
+		return "https://" + addr
+	default:
+		return "http://" + addr
+	}
 }
 
 // Stop stops accepting, lets in-flight requests finish until ctx ends, and waits for the serving

@@ -35,6 +35,7 @@ import (
 	"github.com/natter-chat/natter/pkg/store/remote"
 	"github.com/natter-chat/natter/pkg/store/scylla"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/pkg/tlsx"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/fanout"
 	"github.com/natter-chat/natter/services/gateway"
@@ -77,7 +78,17 @@ type Config struct {
 	// NATSURL names an external NATS server or cluster; empty starts an embedded server.
 	NATSURL string
 	NATS    natsx.ServerConfig // the embedded server; Dir defaults to <DataDir>/nats
-	Streams streams.Options
+	// NATSClient authenticates and secures the connections to an external NATS (NATSURL); the
+	// connections to the embedded server are in-process and need neither.
+	NATSClient natsx.ClientConfig
+	// TLSCert and TLSKey, when set, serve the API over HTTPS and the gateway over wss:// with
+	// this certificate; Running.ReloadTLS reads the files again.
+	TLSCert, TLSKey string
+	Streams         streams.Options
+	// ApplyDefinitions creates or updates the streams, buckets and consumers at start. It needs
+	// the JetStream permissions of an administrator; least-privilege users (deploy/nats) turn it
+	// off and run natter init with the admin user instead.
+	ApplyDefinitions bool
 	// JWTSecret signs access tokens; empty reads or creates <DataDir>/jwt.secret. Every process
 	// of one deployment must share it.
 	JWTSecret []byte
@@ -109,14 +120,15 @@ type Config struct {
 // DefaultConfig is `natter run` with no flags.
 func DefaultConfig() Config {
 	return Config{
-		Targets:     AllTargets,
-		DataDir:     "./data",
-		NATS:        natsx.ServerConfig{Name: "natter", Host: "127.0.0.1", Port: 4222},
-		Streams:     streams.DefaultOptions(),
-		TokenTTL:    24 * time.Hour,
-		StoreKind:   "pebble",
-		MetricsAddr: "127.0.0.1:9090",
-		Gateway:     gateway.DefaultConfig(),
+		Targets:          AllTargets,
+		DataDir:          "./data",
+		NATS:             natsx.ServerConfig{Name: "natter", Host: "127.0.0.1", Port: 4222},
+		Streams:          streams.DefaultOptions(),
+		ApplyDefinitions: true,
+		TokenTTL:         24 * time.Hour,
+		StoreKind:        "pebble",
+		MetricsAddr:      "127.0.0.1:9090",
+		Gateway:          gateway.DefaultConfig(),
 		API: api.Config{
 			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
 			HashConcurrency: api.DefaultHashConcurrency(), HashWait: api.DefaultHashWait,
@@ -138,6 +150,9 @@ func (c Config) Validate() error {
 		if !slices.Contains(KnownTargets, t) {
 			return fmt.Errorf("unknown target %q (known: %s)", t, strings.Join(KnownTargets, ", "))
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls needs both a certificate file and a key file")
 	}
 	if c.has(TargetNATS) && c.NATSURL != "" {
 		return errors.New("target nats starts an embedded node; it cannot be combined with an external --nats-url")
@@ -205,6 +220,16 @@ type Running struct {
 	Timeline   *timeline.Reader // nil where Store is
 	Store      store.Store      // nil in a process that runs only search (or only the NATS node)
 	NC         *nats.Conn
+	TLS        *tlsx.Reloader // nil without TLS
+}
+
+// ReloadTLS reads the certificate and key files again: new connections to the API and the
+// gateway get the new certificate, open ones keep theirs. Without TLS it does nothing.
+func (r *Running) ReloadTLS() error {
+	if r.TLS == nil {
+		return nil
+	}
+	return r.TLS.Reload()
 }
 
 // NATSURL is the client URL of the embedded server, or "".
@@ -237,8 +262,23 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	cfg.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, cfg.Streams.FanoutPartitions)
 	cfg.Gateway.FanoutPartitions = cfg.Streams.FanoutPartitions
 	run := &Running{}
+	if cfg.TLSCert != "" {
+		certs, err := tlsx.Load(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		run.TLS = certs
+		cfg.API.TLS, cfg.Gateway.TLS = certs.ServerConfig(), certs.ServerConfig()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if run.TLS != nil {
+		certs := run.TLS
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "natter_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the TLS certificate in use (--tls-cert) expires, in Unix seconds; it follows SIGHUP reloads.",
+		}, func() float64 { return float64(certs.NotAfter().Unix()) }))
+	}
 
 	opts := []fx.Option{
 		// fx's events, its errors included, are debug: the error of a failed New or Start is
@@ -325,7 +365,14 @@ func embeddedNATS(lc fx.Lifecycle, cfg Config, log *zap.Logger, run *Running) (*
 }
 
 func connect(lc fx.Lifecycle, cfg Config, srv *server.Server, log *zap.Logger, name string) (*nats.Conn, error) {
-	nc, err := natsx.Connect(cfg.NATSURL, "natter:"+name, srv, log)
+	var opts []nats.Option
+	if srv == nil {
+		var err error
+		if opts, err = cfg.NATSClient.Options(); err != nil {
+			return nil, err
+		}
+	}
+	nc, err := natsx.Connect(cfg.NATSURL, "natter:"+name, srv, log, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +412,9 @@ func applyDefinitions(lc fx.Lifecycle, cfg Config, nc *nats.Conn, log *zap.Logge
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if !cfg.ApplyDefinitions {
+		return js, nil
 	}
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		// A cluster that is still forming (no JetStream meta leader yet, or too few nodes for

@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,8 +39,11 @@ type Config struct {
 	Addr string // listen address; port 0 picks a free one
 	// ID names the gateway in subjects and buckets; empty picks a random one.
 	ID string
-	// PublicURL is the ws:// or wss:// URL clients are told to use; empty derives it from Addr.
+	// PublicURL is the ws:// or wss:// URL clients are told to use; empty derives it from Addr
+	// (wss:// with TLS).
 	PublicURL string
+	// TLS, when set, serves WebSockets over TLS (wss://) with it; nil serves plain ws://.
+	TLS *tls.Config
 	// HeartbeatInterval is how often the server pings each socket; HeartbeatTimeout how long it
 	// waits for the pong before closing with CloseHeartbeatTimeout.
 	HeartbeatInterval time.Duration
@@ -204,6 +208,9 @@ func (g *Gateway) URL() string {
 	if g.cfg.PublicURL != "" {
 		return g.cfg.PublicURL
 	}
+	if g.cfg.TLS != nil {
+		return "wss://" + g.Addr() + "/v1/ws"
+	}
 	return "ws://" + g.Addr() + "/v1/ws"
 }
 
@@ -245,6 +252,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		_ = g.sub.Unsubscribe()
 		_ = g.accounts.Unsubscribe()
 		return fmt.Errorf("gateway: %w", err) // net.Listen names the address
+	}
+	if g.cfg.TLS != nil {
+		g.ln = tls.NewListener(g.ln, g.cfg.TLS)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", g.serveWS)

@@ -188,18 +188,25 @@ func fcmCode(err error) string {
 	return ""
 }
 
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
+// maxRetryAfter caps a Retry-After header: a larger one (or one that overflows a Duration) is
+// a broken or hostile answer, not a reason to hold a push for longer.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date, at most maxRetryAfter.
 func retryAfter(h http.Header) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0
 	}
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+		if secs > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {
-			return d
+			return min(d, maxRetryAfter)
 		}
 	}
 	return 0

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/natsperm"
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -24,6 +26,9 @@ import (
 // the three nodes from them (moved to free loopback ports and temporary storage) and applies
 // natter's definitions with three replicas: every stream, bucket and consumer gets its quorum.
 func TestNATSClusterConfig(t *testing.T) {
+	for _, u := range natsperm.DeployUsers() {
+		t.Setenv(natsperm.PasswordVar(u.Name), "pw-"+u.Name)
+	}
 	var all []*server.Options
 	names := map[string]bool{}
 	for i := 1; i <= 3; i++ {
@@ -33,6 +38,9 @@ func TestNATSClusterConfig(t *testing.T) {
 		}
 		if !o.JetStream || o.Cluster.Name != "natter" || len(o.Routes) != 3 || names[o.ServerName] || o.ServerName == "" {
 			t.Fatalf("nats-%d.conf: jetstream %v cluster %q routes %d name %q", i, o.JetStream, o.Cluster.Name, len(o.Routes), o.ServerName)
+		}
+		if len(o.Users) != len(natsperm.DeployUsers()) {
+			t.Fatalf("nats-%d.conf: %d users, want the %d of users.conf", i, len(o.Users), len(natsperm.DeployUsers()))
 		}
 		if o.MaxPayload < protocol.MaxFrameBytes+4096 {
 			t.Fatalf("nats-%d.conf: max_payload %d is below a maximal chat event (%d)", i, o.MaxPayload, protocol.MaxFrameBytes)
@@ -62,7 +70,7 @@ func TestNATSClusterConfig(t *testing.T) {
 		}
 		urls += srv.ClientURL() + ","
 	}
-	nc, err := natsx.Connect(urls, "deploy-test", nil, zap.NewNop())
+	nc, err := natsx.Connect(urls, "deploy-test", nil, zap.NewNop(), nats.UserInfo("admin", "pw-admin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,9 @@ type System struct {
 	APIURL  string
 	WSURL   string
 	NATSURL string
+	// HTTP is the client of Do, SignUp and Direct; nil: http.DefaultClient. A test of an API
+	// served over TLS sets one that trusts its CA.
+	HTTP *http.Client
 
 	stop func()
 }
@@ -72,7 +75,7 @@ func StartConfig(t testing.TB, cfg app.Config) *System {
 	}
 	s := &System{T: t, Config: cfg, App: fxApp, Run: run, NATSURL: run.NATSURL()}
 	if run.API != nil {
-		s.APIURL = "http://" + run.API.Addr()
+		s.APIURL = run.API.URL()
 	}
 	if run.Gateway != nil {
 		s.WSURL = run.Gateway.URL()
@@ -134,7 +137,11 @@ func (s *System) Direct(a User, b User) string {
 // any 2xx status.
 func (s *System) Do(method, path, token string, body any, want int, out any) int {
 	s.T.Helper()
-	status, raw := Request(s.T, method, s.APIURL+path, token, body)
+	client := s.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	status, raw := RequestWith(s.T, client, method, s.APIURL+path, token, body)
 	if (want == 0 && (status < 200 || status > 299)) || (want != 0 && status != want) {
 		s.T.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, raw)
 	}
@@ -148,6 +155,12 @@ func (s *System) Do(method, path, token string, body any, want int, out any) int
 
 // Request performs one HTTP request with an optional bearer token and JSON body.
 func Request(t testing.TB, method, url, token string, body any) (int, []byte) {
+	t.Helper()
+	return RequestWith(t, http.DefaultClient, method, url, token, body)
+}
+
+// RequestWith is Request with the given client.
+func RequestWith(t testing.TB, client *http.Client, method, url, token string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -167,7 +180,7 @@ func Request(t testing.TB, method, url, token string, body any) (int, []byte) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -40,6 +41,8 @@ type WS struct {
 	Conn   *websocket.Conn
 	Frames chan Frame
 	Closed chan error // receives the read error (with the close status) when the socket ends
+	// Response is the server's answer to the upgrade (its TLS state for wss://).
+	Response *http.Response
 
 	held []Frame // frames NextOf skipped, returned first by later reads
 }
@@ -47,14 +50,20 @@ type WS struct {
 // Dial connects to url and starts reading.
 func Dial(t testing.TB, url string) *WS {
 	t.Helper()
+	return DialWith(t, url, nil)
+}
+
+// DialWith is Dial with options (a TLS client for wss://, headers).
+func DialWith(t testing.TB, url string, opts *websocket.DialOptions) *WS {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, nil)
+	c, resp, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}
 	c.SetReadLimit(protocol.HardFrameBytes)
-	w := &WS{T: t, Conn: c, Frames: make(chan Frame, 100_000), Closed: make(chan error, 1)}
+	w := &WS{T: t, Conn: c, Response: resp, Frames: make(chan Frame, 100_000), Closed: make(chan error, 1)}
 	go func() {
 		for {
 			_, data, err := c.Read(context.Background())

@@ -1,6 +1,8 @@
 // Command natter is the whole chat backend in one binary:
 //
 //	natter run [flags]        every component (or --target a subset) in one process
+//	natter init [flags]       apply the NATS stream definitions (idempotent)
+//	natter nats-users [flags] print the least-privilege nats-server users of a deployment
 //	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
 //	natter push why ...       why a user did (not) get a push for a message
 //	natter search rebuild     drop the search index and rebuild it from CHAT (search status: its lag)
@@ -22,6 +24,9 @@ const usage = `natter — a chat backend on NATS JetStream
 
 Usage:
   natter run [flags]    run natter (all components by default; see natter run -h)
+  natter init [flags]   apply the streams, buckets and consumers to NATS (idempotent; takes natter run's flags)
+  natter nats-users [flags]
+                        print nats-server users with each target's least permissions (takes natter run's flags)
   natter migrate        apply the ScyllaDB schema migrations (idempotent; see natter migrate -h)
   natter bench [flags]  load natter over WebSockets against raw baselines (see natter bench -h)
   natter push why --user U --message M
@@ -42,6 +47,10 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = runCmd(os.Args[2:])
+	case "init":
+		err = initCmd(os.Args[2:])
+	case "nats-users":
+		err = natsUsersCmd(os.Args[2:])
 	case "migrate":
 		err = migrateCmd(os.Args[2:])
 	case "bench":

@@ -65,6 +65,8 @@ func pushWhy(args []string, out io.Writer) error {
 	message := fs.String("message", "", "message id (required)")
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS of the natter deployment (the default is the embedded server of natter run)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	var client natsx.ClientConfig
+	completeNATS := natsClientFlags(fs, &client)
 	if err := envFlags(fs); err != nil {
 		return err
 	}
@@ -74,7 +76,12 @@ func pushWhy(args []string, out io.Writer) error {
 	if *user == "" || *message == "" {
 		return errors.New("push why: --user and --message are required")
 	}
-	nc, err := natsx.Connect(*natsURL, "natter push why", nil, zap.NewNop())
+	completeNATS()
+	natsOpts, err := client.Options()
+	if err != nil {
+		return fmt.Errorf("push why: %w", err)
+	}
+	nc, err := natsx.Connect(*natsURL, "natter push why", nil, zap.NewNop(), natsOpts...)
 	if err != nil {
 		return fmt.Errorf("push why: %w", err)
 	}

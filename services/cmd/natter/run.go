@@ -26,8 +26,76 @@ const startTimeout = 30 * time.Second
 // line: app.New and the start unwrap fx's dependency-injection errors, and fx logs its own events
 // at debug level only.
 func runCmd(args []string) error {
+	cfg, opts, err := parseRun("run", args)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(*opts.log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	fxApp, run, err := app.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := fxApp.Start(startCtx); err != nil {
+		// A failed start stops what had started (fx's rollback); its errors follow the cause.
+		errs := multierr.Errors(err)
+		for _, rerr := range errs[1:] {
+			log.Warn("stop after a failed start", zap.Error(rerr))
+		}
+		if startCtx.Err() != nil {
+			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
+		}
+		return errs[0] // the component's own error, e.g. "api: listen ...: address already in use"
+	}
+	addrs := addresses(run)
+	printBanner(addrs, cfg)
+	if opts.addrFile != "" {
+		if err := writeJSON(opts.addrFile, addrs); err != nil {
+			log.Error("write addr file", zap.Error(err))
+		}
+	}
+	if run.TLS != nil {
+		log.Info("tls certificate", zap.String("subject", run.TLS.Subject()), zap.Time("not_after", run.TLS.NotAfter()))
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	s := <-sig
+	for ; s == syscall.SIGHUP; s = <-sig {
+		// SIGHUP reloads the TLS certificate; open connections keep theirs.
+		if err := run.ReloadTLS(); err != nil {
+			log.Error("tls certificate not reloaded; the previous one stays in use", zap.Error(err))
+		} else if run.TLS != nil {
+			log.Info("tls certificate reloaded", zap.String("subject", run.TLS.Subject()), zap.Time("not_after", run.TLS.NotAfter()))
+		}
+	}
+	log.Info("shutting down", zap.String("signal", s.String()))
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelStop()
+	if err := fxApp.Stop(stopCtx); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// runOptions are the flags of natter run that are not part of app.Config.
+type runOptions struct {
+	log      *logOptions
+	addrFile string
+}
+
+// parseRun parses the flags of natter run (name is the command, for messages): natter init
+// takes the same ones, so that it applies the definitions that natter run would.
+func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	cfg := app.DefaultConfig()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	targets := fs.String("target", strings.Join(app.AllTargets, ","), "components to run: any of "+strings.Join(app.KnownTargets, ",")+
 		" (nats: only the embedded NATS node; store: serve this process's store over NATS to --store remote processes)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the embedded NATS server, the embedded store and the token secret")
@@ -64,75 +132,42 @@ func runCmd(args []string) error {
 	applyLimits := limitFlags(fs, &cfg.API)
 	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", cfg.Fanout.PushOnlineLedger, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
 	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
-	logOpts := logFlags(fs)
-	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API over HTTPS and the gateway over wss:// with this certificate (PEM, chain after the leaf); SIGHUP reloads it")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file (PEM) of --tls-cert")
+	fs.StringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "", "embedded NATS: accept clients over TLS only, with this certificate (PEM)")
+	fs.StringVar(&cfg.NATS.TLSKey, "nats-tls-key", "", "embedded NATS: key file (PEM) of --nats-tls-cert")
+	fs.StringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "", "embedded NATS: require client certificates signed by a CA in this PEM file")
+	completeNATS := natsClientFlags(fs, &cfg.NATSClient)
+	fs.BoolVar(&cfg.ApplyDefinitions, "apply-definitions", cfg.ApplyDefinitions, "create or update natter's streams, buckets and consumers at start; false with least-privilege NATS users, after natter init")
+	var opts runOptions
+	opts.log = logFlags(fs)
+	fs.StringVar(&opts.addrFile, "addr-file", "", "write the bound addresses as JSON to this file once ready")
 	if err := envFlags(fs); err != nil {
-		return err
+		return cfg, opts, err
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cfg, opts, err
 	}
 	cfg.Targets = strings.Split(*targets, ",")
 	if err := applyLimits(); err != nil {
-		return err
+		return cfg, opts, err
 	}
+	completeNATS()
 	cfg.SetGatewayTTL(*gatewayTTL)
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
 	origins, err := origin.Parse(*allowedOrigins)
 	if err != nil {
-		return fmt.Errorf("--allowed-origins: %w", err)
+		return cfg, opts, fmt.Errorf("--allowed-origins: %w", err)
 	}
 	cfg.SetAllowedOrigins(origins)
 	if secret := os.Getenv("NATTER_JWT_SECRET"); secret != "" {
 		if len(secret) < auth.MinSecretBytes {
-			return fmt.Errorf("NATTER_JWT_SECRET has %d bytes, want at least %d", len(secret), auth.MinSecretBytes)
+			return cfg, opts, fmt.Errorf("NATTER_JWT_SECRET has %d bytes, want at least %d", len(secret), auth.MinSecretBytes)
 		}
 		cfg.JWTSecret = []byte(secret)
 	}
-
-	log, err := newLogger(*logOpts, os.Stderr)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-
-	fxApp, run, err := app.New(cfg, log)
-	if err != nil {
-		return err
-	}
-	startCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	if err := fxApp.Start(startCtx); err != nil {
-		// A failed start stops what had started (fx's rollback); its errors follow the cause.
-		errs := multierr.Errors(err)
-		for _, rerr := range errs[1:] {
-			log.Warn("stop after a failed start", zap.Error(rerr))
-		}
-		if startCtx.Err() != nil {
-			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
-		}
-		return errs[0] // the component's own error, e.g. "api: listen ...: address already in use"
-	}
-	addrs := addresses(run)
-	printBanner(addrs, cfg)
-	if *addrFile != "" {
-		if err := writeJSON(*addrFile, addrs); err != nil {
-			log.Error("write addr file", zap.Error(err))
-		}
-	}
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info("shutting down", zap.String("signal", s.String()))
-	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelStop()
-	if err := fxApp.Stop(stopCtx); err != nil {
-		return fmt.Errorf("stop: %w", err)
-	}
-	log.Info("stopped cleanly")
-	return nil
+	return cfg, opts, nil
 }
 
 // Addresses is what a running natter tells people and tests to connect to.
@@ -146,7 +181,7 @@ type Addresses struct {
 func addresses(run *app.Running) Addresses {
 	var a Addresses
 	if run.API != nil {
-		a.API = "http://" + run.API.Addr()
+		a.API = run.API.URL()
 	}
 	if run.Gateway != nil {
 		a.WebSocket = run.Gateway.URL()
