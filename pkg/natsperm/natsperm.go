@@ -3,7 +3,8 @@
 // deploy/nats/users.conf, docs/security.md and the test that runs every target with its user.
 //
 // Streams, buckets and consumers are created by an administrator (natter init); no target may
-// create, change, purge or delete a stream, or create or delete a durable consumer. What a target
+// create, change, purge or delete a stream, or create or delete a durable consumer other than
+// its own (search drops and makes its consumer again to rebuild its index). What a target
 // may do is publish the subjects it writes, use the JetStream API of the streams it reads and
 // the consumers it pulls from (by name), and receive replies on its own inbox, _INBOX.<user>.
 package natsperm
@@ -27,12 +28,13 @@ const (
 	Presence  = "presence"
 	Push      = "push"
 	Store     = "store"
+	Search    = "search"
 	// NATS (the embedded node) needs no client permissions.
 	NATS = "nats"
 )
 
 // Targets are the targets that connect to NATS as clients, in the order the docs list them.
-var Targets = []string{Gateway, API, Persister, Fanout, Presence, Push, Store}
+var Targets = []string{Gateway, API, Persister, Fanout, Presence, Push, Store, Search}
 
 // Permissions are allow lists of subjects. Responses lets the user answer requests it received
 // (the store server's replies) without naming the requesters' inboxes.
@@ -96,6 +98,10 @@ func kvWrite(bucket string) Permissions {
 // StoreSubjects are the requests to the store server (natter run --store remote).
 const StoreSubjects = remote.DefaultPrefix + ".>"
 
+// SearchSubjects are the requests to the search process: natter.search.v1.<method>
+// (services/search/wire; test/deploy holds the two together).
+const SearchSubjects = "natter.search.v1.>"
+
 // storeClient: ask the store server.
 func storeClient() Permissions { return pub(StoreSubjects) }
 
@@ -145,6 +151,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.GatewaysBucket))
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(kvWrite(streams.PushSettingsBucket))
+		p.add(pub(SearchSubjects))
 		p.add(storeClient())
 	case Persister:
 		p.add(consumerPull(streams.ChatStream, streams.PersisterConsumer))
@@ -180,6 +187,14 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(storeClient())
 	case Store:
 		p.add(sub(StoreSubjects))
+		p.Responses = true
+	case Search:
+		// Its own consumer only: pulled, and dropped and made again by a rebuild.
+		p.add(consumerPull(streams.ChatStream, streams.SearchConsumer))
+		p.add(pub(api+"CONSUMER.DELETE."+streams.ChatStream+"."+streams.SearchConsumer,
+			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.SearchConsumer,
+			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.SearchConsumer+".>"))
+		p.add(sub(SearchSubjects))
 		p.Responses = true
 	case NATS:
 	default:

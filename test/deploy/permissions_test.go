@@ -24,6 +24,7 @@ import (
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -425,4 +426,50 @@ func TestEveryTargetHasPermissions(t *testing.T) {
 			t.Errorf("target %s has no user in natsperm.Targets", target)
 		}
 	}
+}
+
+// The search process answers on natsperm.SearchSubjects, which the API may publish.
+func TestSearchSubjectsAreCovered(t *testing.T) {
+	o := deployOptions()
+	search, err := natsperm.ForTarget(natsperm.Search, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := natsperm.ForTarget(natsperm.API, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{wire.SubjectQuery, wire.SubjectStatus, wire.SubjectRebuild} {
+		if !subjectAllowed(search.Subscribe, subj) {
+			t.Errorf("the search target may not subscribe to %s", subj)
+		}
+		if !subjectAllowed(api.Publish, subj) {
+			t.Errorf("the api target may not publish %s", subj)
+		}
+	}
+}
+
+// subjectAllowed reports whether one of the allow-list patterns matches subject.
+func subjectAllowed(allow []string, subject string) bool {
+	for _, pattern := range allow {
+		if subjectMatches(pattern, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+func subjectMatches(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(p) == len(s)
 }
