@@ -38,6 +38,7 @@ type session struct {
 	userID   string
 	deviceID string
 	platform string
+	login    string // the login session (auth) the socket's token was issued to: its revocation closes the socket
 	conn     *websocket.Conn
 	cork     *corkConn // conn's socket: the writer puts each batch on the wire in one write
 
@@ -143,7 +144,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(protocol.HardFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		g: g, id: ulid.Make().String(), userID: claims.UserID, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
+		g: g, id: ulid.Make().String(), userID: claims.UserID, login: claims.SessionID, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
 		ctx: ctx, cancel: cancel, window: make(chan struct{}, g.cfg.SocketPublishWindow), kill: make(chan struct{}),
 		syncing: true,
 		bucket:  tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
@@ -151,13 +152,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is hijacked: the session reads it on a goroutine of its own and this handler
 	// returns, so that net/http's connection goroutine (whose stack the upgrade and the token check
 	// grew) does not stay behind for every idle socket.
+	// The socket lives as long as its login session, not its access token: a revocation of the
+	// session closes it (hub.onRevoked), so it need not end when the short-lived token does.
 	go func() {
 		defer g.conns.Done()
-		// A session lives no longer than its token: the client logs in again and reconnects.
-		expiry := time.AfterFunc(time.Until(claims.Expires), func() {
-			s.fail(protocol.CloseUnauthorized, "access token expired; log in again and reconnect")
-		})
-		defer expiry.Stop()
 		s.run(cursor)
 	}()
 }
@@ -187,8 +185,12 @@ func (s *session) run(cursor *uint64) {
 	s.wmu.Lock()
 	s.heartbeat = time.AfterFunc(g.cfg.HeartbeatInterval, s.ping)
 	s.wmu.Unlock()
-	if old := g.hub.add(s); old != nil {
+	old, revoked := g.hub.add(s)
+	if old != nil {
 		old.fail(protocol.CloseReplaced, "another connection of this device took over")
+	}
+	if revoked { // revoked between the token check and now
+		s.fail(protocol.CloseSessionEnded, sessionEndedReason)
 	}
 	select {
 	case <-g.stopping: // Stop's closeAll may have listed the sessions before this one joined
