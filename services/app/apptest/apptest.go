@@ -51,6 +51,9 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
 	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503
+	// Long runs (make test-invariant) use their sign-up tokens for longer than the default 15
+	// minutes; tests of expiry and refresh set a short AccessTTL themselves.
+	cfg.AccessTTL = 2 * time.Hour
 	for _, o := range opts {
 		o(&cfg)
 	}
