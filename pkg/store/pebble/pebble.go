@@ -733,12 +733,21 @@ func (s *Store) session(sk []byte) (store.Session, error) {
 }
 
 // putSession writes both copies of v; the caller holds the stripe of its sess/ key.
+//
+// A revocation waits for the disk (pebble.Sync): a revoked session must stay revoked through a
+// power loss. A new session and a rotation do not (they survive a crash of the process, not of
+// the machine), so that logins and refreshes cost no fsync: losing one to a power loss costs
+// its user a login.
 func (s *Store) putSession(v store.Session) error {
 	enc := encodeSession(v)
 	b := s.db.NewBatch()
 	_ = b.Set(key(tagSess, v.ID), enc, nil)
 	_ = b.Set(key(tagUsess, v.UserID, v.ID), enc, nil)
-	return s.write(b, pebble.Sync)
+	opts := pebble.NoSync
+	if v.Revoked() {
+		opts = pebble.Sync
+	}
+	return s.write(b, opts)
 }
 
 func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {
