@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/store"
@@ -75,7 +76,7 @@ func (s *Server) refresh(c *fiber.Ctx) error {
 	is, err := s.sessions.Refresh(ctx, req.RefreshToken)
 	switch {
 	case errors.Is(err, auth.ErrRefreshReused):
-		s.log.Info("refresh token reused; session revoked")
+		s.log.Info("refresh token reused; session revoked", zap.String("addr", s.clientAddr(c)), zap.Error(err))
 		return errorf(http.StatusUnauthorized, CodeSessionEnded, "refresh token already used; the session is revoked, log in again")
 	case errors.Is(err, auth.ErrRefused):
 		return errorf(http.StatusUnauthorized, CodeSessionEnded, "invalid refresh token or ended session; log in again")
