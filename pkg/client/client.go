@@ -33,8 +33,8 @@ type Config struct {
 	URL      string
 	Discover func(ctx context.Context) (string, error)
 	// Token is the access token; TokenSource, if set, is asked before every connection attempt.
-	// Session.Token is a TokenSource that refreshes: with it a Client outlives its access
-	// tokens. A TokenSource error wrapping ErrSessionEnded stops the Client (Err says so).
+	// Session.Token is a TokenSource that refreshes: with it a Client reconnects past the
+	// 4401 that ends a socket whose access token expired. A TokenSource error wrapping ErrSessionEnded stops the Client (Err says so).
 	Token       string
 	TokenSource func(ctx context.Context) (string, error)
 	// DeviceID names this installation; keep it stable across restarts.

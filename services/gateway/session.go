@@ -152,10 +152,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is hijacked: the session reads it on a goroutine of its own and this handler
 	// returns, so that net/http's connection goroutine (whose stack the upgrade and the token check
 	// grew) does not stay behind for every idle socket.
-	// The socket lives as long as its login session, not its access token: a revocation of the
-	// session closes it (hub.onRevoked), so it need not end when the short-lived token does.
 	go func() {
 		defer g.conns.Done()
+		// A socket lives no longer than its access token (the client reconnects with a refreshed
+		// one) nor than its login session (hub.onRevoked closes it when the session ends).
+		expiry := time.AfterFunc(time.Until(claims.Expires), func() {
+			s.fail(protocol.CloseUnauthorized, "access token expired; refresh it and reconnect")
+		})
+		defer expiry.Stop()
 		s.run(cursor)
 	}()
 }
