@@ -225,6 +225,13 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("POST", "/v1/logout/all", dave.Token, nil, http.StatusNoContent, nil)
 	c.call("GET", "/v1/sessions", dave.Token, nil, http.StatusUnauthorized, nil)
 
+	// Account deletion.
+	zed := signup("zed")
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{"password": "wrong horse"}, http.StatusUnauthorized, nil)
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{}, http.StatusBadRequest, nil)
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{"password": "correct horse"}, http.StatusNoContent, nil)
+	c.call("GET", "/v1/me", zed.Token, nil, http.StatusUnauthorized, nil)
+
 	// Discovery: none live, then one.
 	c.call("GET", "/v1/discovery", "", nil, http.StatusServiceUnavailable, nil)
 	kv, err := e.js.KeyValue(ctx, streams.GatewaysBucket)

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
@@ -106,7 +107,7 @@ func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
 	}
 	if _, kind, _ := streams.ParseChatSubject(msg.Subject()); kind == streams.KindRead || kind == streams.KindDelivered {
-		return p.advance(ctx, kind, msg.Data())
+		return p.advance(ctx, msg.Data())
 	}
 	m, ok, err := timeline.FromStream(msg.Subject(), meta.Sequence.Stream, msg.Data())
 	if err != nil {
@@ -145,21 +146,12 @@ func (p *Persister) sync(ctx context.Context) error {
 }
 
 // advance raises a member's read or delivered watermark (a max: order-free and idempotent).
-func (p *Persister) advance(ctx context.Context, kind string, data []byte) error {
+func (p *Persister) advance(ctx context.Context, data []byte) error {
 	ev, err := streams.DecodeChatEvent(data)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	w := store.Watermark{ConversationID: ev.ConversationID, UserID: ev.SenderID}
-	if kind == streams.KindRead {
-		w.Read, w.Delivered = ev.UpTo, ev.UpTo // what was read was delivered
-	} else {
-		w.Delivered = ev.UpTo
-	}
-	if _, err := p.deps.Store.AdvanceWatermark(ctx, w); err != nil {
-		return fmt.Errorf("advance %s watermark of %s in %s: %w", kind, ev.SenderID, ev.ConversationID, err)
-	}
-	return nil
+	return projection.AdvanceWatermark(ctx, p.deps.Store, ev)
 }
 
 // Module runs the persister in an fx graph.

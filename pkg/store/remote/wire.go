@@ -362,6 +362,7 @@ const (
 	mAdvanceWatermark
 	mWatermark
 	mWatermarks
+	mDeleteUser
 	mCreateSession
 	mSession
 	mSessions
@@ -378,6 +379,7 @@ var methodNames = [numMethods]string{
 	"PutDevice", "Devices", "DeleteDevice",
 	"PutPushToken", "DeletePushToken", "PushTokens",
 	"AdvanceWatermark", "Watermark", "Watermarks",
+	"DeleteUser",
 	"CreateSession", "Session", "Sessions", "RotateSession", "RevokeSession",
 }
 
@@ -454,7 +456,7 @@ func (r *request) fields(c coder, m method) {
 	case mRevokeSession:
 		c.str(&r.a)
 		c.time(&r.at)
-	case mUserByID, mUserByHandle, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks,
+	case mUserByID, mUserByHandle, mDeleteUser, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks,
 		mSession, mSessions:
 		c.str(&r.a)
 	case mUpdateProfile, mMember, mMessageByClientID, mMessageByID, mDeleteDevice, mDeletePushToken, mWatermark:
