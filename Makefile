@@ -59,13 +59,13 @@ web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
 
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input: client frames, stream and store envelopes,
-# store wire messages, push requests, state events, stored membership changes, bearer tokens, Origin and
+# store wire messages, push requests, state events, stored membership changes, bearer and refresh tokens, Origin and
 # X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make check fails when a
 # fuzz target is missing here.
 FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
-	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter \
+	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
 	./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
 fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \

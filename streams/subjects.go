@@ -69,6 +69,27 @@ func PushSubject(userID string) string { return "push." + userID }
 // DeliverSubject is the core-NATS subject on which fanout hands a gateway the events for its sockets.
 func DeliverSubject(gatewayID string) string { return "gw." + gatewayID + ".deliver" }
 
+// SessionRevokedSubject is the core-NATS subject announcing that one session ended (logout, a
+// revoked session, a reused refresh token): session.revoked.<user>.<session>, empty payload.
+// The API publishes it after the store records the revocation; every gateway subscribes to
+// SessionRevokedAll and closes the session's sockets.
+func SessionRevokedSubject(userID, sessionID string) string {
+	return "session.revoked." + userID + "." + sessionID
+}
+
+// SessionRevokedAll matches every session revocation.
+const SessionRevokedAll = "session.revoked.>"
+
+// ParseSessionRevokedSubject splits session.revoked.<user>.<session>; ok is false for anything
+// else.
+func ParseSessionRevokedSubject(subject string) (userID, sessionID string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "session" || parts[1] != "revoked" || !ValidToken(parts[2]) || !ValidToken(parts[3]) {
+		return "", "", false
+	}
+	return parts[2], parts[3], true
+}
+
 // RouteKey is the routes bucket key of one connected device: <user>.<device>.
 func RouteKey(userID, deviceID string) string { return userID + "." + deviceID }
 

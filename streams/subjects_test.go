@@ -13,6 +13,7 @@ func TestSubjectHelpers(t *testing.T) {
 		{PresenceSubject("u1", "d1"), "presence.u1.d1"},
 		{PushSubject("u1"), "push.u1"},
 		{DeliverSubject("gw-1"), "gw.gw-1.deliver"},
+		{SessionRevokedSubject("u1", "s1"), "session.revoked.u1.s1"},
 		{RouteKey("u1", "d1"), "u1.d1"},
 		{DedupeID("u1", "c-7"), "u1:c-7"},
 	} {
@@ -96,6 +97,19 @@ func TestValidTokensMakeParseableSubjects(t *testing.T) {
 		}
 		if u, d, ok := ParseRouteKey(RouteKey(tok, tok)); !ok || u != tok || d != tok {
 			t.Errorf("token %q: route key parsed %q %q %v", tok, u, d, ok)
+		}
+	}
+}
+
+func TestSessionRevokedSubject(t *testing.T) {
+	u, sid, ok := ParseSessionRevokedSubject(SessionRevokedSubject("01J9ZK3V8Q2W5X7Y9A1B3C5D7E", "01J9ZK3V8Q2W5X7Y9A1B3C5D7F"))
+	if !ok || u != "01J9ZK3V8Q2W5X7Y9A1B3C5D7E" || sid != "01J9ZK3V8Q2W5X7Y9A1B3C5D7F" {
+		t.Fatalf("round trip: %q %q %v", u, sid, ok)
+	}
+	for _, s := range []string{"", "session.revoked.u1", "session.revoked.u1.s1.x", "session.revoked..s1",
+		"session.ended.u1.s1", "chat.revoked.u1.s1", "session.revoked.u*.s1"} {
+		if _, _, ok := ParseSessionRevokedSubject(s); ok {
+			t.Errorf("ParseSessionRevokedSubject(%q) accepted", s)
 		}
 	}
 }

@@ -1,5 +1,8 @@
-// Package auth issues and verifies natter access tokens (JWT, HS256 pinned) and hashes passwords
-// (bcrypt). The API issues tokens; the API and the gateways check them with one Authenticator.
+// Package auth issues and verifies natter's tokens and hashes passwords (bcrypt). An access
+// token is a short-lived JWT (HS256 pinned) naming an account and a session; a refresh token is
+// an opaque random string naming a session, kept in the store only as a hash, and rotated at
+// every use (see Sessions). The API and the gateways check access tokens with one
+// Authenticator, which also requires the session to be live and the account to exist.
 package auth
 
 import (
@@ -57,22 +60,32 @@ func NewTokens(secret []byte, ttl time.Duration) (*Tokens, error) {
 	return &Tokens{secret: secret, ttl: ttl, now: time.Now}, nil
 }
 
+// TTL is the lifetime of the access tokens t issues.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
 // Claims is what a verified token says.
 type Claims struct {
-	UserID  string
-	Expires time.Time
+	UserID    string
+	SessionID string // the session the token was issued to; see Sessions
+	Expires   time.Time
 }
 
-// Issue returns a signed token for userID and its expiry.
-func (t *Tokens) Issue(userID string) (string, time.Time, error) {
+// accessClaims is the JWT payload: the registered claims and "sid", the session id.
+type accessClaims struct {
+	jwt.RegisteredClaims
+	SessionID string `json:"sid,omitempty"`
+}
+
+// Issue returns a signed access token for userID in session sessionID, and its expiry.
+func (t *Tokens) Issue(userID, sessionID string) (string, time.Time, error) {
 	now := t.now()
 	exp := now.Add(t.ttl)
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, accessClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    issuer,
 		Subject:   userID,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
-	})
+	}, SessionID: sessionID})
 	s, err := tok.SignedString(t.secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
@@ -80,10 +93,11 @@ func (t *Tokens) Issue(userID string) (string, time.Time, error) {
 	return s, exp.Truncate(time.Second), nil
 }
 
-// Verify checks signature, algorithm (HS256 only), issuer and expiry.
+// Verify checks signature, algorithm (HS256 only), issuer and expiry. It does not require a
+// session id; Authenticator does.
 func (t *Tokens) Verify(token string) (Claims, error) {
-	var rc jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.secret, nil },
+	var ac accessClaims
+	_, err := jwt.ParseWithClaims(token, &ac, func(*jwt.Token) (any, error) { return t.secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
@@ -92,10 +106,10 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	if rc.Subject == "" {
+	if ac.Subject == "" {
 		return Claims{}, fmt.Errorf("%w: no subject", ErrInvalidToken)
 	}
-	return Claims{UserID: rc.Subject, Expires: rc.ExpiresAt.Time}, nil
+	return Claims{UserID: ac.Subject, SessionID: ac.SessionID, Expires: ac.ExpiresAt.Time}, nil
 }
 
 // HashPassword returns a bcrypt hash of password at the given cost (0: bcrypt's default, 10).

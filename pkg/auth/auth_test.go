@@ -17,7 +17,7 @@ func TestIssueVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, exp, err := tk.Issue("u1")
+	tok, exp, err := tk.Issue("u1", "s1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,19 +25,19 @@ func TestIssueVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.UserID != "u1" || !c.Expires.Equal(exp) {
-		t.Fatalf("claims %+v, want u1 expiring %s", c, exp)
+	if c.UserID != "u1" || c.SessionID != "s1" || !c.Expires.Equal(exp) {
+		t.Fatalf("claims %+v, want u1 in s1 expiring %s", c, exp)
 	}
 }
 
 func TestVerifyRejects(t *testing.T) {
 	tk, _ := NewTokens(secret, time.Hour)
 	other, _ := NewTokens([]byte(strings.Repeat("x", MinSecretBytes)), time.Hour)
-	foreign, _, _ := other.Issue("u1")
+	foreign, _, _ := other.Issue("u1", "s1")
 
 	expired, _ := NewTokens(secret, time.Minute)
 	expired.now = func() time.Time { return time.Now().Add(-2 * time.Minute) }
-	old, _, _ := expired.Issue("u1")
+	old, _, _ := expired.Issue("u1", "s1")
 
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.RegisteredClaims{Issuer: issuer, Subject: "u1",
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}).SignedString(jwt.UnsafeAllowNoneSignatureType)

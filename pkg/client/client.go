@@ -33,6 +33,8 @@ type Config struct {
 	URL      string
 	Discover func(ctx context.Context) (string, error)
 	// Token is the access token; TokenSource, if set, is asked before every connection attempt.
+	// Session.Token is a TokenSource that refreshes: with it a Client reconnects past the
+	// 4401 that ends a socket whose access token expired. A TokenSource error wrapping ErrSessionEnded stops the Client (Err says so).
 	Token       string
 	TokenSource func(ctx context.Context) (string, error)
 	// DeviceID names this installation; keep it stable across restarts.
@@ -337,6 +339,13 @@ func (c *Client) run() {
 	defer close(c.events)
 	for attempt := 0; c.ctx.Err() == nil; {
 		err := c.session()
+		if errors.Is(err, ErrSessionEnded) { // the TokenSource cannot renew: log in again
+			c.mu.Lock()
+			c.err = err
+			c.mu.Unlock()
+			c.cancel()
+			return
+		}
 		var ce *CloseError
 		// An expired token is worth a reconnect when a TokenSource can hand over a fresh one.
 		refreshable := c.cfg.TokenSource != nil && errors.As(err, &ce) && ce.Code == protocol.CloseUnauthorized

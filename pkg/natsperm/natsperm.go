@@ -134,6 +134,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		}
 		p.add(pub("presence.>", streams.TypingAll, streams.DeviceSubject("*", "*")))
 		p.add(sub(streams.AccountSubject("*"))) // closes the sockets of deleted accounts
+		p.add(sub(streams.SessionRevokedAll))   // and of ended sessions
 		p.add(timelineRead())
 		for _, c := range fanoutConsumers(o) {
 			p.add(consumerInfo(streams.ChatStream, c))
@@ -151,7 +152,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.GatewaysBucket))
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(kvWrite(streams.PushSettingsBucket))
-		p.add(pub(SearchSubjects))
+		p.add(pub(SearchSubjects, streams.SessionRevokedAll))
 		p.add(storeClient())
 	case Persister:
 		p.add(consumerPull(streams.ChatStream, streams.PersisterConsumer))

@@ -146,7 +146,7 @@ func TestCloseCodesReconnect(t *testing.T) {
 			t.Errorf("%d should reconnect", c)
 		}
 	}
-	for _, c := range []CloseCode{CloseUnauthorized, CloseReplaced, ClosePolicy} {
+	for _, c := range []CloseCode{CloseUnauthorized, CloseSessionEnded, CloseReplaced, ClosePolicy} {
 		if c.Reconnect() {
 			t.Errorf("%d should not reconnect", c)
 		}

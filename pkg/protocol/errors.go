@@ -55,6 +55,7 @@ const (
 	CloseResync           CloseCode = 4003 // the server may have missed events for you; reconnect and sync
 	CloseInternal         CloseCode = 4004 // server fault; reconnect with backoff
 	CloseUnauthorized     CloseCode = 4401 // token invalid or expired; log in again, then reconnect
+	CloseSessionEnded     CloseCode = 4403 // the login session ended (logout, revoked, refresh token reused); log in again
 	CloseReplaced         CloseCode = 4409 // a newer connection of this device took over; do not reconnect
 	ClosePolicy           CloseCode = 4400 // the client broke the protocol badly; fix it
 )

@@ -124,6 +124,21 @@ type PushToken struct {
 	UpdatedAt time.Time
 }
 
+// Session is one login of one account. Its refresh token is stored only as a hash; rotating
+// the token replaces the hash, revoking the session ends it for good.
+type Session struct {
+	ID          string // ULID
+	UserID      string
+	RefreshHash []byte // SHA-256 of the current refresh token
+	UserAgent   string // what the client said it is at login, shown in the session list
+	CreatedAt   time.Time
+	LastUsed    time.Time // the login or the latest refresh
+	RevokedAt   time.Time // zero while the session is active
+}
+
+// Revoked reports whether the session has ended.
+func (s Session) Revoked() bool { return !s.RevokedAt.IsZero() }
+
 // Watermark is how far one member has received (Delivered) and read (Read) one conversation,
 // as CHAT seqs. Watermarks only ever move forward.
 type Watermark struct {
@@ -191,6 +206,22 @@ type Store interface {
 	PutPushToken(ctx context.Context, t PushToken) error
 	DeletePushToken(ctx context.Context, userID, deviceID string) error
 	PushTokens(ctx context.Context, userID string) ([]PushToken, error)
+
+	// CreateSession stores a new session; ErrConflict if its id is taken by another user's
+	// session. Creating the same session again (same id and user) succeeds and changes nothing.
+	CreateSession(ctx context.Context, s Session) error
+	// Session returns one session, revoked or not.
+	Session(ctx context.Context, id string) (Session, error)
+	// Sessions lists a user's sessions, revoked ones included, ordered by id.
+	Sessions(ctx context.Context, userID string) ([]Session, error)
+	// RotateSession replaces the refresh hash of an active session whose current hash is
+	// oldHash with newHash and raises LastUsed to at least usedAt, atomically: of two rotations
+	// from the same oldHash exactly one succeeds. It returns the updated session; ErrConflict
+	// if the session is revoked or its hash is not oldHash, ErrNotFound if there is no session.
+	RotateSession(ctx context.Context, id string, oldHash, newHash []byte, usedAt time.Time) (Session, error)
+	// RevokeSession ends a session at revokedAt (a session revoked already keeps its time) and
+	// returns it; ErrNotFound if there is no session.
+	RevokeSession(ctx context.Context, id string, revokedAt time.Time) (Session, error)
 
 	// AdvanceWatermark raises the delivered and read marks of (conversation, user) to at least
 	// the given values (0 leaves a mark alone) and returns the result; marks never move back.

@@ -44,19 +44,13 @@ func userOut(u store.User) userJSON {
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-type sessionJSON struct {
-	User      userJSON `json:"user"`
-	Token     string   `json:"token"`
-	ExpiresAt string   `json:"expires_at"` // RFC 3339, UTC
-}
-
 type signupRequest struct {
 	Handle      string `json:"handle"`
 	Password    string `json:"password"`
 	DisplayName string `json:"display_name"`
 }
 
-// signup: POST /v1/signup -> 201 {user, token, expires_at}.
+// signup: POST /v1/signup -> 201 sessionJSON: the account and its first session.
 func (s *Server) signup(c *fiber.Ctx) error {
 	if err := s.limit(s.limits.signupAddr, reasonSignupAddr, s.clientAddr(c)); err != nil {
 		return err
@@ -120,7 +114,7 @@ type loginRequest struct {
 	Password string `json:"password"`
 }
 
-// login: POST /v1/login -> 200 {user, token, expires_at}. A wrong handle and a wrong password
+// login: POST /v1/login -> 200 sessionJSON: a new session. A wrong handle and a wrong password
 // get the same answer after the same bcrypt work. A password over MaxPassword gets that answer
 // too (auth.CheckPassword matches none), so no longer password passes for its first 72 bytes.
 //
@@ -175,22 +169,13 @@ func (s *Server) login(c *fiber.Ctx) error {
 	return s.session(c, http.StatusOK, u)
 }
 
-func (s *Server) session(c *fiber.Ctx, status int, u store.User) error {
-	token, exp, err := s.tokens.Issue(u.ID)
-	if err != nil {
-		return fmt.Errorf("issue token: %w", err)
-	}
-	return c.Status(status).JSON(sessionJSON{User: userOut(u), Token: token, ExpiresAt: rfc3339(exp)})
-}
-
 // authenticate requires "Authorization: Bearer <token>" with a token auth.Authenticator accepts
 // (the gateway's upgrade makes the same check) and stores the caller's user id for callerID.
 // Writes (any method but GET, HEAD, OPTIONS) also pass the per-address write limit before the
 // token check and the per-account one after it.
 func (s *Server) authenticate(c *fiber.Ctx) error {
-	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+	token, ok := auth.BearerToken(c.Get(fiber.HeaderAuthorization))
+	if !ok {
 		return errorf(http.StatusUnauthorized, CodeUnauthorized, "a bearer token is required")
 	}
 	if err := s.limitWrite(c); err != nil {
@@ -200,12 +185,15 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	switch {
 	case errors.Is(err, auth.ErrNoAccount):
 		return errorf(http.StatusUnauthorized, CodeUnauthorized, "no such account")
+	case errors.Is(err, auth.ErrSessionEnded):
+		return errorf(http.StatusUnauthorized, CodeUnauthorized, "the session has ended; log in again")
 	case errors.Is(err, auth.ErrRefused):
 		return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid or expired token")
 	case err != nil:
 		return err // the store did not answer: writeError logs it and answers 503 or 500
 	}
 	c.Locals(userKey{}, claims.UserID)
+	c.Locals(sessionKey{}, claims.SessionID)
 	if isWrite(c) {
 		if err := s.limit(s.limits.writeAccount, reasonWriteAccount, claims.UserID); err != nil {
 			return err
@@ -306,6 +294,11 @@ func (s *Server) deleteMe(c *fiber.Ctx) error {
 		return fmt.Errorf("delete account: %w", err)
 	}
 	if err := s.unmuteAll(ctx, u.ID); err != nil {
+		return fmt.Errorf("delete account: %w", err)
+	}
+	// Its tokens are refused already (no account); ending its sessions refuses its refresh
+	// tokens by the session too and leaves no live session behind.
+	if _, err := s.sessions.RevokeAll(ctx, u.ID); err != nil {
 		return fmt.Errorf("delete account: %w", err)
 	}
 	s.log.Info("account deleted", zap.String("user", u.ID))

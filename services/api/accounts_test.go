@@ -137,12 +137,13 @@ func TestAuthentication(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	u, token := e.user(t, "alice")
+	sid := e.session(t, u.ID).Session.ID
 
 	expiring, err := auth.NewTokens(testSecret, time.Nanosecond) // expired when issued
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, _, err := expiring.Issue(u.ID)
+	expired, _, err := expiring.Issue(u.ID, sid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,18 +151,25 @@ func TestAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, _, err := otherKey.Issue(u.ID)
+	forged, _, err := otherKey.Issue(u.ID, sid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	badSubject, _, err := e.tokens.Issue("alice.*")
+	badSubject, _, err := e.tokens.Issue("alice.*", sid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Signed with the right secret, for an account the store does not have (deleted, or the
 	// store wiped since): refused by every route, as the gateway refuses it (see auth.Authenticator).
-	ghost, _, err := e.tokens.Issue("01GHOSTGHOSTGHOSTGHOSTGHOS")
+	ghost := e.session(t, "01GHOSTGHOSTGHOSTGHOSTGHOS").AccessToken
+	// Signed with the right secret, for the account, but with no session (issued before sessions
+	// existed) or a session that ended.
+	noSession, _, err := e.tokens.Issue(u.ID, "")
 	if err != nil {
+		t.Fatal(err)
+	}
+	ended := e.session(t, u.ID)
+	if _, err := e.srv.sessions.Revoke(testContext(t), ended.Session.ID); err != nil {
 		t.Fatal(err)
 	}
 	for name, header := range map[string]string{
@@ -173,6 +181,8 @@ func TestAuthentication(t *testing.T) {
 		"other key":      "Bearer " + forged,
 		"subject not id": "Bearer " + badSubject,
 		"no account":     "Bearer " + ghost,
+		"no session":     "Bearer " + noSession,
+		"ended session":  "Bearer " + ended.AccessToken,
 	} {
 		t.Run(name, func(t *testing.T) {
 			req, _ := http.NewRequest("GET", e.base+"/v1/me", nil)

@@ -76,6 +76,9 @@ type Config struct {
 	Limits Limits
 	// TLS, when set, serves HTTPS with it; nil serves plain HTTP.
 	TLS *tls.Config
+	// RefreshIdle ends a session not refreshed for this long; 0: auth.DefaultRefreshIdle.
+	// (The access tokens' lifetime is the auth.Tokens' in Deps.)
+	RefreshIdle time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For names the client address; empty: the
 	// TCP peer is the client (see clientAddr).
 	TrustedProxies []netip.Prefix
@@ -98,6 +101,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout,
 		"idle timeout": c.IdleTimeout, "request timeout": c.RequestTimeout, "hash wait": c.HashWait,
+		"refresh idle": c.RefreshIdle,
 	} {
 		if d < 0 {
 			return fmt.Errorf("api: %s %s is negative", name, d)
@@ -161,6 +165,7 @@ type Server struct {
 	store    store.Store
 	tokens   *auth.Tokens
 	auth     *auth.Authenticator // checks the bearer token of every authenticated route
+	sessions *auth.Sessions      // logins, refreshes and revocations
 	timeline *timeline.Reader
 	js       jetstream.JetStream
 	searcher Searcher
@@ -203,7 +208,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := &Server{
+	sessions, err := auth.NewSessions(deps.Tokens, deps.Store, deps.JS.Conn(), cfg.RefreshIdle)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s := &Server{sessions: sessions,
 		hasher: hasher, limits: newRateLimits(cfg.Limits), now: time.Now,
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
 		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS, searcher: deps.Search,
@@ -273,7 +282,8 @@ func (s *Server) routes() {
 	v1.Post("/conversations/:id/leave", s.authenticate, s.leaveGroup)
 	v1.Get("/conversations/:id/receipts", s.authenticate, s.receipts)
 	v1.Get("/search", s.authenticate, s.search)
-	s.pushRoutes(v1) // push tokens, logout, mute: push.go
+	s.pushRoutes(v1)    // push tokens, logout, mute: push.go
+	s.sessionRoutes(v1) // refresh, sessions, logout everywhere: sessions.go
 }
 
 // Start binds the listener (so a bad or taken address fails here) and serves in a goroutine the

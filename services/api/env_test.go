@@ -225,11 +225,17 @@ func (e *env) user(t *testing.T, handle string) (store.User, string) {
 	if err := e.store.CreateUser(testContext(t), u); err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := e.tokens.Issue(u.ID)
+	return u, e.session(t, u.ID).AccessToken
+}
+
+// session starts a session of userID (an account or not) and returns its tokens.
+func (e *env) session(t *testing.T, userID string) auth.Issued {
+	t.Helper()
+	is, err := e.srv.sessions.Start(testContext(t), userID, "api test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u, tok
+	return is
 }
 
 // conversation creates a group conversation in the store with the given members.

@@ -30,6 +30,8 @@ const (
 	CodeHandleTaken        protocol.Code = "handle_taken"         // another account has the handle
 	CodeBadCredentials     protocol.Code = "bad_credentials"      // wrong handle or password (never says which)
 	CodeUnauthorized       protocol.Code = "unauthorized"         // no, malformed, forged or expired bearer token, or its account is gone
+	CodeSessionEnded       protocol.Code = "session_ended"        // a refresh refused: the session was revoked, idle too long, or its refresh token reused or unknown; log in again
+	CodeSessionNotFound    protocol.Code = "session_not_found"    // no such session of yours
 	CodeUserNotFound       protocol.Code = "user_not_found"       // no such user
 	CodeSelfConversation   protocol.Code = "self_conversation"    // a direct conversation with yourself
 	CodeMessageNotFound    protocol.Code = "message_not_found"    // no such message that you may see

@@ -88,6 +88,8 @@ type Limits struct {
 	LoginAddr Rate
 	// Handle limits sign-ups and logins naming one handle, from all addresses together.
 	Handle Rate
+	// RefreshAddr limits token refreshes per client address.
+	RefreshAddr Rate
 	// WriteAddr limits authenticated writes (POST, PUT, PATCH, DELETE) per client address;
 	// WriteAccount per account.
 	WriteAddr    Rate
@@ -107,6 +109,7 @@ var (
 	DefaultSignupAddr    = Rate{N: 30, Per: time.Hour}
 	DefaultLoginAddr     = Rate{N: 60, Per: time.Minute}
 	DefaultHandle        = Rate{N: 20, Per: time.Minute}
+	DefaultRefreshAddr   = Rate{N: 120, Per: time.Minute}
 	DefaultWriteAddr     = Rate{N: 1200, Per: time.Minute}
 	DefaultWriteAccount  = Rate{N: 300, Per: time.Minute}
 	DefaultLoginFailures = 5
@@ -118,7 +121,7 @@ var (
 // faster than any client should.
 func NoLimits() Limits {
 	return Limits{
-		SignupAddr: Off, LoginAddr: Off, Handle: Off, WriteAddr: Off, WriteAccount: Off,
+		SignupAddr: Off, LoginAddr: Off, Handle: Off, RefreshAddr: Off, WriteAddr: Off, WriteAccount: Off,
 		LoginFailures: -1,
 	}
 }
@@ -128,7 +131,7 @@ func DefaultLimits() Limits { return Limits{}.withDefaults() }
 
 func (l Limits) validate() error {
 	for name, r := range map[string]Rate{
-		"signup-addr": l.SignupAddr, "login-addr": l.LoginAddr, "handle": l.Handle,
+		"signup-addr": l.SignupAddr, "login-addr": l.LoginAddr, "handle": l.Handle, "refresh-addr": l.RefreshAddr,
 		"write-addr": l.WriteAddr, "write-account": l.WriteAccount,
 	} {
 		if err := r.validate(name); err != nil {
@@ -150,6 +153,7 @@ func (l Limits) withDefaults() Limits {
 		def Rate
 	}{
 		{&l.SignupAddr, DefaultSignupAddr}, {&l.LoginAddr, DefaultLoginAddr}, {&l.Handle, DefaultHandle},
+		{&l.RefreshAddr, DefaultRefreshAddr},
 		{&l.WriteAddr, DefaultWriteAddr}, {&l.WriteAccount, DefaultWriteAccount},
 	} {
 		if *f.r == (Rate{}) {

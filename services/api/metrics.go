@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	rejected, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "natter", Subsystem: "api", Name: "rejected_total",
-		Help: "Requests refused before their work by a rate limit or a full password-hashing semaphore, by reason (signup_addr, login_addr, handle, login_failures, write_addr, write_account, hash_busy).",
+		Help: "Requests refused before their work by a rate limit or a full password-hashing semaphore, by reason (signup_addr, login_addr, handle, refresh_addr, login_failures, write_addr, write_account, hash_busy).",
 	}, []string{"reason"}))
 	if err != nil {
 		return nil, err

@@ -117,8 +117,10 @@ func TestSpecAnswers(t *testing.T) {
 
 	// Accounts.
 	type session struct {
-		User  userJSON `json:"user"`
-		Token string   `json:"token"`
+		User         userJSON `json:"user"`
+		Token        string   `json:"token"`
+		RefreshToken string   `json:"refresh_token"`
+		SessionID    string   `json:"session_id"`
 	}
 	signup := func(handle string) session {
 		var s session
@@ -221,7 +223,23 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("PUT", "/v1/conversations/"+d+"/mute", bob.Token, map[string]bool{"muted": true}, http.StatusOK, nil)
 	c.call("PUT", "/v1/conversations/"+d+"/mute", bob.Token, map[string]string{}, http.StatusBadRequest, nil)
 	c.call("PUT", "/v1/conversations/"+d+"/mute", carol.Token, map[string]bool{"muted": true}, http.StatusNotFound, nil)
+	c.call("POST", "/v1/logout", bob.Token, map[string]string{"device_id": "no!such"}, http.StatusBadRequest, nil)
 	c.call("POST", "/v1/logout", bob.Token, map[string]string{"device_id": "phone"}, http.StatusNoContent, nil)
+	c.call("POST", "/v1/logout", bob.Token, nil, http.StatusUnauthorized, nil)
+
+	// Sessions: refresh (and a reused refresh token), list, end one, log out everywhere.
+	var fresh session
+	c.call("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": carol.RefreshToken}, http.StatusOK, &fresh)
+	c.call("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": carol.RefreshToken}, http.StatusUnauthorized, nil)
+	c.call("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": fresh.RefreshToken}, http.StatusUnauthorized, nil)
+	c.call("POST", "/v1/token/refresh", "", map[string]string{}, http.StatusBadRequest, nil)
+	var second session
+	c.call("POST", "/v1/login", "", map[string]string{"handle": "dave", "password": "correct horse"}, http.StatusOK, &second)
+	c.call("GET", "/v1/sessions", dave.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", "/v1/sessions/"+second.SessionID, dave.Token, nil, http.StatusNoContent, nil)
+	c.call("DELETE", "/v1/sessions/"+alice.SessionID, dave.Token, nil, http.StatusNotFound, nil)
+	c.call("POST", "/v1/logout/all", dave.Token, nil, http.StatusNoContent, nil)
+	c.call("GET", "/v1/sessions", dave.Token, nil, http.StatusUnauthorized, nil)
 
 	// Account deletion.
 	zed := signup("zed")

@@ -112,19 +112,28 @@ type logoutRequest struct {
 	DeviceID string `json:"device_id"`
 }
 
-// logout: POST /v1/logout {device_id} -> 204: forgets the caller's device and its push token.
-// (Access tokens are stateless: the client drops its own.)
+// logout: POST /v1/logout [{device_id}] -> 204: ends the caller's session (its access and
+// refresh tokens are refused from then on, its sockets closed) and, if device_id is given,
+// forgets that device and its push token. The body may be empty.
 func (s *Server) logout(c *fiber.Ctx) error {
 	var req logoutRequest
-	if err := decodeBody(c, &req); err != nil {
-		return err
+	if len(c.Body()) > 0 {
+		if err := decodeBody(c, &req); err != nil {
+			return err
+		}
 	}
-	if !streams.ValidToken(req.DeviceID) {
+	if req.DeviceID != "" && !streams.ValidToken(req.DeviceID) {
 		return errorf(http.StatusBadRequest, CodeInvalidRequest, "device_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
 	}
-	ev := streams.StateEvent{Kind: streams.StateDeviceRemoved, At: time.Now().UnixMilli(),
-		Device: &streams.DeviceState{UserID: callerID(c), DeviceID: req.DeviceID}}
-	if _, err := projection.Record(c.UserContext(), s.js, s.store, ev); err != nil {
+	ctx := c.UserContext()
+	if req.DeviceID != "" {
+		ev := streams.StateEvent{Kind: streams.StateDeviceRemoved, At: time.Now().UnixMilli(),
+			Device: &streams.DeviceState{UserID: callerID(c), DeviceID: req.DeviceID}}
+		if _, err := projection.Record(ctx, s.js, s.store, ev); err != nil {
+			return fmt.Errorf("logout: %w", err)
+		}
+	}
+	if _, err := s.sessions.Revoke(ctx, callerSession(c)); err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
 	return c.SendStatus(http.StatusNoContent)

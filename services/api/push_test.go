@@ -111,10 +111,17 @@ func TestLogoutRemovesTheDeviceAndItsToken(t *testing.T) {
 	if len(devs) != 1 || devs[0].DeviceID != "laptop" {
 		t.Fatalf("devices after logout %+v", devs)
 	}
-	e.call(t, "POST", "/v1/logout", tok, map[string]string{"device_id": "phone"}, http.StatusNoContent, nil) // again: fine
-	e.wantError(t, "POST", "/v1/logout", tok, map[string]string{}, http.StatusBadRequest, CodeInvalidRequest)
+	// The logout ended the session of tok too.
+	e.wantError(t, "POST", "/v1/logout", tok, map[string]string{"device_id": "phone"}, http.StatusUnauthorized, CodeUnauthorized)
+	tok = e.session(t, alice.ID).AccessToken
+	e.call(t, "POST", "/v1/logout", tok, map[string]string{"device_id": "phone"}, http.StatusNoContent, nil) // a device already forgotten: fine
+	tok = e.session(t, alice.ID).AccessToken
 	e.wantError(t, "POST", "/v1/logout", tok, map[string]string{"device_id": "a.b"}, http.StatusBadRequest, CodeInvalidRequest)
 	e.wantError(t, "POST", "/v1/logout", "", map[string]string{"device_id": "laptop"}, http.StatusUnauthorized, CodeUnauthorized)
+	e.call(t, "POST", "/v1/logout", tok, map[string]string{}, http.StatusNoContent, nil) // no device: the session only
+	if got := e.pushTokens(t, alice.ID); len(got) != 1 {
+		t.Fatalf("tokens after a logout without a device %+v", got)
+	}
 }
 
 func TestMute(t *testing.T) {

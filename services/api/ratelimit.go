@@ -21,6 +21,7 @@ const (
 	reasonSignupAddr    = "signup_addr"
 	reasonLoginAddr     = "login_addr"
 	reasonHandle        = "handle"
+	reasonRefreshAddr   = "refresh_addr"
 	reasonLoginFailures = "login_failures"
 	reasonWriteAddr     = "write_addr"
 	reasonWriteAccount  = "write_account"
@@ -29,8 +30,8 @@ const (
 
 // rateLimits are the server's limiters, built from Config.Limits; a nil one limits nothing.
 type rateLimits struct {
-	signupAddr, loginAddr, handle, writeAddr, writeAccount *keyedLimiter
-	failures                                               *failureLimiter
+	signupAddr, loginAddr, handle, refreshAddr, writeAddr, writeAccount *keyedLimiter
+	failures                                                            *failureLimiter
 }
 
 func newRateLimits(l Limits) rateLimits {
@@ -38,6 +39,7 @@ func newRateLimits(l Limits) rateLimits {
 		signupAddr:   newKeyedLimiter(l.SignupAddr, l.MaxKeys),
 		loginAddr:    newKeyedLimiter(l.LoginAddr, l.MaxKeys),
 		handle:       newKeyedLimiter(l.Handle, l.MaxKeys),
+		refreshAddr:  newKeyedLimiter(l.RefreshAddr, l.MaxKeys),
 		writeAddr:    newKeyedLimiter(l.WriteAddr, l.MaxKeys),
 		writeAccount: newKeyedLimiter(l.WriteAccount, l.MaxKeys),
 		failures:     newFailureLimiter(l.LoginFailures, l.FailureWindow, l.MaxKeys),

@@ -92,7 +92,9 @@ type Config struct {
 	// JWTSecret signs access tokens; empty reads or creates <DataDir>/jwt.secret. Every process
 	// of one deployment must share it.
 	JWTSecret []byte
-	TokenTTL  time.Duration
+	// AccessTTL is the lifetime of access tokens; sessions last longer (API.RefreshIdle) and
+	// renew them at POST /v1/token/refresh.
+	AccessTTL time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables it.
 	MetricsAddr string
 	// StoreKind is "pebble" (embedded, under DataDir), "scylla" (Scylla below) or "remote" (the
@@ -125,7 +127,7 @@ func DefaultConfig() Config {
 		NATS:             natsx.ServerConfig{Name: "natter", Host: "127.0.0.1", Port: 4222},
 		Streams:          streams.DefaultOptions(),
 		ApplyDefinitions: true,
-		TokenTTL:         24 * time.Hour,
+		AccessTTL:        15 * time.Minute,
 		StoreKind:        "pebble",
 		MetricsAddr:      "127.0.0.1:9090",
 		Gateway:          gateway.DefaultConfig(),
@@ -160,8 +162,8 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data dir is required")
 	}
-	if c.TokenTTL <= 0 {
-		return errors.New("token ttl must be positive")
+	if c.AccessTTL <= 0 {
+		return errors.New("access token ttl must be positive")
 	}
 	switch c.StoreKind {
 	case "pebble":
@@ -482,7 +484,7 @@ func tokens(cfg Config) (*auth.Tokens, error) {
 			return nil, err
 		}
 	}
-	return auth.NewTokens(secret, cfg.TokenTTL)
+	return auth.NewTokens(secret, cfg.AccessTTL)
 }
 
 func serveMetrics(lc fx.Lifecycle, addr string, reg *prometheus.Registry, log *zap.Logger, run *Running) {

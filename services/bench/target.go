@@ -99,6 +99,7 @@ func startTarget(ctx context.Context, cfg Config, log *zap.Logger) (*target, err
 	ac.API.PasswordCost = auth.MinPasswordCost // sign-up is not what is measured
 	ac.API.Limits = api.NoLimits()             // nor are the rate limits: hundreds of users from one address
 	ac.API.HashWait = time.Minute
+	ac.AccessTTL = 24 * time.Hour // a long run reconnects with its sign-up tokens; refresh is not what is measured
 	ac.Gateway.FramesPerSecond = frameRateLifted
 	ac.Gateway.Burst = 1 << 30
 	fxApp, run, err := app.New(ac, log)

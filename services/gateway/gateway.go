@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -172,6 +171,7 @@ type Gateway struct {
 	srv        *http.Server
 	ln         net.Listener
 	sub        *nats.Subscription
+	revokedSub *nats.Subscription // streams.SessionRevokedAll -> hub.onRevoked
 	accounts   *nats.Subscription // state.account.*: closes the sockets of deleted accounts
 	stopping   chan struct{}
 	loops      sync.WaitGroup
@@ -240,8 +240,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.sub.SetPendingLimits(1<<20, 1<<30); err != nil {
 		return fmt.Errorf("gateway: pending limits: %w", err)
 	}
+	// Revocations are core NATS too: a lost one (dropped or missed while disconnected) is
+	// covered the way lost deliveries are, by closing every socket (see maintain), after which
+	// the upgrade's token check refuses the revoked sessions.
+	g.revokedSub, err = g.deps.NC.Subscribe(streams.SessionRevokedAll, g.hub.onRevoked)
+	if err != nil {
+		_ = g.sub.Unsubscribe()
+		return fmt.Errorf("gateway: subscribe session revocations: %w", err)
+	}
 	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountSubject("*"), g.hub.onAccountEvent); err != nil {
 		_ = g.sub.Unsubscribe()
+		_ = g.revokedSub.Unsubscribe()
 		return fmt.Errorf("gateway: subscribe account events: %w", err)
 	}
 	if err := g.deps.NC.Flush(); err != nil {
@@ -250,6 +259,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.ln, err = net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		_ = g.sub.Unsubscribe()
+		_ = g.revokedSub.Unsubscribe()
 		_ = g.accounts.Unsubscribe()
 		return fmt.Errorf("gateway: %w", err) // net.Listen names the address
 	}
@@ -296,7 +306,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("gateway: connections still open at stop: %w", ctx.Err()))
 	}
 	g.pub.drain(ctx)
-	err = errors.Join(err, g.sub.Unsubscribe(), g.accounts.Unsubscribe())
+	err = errors.Join(err, g.sub.Unsubscribe(), g.revokedSub.Unsubscribe(), g.accounts.Unsubscribe())
 	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
 		g.log.Warn("withdraw from discovery", zap.Error(derr))
 	}
@@ -330,7 +340,11 @@ func (g *Gateway) maintain() {
 			// Deliveries are core NATS: if any were dropped (slow subscription) or could have been
 			// missed (the connection to NATS was lost), every socket may have a gap. Closing with
 			// CloseResync makes each client reconnect and sync from its cursor: a gap never stays.
+			// The same holds for session revocations: a socket whose revocation was lost
+			// reconnects, and its token is refused.
 			d, _ := g.sub.Dropped()
+			rd, _ := g.revokedSub.Dropped()
+			d += rd
 			r := g.deps.NC.Stats().Reconnects
 			if d > dropped || r > reconnects {
 				g.log.Warn("deliveries may have been lost; asking every client to resync",
@@ -361,6 +375,8 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (auth.Cla
 	ctx, cancel := context.WithTimeout(r.Context(), authTimeout)
 	defer cancel()
 	claims, err := g.auth.Authenticate(ctx, upgradeToken(r))
+	// Same check, same answers as the API's: a refused token (invalid, expired, foreign-signed, of
+	// an ended session or a deleted account) gets 401.
 	switch {
 	case errors.Is(err, auth.ErrRefused):
 		httpError(w, http.StatusUnauthorized, "unauthorized", "a valid access token is required (Authorization: Bearer or ?token=)")
@@ -376,11 +392,10 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (auth.Cla
 // upgradeToken is the access token of an upgrade request: "Authorization: Bearer" (scheme
 // matched without regard to case) wins over ?token=.
 func upgradeToken(r *http.Request) string {
-	token := r.URL.Query().Get("token")
-	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		token = strings.TrimSpace(cred)
+	if token, ok := auth.BearerToken(r.Header.Get("Authorization")); ok {
+		return token
 	}
-	return token
+	return r.URL.Query().Get("token")
 }
 
 // Module runs a gateway in an fx graph.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/streams"
@@ -193,7 +194,12 @@ func TestUpgradeNeedsAValidToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ghost, _, err := tokens.Issue("01GHOSTGHOSTGHOSTGHOSTGHOS")
+	const ghostID, ghostSession = "01GHOSTGHOSTGHOSTGHOSTGHOS", "01GHOSTSESSION000000000000"
+	if err := s.Run.Store.CreateSession(context.Background(), store.Session{ID: ghostSession, UserID: ghostID,
+		RefreshHash: []byte("h"), CreatedAt: time.Now(), LastUsed: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	ghost, _, err := tokens.Issue(ghostID, ghostSession)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,17 +21,31 @@ type hub struct {
 	byUser map[string]map[string]*session // user -> device -> session
 	n      int
 	chains chains // used by the delivery subscription's goroutine only
+	// revoked holds the login sessions announced revoked in the last revokedMemory, for add: a
+	// socket whose token was checked just before its session was revoked, and which joins the
+	// hub just after the announcement, is closed all the same.
+	revoked map[string]time.Time
 }
 
+// revokedMemory is how long the hub remembers a revocation: longer than a token check
+// (authTimeout) and an upgrade take together.
+const revokedMemory = time.Minute
+
+// sessionEndedReason is the close reason of a socket whose login session was revoked.
+const sessionEndedReason = "the session has ended (logout or revoked); log in again"
+
 func newHub(g *Gateway) *hub {
-	return &hub{g: g, byUser: map[string]map[string]*session{}, chains: chains{links: map[uint64]chainLink{}}}
+	return &hub{g: g, byUser: map[string]map[string]*session{}, chains: chains{links: map[uint64]chainLink{}},
+		revoked: map[string]time.Time{}}
 }
 
 // add registers s; a session of the same device already here is returned so the caller can close
-// it with CloseReplaced.
-func (h *hub) add(s *session) (replaced *session) {
+// it with CloseReplaced. revoked reports that s's login session was announced revoked lately:
+// the caller closes s with CloseSessionEnded.
+func (h *hub) add(s *session) (replaced *session, revoked bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	_, revoked = h.revoked[s.login]
 	devs := h.byUser[s.userID]
 	if devs == nil {
 		devs = map[string]*session{}
@@ -42,7 +56,39 @@ func (h *hub) add(s *session) (replaced *session) {
 		h.n++
 	}
 	devs[s.deviceID] = s
-	return replaced
+	return replaced, revoked
+}
+
+// onRevoked runs on the revocation subscription's goroutine: it closes, with CloseSessionEnded,
+// every socket of the login session named by the subject (streams.SessionRevokedSubject), and
+// remembers the session for add.
+func (h *hub) onRevoked(msg *nats.Msg) {
+	userID, login, ok := streams.ParseSessionRevokedSubject(msg.Subject)
+	if !ok {
+		h.g.log.Warn("bad session revocation subject", zap.String("subject", msg.Subject))
+		return
+	}
+	now := time.Now()
+	var closing []*session
+	h.mu.Lock()
+	for id, at := range h.revoked {
+		if now.Sub(at) > revokedMemory {
+			delete(h.revoked, id)
+		}
+	}
+	h.revoked[login] = now
+	for _, s := range h.byUser[userID] {
+		if s.login == login {
+			closing = append(closing, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range closing {
+		s.fail(protocol.CloseSessionEnded, sessionEndedReason)
+	}
+	if len(closing) > 0 { // counted in closes_total{code="4403"}
+		h.g.log.Info("closed the sockets of a revoked session", zap.String("user", userID), zap.String("login", login), zap.Int("sockets", len(closing)))
+	}
 }
 
 // remove unregisters s unless a newer session of the device took its place.

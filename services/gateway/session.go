@@ -37,6 +37,7 @@ type session struct {
 	userID   string
 	deviceID string
 	platform string
+	login    string // the login session (auth) the socket's token was issued to: its revocation closes the socket
 	conn     *websocket.Conn
 	cork     *corkConn // conn's socket: the writer puts each batch on the wire in one write
 
@@ -142,7 +143,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(protocol.HardFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		g: g, id: ulid.Make().String(), userID: claims.UserID, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
+		g: g, id: ulid.Make().String(), userID: claims.UserID, login: claims.SessionID, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
 		ctx: ctx, cancel: cancel, window: make(chan struct{}, g.cfg.SocketPublishWindow), kill: make(chan struct{}),
 		syncing: true,
 		bucket:  tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
@@ -152,9 +153,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// grew) does not stay behind for every idle socket.
 	go func() {
 		defer g.conns.Done()
-		// A session lives no longer than its token: the client logs in again and reconnects.
+		// A socket lives no longer than its access token (the client reconnects with a refreshed
+		// one) nor than its login session (hub.onRevoked closes it when the session ends).
 		expiry := time.AfterFunc(time.Until(claims.Expires), func() {
-			s.fail(protocol.CloseUnauthorized, "access token expired; log in again and reconnect")
+			s.fail(protocol.CloseUnauthorized, "access token expired; refresh it and reconnect")
 		})
 		defer expiry.Stop()
 		s.run(cursor)
@@ -186,8 +188,12 @@ func (s *session) run(cursor *uint64) {
 	s.wmu.Lock()
 	s.heartbeat = time.AfterFunc(g.cfg.HeartbeatInterval, s.ping)
 	s.wmu.Unlock()
-	if old := g.hub.add(s); old != nil {
+	old, revoked := g.hub.add(s)
+	if old != nil {
 		old.fail(protocol.CloseReplaced, "another connection of this device took over")
+	}
+	if revoked { // revoked between the token check and now
+		s.fail(protocol.CloseSessionEnded, sessionEndedReason)
 	}
 	select {
 	case <-g.stopping: // Stop's closeAll may have listed the sessions before this one joined

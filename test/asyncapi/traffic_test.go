@@ -104,7 +104,8 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	s.Do("PATCH", "/v1/me", carol.Token, map[string]string{"display_name": "Carol"}, http.StatusOK, nil)
 	s.Do("PUT", "/v1/devices/c-web/push-token", carol.Token, map[string]string{"platform": "web", "token": "fcm-carol"}, http.StatusOK, nil)
 	s.Do("DELETE", "/v1/devices/c-web/push-token", carol.Token, nil, http.StatusNoContent, nil)
-	s.Do("POST", "/v1/logout", carol.Token, map[string]string{"device_id": "c-web"}, http.StatusNoContent, nil)
+	// The logout ends the session it is made with (and closes its sockets): a session of its own.
+	s.Do("POST", "/v1/logout", s.LogIn(carol).Token, map[string]string{"device_id": "c-web"}, http.StatusNoContent, nil)
 	s.Do("DELETE", "/v1/me", dave.Token, map[string]string{"password": "password-dave"}, http.StatusNoContent, nil)
 
 	// Bob's last device goes: alice is told he is offline.

@@ -20,6 +20,9 @@ type account struct {
 	ID, Handle, Token string
 }
 
+// password is the password signUp gives handle.
+func password(handle string) string { return "pw-" + handle + "-long" }
+
 func signUp(t *testing.T, api, handle string) account {
 	t.Helper()
 	var out struct {
@@ -29,11 +32,11 @@ func signUp(t *testing.T, api, handle string) account {
 		} `json:"user"`
 		Token string `json:"token"`
 	}
-	doJSON(t, "POST", api+"/v1/signup", "", map[string]string{"handle": handle, "password": "pw-" + handle + "-long"}, http.StatusCreated, &out)
+	doJSON(t, "POST", api+"/v1/signup", "", map[string]string{"handle": handle, "password": password(handle)}, http.StatusCreated, &out)
 	var login struct {
 		Token string `json:"token"`
 	}
-	doJSON(t, "POST", api+"/v1/login", "", map[string]string{"handle": handle, "password": "pw-" + handle + "-long"}, http.StatusOK, &login)
+	doJSON(t, "POST", api+"/v1/login", "", map[string]string{"handle": handle, "password": password(handle)}, http.StatusOK, &login)
 	if login.Token == "" {
 		t.Fatal("login gave no token")
 	}

@@ -172,7 +172,13 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 	for _, a := range accts {
 		for _, dev := range []string{"phone", "laptop"} {
 			zero := uint64(0)
-			cl, err := client.Dial(client.Config{Discover: apptest.Discover(d.api()), Token: a.Token, DeviceID: dev, Cursor: &zero,
+			// A session per device, renewing its access tokens: a long run (make test-fault)
+			// outlives them, and every reconnect after a kill needs a valid one.
+			sess, err := client.Login(ctx, d.api(), a.Handle, password(a.Handle))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl, err := client.Dial(client.Config{Discover: apptest.Discover(d.api()), TokenSource: sess.Token, DeviceID: dev, Cursor: &zero,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, AttemptTimeout: 3 * time.Second})
 			if err != nil {
 				t.Fatal(err)

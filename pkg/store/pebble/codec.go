@@ -26,6 +26,8 @@ const (
 	tagDev    = "dev/"    // dev/<user>/<device>        -> device
 	tagPush   = "push/"   // push/<user>/<device>       -> push token
 	tagWm     = "wm/"     // wm/<conversation>/<user>   -> watermark
+	tagSess   = "sess/"   // sess/<id>                  -> session
+	tagUsess  = "usess/"  // usess/<user>/<id>          -> session (same value)
 )
 
 // key returns tag followed by the escaped, terminated parts.
@@ -160,6 +162,14 @@ func (d *dec) done() error {
 // ms drops what a stored time cannot keep: sub-millisecond precision and the location.
 func ms(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 
+// msOrZero is ms, keeping the zero time zero.
+func msOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return ms(t)
+}
+
 func encodeUser(u store.User) []byte {
 	return newEnc().str(u.ID).str(u.Handle).str(u.DisplayName).raw(u.PasswordHash).time(u.CreatedAt)
 }
@@ -241,4 +251,16 @@ func decodeWatermark(b []byte) (store.Watermark, error) {
 	d := newDec(b)
 	w := store.Watermark{ConversationID: d.str(), UserID: d.str(), Delivered: d.u64(), Read: d.u64()}
 	return w, d.done()
+}
+
+func encodeSession(v store.Session) []byte {
+	return newEnc().str(v.ID).str(v.UserID).raw(v.RefreshHash).str(v.UserAgent).
+		time(v.CreatedAt).time(v.LastUsed).time(v.RevokedAt)
+}
+
+func decodeSession(b []byte) (store.Session, error) {
+	d := newDec(b)
+	v := store.Session{ID: d.str(), UserID: d.str(), RefreshHash: d.bytes(), UserAgent: d.str(),
+		CreatedAt: d.time(), LastUsed: d.time(), RevokedAt: d.time()}
+	return v, d.done()
 }

@@ -27,6 +27,7 @@
 package pebble
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -726,6 +728,135 @@ func (s *Store) PushTokens(ctx context.Context, userID string) ([]store.PushToke
 		return nil, fmt.Errorf("pebble: push tokens of %s: %w", userID, err)
 	}
 	return ts, nil
+}
+
+// ---- sessions
+
+// CreateSession implements store.Store.
+func (s *Store) CreateSession(ctx context.Context, v store.Session) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("pebble: create session %s: %w", v.ID, err)
+	}
+	defer s.mu.RUnlock()
+	sk := key(tagSess, v.ID)
+	defer s.lock(sk)()
+	old, err := s.session(sk)
+	switch {
+	case err == nil && old.UserID != v.UserID:
+		return fmt.Errorf("pebble: create session %s: id taken by another user: %w", v.ID, store.ErrConflict)
+	case err == nil:
+		return nil
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("pebble: create session %s: %w", v.ID, err)
+	}
+	v.CreatedAt, v.LastUsed, v.RevokedAt = ms(v.CreatedAt), ms(v.LastUsed), msOrZero(v.RevokedAt)
+	if err := s.putSession(v); err != nil {
+		return fmt.Errorf("pebble: create session %s: %w", v.ID, err)
+	}
+	return nil
+}
+
+// session reads the session at sk (a sess/ key).
+func (s *Store) session(sk []byte) (store.Session, error) {
+	v, ok, err := s.get(sk)
+	if err != nil {
+		return store.Session{}, err
+	}
+	if !ok {
+		return store.Session{}, store.ErrNotFound
+	}
+	return decodeSession(v)
+}
+
+// putSession writes both copies of v; the caller holds the stripe of its sess/ key.
+//
+// A revocation waits for the disk (pebble.Sync): a revoked session must stay revoked through a
+// power loss. A new session and a rotation do not (they survive a crash of the process, not of
+// the machine), so that logins and refreshes cost no fsync: losing one to a power loss costs
+// its user a login.
+func (s *Store) putSession(v store.Session) error {
+	enc := encodeSession(v)
+	b := s.db.NewBatch()
+	_ = b.Set(key(tagSess, v.ID), enc, nil)
+	_ = b.Set(key(tagUsess, v.UserID, v.ID), enc, nil)
+	opts := pebble.NoSync
+	if v.Revoked() {
+		opts = pebble.Sync
+	}
+	return s.write(b, opts)
+}
+
+func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {
+	if err := s.enter(ctx); err != nil {
+		return store.Session{}, fmt.Errorf("pebble: session %s: %w", id, err)
+	}
+	defer s.mu.RUnlock()
+	v, err := s.session(key(tagSess, id))
+	if err != nil {
+		return store.Session{}, fmt.Errorf("pebble: session %s: %w", id, err)
+	}
+	return v, nil
+}
+
+func (s *Store) Sessions(ctx context.Context, userID string) ([]store.Session, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("pebble: sessions of %s: %w", userID, err)
+	}
+	defer s.mu.RUnlock()
+	vs, err := scan(s, key(tagUsess, userID), decodeSession)
+	if err != nil {
+		return nil, fmt.Errorf("pebble: sessions of %s: %w", userID, err)
+	}
+	return vs, nil
+}
+
+// RotateSession implements store.Store.
+func (s *Store) RotateSession(ctx context.Context, id string, oldHash, newHash []byte, usedAt time.Time) (store.Session, error) {
+	if err := s.enter(ctx); err != nil {
+		return store.Session{}, fmt.Errorf("pebble: rotate session %s: %w", id, err)
+	}
+	defer s.mu.RUnlock()
+	sk := key(tagSess, id)
+	defer s.lock(sk)()
+	v, err := s.session(sk)
+	switch {
+	case err != nil:
+		return store.Session{}, fmt.Errorf("pebble: rotate session %s: %w", id, err)
+	case v.Revoked():
+		return store.Session{}, fmt.Errorf("pebble: rotate session %s: revoked: %w", id, store.ErrConflict)
+	case !bytes.Equal(v.RefreshHash, oldHash):
+		return store.Session{}, fmt.Errorf("pebble: rotate session %s: not the current refresh token: %w", id, store.ErrConflict)
+	}
+	v.RefreshHash = append([]byte(nil), newHash...)
+	if u := ms(usedAt); u.After(v.LastUsed) {
+		v.LastUsed = u
+	}
+	if err := s.putSession(v); err != nil {
+		return store.Session{}, fmt.Errorf("pebble: rotate session %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// RevokeSession implements store.Store.
+func (s *Store) RevokeSession(ctx context.Context, id string, revokedAt time.Time) (store.Session, error) {
+	if err := s.enter(ctx); err != nil {
+		return store.Session{}, fmt.Errorf("pebble: revoke session %s: %w", id, err)
+	}
+	defer s.mu.RUnlock()
+	sk := key(tagSess, id)
+	defer s.lock(sk)()
+	v, err := s.session(sk)
+	if err != nil {
+		return store.Session{}, fmt.Errorf("pebble: revoke session %s: %w", id, err)
+	}
+	if v.Revoked() {
+		return v, nil
+	}
+	v.RevokedAt = ms(revokedAt)
+	if err := s.putSession(v); err != nil {
+		return store.Session{}, fmt.Errorf("pebble: revoke session %s: %w", id, err)
+	}
+	return v, nil
 }
 
 // ---- watermarks

@@ -320,3 +320,28 @@ func (c *Client) Watermarks(ctx context.Context, conversationID string) ([]store
 	r, err := c.call(ctx, mWatermarks, &request{a: conversationID})
 	return r.wms, err
 }
+
+func (c *Client) CreateSession(ctx context.Context, s store.Session) error {
+	_, err := c.call(ctx, mCreateSession, &request{sess: s})
+	return err
+}
+
+func (c *Client) Session(ctx context.Context, id string) (store.Session, error) {
+	r, err := c.call(ctx, mSession, &request{a: id})
+	return r.sess, err
+}
+
+func (c *Client) Sessions(ctx context.Context, userID string) ([]store.Session, error) {
+	r, err := c.call(ctx, mSessions, &request{a: userID})
+	return r.sessions, err
+}
+
+func (c *Client) RotateSession(ctx context.Context, id string, oldHash, newHash []byte, usedAt time.Time) (store.Session, error) {
+	r, err := c.call(ctx, mRotateSession, &request{a: id, h1: oldHash, h2: newHash, at: usedAt})
+	return r.sess, err
+}
+
+func (c *Client) RevokeSession(ctx context.Context, id string, revokedAt time.Time) (store.Session, error) {
+	r, err := c.call(ctx, mRevokeSession, &request{a: id, at: revokedAt})
+	return r.sess, err
+}

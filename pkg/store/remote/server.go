@@ -294,6 +294,16 @@ func (s *Server) exec(ctx context.Context, m method, r *request) (resp response,
 		resp.wm, err = st.Watermark(ctx, r.a, r.b)
 	case mWatermarks:
 		resp.wms, err = st.Watermarks(ctx, r.a)
+	case mCreateSession:
+		err = st.CreateSession(ctx, r.sess)
+	case mSession:
+		resp.sess, err = st.Session(ctx, r.a)
+	case mSessions:
+		resp.sessions, err = st.Sessions(ctx, r.a)
+	case mRotateSession:
+		resp.sess, err = st.RotateSession(ctx, r.a, r.h1, r.h2, r.at)
+	case mRevokeSession:
+		resp.sess, err = st.RevokeSession(ctx, r.a, r.at)
 	default:
 		err = fmt.Errorf("method %d not served", m)
 	}

@@ -323,6 +323,18 @@ func watermarkFields(c coder, w *store.Watermark) {
 	c.u64(&w.Read)
 }
 
+const minSession = 9
+
+func sessionFields(c coder, v *store.Session) {
+	c.str(&v.ID)
+	c.str(&v.UserID)
+	c.bytes(&v.RefreshHash)
+	c.str(&v.UserAgent)
+	c.time(&v.CreatedAt)
+	c.time(&v.LastUsed)
+	c.time(&v.RevokedAt)
+}
+
 // method is one method of store.Store; its name is the last token of its subject.
 type method uint8
 
@@ -351,6 +363,11 @@ const (
 	mWatermark
 	mWatermarks
 	mDeleteUser
+	mCreateSession
+	mSession
+	mSessions
+	mRotateSession
+	mRevokeSession
 	numMethods
 )
 
@@ -363,6 +380,7 @@ var methodNames = [numMethods]string{
 	"PutPushToken", "DeletePushToken", "PushTokens",
 	"AdvanceWatermark", "Watermark", "Watermarks",
 	"DeleteUser",
+	"CreateSession", "Session", "Sessions", "RotateSession", "RevokeSession",
 }
 
 func (m method) String() string {
@@ -394,6 +412,10 @@ type request struct {
 	dev   store.Device
 	token store.PushToken
 	wm    store.Watermark
+	sess  store.Session
+	h1    []byte    // RotateSession's old hash
+	h2    []byte    // RotateSession's new hash
+	at    time.Time // RotateSession's and RevokeSession's time
 }
 
 // maxTimeoutMillis keeps a decoded timeout within time.Duration.
@@ -424,7 +446,18 @@ func (r *request) fields(c coder, m method) {
 	case mMessages:
 		c.str(&r.a)
 		pageFields(c, &r.page)
-	case mUserByID, mUserByHandle, mDeleteUser, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks:
+	case mCreateSession:
+		sessionFields(c, &r.sess)
+	case mRotateSession:
+		c.str(&r.a)
+		c.bytes(&r.h1)
+		c.bytes(&r.h2)
+		c.time(&r.at)
+	case mRevokeSession:
+		c.str(&r.a)
+		c.time(&r.at)
+	case mUserByID, mUserByHandle, mDeleteUser, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks,
+		mSession, mSessions:
 		c.str(&r.a)
 	case mUpdateProfile, mMember, mMessageByClientID, mMessageByID, mDeleteDevice, mDeletePushToken, mWatermark:
 		c.str(&r.a)
@@ -462,6 +495,8 @@ type response struct {
 	tokens    []store.PushToken
 	wm        store.Watermark
 	wms       []store.Watermark
+	sess      store.Session
+	sessions  []store.Session
 }
 
 func (r *response) fields(c coder, m method) {
@@ -495,6 +530,10 @@ func (r *response) fields(c coder, m method) {
 		watermarkFields(c, &r.wm)
 	case mWatermarks:
 		list(c, &r.wms, minWatermark, watermarkFields)
+	case mSession, mRotateSession, mRevokeSession:
+		sessionFields(c, &r.sess)
+	case mSessions:
+		list(c, &r.sessions, minSession, sessionFields)
 	}
 }
 

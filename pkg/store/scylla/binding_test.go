@@ -46,6 +46,9 @@ func TestBindings(t *testing.T) {
 		{"deviceInsertIfNotExists", q.deviceInsertIfNotExists, deviceRow{}, nil},
 		{"deviceUpdateIf", q.deviceUpdateIf, deviceRow{}, []string{"prev_platform", "prev_created_at", "prev_last_seen"}},
 		{"pushTokenPut", q.pushTokenPut, pushTokenRow{}, nil},
+		{"sessionInsertIfNotExists", q.sessionInsertIfNotExists, sessionRow{}, nil},
+		{"sessionRotateIf", q.sessionRotateIf, sessionRow{}, []string{"old_hash", "active"}},
+		{"sessionByUserPut", q.sessionByUserPut, sessionByUserRow{}, nil},
 		{"metaClaim", q.metaClaim, metaRow{}, nil},
 		{"migrationPut", q.migrationPut, migrationRow{}, nil},
 	}
@@ -61,7 +64,7 @@ func TestBindings(t *testing.T) {
 		"messageGet": messageRow{}, "messagesNewest": messageRow{}, "messagesBefore": messageRow{},
 		"messagesAfter": messageRow{}, "clientGet": clientRow{}, "devicesList": deviceRow{},
 		"pushTokensList": pushTokenRow{}, "watermarkGet": watermarkRow{}, "watermarksList": watermarkRow{},
-		"migrationGet": migrationRow{},
+		"migrationGet": migrationRow{}, "sessionGet": sessionRow{},
 	}
 	for name, st := range allStatements() {
 		if !strings.HasPrefix(st.cql, "SELECT ") {

@@ -124,6 +124,8 @@ func TestStatementsText(t *testing.T) {
 			"IF platform=? AND created_at=? AND last_seen=?",
 		"watermarkDelivered": "UPDATE watermarks USING TIMESTAMP ? SET delivered_seq=? WHERE conversation_id=? AND user_id=?",
 		"watermarkRead":      "UPDATE watermarks USING TIMESTAMP ? SET read_seq=? WHERE conversation_id=? AND user_id=?",
+		"sessionRotateIf":    "UPDATE sessions SET refresh_hash=?,last_used=? WHERE id=? IF refresh_hash=? AND revoked_at=?",
+		"sessionRevokeIf":    "UPDATE sessions SET revoked_at=? WHERE id=? IF revoked_at=?",
 	}
 	stmts := allStatements()
 	for name, want := range cases {
@@ -145,7 +147,7 @@ func TestStatementsText(t *testing.T) {
 func TestStatementsConditional(t *testing.T) {
 	lwt := []string{"userInsertIfNotExists", "userUpdateProfileIfExists", "handleClaim", "handleReleaseIf",
 		"messageInsertIfNotExists", "clientClaim", "clientReleaseIf", "deviceInsertIfNotExists", "deviceUpdateIf",
-		"deviceDeleteIfExists", "metaClaim"}
+		"deviceDeleteIfExists", "sessionInsertIfNotExists", "sessionRotateIf", "sessionRevokeIf", "metaClaim"}
 	for name, st := range allStatements() {
 		if got, want := strings.Contains(st.cql, " IF "), slices.Contains(lwt, name); got != want {
 			t.Errorf("%s: conditional=%v, want %v: %q", name, got, want, st.cql)

@@ -83,6 +83,17 @@ var (
 		PartKey: []string{"conversation_id"},
 		SortKey: []string{"user_id"},
 	})
+	sessionsTable = table.New(table.Metadata{
+		Name:    "sessions",
+		Columns: []string{"id", "user_id", "refresh_hash", "user_agent", "created_at", "last_used", "revoked_at"},
+		PartKey: []string{"id"},
+	})
+	sessionsByUserTable = table.New(table.Metadata{
+		Name:    "sessions_by_user",
+		Columns: []string{"user_id", "id"},
+		PartKey: []string{"user_id"},
+		SortKey: []string{"id"},
+	})
 	storeMetaTable = table.New(table.Metadata{
 		Name:    "store_meta",
 		Columns: []string{"name", "value"},
@@ -100,7 +111,8 @@ var (
 var allTables = []*table.Table{
 	usersTable, deletedUsersTable, usersByHandleTable, conversationsTable, membersByConversationTable,
 	membershipsByUserTable, messagesTable, messageBucketsTable, messagesByIDTable,
-	messagesByClientTable, devicesTable, pushTokensTable, watermarksTable, storeMetaTable,
+	messagesByClientTable, devicesTable, pushTokensTable, watermarksTable, sessionsTable,
+	sessionsByUserTable, storeMetaTable,
 	schemaMigrationsTable,
 }
 
@@ -146,6 +158,9 @@ type statements struct {
 	pushTokensList, pushTokenPut, pushTokenDelete                              stmt
 	// watermarks
 	watermarkGet, watermarksList, watermarkDelivered, watermarkRead stmt
+	// sessions
+	sessionGet, sessionInsertIfNotExists, sessionRotateIf, sessionRevokeIf stmt
+	sessionsByUserList, sessionByUserPut                                   stmt
 	// bookkeeping
 	metaClaim, migrationGet, migrationPut stmt
 }
@@ -205,6 +220,14 @@ func buildStatements() statements {
 	// the highest mark wins every reconciliation: the stored mark is the max of all writes.
 	s.watermarkDelivered = mk(watermarksTable, watermarksTable.UpdateBuilder("delivered_seq").TimestampNamed("ts"))
 	s.watermarkRead = mk(watermarksTable, watermarksTable.UpdateBuilder("read_seq").TimestampNamed("ts"))
+
+	s.sessionGet = mk(sessionsTable, sessionsTable.GetBuilder(cols(sessionsTable)...))
+	s.sessionInsertIfNotExists = mk(sessionsTable, sessionsTable.InsertBuilder().Unique())
+	s.sessionRotateIf = mk(sessionsTable, sessionsTable.UpdateBuilder("refresh_hash", "last_used").
+		If(qb.EqNamed("refresh_hash", "old_hash"), qb.EqNamed("revoked_at", "active")))
+	s.sessionRevokeIf = mk(sessionsTable, sessionsTable.UpdateBuilder("revoked_at").If(qb.EqNamed("revoked_at", "active")))
+	s.sessionsByUserList = mk(sessionsByUserTable, sessionsByUserTable.SelectBuilder("id"))
+	s.sessionByUserPut = mk(sessionsByUserTable, sessionsByUserTable.InsertBuilder())
 
 	s.metaClaim = mk(storeMetaTable, storeMetaTable.InsertBuilder().Unique())
 	s.migrationGet = mk(schemaMigrationsTable, schemaMigrationsTable.GetBuilder(cols(schemaMigrationsTable)...))

@@ -657,3 +657,132 @@ type metaRow struct {
 	Name  string `db:"name"`
 	Value string `db:"value"`
 }
+
+// ---- sessions
+
+type sessionRow struct {
+	ID          string `db:"id"`
+	UserID      string `db:"user_id"`
+	RefreshHash []byte `db:"refresh_hash"`
+	UserAgent   string `db:"user_agent"`
+	CreatedAt   int64  `db:"created_at"`
+	LastUsed    int64  `db:"last_used"`
+	RevokedAt   int64  `db:"revoked_at"`
+}
+
+func (r sessionRow) session() store.Session {
+	v := store.Session{ID: r.ID, UserID: r.UserID, RefreshHash: nilIfEmpty(r.RefreshHash), UserAgent: r.UserAgent,
+		CreatedAt: fromMS(r.CreatedAt), LastUsed: fromMS(r.LastUsed)}
+	if r.RevokedAt != zeroMS {
+		v.RevokedAt = fromMS(r.RevokedAt)
+	}
+	return v
+}
+
+type sessionByUserRow struct {
+	UserID string `db:"user_id"`
+	ID     string `db:"id"`
+}
+
+// CreateSession implements store.Store: the session row is claimed (IF NOT EXISTS), then
+// indexed under its user; a repeated create of the same session writes the index again.
+func (s *Store) CreateSession(ctx context.Context, v store.Session) error {
+	if anyEmpty(v.ID, v.UserID) {
+		return fmt.Errorf("scylla: create session %q: %w", v.ID, errEmptyID)
+	}
+	row := sessionRow{ID: v.ID, UserID: v.UserID, RefreshHash: v.RefreshHash, UserAgent: v.UserAgent,
+		CreatedAt: toMS(v.CreatedAt), LastUsed: toMS(v.LastUsed), RevokedAt: toMS(v.RevokedAt)}
+	var prev sessionRow
+	applied, err := s.query(ctx, q.sessionInsertIfNotExists).WithBindTransformer(unsetEmptyBlob).BindStruct(row).GetCASRelease(&prev)
+	if err != nil {
+		return fmt.Errorf("scylla: create session %s: %w", v.ID, err)
+	}
+	if !applied && prev.UserID != v.UserID {
+		return fmt.Errorf("scylla: create session %s: id taken by another user: %w", v.ID, store.ErrConflict)
+	}
+	if err := s.query(ctx, q.sessionByUserPut).BindStruct(sessionByUserRow{UserID: v.UserID, ID: v.ID}).ExecRelease(); err != nil {
+		return fmt.Errorf("scylla: create session %s: index: %w", v.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) sessionRow(ctx context.Context, id string) (sessionRow, error) {
+	var r sessionRow
+	if anyEmpty(id) {
+		return r, store.ErrNotFound
+	}
+	err := s.query(ctx, q.sessionGet).Bind(id).GetRelease(&r)
+	return r, notFound(err)
+}
+
+// Session implements store.Store.
+func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {
+	r, err := s.sessionRow(ctx, id)
+	if err != nil {
+		return store.Session{}, fmt.Errorf("scylla: session %s: %w", id, err)
+	}
+	return r.session(), nil
+}
+
+// Sessions implements store.Store: the user's index, then each session row. An index entry
+// whose row is missing (never the case once CreateSession returned) is skipped.
+func (s *Store) Sessions(ctx context.Context, userID string) ([]store.Session, error) {
+	var ids []string
+	if !anyEmpty(userID) {
+		if err := s.query(ctx, q.sessionsByUserList).Bind(userID).SelectRelease(&ids); err != nil {
+			return nil, fmt.Errorf("scylla: sessions of %s: %w", userID, err)
+		}
+	}
+	out := make([]store.Session, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.sessionRow(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("scylla: sessions of %s: %w", userID, err)
+		case r.UserID == userID:
+			out = append(out, r.session())
+		}
+	}
+	return out, nil
+}
+
+// RotateSession implements store.Store with one compare-and-set on the hash and the active
+// mark; LastUsed is raised from the row read just before.
+func (s *Store) RotateSession(ctx context.Context, id string, oldHash, newHash []byte, usedAt time.Time) (store.Session, error) {
+	cur, err := s.sessionRow(ctx, id)
+	if err != nil {
+		return store.Session{}, fmt.Errorf("scylla: rotate session %s: %w", id, err)
+	}
+	next := cur
+	next.RefreshHash, next.LastUsed = newHash, max(cur.LastUsed, toMS(usedAt))
+	applied, err := s.query(ctx, q.sessionRotateIf).BindStructMap(next, map[string]any{
+		"old_hash": oldHash, "active": zeroMS,
+	}).ExecCASRelease()
+	if err != nil {
+		return store.Session{}, fmt.Errorf("scylla: rotate session %s: %w", id, err)
+	}
+	if !applied {
+		return store.Session{}, fmt.Errorf("scylla: rotate session %s: revoked or not the current refresh token: %w", id, store.ErrConflict)
+	}
+	return next.session(), nil
+}
+
+// RevokeSession implements store.Store: a compare-and-set from active to revokedAt; a session
+// revoked already is read back with its first revocation time.
+func (s *Store) RevokeSession(ctx context.Context, id string, revokedAt time.Time) (store.Session, error) {
+	if anyEmpty(id) {
+		return store.Session{}, fmt.Errorf("scylla: revoke session: %w", store.ErrNotFound)
+	}
+	if _, err := s.query(ctx, q.sessionRevokeIf).BindMap(map[string]any{
+		"revoked_at": toMS(revokedAt), "id": id, "active": zeroMS,
+	}).ExecCASRelease(); err != nil {
+		return store.Session{}, fmt.Errorf("scylla: revoke session %s: %w", id, err)
+	}
+	r, err := s.sessionRow(ctx, id)
+	if err != nil {
+		return store.Session{}, fmt.Errorf("scylla: revoke session %s: %w", id, err)
+	}
+	return r.session(), nil
+}

@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Devices", devicesTests},
 		{"PushTokens", pushTokensTests},
 		{"Watermarks", watermarksTests},
+		{"Sessions", sessionsTests},
 		{"Concurrency", concurrencyTests},
 		{"Replay", replayTests},
 	}

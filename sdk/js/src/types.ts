@@ -27,6 +27,7 @@ export const CloseCodes = {
   internal: 4004,
   policy: 4400,
   unauthorized: 4401,
+  sessionEnded: 4403,
   replaced: 4409,
 } as const;
 
@@ -208,11 +209,14 @@ export interface User {
   created_at: string;
 }
 
-/** The answer to sign-up and login. */
+/** The answer to sign-up, login and POST /v1/token/refresh. */
 export interface Session {
   user: User;
   token: string;
   expires_at: string;
+  refresh_token: string;
+  refresh_expires_at: string;
+  session_id: string;
 }
 
 export interface Conversation {

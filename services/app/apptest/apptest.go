@@ -54,6 +54,9 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
 	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503
+	// Long runs (make test-invariant) use their sign-up tokens for longer than the default 15
+	// minutes; tests of expiry and refresh set a short AccessTTL themselves.
+	cfg.AccessTTL = 2 * time.Hour
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -101,21 +104,38 @@ func (s *System) Stop() { s.stop() }
 
 // User is a signed-up account.
 type User struct {
-	ID     string `json:"id"`
-	Handle string `json:"handle"`
-	Token  string `json:"-"`
+	ID           string `json:"id"`
+	Handle       string `json:"handle"`
+	Token        string `json:"-"` // the access token of the sign-up's session
+	RefreshToken string `json:"-"`
+	SessionID    string `json:"-"`
 }
 
 // SignUp creates a user with a fixed password.
 func (s *System) SignUp(handle string) User {
 	s.T.Helper()
 	var out struct {
-		User  User   `json:"user"`
-		Token string `json:"token"`
+		User         User   `json:"user"`
+		Token        string `json:"token"`
+		RefreshToken string `json:"refresh_token"`
+		SessionID    string `json:"session_id"`
 	}
 	s.Do("POST", "/v1/signup", "", map[string]string{"handle": handle, "password": "password-" + handle}, http.StatusCreated, &out)
-	out.User.Token = out.Token
+	out.User.Token, out.User.RefreshToken, out.User.SessionID = out.Token, out.RefreshToken, out.SessionID
 	return out.User
+}
+
+// LogIn starts another session of u (password as SignUp sets it) and returns u with its tokens.
+func (s *System) LogIn(u User) User {
+	s.T.Helper()
+	var out struct {
+		Token        string `json:"token"`
+		RefreshToken string `json:"refresh_token"`
+		SessionID    string `json:"session_id"`
+	}
+	s.Do("POST", "/v1/login", "", map[string]string{"handle": u.Handle, "password": "password-" + u.Handle}, http.StatusOK, &out)
+	u.Token, u.RefreshToken, u.SessionID = out.Token, out.RefreshToken, out.SessionID
+	return u
 }
 
 // Direct opens the direct conversation of a and b and returns its id.

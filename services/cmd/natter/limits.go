@@ -14,6 +14,7 @@ func limitFlags(fs *flag.FlagSet, c *api.Config) func() error {
 	fs.Var(&l.SignupAddr, "limit-signup-addr", "sign-ups per client address, as N/period (a burst of N, refilled at N per period) or off")
 	fs.Var(&l.LoginAddr, "limit-login-addr", "logins per client address, as N/period or off")
 	fs.Var(&l.Handle, "limit-handle", "sign-ups and logins naming one handle, from all addresses together, as N/period or off")
+	fs.Var(&l.RefreshAddr, "limit-refresh-addr", "token refreshes (POST /v1/token/refresh) per client address, as N/period or off")
 	fs.Var(&l.WriteAddr, "limit-write-addr", "authenticated writes (POST, PUT, PATCH, DELETE) per client address, as N/period or off")
 	fs.Var(&l.WriteAccount, "limit-write-account", "authenticated writes per account, as N/period or off")
 	fs.IntVar(&l.LoginFailures, "login-max-failures", l.LoginFailures, "failed logins of one handle within --login-failure-window before further attempts are refused (429) until the window ends; -1: no such limit")

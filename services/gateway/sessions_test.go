@@ -1,0 +1,148 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/services/app"
+	"github.com/natter-chat/natter/services/app/apptest"
+)
+
+// wantSessionEnded waits (up to wait) for the server to close ws with CloseSessionEnded and
+// logs how long that took after the revocation answered.
+func wantSessionEnded(t *testing.T, name string, ws *apptest.WS, revoked time.Time) {
+	t.Helper()
+	if code := ws.CloseStatus(wait); code != websocket.StatusCode(protocol.CloseSessionEnded) {
+		t.Fatalf("%s: closed with %d, want %d (session ended)", name, code, protocol.CloseSessionEnded)
+	}
+	t.Logf("%s closed %s after the revocation answered", name, time.Since(revoked).Round(time.Millisecond))
+}
+
+// wantOpen requires ws to still answer a ping.
+func wantOpen(t *testing.T, name string, ws *apptest.WS) {
+	t.Helper()
+	ws.Send(protocol.ClientFrame{Type: protocol.TypePing, ID: "still-there"})
+	if p := ws.NextOf(protocol.TypePong, wait); p.Ref != "still-there" {
+		t.Fatalf("%s: got %+v, want its pong", name, p)
+	}
+}
+
+// upgradeStatus is the HTTP status of a WebSocket upgrade with token (101 if it opened).
+func upgradeStatus(t *testing.T, s *apptest.System, token string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, s.WSURL+"?device=probe", &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + token}},
+	})
+	if err == nil {
+		c.CloseNow()
+		return http.StatusSwitchingProtocols
+	}
+	if resp == nil {
+		t.Fatalf("upgrade: no HTTP answer: %v", err)
+	}
+	return resp.StatusCode
+}
+
+func meStatus(t *testing.T, s *apptest.System, token string) int {
+	t.Helper()
+	status, _ := apptest.Request(t, "GET", s.APIURL+"/v1/me", token, nil)
+	return status
+}
+
+// Ending one session from another device closes that session's socket at once, and its token
+// is refused by the API and by the gateway; the other session goes on.
+func TestRevokedSessionsSocketIsClosed(t *testing.T) {
+	s := apptest.Start(t)
+	alice := s.SignUp("alice")
+	phone := s.LogIn(alice)
+	laptopWS, phoneWS := dial(s, alice, "laptop", nil), dial(s, phone, "phone", nil)
+	phoneWS2 := dial(s, phone, "phone-web", nil) // a second socket of the same session
+
+	s.Do("DELETE", "/v1/sessions/"+phone.SessionID, alice.Token, nil, http.StatusNoContent, nil)
+	revoked := time.Now()
+	wantSessionEnded(t, "phone socket", phoneWS, revoked)
+	wantSessionEnded(t, "phone's second socket", phoneWS2, revoked)
+	if got := meStatus(t, s, phone.Token); got != http.StatusUnauthorized {
+		t.Errorf("API with the revoked session's token: %d, want 401", got)
+	}
+	if got := upgradeStatus(t, s, phone.Token); got != http.StatusUnauthorized {
+		t.Errorf("upgrade with the revoked session's token: %d, want 401", got)
+	}
+	wantOpen(t, "laptop", laptopWS)
+	if got := meStatus(t, s, alice.Token); got != http.StatusOK {
+		t.Errorf("API with the other session's token: %d, want 200", got)
+	}
+}
+
+// Logging out everywhere closes every socket of every session of the account, and nobody
+// else's.
+func TestLogoutEverywhereClosesEverySocket(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	second := s.LogIn(alice)
+	a1, a2, b := dial(s, alice, "a1", nil), dial(s, second, "a2", nil), dial(s, bob, "b", nil)
+
+	s.Do("POST", "/v1/logout/all", second.Token, nil, http.StatusNoContent, nil)
+	revoked := time.Now()
+	wantSessionEnded(t, "a1", a1, revoked)
+	wantSessionEnded(t, "a2", a2, revoked)
+	for _, u := range []apptest.User{alice, second} {
+		if got := upgradeStatus(t, s, u.Token); got != http.StatusUnauthorized {
+			t.Errorf("upgrade after logging out everywhere: %d, want 401", got)
+		}
+	}
+	wantOpen(t, "bob", b)
+	// Logging in again opens a socket again.
+	dial(s, s.LogIn(alice), "a3", nil).Conn.Close(websocket.StatusNormalClosure, "")
+}
+
+// A refreshed access token opens sockets; a refresh token used twice ends the session and
+// closes its socket.
+func TestReusedRefreshTokenClosesTheSocket(t *testing.T) {
+	s := apptest.Start(t)
+	alice := s.SignUp("alice")
+	var fresh struct {
+		Token        string `json:"token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	s.Do("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": alice.RefreshToken}, http.StatusOK, &fresh)
+	refreshed := alice
+	refreshed.Token = fresh.Token
+	ws := dial(s, refreshed, "a", nil)
+
+	s.Do("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": alice.RefreshToken}, http.StatusUnauthorized, nil)
+	wantSessionEnded(t, "socket of the session whose refresh token was reused", ws, time.Now())
+}
+
+// The access token of a real session signed with another secret is refused by the API and the
+// gateway alike: both go through auth.Authenticator.
+func TestForeignSignedTokenIsRefusedByAPIAndGateway(t *testing.T) {
+	s := apptest.Start(t, func(c *app.Config) { c.AccessTTL = time.Hour })
+	alice := s.SignUp("alice")
+	foreign, err := auth.NewTokens([]byte(strings.Repeat("f", auth.MinSecretBytes)), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _, err := foreign.Issue(alice.ID, alice.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := meStatus(t, s, forged); got != http.StatusUnauthorized {
+		t.Errorf("API with a foreign-signed token: %d, want 401", got)
+	}
+	if got := upgradeStatus(t, s, forged); got != http.StatusUnauthorized {
+		t.Errorf("upgrade with a foreign-signed token: %d, want 401", got)
+	}
+	if got := upgradeStatus(t, s, alice.Token); got != http.StatusSwitchingProtocols {
+		t.Errorf("upgrade with the real token: %d, want 101", got)
+	}
+}
