@@ -28,8 +28,10 @@ type Options struct {
 	// FanoutLiveness is how long a fanout instance counts as live after its last refresh of the
 	// fanouts bucket (the bucket's TTL); the others take its partitions over after that.
 	FanoutLiveness time.Duration
-	// PresenceMaxAge bounds the PRESENCE stream.
+	// PresenceMaxAge bounds the PRESENCE stream (0 = forever).
 	PresenceMaxAge time.Duration
+	// PushDeadMaxAge bounds PUSH_DEAD (0 = forever).
+	PushDeadMaxAge time.Duration
 	// AckWait is the redelivery timeout of natter's durable consumers.
 	AckWait time.Duration
 	// FanoutPartitions splits fanout's work by gateway: partition p delivers to the gateways with
@@ -57,6 +59,7 @@ func DefaultOptions() Options {
 		GatewayTTL:       15 * time.Second,
 		FanoutLiveness:   time.Second,
 		PresenceMaxAge:   time.Hour,
+		PushDeadMaxAge:   PushDeadMaxAge,
 		AckWait:          30 * time.Second,
 		FanoutPartitions: 1,
 		FanoutAckWait:    5 * time.Second,

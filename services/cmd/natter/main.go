@@ -3,6 +3,10 @@
 //	natter run [flags]        every component (or --target a subset) in one process
 //	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
 //	natter push why ...       why a user did (not) get a push for a message
+//	natter push redrive ...   send the push requests in PUSH_DEAD again
+//	natter backup --out DIR   online backup of the embedded store (and --streams)
+//	natter restore --from DIR restore a backup, then replay the streams from where it ends
+//	natter replay [flags]     re-drive a stream range into the store or onto a subject
 //	natter version
 //
 // Every flag can also be set by an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -25,6 +29,13 @@ Usage:
   natter bench [flags]  load natter over WebSockets against raw baselines (see natter bench -h)
   natter push why --user U --message M
                         why U did (not) get a push for message M, from the push ledger
+  natter push redrive [flags]
+                        send the push requests in PUSH_DEAD again (dry run by default)
+  natter backup --out DIR
+                        online, consistent backup of a running natter's store (and --streams)
+  natter restore --from DIR
+                        restore a backup into --data-dir and replay the streams from where it ends
+  natter replay [flags] re-drive a stream range into the store (--apply) or onto a subject (dry run by default)
   natter version        print the version
 
 Every flag can be given as an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -45,6 +56,12 @@ func main() {
 		err = benchCmd(os.Args[2:])
 	case "push":
 		err = pushCmd(os.Args[2:])
+	case "backup":
+		err = backupCmd(os.Args[2:], os.Stdout)
+	case "restore":
+		err = restoreCmd(os.Args[2:], os.Stdout)
+	case "replay":
+		err = replayCmd(os.Args[2:], os.Stdout)
 	case "version", "--version", "-v":
 		fmt.Println("natter", version)
 	case "help", "-h", "--help":

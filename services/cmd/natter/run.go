@@ -64,6 +64,8 @@ func runCmd(args []string) error {
 	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", cfg.Fanout.PushOnlineLedger, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
 	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
 	logOpts := logFlags(fs)
+	fs.BoolVar(&cfg.Recovery.Repair, "repair", false, "when the embedded store is empty and the streams still hold every event, rebuild it from them; when a stream is behind the store, continue it after the store (see docs/operations.md)")
+	retentionFlags(fs, &cfg.Streams)
 	addrFile := fs.String("addr-file", "", "write the bound addresses as JSON to this file once ready")
 	if err := envFlags(fs); err != nil {
 		return err
