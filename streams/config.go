@@ -28,6 +28,10 @@ type Options struct {
 	// FanoutLiveness is how long a fanout instance counts as live after its last refresh of the
 	// fanouts bucket (the bucket's TTL); the others take its partitions over after that.
 	FanoutLiveness time.Duration
+	// StateMaxAge bounds how long STATE keeps events (0 = forever, the default). Rebuilding the
+	// store from the streams alone needs every state event; a finite age needs a store backup
+	// younger than it.
+	StateMaxAge time.Duration
 	// PresenceMaxAge bounds the PRESENCE stream (0 = forever).
 	PresenceMaxAge time.Duration
 	// PushDeadMaxAge bounds PUSH_DEAD (0 = forever).
@@ -109,6 +113,20 @@ func Define(o Options) Definitions {
 				AllowDirect: o.Replicas == 1,
 			},
 			{
+				Name:        StateStream,
+				Description: "natter accounts, direct conversations, devices and push tokens: state.<kind>.<id>",
+				Subjects:    []string{StateAll},
+				Retention:   jetstream.LimitsPolicy,
+				Storage:     jetstream.FileStorage,
+				Replicas:    o.Replicas,
+				MaxAge:      o.StateMaxAge,
+				Duplicates:  o.DuplicateWindow,
+				Discard:     jetstream.DiscardOld,
+				// Handles are claimed with expected-last-subject-sequence, which the leader checks;
+				// reads of the last event of a subject go to the leader too when replicated.
+				AllowDirect: o.Replicas == 1,
+			},
+			{
 				Name:        PresenceStream,
 				Description: "natter device connect/disconnect: presence.<user>.<device>",
 				Subjects:    []string{"presence.>"},
@@ -147,11 +165,35 @@ func Define(o Options) Definitions {
 					Replicas:      o.Replicas,
 				},
 			},
+			StateStream: {
+				{
+					Durable:       ProjectorConsumer,
+					Description:   "applies state events to the store (the API applies them too, at once; this repairs a crash in between)",
+					FilterSubject: StateAll,
+					AckPolicy:     jetstream.AckExplicitPolicy,
+					AckWait:       o.AckWait,
+					MaxDeliver:    o.MaxDeliver,
+					MaxAckPending: 10000,
+					DeliverPolicy: jetstream.DeliverAllPolicy,
+					Replicas:      o.Replicas,
+				},
+			},
 			ChatStream: {
 				{
 					Durable:       PersisterConsumer,
 					Description:   "writes conversation events to the store",
 					FilterSubject: ChatAll,
+					AckPolicy:     jetstream.AckExplicitPolicy,
+					AckWait:       o.AckWait,
+					MaxDeliver:    o.MaxDeliver,
+					MaxAckPending: 10000,
+					DeliverPolicy: jetstream.DeliverAllPolicy,
+					Replicas:      o.Replicas,
+				},
+				{
+					Durable:       ProjectorConsumer,
+					Description:   "applies membership changes to the store in stream order",
+					FilterSubject: ChatMembers,
 					AckPolicy:     jetstream.AckExplicitPolicy,
 					AckWait:       o.AckWait,
 					MaxDeliver:    o.MaxDeliver,

@@ -119,7 +119,7 @@ func TestDefineConsumers(t *testing.T) {
 			if c.AckPolicy != jetstream.AckExplicitPolicy {
 				t.Errorf("%s/%s ack policy %v, want explicit", stream, c.Durable, c.AckPolicy)
 			}
-			if !slices.Contains(subjects[stream], c.FilterSubject) {
+			if !slices.Contains(subjects[stream], c.FilterSubject) && !(stream == ChatStream && c.FilterSubject == ChatMembers) {
 				t.Errorf("%s/%s filter %q is not %s's subjects %v", stream, c.Durable, c.FilterSubject, stream, subjects[stream])
 			}
 			wantAckWait := o.AckWait
@@ -137,13 +137,18 @@ func TestDefineConsumers(t *testing.T) {
 	var names []string
 	for _, c := range d.Consumers[ChatStream] {
 		names = append(names, c.Durable)
-		if c.FilterSubject != ChatAll {
-			t.Errorf("%s filter %q, want %q", c.Durable, c.FilterSubject, ChatAll)
+		if want := map[bool]string{true: ChatMembers, false: ChatAll}[c.Durable == ProjectorConsumer]; c.FilterSubject != want {
+			t.Errorf("%s filter %q, want %q", c.Durable, c.FilterSubject, want)
 		}
 		if c.MaxDeliver != o.MaxDeliver {
 			t.Errorf("%s max deliver %d, want %d", c.Durable, c.MaxDeliver, o.MaxDeliver)
 		}
 		switch c.Durable {
+		case ProjectorConsumer:
+			// Membership is rebuilt from every member event the stream holds.
+			if c.DeliverPolicy != jetstream.DeliverAllPolicy {
+				t.Errorf("projector deliver policy %v, want all", c.DeliverPolicy)
+			}
 		case PersisterConsumer:
 			// The persister's ack floor is the store's completeness mark: it must start at the start.
 			if c.DeliverPolicy != jetstream.DeliverAllPolicy {
@@ -164,7 +169,7 @@ func TestDefineConsumers(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer}) {
+	if !slices.Equal(names, []string{FanoutConsumer, PersisterConsumer, ProjectorConsumer}) {
 		t.Errorf("CHAT durables %v", names)
 	}
 }
@@ -202,8 +207,8 @@ func TestDefineFollowsOptions(t *testing.T) {
 	o.FanoutAckWait = 4 * time.Second
 	o.FanoutPartitions = 3
 	d := Define(o)
-	if got := len(d.Consumers[ChatStream]); got != 4 {
-		t.Fatalf("%d CHAT consumers, want the persister and 3 fanout partitions", got)
+	if got := len(d.Consumers[ChatStream]); got != 5 {
+		t.Fatalf("%d CHAT consumers, want the persister, the projector and 3 fanout partitions", got)
 	}
 	for _, s := range d.Streams {
 		if s.Replicas != 3 {
@@ -218,7 +223,7 @@ func TestDefineFollowsOptions(t *testing.T) {
 	var fanouts []string
 	for _, c := range d.Consumers[ChatStream] {
 		wantAckWait := 7 * time.Second
-		if c.Durable != PersisterConsumer {
+		if c.Durable != PersisterConsumer && c.Durable != ProjectorConsumer {
 			fanouts, wantAckWait = append(fanouts, c.Durable), 4*time.Second
 		}
 		if c.Replicas != 3 || c.AckWait != wantAckWait || c.MaxDeliver != 9 {

@@ -30,7 +30,8 @@ const (
 	RoleMember = "member"
 )
 
-// Apply makes the store reflect the member event ev at seq. It is idempotent, and an event older
+// Apply makes the store reflect the member event ev at seq: a created event also writes the
+// group's record (unless it exists), a renamed one its name. It is idempotent, and an event older
 // than what is recorded for a user changes nothing for that user, so replaying any range in
 // stream order changes nothing.
 func Apply(ctx context.Context, st store.Store, seq uint64, ev streams.ChatEvent) error {
@@ -38,6 +39,11 @@ func Apply(ctx context.Context, st store.Store, seq uint64, ev streams.ChatEvent
 		return nil
 	}
 	c := ev.Member
+	if c.Action == streams.MemberCreated {
+		if err := createGroup(ctx, st, ev); err != nil {
+			return err
+		}
+	}
 	switch c.Action {
 	case streams.MemberCreated, streams.MemberAdded:
 		for _, u := range c.UserIDs {
@@ -66,6 +72,24 @@ func Apply(ctx context.Context, st store.Store, seq uint64, ev streams.ChatEvent
 				return fmt.Errorf("rename %s: %w", ev.ConversationID, err)
 			}
 		}
+	}
+	return nil
+}
+
+// createGroup writes the group record a created event describes, unless it exists: the event
+// is the group's creation, so the store can be rebuilt from CHAT alone.
+func createGroup(ctx context.Context, st store.Store, ev streams.ChatEvent) error {
+	_, err := st.Conversation(ctx, ev.ConversationID)
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("create %s: %w", ev.ConversationID, err)
+	}
+	conv := store.Conversation{ID: ev.ConversationID, Kind: store.Group, Name: ev.Member.Name, CreatedBy: ev.SenderID,
+		CreatedAt: time.UnixMilli(ev.SentAt).UTC()}
+	if err := st.PutConversation(ctx, conv); err != nil {
+		return fmt.Errorf("create %s: %w", ev.ConversationID, err)
 	}
 	return nil
 }

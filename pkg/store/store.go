@@ -147,8 +147,14 @@ type Store interface {
 	CreateUser(ctx context.Context, u User) error
 	UserByID(ctx context.Context, id string) (User, error)
 	UserByHandle(ctx context.Context, handle string) (User, error)
-	// UpdateProfile replaces the display name.
+	// UpdateProfile replaces the display name; ErrNotFound for a missing or deleted user.
 	UpdateProfile(ctx context.Context, userID, displayName string) error
+	// DeleteUser turns the account into a tombstone: from then on UserByID, UserByHandle and
+	// UpdateProfile answer ErrNotFound, its display name and password hash are gone, and its
+	// handle stays taken (CreateUser of another id with it: ErrConflict). CreateUser of the same
+	// id and handle again succeeds and changes nothing, so replaying an account's events never
+	// brings it back. Deleting a missing or deleted user succeeds and changes nothing.
+	DeleteUser(ctx context.Context, userID string) error
 
 	// PutConversation creates or replaces a conversation record.
 	PutConversation(ctx context.Context, c Conversation) error

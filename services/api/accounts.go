@@ -10,9 +10,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -94,11 +98,15 @@ func (s *Server) signup(c *fiber.Ctx) error {
 		ID: ulid.Make().String(), Handle: handle, DisplayName: name, PasswordHash: hash,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
-	if err := s.store.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return errHandleTaken(handle)
-		}
-		return fmt.Errorf("signup: create user: %w", err)
+	// The account's first event claims its handle: expected last subject sequence 0 lets one
+	// sign-up per handle onto the stream, ever, whichever API instance takes it.
+	ev := streams.StateEvent{Kind: streams.StateAccountCreated, At: u.CreatedAt.UnixMilli(), Account: &streams.AccountState{
+		UserID: u.ID, Handle: u.Handle, DisplayName: u.DisplayName, PasswordHash: string(u.PasswordHash)}}
+	switch _, err := projection.Record(ctx, s.js, s.store, ev, jetstream.WithExpectLastSequencePerSubject(0)); {
+	case natsx.IsWrongLastSequence(err), errors.Is(err, store.ErrConflict):
+		return errHandleTaken(handle)
+	case err != nil:
+		return fmt.Errorf("signup: %w", err)
 	}
 	return s.session(c, http.StatusCreated, u)
 }
@@ -250,15 +258,58 @@ func (s *Server) patchMe(c *fiber.Ctx) error {
 		if err := validateDisplayName(*req.DisplayName); err != nil {
 			return err
 		}
-		err := s.store.UpdateProfile(c.UserContext(), callerID(c), *req.DisplayName)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return errorf(http.StatusUnauthorized, CodeUnauthorized, "no such account")
-		case err != nil:
-			return fmt.Errorf("patch me: update profile: %w", err)
+		u, err := s.me(c)
+		if err != nil {
+			return err
+		}
+		ev := streams.StateEvent{Kind: streams.StateProfileUpdated, At: time.Now().UnixMilli(),
+			Account: &streams.AccountState{UserID: u.ID, Handle: u.Handle, DisplayName: *req.DisplayName}}
+		if _, err := projection.Record(c.UserContext(), s.js, s.store, ev); err != nil {
+			return fmt.Errorf("patch me: %w", err)
 		}
 	}
 	return s.getMe(c)
+}
+
+type deleteMeRequest struct {
+	Password string `json:"password"`
+}
+
+// deleteMe: DELETE /v1/me {password} -> 204: deletes the caller's account for good, after
+// checking its password (a stolen token alone cannot delete an account). The account_deleted
+// event makes the account a tombstone: its tokens are refused from then on, by the API and the
+// gateways (auth.Authenticator finds no account), its profile is gone and its handle is never
+// given to anyone else, its devices and push tokens are removed, its mute settings deleted and
+// its open sockets closed. Its messages stay in their conversations under its user id.
+func (s *Server) deleteMe(c *fiber.Ctx) error {
+	var req deleteMeRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.Password == "" {
+		return errorf(http.StatusBadRequest, CodeInvalidRequest, "password is required")
+	}
+	u, err := s.me(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	switch err := s.hasher.Check(ctx, u.PasswordHash, req.Password); {
+	case errors.Is(err, auth.ErrBadPassword):
+		return errorf(http.StatusUnauthorized, CodeBadCredentials, "wrong password")
+	case err != nil:
+		return s.hashError(err, "delete account")
+	}
+	ev := streams.StateEvent{Kind: streams.StateAccountDeleted, At: time.Now().UnixMilli(),
+		Account: &streams.AccountState{UserID: u.ID, Handle: u.Handle}}
+	if _, err := projection.Record(ctx, s.js, s.store, ev); err != nil {
+		return fmt.Errorf("delete account: %w", err)
+	}
+	if err := s.unmuteAll(ctx, u.ID); err != nil {
+		return fmt.Errorf("delete account: %w", err)
+	}
+	s.log.Info("account deleted", zap.String("user", u.ID))
+	return c.SendStatus(http.StatusNoContent)
 }
 
 // userByID: GET /v1/users/:id -> {user}, 404 user_not_found.

@@ -237,6 +237,7 @@ func (s *Server) routes() {
 
 	v1.Get("/me", s.authenticate, s.getMe)
 	v1.Patch("/me", s.authenticate, s.patchMe)
+	v1.Delete("/me", s.authenticate, s.deleteMe)
 	v1.Get("/users", s.authenticate, s.userByHandle)
 	v1.Get("/users/:id", s.authenticate, s.userByID)
 

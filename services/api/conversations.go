@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/natter-chat/natter/pkg/membership"
+	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
@@ -99,37 +102,66 @@ func (s *Server) openDirect(c *fiber.Ctx) error {
 	return c.Status(status).JSON(conversationEnvelope{conversationOut(conv, users)})
 }
 
-// ensureDirect writes whatever is missing of the direct conversation between by and other: the
-// conversation record and each user's membership (JoinedSeq 0: both see all of it). What exists
-// is left alone, so a retry after a partial failure completes it and a member who was removed is
-// not silently re-added. created reports whether this call wrote the conversation record.
+// ensureDirect makes sure the direct conversation between by and other exists: its one
+// direct_opened event (expected last subject sequence 0: opens from both sides, concurrent or
+// repeated, put one event on the stream) applied to the store, which writes whatever is missing
+// of the record and each user's membership (JoinedSeq 0: both see all of it) and leaves what
+// exists alone. created reports whether this call's event was the one.
 func (s *Server) ensureDirect(ctx context.Context, by, other string) (conv store.Conversation, created bool, err error) {
 	id := DirectConversationID(by, other)
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	conv, err = s.store.Conversation(ctx, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		conv = store.Conversation{ID: id, Kind: store.Direct, CreatedBy: by, CreatedAt: now}
-		if err := s.store.PutConversation(ctx, conv); err != nil {
-			return store.Conversation{}, false, fmt.Errorf("open direct %s: put conversation: %w", id, err)
-		}
-		created = true
-	case err != nil:
+	users := []string{by, other}
+	slices.Sort(users)
+	ev := streams.StateEvent{Kind: streams.StateDirectOpened, At: time.Now().UnixMilli(),
+		Direct: &streams.DirectState{ConversationID: id, UserIDs: users, CreatedBy: by}}
+	if conv, err = s.store.Conversation(ctx, id); err == nil {
+		// Complete a conversation whose members are missing (an open cut short; the projector
+		// repairs it too) from the event on the stream, not from this request.
+		return conv, false, s.completeDirect(ctx, id)
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return store.Conversation{}, false, fmt.Errorf("open direct %s: conversation: %w", id, err)
 	}
-	for _, uid := range []string{by, other} {
-		_, err := s.store.Member(ctx, id, uid)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			m := store.Member{ConversationID: id, UserID: uid, Role: roleMember, JoinedAt: now}
-			if err := s.store.PutMember(ctx, m); err != nil {
-				return store.Conversation{}, false, fmt.Errorf("open direct %s: put member %s: %w", id, uid, err)
-			}
-		case err != nil:
-			return store.Conversation{}, false, fmt.Errorf("open direct %s: member %s: %w", id, uid, err)
+	_, err = projection.Record(ctx, s.js, s.store, ev, jetstream.WithExpectLastSequencePerSubject(0))
+	switch {
+	case err == nil:
+		created = true
+	case natsx.IsWrongLastSequence(err): // opened by someone else since: apply theirs
+		if err := s.completeDirect(ctx, id); err != nil {
+			return store.Conversation{}, false, err
 		}
+	default:
+		return store.Conversation{}, false, fmt.Errorf("open direct %s: %w", id, err)
+	}
+	if conv, err = s.store.Conversation(ctx, id); err != nil {
+		return store.Conversation{}, false, fmt.Errorf("open direct %s: conversation: %w", id, err)
 	}
 	return conv, created, nil
+}
+
+// completeDirect applies the direct conversation's event from the stream unless both
+// memberships are already in the store.
+func (s *Server) completeDirect(ctx context.Context, id string) error {
+	ms, err := s.store.Members(ctx, id)
+	if err != nil {
+		return fmt.Errorf("open direct %s: members: %w", id, err)
+	}
+	if len(ms) >= 2 {
+		return nil
+	}
+	stream, err := s.js.Stream(ctx, streams.StateStream)
+	if err != nil {
+		return fmt.Errorf("open direct %s: %w", id, err)
+	}
+	raw, err := stream.GetLastMsgForSubject(ctx, streams.DirectSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // opened before direct conversations were events: the store is all there is
+	}
+	if err != nil {
+		return fmt.Errorf("open direct %s: %w", id, err)
+	}
+	if err := projection.Apply(ctx, s.store, raw.Subject, raw.Sequence, raw.Data); err != nil {
+		return fmt.Errorf("open direct %s: %w", id, err)
+	}
+	return nil
 }
 
 // summaryJSON is one entry of the conversation list.

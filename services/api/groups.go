@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -61,17 +60,17 @@ func (s *Server) createGroup(c *fiber.Ctx) error {
 	if len(users) > store.MaxGroupMembers {
 		return errGroupFull(len(users))
 	}
-	ctx := c.UserContext()
-	conv := store.Conversation{ID: "g" + ulid.Make().String(), Kind: store.Group, Name: req.Name, CreatedBy: me,
-		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.PutConversation(ctx, conv); err != nil {
-		return fmt.Errorf("create group: %w", err)
-	}
-	seq, err := s.changeMembers(c, conv.ID, func([]store.Member) (streams.MemberChange, error) {
+	// The created event is the group's creation: applying it writes the conversation record.
+	id := "g" + ulid.Make().String()
+	seq, err := s.changeMembers(c, id, func([]store.Member) (streams.MemberChange, error) {
 		return streams.MemberChange{Action: streams.MemberCreated, UserIDs: users, Name: req.Name}, nil
 	})
 	if err != nil {
 		return err
+	}
+	conv, err := s.store.Conversation(c.UserContext(), id)
+	if err != nil {
+		return fmt.Errorf("create group: %w", err)
 	}
 	slices.Sort(users)
 	return c.Status(http.StatusCreated).JSON(membershipAnswer{conversationOut(conv, users), seq})

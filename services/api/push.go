@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -71,7 +73,9 @@ func (s *Server) putPushToken(c *fiber.Ctx) error {
 	}
 	t := store.PushToken{UserID: callerID(c), DeviceID: dev, Platform: req.Platform, Token: req.Token,
 		UpdatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.PutPushToken(c.UserContext(), t); err != nil {
+	ev := streams.StateEvent{Kind: streams.StatePushTokenSet, At: t.UpdatedAt.UnixMilli(),
+		PushToken: &streams.PushTokenState{UserID: t.UserID, DeviceID: dev, Platform: t.Platform, Token: t.Token}}
+	if _, err := projection.Record(c.UserContext(), s.js, s.store, ev); err != nil {
 		return fmt.Errorf("put push token: %w", err)
 	}
 	return c.JSON(fiber.Map{"push_token": pushTokenJSON{DeviceID: dev, Platform: t.Platform, UpdatedAt: rfc3339(t.UpdatedAt)}})
@@ -96,7 +100,9 @@ func (s *Server) deletePushToken(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeletePushToken(c.UserContext(), callerID(c), dev); err != nil {
+	ev := streams.StateEvent{Kind: streams.StatePushTokenRemoved, At: time.Now().UnixMilli(),
+		PushToken: &streams.PushTokenState{UserID: callerID(c), DeviceID: dev}}
+	if _, err := projection.Record(c.UserContext(), s.js, s.store, ev); err != nil {
 		return fmt.Errorf("delete push token: %w", err)
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -116,7 +122,9 @@ func (s *Server) logout(c *fiber.Ctx) error {
 	if !streams.ValidToken(req.DeviceID) {
 		return errorf(http.StatusBadRequest, CodeInvalidRequest, "device_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
 	}
-	if err := s.store.DeleteDevice(c.UserContext(), callerID(c), req.DeviceID); err != nil {
+	ev := streams.StateEvent{Kind: streams.StateDeviceRemoved, At: time.Now().UnixMilli(),
+		Device: &streams.DeviceState{UserID: callerID(c), DeviceID: req.DeviceID}}
+	if _, err := projection.Record(c.UserContext(), s.js, s.store, ev); err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -159,4 +167,22 @@ func (s *Server) mute(c *fiber.Ctx) error {
 		return fmt.Errorf("unmute: %w", err)
 	}
 	return c.JSON(fiber.Map{"conversation_id": m.ConversationID, "muted": *req.Muted})
+}
+
+// unmuteAll deletes every mute setting of userID (a deleted account's).
+func (s *Server) unmuteAll(ctx context.Context, userID string) error {
+	kv, err := s.js.KeyValue(ctx, streams.PushSettingsBucket)
+	if err != nil {
+		return fmt.Errorf("mute settings bucket: %w", err)
+	}
+	keys, err := kv.ListKeysFiltered(ctx, userID+".*")
+	if err != nil {
+		return fmt.Errorf("mute settings of %s: %w", userID, err)
+	}
+	for key := range keys.Keys() {
+		if err := kv.Delete(ctx, key); err != nil {
+			return fmt.Errorf("unmute %s: %w", key, err)
+		}
+	}
+	return nil
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/natter-chat/natter/services/gateway"
 	"github.com/natter-chat/natter/services/persister"
 	"github.com/natter-chat/natter/services/presence"
+	"github.com/natter-chat/natter/services/projector"
 	"github.com/natter-chat/natter/services/push"
 	"github.com/natter-chat/natter/services/recovery"
 	"github.com/natter-chat/natter/streams"
@@ -285,7 +286,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	// Workers first, front doors last: on stop, fx runs hooks in reverse, so sockets and HTTP
 	// close before the consumers drain and the store closes.
 	if cfg.has(TargetPersister) {
-		opts = append(opts, ownConnection(cfg, "persister", persister.Module))
+		opts = append(opts, ownConnection(cfg, "persister", fx.Options(persister.Module, projector.Module)))
 	}
 	if cfg.has(TargetFanout) {
 		opts = append(opts, ownConnection(cfg, "fanout", fanout.Module))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/origin"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
@@ -166,6 +168,7 @@ type Gateway struct {
 	srv        *http.Server
 	ln         net.Listener
 	sub        *nats.Subscription
+	accounts   *nats.Subscription // state.account.*: closes the sockets of deleted accounts
 	stopping   chan struct{}
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
@@ -230,12 +233,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.sub.SetPendingLimits(1<<20, 1<<30); err != nil {
 		return fmt.Errorf("gateway: pending limits: %w", err)
 	}
+	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountSubject("*"), g.hub.onAccountEvent); err != nil {
+		_ = g.sub.Unsubscribe()
+		return fmt.Errorf("gateway: subscribe account events: %w", err)
+	}
 	if err := g.deps.NC.Flush(); err != nil {
 		return fmt.Errorf("gateway: flush subscription: %w", err)
 	}
 	g.ln, err = net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		_ = g.sub.Unsubscribe()
+		_ = g.accounts.Unsubscribe()
 		return fmt.Errorf("gateway: %w", err) // net.Listen names the address
 	}
 	mux := http.NewServeMux()
@@ -278,7 +286,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("gateway: connections still open at stop: %w", ctx.Err()))
 	}
 	g.pub.drain(ctx)
-	err = errors.Join(err, g.sub.Unsubscribe())
+	err = errors.Join(err, g.sub.Unsubscribe(), g.accounts.Unsubscribe())
 	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
 		g.log.Warn("withdraw from discovery", zap.Error(derr))
 	}
@@ -372,3 +380,24 @@ var Module = fx.Module("gateway",
 		lc.Append(fx.Hook{OnStart: g.Start, OnStop: g.Stop})
 	}),
 )
+
+// recordDevice makes the device known: a device seen for the first time is a device_registered
+// event (so the store can be rebuilt from STATE); one already known only has its last-seen
+// time moved, in the store (last seen is not an event: it would put every connect on STATE).
+func (g *Gateway) recordDevice(ctx context.Context, userID, deviceID, platform string) error {
+	devices, err := g.deps.Store.Devices(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("devices of %s: %w", userID, err)
+	}
+	now := time.Now().UTC()
+	if slices.ContainsFunc(devices, func(d store.Device) bool { return d.DeviceID == deviceID }) {
+		return g.deps.Store.PutDevice(ctx, store.Device{UserID: userID, DeviceID: deviceID, Platform: platform,
+			CreatedAt: now, LastSeen: now})
+	}
+	ev := streams.StateEvent{Kind: streams.StateDeviceRegistered, At: now.UnixMilli(),
+		Device: &streams.DeviceState{UserID: userID, DeviceID: deviceID, Platform: platform}}
+	if _, err := projection.Record(ctx, g.deps.JS, g.deps.Store, ev); err != nil {
+		return fmt.Errorf("register device %s/%s: %w", userID, deviceID, err)
+	}
+	return nil
+}

@@ -140,3 +140,23 @@ func (h *hub) refreshRoutes() {
 		cancel()
 	}
 }
+
+// onAccountEvent runs on the subscription to state.account.*: when an account is deleted, every
+// socket of it on this gateway is closed (its token is refused from then on, so it cannot come
+// back). A gateway that was cut off from NATS when the event passed closes every socket anyway
+// when it reconnects (maintain), and the reconnects are refused.
+func (h *hub) onAccountEvent(msg *nats.Msg) {
+	ev, err := streams.DecodeStateEvent(msg.Subject, msg.Data)
+	if err != nil || ev.Kind != streams.StateAccountDeleted {
+		return
+	}
+	h.mu.RLock()
+	var closing []*session
+	for _, s := range h.byUser[ev.Account.UserID] {
+		closing = append(closing, s)
+	}
+	h.mu.RUnlock()
+	for _, s := range closing {
+		s.fail(protocol.CloseUnauthorized, "account deleted")
+	}
+}

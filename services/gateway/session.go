@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/protocol"
-	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -221,8 +220,7 @@ func (s *session) start(cursor *uint64) {
 	s.wmu.Lock()
 	s.online = true
 	s.wmu.Unlock()
-	if err := g.deps.Store.PutDevice(s.ctx, store.Device{UserID: s.userID, DeviceID: s.deviceID, Platform: s.platform,
-		CreatedAt: time.Now().UTC(), LastSeen: time.Now().UTC()}); err != nil {
+	if err := g.recordDevice(s.ctx, s.userID, s.deviceID, s.platform); err != nil {
 		s.logger().Warn("record device", zap.Error(err))
 	}
 	if err := s.catchUp(cursor); err != nil && !errors.Is(err, errSessionEnded) && s.ctx.Err() == nil {

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
@@ -384,7 +385,9 @@ func (p *Push) removeToken(ctx context.Context, t store.PushToken, reason string
 	}
 	for _, cur := range now {
 		if cur.DeviceID == t.DeviceID && cur.Token == t.Token {
-			if err := p.deps.Store.DeletePushToken(ctx, t.UserID, t.DeviceID); err != nil {
+			ev := streams.StateEvent{Kind: streams.StatePushTokenRemoved, At: time.Now().UnixMilli(),
+				PushToken: &streams.PushTokenState{UserID: t.UserID, DeviceID: t.DeviceID}}
+			if _, err := projection.Record(ctx, p.deps.JS, p.deps.Store, ev); err != nil {
 				return fmt.Errorf("push: remove token: %w", err)
 			}
 			p.log.Info("push token removed", zap.String("user", t.UserID), zap.String("device", t.DeviceID), zap.String("reason", reason))

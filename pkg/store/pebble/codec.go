@@ -16,6 +16,7 @@ import (
 const (
 	tagUser   = "user/"   // user/<id>                  -> user
 	tagHandle = "handle/" // handle/<handle>            -> user id
+	tagGone   = "gone/"   // gone/<id>                  -> empty: the user is a deleted account's tombstone
 	tagConv   = "conv/"   // conv/<id>                  -> conversation
 	tagMem    = "mem/"    // mem/<conversation>/<user>  -> member
 	tagUmem   = "umem/"   // umem/<user>/<conversation> -> member (same value)

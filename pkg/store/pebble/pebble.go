@@ -246,7 +246,43 @@ func (s *Store) userByID(id string) (store.User, error) {
 	if !ok {
 		return store.User{}, store.ErrNotFound
 	}
+	switch _, gone, err := s.get(key(tagGone, id)); {
+	case err != nil:
+		return store.User{}, err
+	case gone:
+		return store.User{}, fmt.Errorf("deleted account: %w", store.ErrNotFound)
+	}
 	return decodeUser(v)
+}
+
+// DeleteUser implements store.Store: the record keeps its id, handle and creation time, and
+// gone/<id> marks it a tombstone; the handle key stays, so the handle stays taken.
+func (s *Store) DeleteUser(ctx context.Context, userID string) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("pebble: delete user %s: %w", userID, err)
+	}
+	defer s.mu.RUnlock()
+	uk := key(tagUser, userID)
+	defer s.lock(uk)()
+	v, ok, err := s.get(uk)
+	if err != nil {
+		return fmt.Errorf("pebble: delete user %s: %w", userID, err)
+	}
+	if !ok {
+		return nil
+	}
+	u, err := decodeUser(v)
+	if err != nil {
+		return fmt.Errorf("pebble: delete user %s: %w", userID, err)
+	}
+	tomb := store.User{ID: u.ID, Handle: u.Handle, CreatedAt: u.CreatedAt}
+	b := s.db.NewBatch()
+	_ = b.Set(uk, encodeUser(tomb), nil)
+	_ = b.Set(key(tagGone, userID), nil, nil)
+	if err := s.write(b, pebble.Sync); err != nil {
+		return fmt.Errorf("pebble: delete user %s: %w", userID, err)
+	}
+	return nil
 }
 
 func (s *Store) UserByHandle(ctx context.Context, handle string) (store.User, error) {

@@ -172,6 +172,11 @@ func (c *Client) UpdateProfile(ctx context.Context, userID, displayName string) 
 	return err
 }
 
+func (c *Client) DeleteUser(ctx context.Context, userID string) error {
+	_, err := c.call(ctx, mDeleteUser, &request{a: userID})
+	return err
+}
+
 func (c *Client) PutConversation(ctx context.Context, conv store.Conversation) error {
 	_, err := c.call(ctx, mPutConversation, &request{conv: conv})
 	return err

@@ -252,6 +252,8 @@ func (s *Server) exec(ctx context.Context, m method, r *request) (resp response,
 		resp.user, err = st.UserByHandle(ctx, r.a)
 	case mUpdateProfile:
 		err = st.UpdateProfile(ctx, r.a, r.b)
+	case mDeleteUser:
+		err = st.DeleteUser(ctx, r.a)
 	case mPutConversation:
 		err = st.PutConversation(ctx, r.conv)
 	case mConversation:

@@ -350,6 +350,7 @@ const (
 	mAdvanceWatermark
 	mWatermark
 	mWatermarks
+	mDeleteUser
 	numMethods
 )
 
@@ -361,6 +362,7 @@ var methodNames = [numMethods]string{
 	"PutDevice", "Devices", "DeleteDevice",
 	"PutPushToken", "DeletePushToken", "PushTokens",
 	"AdvanceWatermark", "Watermark", "Watermarks",
+	"DeleteUser",
 }
 
 func (m method) String() string {
@@ -422,7 +424,7 @@ func (r *request) fields(c coder, m method) {
 	case mMessages:
 		c.str(&r.a)
 		pageFields(c, &r.page)
-	case mUserByID, mUserByHandle, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks:
+	case mUserByID, mUserByHandle, mDeleteUser, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks:
 		c.str(&r.a)
 	case mUpdateProfile, mMember, mMessageByClientID, mMessageByID, mDeleteDevice, mDeletePushToken, mWatermark:
 		c.str(&r.a)

@@ -15,6 +15,11 @@ var (
 		Columns: []string{"id", "handle", "display_name", "password_hash", "created_at"},
 		PartKey: []string{"id"},
 	})
+	deletedUsersTable = table.New(table.Metadata{
+		Name:    "deleted_users",
+		Columns: []string{"id", "deleted_at"},
+		PartKey: []string{"id"},
+	})
 	usersByHandleTable = table.New(table.Metadata{
 		Name:    "users_by_handle",
 		Columns: []string{"handle", "user_id"},
@@ -93,7 +98,7 @@ var (
 
 // allTables lists every table, for tests.
 var allTables = []*table.Table{
-	usersTable, usersByHandleTable, conversationsTable, membersByConversationTable,
+	usersTable, deletedUsersTable, usersByHandleTable, conversationsTable, membersByConversationTable,
 	membershipsByUserTable, messagesTable, messageBucketsTable, messagesByIDTable,
 	messagesByClientTable, devicesTable, pushTokensTable, watermarksTable, storeMetaTable,
 	schemaMigrationsTable,
@@ -123,6 +128,7 @@ func mk(t *table.Table, b builder) stmt {
 type statements struct {
 	// users
 	userGet, userInsertIfNotExists, userUpdateProfileIfExists stmt
+	userClear, deletedGet, deletedPut                         stmt
 	handleGet, handleClaim, handleReleaseIf                   stmt
 	// conversations and members
 	conversationGet, conversationPut  stmt
@@ -150,6 +156,9 @@ func buildStatements() statements {
 	s.userGet = mk(usersTable, usersTable.GetBuilder(cols(usersTable)...))
 	s.userInsertIfNotExists = mk(usersTable, usersTable.InsertBuilder().Unique())
 	s.userUpdateProfileIfExists = mk(usersTable, usersTable.UpdateBuilder("display_name").Existing())
+	s.userClear = mk(usersTable, usersTable.UpdateBuilder("display_name", "password_hash"))
+	s.deletedGet = mk(deletedUsersTable, deletedUsersTable.GetBuilder("id"))
+	s.deletedPut = mk(deletedUsersTable, deletedUsersTable.InsertBuilder())
 	s.handleGet = mk(usersByHandleTable, usersByHandleTable.GetBuilder(cols(usersByHandleTable)...))
 	s.handleClaim = mk(usersByHandleTable, usersByHandleTable.InsertBuilder().Unique())
 	s.handleReleaseIf = mk(usersByHandleTable, usersByHandleTable.DeleteBuilder().If(qb.Eq("user_id")))

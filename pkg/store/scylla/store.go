@@ -220,8 +220,41 @@ func (s *Store) userRow(ctx context.Context, id string) (userRow, error) {
 	if anyEmpty(id) {
 		return r, store.ErrNotFound
 	}
-	err := s.query(ctx, q.userGet).Bind(id).GetRelease(&r)
-	return r, notFound(err)
+	if err := notFound(s.query(ctx, q.userGet).Bind(id).GetRelease(&r)); err != nil {
+		return r, err
+	}
+	var tomb struct {
+		ID string `db:"id"`
+	}
+	switch err := notFound(s.query(ctx, q.deletedGet).Bind(id).GetRelease(&tomb)); {
+	case err == nil:
+		return userRow{}, fmt.Errorf("deleted account: %w", store.ErrNotFound)
+	case !errors.Is(err, store.ErrNotFound):
+		return userRow{}, err
+	}
+	return r, nil
+}
+
+// DeleteUser implements store.Store: a deleted_users row makes the user a tombstone, then its
+// display name and password hash are cleared; its users_by_handle claim stays.
+func (s *Store) DeleteUser(ctx context.Context, userID string) error {
+	if anyEmpty(userID) {
+		return nil
+	}
+	var r userRow
+	switch err := notFound(s.query(ctx, q.userGet).Bind(userID).GetRelease(&r)); {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("scylla: delete user %s: %w", userID, err)
+	}
+	if err := s.query(ctx, q.deletedPut).Bind(userID, toMS(time.Now())).ExecRelease(); err != nil {
+		return fmt.Errorf("scylla: delete user %s: %w", userID, err)
+	}
+	if err := s.query(ctx, q.userClear).Bind("", []byte(nil), userID).ExecRelease(); err != nil {
+		return fmt.Errorf("scylla: delete user %s: %w", userID, err)
+	}
+	return nil
 }
 
 // UserByID implements store.Store.
@@ -260,6 +293,9 @@ func (s *Store) UserByHandle(ctx context.Context, handle string) (store.User, er
 func (s *Store) UpdateProfile(ctx context.Context, userID, displayName string) error {
 	if anyEmpty(userID) {
 		return fmt.Errorf("scylla: update profile: %w", store.ErrNotFound)
+	}
+	if _, err := s.userRow(ctx, userID); err != nil { // a tombstone's profile stays empty
+		return fmt.Errorf("scylla: update profile %s: %w", userID, err)
 	}
 	applied, err := s.query(ctx, q.userUpdateProfileIfExists).Bind(displayName, userID).ExecCASRelease()
 	if err == nil && !applied {

@@ -65,6 +65,32 @@ var usersTests = []test{
 			}
 		}
 	}},
+	{"DeleteUser", func(t *testing.T, s store.Store) {
+		ctx := t.Context()
+		alice := store.User{ID: "u-alice", Handle: "alice", DisplayName: "Alice", PasswordHash: []byte("h"), CreatedAt: at(1)}
+		bob := store.User{ID: "u-bob", Handle: "bob", DisplayName: "Bob", PasswordHash: []byte("b"), CreatedAt: at(2)}
+		check(t, s.CreateUser(ctx, alice), "create alice")
+		check(t, s.CreateUser(ctx, bob), "create bob")
+		check(t, s.DeleteUser(ctx, alice.ID), "delete alice")
+		check(t, s.DeleteUser(ctx, alice.ID), "delete alice again")
+		check(t, s.DeleteUser(ctx, "u-nobody"), "delete a user that never was")
+		_, err := s.UserByID(ctx, alice.ID)
+		wantErr(t, err, store.ErrNotFound, "UserByID(deleted)")
+		_, err = s.UserByHandle(ctx, alice.Handle)
+		wantErr(t, err, store.ErrNotFound, "UserByHandle(deleted)")
+		wantErr(t, s.UpdateProfile(ctx, alice.ID, "Back"), store.ErrNotFound, "UpdateProfile(deleted)")
+		// A replayed sign-up changes nothing; the handle stays taken.
+		check(t, s.CreateUser(ctx, alice), "re-create the deleted user")
+		_, err = s.UserByID(ctx, alice.ID)
+		wantErr(t, err, store.ErrNotFound, "UserByID(deleted, re-created)")
+		err = s.CreateUser(ctx, store.User{ID: "u-mallory", Handle: "alice", CreatedAt: at(3)})
+		wantErr(t, err, store.ErrConflict, "the handle of a deleted user")
+		got, err := s.UserByID(ctx, bob.ID)
+		check(t, err, "bob")
+		if !same(got, bob) {
+			t.Errorf("bob after alice's deletion = %+v, want %+v", got, bob)
+		}
+	}},
 	{"UpdateProfile", func(t *testing.T, s store.Store) {
 		ctx := t.Context()
 		alice := store.User{ID: "u-alice", Handle: "alice", DisplayName: "Alice", PasswordHash: []byte("h"), CreatedAt: at(1)}
