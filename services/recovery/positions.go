@@ -14,9 +14,15 @@ import (
 )
 
 // Floor is the lowest ack floor among p's appliers: every event of the stream at or below it has
-// been applied to the store by all of them. ok is false when none of them exists yet.
+// been applied to the store by all of them. ok is false when none of them exists yet. An applier
+// with nothing pending (a filtered consumer whose last match is long past, say) has applied
+// every event up to the stream's last seq, read before its consumer info.
 func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uint64, ok bool, err error) {
 	st, err := js.Stream(ctx, p.Stream)
+	if err != nil {
+		return 0, false, fmt.Errorf("floor of %s: %w", p.Stream, err)
+	}
+	sinfo, err := st.Info(ctx)
 	if err != nil {
 		return 0, false, fmt.Errorf("floor of %s: %w", p.Stream, err)
 	}
@@ -25,8 +31,12 @@ func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uin
 		if !p.Appliers(info.Name) {
 			continue
 		}
-		if !ok || info.AckFloor.Stream < floor {
-			floor = info.AckFloor.Stream
+		f := info.AckFloor.Stream
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			f = max(f, sinfo.State.LastSeq)
+		}
+		if !ok || f < floor {
+			floor = f
 		}
 		ok = true
 	}

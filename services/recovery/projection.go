@@ -16,7 +16,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/membership"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/services/persister"
 	"github.com/natter-chat/natter/streams"
@@ -37,14 +39,28 @@ type Projection struct {
 }
 
 // Chat projects CHAT: messages, membership events and watermarks through the persister's own
-// code path, and membership records through pkg/membership (which the API and fanout apply in
-// normal operation; replay is sequential, so it can apply them in stream order too).
+// code path, and membership records through pkg/membership (which the API and the projector
+// apply in normal operation; replay is sequential, so it can apply them in stream order too).
 var Chat = Projection{
 	Stream: streams.ChatStream,
 	Appliers: func(durable string) bool {
-		return durable == streams.PersisterConsumer || strings.HasPrefix(durable, streams.FanoutConsumer)
+		return durable == streams.PersisterConsumer || durable == streams.ProjectorConsumer
 	},
 	Apply: applyChat,
+}
+
+// State projects STATE (accounts, direct conversations, devices, push tokens) through
+// pkg/projection, the code path of the projector consumer.
+var State = Projection{
+	Stream:   streams.StateStream,
+	Appliers: func(durable string) bool { return durable == streams.ProjectorConsumer },
+	Apply: func(ctx context.Context, st store.Store, _ *zap.Logger, subject string, seq uint64, data []byte) error {
+		err := projection.Apply(ctx, st, subject, seq, data)
+		if errors.Is(err, projection.ErrInvalid) {
+			return consumer.Permanent(err)
+		}
+		return err
+	},
 }
 
 func applyChat(ctx context.Context, st store.Store, log *zap.Logger, subject string, seq uint64, data []byte) error {
@@ -63,7 +79,7 @@ func applyChat(ctx context.Context, st store.Store, log *zap.Logger, subject str
 
 // Projections are the streams natter projects into the store, in the order a full rebuild
 // applies them: state before the conversation events that refer to it.
-func Projections() []Projection { return []Projection{Chat} }
+func Projections() []Projection { return []Projection{State, Chat} }
 
 // Find returns the projection of stream.
 func Find(stream string) (Projection, bool) {

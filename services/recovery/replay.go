@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -157,6 +158,9 @@ func Run(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, stream stri
 		n := 0
 		for msg := range msgs.Messages() {
 			n++
+			if err := ctx.Err(); err != nil {
+				return res, errors.Join(fmt.Errorf("replay %s stopped at seq %d: %w", stream, next, err), save())
+			}
 			meta, err := msg.Metadata()
 			if err != nil {
 				return res, errors.Join(fmt.Errorf("replay %s: metadata after seq %d: %w", stream, next-1, err), save())
@@ -246,14 +250,17 @@ func handle(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, stream s
 	return nil
 }
 
-// kindOf is the last token of a subject: the event kind on CHAT (chat.<conversation>.<kind>).
+// kindOf is what a replay counts an event as: the kind of a CHAT event (chat.<conversation>.<kind>)
+// or a STATE event (state.<kind>.<id>), the first token of any other subject.
 func kindOf(subject string) string {
-	for i := len(subject) - 1; i >= 0; i-- {
-		if subject[i] == '.' {
-			return subject[i+1:]
-		}
+	parts := strings.Split(subject, ".")
+	switch {
+	case parts[0] == "chat" && len(parts) == 3:
+		return parts[2]
+	case parts[0] == "state" && len(parts) >= 2:
+		return parts[1]
 	}
-	return subject
+	return parts[0]
 }
 
 func writePosition(path string, p position) error {
