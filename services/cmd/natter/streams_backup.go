@@ -101,7 +101,7 @@ func snapshotStream(ctx context.Context, nc *nats.Conn, name, dir string) (strea
 		if err != nil {
 			return s, err
 		}
-		if len(msg.Data) == 0 && msg.Header != nil {
+		if len(msg.Data) == 0 { // the end: no status, or 204, or the error's status
 			if st := msg.Header.Get("Status"); st != "" && st != "204" {
 				return s, fmt.Errorf("server ended the snapshot: %s %s", st, msg.Header.Get("Description"))
 			}
