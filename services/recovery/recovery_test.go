@@ -187,6 +187,21 @@ func TestReplayOntoASubject(t *testing.T) {
 	if m.Header.Get(HeaderSeq) != "3" || m.Header.Get(HeaderStream) != streams.ChatStream || m.Header.Get(HeaderSubject) != "chat.c1.msg" {
 		t.Fatalf("headers %v", m.Header)
 	}
+	// A subject no stream captures: core NATS, flushed before Run returns.
+	sub, err := e.bus.NC.SubscribeSync("plain.chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if res, err := Run(e.ctx, e.bus.JS, e.bus.NC, streams.ChatStream, Target{Subject: "plain.chat"}, Options{}); err != nil || res.Events != 4 {
+		t.Fatalf("replay onto plain.chat = %+v, %v", res, err)
+	}
+	for i := range 4 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil || m.Header.Get(HeaderSeq) != fmt.Sprint(i+1) {
+			t.Fatalf("core message %d: %v %v", i, m, err)
+		}
+	}
 }
 
 // ackAll acks every event of the persister and projector consumers of CHAT, as if they had

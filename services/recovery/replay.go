@@ -201,7 +201,7 @@ func Run(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, stream stri
 		}
 	}
 	if target.Subject != "" && !publishJS {
-		if err := nc.FlushWithContext(ctx); err != nil {
+		if err := nc.FlushTimeout(10 * time.Second); err != nil {
 			return res, fmt.Errorf("replay %s: flush: %w", stream, err)
 		}
 	}

@@ -227,7 +227,7 @@ func restoreCmd(args []string, out io.Writer) error {
 	ctx, cancel := signalContext(0)
 	defer cancel()
 	dst := filepath.Join(*dataDir, "store")
-	if err := emptyDir(dst); err != nil {
+	if err := emptyDir(dst); err != nil && !emptyStore(*dataDir) {
 		if !*force {
 			return fmt.Errorf("restore: %w (stop natter; --force moves it aside)", err)
 		}
@@ -236,6 +236,8 @@ func restoreCmd(args []string, out io.Writer) error {
 			return fmt.Errorf("restore: %w", err)
 		}
 		fmt.Fprintf(out, "the store that was in %s is now in %s\n", dst, aside)
+	} else if err := os.RemoveAll(dst); err != nil { // nothing, or a store without a record
+		return fmt.Errorf("restore: %w", err)
 	}
 	_, size, err := recovery.DirSize(filepath.Join(*from, "store"))
 	if err != nil {
@@ -453,6 +455,26 @@ func replayCmd(args []string, out io.Writer) error {
 }
 
 // ---- helpers
+
+// emptyStore reports whether the store of dataDir opens and holds no record and no position (as a
+// refused natter run leaves it).
+func emptyStore(dataDir string) bool {
+	st, err := openStoreOffline(dataDir)
+	if err != nil {
+		return false
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if empty, err := st.Empty(ctx); err != nil || !empty {
+		return false
+	}
+	for _, p := range recovery.Projections() {
+		if _, ok, err := st.Position(ctx, p.Stream); err != nil || ok {
+			return false
+		}
+	}
+	return true
+}
 
 func projectionNames() string {
 	var names []string
