@@ -191,17 +191,32 @@ func (c *Client) Close() error {
 // Send sends text to a conversation with a fresh client message id and waits for its ack,
 // retrying (same id) across timeouts, reconnects and retryable errors until ctx ends.
 func (c *Client) Send(ctx context.Context, conversationID, text string) (Ack, error) {
-	return c.SendWithID(ctx, conversationID, ulid.Make().String(), text)
+	return c.send(ctx, conversationID, ulid.Make().String(), text, false)
 }
 
 // SendWithID is Send with a caller-chosen client message id: call it again with the same id
-// (even from another process of the same user) and the result is still one message.
+// (even from another process of the same user, however much later) and the result is still one
+// message. Every attempt is marked as a resend, which costs the gateway a store lookup.
 func (c *Client) SendWithID(ctx context.Context, conversationID, clientMsgID, text string) (Ack, error) {
-	frame, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text})
+	return c.send(ctx, conversationID, clientMsgID, text, true)
+}
+
+// send makes attempts until one is acked or fails for good; every attempt after the first, and
+// the first too when sentBefore, is marked Resend.
+func (c *Client) send(ctx context.Context, conversationID, clientMsgID, text string, sentBefore bool) (Ack, error) {
+	first, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text, Resend: sentBefore})
+	if err != nil {
+		return Ack{}, err
+	}
+	resend, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text, Resend: true})
 	if err != nil {
 		return Ack{}, err
 	}
 	for attempt := 0; ; attempt++ {
+		frame := resend
+		if attempt == 0 {
+			frame = first
+		}
 		ack, err := c.attempt(ctx, clientMsgID, frame)
 		if err == nil || !Retryable(err) {
 			return ack, err

@@ -101,6 +101,7 @@ var wrongTypeMessages = map[string]string{
 	"client_msg_id":   "client_msg_id must be a string",
 	"conversation_id": "conversation_id must be a string",
 	"text":            "text must be a string",
+	"resend":          "resend must be true or false",
 	"up_to":           "up_to must be a whole number from 1 to 18446744073709551615 (the seq of an event), written without a fraction or exponent",
 	"state":           "state must be a string",
 	"user_ids":        "user_ids must be an array of strings",

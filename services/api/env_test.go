@@ -117,13 +117,15 @@ func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
 	e.base = "http://" + e.srv.Addr()
 	// ExpectContinueTimeout: bodies go out only after the server's 100 Continue, as careful
 	// clients send them, so an oversized one is refused (413) before it is written, not reset.
-	e.client = &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}, Timeout: 10 * time.Second}
+	// The timeouts are safety nets, not limits: with -race on a 2-core machine at load 26 a
+	// parallel test's requests took more than 10 s.
+	e.client = &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}, Timeout: time.Minute}
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e
 }
 
 func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }

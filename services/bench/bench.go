@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Raw baselines first, while nothing else runs in this process.
 	if load {
 		progress("baseline: JetStream async publish, %d publishers", cfg.Users)
-		if rep.Baselines.JetStreamAsync, rep.Baselines.JetStreamSync, err = jsBaseline(ctx, cfg, cfg.Users, payload, log); err != nil {
+		if rep.Baselines.JetStreamAsync, rep.Baselines.JetStreamPipeline, rep.Baselines.JetStreamSync, err = jsBaseline(ctx, cfg, cfg.Users, payload, log); err != nil {
 			return rep, err
 		}
 		progress("baseline: coder/websocket echo, round trips and %d pipelined clients", cfg.Users)

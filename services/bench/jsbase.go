@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/services/gateway"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -55,35 +56,72 @@ func chatPayload(size int, text string) ([]byte, error) {
 // jsBaseline measures raw JetStream on this machine, the way natter uses it: an embedded
 // nats-server, a file-storage stream configured like CHAT (same dedupe window), an in-process
 // client connection, every message with a unique Nats-Msg-Id. First publishers async-publishers
-// each keep window publishes outstanding (throughput), then one publisher publishes
-// synchronously (latency).
-func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte, log *zap.Logger) (*Throughput, *RoundTrip, error) {
+// each keep window publishes outstanding (throughput), then the same with two durable consumers
+// reading along (jsPipeline), then one publisher publishes synchronously (latency).
+func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte, log *zap.Logger) (*Throughput, *Throughput, *RoundTrip, error) {
 	dir, err := os.MkdirTemp("", "natter-bench-js-")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer os.RemoveAll(dir)
 	srv, err := natsx.StartServer(natsx.ServerConfig{Name: "bench-baseline", Dir: dir, Host: "127.0.0.1", Port: -1}, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	nc, err := natsx.Connect("", "bench-baseline", srv, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishers*cfg.Window+16))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sc := streams.Define(streams.DefaultOptions()).Streams[0]
 	sc.Name, sc.Subjects, sc.Description = "BENCH", []string{"bench.>"}, "natter bench baseline"
 	if _, err := js.CreateStream(ctx, sc); err != nil {
-		return nil, nil, fmt.Errorf("baseline stream: %w", err)
+		return nil, nil, nil, fmt.Errorf("baseline stream: %w", err)
 	}
 
 	// Throughput: async publish, window per publisher.
+	tp, err := asyncPublish(ctx, cfg, js, "JetStream async publish (embedded server, file stream like CHAT, in-process connection)", "bench", publishers, payload, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pipe, err := jsPipeline(ctx, cfg, js, publishers, payload)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+
+	// Latency: one synchronous publisher.
+	var sh hist
+	d := min(cfg.Duration, 2*time.Second)
+	start := time.Now()
+	var n uint64
+	for time.Since(start) < d && ctx.Err() == nil {
+		n++
+		msg := &nats.Msg{Subject: "bench.sync.msg", Data: payload, Header: nats.Header{}}
+		msg.Header.Set(streams.HeaderMsgID, "sync:"+strconv.FormatUint(n, 10))
+		msg.Header.Set(streams.HeaderVersion, "1")
+		at := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := js.PublishMsg(pctx, msg)
+		cancel()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("baseline sync publish: %w", err)
+		}
+		sh.record(time.Since(at))
+	}
+	rt := &RoundTrip{What: "JetStream synchronous publish, one publisher", PayloadBytes: len(payload),
+		PerSec: float64(n) / time.Since(start).Seconds(), Latency: sh.summary()}
+	return tp, pipe, rt, nil
+}
+
+// asyncPublish measures publishers async-publishers, each keeping cfg.Window publishes
+// outstanding on the BENCH stream, for cfg.Duration after cfg.Warmup. Before each publish it calls
+// wait (if set), which may hold the publisher back.
+func asyncPublish(ctx context.Context, cfg Config, js jetstream.JetStream, what, prefix string, publishers int, payload []byte, wait func(context.Context)) (*Throughput, error) {
 	var measuring atomic.Bool
 	var count atomic.Uint64
 	hists := make([]hist, publishers)
@@ -98,9 +136,9 @@ func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte,
 			}
 			ring := make([]pending, 0, cfg.Window)
 			subject := fmt.Sprintf("bench.c%d.msg", p/2)
-			idPrefix := fmt.Sprintf("bench:%d:", p)
+			idPrefix := fmt.Sprintf("%s:%d:", prefix, p)
 			var n uint64
-			wait := func(pd pending) bool {
+			await := func(pd pending) bool {
 				select {
 				case <-pd.f.Ok():
 				case err := <-pd.f.Err():
@@ -120,7 +158,7 @@ func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte,
 				select {
 				case <-stop:
 					for _, pd := range ring {
-						if !wait(pd) {
+						if !await(pd) {
 							return
 						}
 					}
@@ -128,10 +166,13 @@ func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte,
 				default:
 				}
 				if len(ring) == cfg.Window {
-					if !wait(ring[0]) {
+					if !await(ring[0]) {
 						return
 					}
 					ring = append(ring[:0], ring[1:]...)
+				}
+				if wait != nil {
+					wait(ctx)
 				}
 				n++
 				msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
@@ -162,41 +203,71 @@ func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte,
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return nil, nil, fmt.Errorf("baseline async publish: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	default:
 	}
 	var h hist
 	for i := range hists {
 		h.merge(&hists[i])
 	}
-	tp := &Throughput{What: "JetStream async publish (embedded server, file stream like CHAT, in-process connection)",
-		Clients: publishers, Window: cfg.Window, PayloadBytes: len(payload), Seconds: elapsed.Seconds(), Count: count.Load(),
-		Latency: h.summary(), CPUSeconds: (cpu1 - cpu0).Seconds(), OtherCores: other}
+	tp := &Throughput{What: what, Clients: publishers, Window: cfg.Window, PayloadBytes: len(payload),
+		Seconds: elapsed.Seconds(), Count: count.Load(), Latency: h.summary(), CPUSeconds: (cpu1 - cpu0).Seconds(), OtherCores: other}
 	tp.PerSec = float64(tp.Count) / tp.Seconds
 	if tp.Count > 0 {
 		tp.CPUPer1000Msgs = tp.CPUSeconds / float64(tp.Count) * 1000
 	}
+	return tp, nil
+}
 
-	// Latency: one synchronous publisher.
-	var sh hist
-	d := min(cfg.Duration, 2*time.Second)
-	start := time.Now()
-	var n uint64
-	for time.Since(start) < d && ctx.Err() == nil {
-		n++
-		msg := &nats.Msg{Subject: "bench.sync.msg", Data: payload, Header: nats.Header{}}
-		msg.Header.Set(streams.HeaderMsgID, "sync:"+strconv.FormatUint(n, 10))
-		msg.Header.Set(streams.HeaderVersion, "1")
-		at := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := js.PublishMsg(pctx, msg)
-		cancel()
+// pipelineChunk is the most messages one pull asks for: fanout pulls 512 at a time, the persister 256.
+const pipelineChunk = 512
+
+// jsPipeline measures the durable floor of natter's pipeline: the async publishes of asyncPublish
+// with two durable pull consumers (the persister's and fanout's shape: explicit acks, chunks of
+// fanout's size) reading every message and acking it, and doing nothing else. Publishers wait
+// while the slower consumer is more than the gateway's default MaxDeliveryLag behind, as natter's
+// gateway does, so that publishing and consuming keep pace. Its CPU per message is what any
+// message costs in natter before a store, a socket or a line of natter's own code touches it.
+func jsPipeline(ctx context.Context, cfg Config, js jetstream.JetStream, publishers int, payload []byte) (*Throughput, error) {
+	maxLag := int64(gateway.DefaultConfig().MaxDeliveryLag)
+	var published atomic.Int64
+	consumed := make([]atomic.Int64, 2)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range consumed {
+		cons, err := js.CreateOrUpdateConsumer(ctx, "BENCH", jetstream.ConsumerConfig{
+			Durable: fmt.Sprintf("pipeline%d", i), AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy,
+			MaxAckPending: streams.FanoutMaxAckPending, AckWait: 30 * time.Second,
+		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("baseline sync publish: %w", err)
+			return nil, fmt.Errorf("baseline pipeline consumer: %w", err)
 		}
-		sh.record(time.Since(at))
+		goClient(&wg, func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				batch, err := cons.Fetch(pipelineChunk, jetstream.FetchMaxWait(100*time.Millisecond))
+				if err != nil {
+					continue
+				}
+				for m := range batch.Messages() {
+					_ = m.Ack()
+					consumed[i].Add(1)
+				}
+			}
+		})
 	}
-	rt := &RoundTrip{What: "JetStream synchronous publish, one publisher", PayloadBytes: len(payload),
-		PerSec: float64(n) / time.Since(start).Seconds(), Latency: sh.summary()}
-	return tp, rt, nil
+	wait := func(ctx context.Context) {
+		for published.Load()-min(consumed[0].Load(), consumed[1].Load()) > maxLag && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		published.Add(1)
+	}
+	tp, err := asyncPublish(ctx, cfg, js, "JetStream pipeline: async publish + 2 durable pull consumers acking each message", "pipeline", publishers, payload, wait)
+	close(stop)
+	wg.Wait()
+	return tp, err
 }

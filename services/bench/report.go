@@ -97,11 +97,14 @@ func stalls(ts []Tick, n int) string {
 
 // Baselines are the raw figures measured in the same run.
 type Baselines struct {
-	JetStreamAsync  *Throughput `json:"jetstream_async_publish,omitempty"`
-	JetStreamSync   *RoundTrip  `json:"jetstream_sync_publish,omitempty"`
-	WSEchoRTT       *RoundTrip  `json:"ws_echo_round_trip,omitempty"`
-	WSEchoPipelined *Throughput `json:"ws_echo_pipelined,omitempty"`
-	WSEchoIdle      *MemResult  `json:"ws_echo_idle,omitempty"`
+	JetStreamAsync *Throughput `json:"jetstream_async_publish,omitempty"`
+	// JetStreamPipeline is the same publishing with two durable consumers reading along: the
+	// CPU every message costs in natter's design before natter's own work (see jsPipeline).
+	JetStreamPipeline *Throughput `json:"jetstream_pipeline,omitempty"`
+	JetStreamSync     *RoundTrip  `json:"jetstream_sync_publish,omitempty"`
+	WSEchoRTT         *RoundTrip  `json:"ws_echo_round_trip,omitempty"`
+	WSEchoPipelined   *Throughput `json:"ws_echo_pipelined,omitempty"`
+	WSEchoIdle        *MemResult  `json:"ws_echo_idle,omitempty"`
 }
 
 // Figure is one row of the summary: natter's value, its baseline's, and their ratio. Latency
@@ -210,9 +213,12 @@ func (r *Report) finish() {
 		floor = Latency{P50: b.WSEchoRTT.Latency.P50 + b.JetStreamSync.Latency.P50,
 			P99: b.WSEchoRTT.Latency.P99 + b.JetStreamSync.Latency.P99, P999: b.WSEchoRTT.Latency.P999 + b.JetStreamSync.Latency.P999}
 	}
-	jsRate, jsCPU, echoRate, echoCPU := 0.0, 0.0, 0.0, 0.0
+	jsRate, jsCPU, echoRate, echoCPU, pipeCPU := 0.0, 0.0, 0.0, 0.0, 0.0
 	if js != nil {
 		jsRate, jsCPU = js.PerSec, js.CPUPer1000Msgs
+	}
+	if b.JetStreamPipeline != nil {
+		pipeCPU = b.JetStreamPipeline.CPUPer1000Msgs
 	}
 	if echo != nil {
 		echoRate, echoCPU = echo.PerSec, echo.CPUPer1000Msgs
@@ -246,6 +252,7 @@ func (r *Report) finish() {
 				what += " (incl. clients)"
 			}
 			r.add(label+": "+what, "s", p.CPUPer1000Msgs, "JS async publish", jsCPU)
+			r.add(label+": "+what, "s", p.CPUPer1000Msgs, "JS publish + 2 consumers", pipeCPU)
 			r.add(label+": CPU s / 1000 deliveries", "s", p.CPUPer1000Deliveries, "ws echo pipelined", echoCPU)
 		}
 	}
@@ -270,7 +277,7 @@ func (r *Report) finish() {
 	for _, p := range r.Phases {
 		worst = max(worst, p.OtherCores)
 	}
-	for _, t := range []*Throughput{js, echo} {
+	for _, t := range []*Throughput{js, b.JetStreamPipeline, echo} {
 		if t != nil {
 			worst = max(worst, t.OtherCores)
 		}
@@ -351,7 +358,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			b.JetStreamAsync.What, num(b.JetStreamAsync.PerSec), b.JetStreamAsync.Clients, b.JetStreamAsync.Window,
 			b.JetStreamAsync.PayloadBytes, lat(b.JetStreamAsync.Latency), b.JetStreamAsync.CPUPer1000Msgs)
 	}
-	for _, t := range []*Throughput{b.JetStreamAsync, b.WSEchoPipelined} {
+	if t := b.JetStreamPipeline; t != nil {
+		fmt.Fprintf(w, "  %s: %s msg/s with %d publishers × window %d; %.3f CPU s/1000 msgs\n",
+			t.What, num(t.PerSec), t.Clients, t.Window, t.CPUPer1000Msgs)
+	}
+	for _, t := range []*Throughput{b.JetStreamAsync, b.JetStreamPipeline, b.WSEchoPipelined} {
 		if t != nil && t.OtherCores > 0.1 {
 			fmt.Fprintf(w, "  WARNING: other processes kept %.2f cores busy during %q\n", t.OtherCores, t.What)
 		}

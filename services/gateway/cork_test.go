@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -76,5 +78,75 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 			t.Fatalf("got %.40q, want %s %d", data, who, next[who])
 		}
 		next[who]++
+	}
+}
+
+// The write deadline stays armed between writes: a write long after the last one (longer than
+// twice the timeout) still gets a fresh deadline and goes through, and a peer that stops reading makes
+// a write fail within the timeout instead of blocking for ever.
+func TestCorkDeadlineIsRearmedAndBoundsEveryWrite(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw := <-accepted
+	defer raw.Close()
+	c := &corkConn{Conn: raw}
+
+	c.cork()
+	if _, err := c.Write([]byte("corked")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.uncork(timeout); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * timeout) // the deadline armed by uncork has passed
+	if _, err := c.Write([]byte("direct")); err != nil {
+		t.Fatalf("a write after an idle spell longer than the timeout: %v", err)
+	}
+	c.cork()
+	_, _ = c.Write([]byte("again"))
+	time.Sleep(3 * timeout)
+	if err := c.uncork(timeout); err != nil {
+		t.Fatalf("an uncork after an idle spell longer than the timeout: %v", err)
+	}
+	got := make([]byte, len("corkeddirectagain"))
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "corkeddirectagain" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+
+	// The peer stops reading: writes fill the socket buffers, then one fails on its deadline.
+	chunk := make([]byte, 1<<20)
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				failed <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-failed:
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatalf("write to a peer that does not read: %v, want a timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a write to a peer that does not read never timed out")
 	}
 }

@@ -50,7 +50,7 @@ type Config struct {
 	SendQueue       int
 	HardSendQueue   int
 	SlowClientAfter time.Duration
-	// WriteTimeout bounds one frame write.
+	// WriteTimeout bounds one write to a socket: it gets between WriteTimeout and twice it.
 	WriteTimeout time.Duration
 	// PublishTimeout bounds a send's wait for the stream's acknowledgement.
 	PublishTimeout time.Duration

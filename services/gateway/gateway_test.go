@@ -90,6 +90,41 @@ func TestRetriesMakeOneMessage(t *testing.T) {
 	}
 }
 
+// A send marked resend is one message however long after the first attempt it comes: past
+// JetStream's duplicate window the gateway finds the first in the store and answers with its ack.
+func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
+	const window = 500 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+
+	a.Send(send(conv, "late-retry", "once"))
+	first := a.NextOf(protocol.TypeAck, wait)
+	if first.Duplicate || first.Seq == 0 {
+		t.Fatalf("first ack %+v", first)
+	}
+	time.Sleep(3 * window) // JetStream forgets the id; the store keeps it
+	retry := send(conv, "late-retry", "once")
+	retry.Resend = true
+	a.Send(retry)
+	if ack := a.NextOf(protocol.TypeAck, wait); !ack.Duplicate || ack.Seq != first.Seq || ack.MessageID != first.MessageID {
+		t.Fatalf("resend ack %+v, want the first ack (seq %d) as a duplicate", ack, first.Seq)
+	}
+	a.Send(send(conv, "marker", "marker"))
+	var texts []string
+	for {
+		f := b.NextOf(protocol.TypeMessage, wait)
+		texts = append(texts, f.Text)
+		if f.Text == "marker" {
+			break
+		}
+	}
+	if strings.Join(texts, ",") != "once,marker" {
+		t.Fatalf("recipient saw %v, want [once marker]", texts)
+	}
+}
+
 func TestBadInputGetsCodedErrorAndConnectionStaysUsable(t *testing.T) {
 	s := apptest.Start(t)
 	alice, bob, eve := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("eve")
@@ -250,8 +285,13 @@ func TestSyncFromCursorThenLiveWithoutGapOrDuplicate(t *testing.T) {
 
 func TestSlowClientIsClosedAndOthersUnaffected(t *testing.T) {
 	// The writer blocked on the full socket must outlast the test's sending, so the client, once it
-	// reads, finds the close frame behind the data (a real slow client reads eventually too).
-	s := apptest.Start(t, func(c *app.Config) { c.Gateway.SendQueue, c.Gateway.WriteTimeout = 16, 2*time.Minute })
+	// reads, finds the close frame behind the data (a real slow client reads eventually too). So
+	// must the heartbeat, which the client that does not read does not answer: on a machine busy
+	// enough that the sending takes minutes, it would close the socket first.
+	s := apptest.Start(t, func(c *app.Config) {
+		c.Gateway.SendQueue, c.Gateway.WriteTimeout = 16, 10*time.Minute
+		c.Gateway.HeartbeatInterval, c.Gateway.HeartbeatTimeout = 10*time.Minute, 10*time.Minute
+	})
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
 	conv := s.Direct(alice, bob)
 	a := dial(s, alice, "a", nil)

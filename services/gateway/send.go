@@ -37,12 +37,16 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 		s.g.met.sends.WithLabelValues("not_member").Inc()
 		return
 	}
-	if prev, err := st.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
-		s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
-		return
-	} else if !errors.Is(err, store.ErrNotFound) {
-		s.unavailable(ref, "look up client message id", err)
-		return
+	// A first attempt needs no lookup: a repeat within the duplicate window is JetStream's to
+	// catch (publish.go answers it with the original), and a client marks a later one Resend.
+	if f.Resend {
+		if prev, err := st.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
+			s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
+			return
+		} else if !errors.Is(err, store.ErrNotFound) {
+			s.unavailable(ref, "look up client message id", err)
+			return
+		}
 	}
 
 	ev := streams.ChatEvent{

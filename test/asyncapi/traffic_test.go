@@ -39,7 +39,7 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s1", ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
 	ack := a.expect(protocol.TypeAck)
 	b.expect(protocol.TypeMessage)
-	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
+	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c1", ConversationID: direct, Text: "hi bob", Resend: true})
 	if d := a.expect(protocol.TypeAck); !d.Duplicate {
 		t.Errorf("ack %s, want the duplicate of %s", d.Raw, ack.Raw)
 	}

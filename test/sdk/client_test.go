@@ -47,6 +47,27 @@ func next(t *testing.T, c *client.Client) client.Event {
 	return client.Event{}
 }
 
+// SendWithID is one message however late it is called again: past JetStream's duplicate window
+// the gateway finds the first in the store, because SendWithID marks every attempt a resend.
+func TestSendWithIDAfterTheDuplicateWindowIsOneMessage(t *testing.T) {
+	const window = 500 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(t, s.WSURL, alice, "a", nil)
+	ctx := context.Background()
+
+	ack, err := a.SendWithID(ctx, conv, "outbox-1", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * window) // JetStream forgets the id; the store keeps it
+	again, err := a.SendWithID(ctx, conv, "outbox-1", "hello")
+	if err != nil || again.MessageID != ack.MessageID || again.Seq != ack.Seq || !again.Duplicate {
+		t.Fatalf("late SendWithID: %+v, %v; want the first ack (seq %d) again", again, err, ack.Seq)
+	}
+}
+
 func TestSendReceiveAndIdempotentRetry(t *testing.T) {
 	s := apptest.Start(t)
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")

@@ -1,0 +1,188 @@
+import { ApiError } from "./errors.js";
+import type {
+  ChatEvent,
+  Conversation,
+  ConversationDetail,
+  ConversationSummary,
+  Discovery,
+  GroupChange,
+  HistoryPage,
+  HistoryQuery,
+  Receipts,
+  Session,
+  User,
+} from "./types.js";
+
+export interface ApiOptions {
+  /** The HTTP API's base URL, e.g. "http://127.0.0.1:8080" (no trailing /v1). "" means the page's own origin. */
+  baseUrl: string;
+  /** The access token for authenticated calls; signup and login set it. */
+  token?: string;
+  /** fetch to use; defaults to the global one (browsers, node 18+). */
+  fetch?: typeof fetch;
+}
+
+/** The HTTP API (docs/api.md): accounts, conversations, groups, history, receipts, discovery. */
+export class NatterApi {
+  /** The access token sent as `Authorization: Bearer`; signup and login set it. */
+  token?: string;
+  readonly baseUrl: string;
+  private readonly fetchFn: typeof fetch;
+
+  constructor(opts: ApiOptions) {
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
+    this.token = opts.token;
+    const f = opts.fetch ?? globalThis.fetch;
+    if (!f) throw new Error("natter: no fetch here; pass ApiOptions.fetch");
+    this.fetchFn = f.bind(globalThis);
+  }
+
+  /** POST /v1/signup: creates an account, logs it in and keeps its token. */
+  async signup(handle: string, password: string, displayName?: string): Promise<Session> {
+    const s = await this.request<Session>("POST", "/v1/signup", { handle, password, display_name: displayName }, false);
+    this.token = s.token;
+    return s;
+  }
+
+  /** POST /v1/login: keeps the session's token. */
+  async login(handle: string, password: string): Promise<Session> {
+    const s = await this.request<Session>("POST", "/v1/login", { handle, password }, false);
+    this.token = s.token;
+    return s;
+  }
+
+  /** POST /v1/logout: forgets the device and its push token. The access token stays valid; drop it. */
+  async logout(deviceId: string): Promise<void> {
+    await this.request("POST", "/v1/logout", { device_id: deviceId });
+  }
+
+  /** GET /v1/discovery: the least loaded live gateway, and all of them. */
+  discovery(): Promise<Discovery> {
+    return this.request("GET", "/v1/discovery", undefined, false);
+  }
+
+  /** The WebSocket URL of the gateway discovery names (for ClientOptions.discover). */
+  async gatewayUrl(): Promise<string> {
+    return (await this.discovery()).gateway.url;
+  }
+
+  async me(): Promise<User> {
+    return (await this.request<{ user: User }>("GET", "/v1/me")).user;
+  }
+
+  async updateMe(change: { displayName?: string }): Promise<User> {
+    return (await this.request<{ user: User }>("PATCH", "/v1/me", { display_name: change.displayName })).user;
+  }
+
+  /** GET /v1/users?handle=: a user by handle (ASCII case ignored). */
+  async userByHandle(handle: string): Promise<User> {
+    return (await this.request<{ user: User }>("GET", `/v1/users?handle=${encodeURIComponent(handle)}`)).user;
+  }
+
+  async user(id: string): Promise<User> {
+    return (await this.request<{ user: User }>("GET", `/v1/users/${encodeURIComponent(id)}`)).user;
+  }
+
+  /** POST /v1/conversations/direct: opens (or finds) the direct conversation with a user. */
+  async openDirect(userId: string): Promise<Conversation> {
+    return (await this.request<{ conversation: Conversation }>("POST", "/v1/conversations/direct", { user_id: userId })).conversation;
+  }
+
+  /** GET /v1/conversations: current conversations with last message, read_seq and unread. */
+  async conversations(): Promise<ConversationSummary[]> {
+    return (await this.request<{ conversations: ConversationSummary[] }>("GET", "/v1/conversations")).conversations;
+  }
+
+  /** GET /v1/conversations/:id: the conversation and its members with roles. */
+  conversation(id: string): Promise<ConversationDetail> {
+    return this.request("GET", `/v1/conversations/${encodeURIComponent(id)}`);
+  }
+
+  /** GET /v1/conversations/:id/messages: one page, newest first. */
+  history(conversationId: string, q: HistoryQuery = {}): Promise<HistoryPage> {
+    const p = new URLSearchParams();
+    if (q.before !== undefined) p.set("before", String(q.before));
+    if (q.after !== undefined) p.set("after", String(q.after));
+    if (q.around !== undefined) p.set("around", String(q.around));
+    if (q.aroundId !== undefined) p.set("around_id", q.aroundId);
+    if (q.limit !== undefined) p.set("limit", String(q.limit));
+    const qs = p.toString();
+    return this.request("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/messages${qs ? "?" + qs : ""}`);
+  }
+
+  /**
+   * Pages of a conversation from the newest (or from just below `before`) back to the first,
+   * `limit` events each, newest first within a page. Stop iterating to stop fetching.
+   */
+  async *olderPages(conversationId: string, opts: { before?: number; limit?: number } = {}): AsyncGenerator<ChatEvent[]> {
+    let before = opts.before;
+    for (;;) {
+      const page = await this.history(conversationId, { before, limit: opts.limit });
+      if (page.messages.length > 0) yield page.messages;
+      if (page.older === 0) return;
+      before = page.older;
+    }
+  }
+
+  /** POST /v1/groups: creates a group owned by the caller. */
+  createGroup(name: string, memberIds: string[] = []): Promise<GroupChange> {
+    return this.request("POST", "/v1/groups", { name, member_ids: memberIds });
+  }
+
+  renameGroup(id: string, name: string): Promise<GroupChange> {
+    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, { name });
+  }
+
+  addMembers(id: string, userIds: string[]): Promise<GroupChange> {
+    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/members`, { user_ids: userIds });
+  }
+
+  /** The owner removes a member; naming yourself leaves. */
+  removeMember(id: string, userId: string): Promise<GroupChange> {
+    return this.request("DELETE", `/v1/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
+  }
+
+  leaveGroup(id: string): Promise<GroupChange> {
+    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/leave`);
+  }
+
+  /** GET /v1/conversations/:id/receipts: every member's delivered and read watermarks. */
+  receipts(id: string): Promise<Receipts> {
+    return this.request("GET", `/v1/conversations/${encodeURIComponent(id)}/receipts`);
+  }
+
+  /** PUT /v1/conversations/:id/mute. */
+  async mute(id: string, muted: boolean): Promise<void> {
+    await this.request("PUT", `/v1/conversations/${encodeURIComponent(id)}/mute`, { muted });
+  }
+
+  /** One call: JSON in, JSON out; an error answer throws ApiError. */
+  async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth) {
+      if (!this.token) throw new ApiError(401, "unauthorized", "no token: sign up or log in first");
+      headers["Authorization"] = `Bearer ${this.token}`;
+    }
+    const res = await this.fetchFn(this.baseUrl + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      let code = "http_" + res.status;
+      let message = text.slice(0, 200);
+      try {
+        const e = JSON.parse(text) as { error?: { code?: string; message?: string } };
+        if (e.error?.code) code = e.error.code;
+        if (e.error?.message) message = e.error.message;
+      } catch {
+        // not JSON: keep the status and the start of the body
+      }
+      const ra = res.headers.get("Retry-After");
+      throw new ApiError(res.status, code, message, ra === null ? undefined : Number(ra));
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+}

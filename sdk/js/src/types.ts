@@ -1,0 +1,289 @@
+// Wire types: every WebSocket frame of protocol version 1 (docs/protocol.md, docs/asyncapi.yaml)
+// and every HTTP API object (docs/api.md, docs/openapi.yaml). Field names are the wire's.
+//
+// Seqs are JSON numbers up to 2^64-1 on the wire; this SDK holds them as JavaScript numbers, exact
+// up to 2^53-1 (Number.MAX_SAFE_INTEGER), which a stream reaches after 9 * 10^15 events.
+
+/** Error codes the gateway answers a frame with (docs/protocol.md#error-codes). */
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_utf8"
+  | "invalid_frame"
+  | "unknown_type"
+  | "frame_too_large"
+  | "text_empty"
+  | "text_too_long"
+  | "not_member"
+  | "rate_limited"
+  | "unavailable"
+  | "internal";
+
+/** natter's WebSocket close codes: 4000-4099 reconnect, 4400-4499 do not (docs/protocol.md#close-codes). */
+export const CloseCodes = {
+  shutdown: 4000,
+  slowConsumer: 4001,
+  heartbeatTimeout: 4002,
+  resync: 4003,
+  internal: 4004,
+  policy: 4400,
+  unauthorized: 4401,
+  replaced: 4409,
+} as const;
+
+// ---- client -> server ----
+
+export interface SendFrame {
+  type: "send";
+  id?: string;
+  client_msg_id: string;
+  conversation_id: string;
+  text: string;
+  /**
+   * true when this client_msg_id may have been sent before (every retry, every id not minted just
+   * now): the gateway then also looks it up in the store, past JetStream's duplicate window.
+   */
+  resend?: boolean;
+}
+
+export interface PingFrame {
+  type: "ping";
+  id?: string;
+}
+
+export interface MarkFrame {
+  type: "read" | "delivered";
+  id?: string;
+  conversation_id: string;
+  up_to: number;
+}
+
+export type TypingState = "start" | "stop";
+
+export interface TypingRequestFrame {
+  type: "typing";
+  id?: string;
+  conversation_id: string;
+  state: TypingState;
+}
+
+export interface PresenceRequestFrame {
+  type: "presence";
+  id?: string;
+  user_ids: string[];
+}
+
+/** Any frame a client sends. */
+export type ClientFrame = SendFrame | PingFrame | MarkFrame | TypingRequestFrame | PresenceRequestFrame;
+
+// ---- server -> client ----
+
+export interface WelcomeFrame {
+  type: "welcome";
+  protocol: number;
+  user_id: string;
+  device_id: string;
+  session_id: string;
+  heartbeat_ms: number;
+  syncing: boolean;
+}
+
+export interface AckFrame {
+  type: "ack";
+  ref?: string;
+  client_msg_id: string;
+  conversation_id: string;
+  message_id: string;
+  seq: number;
+  sent_at: number;
+  /** true when the send was a retry of a message that already exists. */
+  duplicate?: boolean;
+}
+
+/** A text message of one of the user's conversations (also a history entry). */
+export interface MessageEvent {
+  type: "message";
+  seq: number;
+  conversation_id: string;
+  message_id: string;
+  sender_id: string;
+  sender_device: string;
+  client_msg_id: string;
+  text: string;
+  sent_at: number;
+}
+
+export type MemberAction = "created" | "added" | "removed" | "left" | "renamed";
+
+export interface MemberChange {
+  action: MemberAction;
+  user_ids?: string[];
+  name?: string;
+}
+
+/** A group membership change, ordered with the group's messages (also a history entry). */
+export interface MemberEvent {
+  type: "member";
+  seq: number;
+  conversation_id: string;
+  message_id: string;
+  sender_id: string;
+  sent_at: number;
+  member: MemberChange;
+}
+
+/** A timeline event: what moves the cursor, what history pages hold. */
+export type ChatEvent = MessageEvent | MemberEvent;
+
+export interface SyncedFrame {
+  type: "synced";
+  cursor: number;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+  ref?: string;
+}
+
+export interface PongFrame {
+  type: "pong";
+  ref?: string;
+}
+
+export type ReceiptKind = "read" | "delivered";
+
+export interface ReceiptFrame {
+  type: "receipt";
+  conversation_id: string;
+  user_id: string;
+  device_id: string;
+  kind: ReceiptKind;
+  up_to: number;
+}
+
+export interface TypingFrame {
+  type: "typing";
+  conversation_id: string;
+  user_id: string;
+  state: TypingState;
+  expires_in_ms: number;
+}
+
+export type PresenceStatus = "online" | "offline" | "unknown";
+
+export interface PresenceEntry {
+  user_id: string;
+  status: PresenceStatus;
+  /** Unix ms; absent when unknown or never recorded. */
+  last_seen?: number;
+}
+
+export interface PresenceFrame {
+  type: "presence";
+  /** The question's id; absent on a pushed change. */
+  ref?: string;
+  users: PresenceEntry[];
+}
+
+/** Any frame the server sends. */
+export type ServerFrame =
+  | WelcomeFrame
+  | AckFrame
+  | MessageEvent
+  | MemberEvent
+  | SyncedFrame
+  | ErrorFrame
+  | PongFrame
+  | ReceiptFrame
+  | TypingFrame
+  | PresenceFrame;
+
+// ---- HTTP API objects ----
+
+export interface User {
+  id: string;
+  handle: string;
+  display_name: string;
+  created_at: string;
+}
+
+/** The answer to sign-up and login. */
+export interface Session {
+  user: User;
+  token: string;
+  expires_at: string;
+}
+
+export interface Conversation {
+  id: string;
+  kind: "direct" | "group";
+  name: string;
+  created_at: string;
+  members?: string[];
+}
+
+/** An entry of GET /v1/conversations. */
+export interface ConversationSummary extends Conversation {
+  last_message: ChatEvent | null;
+  read_seq: number;
+  unread: number;
+}
+
+export interface Member {
+  user_id: string;
+  role: "owner" | "member";
+  joined_seq: number;
+}
+
+export interface ConversationDetail {
+  conversation: Conversation;
+  members: Member[];
+}
+
+/** The answer to a group change: the conversation and the seq of its member event. */
+export interface GroupChange {
+  conversation: Conversation;
+  seq: number;
+}
+
+export interface HistoryPage {
+  /** Newest first. */
+  messages: ChatEvent[];
+  /** Pass as `before` for the next older page; 0 when there is nothing older. */
+  older: number;
+  /** Pass as `after` for the next newer page; 0 when there is nothing newer. */
+  newer: number;
+}
+
+export interface HistoryQuery {
+  before?: number;
+  after?: number;
+  around?: number;
+  aroundId?: string;
+  /** 1-200, default 50. */
+  limit?: number;
+}
+
+export interface MemberReceipts {
+  user_id: string;
+  delivered: number;
+  read: number;
+}
+
+export interface Receipts {
+  members: MemberReceipts[];
+  delivered_to_all: number;
+  read_by_all: number;
+}
+
+export interface GatewayInfo {
+  id: string;
+  url: string;
+  connections: number;
+}
+
+export interface Discovery {
+  gateway: GatewayInfo;
+  gateways: GatewayInfo[];
+}

@@ -1,0 +1,93 @@
+// The SDK's pure parts: backoff, ids, error classes, the memory store, and that src stays
+// browser-safe. No server needed.
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+
+import { WebSocketImpl, waitFor } from "./harness.mjs"; // also gives node 18 crypto for ulid()
+import { AbortError, CloseError, ClosedError, MemoryCursorStore, NatterClient, ProtocolError, backoff, reconnectable, retryable, ulid } from "../dist/index.js";
+
+test("backoff is full jitter between base/2 and base/2 + min(ceiling, base * 2^attempt)", () => {
+  assert.equal(backoff(0, 100, 10_000, () => 0), 50);
+  assert.equal(backoff(0, 100, 10_000, () => 0.99999999), 50 + 100);
+  assert.equal(backoff(3, 100, 10_000, () => 0.99999999), 50 + 800);
+  assert.equal(backoff(10, 100, 10_000, () => 0.99999999), 50 + 10_000);
+  assert.equal(backoff(500, 100, 10_000, () => 0.99999999), 50 + 10_000);
+  const seen = new Set();
+  for (let i = 0; i < 200; i++) {
+    const d = backoff(4, 100, 10_000);
+    assert.ok(d >= 50 && d <= 50 + 1600, String(d));
+    seen.add(d);
+  }
+  assert.ok(seen.size > 50, "jittered");
+});
+
+test("ulid: 26 Crockford characters, time-ordered, unique, a valid client_msg_id", () => {
+  const ids = new Set();
+  for (let i = 0; i < 1000; i++) ids.add(ulid());
+  assert.equal(ids.size, 1000);
+  for (const id of ids) assert.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+  assert.ok(ulid(1_000) < ulid(2_000));
+  assert.equal(ulid(0).slice(0, 10), "0000000000");
+});
+
+test("retryable and reconnectable follow the protocol's tables", () => {
+  assert.equal(retryable(new ProtocolError("unavailable", "x")), true);
+  assert.equal(retryable(new ProtocolError("rate_limited", "x")), true);
+  assert.equal(retryable(new ProtocolError("not_member", "x")), false);
+  assert.equal(retryable(new ProtocolError("text_too_long", "x")), false);
+  assert.equal(retryable(new Error("no ack within 5000 ms")), true);
+  assert.equal(retryable(new ClosedError()), false);
+  assert.equal(retryable(new CloseError(4409, "replaced")), false);
+  assert.equal(retryable(new AbortError()), false);
+  for (const code of [1000, 1006, 1009, 4000, 4001, 4003, 4004]) assert.equal(reconnectable(code), true, String(code));
+  for (const code of [4400, 4401, 4409]) assert.equal(reconnectable(code), false, String(code));
+});
+
+test("MemoryCursorStore keeps the last save", async () => {
+  const s = new MemoryCursorStore();
+  assert.equal(await s.load(), undefined);
+  await s.save(7);
+  await s.save(9);
+  assert.equal(await s.load(), 9);
+  assert.equal(await new MemoryCursorStore(3).load(), 3);
+});
+
+test("a client needs a url, a token and a device, and start() before calls", async () => {
+  assert.throws(() => new NatterClient({ token: "t", deviceId: "d" }), /url or discover/);
+  assert.throws(() => new NatterClient({ url: "ws://x/v1/ws", deviceId: "d" }), /token or tokenSource/);
+  assert.throws(() => new NatterClient({ url: "ws://x/v1/ws", token: "t" }), /deviceId/);
+  const c = new NatterClient({ url: "ws://127.0.0.1:1/v1/ws", token: "t", deviceId: "d", WebSocket: class {} });
+  await assert.rejects(c.send("dx", "hi"), /start\(\) first/);
+  await c.close();
+  await assert.rejects(c.ready, ClosedError);
+  assert.equal(c.state, "closed");
+});
+
+test("src is browser-safe: no node modules or node globals", async () => {
+  const src = path.join(path.dirname(fileURLToPath(import.meta.url)), "../src");
+  for (const f of await readdir(src)) {
+    const text = await readFile(path.join(src, f), "utf8");
+    assert.doesNotMatch(text, /from "node:|require\(|\bprocess\.|\bBuffer\b|__dirname/, f);
+  }
+});
+
+test("close() ends a connection attempt that hangs, without waiting for the connect timeout", { timeout: 20_000 }, async () => {
+  const held = [];
+  const server = net.createServer((sock) => held.push(sock)); // accepts, never answers the upgrade
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const c = new NatterClient({ url: `ws://127.0.0.1:${server.address().port}/v1/ws`, token: "t", deviceId: "d", connectTimeoutMs: 600_000, WebSocket: WebSocketImpl });
+    const started = c.start();
+    await waitFor(() => held.length === 1 && c.state === "connecting", "the attempt to hang");
+    await c.close();
+    assert.equal(c.state, "closed");
+    await assert.rejects(started, ClosedError);
+  } finally {
+    for (const s of held) s.destroy();
+    await new Promise((r) => server.close(r));
+  }
+});
