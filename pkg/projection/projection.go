@@ -131,8 +131,12 @@ func ApplyState(ctx context.Context, st store.Store, ev streams.StateEvent) erro
 			return fmt.Errorf("projection: sign-up of %s: %w", a.UserID, err)
 		}
 	case streams.StateProfileUpdated:
-		err := st.UpdateProfile(ctx, ev.Account.UserID, ev.Account.DisplayName)
-		if err != nil && !errors.Is(err, store.ErrNotFound) { // deleted since: nothing to update
+		u, err := st.UserByID(ctx, ev.Account.UserID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && u.DisplayName == ev.Account.DisplayName) {
+			return nil // deleted since, or already applied: no write (the common case for the projector)
+		}
+		err = st.UpdateProfile(ctx, ev.Account.UserID, ev.Account.DisplayName)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("projection: profile of %s: %w", ev.Account.UserID, err)
 		}
 	case streams.StateAccountDeleted:
@@ -144,11 +148,17 @@ func ApplyState(ctx context.Context, st store.Store, ev streams.StateEvent) erro
 		if gone, err := missingUser(ctx, st, d.UserID); gone || err != nil {
 			return err
 		}
+		if known, _, err := deviceState(ctx, st, d.UserID, d.DeviceID); known || err != nil {
+			return err // already registered: its record (and last seen) stays
+		}
 		if err := st.PutDevice(ctx, store.Device{UserID: d.UserID, DeviceID: d.DeviceID, Platform: d.Platform,
 			CreatedAt: at, LastSeen: at}); err != nil {
 			return fmt.Errorf("projection: device %s/%s: %w", d.UserID, d.DeviceID, err)
 		}
 	case streams.StateDeviceRemoved:
+		if known, token, err := deviceState(ctx, st, ev.Device.UserID, ev.Device.DeviceID); (!known && token == nil) || err != nil {
+			return err // nothing to remove
+		}
 		if err := st.DeleteDevice(ctx, ev.Device.UserID, ev.Device.DeviceID); err != nil {
 			return fmt.Errorf("projection: remove device %s/%s: %w", ev.Device.UserID, ev.Device.DeviceID, err)
 		}
@@ -157,11 +167,17 @@ func ApplyState(ctx context.Context, st store.Store, ev streams.StateEvent) erro
 		if gone, err := missingUser(ctx, st, p.UserID); gone || err != nil {
 			return err
 		}
-		if err := st.PutPushToken(ctx, store.PushToken{UserID: p.UserID, DeviceID: p.DeviceID, Platform: p.Platform,
-			Token: p.Token, UpdatedAt: at}); err != nil {
+		want := store.PushToken{UserID: p.UserID, DeviceID: p.DeviceID, Platform: p.Platform, Token: p.Token, UpdatedAt: at}
+		if _, cur, err := deviceState(ctx, st, p.UserID, p.DeviceID); err != nil || (cur != nil && samePushToken(*cur, want)) {
+			return err // already applied
+		}
+		if err := st.PutPushToken(ctx, want); err != nil {
 			return fmt.Errorf("projection: push token %s/%s: %w", p.UserID, p.DeviceID, err)
 		}
 	case streams.StatePushTokenRemoved:
+		if _, cur, err := deviceState(ctx, st, ev.PushToken.UserID, ev.PushToken.DeviceID); cur == nil || err != nil {
+			return err // nothing to remove
+		}
 		if err := st.DeletePushToken(ctx, ev.PushToken.UserID, ev.PushToken.DeviceID); err != nil {
 			return fmt.Errorf("projection: remove push token %s/%s: %w", ev.PushToken.UserID, ev.PushToken.DeviceID, err)
 		}
@@ -180,6 +196,34 @@ func missingUser(ctx context.Context, st store.Store, userID string) (bool, erro
 		return false, fmt.Errorf("projection: user %s: %w", userID, err)
 	}
 	return false, nil
+}
+
+// deviceState reports whether the store has the device, and its push token (nil if none). The
+// projection reads before it writes so that applying an event again (the projector after the
+// writer) costs reads, not a write and a disk sync.
+func deviceState(ctx context.Context, st store.Store, userID, deviceID string) (known bool, token *store.PushToken, err error) {
+	devices, err := st.Devices(ctx, userID)
+	if err != nil {
+		return false, nil, fmt.Errorf("projection: devices of %s: %w", userID, err)
+	}
+	tokens, err := st.PushTokens(ctx, userID)
+	if err != nil {
+		return false, nil, fmt.Errorf("projection: push tokens of %s: %w", userID, err)
+	}
+	for _, d := range devices {
+		known = known || d.DeviceID == deviceID
+	}
+	for i := range tokens {
+		if tokens[i].DeviceID == deviceID {
+			token = &tokens[i]
+		}
+	}
+	return known, token, nil
+}
+
+func samePushToken(a, b store.PushToken) bool {
+	return a.UserID == b.UserID && a.DeviceID == b.DeviceID && a.Platform == b.Platform && a.Token == b.Token &&
+		a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
 // deleteAccount makes the account a tombstone and removes its devices and push tokens.

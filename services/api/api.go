@@ -1,6 +1,8 @@
 // Package api is natter's stateless HTTP API (gofiber/fiber v2): sign-up, login, profiles,
 // conversations, history and gateway discovery. Every instance is interchangeable: all state lives
-// in the store, the CHAT stream and the gateways bucket.
+// in the store, the STATE and CHAT streams and the gateways bucket. Every change of an account,
+// direct conversation or push token is an event on STATE first (projection.Record), then a
+// store write.
 //
 // Every error answer is {"error":{"code":"...","message":"..."}} with a code from
 // protocol.Code or this package's Code* constants. Internal faults are logged once, here, and

@@ -25,9 +25,6 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-// roleMember is the role of both users of a direct conversation.
-const roleMember = membership.RoleMember
-
 // listConcurrency bounds the conversations GET /v1/conversations summarises at once.
 const listConcurrency = 16
 

@@ -207,6 +207,13 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("PUT", "/v1/conversations/"+d+"/mute", carol.Token, map[string]bool{"muted": true}, http.StatusNotFound, nil)
 	c.call("POST", "/v1/logout", bob.Token, map[string]string{"device_id": "phone"}, http.StatusNoContent, nil)
 
+	// Account deletion.
+	zed := signup("zed")
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{"password": "wrong horse"}, http.StatusUnauthorized, nil)
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{}, http.StatusBadRequest, nil)
+	c.call("DELETE", "/v1/me", zed.Token, map[string]string{"password": "correct horse"}, http.StatusNoContent, nil)
+	c.call("GET", "/v1/me", zed.Token, nil, http.StatusUnauthorized, nil)
+
 	// Discovery: none live, then one.
 	c.call("GET", "/v1/discovery", "", nil, http.StatusServiceUnavailable, nil)
 	kv, err := e.js.KeyValue(ctx, streams.GatewaysBucket)

@@ -29,7 +29,7 @@ func TestRoutingErrorsHealthAndMetrics(t *testing.T) {
 	}
 	e.wantError(t, "GET", "/v1/nope", "", nil, http.StatusNotFound, CodeNotFound)
 	e.wantError(t, "GET", "/v1/signup", "", nil, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
-	e.wantError(t, "DELETE", "/v1/me", token, nil, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+	e.wantError(t, "PUT", "/v1/me", token, nil, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
 	e.call(t, "GET", "/v1/me", token, nil, http.StatusOK, nil)
 	e.call(t, "GET", "/v1/users/"+strings.Repeat("X", 26), token, nil, http.StatusNotFound, nil)
 

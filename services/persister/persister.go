@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
@@ -127,7 +128,7 @@ type insertFunc func(context.Context, store.Message) (store.Message, bool, error
 
 func apply(ctx context.Context, st store.Store, insert insertFunc, log *zap.Logger, subject string, seq uint64, data []byte) error {
 	if _, kind, _ := streams.ParseChatSubject(subject); kind == streams.KindRead || kind == streams.KindDelivered {
-		return advance(ctx, st, kind, data)
+		return advance(ctx, st, data)
 	}
 	m, ok, err := timeline.FromStream(subject, seq, data)
 	if err != nil {
@@ -161,21 +162,12 @@ func (p *Persister) sync(ctx context.Context) error {
 }
 
 // advance raises a member's read or delivered watermark (a max: order-free and idempotent).
-func advance(ctx context.Context, st store.Store, kind string, data []byte) error {
+func advance(ctx context.Context, st store.Store, data []byte) error {
 	ev, err := streams.DecodeChatEvent(data)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	w := store.Watermark{ConversationID: ev.ConversationID, UserID: ev.SenderID}
-	if kind == streams.KindRead {
-		w.Read, w.Delivered = ev.UpTo, ev.UpTo // what was read was delivered
-	} else {
-		w.Delivered = ev.UpTo
-	}
-	if _, err := st.AdvanceWatermark(ctx, w); err != nil {
-		return fmt.Errorf("advance %s watermark of %s in %s: %w", kind, ev.SenderID, ev.ConversationID, err)
-	}
-	return nil
+	return projection.AdvanceWatermark(ctx, st, ev)
 }
 
 // Module runs the persister in an fx graph.

@@ -9,18 +9,26 @@ import (
 // goldenSubjects names a subject for each golden payload in streams/testdata: the file must
 // match the schema of that subject's channel. A golden file not listed here fails the test.
 var goldenSubjects = map[string]string{
-	"chat_msg.json":          "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.msg",
-	"chat_member.json":       "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
-	"chat_read.json":         "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.read",
-	"push_request.json":      "push.u_bob",
-	"push_dead.json":         "push_dead.u_bob",
-	"delivery.json":          "gw.gw-1.deliver",
-	"delivery_frame.json":    "gw.gw-1.deliver",
-	"delivery_resync.json":   "gw.gw-1.deliver",
-	"route.json":             "$KV.routes.u_alice.d_phone",
-	"gateway_info.json":      "$KV.gateways.gw-1",
-	"push_ledger_entry.json": "$KV.push_ledger.u_bob.01J9ZK4A0B2C4D6E8F0G2H4J6K.d_phone",
-	"push_setting.json":      "$KV.push_settings.u_bob.01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+	"chat_msg.json":                 "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.msg",
+	"chat_member.json":              "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
+	"chat_read.json":                "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.read",
+	"push_request.json":             "push.u_bob",
+	"push_dead.json":                "push_dead.u_bob",
+	"delivery.json":                 "gw.gw-1.deliver",
+	"delivery_frame.json":           "gw.gw-1.deliver",
+	"delivery_resync.json":          "gw.gw-1.deliver",
+	"route.json":                    "$KV.routes.u_alice.d_phone",
+	"gateway_info.json":             "$KV.gateways.gw-1",
+	"push_ledger_entry.json":        "$KV.push_ledger.u_bob.01J9ZK4A0B2C4D6E8F0G2H4J6K.d_phone",
+	"push_setting.json":             "$KV.push_settings.u_bob.01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+	"state_account_created.json":    "state.account.alice_b",
+	"state_profile_updated.json":    "state.account.alice_b",
+	"state_account_deleted.json":    "state.account.alice_b",
+	"state_direct_opened.json":      "state.direct.dk3v8q2w5x7y9a1b3c5d7e9f1g",
+	"state_device_registered.json":  "state.device.01J9ZK2A4C6E8G0J2L4N6Q8S0U.d_phone",
+	"state_device_removed.json":     "state.device.01J9ZK2A4C6E8G0J2L4N6Q8S0U.d_phone",
+	"state_push_token_set.json":     "state.push.01J9ZK2A4C6E8G0J2L4N6Q8S0U.d_phone",
+	"state_push_token_removed.json": "state.push.01J9ZK2A4C6E8G0J2L4N6Q8S0U.d_phone",
 }
 
 func TestGoldenPayloadsMatchTheSpec(t *testing.T) {

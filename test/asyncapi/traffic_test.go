@@ -100,6 +100,13 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	}
 	waitForLedger(t, js, dave.ID)
 
+	// State events: a profile change, a push token set and removed, a logout, a deletion.
+	s.Do("PATCH", "/v1/me", carol.Token, map[string]string{"display_name": "Carol"}, http.StatusOK, nil)
+	s.Do("PUT", "/v1/devices/c-web/push-token", carol.Token, map[string]string{"platform": "web", "token": "fcm-carol"}, http.StatusOK, nil)
+	s.Do("DELETE", "/v1/devices/c-web/push-token", carol.Token, nil, http.StatusNoContent, nil)
+	s.Do("POST", "/v1/logout", carol.Token, map[string]string{"device_id": "c-web"}, http.StatusNoContent, nil)
+	s.Do("DELETE", "/v1/me", dave.Token, map[string]string{"password": "password-dave"}, http.StatusNoContent, nil)
+
 	// Bob's last device goes: alice is told he is offline.
 	b.drain(200 * time.Millisecond)
 	if err := b.ws.Conn.Close(websocket.StatusNormalClosure, ""); err != nil {
@@ -116,7 +123,8 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 		}
 	}
 	onSubjects := rec.check(t, sp, s.Run.NC)
-	for _, ch := range []string{"chat", "presenceEvents", "push", "typing", "deliver", "routesBucket", "presenceBucket", "pushLedgerBucket", "pushSettingsBucket"} {
+	for _, ch := range []string{"chat", "presenceEvents", "push", "typing", "deliver", "routesBucket", "presenceBucket", "pushLedgerBucket", "pushSettingsBucket",
+		"stateAccount", "stateDirect", "stateDevice", "statePush"} {
 		if onSubjects[ch] == 0 {
 			t.Errorf("nothing was published on channel %s", ch)
 		}
