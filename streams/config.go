@@ -32,8 +32,10 @@ type Options struct {
 	// store from the streams alone needs every state event; a finite age needs a store backup
 	// younger than it.
 	StateMaxAge time.Duration
-	// PresenceMaxAge bounds the PRESENCE stream.
+	// PresenceMaxAge bounds the PRESENCE stream (0 = forever).
 	PresenceMaxAge time.Duration
+	// PushDeadMaxAge bounds PUSH_DEAD (0 = forever).
+	PushDeadMaxAge time.Duration
 	// AckWait is the redelivery timeout of natter's durable consumers.
 	AckWait time.Duration
 	// FanoutPartitions splits fanout's work by gateway: partition p delivers to the gateways with
@@ -61,6 +63,7 @@ func DefaultOptions() Options {
 		GatewayTTL:       15 * time.Second,
 		FanoutLiveness:   time.Second,
 		PresenceMaxAge:   time.Hour,
+		PushDeadMaxAge:   PushDeadMaxAge,
 		AckWait:          30 * time.Second,
 		FanoutPartitions: 1,
 		FanoutAckWait:    5 * time.Second,

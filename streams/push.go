@@ -32,7 +32,7 @@ const (
 	PushLedgerTTL = 7 * 24 * time.Hour
 	// PushLedgerHistory is how many entries the ledger keeps per key (attempts of one device).
 	PushLedgerHistory = 8
-	// PushDeadMaxAge is how long dead push requests are kept.
+	// PushDeadMaxAge is how long dead push requests are kept by default (Options.PushDeadMaxAge).
 	PushDeadMaxAge = 14 * 24 * time.Hour
 
 	// PushPreviewRunes bounds the text a PushRequest carries. No notification can show more (FCM
@@ -194,7 +194,7 @@ func (d *Definitions) addPush(o Options) {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
-		MaxAge:      PushDeadMaxAge,
+		MaxAge:      o.PushDeadMaxAge,
 		Discard:     jetstream.DiscardOld,
 	})
 	d.Buckets = append(d.Buckets,

@@ -244,3 +244,21 @@ type GroupCommitter interface {
 	InsertMessageUnsynced(ctx context.Context, m Message) (stored Message, inserted bool, err error)
 	Sync(ctx context.Context) error
 }
+
+// Positions is implemented by stores that record how far each stream has been projected into
+// them. Position(stream) = p promises that every event of the stream at or below seq p has been
+// applied to the store; ok is false when nothing was ever recorded. Recording is a max: a lower
+// seq than the stored one changes nothing. Start-up checks, backups and replays use it to know
+// which part of a stream the store still needs (see docs/operations.md, "Backup and recovery").
+type Positions interface {
+	Position(ctx context.Context, stream string) (seq uint64, ok bool, err error)
+	RecordPosition(ctx context.Context, stream string, seq uint64) error
+	// Empty reports whether the store holds no record at all (positions aside).
+	Empty(ctx context.Context) (bool, error)
+}
+
+// Checkpointer is implemented by stores that can copy a consistent image of themselves while
+// they serve: every write that returned before Checkpoint began is in the image.
+type Checkpointer interface {
+	Checkpoint(ctx context.Context, dir string) error
+}

@@ -43,6 +43,7 @@ import (
 	"github.com/natter-chat/natter/services/presence"
 	"github.com/natter-chat/natter/services/projector"
 	"github.com/natter-chat/natter/services/push"
+	"github.com/natter-chat/natter/services/recovery"
 	"github.com/natter-chat/natter/services/search"
 	"github.com/natter-chat/natter/streams"
 )
@@ -117,6 +118,18 @@ type Config struct {
 	Push push.Config
 	// Search indexes messages; its Dir defaults to <DataDir>/search.
 	Search search.Config
+	// Recovery tunes the start-up check of the embedded store against the streams, the stream
+	// positions it records and the backups it serves (services/recovery).
+	Recovery RecoveryConfig
+}
+
+// RecoveryConfig tunes what a process holding the embedded store does for recovery.
+type RecoveryConfig struct {
+	// Repair lets the start-up check rebuild an empty store from the streams, or make a stream
+	// that is behind the store continue after it, instead of refusing to start.
+	Repair bool
+	// PositionInterval is how often the store records how far it holds each stream.
+	PositionInterval time.Duration
 }
 
 // DefaultConfig is `natter run` with no flags.
@@ -140,6 +153,7 @@ func DefaultConfig() Config {
 		Presence:  presence.DefaultConfig(),
 		Push:      push.DefaultConfig(),
 		Search:    search.DefaultConfig(),
+		Recovery:  RecoveryConfig{PositionInterval: time.Second},
 	}
 }
 
@@ -318,6 +332,14 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.has(TargetStore) {
 		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, st store.Store) { serveStore(lc, cfg, nc, st, log) }))
 	}
+	if cfg.Store == nil && cfg.StoreKind == "pebble" {
+		// Before the consumers: the check runs before they start, and the last position is
+		// recorded after they drained.
+		// A module, as the components are: fx runs the invokes of modules before the root's.
+		opts = append(opts, fx.Module("recovery", fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, js jetstream.JetStream, st store.Store) {
+			guardStore(lc, cfg, nc, js, st, log)
+		})))
+	}
 	// Workers first, front doors last: on stop, fx runs hooks in reverse, so sockets and HTTP
 	// close before the consumers drain and the store closes.
 	if cfg.has(TargetPersister) {
@@ -473,6 +495,38 @@ func serveStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, st store.Store, log 
 			return err
 		},
 		OnStop: func(ctx context.Context) error { return srv.Stop(ctx) },
+	})
+}
+
+// guardStore runs the start-up check of the embedded store against the streams, then records
+// the store's stream positions and serves backups until stop.
+func guardStore(lc fx.Lifecycle, cfg Config, nc *nats.Conn, js jetstream.JetStream, st store.Store, log *zap.Logger) {
+	rst, ok := st.(interface {
+		recovery.Store
+		store.Checkpointer
+	})
+	if !ok {
+		return
+	}
+	log = log.Named("recovery")
+	var rec *recovery.Recorder
+	var backups *recovery.BackupServer
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			ps := recovery.Projections()
+			if err := recovery.Check(ctx, js, nc, rst, ps, cfg.Recovery.Repair, log); err != nil {
+				return err
+			}
+			var err error
+			if backups, err = recovery.ServeBackups(nc, js, rst, ps, filepath.Join(cfg.DataDir, "checkpoints"), log); err != nil {
+				return err
+			}
+			rec = recovery.StartRecorder(js, rst, ps, cfg.Recovery.PositionInterval, log)
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			return errors.Join(backups.Stop(ctx), rec.Stop(ctx))
+		},
 	})
 }
 

@@ -106,27 +106,43 @@ func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
 	}
-	if _, kind, _ := streams.ParseChatSubject(msg.Subject()); kind == streams.KindRead || kind == streams.KindDelivered {
-		return p.advance(ctx, msg.Data())
+	insert := p.deps.Store.InsertMessage
+	if p.commit != nil {
+		insert = func(ctx context.Context, m store.Message) (store.Message, bool, error) {
+			p.unsynced.Store(true) // before the write: the chunk's sync must not miss it
+			return p.commit.InsertMessageUnsynced(ctx, m)
+		}
 	}
-	m, ok, err := timeline.FromStream(msg.Subject(), meta.Sequence.Stream, msg.Data())
+	return apply(ctx, p.deps.Store, insert, p.log, msg.Subject(), meta.Sequence.Stream, msg.Data())
+}
+
+// Apply writes one CHAT event at seq into st exactly as the persister does (every write synced):
+// the code path natter replay and the start-up repair re-drive a stream range through. It does
+// not apply membership (see the package comment); a permanent error (consumer.IsPermanent) marks
+// an event that can never be stored.
+func Apply(ctx context.Context, st store.Store, log *zap.Logger, subject string, seq uint64, data []byte) error {
+	return apply(ctx, st, st.InsertMessage, log, subject, seq, data)
+}
+
+type insertFunc func(context.Context, store.Message) (store.Message, bool, error)
+
+func apply(ctx context.Context, st store.Store, insert insertFunc, log *zap.Logger, subject string, seq uint64, data []byte) error {
+	if _, kind, _ := streams.ParseChatSubject(subject); kind == streams.KindRead || kind == streams.KindDelivered {
+		return advance(ctx, st, data)
+	}
+	m, ok, err := timeline.FromStream(subject, seq, data)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
 	if !ok {
 		return nil
 	}
-	insert := p.deps.Store.InsertMessage
-	if p.commit != nil {
-		p.unsynced.Store(true) // before the write: the chunk's sync must not miss it
-		insert = p.commit.InsertMessageUnsynced
-	}
 	stored, inserted, err := insert(ctx, m)
 	if err != nil {
 		return fmt.Errorf("persist %s at %d: %w", m.ConversationID, m.Seq, err)
 	}
 	if !inserted && stored.Seq != m.Seq {
-		p.log.Info("duplicate send outside the dedupe window kept once",
+		log.Info("duplicate send outside the dedupe window kept once",
 			zap.String("conversation", m.ConversationID), zap.Uint64("seq", m.Seq), zap.Uint64("kept_seq", stored.Seq),
 			zap.String("sender", m.SenderID), zap.String("client_msg_id", m.ClientMsgID))
 	}
@@ -146,12 +162,12 @@ func (p *Persister) sync(ctx context.Context) error {
 }
 
 // advance raises a member's read or delivered watermark (a max: order-free and idempotent).
-func (p *Persister) advance(ctx context.Context, data []byte) error {
+func advance(ctx context.Context, st store.Store, data []byte) error {
 	ev, err := streams.DecodeChatEvent(data)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return projection.AdvanceWatermark(ctx, p.deps.Store, ev)
+	return projection.AdvanceWatermark(ctx, st, ev)
 }
 
 // Module runs the persister in an fx graph.

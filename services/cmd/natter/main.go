@@ -6,6 +6,10 @@
 //	natter migrate [flags]    apply the ScyllaDB schema (idempotent)
 //	natter push why ...       why a user did (not) get a push for a message
 //	natter search rebuild     drop the search index and rebuild it from CHAT (search status: its lag)
+//	natter push redrive ...   send the push requests in PUSH_DEAD again
+//	natter backup --out DIR   online backup of the embedded store (and --streams)
+//	natter restore --from DIR restore a backup, then replay the streams from where it ends
+//	natter replay [flags]     re-drive a stream range into the store or onto a subject
 //	natter version
 //
 // Every flag can also be set by an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -33,6 +37,13 @@ Usage:
                         why U did (not) get a push for message M, from the push ledger
   natter search status|rebuild
                         the search index's lag; drop and rebuild it from CHAT with a progress bar
+  natter push redrive [flags]
+                        send the push requests in PUSH_DEAD again (dry run by default)
+  natter backup --out DIR
+                        online, consistent backup of a running natter's store (and --streams)
+  natter restore --from DIR
+                        restore a backup into --data-dir and replay the streams from where it ends
+  natter replay [flags] re-drive a stream range into the store (--apply) or onto a subject (dry run by default)
   natter version        print the version
 
 Every flag can be given as an environment variable: --data-dir is NATTER_DATA_DIR.
@@ -59,6 +70,12 @@ func main() {
 		err = pushCmd(os.Args[2:])
 	case "search":
 		err = searchCmd(os.Args[2:])
+	case "backup":
+		err = backupCmd(os.Args[2:], os.Stdout)
+	case "restore":
+		err = restoreCmd(os.Args[2:], os.Stdout)
+	case "replay":
+		err = replayCmd(os.Args[2:], os.Stdout)
 	case "version", "--version", "-v":
 		fmt.Println("natter", version)
 	case "help", "-h", "--help":

@@ -93,7 +93,7 @@ var flagMention = regexp.MustCompile(`--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)`)
 
 // TestOperationsDocumentsEveryFlag keeps docs/operations.md and the flags in step. The rule:
 //
-//   - every flag of natter run, migrate, bench and push why is named as --flag in that command's
+//   - every flag of natter run, migrate, bench, push why, push redrive, backup, restore and replay is named as --flag in that command's
 //     section of docs/operations.md ("### `natter run`" and so on). push.md and performance.md
 //     may say more about the push and bench flags, but operations.md names them all;
 //   - every --flag docs/operations.md names is a flag of some natter command. Code blocks count
@@ -105,10 +105,14 @@ func TestOperationsDocumentsEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	commands := map[string][]string{
-		"natter run":      helpFlags(t, "run"),
-		"natter migrate":  helpFlags(t, "migrate"),
-		"natter bench":    helpFlags(t, "bench"),
-		"natter push why": helpFlags(t, "push", "why"),
+		"natter run":          helpFlags(t, "run"),
+		"natter migrate":      helpFlags(t, "migrate"),
+		"natter bench":        helpFlags(t, "bench"),
+		"natter push why":     helpFlags(t, "push", "why"),
+		"natter push redrive": helpFlags(t, "push", "redrive"),
+		"natter backup":       helpFlags(t, "backup"),
+		"natter restore":      helpFlags(t, "restore"),
+		"natter replay":       helpFlags(t, "replay"),
 	}
 	var all []string
 	for _, flags := range commands {

@@ -2,23 +2,30 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/services/push"
+	"github.com/natter-chat/natter/services/recovery"
+	"github.com/natter-chat/natter/streams"
 )
 
 const pushUsage = `Usage:
   natter push why --user U --message M [--nats-url nats://127.0.0.1:4222]
       explain, from the push ledger, why user U did (or did not) get a push for message M
+  natter push redrive [--user U] [--from-seq N --to-seq N | --since T --until T] [--apply]
+      send the push requests kept in PUSH_DEAD to the push service again (a dry run without --apply)
 `
 
 // pushWhyUsage heads natter push why -h, above the flags.
@@ -46,6 +53,8 @@ func pushCmd(args []string) error {
 	switch args[0] {
 	case "why":
 		return pushWhy(args[1:], os.Stdout)
+	case "redrive":
+		return pushRedrive(args[1:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(pushUsage)
 		return nil
@@ -102,4 +111,97 @@ func pushWhy(args []string, out io.Writer) error {
 	}
 	_, err = fmt.Fprint(out, push.Explain(*user, *message, entries))
 	return err
+}
+
+const pushRedriveUsage = `Usage: natter push redrive [flags]
+
+Sends the push requests kept in PUSH_DEAD (those that failed every attempt, e.g. while FCM was
+down) to the push service again, in order, each published once to push.<user> and then removed
+from PUSH_DEAD; a request that fails again goes back to PUSH_DEAD. Without --apply it only
+counts them. Resumable: run it again after Ctrl-C.
+
+Flags:
+`
+
+// pushRedrive republishes dead push requests onto PUSH.
+func pushRedrive(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("push redrive", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), pushRedriveUsage); fs.PrintDefaults() }
+	user := fs.String("user", "", "only this user's requests")
+	var r recovery.Range
+	fs.Uint64Var(&r.FromSeq, "from-seq", 0, "first PUSH_DEAD seq (default: the first)")
+	fs.Uint64Var(&r.ToSeq, "to-seq", 0, "last PUSH_DEAD seq (default: the last)")
+	since := fs.String("since", "", "requests dead-lettered at or after this time (RFC 3339)")
+	until := fs.String("until", "", "requests dead-lettered at or before this time (RFC 3339)")
+	apply := fs.Bool("apply", false, "send them (without it: count only)")
+	natsURL := fs.String("nats-url", defaultNATSURL, "NATS of the natter deployment (the default is the embedded server of natter run)")
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if r.Since, err = parseTime("--since", *since); err != nil {
+		return err
+	}
+	if r.Until, err = parseTime("--until", *until); err != nil {
+		return err
+	}
+	ctx, cancel := signalContext(0)
+	defer cancel()
+	b, err := openBus(*natsURL, "", "natter push redrive")
+	if err != nil {
+		return fmt.Errorf("push redrive: %w", err)
+	}
+	defer b.close()
+	dead, err := b.js.Stream(ctx, streams.PushDeadStream)
+	if err != nil {
+		return fmt.Errorf("push redrive: %w", err)
+	}
+	sent, skipped := 0, 0
+	// Without --apply the target only decodes and counts.
+	target := recovery.Target{Apply: func(ctx context.Context, _ string, seq uint64, data []byte) error {
+		var dl streams.PushDeadLetter
+		if err := json.Unmarshal(data, &dl); err != nil {
+			return consumer.Permanent(fmt.Errorf("dead letter at %d: %w", seq, err))
+		}
+		if *user != "" && dl.Request.UserID != *user {
+			skipped++
+			return nil
+		}
+		sent++
+		if !*apply {
+			return nil
+		}
+		body, err := dl.Request.Encode()
+		if err != nil {
+			return consumer.Permanent(fmt.Errorf("dead letter at %d: %w", seq, err))
+		}
+		// A redrive id of its own: a second redrive of the same dead letter inside the
+		// duplicate window (the letter not deleted yet) publishes nothing new.
+		if _, err := b.js.Publish(ctx, streams.PushSubject(dl.Request.UserID), body,
+			jetstream.WithMsgID(fmt.Sprintf("redrive:%s:%d", streams.PushDeadStream, seq))); err != nil {
+			return fmt.Errorf("republish dead letter %d: %w", seq, err)
+		}
+		if err := dead.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("remove dead letter %d: %w", seq, err)
+		}
+		return nil
+	}}
+	opts := recovery.Options{Range: r}
+	if *apply {
+		opts.PositionFile = filepath.Join(os.TempDir(), "natter-push-redrive.json")
+	}
+	res, err := recovery.Run(ctx, b.js, b.nc, streams.PushDeadStream, target, opts)
+	if err != nil {
+		return fmt.Errorf("push redrive: %w", err)
+	}
+	verb := "would send (dry run; --apply sends)"
+	if *apply {
+		verb = "sent"
+	}
+	fmt.Fprintf(out, "push redrive: %d dead push requests in range, %s %d, %d of other users, %d unreadable\n",
+		res.Events, verb, sent, skipped, res.Rejected)
+	return nil
 }

@@ -141,6 +141,8 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.StringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "", "embedded NATS: require client certificates signed by a CA in this PEM file")
 	completeNATS := natsClientFlags(fs, &cfg.NATSClient)
 	fs.BoolVar(&cfg.ApplyDefinitions, "apply-definitions", cfg.ApplyDefinitions, "create or update natter's streams, buckets and consumers at start; false with least-privilege NATS users, after natter init")
+	fs.BoolVar(&cfg.Recovery.Repair, "repair", false, "when the embedded store is empty and the streams still hold every event, rebuild it from them; when a stream is behind the store, continue it after the store (see docs/operations.md)")
+	retentionFlags(fs, &cfg.Streams)
 	var opts runOptions
 	opts.log = logFlags(fs)
 	fs.StringVar(&opts.addrFile, "addr-file", "", "write the bound addresses as JSON to this file once ready")
