@@ -102,6 +102,10 @@ const StoreSubjects = remote.DefaultPrefix + ".>"
 // (services/search/wire; test/deploy holds the two together).
 const SearchSubjects = "natter.search.v1.>"
 
+// BackupSubject is where natter backup asks the process holding the store for a checkpoint
+// (services/recovery.BackupSubject; test/deploy holds the two together).
+const BackupSubject = "natter.admin.backup"
+
 // storeClient: ask the store server.
 func storeClient() Permissions { return pub(StoreSubjects) }
 
@@ -189,6 +193,14 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 	case Store:
 		p.add(sub(StoreSubjects))
 		p.Responses = true
+		// The process that holds the embedded store checks it against CHAT and STATE at start
+		// (replaying a gap with an ordered consumer), records how far it holds them, and makes
+		// backups (services/recovery). A --repair that purges a stream needs the administrator.
+		for _, stream := range []string{streams.ChatStream, streams.StateStream} {
+			p.add(streamRead(stream))
+			p.add(pub(api+"CONSUMER.LIST."+stream, api+"CONSUMER.CREATE."+stream+".>", api+"CONSUMER.DELETE."+stream+".>", "$JS.FC."+stream+".>"))
+		}
+		p.add(sub(BackupSubject))
 	case Search:
 		// Its own consumer only: pulled, and dropped and made again by a rebuild.
 		p.add(consumerPull(streams.ChatStream, streams.SearchConsumer))

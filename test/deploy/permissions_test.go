@@ -24,6 +24,7 @@ import (
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/services/recovery"
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
 )
@@ -472,4 +473,11 @@ func subjectMatches(pattern, subject string) bool {
 		}
 	}
 	return len(p) == len(s)
+}
+
+// The process holding the store answers natter backup on natsperm.BackupSubject.
+func TestBackupSubjectIsCovered(t *testing.T) {
+	if natsperm.BackupSubject != recovery.BackupSubject {
+		t.Fatalf("natsperm.BackupSubject %q, services/recovery answers on %q", natsperm.BackupSubject, recovery.BackupSubject)
+	}
 }
