@@ -7,13 +7,13 @@ import (
 )
 
 // FuzzVerify: a bearer token from a client, however malformed, is rejected with ErrInvalidToken
-// or verified as natter's own, with a subject; never a panic.
+// or verified as natter's own, with a subject and a session; never a panic.
 func FuzzVerify(f *testing.F) {
 	tokens, err := NewTokens([]byte(strings.Repeat("k", MinSecretBytes)), time.Hour)
 	if err != nil {
 		f.Fatal(err)
 	}
-	good, _, err := tokens.Issue("u1")
+	good, _, err := tokens.Issue("u1", "s1")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -30,8 +30,8 @@ func FuzzVerify(f *testing.F) {
 			}
 			return
 		}
-		if c.UserID == "" || c.Expires.IsZero() {
-			t.Fatalf("verified %q without a subject or expiry: %+v", token, c)
+		if c.UserID == "" || c.SessionID == "" || c.Expires.IsZero() {
+			t.Fatalf("verified %q without a subject, session or expiry: %+v", token, c)
 		}
 	})
 }
