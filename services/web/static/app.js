@@ -81,7 +81,7 @@ var NatterApi = class {
     this.token = s.token;
     return s;
   }
-  /** POST /v1/logout: forgets the device and its push token. The access token stays valid; drop it. */
+  /** POST /v1/logout: forgets the device and its push token, and ends the session: its tokens are refused from then on. */
   async logout(deviceId2) {
     await this.request("POST", "/v1/logout", { device_id: deviceId2 });
   }
