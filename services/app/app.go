@@ -332,7 +332,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if cfg.has(TargetStore) {
 		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle, nc *nats.Conn, st store.Store) { serveStore(lc, cfg, nc, st, log) }))
 	}
-	if cfg.Store == nil && cfg.StoreKind == "pebble" {
+	if cfg.Store == nil && cfg.StoreKind == "pebble" && cfg.usesStore() {
 		// Before the consumers: the check runs before they start, and the last position is
 		// recorded after they drained.
 		// A module, as the components are: fx runs the invokes of modules before the root's.
