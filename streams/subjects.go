@@ -36,6 +36,8 @@ const (
 	HeaderMsgID = "Nats-Msg-Id"
 	// HeaderVersion carries the envelope version so consumers can reject what they do not know.
 	HeaderVersion = "Natter-Version"
+	// VersionValue is Version as HeaderVersion carries it.
+	VersionValue = "1"
 )
 
 // ChatSubject is the subject of one event kind in one conversation: chat.<conversation>.<kind>.

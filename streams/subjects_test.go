@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -111,5 +112,11 @@ func TestSessionRevokedSubject(t *testing.T) {
 		if _, _, ok := ParseSessionRevokedSubject(s); ok {
 			t.Errorf("ParseSessionRevokedSubject(%q) accepted", s)
 		}
+	}
+}
+
+func TestVersionValueIsVersion(t *testing.T) {
+	if VersionValue != strconv.Itoa(Version) {
+		t.Fatalf("VersionValue %q, Version %d", VersionValue, Version)
 	}
 }

@@ -174,7 +174,7 @@ func Change(ctx context.Context, js jetstream.JetStream, st store.Store, conv, a
 		}
 		msg := nats.NewMsg(subject)
 		msg.Data = data
-		msg.Header.Set(streams.HeaderVersion, "1")
+		msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
 		if natsx.IsWrongLastSequence(err) {
 			continue // another change won the race: re-read and re-check

@@ -292,7 +292,7 @@ func Record(ctx context.Context, js jetstream.JetStream, st store.Store, ev stre
 	}
 	msg := nats.NewMsg(ev.Subject())
 	msg.Data = data
-	msg.Header.Set(streams.HeaderVersion, "1")
+	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 	ack, err := js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		return 0, fmt.Errorf("record %s: publish: %w", ev.Kind, err)

@@ -103,7 +103,7 @@ func jsBaseline(ctx context.Context, cfg Config, publishers int, payload []byte,
 		n++
 		msg := &nats.Msg{Subject: "bench.sync.msg", Data: payload, Header: nats.Header{}}
 		msg.Header.Set(streams.HeaderMsgID, "sync:"+strconv.FormatUint(n, 10))
-		msg.Header.Set(streams.HeaderVersion, "1")
+		msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 		at := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := js.PublishMsg(pctx, msg)
@@ -177,7 +177,7 @@ func asyncPublish(ctx context.Context, cfg Config, js jetstream.JetStream, what,
 				n++
 				msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
 				msg.Header.Set(streams.HeaderMsgID, idPrefix+strconv.FormatUint(n, 10))
-				msg.Header.Set(streams.HeaderVersion, "1")
+				msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 				at := time.Now()
 				f, err := js.PublishMsgAsync(msg)
 				if err != nil {

@@ -77,7 +77,7 @@ func (s *session) handleReceipt(f protocol.ClientFrame) {
 	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, f.Type))
 	msg.Data = data
 	msg.Header.Set(streams.HeaderMsgID, fmt.Sprintf("%s:%s:%s:%d", s.userID, f.ConversationID, f.Type, f.UpTo))
-	msg.Header.Set(streams.HeaderVersion, "1")
+	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 	if _, err := s.g.deps.JS.PublishMsg(ctx, msg); err != nil {
 		s.mu.Lock()
 		if s.marks[key] == f.UpTo {

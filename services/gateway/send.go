@@ -62,7 +62,7 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, streams.KindMsg))
 	msg.Data = data
 	msg.Header.Set(streams.HeaderMsgID, streams.DedupeID(s.userID, f.ClientMsgID))
-	msg.Header.Set(streams.HeaderVersion, "1")
+	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 	cancel() // the store reads are done; the publish has its own timeout (Config.PublishTimeout)
 	s.g.pub.publish(s, &inflightSend{ref: ref, clientMsgID: f.ClientMsgID, conv: f.ConversationID,
 		messageID: ev.MessageID, sentAt: ev.SentAt}, msg)
