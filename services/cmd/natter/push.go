@@ -142,10 +142,7 @@ func pushRedrive(args []string, out io.Writer) error {
 		return err
 	}
 	var err error
-	if r.Since, err = parseTime("--since", *since); err != nil {
-		return err
-	}
-	if r.Until, err = parseTime("--until", *until); err != nil {
+	if r.Since, r.Until, err = parseRange(*since, *until); err != nil {
 		return err
 	}
 	ctx, cancel := signalContext(0)

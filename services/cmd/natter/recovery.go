@@ -355,10 +355,7 @@ func replayCmd(args []string, out io.Writer) error {
 		return err
 	}
 	var err error
-	if r.Since, err = parseTime("--since", *since); err != nil {
-		return err
-	}
-	if r.Until, err = parseTime("--until", *until); err != nil {
+	if r.Since, r.Until, err = parseRange(*since, *until); err != nil {
 		return err
 	}
 	if *apply && *subject != "" {
@@ -482,6 +479,16 @@ func projectionNames() string {
 		names = append(names, p.Stream)
 	}
 	return strings.Join(names, ", ")
+}
+
+// parseRange parses --since and --until (RFC 3339, empty: no bound).
+func parseRange(since, until string) (time.Time, time.Time, error) {
+	from, err := parseTime("--since", since)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	to, err := parseTime("--until", until)
+	return from, to, err
 }
 
 func parseTime(name, s string) (time.Time, error) {
