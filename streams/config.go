@@ -85,6 +85,16 @@ const FanoutGroup = "fanout"
 // held as soon as they take it (fanout's balance.go), so this is only the fallback.
 func (o Options) FanoutPinnedTTL() time.Duration { return o.FanoutAckWait + 3*time.Second }
 
+// durable is one of natter's own durable consumers (all but fanout's): explicit acks, redelivery
+// after AckWait, never given up (MaxDeliver), up to 10,000 in flight.
+func (o Options) durable(name, description, filter string, deliver jetstream.DeliverPolicy) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable: name, Description: description, FilterSubject: filter,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver,
+		MaxAckPending: 10000, DeliverPolicy: deliver, Replicas: o.Replicas,
+	}
+}
+
 // Definitions is every stream, bucket and durable consumer natter needs, declared once.
 type Definitions struct {
 	Streams   []jetstream.StreamConfig
@@ -153,66 +163,16 @@ func Define(o Options) Definitions {
 		},
 		Consumers: map[string][]jetstream.ConsumerConfig{
 			PresenceStream: {
-				{
-					Durable:       PresenceConsumer,
-					Description:   "keeps the presence bucket: online while any device is connected",
-					FilterSubject: "presence.>",
-					AckPolicy:     jetstream.AckExplicitPolicy,
-					AckWait:       o.AckWait,
-					MaxDeliver:    o.MaxDeliver,
-					MaxAckPending: 10000,
-					DeliverPolicy: jetstream.DeliverNewPolicy,
-					Replicas:      o.Replicas,
-				},
+				o.durable(PresenceConsumer, "keeps the presence bucket: online while any device is connected", "presence.>", jetstream.DeliverNewPolicy),
 			},
 			StateStream: {
-				{
-					Durable:       ProjectorConsumer,
-					Description:   "applies state events to the store (the API applies them too, at once; this repairs a crash in between)",
-					FilterSubject: StateAll,
-					AckPolicy:     jetstream.AckExplicitPolicy,
-					AckWait:       o.AckWait,
-					MaxDeliver:    o.MaxDeliver,
-					MaxAckPending: 10000,
-					DeliverPolicy: jetstream.DeliverAllPolicy,
-					Replicas:      o.Replicas,
-				},
+				o.durable(ProjectorConsumer, "applies state events to the store (the API applies them too, at once; this repairs a crash in between)", StateAll, jetstream.DeliverAllPolicy),
 			},
 			ChatStream: {
-				{
-					Durable:       PersisterConsumer,
-					Description:   "writes conversation events to the store",
-					FilterSubject: ChatAll,
-					AckPolicy:     jetstream.AckExplicitPolicy,
-					AckWait:       o.AckWait,
-					MaxDeliver:    o.MaxDeliver,
-					MaxAckPending: 10000,
-					DeliverPolicy: jetstream.DeliverAllPolicy,
-					Replicas:      o.Replicas,
-				},
-				{
-					Durable:       ProjectorConsumer,
-					Description:   "applies membership changes to the store in stream order",
-					FilterSubject: ChatMembers,
-					AckPolicy:     jetstream.AckExplicitPolicy,
-					AckWait:       o.AckWait,
-					MaxDeliver:    o.MaxDeliver,
-					MaxAckPending: 10000,
-					DeliverPolicy: jetstream.DeliverAllPolicy,
-					Replicas:      o.Replicas,
-				},
-				{
-					// Deliver all: the index is built from every event CHAT still holds.
-					Durable:       SearchConsumer,
-					Description:   "indexes message text for search",
-					FilterSubject: ChatAll,
-					AckPolicy:     jetstream.AckExplicitPolicy,
-					AckWait:       o.AckWait,
-					MaxDeliver:    o.MaxDeliver,
-					MaxAckPending: 10000,
-					DeliverPolicy: jetstream.DeliverAllPolicy,
-					Replicas:      o.Replicas,
-				},
+				o.durable(PersisterConsumer, "writes conversation events to the store", ChatAll, jetstream.DeliverAllPolicy),
+				o.durable(ProjectorConsumer, "applies membership changes to the store in stream order", ChatMembers, jetstream.DeliverAllPolicy),
+				// Deliver all: the index is built from every event CHAT still holds.
+				o.durable(SearchConsumer, "indexes message text for search", ChatAll, jetstream.DeliverAllPolicy),
 			},
 		},
 	}
