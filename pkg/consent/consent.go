@@ -68,21 +68,30 @@ func New() *Table {
 		visibility: map[string]string{}, changed: make(chan struct{})}
 }
 
-// Watch loads the table from STATE and keeps it current until Stop. It returns once every
-// event that was on the stream when it started is applied.
+// Watch loads a table from STATE and keeps it current until Stop. It returns once every event
+// that was on the stream when it started is applied.
 func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table, error) {
 	t := New()
+	if err := t.Follow(ctx, js, log); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Follow feeds the table from STATE until Stop (once per table), returning once every event
+// that was on the stream when it started is applied.
+func (t *Table) Follow(ctx context.Context, js jetstream.JetStream, log *zap.Logger) error {
 	t.log = log.Named("consent")
 	cons, err := js.OrderedConsumer(ctx, streams.StateStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: streams.ConsentSubjects,
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consent: consumer: %w", err)
+		return fmt.Errorf("consent: consumer: %w", err)
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("consent: consumer info: %w", err)
+		return fmt.Errorf("consent: consumer info: %w", err)
 	}
 	loaded := make(chan struct{})
 	var once sync.Once
@@ -101,14 +110,14 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consent: consume: %w", err)
+		return fmt.Errorf("consent: consume: %w", err)
 	}
 	select {
 	case <-loaded:
-		return t, nil
+		return nil
 	case <-ctx.Done():
 		t.Stop()
-		return nil, fmt.Errorf("consent: load: %w", ctx.Err())
+		return fmt.Errorf("consent: load: %w", ctx.Err())
 	}
 }
 

@@ -203,6 +203,11 @@ func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) 
 // CountAfter counts the text messages of conversationID with seq > after that were not sent by
 // notFrom, stopping at limit: the unread count of a member whose read watermark is after.
 func (r *Reader) CountAfter(ctx context.Context, conversationID string, after uint64, notFrom string, limit int) (int, error) {
+	return r.CountAfterFunc(ctx, conversationID, after, func(m store.Message) bool { return m.SenderID != notFrom }, limit)
+}
+
+// CountAfterFunc counts the msg events above after for which counts is true, stopping at limit.
+func (r *Reader) CountAfterFunc(ctx context.Context, conversationID string, after uint64, counts func(store.Message) bool, limit int) (int, error) {
 	n := 0
 	p := store.Page{After: after, Oldest: true, Limit: store.MaxPageLimit}
 	for n < limit {
@@ -211,7 +216,7 @@ func (r *Reader) CountAfter(ctx context.Context, conversationID string, after ui
 			return 0, err
 		}
 		for _, m := range page {
-			if m.Kind == streams.KindMsg && m.SenderID != notFrom {
+			if m.Kind == streams.KindMsg && counts(m) {
 				n++
 			}
 		}

@@ -165,11 +165,56 @@ func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) 
 	case m.LeftSeq != 0 && (p.Before == 0 || p.Before > m.LeftSeq+1):
 		p.Before = m.LeftSeq + 1
 	}
-	msgs, err := s.timeline.Page(ctx, m.ConversationID, p)
-	if err != nil {
-		return nil, err
+	limit := p.Limit
+	if limit == 0 {
+		limit = store.DefaultPageLimit
 	}
-	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !m.Sees(x.Seq) }), nil
+	var out []store.Message
+	for {
+		msgs, err := s.timeline.Page(ctx, m.ConversationID, p)
+		if err != nil {
+			return nil, err
+		}
+		full := len(msgs) == limit
+		var edge uint64
+		if len(msgs) > 0 {
+			edge = msgs[len(msgs)-1].Seq // the oldest, going back
+			if p.Forward() {
+				edge = msgs[0].Seq // the newest, going forward
+			}
+		}
+		for i := range msgs {
+			x := msgs[i] // newest first: going back, the nearest first
+			if p.Forward() {
+				x = msgs[len(msgs)-1-i] // going forward, the nearest is the oldest
+			}
+			if s.visibleTo(m, x) && len(out) < limit {
+				out = append(out, x)
+			}
+		}
+		// Hidden messages (consent) must not make a page short while more exist: read on.
+		if len(out) >= limit || !full || len(msgs) == 0 {
+			break
+		}
+		if p.Forward() {
+			p.After, p.Oldest = edge, false
+		} else {
+			p.Before = edge
+		}
+		if !p.Forward() && p.Before <= m.JoinedSeq+1 {
+			break
+		}
+	}
+	if p.Forward() {
+		slices.Reverse(out) // newest first, as every page
+	}
+	return out, nil
+}
+
+// visibleTo reports whether member m may see event x: in m's range (m.Sees), and, for a text
+// message, allowed by consent (held requests, blocks).
+func (s *Server) visibleTo(m store.Member, x store.Message) bool {
+	return m.Sees(x.Seq) && (x.Kind != streams.KindMsg || s.consent.SeesMessage(m.UserID, x.SenderID, m.ConversationID))
 }
 
 // aroundPage is up to limit events around seq that m may see, newest first; seq is first moved
@@ -186,7 +231,7 @@ func (s *Server) aroundPage(ctx context.Context, m store.Member, seq uint64, lim
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !m.Sees(x.Seq) }), nil
+	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !s.visibleTo(m, x) }), nil
 }
 
 var errMessageNotFound = errorf(http.StatusNotFound, CodeMessageNotFound, "no such message")

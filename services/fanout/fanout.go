@@ -30,6 +30,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -90,6 +91,9 @@ type Deps struct {
 	JS      jetstream.JetStream
 	Store   store.Store
 	Metrics *consumer.Metrics `optional:"true"`
+	// Consent decides who receives whose messages, receipts and typing; nil: fanout follows
+	// STATE with a mirror of its own.
+	Consent *consent.Table `optional:"true"`
 }
 
 // Fanout routes events to gateways.
@@ -98,6 +102,8 @@ type Fanout struct {
 	deps      Deps
 	log       *zap.Logger
 	routes    *routing.Table
+	consent   *consent.Table
+	ownTable  bool // consent is this fanout's own mirror, stopped with it
 	typing    *nats.Subscription
 	instances jetstream.KeyValue // the fanouts bucket: one entry per live instance
 	live      *liveSet           // what this instance sees of the fanouts bucket
@@ -150,12 +156,21 @@ func (f *Fanout) Start(ctx context.Context) error {
 	}
 	// Who held what before this instance (or its previous run, under the same id) came.
 	f.prevLive = f.live.liveAt(time.Now(), f.cfg.Liveness)
+	if f.consent = f.deps.Consent; f.consent == nil {
+		if f.consent, err = consent.Watch(ctx, f.deps.JS, f.log); err != nil {
+			_ = f.live.stop()
+			return fmt.Errorf("fanout: %w", err)
+		}
+		f.ownTable = true
+	}
 	if f.routes, err = routing.Watch(ctx, f.deps.JS, f.log); err != nil {
 		_ = f.live.stop()
+		f.stopConsent()
 		return fmt.Errorf("fanout: %w", err)
 	}
 	fail := func(err error) error {
 		_ = f.stopPartitions(ctx)
+		f.stopConsent()
 		f.routes.Stop()
 		_ = f.live.stop()
 		return fmt.Errorf("fanout: %w", err)
@@ -193,7 +208,20 @@ func (f *Fanout) Stop(ctx context.Context) error {
 	}
 	err := f.stopPartitions(ctx)
 	f.routes.Stop()
+	f.stopConsent()
 	return errors.Join(err, f.live.stop())
+}
+
+func (f *Fanout) stopConsent() {
+	if f.ownTable {
+		f.consent.Stop()
+	}
+}
+
+// receives reports whether member m gets the event at seq of kind from sender: m's membership
+// covers seq and, for a text message, consent lets m see sender's messages (a map lookup).
+func (f *Fanout) receives(m store.Member, seq uint64, kind, sender, conv string) bool {
+	return m.Sees(seq) && (kind != streams.KindMsg || f.consent.SeesMessage(m.UserID, sender, conv))
 }
 
 // startPartition starts consuming partition p.
@@ -356,7 +384,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	}
 	byGateway := map[string][]string{}
 	for _, m := range members {
-		if !m.Sees(seq) {
+		if !f.receives(m, seq, kind, ev.SenderID, conv) {
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) {

@@ -10,6 +10,7 @@ import (
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
 )
 
 var errStopped = errors.New("stopped")
@@ -102,6 +103,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 		seq := func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
+				if msg.Kind == streams.KindMsg && !s.g.consent.SeesMessage(s.userID, msg.SenderID, msg.ConversationID) {
+					return nil // held or blocked: not for this user (consent.Table.SeesMessage)
+				}
 				if !yield(msg) {
 					return errStopped
 				}
