@@ -174,7 +174,7 @@ type Server struct {
 	js       jetstream.JetStream
 	searcher Searcher
 	consent  *consent.Table
-	ownTable bool // consent was opened by Start, and is stopped by Stop
+	ownTable bool     // consent was opened by Start, and is stopped by Stop
 	metrics  *metrics // nil: no metrics
 	app      *fiber.App
 	hasher   *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
