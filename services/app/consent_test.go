@@ -28,7 +28,7 @@ const rulesDoc = "../../docs/security.md"
 
 // consentRule is one row of the table: what V gets of O.
 type consentRule struct {
-	relation, setting                           string
+	relation, setting                          string
 	messages, push, presence, typing, receipts string // "yes", "no" or (messages) "held"
 }
 
