@@ -79,6 +79,15 @@ func consumerPull(stream, consumer string) Permissions {
 	return p
 }
 
+// consentRead: follow consent, blocks and privacy settings on STATE (pkg/consent: one ordered
+// consumer, which the process creates, pulls and deletes). NATS cannot narrow a consumer's
+// pulls to its filter, so this lets a process read STATE as a whole (docs/security.md).
+func consentRead() Permissions {
+	s := streams.StateStream
+	return pub(api+"CONSUMER.CREATE."+s+".>", api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*",
+		api+"CONSUMER.DELETE."+s+".*")
+}
+
 // kvRead: get keys of a bucket and watch it (an ephemeral ordered consumer on its stream, which
 // the watcher creates and deletes, with flow control).
 func kvRead(bucket string) Permissions {
@@ -147,10 +156,13 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvWrite(streams.GatewaysBucket))
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(sub(streams.DeliverSubject("*")))
+		p.add(consentRead())
 		p.add(storeClient())
 	case API:
 		p.add(pub(streams.ChatSubject("*", streams.KindMember), streams.AccountSubject("*"), streams.DirectSubject("*"),
-			streams.DeviceSubject("*", "*"), streams.PushTokenSubject("*", "*")))
+			streams.DeviceSubject("*", "*"), streams.PushTokenSubject("*", "*"), streams.BlockSubject("*", "*"),
+			streams.PrivacySubject("*")))
+		p.add(consentRead())
 		p.add(streamRead(streams.StateStream))
 		p.add(timelineRead())
 		p.add(kvRead(streams.GatewaysBucket))
@@ -175,6 +187,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(pub(streams.DeliverSubject("*"), streams.PushAll, "$KV."+streams.PushLedgerBucket+".>"))
 		p.add(sub(streams.TypingAll))
+		p.add(consentRead())
 		p.add(storeClient())
 	case Presence:
 		p.add(consumerPull(streams.PresenceStream, streams.PresenceConsumer))
@@ -182,6 +195,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.GatewaysBucket))
 		p.add(kvRead(streams.RoutesBucket))
 		p.add(pub(streams.DeliverSubject("*")))
+		p.add(consentRead())
 		p.add(storeClient())
 	case Push:
 		p.add(consumerPull(streams.PushStream, streams.PushConsumer))
