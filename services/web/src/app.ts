@@ -54,8 +54,10 @@ interface ChatView {
   /** Rendered events by seq; pending sends by client_msg_id until their event arrives. */
   bySeq: Map<number, HTMLLIElement>;
   pending: Map<string, HTMLLIElement>;
-  /** Seq to pass as `before` for the next older page; 0: nothing older. */
+  /** Seq to pass as `before` for the next older page; 0: nothing older (once loaded). */
   older: number;
+  /** The newest page has been placed: until then live events may arrive, but older is unknown. */
+  loaded: boolean;
   loadingOlder: boolean;
   /** Others' marks: in a direct conversation the other member's, in a group everyone's lowest. */
   delivered: number;
@@ -562,6 +564,7 @@ export class App {
       bySeq: new Map(),
       pending: new Map(),
       older: 0,
+      loaded: false,
       loadingOlder: false,
       delivered: 0,
       read: 0,
@@ -587,6 +590,7 @@ export class App {
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
+      view.loaded = true;
       this.renderChatHead();
       const hist = byId("history");
       for (const ev of page.messages.slice().reverse()) this.place(ev);
@@ -746,7 +750,7 @@ export class App {
 
   private updateHistoryStatus(): void {
     const v = this.view;
-    if (!v) return;
+    if (!v || !v.loaded) return; // "Loading…" stays until the newest page is in
     byId("history-status").textContent = v.older ? "" : v.bySeq.size ? "Beginning of the conversation" : "No messages yet: say hello";
   }
 

@@ -1363,6 +1363,7 @@ var App = class {
       bySeq: /* @__PURE__ */ new Map(),
       pending: /* @__PURE__ */ new Map(),
       older: 0,
+      loaded: false,
       loadingOlder: false,
       delivered: 0,
       read: 0,
@@ -1388,6 +1389,7 @@ var App = class {
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
+      view.loaded = true;
       this.renderChatHead();
       const hist = byId("history");
       for (const ev of page.messages.slice().reverse()) this.place(ev);
@@ -1532,7 +1534,7 @@ var App = class {
   }
   updateHistoryStatus() {
     const v = this.view;
-    if (!v) return;
+    if (!v || !v.loaded) return;
     byId("history-status").textContent = v.older ? "" : v.bySeq.size ? "Beginning of the conversation" : "No messages yet: say hello";
   }
   // ---- events ----
