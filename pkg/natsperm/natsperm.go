@@ -203,6 +203,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvWrite(streams.PushLedgerBucket))
 		p.add(timelineRead())                                         // the badge: unread counts
 		p.add(pub("push_dead.>", streams.PushTokenSubject("*", "*"))) // tokens FCM no longer accepts
+		p.add(consentRead())                                          // the badge leaves out held and blocked messages
 		p.add(storeClient())
 	case Store:
 		p.add(sub(StoreSubjects))
