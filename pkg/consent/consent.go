@@ -17,6 +17,7 @@ package consent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,8 +52,9 @@ type Block struct {
 
 // Table is the in-memory mirror of consent, blocks and presence settings.
 type Table struct {
-	log  *zap.Logger
-	cons jetstream.ConsumeContext
+	log    *zap.Logger
+	cons   jetstream.ConsumeContext
+	stream jetstream.Stream // STATE, for Sync
 
 	mu         sync.RWMutex
 	requests   map[string]Request          // conversation -> its open request
@@ -82,6 +84,10 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 // that was on the stream when it started is applied.
 func (t *Table) Follow(ctx context.Context, js jetstream.JetStream, log *zap.Logger) error {
 	t.log = log.Named("consent")
+	var err error
+	if t.stream, err = js.Stream(ctx, streams.StateStream); err != nil {
+		return fmt.Errorf("consent: %w", err)
+	}
 	cons, err := js.OrderedConsumer(ctx, streams.StateStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: streams.ConsentSubjects,
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
@@ -216,6 +222,31 @@ func (t *Table) WaitFor(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("consent: wait for state seq %d (applied %d): %w", seq, applied, ctx.Err())
 		}
 	}
+}
+
+// Sync returns once the table has applied every consent event that was on STATE when it was
+// called (three direct gets: the last event of each consent subject), or fails after wait. A
+// consumer that calls it before a chunk of CHAT events routes them under the consent of their
+// time: a request or block recorded (acknowledged) before a message was published is applied
+// before that message is routed, whichever process recorded it.
+func (t *Table) Sync(ctx context.Context, wait time.Duration) error {
+	if t.stream == nil {
+		return nil // fed by Apply alone
+	}
+	var last uint64
+	for _, subject := range streams.ConsentSubjects {
+		m, err := t.stream.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("consent: last of %s: %w", subject, err)
+		}
+		last = max(last, m.Sequence)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return t.WaitFor(ctx, last)
 }
 
 // Blocked reports whether user blocked other.

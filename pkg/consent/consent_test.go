@@ -142,3 +142,36 @@ func BenchmarkSeesMessage(b *testing.B) {
 		}
 	}
 }
+
+// Sync waits for what is on STATE now: after it returns, an event acknowledged before the call
+// is applied; a table that stopped following cannot pass it.
+func TestSyncWaitsForTheStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus := natsxtest.Start(t)
+	live, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Stop()
+	stale, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Stop()
+	if err := stale.Sync(ctx, 100*time.Millisecond); err != nil {
+		t.Fatalf("nothing on STATE yet: %v", err)
+	}
+	for i := range 20 {
+		publish(t, bus.JS, streams.StateEvent{Kind: streams.StateUserBlocked, At: int64(i), Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}})
+		if err := live.Sync(ctx, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !live.Blocked(ann, fmt.Sprintf("u%d", i)) {
+			t.Fatalf("block %d not applied after Sync", i)
+		}
+	}
+	if err := stale.Sync(ctx, 100*time.Millisecond); err == nil {
+		t.Fatal("a table that stopped following passed Sync")
+	}
+}

@@ -80,12 +80,14 @@ func consumerPull(stream, consumer string) Permissions {
 }
 
 // consentRead: follow consent, blocks and privacy settings on STATE (pkg/consent: one ordered
-// consumer, which the process creates, pulls and deletes). NATS cannot narrow a consumer's
+// consumer, which the process creates, pulls and deletes, and direct gets for its barrier). NATS cannot narrow a consumer's
 // pulls to its filter, so this lets a process read STATE as a whole (docs/security.md).
 func consentRead() Permissions {
 	s := streams.StateStream
-	return pub(api+"CONSUMER.CREATE."+s+".>", api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*",
-		api+"CONSUMER.DELETE."+s+".*")
+	p := streamRead(s) // Sync: the last event of each consent subject
+	p.add(pub(api+"CONSUMER.CREATE."+s+".>", api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*",
+		api+"CONSUMER.DELETE."+s+".*"))
+	return p
 }
 
 // kvRead: get keys of a bucket and watch it (an ephemeral ordered consumer on its stream, which

@@ -234,8 +234,15 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	}
 	part.runner, err = consumer.Start(part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
 		part.handle, consumer.Hooks{
-			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
-			Flush:   part.flush,
+			// Routes and consent, each as of now: nothing in the chunk is routed on a table
+			// older than the chunk's events.
+			Prepare: func(ctx context.Context) error {
+				if err := f.routes.Sync(ctx, f.cfg.RouteBarrierWait); err != nil {
+					return err
+				}
+				return f.consent.Sync(ctx, f.cfg.RouteBarrierWait)
+			},
+			Flush: part.flush,
 		}, f.log, f.deps.Metrics)
 	if err != nil {
 		return err
