@@ -51,7 +51,9 @@ func startNatter(t *testing.T) *natter {
 	t.Cleanup(func() {
 		if n.cmd != nil {
 			_ = n.cmd.Process.Kill()
-			<-n.exited
+			if err := <-n.exited; err != nil {
+				t.Logf("natter, killed at the end of the test: %v", err)
+			}
 		}
 		if t.Failed() {
 			t.Logf("natter output:\n%s", n.output())
