@@ -240,7 +240,7 @@ func checkConsentRule(t *testing.T, s *apptest.System, js jetstream.JetStream, i
 		again = sendText(wo, conv, "o2", "again from o")
 	}
 	mark2 := sendText(wm, marker, "m2", "marker 2")
-	pushes := pushRequests(t, ctx, js, v.ID, mark2.MessageID)
+	pushes := pushRequests(ctx, t, js, v.ID, mark2.MessageID)
 	if got := conv != "" && slices.Contains(pushes, again.MessageID); got != yes(r.push) {
 		t.Errorf("push: a push request for O's message to V: %v, want %v", got, yes(r.push))
 	}
@@ -305,7 +305,7 @@ func historyHas(s *apptest.System, v apptest.User, conv, id string) (inHistory, 
 
 // pushRequests lists the message ids of the push requests for user on the PUSH stream, once the
 // one for until is there.
-func pushRequests(t *testing.T, ctx context.Context, js jetstream.JetStream, user, until string) []string {
+func pushRequests(ctx context.Context, t *testing.T, js jetstream.JetStream, user, until string) []string {
 	t.Helper()
 	stream, err := js.Stream(ctx, streams.PushStream)
 	if err != nil {
