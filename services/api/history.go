@@ -211,10 +211,10 @@ func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) 
 	return out, nil
 }
 
-// visibleTo reports whether member m may see event x: in m's range (m.Sees), and, for a text
-// message, allowed by consent (held requests, blocks).
+// visibleTo reports whether member m may see event x: in m's range (m.Sees), and, for anything
+// but a membership change, allowed by consent (held requests, blocks).
 func (s *Server) visibleTo(m store.Member, x store.Message) bool {
-	return m.Sees(x.Seq) && (x.Kind != streams.KindMsg || s.consent.SeesMessage(m.UserID, x.SenderID, m.ConversationID))
+	return m.Sees(x.Seq) && (x.Kind == streams.KindMember || s.consent.SeesMessage(m.UserID, x.SenderID, m.ConversationID))
 }
 
 // aroundPage is up to limit events around seq that m may see, newest first; seq is first moved

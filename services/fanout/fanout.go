@@ -219,9 +219,10 @@ func (f *Fanout) stopConsent() {
 }
 
 // receives reports whether member m gets the event at seq of kind from sender: m's membership
-// covers seq and, for a text message, consent lets m see sender's messages (a map lookup).
+// covers seq and, for anything but a membership change (a message, and whatever later refers
+// to one), consent lets m see sender's messages (a map lookup).
 func (f *Fanout) receives(m store.Member, seq uint64, kind, sender, conv string) bool {
-	return m.Sees(seq) && (kind != streams.KindMsg || f.consent.SeesMessage(m.UserID, sender, conv))
+	return m.Sees(seq) && (kind == streams.KindMember || f.consent.SeesMessage(m.UserID, sender, conv))
 }
 
 // startPartition starts consuming partition p.

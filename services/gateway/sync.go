@@ -103,7 +103,7 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 		seq := func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
-				if msg.Kind == streams.KindMsg && !s.g.consent.SeesMessage(s.userID, msg.SenderID, msg.ConversationID) {
+				if msg.Kind != streams.KindMember && !s.g.consent.SeesMessage(s.userID, msg.SenderID, msg.ConversationID) {
 					return nil // held or blocked: not for this user (consent.Table.SeesMessage)
 				}
 				if !yield(msg) {
