@@ -20,6 +20,7 @@ func TestDecodeAccepts(t *testing.T) {
 		"send":              sendFrame("hello"),
 		"send emoji pair":   []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"\ud83d\ude00"}`),
 		"ping":              []byte(`{"type":"ping","id":"p1"}`),
+		"auth":              []byte(`{"type":"auth","id":"t1","token":"eyJ.a.b"}`),
 		"unknown field":     []byte(`{"type":"ping","future":true}`),
 		"escaped backslash": []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"a\\ud800"}`),
 		"100k emoji":        sendFrame(strings.Repeat("😀", MaxTextRunes)),
@@ -65,6 +66,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"presence of nobody", []byte(`{"type":"presence","user_ids":[]}`), CodeInvalidFrame, ""},
 		{"presence of 101", []byte(`{"type":"presence","user_ids":[` + strings.Repeat(`"u",`, 100) + `"u"]}`), CodeInvalidFrame, ""},
 		{"presence bad id", []byte(`{"type":"presence","user_ids":["*"]}`), CodeInvalidFrame, ""},
+		{"auth without token", []byte(`{"type":"auth","id":"t"}`), CodeInvalidFrame, "t"},
+		{"auth token too long", []byte(`{"type":"auth","id":"t","token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}`), CodeInvalidFrame, "t"},
+		{"auth token number", []byte(`{"type":"auth","id":"t","token":1}`), CodeInvalidFrame, "t"},
 		{"closing brace after the object", []byte(`{"type":"ping","id":"p"}}`), CodeInvalidJSON, ""},
 		{"closing bracket after the object", []byte(`{"type":"ping","id":"p"}]`), CodeInvalidJSON, ""},
 
