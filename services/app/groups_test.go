@@ -265,6 +265,11 @@ func TestGroupEndpointsRefuseNonMembersAlike(t *testing.T) {
 		{"DELETE", "/v1/conversations/%s/members/" + alice.ID, nil},
 		{"POST", "/v1/conversations/%s/leave", nil},
 		{"GET", "/v1/conversations/%s", nil},
+		{"PUT", "/v1/conversations/%s/members/" + alice.ID + "/role", map[string]string{"role": "admin"}},
+		{"POST", "/v1/conversations/%s/owner", map[string]string{"user_id": alice.ID}},
+		{"DELETE", "/v1/conversations/%s", nil},
+		{"POST", "/v1/conversations/%s/accept", nil},
+		{"POST", "/v1/conversations/%s/decline", nil},
 	}
 	for _, r := range requests {
 		_, missing := apptest.Request(t, r.method, s.APIURL+fmt.Sprintf(r.path, "gNOSUCHGROUP"), eve.Token, r.body)
