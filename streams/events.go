@@ -32,13 +32,25 @@ type ChatEvent struct {
 	UpTo uint64 `json:"up_to,omitempty"`
 }
 
-// Membership actions carried by KindMember events.
+// Membership actions carried by KindMember events. SenderID is who made the change.
 const (
-	MemberCreated = "created"
-	MemberAdded   = "added"
-	MemberRemoved = "removed"
-	MemberLeft    = "left"
-	MemberRenamed = "renamed"
+	MemberCreated = "created" // the group is created; SenderID is its owner, UserIDs its members
+	MemberAdded   = "added"   // UserIDs become members (directly, without an invitation)
+	MemberRemoved = "removed" // UserIDs are removed by an owner or admin
+	MemberLeft    = "left"    // UserIDs (the sender) leave
+	MemberRenamed = "renamed" // the group is named Name
+	// MemberInvited: UserIDs are invited; each becomes a member only by accepting.
+	MemberInvited = "invited"
+	// MemberAccepted and MemberDeclined: the invitee (the sender, UserIDs) answers. An admin
+	// withdrawing an invitation is a MemberDeclined sent by the admin.
+	MemberAccepted = "accepted"
+	MemberDeclined = "declined"
+	MemberPromoted = "promoted" // UserIDs become admins
+	MemberDemoted  = "demoted"  // UserIDs become plain members
+	// MemberOwnerChanged: Owner becomes the owner; the previous owner, if still a member, an admin.
+	MemberOwnerChanged = "owner_changed"
+	// MemberDeleted: the group is deleted by its owner; every membership and invitation ends here.
+	MemberDeleted = "deleted"
 )
 
 // MemberChange is the body of a KindMember event.
@@ -46,6 +58,9 @@ type MemberChange struct {
 	Action  string   `json:"action"`
 	UserIDs []string `json:"user_ids,omitempty"`
 	Name    string   `json:"name,omitempty"`
+	// Owner is the new owner: set by owner_changed, and by a left or removed event that takes
+	// the owner out (the successor the API chose, so every replay makes the same one owner).
+	Owner string `json:"owner,omitempty"`
 }
 
 // ErrVersion means an envelope is from a newer or unknown contract version.

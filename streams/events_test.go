@@ -73,6 +73,33 @@ func TestGoldenChatMember(t *testing.T) {
 	}
 }
 
+// The owner leaving names the successor in the event, so every replay makes the same user owner.
+func TestGoldenChatMemberLeftWithSuccessor(t *testing.T) {
+	raw := golden(t, "chat_member_left_owner.json")
+	ev, err := DecodeChatEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ChatEvent{
+		V: 1, Kind: KindMember,
+		ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+		MessageID:      "01J9ZK6A1B3C5D7E9F1G3H5J7K",
+		SenderID:       "u_alice",
+		SentAt:         1735689800123,
+		Member:         &MemberChange{Action: MemberLeft, UserIDs: []string{"u_alice"}, Owner: "u_carol"},
+	}
+	if !reflect.DeepEqual(ev, want) {
+		t.Fatalf("decoded\n got %+v (member %+v)\nwant %+v (member %+v)", ev, ev.Member, want, want.Member)
+	}
+	out, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, raw) {
+		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
 func TestGoldenChatRead(t *testing.T) {
 	raw := golden(t, "chat_read.json")
 	ev, err := DecodeChatEvent(raw)

@@ -7,6 +7,11 @@
 // events in one global seq order (catch-up and live alike), so an event at or below the cursor is
 // a repeat and is dropped: Events never yields the same event twice, and never out of order.
 // Persist the Seq of the last event you kept, and pass it back in Config.Cursor after a restart.
+//
+// A Session (Login, Resume) keeps the account's tokens and makes the HTTP API's group calls:
+// create, invite, accept or decline, roles, hand-over, leave and delete (docs/api.md, "Groups").
+// Group membership changes arrive as member Events; an Event's Member.Action may be one this
+// package does not name (servers add actions): ignore those.
 package client
 
 import (

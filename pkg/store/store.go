@@ -44,10 +44,18 @@ type Conversation struct {
 	Name      string // groups only
 	CreatedBy string
 	CreatedAt time.Time
+	// DeletedSeq is the seq of the event that deleted the group, 0 while it exists. A deleted
+	// group keeps its record and its messages; every membership ended at DeletedSeq.
+	DeletedSeq uint64
 }
 
 // Member is one user's membership of one conversation. The same record answers both directions:
 // conversation -> users (Members) and user -> conversations (MembershipsOf).
+//
+// A user may be a member several times (added, removed, added again): JoinedSeq and LeftSeq are
+// the latest interval, Earlier the ones before it. The user sees the events of every interval.
+// A user invited but not (yet) a member has InvitedSeq set; one who never was a member has the
+// empty interval JoinedSeq = LeftSeq = the seq of the invitation, so they see nothing.
 type Member struct {
 	ConversationID string
 	UserID         string
@@ -59,14 +67,77 @@ type Member struct {
 	// member sees messages with JoinedSeq < seq <= LeftSeq and nothing after.
 	LeftSeq  uint64
 	JoinedAt time.Time
+	// Earlier are the user's earlier intervals in this conversation, oldest first, each closed
+	// (LeftSeq set) and non-empty.
+	Earlier []Interval
+	// InvitedSeq is the seq of a pending invitation (by InvitedBy), 0 when there is none.
+	InvitedSeq uint64
+	InvitedBy  string
+	// ChangedSeq is the seq of the latest membership event applied to this record (0 in records
+	// written before it was kept: then the latest interval's ends tell).
+	ChangedSeq uint64
 }
+
+// Interval is one stretch of membership: the member sees seq with JoinedSeq < seq <= LeftSeq
+// (LeftSeq 0: no upper end).
+type Interval struct {
+	JoinedSeq uint64
+	LeftSeq   uint64
+}
+
+// Sees reports whether the interval holds seq.
+func (i Interval) Sees(seq uint64) bool {
+	return seq > i.JoinedSeq && (i.LeftSeq == 0 || seq <= i.LeftSeq)
+}
+
+// Empty reports whether the interval holds no seq at all.
+func (i Interval) Empty() bool { return i.LeftSeq != 0 && i.LeftSeq <= i.JoinedSeq }
 
 // Active reports whether the membership is current.
 func (m Member) Active() bool { return m.LeftSeq == 0 }
 
-// Sees reports whether the member may see the event at seq.
+// Invited reports whether the user has a pending invitation.
+func (m Member) Invited() bool { return m.InvitedSeq != 0 }
+
+// Sees reports whether the member may see the event at seq: whether one of their intervals
+// holds it.
 func (m Member) Sees(seq uint64) bool {
-	return seq > m.JoinedSeq && (m.LeftSeq == 0 || seq <= m.LeftSeq)
+	if (Interval{m.JoinedSeq, m.LeftSeq}).Sees(seq) {
+		return true
+	}
+	for _, i := range m.Earlier { // no allocation: fanout asks this of every member for every event
+		if i.Sees(seq) {
+			return true
+		}
+	}
+	return false
+}
+
+// Intervals returns every non-empty interval of the membership, oldest first; the last one is
+// open (LeftSeq 0) while the membership is current.
+func (m Member) Intervals() []Interval {
+	out := make([]Interval, 0, len(m.Earlier)+1)
+	for _, i := range m.Earlier {
+		if !i.Empty() {
+			out = append(out, i)
+		}
+	}
+	if cur := (Interval{m.JoinedSeq, m.LeftSeq}); !cur.Empty() {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// SeenSince returns the first seq above after that the member sees, and whether there is one:
+// where a reader that knows everything up to after resumes.
+func (m Member) SeenSince(after uint64) (uint64, bool) {
+	for _, i := range m.Intervals() {
+		if i.LeftSeq != 0 && i.LeftSeq <= after {
+			continue
+		}
+		return max(after, i.JoinedSeq) + 1, true
+	}
+	return 0, false
 }
 
 // Message is one event of a conversation's timeline at its CHAT seq: a text message or a

@@ -280,6 +280,12 @@ func (s *Server) routes() {
 	v1.Post("/conversations/:id/members", s.authenticate, s.addMembers)
 	v1.Delete("/conversations/:id/members/:user", s.authenticate, s.removeMember)
 	v1.Post("/conversations/:id/leave", s.authenticate, s.leaveGroup)
+	v1.Put("/conversations/:id/members/:user/role", s.authenticate, s.setRole)
+	v1.Post("/conversations/:id/owner", s.authenticate, s.transferOwnership)
+	v1.Delete("/conversations/:id", s.authenticate, s.deleteGroup)
+	v1.Post("/conversations/:id/accept", s.authenticate, s.acceptInvitation)
+	v1.Post("/conversations/:id/decline", s.authenticate, s.declineInvitation)
+	v1.Get("/invitations", s.authenticate, s.listInvitations)
 	v1.Get("/conversations/:id/receipts", s.authenticate, s.receipts)
 	v1.Get("/search", s.authenticate, s.search)
 	s.pushRoutes(v1)    // push tokens, logout, mute: push.go

@@ -48,10 +48,13 @@ type conversationJSON struct {
 	CreatedAt string `json:"created_at"` // RFC 3339, UTC
 	// Members are the user ids of the current members (omitted where a richer list is given).
 	Members []string `json:"members,omitempty"`
+	// DeletedSeq is the seq of the event that deleted the group; omitted while it exists.
+	DeletedSeq uint64 `json:"deleted_seq,omitempty"`
 }
 
 func conversationOut(c store.Conversation, members []string) conversationJSON {
-	return conversationJSON{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedAt: rfc3339(c.CreatedAt), Members: members}
+	return conversationJSON{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedAt: rfc3339(c.CreatedAt), Members: members,
+		DeletedSeq: c.DeletedSeq}
 }
 
 type conversationEnvelope struct {
@@ -291,12 +294,19 @@ func (s *Server) member(c *fiber.Ctx, active bool) (store.Member, error) {
 
 type memberJSON struct {
 	UserID    string `json:"user_id"`
-	Role      string `json:"role"`
+	Role      string `json:"role"` // owner, admin or member
 	JoinedSeq uint64 `json:"joined_seq"`
 }
 
-// getConversation: GET /v1/conversations/:id -> {conversation, members} for current members;
-// 404 not_member for everyone else, former members included.
+// invitationJSON is a pending invitation to a group.
+type invitationJSON struct {
+	UserID     string `json:"user_id"`
+	InvitedBy  string `json:"invited_by"`
+	InvitedSeq uint64 `json:"invited_seq"`
+}
+
+// getConversation: GET /v1/conversations/:id -> {conversation, members, invitations} for current
+// members; 404 not_member for everyone else, former members and invitees included.
 func (s *Server) getConversation(c *fiber.Ctx) error {
 	m, err := s.member(c, true)
 	if err != nil {
@@ -310,13 +320,18 @@ func (s *Server) getConversation(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("get conversation %s: %w", m.ConversationID, err)
 	}
-	members, err := s.activeMembers(ctx, conv.ID)
+	all, err := s.store.Members(ctx, conv.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("get conversation %s: members: %w", conv.ID, err)
 	}
-	out := make([]memberJSON, len(members))
-	for i, mm := range members {
-		out[i] = memberJSON{UserID: mm.UserID, Role: mm.Role, JoinedSeq: mm.JoinedSeq}
+	out, invited := []memberJSON{}, []invitationJSON{}
+	for _, mm := range all {
+		switch {
+		case mm.Active():
+			out = append(out, memberJSON{UserID: mm.UserID, Role: mm.Role, JoinedSeq: mm.JoinedSeq})
+		case mm.Invited():
+			invited = append(invited, invitationJSON{UserID: mm.UserID, InvitedBy: mm.InvitedBy, InvitedSeq: mm.InvitedSeq})
+		}
 	}
-	return c.JSON(fiber.Map{"conversation": conversationOut(conv, nil), "members": out})
+	return c.JSON(fiber.Map{"conversation": conversationOut(conv, nil), "members": out, "invitations": invited})
 }

@@ -150,43 +150,75 @@ func parseHistoryQuery(c *fiber.Ctx) (historyQuery, error) {
 	return q, nil
 }
 
-// visiblePage reads page p of m's conversation, keeping only what m may see (m.Sees). The page
-// is first narrowed to that range; store.Page takes Before or After but not both, so the bound
-// it cannot take is applied by filtering. That filter only ever trims the far end of a page
-// (Before pages run from newest down; After pages are the oldest events after After), so a page
-// shorter than its limit still means that nothing further is visible that way.
+// visiblePage reads page p of m's conversation, keeping only what m may see (m.Sees): the events
+// of each of m's membership intervals. It reads interval by interval, newest first for a
+// backward page and oldest first for a forward one, each read narrowed to the interval (store.Page
+// takes Before or After but not both, so the bound it cannot take is applied by filtering, which
+// only trims the far end of that read), until the page is full or the intervals run out. So a
+// page shorter than its limit still means that nothing further is visible that way, gaps
+// between intervals included.
 func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) ([]store.Message, error) {
-	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
-		return nil, nil
+	ivs := m.Intervals()
+	limit := p.Limit
+	if limit == 0 {
+		limit = store.DefaultPageLimit
 	}
-	switch {
-	case p.After != 0:
-		p.After = max(p.After, m.JoinedSeq)
-	case m.LeftSeq != 0 && (p.Before == 0 || p.Before > m.LeftSeq+1):
-		p.Before = m.LeftSeq + 1
+	var out []store.Message
+	read := func(iv store.Interval, q store.Page) (bool, error) {
+		q.Limit = limit - len(out)
+		msgs, err := s.timeline.Page(ctx, m.ConversationID, q)
+		if err != nil {
+			return false, err
+		}
+		kept := slices.DeleteFunc(msgs, func(x store.Message) bool { return !iv.Sees(x.Seq) })
+		if q.Forward() {
+			out = append(kept, out...) // a later interval is newer
+		} else {
+			out = append(out, kept...)
+		}
+		return len(out) >= limit, nil
 	}
-	msgs, err := s.timeline.Page(ctx, m.ConversationID, p)
-	if err != nil {
-		return nil, err
+	if p.Forward() {
+		for _, iv := range ivs {
+			if iv.LeftSeq != 0 && iv.LeftSeq <= p.After {
+				continue
+			}
+			if full, err := read(iv, store.Page{After: max(p.After, iv.JoinedSeq), Oldest: true}); err != nil || full {
+				return out, err
+			}
+		}
+		return out, nil
 	}
-	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !m.Sees(x.Seq) }), nil
+	for i := len(ivs) - 1; i >= 0; i-- {
+		iv := ivs[i]
+		if p.Before != 0 && p.Before <= iv.JoinedSeq+1 {
+			continue
+		}
+		q := store.Page{Before: p.Before}
+		if iv.LeftSeq != 0 && (q.Before == 0 || q.Before > iv.LeftSeq+1) {
+			q.Before = iv.LeftSeq + 1
+		}
+		if full, err := read(iv, q); err != nil || full {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
-// aroundPage is up to limit events around seq that m may see, newest first; seq is first moved
-// into m's visible range, so that both halves are cut only at their far ends.
+// aroundPage is up to limit events around seq that m may see, newest first: store.Around's
+// shape over visiblePage. seq is first moved into the span of m's intervals.
 func (s *Server) aroundPage(ctx context.Context, m store.Member, seq uint64, limit int) ([]store.Message, error) {
-	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
+	ivs := m.Intervals()
+	if len(ivs) == 0 {
 		return nil, nil
 	}
-	seq = max(seq, m.JoinedSeq+1)
-	if m.LeftSeq != 0 {
-		seq = min(seq, m.LeftSeq)
+	seq = max(seq, ivs[0].JoinedSeq+1)
+	if last := ivs[len(ivs)-1]; last.LeftSeq != 0 {
+		seq = min(seq, last.LeftSeq)
 	}
-	msgs, err := s.timeline.Around(ctx, m.ConversationID, seq, limit)
-	if err != nil {
-		return nil, err
-	}
-	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !m.Sees(x.Seq) }), nil
+	return store.AroundWith(ctx, func(ctx context.Context, p store.Page) ([]store.Message, error) {
+		return s.visiblePage(ctx, m, p)
+	}, seq, limit)
 }
 
 var errMessageNotFound = errorf(http.StatusNotFound, CodeMessageNotFound, "no such message")

@@ -175,14 +175,34 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("POST", "/v1/groups", alice.Token, map[string]any{"name": "Ghosts", "member_ids": []string{strings.Repeat("Z", 26)}}, http.StatusNotFound, nil)
 	g := "/v1/conversations/" + group.Conversation.ID
 	e.publish(t, streams.ChatEvent{Kind: streams.KindMsg, ConversationID: group.Conversation.ID, SenderID: carol.User.ID, Text: "who brings the tent?"})
+	c.call("GET", "/v1/invitations", bob.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", bob.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", carol.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", carol.Token, nil, http.StatusNotFound, nil)
+	c.call("PATCH", g, bob.Token, map[string]string{"name": "Long weekend"}, http.StatusForbidden, nil)
+	c.call("PUT", g+"/members/"+bob.User.ID+"/role", alice.Token, map[string]string{"role": "admin"}, http.StatusOK, nil)
+	c.call("PUT", g+"/members/"+bob.User.ID+"/role", alice.Token, map[string]string{"role": "owner"}, http.StatusBadRequest, nil)
 	c.call("PATCH", g, bob.Token, map[string]string{"name": "Long weekend"}, http.StatusOK, nil)
 	c.call("PATCH", "/v1/conversations/"+d, alice.Token, map[string]string{"name": "x"}, http.StatusBadRequest, nil)
 	c.call("POST", g+"/members", bob.Token, map[string]any{"user_ids": []string{dave.User.ID}}, http.StatusOK, nil)
 	c.call("POST", g+"/members", bob.Token, map[string]any{"user_ids": []string{dave.User.ID}}, http.StatusConflict, nil)
-	c.call("DELETE", g+"/members/"+carol.User.ID, bob.Token, nil, http.StatusForbidden, nil)
-	c.call("DELETE", g+"/members/"+carol.User.ID, alice.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", dave.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", g+"/members/"+carol.User.ID, dave.Token, nil, http.StatusForbidden, nil)
+	c.call("DELETE", g+"/members/"+carol.User.ID, bob.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/owner", alice.Token, map[string]string{"user_id": bob.User.ID}, http.StatusOK, nil)
+	c.call("POST", g+"/owner", alice.Token, map[string]string{"user_id": bob.User.ID}, http.StatusForbidden, nil)
 	c.call("POST", g+"/leave", dave.Token, nil, http.StatusOK, nil)
 	c.call("POST", g+"/leave", carol.Token, nil, http.StatusNotFound, nil)
+	c.call("POST", g+"/members", bob.Token, map[string]any{"user_ids": []string{carol.User.ID}}, http.StatusOK, nil)
+	c.call("POST", g+"/decline", carol.Token, nil, http.StatusOK, nil)
+	// A second group, deleted by its owner.
+	var doomed struct {
+		Conversation conversationJSON `json:"conversation"`
+	}
+	c.call("POST", "/v1/groups", alice.Token, map[string]any{"name": "Doomed", "member_ids": []string{dave.User.ID}}, http.StatusCreated, &doomed)
+	c.call("DELETE", "/v1/conversations/"+doomed.Conversation.ID, dave.Token, nil, http.StatusNotFound, nil)
+	c.call("DELETE", "/v1/conversations/"+doomed.Conversation.ID, alice.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", "/v1/conversations/"+d, alice.Token, nil, http.StatusBadRequest, nil)
 
 	// Reading: lists, details, history, receipts.
 	if _, err := e.store.AdvanceWatermark(ctx, store.Watermark{ConversationID: d, UserID: bob.User.ID, Delivered: 2, Read: 1}); err != nil {

@@ -51,9 +51,7 @@ func (s *Server) search(c *fiber.Ctx) error {
 		return fmt.Errorf("search: memberships: %w", err)
 	}
 	for _, m := range members {
-		if scope, ok := wire.ScopeOf(m); ok {
-			q.Scopes = append(q.Scopes, scope)
-		}
+		q.Scopes = append(q.Scopes, wire.ScopesOf(m)...)
 	}
 	if len(q.Scopes) == 0 {
 		return c.JSON(searchJSON{Hits: []wire.Hit{}})

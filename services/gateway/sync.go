@@ -93,7 +93,13 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 	}()
 	var rangeErr error
 	for _, m := range memberships {
-		lo, hi := max(from, m.JoinedSeq), marks.Head
+		// From the first event after from that one of the member's intervals holds, to the end
+		// of the last interval; events in the gaps between intervals are skipped.
+		first, ok := m.SeenSince(from)
+		if !ok {
+			continue
+		}
+		lo, hi := first-1, marks.Head
 		if m.LeftSeq != 0 {
 			hi = min(hi, m.LeftSeq)
 		}
@@ -102,6 +108,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 		seq := func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
+				if !m.Sees(msg.Seq) {
+					return nil
+				}
 				if !yield(msg) {
 					return errStopped
 				}

@@ -11,7 +11,7 @@
 //   - Independent: it reads CHAT, not the store, and nothing waits for it. A search process that
 //     is down or behind makes search stale (its lag is a metric), never chat.
 //
-// Membership is the caller's: a query carries the scopes the asker may see (wire.ScopeOf, the
+// Membership is the caller's: a query carries the scopes the asker may see (wire.ScopesOf, the
 // rule history uses), and the index finds nothing outside them.
 //
 // Edits and deletes: the edit kind exists on CHAT but nothing publishes it and its body is not

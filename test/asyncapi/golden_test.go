@@ -11,6 +11,7 @@ import (
 var goldenSubjects = map[string]string{
 	"chat_msg.json":                 "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.msg",
 	"chat_member.json":              "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
+	"chat_member_left_owner.json":   "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
 	"chat_read.json":                "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.read",
 	"push_request.json":             "push.u_bob",
 	"push_dead.json":                "push_dead.u_bob",

@@ -80,9 +80,17 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	}
 	s.Do("POST", "/v1/groups", alice.Token, map[string]any{"name": "trip", "member_ids": []string{bob.ID, dave.ID}}, http.StatusCreated, &g)
 	group := g.Conversation.ID
-	a.expect(protocol.TypeMember)
+	a.expect(protocol.TypeMember) // created
+	a.expect(protocol.TypeMember) // invited
+	for _, u := range []apptest.User{bob, dave} {
+		s.Do("POST", "/v1/conversations/"+group+"/accept", u.Token, nil, http.StatusOK, nil)
+		a.expect(protocol.TypeMember)
+	}
 	c := dial(t, sp, s, carol, "c-web", nil, seen)
 	s.Do("POST", "/v1/conversations/"+group+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, http.StatusOK, nil)
+	a.expect(protocol.TypeMember)
+	s.Do("POST", "/v1/conversations/"+group+"/accept", carol.Token, nil, http.StatusOK, nil)
+	a.expect(protocol.TypeMember)
 	c.expect(protocol.TypeMember)
 	s.Do("PUT", "/v1/conversations/"+group+"/mute", carol.Token, map[string]bool{"muted": true}, http.StatusOK, nil)
 	c.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c3", ConversationID: group, Text: "who drives?"})

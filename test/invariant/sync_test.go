@@ -148,6 +148,9 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 			Conversation struct{ ID string } `json:"conversation"`
 		}
 		sys.Do("POST", "/v1/groups", owner.Token, map[string]any{"name": fmt.Sprintf("group %d", g), "member_ids": ids}, http.StatusCreated, &out)
+		for _, id := range ids {
+			sys.Do("POST", "/v1/conversations/"+out.Conversation.ID+"/accept", userByID(users, id).Token, nil, http.StatusOK, nil)
+		}
 		convs = append(convs, out.Conversation.ID)
 		groups = append(groups, out.Conversation.ID)
 		member[out.Conversation.ID] = append([]string{owner.ID}, ids...)
@@ -329,6 +332,7 @@ func changeMembership(t *testing.T, sys *apptest.System, users []apptest.User, g
 			u := users[rng.IntN(len(users))]
 			if !slices.Contains(ms, u.ID) {
 				sys.Do("POST", "/v1/conversations/"+g+"/members", owner.Token, map[string]any{"user_ids": []string{u.ID}}, http.StatusOK, nil)
+				sys.Do("POST", "/v1/conversations/"+g+"/accept", u.Token, nil, http.StatusOK, nil)
 				break
 			}
 		}

@@ -660,9 +660,9 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{f.prefix + ".UserByID", nil},
 		{f.prefix + ".UserByID", []byte("{\"id\":\"u1\"}")},
-		{f.prefix + ".UserByID", []byte{wireV1, 0, 5, 'a'}},                             // string past the end
+		{f.prefix + ".UserByID", []byte{wireVersion, 0, 5, 'a'}},                        // string past the end
 		{f.prefix + ".UserByID", append(encodeRequest(mUserByID, &request{a: "u"}), 0)}, // trailing byte
-		{f.prefix + ".Messages", []byte{wireV1, 0, 1, 'c', 0, 0, 2, 0}},                 // flag 2
+		{f.prefix + ".Messages", []byte{wireVersion, 0, 1, 'c', 0, 0, 2, 0}},            // flag 2
 		{f.prefix + ".Nope", encodeRequest(mUserByID, &request{a: "u"})},
 		{f.prefix + ".UserByID.more", encodeRequest(mUserByID, &request{a: "u"})},
 	} {

@@ -11,7 +11,7 @@ import (
 	"github.com/natter-chat/natter/pkg/store"
 )
 
-// The wire format, version 1. Every request and every reply is a version byte (1) followed by
+// The wire format, version 2. Every request and every reply is a version byte (2) followed by
 // fields in a fixed order per method: strings and byte slices as uvarint length + bytes,
 // unsigned integers as uvarint, signed ones as zigzag varint, booleans as one byte 0 or 1,
 // times as the varint of Unix seconds + the uvarint of nanoseconds (decoded in UTC), lists as a
@@ -25,8 +25,9 @@ import (
 //
 // Each record is described once, by a function of a coder; the encoder, the decoder and the
 // sizer (which measures the encoding without making it) run the same function, so they cannot
-// disagree.
-const wireV1 = 1
+// disagree. Version 2 added the earlier intervals, invitation and ChangedSeq of a member and the
+// DeletedSeq of a conversation; a version 1 peer's requests and replies are refused as unknown.
+const wireVersion = 2
 
 var errMalformed = errors.New("malformed")
 
@@ -204,14 +205,14 @@ func encode(fields func(coder)) []byte {
 	var s sizer
 	fields(&s)
 	e := encoder{b: make([]byte, 1, 1+s.n)}
-	e.b[0] = wireV1
+	e.b[0] = wireVersion
 	fields(&e)
 	return e.b
 }
 
 // decode fills in what fields describes from b.
 func decode(b []byte, fields func(coder)) error {
-	if len(b) == 0 || b[0] != wireV1 {
+	if len(b) == 0 || b[0] != wireVersion {
 		return fmt.Errorf("unknown version: %w", errMalformed)
 	}
 	d := decoder{b: b, s: string(b), i: 1}
@@ -259,9 +260,10 @@ func conversationFields(c coder, v *store.Conversation) {
 	c.str(&v.Name)
 	c.str(&v.CreatedBy)
 	c.time(&v.CreatedAt)
+	c.u64(&v.DeletedSeq)
 }
 
-const minMember = 7
+const minMember = 11
 
 func memberFields(c coder, m *store.Member) {
 	c.str(&m.ConversationID)
@@ -270,6 +272,13 @@ func memberFields(c coder, m *store.Member) {
 	c.u64(&m.JoinedSeq)
 	c.u64(&m.LeftSeq)
 	c.time(&m.JoinedAt)
+	list(c, &m.Earlier, 2, func(c coder, i *store.Interval) {
+		c.u64(&i.JoinedSeq)
+		c.u64(&i.LeftSeq)
+	})
+	c.u64(&m.InvitedSeq)
+	c.str(&m.InvitedBy)
+	c.u64(&m.ChangedSeq)
 }
 
 const minMessage = 11

@@ -123,12 +123,12 @@ func TestWireRoundTrip(t *testing.T) {
 func TestWireRejects(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"empty":          nil,
-		"version 2":      {2, 0, 0},
+		"version 1":      {1, 0, 0},
 		"truncated":      encodeRequest(mUserByID, &request{a: "abc"})[:4],
 		"trailing":       append(encodeRequest(mUserByID, &request{a: "abc"}), 0),
-		"bad uvarint":    {wireV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
-		"nanos too big":  {wireV1, 0, 1, 'u', 1, 'h', 0, 0, 0, 0x80, 0x94, 0xeb, 0xdc, 0x03}, // CreateUser, 1e9 ns
-		"seconds beyond": append([]byte{wireV1, 0, 0, 0, 0, 0}, append(binaryVarint(maxUnix+1), 0)...),
+		"bad uvarint":    {wireVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"nanos too big":  {wireVersion, 0, 1, 'u', 1, 'h', 0, 0, 0, 0x80, 0x94, 0xeb, 0xdc, 0x03}, // CreateUser, 1e9 ns
+		"seconds beyond": append([]byte{wireVersion, 0, 0, 0, 0, 0}, append(binaryVarint(maxUnix+1), 0)...),
 	} {
 		m := mUserByID
 		if strings.HasPrefix(name, "nanos") || strings.HasPrefix(name, "seconds") {
@@ -139,7 +139,7 @@ func TestWireRejects(t *testing.T) {
 		}
 	}
 	// A list count larger than the bytes left could hold is refused before allocating.
-	b := []byte{wireV1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f} // Members: ok, 2^32-1 members
+	b := []byte{wireVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f} // Members: ok, 2^32-1 members
 	if _, err := decodeResponse(mMembers, b); !errors.Is(err, errMalformed) {
 		t.Errorf("huge count: %v", err)
 	}
@@ -186,7 +186,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	for m := range numMethods {
 		f.Add(uint8(m), encodeRequest(m, &rq))
 	}
-	f.Add(uint8(mMessages), []byte{wireV1, 0, 1, 'c', 0, 0, 2, 0})
+	f.Add(uint8(mMessages), []byte{wireVersion, 0, 1, 'c', 0, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, mb uint8, b []byte) {
 		m := method(mb % uint8(numMethods))
 		r, err := decodeRequest(m, b)

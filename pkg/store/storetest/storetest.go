@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -120,7 +121,8 @@ func msg(conv string, seq uint64, sender, cmid string) store.Message {
 }
 
 // same reports whether got is want as a store keeps it: times compare with Equal after want is
-// truncated to milliseconds, byte slices with bytes.Equal (nil equals empty), the rest with ==.
+// truncated to milliseconds, byte slices with bytes.Equal (nil equals empty), interval lists
+// with slices.Equal (nil equals empty), the rest with ==.
 // T must be a struct of exported fields.
 func same[T any](got, want T) bool {
 	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -132,6 +134,10 @@ func same[T any](got, want T) bool {
 			}
 		case []byte:
 			if !bytes.Equal(g.Field(i).Bytes(), wf) {
+				return false
+			}
+		case []store.Interval:
+			if !slices.Equal(g.Field(i).Interface().([]store.Interval), wf) {
 				return false
 			}
 		default:

@@ -130,12 +130,27 @@ export interface MessageEvent {
   sent_at: number;
 }
 
-export type MemberAction = "created" | "added" | "removed" | "left" | "renamed";
+/** Membership actions; a client ignores one it does not know (servers may add more). */
+export type MemberAction =
+  | "created"
+  | "added"
+  | "removed"
+  | "left"
+  | "renamed"
+  | "invited"
+  | "accepted"
+  | "declined"
+  | "promoted"
+  | "demoted"
+  | "owner_changed"
+  | "deleted";
 
 export interface MemberChange {
   action: MemberAction;
   user_ids?: string[];
   name?: string;
+  /** The new owner: on owner_changed, and on left or removed when the owner leaves. */
+  owner?: string;
 }
 
 /** A group membership change, ordered with the group's messages (also a history entry). */
@@ -243,6 +258,8 @@ export interface Conversation {
   name: string;
   created_at: string;
   members?: string[];
+  /** The seq of the event that deleted the group; absent while it exists. */
+  deleted_seq?: number;
 }
 
 /** An entry of GET /v1/conversations. */
@@ -252,15 +269,34 @@ export interface ConversationSummary extends Conversation {
   unread: number;
 }
 
+/** A group role: the owner and admins manage the group (docs/api.md, "Roles"). */
+export type Role = "owner" | "admin" | "member";
+
 export interface Member {
   user_id: string;
-  role: "owner" | "member";
+  role: Role;
   joined_seq: number;
+}
+
+/** A pending invitation in a group's detail. */
+export interface Invitee {
+  user_id: string;
+  invited_by: string;
+  invited_seq: number;
 }
 
 export interface ConversationDetail {
   conversation: Conversation;
   members: Member[];
+  /** Pending invitations; absent from servers older than invitations. */
+  invitations?: Invitee[];
+}
+
+/** One of the caller's pending group invitations (GET /v1/invitations). */
+export interface Invitation {
+  conversation: Conversation;
+  invited_by: string;
+  invited_seq: number;
 }
 
 /** The answer to a group change: the conversation and the seq of its member event. */

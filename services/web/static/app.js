@@ -201,22 +201,56 @@ var NatterApi = class {
       before = page.older;
     }
   }
-  /** POST /v1/groups: creates a group owned by the caller. */
+  /** POST /v1/groups: creates a group owned by the caller, who is its only member; memberIds are invited. */
   createGroup(name, memberIds = []) {
     return this.request("POST", "/v1/groups", { name, member_ids: memberIds });
   }
+  /** The owner or an admin renames the group. */
   renameGroup(id, name) {
-    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, { name });
+    return this.request("PATCH", this.conv(id), { name });
   }
+  /** The owner or an admin invites users; each joins by accepting. */
+  inviteMembers(id, userIds) {
+    return this.request("POST", `${this.conv(id)}/members`, { user_ids: userIds });
+  }
+  /** @deprecated Adding is inviting now: the same call as inviteMembers. */
   addMembers(id, userIds) {
-    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/members`, { user_ids: userIds });
+    return this.inviteMembers(id, userIds);
   }
-  /** The owner removes a member; naming yourself leaves. */
+  /** The owner removes anyone, an admin plain members; on an invitee it withdraws the invitation; naming yourself leaves. */
   removeMember(id, userId) {
-    return this.request("DELETE", `/v1/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
+    return this.request("DELETE", `${this.conv(id)}/members/${encodeURIComponent(userId)}`);
   }
+  /** Leaves; when the owner leaves, the longest-standing admin (else member) becomes the owner. */
   leaveGroup(id) {
-    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/leave`);
+    return this.request("POST", `${this.conv(id)}/leave`);
+  }
+  /** "admin" promotes a member (owner or admin), "member" demotes an admin (owner). */
+  setRole(id, userId, role) {
+    return this.request("PUT", `${this.conv(id)}/members/${encodeURIComponent(userId)}/role`, { role });
+  }
+  /** The owner hands the group to another member and becomes an admin. */
+  transferOwnership(id, userId) {
+    return this.request("POST", `${this.conv(id)}/owner`, { user_id: userId });
+  }
+  /** The owner deletes the group: every member is told, nobody can send any more, the history stays readable. */
+  deleteGroup(id) {
+    return this.request("DELETE", this.conv(id));
+  }
+  /** GET /v1/invitations: the caller's pending group invitations, newest first. */
+  async invitations() {
+    return (await this.request("GET", "/v1/invitations")).invitations;
+  }
+  /** Accepts an invitation: the caller joins and sees the group from here on. */
+  acceptInvitation(id) {
+    return this.request("POST", `${this.conv(id)}/accept`);
+  }
+  /** Declines an invitation. */
+  async declineInvitation(id) {
+    return (await this.request("POST", `${this.conv(id)}/decline`)).seq;
+  }
+  conv(id) {
+    return `/v1/conversations/${encodeURIComponent(id)}`;
   }
   /** GET /v1/conversations/:id/receipts: every member's delivered and read watermarks. */
   receipts(id) {
@@ -1111,6 +1145,7 @@ var App = class {
     byId("group-form").addEventListener("submit", (e) => void this.onCreateGroup(e));
     byId("add-member-form").addEventListener("submit", (e) => void this.onAddMember(e));
     byId("leave-group").addEventListener("click", () => void this.onLeave());
+    byId("delete-group").addEventListener("click", () => void this.onDeleteGroup());
     byId("composer").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.onSend();
@@ -1126,7 +1161,11 @@ var App = class {
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
     window.addEventListener("focus", () => this.markRead());
-    this.presenceTimer = window.setInterval(() => this.renderPresence(), 3e4);
+    this.presenceTimer = window.setInterval(() => {
+      this.renderPresence();
+      void this.refreshInvitations();
+    }, 3e4);
+    window.addEventListener("focus", () => void this.refreshInvitations());
     const saved = this.loadSession();
     if (saved) void this.enter(saved);
     else this.showLogin("");
@@ -1337,8 +1376,50 @@ var App = class {
     }
   }
   // ---- conversation list ----
+  /** refreshInvitations shows the pending group invitations, each with Accept and Decline. */
+  async refreshInvitations() {
+    if (!this.me) return;
+    let list;
+    try {
+      list = await this.call(() => this.api.invitations());
+    } catch {
+      return;
+    }
+    show(byId("invitations"), list.length > 0);
+    byId("invitation-list").replaceChildren(
+      ...list.map((inv) => {
+        const id = inv.conversation.id;
+        const accept = el("button", { type: "button", "aria-label": `Accept ${inv.conversation.name}` }, "Accept");
+        const decline = el("button", { type: "button", class: "link", "aria-label": `Decline ${inv.conversation.name}` }, "Decline");
+        accept.addEventListener("click", () => void this.onInvitation(id, true));
+        decline.addEventListener("click", () => void this.onInvitation(id, false));
+        return el(
+          "li",
+          { "data-conv": id },
+          el("span", { class: "conv-name" }, inv.conversation.name || "Group"),
+          el("span", { class: "muted" }, ` invited by ${this.name(inv.invited_by)}`),
+          accept,
+          decline
+        );
+      })
+    );
+  }
+  async onInvitation(id, accept) {
+    const err = byId("sidebar-error");
+    err.textContent = "";
+    try {
+      if (accept) await this.call(() => this.api.acceptInvitation(id));
+      else await this.call(() => this.api.declineInvitation(id));
+      await this.refreshConversations();
+      if (accept) await this.open(id);
+    } catch (x) {
+      err.textContent = friendly(x);
+      await this.refreshInvitations();
+    }
+  }
   async refreshConversations() {
     if (!this.me) return;
+    void this.refreshInvitations();
     let list;
     try {
       list = await this.call(() => this.api.conversations());
@@ -1472,6 +1553,7 @@ var App = class {
       id,
       kind: c.kind,
       members: [],
+      invitees: [],
       bySeq: /* @__PURE__ */ new Map(),
       pending: /* @__PURE__ */ new Map(),
       older: 0,
@@ -1498,6 +1580,7 @@ var App = class {
       ]);
       if (this.view !== view) return;
       view.members = detail.members;
+      view.invitees = detail.invitations ?? [];
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
@@ -1534,15 +1617,75 @@ var App = class {
     if (c.kind !== "group") return;
     const mine = v.members.find((m) => m.user_id === this.me?.id);
     const owner = mine?.role === "owner";
-    show(byId("add-member-form"), owner);
+    const admin = owner || mine?.role === "admin";
+    show(byId("add-member-form"), admin);
+    show(byId("delete-group"), owner);
+    const button = (label, aria, onClick) => {
+      const b = el("button", { type: "button", class: "link", "aria-label": aria }, label);
+      b.addEventListener("click", onClick);
+      return b;
+    };
     byId("member-list").replaceChildren(
       ...v.members.map((m) => {
-        const label = this.name(m.user_id) + (m.user_id === this.me?.id ? " (you)" : "") + (m.role === "owner" ? " · owner" : "");
-        const remove = owner && m.user_id !== this.me?.id ? el("button", { type: "button", class: "link", "aria-label": `Remove ${this.name(m.user_id)}` }, "Remove") : null;
-        remove?.addEventListener("click", () => void this.onRemove(m.user_id));
-        return el("li", {}, el("span", {}, label), remove);
+        const who = this.name(m.user_id);
+        const label = who + (m.user_id === this.me?.id ? " (you)" : "") + (m.role !== "member" ? ` · ${m.role}` : "");
+        const self = m.user_id === this.me?.id;
+        const actions = [];
+        if (!self && (owner || admin && m.role === "member")) {
+          actions.push(button("Remove", `Remove ${who}`, () => void this.change(() => this.api.removeMember(v.id, m.user_id))));
+        }
+        if (!self && admin && m.role === "member") {
+          actions.push(button("Make admin", `Make ${who} admin`, () => void this.change(() => this.api.setRole(v.id, m.user_id, "admin"))));
+        }
+        if (!self && owner && m.role === "admin") {
+          actions.push(button("Remove admin", `Remove admin ${who}`, () => void this.change(() => this.api.setRole(v.id, m.user_id, "member"))));
+        }
+        if (!self && owner) {
+          actions.push(button("Make owner", `Make ${who} owner`, () => void this.change(() => this.api.transferOwnership(v.id, m.user_id))));
+        }
+        return el("li", {}, el("span", { class: "member-role", "data-role": m.role }, label), ...actions);
       })
     );
+    byId("invitee-list").replaceChildren(
+      ...v.invitees.map((i) => {
+        const who = this.name(i.user_id);
+        const withdraw = admin ? button("Withdraw", `Withdraw ${who}`, () => void this.change(() => this.api.removeMember(v.id, i.user_id))) : null;
+        return el("li", { class: "muted" }, el("span", {}, `${who} · invited`), withdraw);
+      })
+    );
+  }
+  /** change runs a group change and reloads the members, or shows why it was refused. */
+  async change(f) {
+    try {
+      await this.call(f);
+      await this.reloadMembers();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+  /** onDeleteGroup asks for a second click, then deletes the open group (owner only). */
+  async onDeleteGroup() {
+    const v = this.view;
+    const b = byId("delete-group");
+    if (!v) return;
+    if (b.dataset.confirm !== v.id) {
+      b.dataset.confirm = v.id;
+      b.textContent = "Delete for everyone: click again to confirm";
+      window.setTimeout(() => {
+        delete b.dataset.confirm;
+        b.textContent = "Delete group";
+      }, 5e3);
+      return;
+    }
+    delete b.dataset.confirm;
+    b.textContent = "Delete group";
+    try {
+      await this.call(() => this.api.deleteGroup(v.id));
+      this.closeChat();
+      await this.refreshConversations();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
   }
   async reloadMembers() {
     const v = this.view;
@@ -1551,6 +1694,7 @@ var App = class {
       const d = await this.call(() => this.api.conversation(v.id));
       if (this.view === v) {
         v.members = d.members;
+        v.invitees = d.invitations ?? [];
         this.renderChatHead();
       }
     } catch {
@@ -1565,21 +1709,11 @@ var App = class {
     err.textContent = "";
     try {
       const ids = await this.resolveHandles(input.value);
-      if (ids.length) await this.call(() => this.api.addMembers(v.id, ids));
+      if (ids.length) await this.call(() => this.api.inviteMembers(v.id, ids));
       input.value = "";
       await this.reloadMembers();
     } catch (x) {
       err.textContent = friendly(x);
-    }
-  }
-  async onRemove(userId) {
-    const v = this.view;
-    if (!v) return;
-    try {
-      await this.call(() => this.api.removeMember(v.id, userId));
-      await this.reloadMembers();
-    } catch (x) {
-      byId("chat-error").textContent = friendly(x);
     }
   }
   /** onLeave asks for a second click (no modal dialog), then leaves the open group. */
@@ -1724,13 +1858,29 @@ var App = class {
       }
       case "added":
         return `${who} added ${names}`;
-      case "removed":
-        return `${who} removed ${names}`;
       case "left":
-        return `${names || who} left`;
+      case "removed": {
+        const owner = ev.member.owner ? `; ${list([ev.member.owner])} ${ev.member.owner === this.me?.id ? "are" : "is"} the owner now` : "";
+        return (ev.member.action === "left" ? `${names || who} left` : `${who} removed ${names}`) + owner;
+      }
       case "renamed":
         return `${who} renamed the group to “${ev.member.name ?? ""}”`;
+      case "invited":
+        return `${who} invited ${names}`;
+      case "accepted":
+        return `${names || who} joined`;
+      case "declined":
+        return ev.member.user_ids?.includes(ev.sender_id) ? `${names} declined the invitation` : `${who} withdrew the invitation of ${names}`;
+      case "promoted":
+        return `${who} made ${names} admin`;
+      case "demoted":
+        return `${who} removed ${names} as admin`;
+      case "owner_changed":
+        return `${who} made ${list([ev.member.owner ?? ""])} the owner`;
+      case "deleted":
+        return `${who} deleted the group`;
     }
+    return `${who} changed the group`;
   }
   renderEvent(ev) {
     if (ev.type === "member") {
