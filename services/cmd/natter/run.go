@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/multierr"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/origin"
@@ -35,6 +37,8 @@ func runCmd(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	var muted atomic.Bool
+	log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return muteCore{c, &muted} }))
 
 	fxApp, run, err := app.New(cfg, log)
 	if err != nil {
@@ -48,6 +52,9 @@ func runCmd(args []string) error {
 		for _, rerr := range errs[1:] {
 			log.Warn("stop after a failed start", zap.Error(rerr))
 		}
+		// The error is the last line printed: NATS callbacks of the closed connections may still
+		// log on their own goroutines.
+		muted.Store(true)
 		if startCtx.Err() != nil {
 			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
 		}
