@@ -89,6 +89,8 @@ type Message struct {
 	// Target is, for an edit, delete or hide entry, the seq of the message it revises. Such an
 	// entry keeps no text of its own: the revised message holds the latest text.
 	Target uint64
+	// TargetID is the message id of the message at Target.
+	TargetID string
 	// EditedAt is when the text was last replaced by an edit; zero if never edited.
 	EditedAt time.Time
 	// DeletedAt is when the message was deleted for everyone: its Text is then empty for good.

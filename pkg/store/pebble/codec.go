@@ -217,14 +217,14 @@ func decodeMember(b []byte) (store.Member, error) {
 	return m, d.done()
 }
 
-// messageV2 is the version of a message value with revision fields (Target, EditedAt,
+// messageV2 is the version of a message value with revision fields (Target, TargetID, EditedAt,
 // DeletedAt, HiddenFor, RevisedSeq) after the version 1 fields. A message without any is still
 // written as version 1.
 const messageV2 = 2
 
 func encodeMessage(m store.Message) []byte {
 	e := newEnc()
-	revised := m.Target != 0 || !m.EditedAt.IsZero() || !m.DeletedAt.IsZero() || len(m.HiddenFor) > 0 || m.RevisedSeq != 0
+	revised := m.Target != 0 || m.TargetID != "" || !m.EditedAt.IsZero() || !m.DeletedAt.IsZero() || len(m.HiddenFor) > 0 || m.RevisedSeq != 0
 	if revised {
 		e[0] = messageV2
 	}
@@ -233,7 +233,7 @@ func encodeMessage(m store.Message) []byte {
 	if !revised {
 		return e
 	}
-	e = e.u64(m.Target).optTime(m.EditedAt).optTime(m.DeletedAt).u64(uint64(len(m.HiddenFor)))
+	e = e.u64(m.Target).str(m.TargetID).optTime(m.EditedAt).optTime(m.DeletedAt).u64(uint64(len(m.HiddenFor)))
 	for _, u := range m.HiddenFor {
 		e = e.str(u)
 	}
@@ -249,7 +249,7 @@ func decodeMessage(b []byte) (store.Message, error) {
 	m := store.Message{ConversationID: d.str(), Seq: d.u64(), ID: d.str(), Kind: d.str(), SenderID: d.str(),
 		SenderDevice: d.str(), ClientMsgID: d.str(), Text: d.str(), Member: d.bytes(), SentAt: d.time()}
 	if v2 {
-		m.Target, m.EditedAt, m.DeletedAt = d.u64(), d.optTime(), d.optTime()
+		m.Target, m.TargetID, m.EditedAt, m.DeletedAt = d.u64(), d.str(), d.optTime(), d.optTime()
 		n := d.u64()
 		if n > uint64(len(b)) { // each user takes at least one byte
 			return store.Message{}, fmt.Errorf("%d hidden users: %w", n, errCorrupt)

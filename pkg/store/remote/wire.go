@@ -272,7 +272,7 @@ func memberFields(c coder, m *store.Member) {
 	c.time(&m.JoinedAt)
 }
 
-const minMessage = 18
+const minMessage = 19
 
 func messageFields(c coder, m *store.Message) {
 	c.str(&m.ConversationID)
@@ -286,6 +286,7 @@ func messageFields(c coder, m *store.Message) {
 	c.bytes(&m.Member)
 	c.time(&m.SentAt)
 	c.u64(&m.Target)
+	c.str(&m.TargetID)
 	c.time(&m.EditedAt)
 	c.time(&m.DeletedAt)
 	strs(c, &m.HiddenFor)

@@ -15,7 +15,7 @@ import (
 var (
 	t1      = time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.FixedZone("x", 3600))
 	sampleM = store.Message{ConversationID: "c\x00\xff", Seq: math.MaxUint64, ID: "01HX", Kind: "msg", SenderID: "u1", SenderDevice: "d", ClientMsgID: "k", Text: "héllo 👋🏽 \xff\xfe", Member: []byte{}, SentAt: t1,
-		Target: 7, EditedAt: t1, DeletedAt: t1.Add(time.Second), HiddenFor: []string{"u1", "\x00"}, RevisedSeq: 9}
+		Target: 7, TargetID: "01HW", EditedAt: t1, DeletedAt: t1.Add(time.Second), HiddenFor: []string{"u1", "\x00"}, RevisedSeq: 9}
 	sampleM2 = store.Message{ConversationID: "c", Seq: 1, Kind: "member", Member: []byte(`{"action":"add"}`)}
 )
 

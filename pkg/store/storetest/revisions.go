@@ -90,7 +90,7 @@ var revisionsTests = []test{
 		insert(t, s, member, member, true)
 		wantMessage(t, revise(t, r, "c1", 3, store.Revision{Kind: "delete", Seq: 6, At: at(6)}), member, "delete of a member event")
 		entry := store.Message{ConversationID: "c1", Seq: 6, ID: "m6", Kind: "edit", SenderID: "u-alice",
-			ClientMsgID: "e1", Target: 3, SentAt: at(6)}
+			ClientMsgID: "e1", Target: 3, TargetID: "m3", SentAt: at(6)}
 		insert(t, s, entry, entry, true)
 		wantMessage(t, stored(t, s, "c1", 6), entry, "an edit entry keeps its target")
 	}},
