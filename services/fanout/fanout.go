@@ -339,7 +339,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	if kind == streams.KindRead || kind == streams.KindDelivered {
 		return part.routeReceipt(ctx, conv, msg.Data())
 	}
-	if kind != streams.KindMsg && kind != streams.KindMember {
+	if kind != streams.KindMsg && kind != streams.KindMember && !streams.Revises(kind) {
 		return nil
 	}
 	ev, err := streams.DecodeChatEvent(msg.Data())
@@ -356,7 +356,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	}
 	byGateway := map[string][]string{}
 	for _, m := range members {
-		if !m.Sees(seq) {
+		if !m.Sees(seq) || (kind == streams.KindHide && m.UserID != ev.SenderID) { // a hide is for its sender's devices only
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) {
