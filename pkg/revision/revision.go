@@ -134,6 +134,45 @@ func (d *Decider) Decide(ctx context.Context, r Request) (streams.ChatEvent, *pr
 	return ev, nil, nil
 }
 
+// Previous finds the event userID already made with clientMsgID in conv: in the store, or in
+// the part of the stream the persister has not stored yet. A retried edit or delete whose first
+// attempt went through is answered with that event (the first attempt may be what makes the
+// retry look refused: its message is now deleted).
+func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string) (store.Message, bool, error) {
+	m, err := d.Store.MessageByClientID(ctx, userID, clientMsgID)
+	switch {
+	case err == nil:
+		return m, true, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return store.Message{}, false, fmt.Errorf("revision: client id: %w", err)
+	}
+	marks, err := d.Timeline.Marks(ctx)
+	if err != nil {
+		return store.Message{}, false, fmt.Errorf("revision: %w", err)
+	}
+	var found store.Message
+	err = d.Timeline.Range(ctx, marks, conv, marks.Stored, marks.Head, func(m store.Message) error {
+		if m.SenderID == userID && m.ClientMsgID == clientMsgID {
+			found = m
+			return errFound
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errFound):
+		return found, true, nil
+	case err != nil:
+		return store.Message{}, false, fmt.Errorf("revision: client id in the stream: %w", err)
+	}
+	// Stored meanwhile?
+	if m, err = d.Store.MessageByClientID(ctx, userID, clientMsgID); err == nil {
+		return m, true, nil
+	}
+	return store.Message{}, false, nil
+}
+
+var errFound = errors.New("found")
+
 // target reads the message at seq as history shows it: from the store or, while the persister
 // lags, the stream, with every edit and delete so far applied.
 func (d *Decider) target(ctx context.Context, conv string, seq uint64) (store.Message, error) {

@@ -88,6 +88,12 @@ func (s *Server) revise(c *fiber.Ctx, kind, clientMsgID, text string) error {
 		return fmt.Errorf("%s %s/%d: %w", kind, conv, seq, err)
 	}
 	if refused != nil {
+		// A retry whose first attempt went through (the reason the target looks changed) gets
+		// the first attempt's answer.
+		if prev, ok, err := s.revisions.Previous(ctx, conv, me, clientMsgID); err == nil && ok {
+			return c.JSON(ackJSON{ClientMsgID: clientMsgID, ConversationID: prev.ConversationID, MessageID: prev.ID,
+				Seq: prev.Seq, SentAt: prev.SentAt.UnixMilli(), Duplicate: true})
+		}
 		status, ok := revisionStatus[refused.Code]
 		if !ok {
 			status = http.StatusBadRequest

@@ -95,9 +95,10 @@ func (s *session) handleRevision(f protocol.ClientFrame) {
 		return
 	}
 	if refused != nil {
-		// A retry of an edit or delete that was applied (then the target changed) is answered
-		// with the first attempt's ack, as a retried send is.
-		if s.ackStored(ctx, ref, f.ClientMsgID) {
+		// A retry of an edit or delete that went through (the reason the target looks changed)
+		// is answered with the first attempt's ack, as a retried send is.
+		if prev, ok, err := s.g.revisions.Previous(ctx, f.ConversationID, s.userID, f.ClientMsgID); err == nil && ok {
+			s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
 			return
 		}
 		s.g.met.sends.WithLabelValues(string(refused.Code)).Inc()
