@@ -378,6 +378,27 @@ func FromEvent(seq uint64, ev streams.ChatEvent) store.Message {
 	return m
 }
 
+// SeesTarget reports whether member m may see revision ev (an edit, delete or hide; any other
+// event passes): only a member who may see its target does, and a hide only its sender.
+func SeesTarget(m store.Member, ev streams.ChatEvent) bool {
+	if !streams.Revises(ev.Kind) || ev.Target == nil {
+		return true
+	}
+	return m.Sees(ev.Target.Seq) && (ev.Kind != streams.KindHide || m.UserID == ev.SenderID)
+}
+
+// Sees reports whether member m may see timeline event e: its seq and, for a revision, its
+// target (see SeesTarget).
+func Sees(m store.Member, e store.Message) bool {
+	if !m.Sees(e.Seq) {
+		return false
+	}
+	if !streams.Revises(e.Kind) {
+		return true
+	}
+	return m.Sees(e.Target) && (e.Kind != streams.KindHide || m.UserID == e.SenderID)
+}
+
 // View is m as viewer sees it; ok is false when viewer does not see it at all (another user's
 // hide). A message or edit viewer deleted for themselves shows as deleted, without text.
 func View(m store.Message, viewer string) (store.Message, bool) {

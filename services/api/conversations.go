@@ -245,7 +245,7 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	}
 	sum := &summaryJSON{conversationJSON: conversationOut(conv, ids)}
 	for _, msg := range last { // the newest the caller sees: other members' hides are theirs
-		if view, ok := timeline.View(msg, m.UserID); ok {
+		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
 			ev := timeline.Event(view)
 			sum.LastMessage = &ev
 			break

@@ -83,7 +83,9 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	}
 	out := historyJSON{Messages: make([]protocol.Event, 0, len(page))}
 	for _, msg := range page {
-		if view, ok := timeline.View(msg, m.UserID); ok { // another member's hide is theirs alone
+		// Left out here, not by visiblePage (whose pages only lose their far end): a revision
+		// of a message the member may not see, another member's hide.
+		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
 			out.Messages = append(out.Messages, timeline.Event(view))
 		}
 	}

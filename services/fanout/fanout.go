@@ -34,6 +34,7 @@ import (
 	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
+	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -356,7 +357,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	}
 	byGateway := map[string][]string{}
 	for _, m := range members {
-		if !m.Sees(seq) || (kind == streams.KindHide && m.UserID != ev.SenderID) { // a hide is for its sender's devices only
+		if !m.Sees(seq) || !timeline.SeesTarget(m, ev) {
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) {

@@ -102,6 +102,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 		seq := func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
+				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
+					return nil
+				}
 				if !yield(msg) {
 					return errStopped
 				}
