@@ -273,6 +273,19 @@ func TestDeleteForMeIsOnlyMine(t *testing.T) {
 	if got := unread(s, alice, conv); got.Unread != 1 { // "after" only
 		t.Errorf("alice's unread: %+v, want 1", got)
 	}
+	// Search: bob still finds it, alice does not.
+	found := func(u apptest.User) int {
+		var res struct {
+			Hits []json.RawMessage `json:"hits"`
+		}
+		s.Do("GET", "/v1/search?q=hide", u.Token, nil, http.StatusOK, &res)
+		return len(res.Hits)
+	}
+	s.WaitPersisted(after)
+	waitFor(t, func() bool { return found(bob) == 1 }, "bob to find the message")
+	if n := found(alice); n != 0 {
+		t.Errorf("alice finds the message she deleted for herself: %d hits", n)
+	}
 }
 
 func wantError(t *testing.T, s *apptest.System, method, path, token string, body any, status int, code protocol.Code) {
