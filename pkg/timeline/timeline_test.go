@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -554,5 +555,110 @@ func TestCountAfter(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestPageAppliesRevisionsThePersisterHasNotStored: while the persister lags, history shows each
+// message as a caught-up store would (edited, deleted, hidden), with every revision in its place.
+func TestPageAppliesRevisionsThePersisterHasNotStored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	full, partial := openStore(t), openStore(t)
+	pub := func(kind string, target uint64, text, sender string) uint64 {
+		t.Helper()
+		ev := streams.ChatEvent{Kind: kind, ConversationID: "c1", MessageID: fmt.Sprintf("m%d", time.Now().UnixNano()),
+			SenderID: sender, SenderDevice: "d1", ClientMsgID: fmt.Sprintf("k%d", time.Now().UnixNano()), Text: text,
+			SentAt: time.Now().UnixMilli()}
+		if target != 0 {
+			ev.Target = &streams.Target{Seq: target, MessageID: "t"}
+		}
+		data, err := ev.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := e.js.Publish(e.ctx, streams.ChatSubject("c1", kind), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	a, b, c := pub(streams.KindMsg, 0, "alpha", "u1"), pub(streams.KindMsg, 0, "bravo", "u1"), pub(streams.KindMsg, 0, "charlie", "u2")
+	e.ackUpTo(t, 3)
+	pub(streams.KindEdit, a, "alpha 1", "u1")
+	pub(streams.KindDelete, b, "", "u1")
+	pub(streams.KindHide, c, "", "u1")
+	pub(streams.KindEdit, a, "alpha 2", "u1")
+	d := pub(streams.KindMsg, 0, "delta", "u2")
+	pub(streams.KindEdit, d, "delta 1", "u2")
+	pub(streams.KindEdit, b, "bravo again", "u1") // raced the delete: loses
+
+	// full is caught up (as the persister writes: target revised, entry without text); partial
+	// holds what the persister acknowledged.
+	raw := func(seq uint64) store.Message {
+		m, err := e.st.GetMsg(e.ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _, err := FromStream(m.Subject, m.Sequence, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	head, err := New(full, e.js).Head(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= head; seq++ {
+		m := raw(seq)
+		if streams.Revises(m.Kind) {
+			if _, err := full.(store.Reviser).ReviseMessage(e.ctx, "c1", m.Target, Revision(m)); err != nil {
+				t.Fatal(err)
+			}
+			m.Text, m.EditedAt, m.DeletedAt = "", time.Time{}, time.Time{}
+		}
+		if _, _, err := full.InsertMessage(e.ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if seq <= 3 {
+			if _, _, err := partial.InsertMessage(e.ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	messages := func(ms []store.Message) string {
+		var b strings.Builder
+		for _, m := range ms {
+			if m.Kind == streams.KindMsg {
+				edited := int64(0)
+				if !m.EditedAt.IsZero() {
+					edited = m.EditedAt.UnixMilli()
+				}
+				fmt.Fprintf(&b, "#%d %q edited=%d deleted=%v hidden=%v\n", m.Seq, m.Text, edited, m.Deleted(), m.HiddenFor)
+			}
+		}
+		return b.String()
+	}
+	r := New(partial, e.js)
+	for _, p := range []store.Page{{Limit: 50}, {Limit: 3}, {Oldest: true, Limit: 2}, {Before: 5, Limit: 50}, {After: 3, Limit: 50}} {
+		got, err := r.Page(e.ctx, "c1", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := New(full, e.js).Page(e.ctx, "c1", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := messages(got), messages(want); g != w || !slices.Equal(seqsOf(got), seqsOf(want)) {
+			t.Fatalf("page %+v:\n got %v\n%s\nwant %v\n%s", p, seqsOf(got), g, seqsOf(want), w)
+		}
+	}
+	all, err := r.Page(e.ctx, "c1", store.Page{Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("#%d \"delta 1\" edited=", d)
+	if s := messages(all); !strings.Contains(s, want) || !strings.Contains(s, "\"\" edited=0 deleted=true") || !strings.Contains(s, "hidden=[u1]") {
+		t.Fatalf("history while the persister lags:\n%s", s)
 	}
 }
