@@ -175,11 +175,11 @@ type Server struct {
 	searcher Searcher
 	// revisions decides edits and deletes (PATCH and DELETE of a message).
 	revisions *revision.Decider
-	metrics  *metrics // nil: no metrics
-	app      *fiber.App
-	hasher   *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
-	limits   rateLimits
-	now      func() time.Time // the rate limits' clock; tests set it before Start
+	metrics   *metrics // nil: no metrics
+	app       *fiber.App
+	hasher    *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
+	limits    rateLimits
+	now       func() time.Time // the rate limits' clock; tests set it before Start
 
 	// dummyHash is compared against when a login names no user, so that a wrong handle costs
 	// the same bcrypt work as a wrong password.

@@ -168,7 +168,9 @@ func TestSpecAnswers(t *testing.T) {
 		ids, seqs = append(ids, id), append(seqs, seq)
 	}
 	// Edits and deletes of those messages (history below shows them).
-	msgPath := func(seq uint64, query string) string { return fmt.Sprintf("/v1/conversations/%s/messages/%d%s", d, seq, query) }
+	msgPath := func(seq uint64, query string) string {
+		return fmt.Sprintf("/v1/conversations/%s/messages/%d%s", d, seq, query)
+	}
 	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e1", "text": "hello, edited"}, http.StatusOK, nil)
 	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e1", "text": "hello, edited"}, http.StatusOK, nil)
 	c.call("PATCH", msgPath(seqs[0], ""), bob.Token, map[string]string{"client_msg_id": "e2", "text": "not mine"}, http.StatusForbidden, nil)

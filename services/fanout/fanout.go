@@ -34,8 +34,8 @@ import (
 	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
-	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
 )
 
