@@ -1,4 +1,6 @@
 // Package streams is natter's event contract: the subjects, the JetStream stream, consumer and
 // key-value definitions, and the versioned event envelopes that every component and every
-// backend team's consumer agree on. It imports almost nothing so that anyone can depend on it.
+// backend team's consumer agree on. Its one dependency is nats.go (the jetstream package, for
+// the stream, consumer and bucket configurations), so that a consumer can use it without
+// natter's server code.
 package streams

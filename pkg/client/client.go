@@ -32,9 +32,11 @@ type Config struct {
 	// instead before every connection attempt (e.g. GET /v1/discovery).
 	URL      string
 	Discover func(ctx context.Context) (string, error)
-	// Token is the access token; TokenSource, if set, is asked before every connection attempt.
-	// Session.Token is a TokenSource that refreshes: with it a Client reconnects past the
-	// 4401 that ends a socket whose access token expired. A TokenSource error wrapping ErrSessionEnded stops the Client (Err says so).
+	// Token is the access token; TokenSource, if set, is asked before every connection attempt,
+	// and again before the socket's token expires, to renew the open socket with an auth frame.
+	// Session.Token is a TokenSource that refreshes: with it a socket stays open for as long as
+	// its login session lasts. A TokenSource error wrapping ErrSessionEnded stops the Client
+	// (Err says so).
 	Token       string
 	TokenSource func(ctx context.Context) (string, error)
 	// DeviceID names this installation; keep it stable across restarts.
@@ -435,6 +437,13 @@ func (c *Client) session() error {
 		c.connected = make(chan struct{})
 		c.mu.Unlock()
 	}()
+	var expiries chan time.Time // the socket's expiry, as welcome and auth answers tell it
+	if c.cfg.TokenSource != nil {
+		expiries = make(chan time.Time, 1)
+		rctx, stopRenewing := context.WithCancel(c.ctx)
+		defer stopRenewing()
+		go c.renew(rctx, conn, expiries)
+	}
 	for {
 		_, data, err := conn.Read(c.ctx)
 		if err != nil {
@@ -443,8 +452,49 @@ func (c *Client) session() error {
 			}
 			return fmt.Errorf("read: %w", err)
 		}
-		if err := c.handle(data); err != nil {
+		if err := c.handle(data, expiries); err != nil {
 			return err
+		}
+	}
+}
+
+// renew keeps conn open past its access token's expiry: when four fifths of the token's
+// remaining life have passed (Session.Token refreshes in its last quarter), it sends the
+// TokenSource's token in an auth frame, and the server's answer tells the new expiry. A token
+// that did not move the expiry is tried again halfway to it, while over a second is left. If
+// renewing fails, the server closes the socket with 4401 at the expiry and run reconnects with
+// a fresh token.
+func (c *Client) renew(ctx context.Context, conn *websocket.Conn, expiries <-chan time.Time) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var expires time.Time
+	for n := 1; ; {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-expiries:
+			left := time.Until(e)
+			switch {
+			case e.After(expires):
+				expires = e
+				timer.Reset(left * 4 / 5)
+			case left > 2*time.Second:
+				timer.Reset(left / 2)
+			}
+		case <-timer.C:
+			token, err := c.cfg.TokenSource(ctx)
+			if err != nil {
+				continue
+			}
+			frame, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeAuth, ID: "renew-" + strconv.Itoa(n), Token: token})
+			if err != nil {
+				continue
+			}
+			n++
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = conn.Write(wctx, websocket.MessageText, frame) // a failed write ends the socket's read too
+			cancel()
 		}
 	}
 }
@@ -485,9 +535,11 @@ type frame struct {
 	Message   string        `json:"message"`
 	Cursor    uint64        `json:"cursor"`
 	Duplicate bool          `json:"duplicate"`
+	ExpiresAt int64         `json:"expires_at"`
 }
 
-func (c *Client) handle(data []byte) error {
+// handle takes one server frame; expiries, if not nil, gets the socket's latest expiry.
+func (c *Client) handle(data []byte, expiries chan time.Time) error {
 	var f frame
 	if err := json.Unmarshal(data, &f); err != nil {
 		return fmt.Errorf("bad frame from server: %w", err)
@@ -514,6 +566,14 @@ func (c *Client) handle(data []byte) error {
 		c.mu.Lock()
 		c.cursor, c.hasCursor = f.Seq, true
 		c.mu.Unlock()
+	case protocol.TypeWelcome, protocol.TypeAuth:
+		if expiries != nil && f.ExpiresAt > 0 {
+			select { // the only sender: make room for the latest
+			case <-expiries:
+			default:
+			}
+			expiries <- time.UnixMilli(f.ExpiresAt)
+		}
 	case protocol.TypeSynced:
 		c.mu.Lock()
 		c.cursor, c.hasCursor = f.Cursor, true // the server's head is authoritative

@@ -76,6 +76,11 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 			}
 		}
 		return f, nil
+	case TypeAuth:
+		if f.Token == "" || len(f.Token) > MaxTokenBytes {
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "token must be an access token of 1-%d bytes", MaxTokenBytes).WithRef(ref)
+		}
+		return f, nil
 	case "":
 		return ClientFrame{}, Errorf(CodeInvalidFrame, "frame has no type").WithRef(ref)
 	default:
@@ -110,6 +115,7 @@ var wrongTypeMessages = map[string]string{
 	"up_to":           "up_to must be a whole number from 1 to 18446744073709551615 (the seq of an event), written without a fraction or exponent",
 	"state":           "state must be a string",
 	"user_ids":        "user_ids must be an array of strings",
+	"token":           "token must be a string",
 	"target_seq":      "target_seq must be a whole number from 1 to 18446744073709551615 (the seq of a message), written without a fraction or exponent",
 	"for":             "for must be a string",
 }

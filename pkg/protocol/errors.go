@@ -17,6 +17,7 @@ const (
 	CodeTextTooLong   Code = "text_too_long"   // over MaxTextRunes code points
 	CodeNotMember     Code = "not_member"      // not a member, or no such conversation (indistinguishable)
 	CodeRateLimited   Code = "rate_limited"    // too many frames; slow down
+	CodeUnauthorized  Code = "unauthorized"    // an auth frame's token was refused, or is of another login session
 	CodeUnavailable   Code = "unavailable"     // the event bus did not answer in time; retry
 	CodeInternal      Code = "internal"        // a server fault; retry later
 	// Edits and deletes.

@@ -36,6 +36,7 @@ const (
 	TypeDelivered = "delivered" // delivered watermark: every event up to up_to reached this device
 	TypeTyping    = "typing"    // typing indicator, state "start" or "stop" (also server -> client)
 	TypePresence  = "presence"  // ask for users' presence (also server -> client: the answer, or a change)
+	TypeAuth      = "auth"      // a fresh access token for this socket (also server -> client: the answer)
 	TypeEdit      = "edit"      // replace the text of your message target_seq (also server -> client)
 	TypeDelete    = "delete"    // delete message target_seq, for everyone or ("for":"me") for yourself (also server -> client)
 )
@@ -97,6 +98,20 @@ type ClientFrame struct {
 	TargetSeq uint64 `json:"target_seq,omitempty"`
 	// delete: DeleteForEveryone (the default) or DeleteForMe
 	For string `json:"for,omitempty"`
+	// auth: an access token of the socket's own login session, renewing the socket past the
+	// expiry of the token it connected with.
+	Token string `json:"token,omitempty"`
+}
+
+// MaxTokenBytes bounds the access token of an auth frame (natter's are about 300 bytes).
+const MaxTokenBytes = 4096
+
+// Auth answers an auth frame: the socket now lives until ExpiresAt (Unix milliseconds), the
+// expiry of the token it carried.
+type Auth struct {
+	Type      string `json:"type"`
+	Ref       string `json:"ref,omitempty"`
+	ExpiresAt int64  `json:"expires_at"`
 }
 
 // Receipt tells that UserID has read (Kind "read") or received (Kind "delivered") every event of
@@ -146,6 +161,9 @@ type Welcome struct {
 	// Syncing is true when the connection asked for catch-up (cursor given): missed events follow,
 	// then a Synced frame, then live events.
 	Syncing bool `json:"syncing"`
+	// ExpiresAt (Unix milliseconds) is when the server closes this socket with
+	// CloseUnauthorized, the expiry of its access token, unless an auth frame renews it first.
+	ExpiresAt int64 `json:"expires_at"`
 }
 
 // Ack answers a send (and an edit or delete): the event exists, durably, at Seq. A retry of the same client_msg_id gets

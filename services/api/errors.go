@@ -23,23 +23,23 @@ import (
 // CodeRateLimited (429) and protocol.CodeUnavailable (503) may come with a Retry-After header (whole
 // seconds): the client waits that long before trying again.
 const (
-	CodeInvalidRequest     protocol.Code = "invalid_request"      // a parameter or field is missing or malformed
-	CodeInvalidHandle      protocol.Code = "invalid_handle"       // not 3-32 characters of [a-z0-9_] (any case)
-	CodeInvalidPassword    protocol.Code = "invalid_password"     // not 8-72 bytes
-	CodeInvalidDisplayName protocol.Code = "invalid_display_name" // not 1-64 visible code points
-	CodeHandleTaken        protocol.Code = "handle_taken"         // another account has the handle
-	CodeBadCredentials     protocol.Code = "bad_credentials"      // wrong handle or password (never says which)
-	CodeUnauthorized       protocol.Code = "unauthorized"         // no, malformed, forged or expired bearer token, or its account is gone
-	CodeSessionEnded       protocol.Code = "session_ended"        // a refresh refused: the session was revoked, idle too long, or its refresh token reused or unknown; log in again
-	CodeSessionNotFound    protocol.Code = "session_not_found"    // no such session of yours
-	CodeUserNotFound       protocol.Code = "user_not_found"       // no such user
-	CodeSelfConversation   protocol.Code = "self_conversation"    // a direct conversation with yourself
-	CodeMessageNotFound    protocol.Code = "message_not_found"    // no such message that you may see
-	CodeNotFound           protocol.Code = "not_found"            // no such route
-	CodeMethodNotAllowed   protocol.Code = "method_not_allowed"   // the route exists for other methods
-	CodeBodyTooLarge       protocol.Code = "body_too_large"       // over Config.BodyLimit
-	CodeOriginNotAllowed   protocol.Code = "origin_not_allowed"   // a CORS preflight from an origin Config.Origins does not allow
-	CodeRateLimited        protocol.Code = "rate_limited"         // over a rate limit (Config.Limits); see Retry-After
+	CodeInvalidRequest     protocol.Code = "invalid_request"         // a parameter or field is missing or malformed
+	CodeInvalidHandle      protocol.Code = "invalid_handle"          // not 3-32 characters of [a-z0-9_] (any case)
+	CodeInvalidPassword    protocol.Code = "invalid_password"        // not 8-72 bytes
+	CodeInvalidDisplayName protocol.Code = "invalid_display_name"    // not 1-64 visible code points
+	CodeHandleTaken        protocol.Code = "handle_taken"            // another account has the handle
+	CodeBadCredentials     protocol.Code = "bad_credentials"         // wrong handle or password (never says which)
+	CodeUnauthorized                     = protocol.CodeUnauthorized // no, malformed, forged or expired bearer token, or its account is gone
+	CodeSessionEnded       protocol.Code = "session_ended"           // a refresh refused: the session was revoked, idle too long, or its refresh token reused or unknown; log in again
+	CodeSessionNotFound    protocol.Code = "session_not_found"       // no such session of yours
+	CodeUserNotFound       protocol.Code = "user_not_found"          // no such user
+	CodeSelfConversation   protocol.Code = "self_conversation"       // a direct conversation with yourself
+	CodeMessageNotFound    protocol.Code = "message_not_found"       // no such message that you may see
+	CodeNotFound           protocol.Code = "not_found"               // no such route
+	CodeMethodNotAllowed   protocol.Code = "method_not_allowed"      // the route exists for other methods
+	CodeBodyTooLarge       protocol.Code = "body_too_large"          // over Config.BodyLimit
+	CodeOriginNotAllowed   protocol.Code = "origin_not_allowed"      // a CORS preflight from an origin Config.Origins does not allow
+	CodeRateLimited        protocol.Code = "rate_limited"            // over a rate limit (Config.Limits); see Retry-After
 )
 
 // apiError is an error answer: status, code and a message safe to show the client. A cause, if

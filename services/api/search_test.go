@@ -140,7 +140,7 @@ func TestSearchMembershipMatrix(t *testing.T) {
 			Text: fmt.Sprintf("apple number %d in the group", i)})
 		groupSeqs = append(groupSeqs, last)
 		if i%3 == 0 {
-			last, _ = e.publish(t, streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "dm", SenderID: bob.ID,
+			_, _ = e.publish(t, streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "dm", SenderID: bob.ID,
 				Text: fmt.Sprintf("apple %d between two", i)})
 		}
 	}

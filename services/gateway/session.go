@@ -41,6 +41,11 @@ type session struct {
 	conn     *websocket.Conn
 	cork     *corkConn // conn's socket: the writer puts each batch on the wire in one write
 
+	// expires is when the access token the socket connected with expires (told in welcome);
+	// expiry closes the socket then, unless an auth frame moved it (handleAuth).
+	expires time.Time
+	expiry  *time.Timer
+
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
 	// window bounds this socket's sends waiting for JetStream's acknowledgement (see publish.go):
@@ -143,22 +148,23 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(protocol.HardFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		g: g, id: ulid.Make().String(), userID: claims.UserID, login: claims.SessionID, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
+		g: g, id: ulid.Make().String(), userID: claims.UserID, login: claims.SessionID, expires: claims.Expires, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
 		ctx: ctx, cancel: cancel, window: make(chan struct{}, g.cfg.SocketPublishWindow), kill: make(chan struct{}),
 		syncing: true,
 		bucket:  tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
 	}
+	// A socket lives no longer than its access token, unless the client renews it with an auth
+	// frame (or reconnects with a refreshed one), nor than its login session (hub.onRevoked
+	// closes it when the session ends).
+	s.expiry = time.AfterFunc(time.Until(claims.Expires), func() {
+		s.fail(protocol.CloseUnauthorized, "access token expired; renew it with an auth frame, or refresh it and reconnect")
+	})
 	// The socket is hijacked: the session reads it on a goroutine of its own and this handler
 	// returns, so that net/http's connection goroutine (whose stack the upgrade and the token check
 	// grew) does not stay behind for every idle socket.
 	go func() {
 		defer g.conns.Done()
-		// A socket lives no longer than its access token (the client reconnects with a refreshed
-		// one) nor than its login session (hub.onRevoked closes it when the session ends).
-		expiry := time.AfterFunc(time.Until(claims.Expires), func() {
-			s.fail(protocol.CloseUnauthorized, "access token expired; refresh it and reconnect")
-		})
-		defer expiry.Stop()
+		defer s.expiry.Stop()
 		s.run(cursor)
 	}()
 }
@@ -181,7 +187,8 @@ func (s *session) run(cursor *uint64) {
 	defer s.finish()
 	// Welcome first, written before the hub knows the session: nothing may precede it.
 	welcome, err := json.Marshal(protocol.Welcome{Type: protocol.TypeWelcome, Protocol: protocol.Version, UserID: s.userID,
-		DeviceID: s.deviceID, SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil})
+		DeviceID: s.deviceID, SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil,
+		ExpiresAt: s.expires.UnixMilli()})
 	if err != nil || s.writeNow(welcome) != nil {
 		return
 	}
@@ -482,6 +489,8 @@ func (s *session) readLoop() {
 			s.handleTyping(f)
 		case protocol.TypePresence:
 			s.handlePresence(f)
+		case protocol.TypeAuth:
+			s.handleAuth(f)
 		}
 	}
 }

@@ -146,3 +146,49 @@ func TestForeignSignedTokenIsRefusedByAPIAndGateway(t *testing.T) {
 		t.Errorf("upgrade with the real token: %d, want 101", got)
 	}
 }
+
+// An auth frame with a refreshed token of the socket's own session keeps the socket open past
+// the expiry of the token it connected with, until the new token's; a refused token, or one of
+// another session, changes nothing.
+func TestAuthFrameRenewsTheSocket(t *testing.T) {
+	const ttl = 6 * time.Second
+	s := apptest.Start(t, func(c *app.Config) { c.AccessTTL = ttl })
+	alice := s.SignUp("alice")
+	ws := apptest.Dial(t, apptest.WSURLFor(s.WSURL, alice.Token, "a", nil))
+	welcome := ws.NextOf(protocol.TypeWelcome, wait)
+	first := time.UnixMilli(welcome.ExpiresAt)
+	if d := time.Until(first); d <= 0 || d > ttl {
+		t.Fatalf("welcome expires_at is %v from now, want within the %v token lifetime", d, ttl)
+	}
+
+	ws.Send(protocol.ClientFrame{Type: protocol.TypeAuth, ID: "forged", Token: alice.Token + "x"})
+	if e := ws.NextOf(protocol.TypeError, wait); e.Ref != "forged" || e.Code != string(protocol.CodeUnauthorized) {
+		t.Fatalf("auth with a forged token: %+v, want unauthorized", e)
+	}
+	other := s.LogIn(alice) // same user, another login session
+	ws.Send(protocol.ClientFrame{Type: protocol.TypeAuth, ID: "other", Token: other.Token})
+	if e := ws.NextOf(protocol.TypeError, wait); e.Ref != "other" || e.Code != string(protocol.CodeUnauthorized) {
+		t.Fatalf("auth with another session's token: %+v, want unauthorized", e)
+	}
+
+	// Tokens carry whole seconds: refresh when the new one must expire at least 2 s later.
+	time.Sleep(time.Until(first.Add(2100*time.Millisecond - ttl)))
+	var fresh struct {
+		Token string `json:"token"`
+	}
+	s.Do("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": alice.RefreshToken}, http.StatusOK, &fresh)
+	ws.Send(protocol.ClientFrame{Type: protocol.TypeAuth, ID: "renew", Token: fresh.Token})
+	a := ws.NextOf(protocol.TypeAuth, wait)
+	renewed := time.UnixMilli(a.ExpiresAt)
+	if a.Ref != "renew" || !renewed.After(first.Add(time.Second)) {
+		t.Fatalf("auth answer %+v: expires %v, want after the first token's %v", a, renewed, first)
+	}
+	time.Sleep(time.Until(first.Add(200 * time.Millisecond)))
+	wantOpen(t, "socket after its first token expired", ws)
+	if code := ws.CloseStatus(ttl + wait); code != websocket.StatusCode(protocol.CloseUnauthorized) {
+		t.Fatalf("closed with %d, want %d when the renewed token expired", code, protocol.CloseUnauthorized)
+	}
+	if early := time.Until(renewed); early > 0 {
+		t.Fatalf("closed %v before the renewed token expired", early)
+	}
+}

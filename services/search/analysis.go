@@ -6,10 +6,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2/analysis"
-	_ "github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
-	_ "github.com/blevesearch/bleve/v2/analysis/lang/cjk" // cjk_width, cjk_bigram
-	_ "github.com/blevesearch/bleve/v2/analysis/lang/en"  // possessive_en, stemmer_en_snowball
-	_ "github.com/blevesearch/bleve/v2/analysis/token/lowercase"
+	_ "github.com/blevesearch/bleve/v2/analysis/analyzer/custom" // the "custom" analyzer type
+	_ "github.com/blevesearch/bleve/v2/analysis/lang/cjk"        // cjk_width, cjk_bigram
+	_ "github.com/blevesearch/bleve/v2/analysis/lang/en"         // possessive_en, stemmer_en_snowball
+	_ "github.com/blevesearch/bleve/v2/analysis/token/lowercase" // to_lower
 	bleveunicode "github.com/blevesearch/bleve/v2/analysis/tokenizer/unicode"
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/registry"

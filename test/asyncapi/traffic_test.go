@@ -45,6 +45,10 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	}
 	a.send(protocol.ClientFrame{Type: protocol.TypePing, ID: "p1"})
 	a.expect(protocol.TypePong)
+	a.send(protocol.ClientFrame{Type: protocol.TypeAuth, ID: "t1", Token: alice.Token})
+	if au := a.expect(protocol.TypeAuth); au.Ref != "t1" || au.ExpiresAt == 0 {
+		t.Errorf("auth %s, want the answer to t1 with expires_at", au.Raw)
+	}
 	a.sendBad(`{"type":"send","id":"bad1","client_msg_id":"c2","conversation_id":"` + direct + `","text":""}`)
 	if e := a.expect(protocol.TypeError); e.Ref != "bad1" || e.Code != string(protocol.CodeTextEmpty) {
 		t.Errorf("error %s, want text_empty for bad1", e.Raw)

@@ -58,15 +58,28 @@ func newBrowser(t *testing.T, name, shots string, step *int) *browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1100, 720),
 	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() {
+	// Chromium now and then dies while starting on these machines, before DevTools is up and
+	// before the test did anything (a crash report, no message): that is retried, twice at most.
+	var ctx context.Context
+	for attempt := 1; ; attempt++ {
+		alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		c, cancel := chromedp.NewContext(alloc)
+		// The first Run starts the browser; it must not carry a timeout (that would end the browser).
+		err := chromedp.Do(c, chromedp.Navigate("about:blank"))
+		if err == nil {
+			t.Cleanup(func() {
+				cancel()
+				cancelAlloc()
+			})
+			ctx = c
+			break
+		}
 		cancel()
 		cancelAlloc()
-	})
-	// The first Run starts the browser; it must not carry a timeout (that would end the browser).
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("%s: start chromium: %v", name, err)
+		if attempt == 3 || !strings.Contains(err.Error(), "chrome failed to start") {
+			t.Fatalf("%s: start chromium: %v", name, err)
+		}
+		t.Logf("%s: chromium died while starting (attempt %d), starting it again: %v", name, attempt, err)
 	}
 	return &browser{t: t, name: name, ctx: ctx, shots: shots, step: step, start: time.Now()}
 }

@@ -51,7 +51,9 @@ func startNatter(t *testing.T) *natter {
 	t.Cleanup(func() {
 		if n.cmd != nil {
 			_ = n.cmd.Process.Kill()
-			<-n.exited
+			if err := <-n.exited; err != nil {
+				t.Logf("natter, killed at the end of the test: %v", err)
+			}
 		}
 		if t.Failed() {
 			t.Logf("natter output:\n%s", n.output())
@@ -67,7 +69,8 @@ func (n *natter) start() {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	cmd := exec.Command(natterBin, "run", "--data-dir", n.dataDir, "--api-addr", n.apiAddr, "--ws-addr", n.wsAddr,
-		"--nats-port", "-1", "--metrics-addr", "", "--addr-file", addrFile, "--log-format", "json", "--log-level", "info")
+		"--nats-port", "-1", "--metrics-addr", "", "--addr-file", addrFile, "--log-format", "json", "--log-level", "info",
+		"--password-cost", "4") // bcrypt's cheapest: under -race the default cost takes seconds a hash
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

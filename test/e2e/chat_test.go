@@ -43,9 +43,17 @@ func signUp(t *testing.T, api, handle string) account {
 	return account{ID: out.User.ID, Handle: out.User.Handle, Token: login.Token}
 }
 
+// doJSON makes one API call and decodes its answer into out; want 0 takes any 2xx. A 503
+// (unavailable: a store or NATS timeout, or every bcrypt slot busy, as happens while a cluster
+// forms on a loaded machine) is retried for up to 30 s, as a client would, and logged.
 func doJSON(t *testing.T, method, url, token string, body any, want int, out any) {
 	t.Helper()
 	status, raw := apptest.Request(t, method, url, token, body)
+	for deadline := time.Now().Add(30 * time.Second); status == http.StatusServiceUnavailable && want != status && time.Now().Before(deadline); {
+		t.Logf("%s %s: 503, retrying: %s", method, url, raw)
+		time.Sleep(500 * time.Millisecond)
+		status, raw = apptest.Request(t, method, url, token, body)
+	}
 	if (want == 0 && (status < 200 || status > 299)) || (want != 0 && status != want) {
 		t.Fatalf("%s %s: %d, want %d: %s", method, url, status, want, raw)
 	}

@@ -61,7 +61,8 @@ func StartNatter(t testing.TB, dataDir string, extra ...string) *Process {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	args := append([]string{"run", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
-		"--nats-port", "-1", "--metrics-addr", "127.0.0.1:0", "--addr-file", addrFile, "--log-format", "json", "--log-level", "info"}, extra...)
+		"--nats-port", "-1", "--metrics-addr", "127.0.0.1:0", "--addr-file", addrFile, "--log-format", "json", "--log-level", "info",
+		"--password-cost", "4"}, extra...) // bcrypt's cheapest: under -race the default cost takes seconds a hash
 	p := &Process{t: t, cmd: exec.Command(natterBin, args...), exited: make(chan error, 1)}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -81,11 +81,12 @@ func TestBackupRestoreReplayAndRebuild(t *testing.T) {
 	doJSON(t, "POST", api+"/v1/conversations/"+convs[1]+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, 0, nil)
 	doJSON(t, "PATCH", api+"/v1/conversations/"+convs[1], alice.Token, map[string]string{"name": "team (renamed)"}, 0, nil)
 	for i := range 6 {
-		last = send(aPhone, convs[i%2], fmt.Sprintf("post%d", i), fmt.Sprintf("after the backup %d\n\ttabs and 🙂", i))
+		send(aPhone, convs[i%2], fmt.Sprintf("post%d", i), fmt.Sprintf("after the backup %d\n\ttabs and 🙂", i))
 	}
 	last = send(cPhone, convs[1], "carol1", "carol joined")
 	// Bob's laptop reads what it received (a client that stopped reading would be closed as slow).
-	for f := bLaptop.NextOf(protocol.TypeMessage, wait); f.Seq != last; f = bLaptop.NextOf(protocol.TypeMessage, wait) {
+	for seq := uint64(0); seq != last; {
+		seq = bLaptop.NextOf(protocol.TypeMessage, wait).Seq
 	}
 	bLaptop.Send(protocol.ClientFrame{Type: protocol.TypeRead, ConversationID: convs[1], UpTo: last})
 	waitReceipt(t, api, bob, convs[1], last) // before the laptop's socket is replaced below

@@ -122,3 +122,39 @@ func TestSessionLogout(t *testing.T) {
 		t.Fatalf("login with a wrong password: %v", err)
 	}
 }
+
+// A Client whose TokenSource is a Session renews its open socket with auth frames before each
+// access token expires: it outlives several tokens on its first connection.
+func TestClientRenewsItsSocket(t *testing.T) {
+	const ttl = 8 * time.Second
+	s := apptest.Start(t, func(c *app.Config) { c.AccessTTL = ttl })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	ctx := context.Background()
+	sess, err := client.Login(ctx, s.APIURL, "alice", "password-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sess.RefreshToken()
+	c, err := client.Dial(client.Config{URL: s.WSURL, TokenSource: sess.Token, DeviceID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	select {
+	case <-c.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("not ready: %v", c.Err())
+	}
+	// Past the first token's expiry (at most ttl away), with a second to spare.
+	time.Sleep(ttl + time.Second)
+	if sess.RefreshToken() == first {
+		t.Fatal("the session never refreshed")
+	}
+	if _, err := c.Send(ctx, conv, "still here"); err != nil {
+		t.Fatalf("send after the first token expired: %v", err)
+	}
+	if n := c.Connects(); n != 1 {
+		t.Fatalf("%d connections, want 1: the socket was not renewed", n)
+	}
+}

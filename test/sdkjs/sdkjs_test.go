@@ -47,6 +47,9 @@ func TestTypeScriptSDK(t *testing.T) {
 		run(ctx, t, sdk, nil, "npm", "ci", "--no-audit", "--no-fund")
 	}
 	run(ctx, t, sdk, nil, "npm", "run", "build")
+	// The web client's sources are bundled by esbuild, which does not check types: the SDK's
+	// TypeScript checks them here (services/web/tsconfig.json), so a type error fails make test.
+	run(ctx, t, filepath.Join(sdk, "..", "..", "services", "web"), nil, filepath.Join(sdk, "node_modules", ".bin", "tsc"), "-p", "tsconfig.json", "--noEmit")
 
 	tests, err := filepath.Glob(filepath.Join(sdk, "test", "*.test.mjs"))
 	if err != nil || len(tests) == 0 {

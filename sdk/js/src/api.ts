@@ -16,18 +16,39 @@ import type {
 export interface ApiOptions {
   /** The HTTP API's base URL, e.g. "http://127.0.0.1:8080" (no trailing /v1). "" means the page's own origin. */
   baseUrl: string;
-  /** The access token for authenticated calls; signup and login set it. */
+  /** A fixed access token for authenticated calls; signup, login and useSession set it. */
   token?: string;
   /** fetch to use; defaults to the global one (browsers, node 18+). */
   fetch?: typeof fetch;
+  /**
+   * Where a session's tokens are kept between runs (and, in browsers, shared by tabs): save gets
+   * every new session (login, sign-up, each refresh, which rotates the refresh token); load, if
+   * given, is read before each refresh, so that a refresh another holder (a tab) made is taken
+   * over instead of repeated with a dead refresh token (which would end the session).
+   */
+  sessionStore?: { load?(): Session | undefined; save(s: Session): void };
+  /**
+   * Runs each refresh exclusively among all holders of the session: in browsers,
+   * `(f) => navigator.locks.request("natter-refresh", f)`. Default: within this object only.
+   */
+  refreshLock?: <T>(f: () => Promise<T>) => Promise<T>;
 }
+
+/** The part of an access token's life left when it is refreshed. */
+const RENEW_FRACTION = 0.25;
 
 /** The HTTP API (docs/api.md): accounts, conversations, groups, history, receipts, discovery. */
 export class NatterApi {
-  /** The access token sent as `Authorization: Bearer`; signup and login set it. */
+  /** The access token sent as `Authorization: Bearer`; signup, login, useSession and refresh set it. */
   token?: string;
+  /** The session whose tokens this object keeps fresh (after signup, login or useSession). */
+  session?: Session;
   readonly baseUrl: string;
   private readonly fetchFn: typeof fetch;
+  private readonly store?: ApiOptions["sessionStore"];
+  private readonly lock: <T>(f: () => Promise<T>) => Promise<T>;
+  private renewAt = 0; // ms: from then on validToken refreshes
+  private refreshing?: Promise<string>;
 
   constructor(opts: ApiOptions) {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
@@ -35,25 +56,80 @@ export class NatterApi {
     const f = opts.fetch ?? globalThis.fetch;
     if (!f) throw new Error("natter: no fetch here; pass ApiOptions.fetch");
     this.fetchFn = f.bind(globalThis);
+    this.store = opts.sessionStore;
+    this.lock = opts.refreshLock ?? ((f) => f());
   }
 
-  /** POST /v1/signup: creates an account, logs it in and keeps its token. */
+  /** POST /v1/signup: creates an account, logs it in and keeps its session. */
   async signup(handle: string, password: string, displayName?: string): Promise<Session> {
     const s = await this.request<Session>("POST", "/v1/signup", { handle, password, display_name: displayName }, false);
-    this.token = s.token;
+    this.keep(s);
     return s;
   }
 
-  /** POST /v1/login: keeps the session's token. */
+  /** POST /v1/login: keeps the session. */
   async login(handle: string, password: string): Promise<Session> {
     const s = await this.request<Session>("POST", "/v1/login", { handle, password }, false);
-    this.token = s.token;
+    this.keep(s);
     return s;
+  }
+
+  /**
+   * Takes over a session kept from earlier (sessionStore): authenticated calls use its access
+   * token and refresh it when a quarter of its life is left.
+   */
+  useSession(s: Session): void {
+    this.session = s;
+    this.token = s.token;
+    const expires = Date.parse(s.expires_at);
+    this.renewAt = expires - Math.max(0, expires - Date.now()) * RENEW_FRACTION;
+  }
+
+  /**
+   * An access token good for a while: the session's, refreshed first when a quarter of its life
+   * is left (one refresh at a time). Without a session, the fixed token. A session that has ended
+   * throws ApiError 401 `session_ended`: log in again. Use it as ClientOptions.tokenSource.
+   */
+  async validToken(): Promise<string> {
+    if (!this.session) {
+      if (this.token) return this.token;
+      throw new ApiError(401, "unauthorized", "no token: sign up or log in first");
+    }
+    if (Date.now() < this.renewAt) return this.session.token;
+    return this.refresh();
+  }
+
+  /**
+   * POST /v1/token/refresh: new tokens for the session; the refresh token rotates (the old one is
+   * dead), and sessionStore.save gets the new session. Concurrent calls share one refresh.
+   */
+  refresh(): Promise<string> {
+    this.refreshing ??= this.lock(async () => {
+      const stored = this.store?.load?.();
+      if (stored && this.session && stored.session_id === this.session.session_id && stored.refresh_token !== this.session.refresh_token) {
+        this.useSession(stored); // another holder refreshed: its tokens are the live ones
+        if (Date.now() < this.renewAt) return stored.token;
+      }
+      const refreshToken = this.session?.refresh_token;
+      if (!refreshToken) throw new ApiError(401, "session_ended", "no refresh token: log in");
+      const s = await this.request<Session>("POST", "/v1/token/refresh", { refresh_token: refreshToken }, false);
+      this.keep(s);
+      return s.token;
+    }).finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private keep(s: Session): void {
+    this.useSession(s);
+    this.store?.save(s);
   }
 
   /** POST /v1/logout: forgets the device and its push token, and ends the session: its tokens are refused from then on. */
   async logout(deviceId: string): Promise<void> {
     await this.request("POST", "/v1/logout", { device_id: deviceId });
+    this.session = this.token = undefined;
   }
 
   /** GET /v1/discovery: the least loaded live gateway, and all of them. */
@@ -160,10 +236,7 @@ export class NatterApi {
   async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (auth) {
-      if (!this.token) throw new ApiError(401, "unauthorized", "no token: sign up or log in first");
-      headers["Authorization"] = `Bearer ${this.token}`;
-    }
+    if (auth) headers["Authorization"] = `Bearer ${await this.validToken()}`;
     const res = await this.fetchFn(this.baseUrl + path, {
       method,
       headers,

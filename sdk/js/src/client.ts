@@ -9,7 +9,7 @@
 // "message" and "member" listener has returned (their promises awaited).
 
 import { backoff } from "./backoff.js";
-import { AbortError, ClosedError, CloseError, ProtocolError, reconnectable, retryable } from "./errors.js";
+import { AbortError, ApiError, ClosedError, CloseError, ProtocolError, reconnectable, retryable } from "./errors.js";
 import { ulid } from "./ids.js";
 import type { CursorStore } from "./storage.js";
 import type {
@@ -49,7 +49,12 @@ export interface ClientOptions {
   discover?: () => Promise<string>;
   /** The access token (sent as ?token=, as browsers must). Or set tokenSource. */
   token?: string;
-  /** Asked for the token before every connection attempt; a 4401 close then reconnects with a fresh one. */
+  /**
+   * Asked for the token before every connection attempt, and again when four fifths of the
+   * socket's token life have passed, to renew the open socket with an auth frame (so it stays
+   * open as long as the session: `() => api.validToken()`). A 4401 close reconnects with a fresh
+   * token; a tokenSource that throws an ApiError 401 (the session ended) ends the client.
+   */
   tokenSource?: () => Promise<string>;
   /** This installation's id, 1-64 of [A-Za-z0-9_-]; keep it stable across restarts. */
   deviceId: string;
@@ -148,6 +153,9 @@ interface Session {
   ws: WebSocketLike;
   synced: boolean;
   lastFrameAt: number;
+  /** The socket's expiry (Unix ms) as welcome or the last auth answer told it, and its renewal. */
+  expiresAt: number;
+  renewTimer?: ReturnType<typeof setTimeout>;
   end(code: number, reason: string): void;
 }
 
@@ -369,6 +377,10 @@ export class NatterClient {
         if (this.closed) break;
         ({ code, reason, synced } = await this.connect(url));
       } catch (e) {
+        if (e instanceof ApiError && e.status === 401) {
+          this.end(e); // the tokenSource says the session ended: log in again
+          break;
+        }
         reason = e instanceof Error ? e.message : String(e);
       }
       if (this.closed) break;
@@ -409,11 +421,13 @@ export class NatterClient {
         ws,
         synced: false,
         lastFrameAt: Date.now(),
+        expiresAt: 0,
         end: (code, reason) => {
           if (finished) return;
           finished = true;
           clearTimeout(openTimer);
           clearInterval(keepalive);
+          clearTimeout(session.renewTimer);
           const ignore = () => {}; // not null: node's ws package throws an error event nobody listens to
           ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
           try {
@@ -457,6 +471,38 @@ export class NatterClient {
       };
       ws.onclose = (ev) => session.end(ev.code, ev.reason);
     });
+  }
+
+  /**
+   * Renews the socket when four fifths of its token's remaining life have passed (validToken
+   * refreshes in the last quarter). A token that did not move the expiry is tried again halfway
+   * to it while over 2 s are left; if renewing fails, the server closes with 4401 at the expiry
+   * and run reconnects with a fresh token.
+   */
+  private scheduleRenewal(session: Session, expiresAt: number | undefined): void {
+    if (!this.opts.tokenSource || !expiresAt) return;
+    const left = expiresAt - Date.now();
+    let delay: number;
+    if (expiresAt > session.expiresAt) {
+      session.expiresAt = expiresAt;
+      delay = (left * 4) / 5;
+    } else if (left > 2000) {
+      delay = left / 2;
+    } else {
+      return;
+    }
+    clearTimeout(session.renewTimer);
+    session.renewTimer = setTimeout(() => void this.renew(session), Math.min(Math.max(0, delay), 2 ** 31 - 1)); // setTimeout's limit: 24.8 days
+  }
+
+  private async renew(session: Session): Promise<void> {
+    if (this.session !== session) return;
+    try {
+      const token = await this.opts.tokenSource!();
+      await this.request({ type: "auth", token });
+    } catch (e) {
+      this.emit("error", new Error(`natter: renewing the socket's token failed: ${e instanceof Error ? e.message : String(e)}`));
+    }
   }
 
   private keepalive(session: Session): void {
@@ -516,7 +562,12 @@ export class NatterClient {
         return;
       case "welcome":
         this._userId = f.user_id;
+        this.scheduleRenewal(session, f.expires_at);
         this.emit("welcome", f);
+        return;
+      case "auth":
+        if (f.ref !== undefined) this.takeRequest(f.ref)?.resolve(f);
+        this.scheduleRenewal(session, f.expires_at);
         return;
       case "message":
       case "member":

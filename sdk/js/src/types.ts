@@ -15,6 +15,7 @@ export type ErrorCode =
   | "text_too_long"
   | "not_member"
   | "rate_limited"
+  | "unauthorized"
   | "unavailable"
   | "internal"
   | "message_not_found"
@@ -99,8 +100,15 @@ export interface PresenceRequestFrame {
   user_ids: string[];
 }
 
+/** A fresh access token of the socket's own session: the socket then lives until its expiry. */
+export interface AuthRequestFrame {
+  type: "auth";
+  id?: string;
+  token: string;
+}
+
 /** Any frame a client sends. */
-export type ClientFrame = SendFrame | EditFrame | DeleteFrame | PingFrame | MarkFrame | TypingRequestFrame | PresenceRequestFrame;
+export type ClientFrame = SendFrame | EditFrame | DeleteFrame | PingFrame | MarkFrame | TypingRequestFrame | PresenceRequestFrame | AuthRequestFrame;
 
 // ---- server -> client ----
 
@@ -112,6 +120,15 @@ export interface WelcomeFrame {
   session_id: string;
   heartbeat_ms: number;
   syncing: boolean;
+  /** Unix ms: the socket closes with 4401 then unless an auth frame renews it. */
+  expires_at: number;
+}
+
+/** Answers an auth frame: the socket now lives until expires_at (Unix ms). */
+export interface AuthFrame {
+  type: "auth";
+  ref?: string;
+  expires_at: number;
 }
 
 export interface AckFrame {
@@ -257,7 +274,8 @@ export type ServerFrame =
   | PongFrame
   | ReceiptFrame
   | TypingFrame
-  | PresenceFrame;
+  | PresenceFrame
+  | AuthFrame;
 
 // ---- HTTP API objects ----
 

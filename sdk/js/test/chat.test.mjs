@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import { ApiError, CloseError, MemoryCursorStore, NatterClient, ProtocolError, TypingTracker, retryable } from "../dist/index.js";
+import { ApiError, CloseError, MemoryCursorStore, NatterApi, NatterClient, ProtocolError, TypingTracker, retryable } from "../dist/index.js";
 import { FileCursorStore } from "./file-store.mjs";
 import { Natter, WebSocketImpl, record, startProxy, waitFor } from "./harness.mjs";
 
@@ -436,6 +436,61 @@ describe("tokens", () => {
       assert.ok(logins >= 4, `logins ${logins}`);
     } finally {
       await Promise.all(started.map((c) => c.close()));
+      await own.destroy();
+    }
+  });
+});
+
+describe("sessions", () => {
+  test("a session's refreshed tokens renew the open socket: one connection outlives several tokens", async () => {
+    const ttl = 6; // the renewal has a fifth of it to finish: 1.2 s on a busy machine
+    const own = await Natter.start(["--access-ttl", `${ttl}s`]);
+    let a;
+    try {
+      const alice = await own.user("alice");
+      const bob = await own.user("bob");
+      const conv = (await alice.api.openDirect(bob.user.id)).id;
+      const saved = [];
+      const api = new NatterApi({ baseUrl: own.apiUrl, sessionStore: { save: (s) => saved.push(s) } });
+      const first = await api.login(alice.handle, alice.password);
+      a = new NatterClient({ url: own.wsUrl, tokenSource: () => api.validToken(), deviceId: "laptop", WebSocket: WebSocketImpl });
+      await a.start();
+      await new Promise((r) => setTimeout(r, (2 * ttl + 1) * 1000)); // past two token lifetimes
+      await a.send(conv, "still the first connection");
+      assert.equal(a.connects, 1, "the socket was renewed, not reconnected");
+      assert.ok(saved.length >= 3, `sessions saved: ${saved.length} (login and at least two refreshes)`);
+      assert.notEqual(saved.at(-1).refresh_token, first.refresh_token, "the refresh token rotated");
+      assert.equal(saved.at(-1).session_id, first.session_id);
+      assert.equal((await api.me()).id, alice.user.id, "API calls use the refreshed token");
+    } finally {
+      await a?.close();
+      await own.destroy();
+    }
+  });
+
+  test("two holders of one session (browser tabs) take over each other's refresh instead of reusing a dead refresh token", async () => {
+    const own = await Natter.start(["--access-ttl", "2s"]);
+    try {
+      const alice = await own.user("alice");
+      let shared; // the tabs' common storage
+      const store = { load: () => shared, save: (s) => (shared = s) };
+      const tab1 = new NatterApi({ baseUrl: own.apiUrl, sessionStore: store });
+      await tab1.login(alice.handle, alice.password);
+      const tab2 = new NatterApi({ baseUrl: own.apiUrl, sessionStore: store });
+      tab2.useSession(shared);
+      for (let i = 0; i < 3; i++) {
+        await tab1.refresh(); // rotates the refresh token tab2 holds
+        await tab2.refresh(); // must take tab1's over, not send the dead one (which would end the session)
+      }
+      assert.equal((await tab1.me()).id, alice.user.id);
+      assert.equal((await tab2.me()).id, alice.user.id);
+      // Without the shared store, the second holder's refresh reuses a dead token: the session ends.
+      const lone = new NatterApi({ baseUrl: own.apiUrl });
+      lone.useSession(shared);
+      await tab1.refresh();
+      await assert.rejects(lone.refresh(), (e) => e.status === 401 && e.code === "session_ended");
+      await assert.rejects(tab1.me(), (e) => e.status === 401);
+    } finally {
       await own.destroy();
     }
   });

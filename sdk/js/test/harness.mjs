@@ -51,7 +51,7 @@ export class Natter {
     const addrFile = path.join(this.dataDir, `addrs-${Date.now()}.json`);
     const args = ["run", "--data-dir", path.join(this.dataDir, "data"), "--api-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
       "--nats-port", "-1", "--metrics-addr", "127.0.0.1:0", "--addr-file", addrFile, "--log-format", "json",
-      "--log-level", "warn", "--rate-limits=false", "--hash-concurrency", "2", "--hash-wait", "30s", ...this.extraArgs];
+      "--log-level", "warn", "--rate-limits=false", "--hash-concurrency", "2", "--hash-wait", "30s", "--password-cost", "4", ...this.extraArgs];
     this.proc = spawn(natterBin, args, { stdio: ["ignore", "pipe", "pipe"] });
     const collect = (b) => (this.output += b.toString());
     this.proc.stdout.on("data", collect);

@@ -31,6 +31,7 @@ type Frame struct {
 	Duplicate      bool   `json:"duplicate"`
 	DeviceID       string `json:"device_id"`
 	Syncing        bool   `json:"syncing"`
+	ExpiresAt      int64  `json:"expires_at"` // welcome, auth: when the socket's access token expires (Unix ms)
 	// Raw is the whole frame as received, for fields Frame does not name.
 	Raw json.RawMessage `json:"-"`
 }

@@ -20,6 +20,7 @@ func limitFlags(fs *flag.FlagSet, c *api.Config) func() error {
 	fs.IntVar(&l.LoginFailures, "login-max-failures", l.LoginFailures, "failed logins of one handle within --login-failure-window before further attempts are refused (429) until the window ends; -1: no such limit")
 	fs.DurationVar(&l.FailureWindow, "login-failure-window", l.FailureWindow, "window of --login-max-failures, counted from the first failure; a successful login clears it")
 	fs.IntVar(&l.MaxKeys, "limit-max-keys", l.MaxKeys, "addresses, handles or accounts each limit remembers; past it the least recently seen is forgotten")
+	fs.IntVar(&c.PasswordCost, "password-cost", c.PasswordCost, "bcrypt cost of new password hashes, 4-31 (0: bcrypt's default, 10); each step doubles the work. Below 10 only for tests")
 	fs.IntVar(&c.HashConcurrency, "hash-concurrency", c.HashConcurrency, "bcrypt computations (sign-ups, logins) running at once")
 	fs.DurationVar(&c.HashWait, "hash-wait", c.HashWait, "a sign-up or login waits this long for a bcrypt slot, then gets 503 with Retry-After")
 	enabled := fs.Bool("rate-limits", true, "false lifts every --limit-* and --login-max-failures limit (benchmarks, tests); --hash-concurrency still holds")

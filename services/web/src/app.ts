@@ -56,14 +56,27 @@ interface ChatView {
   /** Rendered events by seq; pending sends by client_msg_id until their event arrives. */
   bySeq: Map<number, HTMLLIElement>;
   pending: Map<string, HTMLLIElement>;
-  /** Seq to pass as `before` for the next older page; 0: nothing older. */
+  /** Seq to pass as `before` for the next older page; 0: nothing older (once loaded). */
   older: number;
+  /** The newest page has been placed: until then live events may arrive, but older is unknown. */
+  loaded: boolean;
   loadingOlder: boolean;
   /** Others' marks: in a direct conversation the other member's, in a group everyone's lowest. */
   delivered: number;
   read: number;
   /** The newest seq we reported as read. */
   readSent: number;
+}
+
+/** readSession is the session kept in localStorage, if it looks whole. */
+function readSession(): Session | undefined {
+  try {
+    const s = JSON.parse(localStorage.getItem(SESSION_KEY) ?? "null") as Session | null;
+    if (s && s.token && s.refresh_token && s.user) return s;
+  } catch {
+    // a damaged entry: log in again
+  }
+  return undefined;
 }
 
 /**
@@ -141,7 +154,15 @@ function friendly(err: unknown): string {
 }
 
 export class App {
-  private readonly api = new NatterApi({ baseUrl: "" });
+  // The session is kept in localStorage, shared by this page's tabs: each refresh rotates the
+  // refresh token, so tabs refresh one at a time (Web Locks) and take over each other's.
+  private readonly api = new NatterApi({
+    baseUrl: "",
+    sessionStore: { load: () => readSession(), save: (s) => localStorage.setItem(SESSION_KEY, JSON.stringify(s)) },
+    refreshLock: navigator.locks
+      ? <T>(f: () => Promise<T>) => navigator.locks.request("natter-refresh", f) as Promise<T>
+      : undefined,
+  });
   private readonly device = deviceId();
   private me?: User;
   private conn?: NatterClient;
@@ -189,12 +210,8 @@ export class App {
   // ---- session ----
 
   private loadSession(): Session | undefined {
-    try {
-      const s = JSON.parse(localStorage.getItem(SESSION_KEY) ?? "null") as Session | null;
-      if (s && s.token && s.user && Date.parse(s.expires_at) > Date.now() + 60_000) return s;
-    } catch {
-      // a damaged entry: log in again
-    }
+    const s = readSession();
+    if (s && Date.parse(s.refresh_expires_at) > Date.now() + 60_000) return s;
     localStorage.removeItem(SESSION_KEY);
     return undefined;
   }
@@ -221,7 +238,6 @@ export class App {
     buttons.forEach((b) => (b.disabled = true));
     try {
       const s = action === "signup" ? await this.api.signup(handle, password) : await this.api.login(handle, password);
-      localStorage.setItem(SESSION_KEY, JSON.stringify(s));
       byId<HTMLInputElement>("login-password").value = "";
       await this.enter(s);
     } catch (x) {
@@ -232,7 +248,7 @@ export class App {
   }
 
   private async enter(s: Session): Promise<void> {
-    this.api.token = s.token;
+    this.api.useSession(s);
     this.me = s.user;
     this.users.set(s.user.id, s.user);
     show(byId("login-view"), false);
@@ -243,7 +259,7 @@ export class App {
     show(byId("logout"), true);
     const conn = new NatterClient({
       discover: async () => gatewayURL(await this.api.gatewayUrl(), location),
-      token: s.token,
+      tokenSource: () => this.api.validToken(), // refreshed tokens renew the open socket too
       deviceId: this.device,
       platform: "web",
       storage: cursorStore(s.user.id, this.device),
@@ -283,7 +299,7 @@ export class App {
     this.conn = undefined;
     window.clearTimeout(this.deliveredTimer);
     this.deliveredQueue.clear();
-    this.api.token = undefined;
+    this.api.session = this.api.token = undefined;
     this.me = undefined;
     this.view = undefined;
     this.convs.clear();
@@ -303,8 +319,12 @@ export class App {
 
   private onState(conn: NatterClient, c: StateChange): void {
     if (this.conn !== conn) return; // an old connection, closing
+    if (c.state === "closed" && conn.error instanceof ApiError && conn.error.status === 401) {
+      this.expire(); // the session ended: its refresh was refused
+      return;
+    }
     if (c.state === "closed" && conn.error instanceof CloseError) {
-      if (conn.error.code === 4401) {
+      if (conn.error.code === 4401 || conn.error.code === 4403) {
         this.expire();
         return;
       }
@@ -567,6 +587,7 @@ export class App {
       bySeq: new Map(),
       pending: new Map(),
       older: 0,
+      loaded: false,
       loadingOlder: false,
       delivered: 0,
       read: 0,
@@ -592,6 +613,7 @@ export class App {
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
+      view.loaded = true;
       this.renderChatHead();
       const hist = byId("history");
       for (const ev of page.messages.slice().reverse()) this.place(ev);
@@ -751,7 +773,7 @@ export class App {
 
   private updateHistoryStatus(): void {
     const v = this.view;
-    if (!v) return;
+    if (!v || !v.loaded) return; // "Loading…" stays until the newest page is in
     byId("history-status").textContent = v.older ? "" : v.bySeq.size ? "Beginning of the conversation" : "No messages yet: say hello";
   }
 

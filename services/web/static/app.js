@@ -57,33 +57,92 @@ function reconnectable(code) {
 }
 
 // sdk/js/src/api.ts
+var RENEW_FRACTION = 0.25;
 var NatterApi = class {
-  /** The access token sent as `Authorization: Bearer`; signup and login set it. */
+  /** The access token sent as `Authorization: Bearer`; signup, login, useSession and refresh set it. */
   token;
+  /** The session whose tokens this object keeps fresh (after signup, login or useSession). */
+  session;
   baseUrl;
   fetchFn;
+  store;
+  lock;
+  renewAt = 0;
+  // ms: from then on validToken refreshes
+  refreshing;
   constructor(opts) {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.token = opts.token;
     const f = opts.fetch ?? globalThis.fetch;
     if (!f) throw new Error("natter: no fetch here; pass ApiOptions.fetch");
     this.fetchFn = f.bind(globalThis);
+    this.store = opts.sessionStore;
+    this.lock = opts.refreshLock ?? ((f2) => f2());
   }
-  /** POST /v1/signup: creates an account, logs it in and keeps its token. */
+  /** POST /v1/signup: creates an account, logs it in and keeps its session. */
   async signup(handle, password, displayName) {
     const s = await this.request("POST", "/v1/signup", { handle, password, display_name: displayName }, false);
-    this.token = s.token;
+    this.keep(s);
     return s;
   }
-  /** POST /v1/login: keeps the session's token. */
+  /** POST /v1/login: keeps the session. */
   async login(handle, password) {
     const s = await this.request("POST", "/v1/login", { handle, password }, false);
-    this.token = s.token;
+    this.keep(s);
     return s;
+  }
+  /**
+   * Takes over a session kept from earlier (sessionStore): authenticated calls use its access
+   * token and refresh it when a quarter of its life is left.
+   */
+  useSession(s) {
+    this.session = s;
+    this.token = s.token;
+    const expires = Date.parse(s.expires_at);
+    this.renewAt = expires - Math.max(0, expires - Date.now()) * RENEW_FRACTION;
+  }
+  /**
+   * An access token good for a while: the session's, refreshed first when a quarter of its life
+   * is left (one refresh at a time). Without a session, the fixed token. A session that has ended
+   * throws ApiError 401 `session_ended`: log in again. Use it as ClientOptions.tokenSource.
+   */
+  async validToken() {
+    if (!this.session) {
+      if (this.token) return this.token;
+      throw new ApiError(401, "unauthorized", "no token: sign up or log in first");
+    }
+    if (Date.now() < this.renewAt) return this.session.token;
+    return this.refresh();
+  }
+  /**
+   * POST /v1/token/refresh: new tokens for the session; the refresh token rotates (the old one is
+   * dead), and sessionStore.save gets the new session. Concurrent calls share one refresh.
+   */
+  refresh() {
+    this.refreshing ??= this.lock(async () => {
+      const stored = this.store?.load?.();
+      if (stored && this.session && stored.session_id === this.session.session_id && stored.refresh_token !== this.session.refresh_token) {
+        this.useSession(stored);
+        if (Date.now() < this.renewAt) return stored.token;
+      }
+      const refreshToken = this.session?.refresh_token;
+      if (!refreshToken) throw new ApiError(401, "session_ended", "no refresh token: log in");
+      const s = await this.request("POST", "/v1/token/refresh", { refresh_token: refreshToken }, false);
+      this.keep(s);
+      return s.token;
+    }).finally(() => {
+      this.refreshing = void 0;
+    });
+    return this.refreshing;
+  }
+  keep(s) {
+    this.useSession(s);
+    this.store?.save(s);
   }
   /** POST /v1/logout: forgets the device and its push token, and ends the session: its tokens are refused from then on. */
   async logout(deviceId2) {
     await this.request("POST", "/v1/logout", { device_id: deviceId2 });
+    this.session = this.token = void 0;
   }
   /** GET /v1/discovery: the least loaded live gateway, and all of them. */
   discovery() {
@@ -171,10 +230,7 @@ var NatterApi = class {
   async request(method, path, body, auth = true) {
     const headers = {};
     if (body !== void 0) headers["Content-Type"] = "application/json";
-    if (auth) {
-      if (!this.token) throw new ApiError(401, "unauthorized", "no token: sign up or log in first");
-      headers["Authorization"] = `Bearer ${this.token}`;
-    }
+    if (auth) headers["Authorization"] = `Bearer ${await this.validToken()}`;
     const res = await this.fetchFn(this.baseUrl + path, {
       method,
       headers,
@@ -422,6 +478,10 @@ var NatterClient = class {
         if (this.closed) break;
         ({ code, reason, synced } = await this.connect(url));
       } catch (e) {
+        if (e instanceof ApiError && e.status === 401) {
+          this.end(e);
+          break;
+        }
         reason = e instanceof Error ? e.message : String(e);
       }
       if (this.closed) break;
@@ -460,11 +520,13 @@ var NatterClient = class {
         ws,
         synced: false,
         lastFrameAt: Date.now(),
+        expiresAt: 0,
         end: (code, reason) => {
           if (finished) return;
           finished = true;
           clearTimeout(openTimer);
           clearInterval(keepalive);
+          clearTimeout(session.renewTimer);
           const ignore = () => {
           };
           ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
@@ -506,6 +568,36 @@ var NatterClient = class {
       };
       ws.onclose = (ev) => session.end(ev.code, ev.reason);
     });
+  }
+  /**
+   * Renews the socket when four fifths of its token's remaining life have passed (validToken
+   * refreshes in the last quarter). A token that did not move the expiry is tried again halfway
+   * to it while over 2 s are left; if renewing fails, the server closes with 4401 at the expiry
+   * and run reconnects with a fresh token.
+   */
+  scheduleRenewal(session, expiresAt) {
+    if (!this.opts.tokenSource || !expiresAt) return;
+    const left = expiresAt - Date.now();
+    let delay;
+    if (expiresAt > session.expiresAt) {
+      session.expiresAt = expiresAt;
+      delay = left * 4 / 5;
+    } else if (left > 2e3) {
+      delay = left / 2;
+    } else {
+      return;
+    }
+    clearTimeout(session.renewTimer);
+    session.renewTimer = setTimeout(() => void this.renew(session), Math.min(Math.max(0, delay), 2 ** 31 - 1));
+  }
+  async renew(session) {
+    if (this.session !== session) return;
+    try {
+      const token = await this.opts.tokenSource();
+      await this.request({ type: "auth", token });
+    } catch (e) {
+      this.emit("error", new Error(`natter: renewing the socket's token failed: ${e instanceof Error ? e.message : String(e)}`));
+    }
   }
   keepalive(session) {
     const idle = Date.now() - session.lastFrameAt;
@@ -563,7 +655,12 @@ var NatterClient = class {
         return;
       case "welcome":
         this._userId = f.user_id;
+        this.scheduleRenewal(session, f.expires_at);
         this.emit("welcome", f);
+        return;
+      case "auth":
+        if (f.ref !== void 0) this.takeRequest(f.ref)?.resolve(f);
+        this.scheduleRenewal(session, f.expires_at);
         return;
       case "message":
       case "member":
@@ -953,6 +1050,14 @@ var tickLabel = {
   read: "read",
   failed: "not sent"
 };
+function readSession() {
+  try {
+    const s = JSON.parse(localStorage.getItem(SESSION_KEY) ?? "null");
+    if (s && s.token && s.refresh_token && s.user) return s;
+  } catch {
+  }
+  return void 0;
+}
 function gatewayURL(announced, page) {
   const u = new URL(announced);
   if (u.hostname === "0.0.0.0" || u.hostname === "[::]" || u.hostname === "") u.hostname = page.hostname;
@@ -1014,7 +1119,13 @@ function friendly(err) {
   return err instanceof Error ? err.message : String(err);
 }
 var App = class {
-  api = new NatterApi({ baseUrl: "" });
+  // The session is kept in localStorage, shared by this page's tabs: each refresh rotates the
+  // refresh token, so tabs refresh one at a time (Web Locks) and take over each other's.
+  api = new NatterApi({
+    baseUrl: "",
+    sessionStore: { load: () => readSession(), save: (s) => localStorage.setItem(SESSION_KEY, JSON.stringify(s)) },
+    refreshLock: navigator.locks ? (f) => navigator.locks.request("natter-refresh", f) : void 0
+  });
   device = deviceId();
   me;
   conn;
@@ -1057,11 +1168,8 @@ var App = class {
   }
   // ---- session ----
   loadSession() {
-    try {
-      const s = JSON.parse(localStorage.getItem(SESSION_KEY) ?? "null");
-      if (s && s.token && s.user && Date.parse(s.expires_at) > Date.now() + 6e4) return s;
-    } catch {
-    }
+    const s = readSession();
+    if (s && Date.parse(s.refresh_expires_at) > Date.now() + 6e4) return s;
     localStorage.removeItem(SESSION_KEY);
     return void 0;
   }
@@ -1086,7 +1194,6 @@ var App = class {
     buttons.forEach((b) => b.disabled = true);
     try {
       const s = action === "signup" ? await this.api.signup(handle, password) : await this.api.login(handle, password);
-      localStorage.setItem(SESSION_KEY, JSON.stringify(s));
       byId("login-password").value = "";
       await this.enter(s);
     } catch (x) {
@@ -1096,7 +1203,7 @@ var App = class {
     }
   }
   async enter(s) {
-    this.api.token = s.token;
+    this.api.useSession(s);
     this.me = s.user;
     this.users.set(s.user.id, s.user);
     show(byId("login-view"), false);
@@ -1107,7 +1214,8 @@ var App = class {
     show(byId("logout"), true);
     const conn = new NatterClient({
       discover: async () => gatewayURL(await this.api.gatewayUrl(), location),
-      token: s.token,
+      tokenSource: () => this.api.validToken(),
+      // refreshed tokens renew the open socket too
       deviceId: this.device,
       platform: "web",
       storage: cursorStore(s.user.id, this.device),
@@ -1144,7 +1252,7 @@ var App = class {
     this.conn = void 0;
     window.clearTimeout(this.deliveredTimer);
     this.deliveredQueue.clear();
-    this.api.token = void 0;
+    this.api.session = this.api.token = void 0;
     this.me = void 0;
     this.view = void 0;
     this.convs.clear();
@@ -1162,8 +1270,12 @@ var App = class {
   }
   onState(conn, c) {
     if (this.conn !== conn) return;
+    if (c.state === "closed" && conn.error instanceof ApiError && conn.error.status === 401) {
+      this.expire();
+      return;
+    }
     if (c.state === "closed" && conn.error instanceof CloseError) {
-      if (conn.error.code === 4401) {
+      if (conn.error.code === 4401 || conn.error.code === 4403) {
         this.expire();
         return;
       }
@@ -1401,6 +1513,7 @@ var App = class {
       bySeq: /* @__PURE__ */ new Map(),
       pending: /* @__PURE__ */ new Map(),
       older: 0,
+      loaded: false,
       loadingOlder: false,
       delivered: 0,
       read: 0,
@@ -1426,6 +1539,7 @@ var App = class {
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
+      view.loaded = true;
       this.renderChatHead();
       const hist = byId("history");
       for (const ev of page.messages.slice().reverse()) this.place(ev);
@@ -1570,7 +1684,7 @@ var App = class {
   }
   updateHistoryStatus() {
     const v = this.view;
-    if (!v) return;
+    if (!v || !v.loaded) return;
     byId("history-status").textContent = v.older ? "" : v.bySeq.size ? "Beginning of the conversation" : "No messages yet: say hello";
   }
   // ---- events ----
