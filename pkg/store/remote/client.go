@@ -134,7 +134,9 @@ func (c *Client) once(ctx context.Context, m method, req *request) (response, er
 	deadline, _ := ctx.Deadline()
 	req.timeout = time.Until(deadline)
 	if req.timeout <= 0 {
-		return response{}, ctx.Err()
+		// The deadline has passed, but ctx's timer may not have fired yet (ctx.Err() still nil on
+		// a busy machine): that must not read as an empty success.
+		return response{}, context.DeadlineExceeded
 	}
 	msg, err := c.nc.RequestWithContext(ctx, c.subjects[m], encodeRequest(m, req))
 	if err != nil {

@@ -416,6 +416,26 @@ func TestStopDrains(t *testing.T) {
 	}
 }
 
+// lateTimer is a context whose deadline has passed while its timer has not fired yet, as
+// happens on a busy machine: Deadline is in the past, Err still nil.
+type lateTimer struct{ context.Context }
+
+func (lateTimer) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A call whose deadline has passed fails with DeadlineExceeded even before its context says so;
+// it once returned an empty answer as a success (a zero user, an empty page), which under load
+// made TestStopDrains fail now and then.
+func TestPassedDeadlineIsNotAnEmptySuccess(t *testing.T) {
+	f := newFixture(t, nil, ServerConfig{}, ClientConfig{})
+	ctx := lateTimer{context.Background()}
+	if u, err := f.client.UserByID(ctx, "u1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("UserByID past its deadline: %+v, %v; want DeadlineExceeded", u, err)
+	}
+	if page, err := f.client.Messages(ctx, "c1", store.Page{Limit: 10}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Messages past its deadline: %d messages, %v; want DeadlineExceeded", len(page), err)
+	}
+}
+
 func TestStopGivesUp(t *testing.T) {
 	g := newGated(openPebble(t))
 	f := newFixture(t, g, ServerConfig{}, ClientConfig{})
