@@ -30,6 +30,21 @@ type ChatEvent struct {
 	// UpTo is the watermark of a receipt (KindRead, KindDelivered): every event of the
 	// conversation up to this seq has been read or delivered by SenderID.
 	UpTo uint64 `json:"up_to,omitempty"`
+	// Target names the message an edit, delete or hide (KindEdit, KindDelete, KindHide)
+	// revises. An edit's new text is Text.
+	Target *Target `json:"target,omitempty"`
+}
+
+// Target is the body of a KindEdit, KindDelete or KindHide event: the message it revises, by
+// its seq and its message id, in the event's conversation.
+type Target struct {
+	Seq       uint64 `json:"seq"`
+	MessageID string `json:"message_id"`
+}
+
+// Revises reports whether kind revises an earlier message: KindEdit, KindDelete or KindHide.
+func Revises(kind string) bool {
+	return kind == KindEdit || kind == KindDelete || kind == KindHide
 }
 
 // Membership actions carried by KindMember events. SenderID is who made the change.
@@ -77,6 +92,9 @@ func DecodeChatEvent(data []byte) (ChatEvent, error) {
 	}
 	if ev.Kind == "" || ev.ConversationID == "" || ev.MessageID == "" {
 		return ChatEvent{}, errors.New("decode chat event: kind, conversation_id and message_id are required")
+	}
+	if Revises(ev.Kind) && (ev.Target == nil || ev.Target.Seq == 0 || ev.Target.MessageID == "") {
+		return ChatEvent{}, fmt.Errorf("decode chat event: a %s needs a target with seq and message_id", ev.Kind)
 	}
 	return ev, nil
 }

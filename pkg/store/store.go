@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -140,8 +141,9 @@ func (m Member) SeenSince(after uint64) (uint64, bool) {
 	return 0, false
 }
 
-// Message is one event of a conversation's timeline at its CHAT seq: a text message or a
-// membership change (Kind mirrors streams.Kind*).
+// Message is one event of a conversation's timeline at its CHAT seq: a text message, a
+// membership change, or an edit, delete or hide of an earlier message (Kind mirrors
+// streams.Kind*).
 type Message struct {
 	ConversationID string
 	Seq            uint64
@@ -154,6 +156,73 @@ type Message struct {
 	// Member carries a membership change's action, users and name, JSON-encoded by the writer.
 	Member []byte
 	SentAt time.Time
+
+	// Target is, for an edit, delete or hide entry, the seq of the message it revises. Such an
+	// entry keeps no text of its own: the revised message holds the latest text.
+	Target uint64
+	// TargetID is the message id of the message at Target.
+	TargetID string
+	// EditedAt is when the text was last replaced by an edit; zero if never edited.
+	EditedAt time.Time
+	// DeletedAt is when the message was deleted for everyone: its Text is then empty for good.
+	DeletedAt time.Time
+	// HiddenFor lists, sorted, the users who deleted the message for themselves only.
+	HiddenFor []string
+	// RevisedSeq is the seq of the newest edit applied to the message (0: none).
+	RevisedSeq uint64
+}
+
+// Deleted reports whether the message was deleted for everyone.
+func (m Message) Deleted() bool { return !m.DeletedAt.IsZero() }
+
+// HiddenTo reports whether userID deleted the message for themselves.
+func (m Message) HiddenTo(userID string) bool { return slices.Contains(m.HiddenFor, userID) }
+
+// Revision is one change to a stored message, made by the CHAT event at Seq: an edit (Kind
+// "edit": Text replaces the text), a delete for everyone (Kind "delete": the text is gone for
+// good) or a delete for one user (Kind "hide": UserID no longer sees it).
+type Revision struct {
+	Kind   string
+	Seq    uint64
+	Text   string
+	UserID string
+	At     time.Time
+}
+
+// Revise returns m with r applied, and whether anything changed. The rules make revisions
+// commute, so they can be applied in any order and again: a delete is final (a later edit
+// changes nothing); of two edits the one with the higher Seq wins; hides accumulate.
+func Revise(m Message, r Revision) (Message, bool) {
+	switch r.Kind {
+	case "edit":
+		if m.Deleted() || r.Seq <= m.RevisedSeq {
+			return m, false
+		}
+		m.Text, m.EditedAt, m.RevisedSeq = r.Text, r.At, r.Seq
+		return m, true
+	case "delete":
+		if m.Deleted() {
+			return m, false
+		}
+		m.Text, m.DeletedAt = "", r.At
+		return m, true
+	case "hide":
+		i, found := slices.BinarySearch(m.HiddenFor, r.UserID)
+		if found || r.UserID == "" {
+			return m, false
+		}
+		m.HiddenFor = slices.Insert(slices.Clone(m.HiddenFor), i, r.UserID)
+		return m, true
+	}
+	return m, false
+}
+
+// Reviser is implemented by stores that can revise stored messages (edits and deletes).
+type Reviser interface {
+	// ReviseMessage applies r to the message at (conversationID, seq) with Revise, atomically,
+	// and returns the result; ErrNotFound if there is no message there. Only text messages are
+	// revised: any other entry is returned unchanged.
+	ReviseMessage(ctx context.Context, conversationID string, seq uint64, r Revision) (Message, error)
 }
 
 // Page selects messages of one conversation. Results are always newest first.

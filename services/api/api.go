@@ -28,6 +28,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/origin"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/search/wire"
@@ -82,6 +83,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client address; empty: the
 	// TCP peer is the client (see clientAddr).
 	TrustedProxies []netip.Prefix
+	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
+	// natter run sets it with the gateway's (--edit-window).
+	EditWindow time.Duration
 }
 
 // Validate checks the configuration.
@@ -169,11 +173,13 @@ type Server struct {
 	timeline *timeline.Reader
 	js       jetstream.JetStream
 	searcher Searcher
-	metrics  *metrics // nil: no metrics
-	app      *fiber.App
-	hasher   *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
-	limits   rateLimits
-	now      func() time.Time // the rate limits' clock; tests set it before Start
+	// revisions decides edits and deletes (PATCH and DELETE of a message).
+	revisions *revision.Decider
+	metrics   *metrics // nil: no metrics
+	app       *fiber.App
+	hasher    *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
+	limits    rateLimits
+	now       func() time.Time // the rate limits' clock; tests set it before Start
 
 	// dummyHash is compared against when a login names no user, so that a wrong handle costs
 	// the same bcrypt work as a wrong password.
@@ -221,6 +227,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return h
 		}),
 	}
+	s.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}
 	if s.searcher == nil {
 		s.searcher = wire.NewClient(deps.JS.Conn(), cfg.RequestTimeout)
 	}
@@ -274,6 +281,8 @@ func (s *Server) routes() {
 	v1.Get("/conversations", s.authenticate, s.listConversations)
 	v1.Get("/conversations/:id", s.authenticate, s.getConversation)
 	v1.Get("/conversations/:id/messages", s.authenticate, s.messages)
+	v1.Patch("/conversations/:id/messages/:seq", s.authenticate, s.editMessage)
+	v1.Delete("/conversations/:id/messages/:seq", s.authenticate, s.deleteMessage)
 
 	v1.Post("/groups", s.authenticate, s.createGroup)
 	v1.Patch("/conversations/:id", s.authenticate, s.renameGroup)

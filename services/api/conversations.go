@@ -242,15 +242,19 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	for i, mm := range members {
 		ids[i] = mm.UserID
 	}
-	last, err := s.visiblePage(ctx, m, store.Page{Limit: 1})
+	last, err := s.visiblePage(ctx, m, store.Page{Limit: 4})
 	if err != nil {
 		return nil, fmt.Errorf("summary %s: last message: %w", conv.ID, err)
 	}
 	sum := &summaryJSON{conversationJSON: conversationOut(conv, ids)}
-	if len(last) == 1 {
-		ev := timeline.Event(last[0])
-		sum.LastMessage = &ev
+	for _, msg := range last { // the newest the caller sees: other members' hides are theirs
+		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
+			ev := timeline.Event(view)
+			sum.LastMessage = &ev
+			break
+		}
 	}
+	last = last[:min(len(last), 1)]
 	w, err := s.store.Watermark(ctx, conv.ID, m.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("summary %s: watermark: %w", conv.ID, err)

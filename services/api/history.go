@@ -81,9 +81,13 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("history %s: %w", m.ConversationID, err)
 	}
-	out := historyJSON{Messages: make([]protocol.Event, len(page))}
-	for i, msg := range page {
-		out.Messages[i] = timeline.Event(msg)
+	out := historyJSON{Messages: make([]protocol.Event, 0, len(page))}
+	for _, msg := range page {
+		// Left out here, not by visiblePage (whose pages only lose their far end): a revision
+		// of a message the member may not see, another member's hide.
+		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
+			out.Messages = append(out.Messages, timeline.Event(view))
+		}
 	}
 	if len(page) > 0 {
 		oldest, newest := page[len(page)-1].Seq, page[0].Seq

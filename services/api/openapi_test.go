@@ -156,14 +156,30 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("POST", "/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.User.ID}, http.StatusOK, nil)
 	c.call("POST", "/v1/conversations/direct", alice.Token, map[string]string{"user_id": alice.User.ID}, http.StatusBadRequest, nil)
 	d := direct.Conversation.ID
-	var ids []string
+	var (
+		ids  []string
+		seqs []uint64
+	)
 	for i, from := range []session{alice, bob, alice} {
-		_, id := e.publish(t, streams.ChatEvent{
+		seq, id := e.publish(t, streams.ChatEvent{
 			Kind: streams.KindMsg, ConversationID: d, SenderID: from.User.ID,
 			SenderDevice: "phone", ClientMsgID: "c" + string(rune('1'+i)), Text: "hello " + from.User.Handle,
 		})
-		ids = append(ids, id)
+		ids, seqs = append(ids, id), append(seqs, seq)
 	}
+	// Edits and deletes of those messages (history below shows them).
+	msgPath := func(seq uint64, query string) string {
+		return fmt.Sprintf("/v1/conversations/%s/messages/%d%s", d, seq, query)
+	}
+	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e1", "text": "hello, edited"}, http.StatusOK, nil)
+	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e1", "text": "hello, edited"}, http.StatusOK, nil)
+	c.call("PATCH", msgPath(seqs[0], ""), bob.Token, map[string]string{"client_msg_id": "e2", "text": "not mine"}, http.StatusForbidden, nil)
+	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e3", "text": ""}, http.StatusBadRequest, nil)
+	c.call("PATCH", msgPath(seqs[2]+1000, ""), alice.Token, map[string]string{"client_msg_id": "e4", "text": "nothing there"}, http.StatusNotFound, nil)
+	c.call("DELETE", msgPath(seqs[1], "?client_msg_id=d1"), bob.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", msgPath(seqs[1], "?client_msg_id=d2"), bob.Token, nil, http.StatusConflict, nil)
+	c.call("DELETE", msgPath(seqs[2], "?client_msg_id=h1&for=me"), bob.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", msgPath(seqs[2], "?client_msg_id=h2&for=them"), bob.Token, nil, http.StatusBadRequest, nil)
 
 	// A group through its whole life.
 	var group struct {

@@ -108,7 +108,7 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 		seq := func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
-				if !m.Sees(msg.Seq) {
+				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
 					return nil
 				}
 				if !yield(msg) {
@@ -134,15 +134,17 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 	heap.Init(&h)
 	for h.Len() > 0 {
 		c := h[0]
-		frame, err := json.Marshal(timeline.Event(c.head))
-		if err != nil {
-			return fmt.Errorf("catch-up encode: %w", err)
-		}
 		s.mu.Lock()
 		s.sent(c.head.ConversationID, max(s.lastSeq[c.head.ConversationID], c.head.Seq))
 		s.mu.Unlock()
-		if err := s.writeNow(frame); err != nil {
-			return err
+		if view, ok := timeline.View(c.head, s.userID); ok { // another user's hide is theirs alone
+			frame, err := json.Marshal(timeline.Event(view))
+			if err != nil {
+				return fmt.Errorf("catch-up encode: %w", err)
+			}
+			if err := s.writeNow(frame); err != nil {
+				return err
+			}
 		}
 		if c.advance() {
 			heap.Fix(&h, 0)

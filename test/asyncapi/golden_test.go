@@ -10,6 +10,9 @@ import (
 // match the schema of that subject's channel. A golden file not listed here fails the test.
 var goldenSubjects = map[string]string{
 	"chat_msg.json":                 "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.msg",
+	"chat_edit.json":                "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.edit",
+	"chat_delete.json":              "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.delete",
+	"chat_hide.json":                "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.hide",
 	"chat_member.json":              "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
 	"chat_member_left_owner.json":   "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
 	"chat_read.json":                "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.read",

@@ -85,6 +85,14 @@ func (e enc) raw(b []byte) enc     { return append(binary.AppendUvarint(e, uint6
 func (e enc) u64(v uint64) enc     { return binary.AppendUvarint(e, v) }
 func (e enc) time(t time.Time) enc { return binary.AppendVarint(e, t.UnixMilli()) }
 
+// optTime writes the zero time as 0, so that it decodes (optTime) as the zero time again.
+func (e enc) optTime(t time.Time) enc {
+	if t.IsZero() {
+		return binary.AppendVarint(e, 0)
+	}
+	return e.time(t)
+}
+
 // dec reads a value. Strings are substrings of one copy of the whole value (one allocation
 // per value, not per field); nothing returned aliases the caller's buffer.
 type dec struct {
@@ -164,6 +172,15 @@ func (d *dec) time() time.Time {
 	}
 	d.i += n
 	return time.UnixMilli(v).UTC()
+}
+
+// optTime reads what enc.optTime wrote.
+func (d *dec) optTime() time.Time {
+	t := d.time()
+	if t.UnixMilli() == 0 {
+		return time.Time{}
+	}
+	return t
 }
 
 // done reports the first decoding error, or trailing bytes.
@@ -246,15 +263,48 @@ func decodeMember(b []byte) (store.Member, error) {
 	return m, d.done()
 }
 
+// messageV2 is the version of a message value with revision fields (Target, TargetID, EditedAt,
+// DeletedAt, HiddenFor, RevisedSeq) after the version 1 fields. A message without any is still
+// written as version 1.
+const messageV2 = 2
+
 func encodeMessage(m store.Message) []byte {
-	return newEnc().str(m.ConversationID).u64(m.Seq).str(m.ID).str(m.Kind).str(m.SenderID).
+	e := newEnc()
+	revised := m.Target != 0 || m.TargetID != "" || !m.EditedAt.IsZero() || !m.DeletedAt.IsZero() || len(m.HiddenFor) > 0 || m.RevisedSeq != 0
+	if revised {
+		e[0] = messageV2
+	}
+	e = e.str(m.ConversationID).u64(m.Seq).str(m.ID).str(m.Kind).str(m.SenderID).
 		str(m.SenderDevice).str(m.ClientMsgID).str(m.Text).raw(m.Member).time(m.SentAt)
+	if !revised {
+		return e
+	}
+	e = e.u64(m.Target).str(m.TargetID).optTime(m.EditedAt).optTime(m.DeletedAt).u64(uint64(len(m.HiddenFor)))
+	for _, u := range m.HiddenFor {
+		e = e.str(u)
+	}
+	return e.u64(m.RevisedSeq)
 }
 
 func decodeMessage(b []byte) (store.Message, error) {
+	v2 := len(b) > 0 && b[0] == messageV2
+	if v2 {
+		b = append([]byte{valueV1}, b[1:]...)
+	}
 	d := newDec(b)
 	m := store.Message{ConversationID: d.str(), Seq: d.u64(), ID: d.str(), Kind: d.str(), SenderID: d.str(),
 		SenderDevice: d.str(), ClientMsgID: d.str(), Text: d.str(), Member: d.bytes(), SentAt: d.time()}
+	if v2 {
+		m.Target, m.TargetID, m.EditedAt, m.DeletedAt = d.u64(), d.str(), d.optTime(), d.optTime()
+		n := d.u64()
+		if n > uint64(len(b)) { // each user takes at least one byte
+			return store.Message{}, fmt.Errorf("%d hidden users: %w", n, errCorrupt)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			m.HiddenFor = append(m.HiddenFor, d.str())
+		}
+		m.RevisedSeq = d.u64()
+	}
 	return m, d.done()
 }
 

@@ -224,6 +224,12 @@ func (c *Client) MessageByID(ctx context.Context, conversationID, messageID stri
 	return r.msg, err
 }
 
+// ReviseMessage implements store.Reviser; the served store must implement it too.
+func (c *Client) ReviseMessage(ctx context.Context, conversationID string, seq uint64, rev store.Revision) (store.Message, error) {
+	r, err := c.call(ctx, mReviseMessage, &request{a: conversationID, seq: seq, rev: rev})
+	return r.msg, err
+}
+
 // Messages returns a page of a conversation, newest first. A page too large for one reply
 // (up to MaxPageLimit messages of up to 100,000 code points each is far more than a NATS max
 // payload) comes in parts: the server answers with the part that fits and says so, and Messages

@@ -25,8 +25,9 @@ import (
 //
 // Each record is described once, by a function of a coder; the encoder, the decoder and the
 // sizer (which measures the encoding without making it) run the same function, so they cannot
-// disagree. Version 2 added the earlier intervals, invitation and ChangedSeq of a member and the
-// DeletedSeq of a conversation; a version 1 peer's requests and replies are refused as unknown.
+// disagree. Version 2 added message revisions (edits, deletes and hides), the earlier intervals,
+// invitation and ChangedSeq of a member and the DeletedSeq of a conversation; a version 1
+// peer's requests and replies are refused as unknown.
 const wireVersion = 2
 
 var errMalformed = errors.New("malformed")
@@ -281,7 +282,7 @@ func memberFields(c coder, m *store.Member) {
 	c.u64(&m.ChangedSeq)
 }
 
-const minMessage = 11
+const minMessage = 19
 
 func messageFields(c coder, m *store.Message) {
 	c.str(&m.ConversationID)
@@ -294,6 +295,25 @@ func messageFields(c coder, m *store.Message) {
 	c.str(&m.Text)
 	c.bytes(&m.Member)
 	c.time(&m.SentAt)
+	c.u64(&m.Target)
+	c.str(&m.TargetID)
+	c.time(&m.EditedAt)
+	c.time(&m.DeletedAt)
+	strs(c, &m.HiddenFor)
+	c.u64(&m.RevisedSeq)
+}
+
+// strs codes a list of strings.
+func strs(c coder, v *[]string) {
+	list(c, v, 1, func(c coder, s *string) { c.str(s) })
+}
+
+func revisionFields(c coder, r *store.Revision) {
+	c.str(&r.Kind)
+	c.u64(&r.Seq)
+	c.str(&r.Text)
+	c.str(&r.UserID)
+	c.time(&r.At)
 }
 
 func pageFields(c coder, p *store.Page) {
@@ -377,6 +397,7 @@ const (
 	mSessions
 	mRotateSession
 	mRevokeSession
+	mReviseMessage
 	numMethods
 )
 
@@ -390,6 +411,7 @@ var methodNames = [numMethods]string{
 	"AdvanceWatermark", "Watermark", "Watermarks",
 	"DeleteUser",
 	"CreateSession", "Session", "Sessions", "RotateSession", "RevokeSession",
+	"ReviseMessage",
 }
 
 func (m method) String() string {
@@ -425,6 +447,8 @@ type request struct {
 	h1    []byte    // RotateSession's old hash
 	h2    []byte    // RotateSession's new hash
 	at    time.Time // RotateSession's and RevokeSession's time
+	seq   uint64    // ReviseMessage's seq
+	rev   store.Revision
 }
 
 // maxTimeoutMillis keeps a decoded timeout within time.Duration.
@@ -465,6 +489,10 @@ func (r *request) fields(c coder, m method) {
 	case mRevokeSession:
 		c.str(&r.a)
 		c.time(&r.at)
+	case mReviseMessage:
+		c.str(&r.a)
+		c.u64(&r.seq)
+		revisionFields(c, &r.rev)
 	case mUserByID, mUserByHandle, mDeleteUser, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks,
 		mSession, mSessions:
 		c.str(&r.a)
@@ -526,7 +554,7 @@ func (r *response) fields(c coder, m method) {
 	case mInsertMessage:
 		messageFields(c, &r.msg)
 		c.flag(&r.inserted)
-	case mMessageByClientID, mMessageByID:
+	case mMessageByClientID, mMessageByID, mReviseMessage:
 		messageFields(c, &r.msg)
 	case mMessages:
 		c.flag(&r.truncated)

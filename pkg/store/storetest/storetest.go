@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sessions", sessionsTests},
 		{"Concurrency", concurrencyTests},
 		{"Replay", replayTests},
+		{"Revisions", revisionsTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -134,6 +135,10 @@ func same[T any](got, want T) bool {
 			}
 		case []byte:
 			if !bytes.Equal(g.Field(i).Bytes(), wf) {
+				return false
+			}
+		case []string:
+			if !slices.Equal(g.Field(i).Interface().([]string), wf) {
 				return false
 			}
 		case []store.Interval:

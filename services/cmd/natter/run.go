@@ -123,6 +123,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	allowedOrigins := fs.String("allowed-origins", origin.Any, "browser origins whose pages may open WebSockets and call the API (CORS): "+
 		"scheme://host[:port],... or * for any; requests without an Origin header (apps, servers) are always allowed")
 	fs.DurationVar(&cfg.Gateway.HeartbeatInterval, "heartbeat", cfg.Gateway.HeartbeatInterval, "WebSocket ping interval")
+	fs.DurationVar(&cfg.Gateway.EditWindow, "edit-window", cfg.Gateway.EditWindow, "how long after sending a message its sender may edit it (0: no limit); deletes have no limit")
 	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", cfg.AccessTTL, "lifetime of the access tokens the API issues; clients renew them with their refresh token")
@@ -165,6 +166,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	}
 	completeNATS()
 	cfg.SetGatewayTTL(*gatewayTTL)
+	cfg.API.EditWindow = cfg.Gateway.EditWindow // one rule for the edit frame and PATCH
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
 	origins, err := origin.Parse(*allowedOrigins)

@@ -29,6 +29,8 @@ import { ago, byId, clock, codePoints, el, show } from "./dom";
 export const MAX_TEXT = 100_000;
 /** Messages longer than this many characters are folded: the rest is shown on request. */
 export const FOLD_AT = 1_500;
+/** What a deleted message shows instead of its text. */
+export const DELETED = "This message was deleted";
 /** History page size. */
 const PAGE = 50;
 /** After this long without a frame the client pings, and reconnects if no answer comes. */
@@ -519,10 +521,13 @@ export class App {
   private preview(ev: ChatEvent | null): string {
     if (!ev) return "No messages yet";
     if (ev.type === "message") {
+      if (ev.deleted) return DELETED;
       const who = ev.sender_id === this.me?.id ? "You: " : "";
-      return who + ev.text.slice(0, 120).replace(/\s+/g, " ");
+      return who + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
     }
-    return this.memberText(ev);
+    if (ev.type === "member") return this.memberText(ev);
+    if (ev.deleted) return DELETED;
+    return (ev.sender_id === this.me?.id ? "You edited: " : "Edited: ") + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
   }
 
   /**
@@ -911,6 +916,10 @@ export class App {
   private place(ev: ChatEvent): void {
     const v = this.view;
     if (!v || v.bySeq.has(ev.seq)) return;
+    if (ev.type === "edit" || ev.type === "delete" || ev.type === "hide") {
+      this.revise(ev);
+      return;
+    }
     const li = this.renderEvent(ev);
     if (ev.type === "message") {
       const pending = v.pending.get(ev.client_msg_id);
@@ -946,6 +955,35 @@ export class App {
       }
     }
     ol.insertBefore(li, after);
+  }
+
+  /**
+   * revise applies an edit, delete or hide to its message if it is shown: the new text with an
+   * "edited" mark, or the tombstone. A deleted message stays deleted.
+   */
+  private revise(ev: Extract<ChatEvent, { type: "edit" | "delete" | "hide" }>): void {
+    const li = this.view?.bySeq.get(ev.target.seq);
+    if (!li || li.classList.contains("deleted")) return;
+    const body = li.querySelector<HTMLElement>("p.text");
+    if (!body) return;
+    li.querySelector("button.fold")?.remove();
+    if (ev.deleted) {
+      this.tombstone(li, body);
+      return;
+    }
+    this.fill(li, body, ev.text ?? "");
+    this.markEdited(li);
+  }
+
+  private tombstone(li: HTMLLIElement, body: HTMLElement): void {
+    li.classList.add("deleted");
+    body.textContent = DELETED;
+    li.querySelector(".edited")?.remove();
+  }
+
+  private markEdited(li: HTMLLIElement): void {
+    if (li.querySelector(".edited")) return;
+    li.querySelector(".meta")?.prepend(el("span", { class: "edited" }, "edited "));
   }
 
   private memberText(ev: Extract<ChatEvent, { type: "member" }>): string {
@@ -989,7 +1027,14 @@ export class App {
       return el("li", { class: "msg event", "data-seq": ev.seq }, this.memberText(ev));
     }
     const mine = ev.sender_id === this.me?.id;
-    return this.messageItem(ev.text, mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : undefined);
+    if (ev.type !== "message") { // revisions are applied to their message, never shown (place)
+      return el("li", { class: "msg event", "data-seq": ev.seq });
+    }
+    const li = this.messageItem(ev.deleted ? "" : (ev.text ?? ""), mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : undefined);
+    const body = li.querySelector<HTMLElement>("p.text");
+    if (ev.deleted && body) this.tombstone(li, body);
+    else if (ev.edited_at) this.markEdited(li);
+    return li;
   }
 
   private messageItem(text: string, mine: boolean, sender: string, sentAt: number, seq?: number, tick?: Tick): HTMLLIElement {

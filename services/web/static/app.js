@@ -326,7 +326,7 @@ function checkSend(clientMsgId, text, frame) {
   }
 }
 var maxFrameBytes = 13e5;
-var timelineListeners = /* @__PURE__ */ new Set(["event", "message", "member"]);
+var timelineListeners = /* @__PURE__ */ new Set(["event", "message", "member", "revision"]);
 var NatterClient = class {
   opts;
   WS;
@@ -437,9 +437,39 @@ var NatterClient = class {
     this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
     const frame = (resend) => JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text, ...resend ? { resend } : {} });
-    const first = frame(options.clientMsgId !== void 0);
-    const retry = frame(true);
+    return this.retrySend(clientMsgId, text, frame(options.clientMsgId !== void 0), frame(true), options.signal);
+  }
+  /**
+   * Replaces the text of your message at targetSeq (within the server's edit window) and resolves
+   * with the edit's ack, retrying like send. Every member's devices get a "revision" event.
+   */
+  async edit(conversationId, targetSeq, text, options = {}) {
+    this.mustBeStarted();
+    const clientMsgId = options.clientMsgId ?? ulid();
+    const frame = JSON.stringify({ type: "edit", client_msg_id: clientMsgId, conversation_id: conversationId, target_seq: targetSeq, text, resend: true });
+    return this.retrySend(clientMsgId, text, frame, frame, options.signal);
+  }
+  /**
+   * Deletes the message at targetSeq for everyone (its sender, or an admin of its group) or, with
+   * forMe, for this user only, and resolves with the delete's ack, retrying like send.
+   */
+  async delete(conversationId, targetSeq, options = {}) {
+    this.mustBeStarted();
+    const clientMsgId = options.clientMsgId ?? ulid();
+    const frame = JSON.stringify({
+      type: "delete",
+      client_msg_id: clientMsgId,
+      conversation_id: conversationId,
+      target_seq: targetSeq,
+      ...options.forMe ? { for: "me" } : {},
+      resend: true
+    });
+    return this.retrySend(clientMsgId, "", frame, frame, options.signal);
+  }
+  /** Sends first, then retry, until acked or failed for good (see send). */
+  async retrySend(clientMsgId, text, first, retry, signal) {
     checkSend(clientMsgId, text, retry);
+    const options = { signal };
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.sendAttempt(clientMsgId, attempt === 0 ? first : retry, options.signal);
@@ -668,6 +698,9 @@ var NatterClient = class {
         return;
       case "message":
       case "member":
+      case "edit":
+      case "delete":
+      case "hide":
       case "synced":
         this.timeline = this.timeline.then(() => this.onTimeline(f, session)).catch((e) => this.emit("error", e instanceof Error ? e : new Error(String(e))));
         return;
@@ -687,7 +720,8 @@ var NatterClient = class {
     if (this.hasCursor && f.seq <= this._cursor) return;
     await this.emitAwait("event", f);
     if (f.type === "message") await this.emitAwait("message", f);
-    else await this.emitAwait("member", f);
+    else if (f.type === "member") await this.emitAwait("member", f);
+    else await this.emitAwait("revision", f);
     await this.advance(f.seq);
   }
   async advance(cursor) {
@@ -1037,6 +1071,7 @@ function ago(ms, now = Date.now()) {
 // services/web/src/app.ts
 var MAX_TEXT = 1e5;
 var FOLD_AT = 1500;
+var DELETED = "This message was deleted";
 var PAGE = 50;
 var KEEPALIVE_MS = 15e3;
 var SESSION_KEY = "natter.session";
@@ -1450,10 +1485,13 @@ var App = class {
   preview(ev) {
     if (!ev) return "No messages yet";
     if (ev.type === "message") {
+      if (ev.deleted) return DELETED;
       const who = ev.sender_id === this.me?.id ? "You: " : "";
-      return who + ev.text.slice(0, 120).replace(/\s+/g, " ");
+      return who + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
     }
-    return this.memberText(ev);
+    if (ev.type === "member") return this.memberText(ev);
+    if (ev.deleted) return DELETED;
+    return (ev.sender_id === this.me?.id ? "You edited: " : "Edited: ") + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
   }
   /**
    * renderConversations updates the list in place: each conversation keeps its button (so focus
@@ -1813,6 +1851,10 @@ var App = class {
   place(ev) {
     const v = this.view;
     if (!v || v.bySeq.has(ev.seq)) return;
+    if (ev.type === "edit" || ev.type === "delete" || ev.type === "hide") {
+      this.revise(ev);
+      return;
+    }
     const li = this.renderEvent(ev);
     if (ev.type === "message") {
       const pending = v.pending.get(ev.client_msg_id);
@@ -1846,6 +1888,32 @@ var App = class {
       }
     }
     ol.insertBefore(li, after);
+  }
+  /**
+   * revise applies an edit, delete or hide to its message if it is shown: the new text with an
+   * "edited" mark, or the tombstone. A deleted message stays deleted.
+   */
+  revise(ev) {
+    const li = this.view?.bySeq.get(ev.target.seq);
+    if (!li || li.classList.contains("deleted")) return;
+    const body = li.querySelector("p.text");
+    if (!body) return;
+    li.querySelector("button.fold")?.remove();
+    if (ev.deleted) {
+      this.tombstone(li, body);
+      return;
+    }
+    this.fill(li, body, ev.text ?? "");
+    this.markEdited(li);
+  }
+  tombstone(li, body) {
+    li.classList.add("deleted");
+    body.textContent = DELETED;
+    li.querySelector(".edited")?.remove();
+  }
+  markEdited(li) {
+    if (li.querySelector(".edited")) return;
+    li.querySelector(".meta")?.prepend(el("span", { class: "edited" }, "edited "));
   }
   memberText(ev) {
     const who = ev.sender_id === this.me?.id ? "You" : this.name(ev.sender_id);
@@ -1887,7 +1955,14 @@ var App = class {
       return el("li", { class: "msg event", "data-seq": ev.seq }, this.memberText(ev));
     }
     const mine = ev.sender_id === this.me?.id;
-    return this.messageItem(ev.text, mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : void 0);
+    if (ev.type !== "message") {
+      return el("li", { class: "msg event", "data-seq": ev.seq });
+    }
+    const li = this.messageItem(ev.deleted ? "" : ev.text ?? "", mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : void 0);
+    const body = li.querySelector("p.text");
+    if (ev.deleted && body) this.tombstone(li, body);
+    else if (ev.edited_at) this.markEdited(li);
+    return li;
   }
   messageItem(text, mine, sender, sentAt, seq, tick) {
     const who = !mine && this.view?.kind === "group" ? el("span", { class: "who", "data-user": sender }, this.name(sender)) : null;
