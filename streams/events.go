@@ -30,15 +30,42 @@ type ChatEvent struct {
 	// UpTo is the watermark of a receipt (KindRead, KindDelivered): every event of the
 	// conversation up to this seq has been read or delivered by SenderID.
 	UpTo uint64 `json:"up_to,omitempty"`
+	// Target names the message an edit, delete or hide (KindEdit, KindDelete, KindHide)
+	// revises. An edit's new text is Text.
+	Target *Target `json:"target,omitempty"`
 }
 
-// Membership actions carried by KindMember events.
+// Target is the body of a KindEdit, KindDelete or KindHide event: the message it revises, by
+// its seq and its message id, in the event's conversation.
+type Target struct {
+	Seq       uint64 `json:"seq"`
+	MessageID string `json:"message_id"`
+}
+
+// Revises reports whether kind revises an earlier message: KindEdit, KindDelete or KindHide.
+func Revises(kind string) bool {
+	return kind == KindEdit || kind == KindDelete || kind == KindHide
+}
+
+// Membership actions carried by KindMember events. SenderID is who made the change.
 const (
-	MemberCreated = "created"
-	MemberAdded   = "added"
-	MemberRemoved = "removed"
-	MemberLeft    = "left"
-	MemberRenamed = "renamed"
+	MemberCreated = "created" // the group is created; SenderID is its owner, UserIDs its members
+	MemberAdded   = "added"   // UserIDs become members (directly, without an invitation)
+	MemberRemoved = "removed" // UserIDs are removed by an owner or admin
+	MemberLeft    = "left"    // UserIDs (the sender) leave
+	MemberRenamed = "renamed" // the group is named Name
+	// MemberInvited: UserIDs are invited; each becomes a member only by accepting.
+	MemberInvited = "invited"
+	// MemberAccepted and MemberDeclined: the invitee (the sender, UserIDs) answers. An admin
+	// withdrawing an invitation is a MemberDeclined sent by the admin.
+	MemberAccepted = "accepted"
+	MemberDeclined = "declined"
+	MemberPromoted = "promoted" // UserIDs become admins
+	MemberDemoted  = "demoted"  // UserIDs become plain members
+	// MemberOwnerChanged: Owner becomes the owner; the previous owner, if still a member, an admin.
+	MemberOwnerChanged = "owner_changed"
+	// MemberDeleted: the group is deleted by its owner; every membership and invitation ends here.
+	MemberDeleted = "deleted"
 )
 
 // MemberChange is the body of a KindMember event.
@@ -46,6 +73,9 @@ type MemberChange struct {
 	Action  string   `json:"action"`
 	UserIDs []string `json:"user_ids,omitempty"`
 	Name    string   `json:"name,omitempty"`
+	// Owner is the new owner: set by owner_changed, and by a left or removed event that takes
+	// the owner out (the successor the API chose, so every replay makes the same one owner).
+	Owner string `json:"owner,omitempty"`
 }
 
 // ErrVersion means an envelope is from a newer or unknown contract version.
@@ -62,6 +92,9 @@ func DecodeChatEvent(data []byte) (ChatEvent, error) {
 	}
 	if ev.Kind == "" || ev.ConversationID == "" || ev.MessageID == "" {
 		return ChatEvent{}, errors.New("decode chat event: kind, conversation_id and message_id are required")
+	}
+	if Revises(ev.Kind) && (ev.Target == nil || ev.Target.Seq == 0 || ev.Target.MessageID == "") {
+		return ChatEvent{}, fmt.Errorf("decode chat event: a %s needs a target with seq and message_id", ev.Kind)
 	}
 	return ev, nil
 }

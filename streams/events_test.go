@@ -73,6 +73,33 @@ func TestGoldenChatMember(t *testing.T) {
 	}
 }
 
+// The owner leaving names the successor in the event, so every replay makes the same user owner.
+func TestGoldenChatMemberLeftWithSuccessor(t *testing.T) {
+	raw := golden(t, "chat_member_left_owner.json")
+	ev, err := DecodeChatEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ChatEvent{
+		V: 1, Kind: KindMember,
+		ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+		MessageID:      "01J9ZK6A1B3C5D7E9F1G3H5J7K",
+		SenderID:       "u_alice",
+		SentAt:         1735689800123,
+		Member:         &MemberChange{Action: MemberLeft, UserIDs: []string{"u_alice"}, Owner: "u_carol"},
+	}
+	if !reflect.DeepEqual(ev, want) {
+		t.Fatalf("decoded\n got %+v (member %+v)\nwant %+v (member %+v)", ev, ev.Member, want, want.Member)
+	}
+	out, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, raw) {
+		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
 func TestGoldenChatRead(t *testing.T) {
 	raw := golden(t, "chat_read.json")
 	ev, err := DecodeChatEvent(raw)
@@ -96,6 +123,49 @@ func TestGoldenChatRead(t *testing.T) {
 	}
 	if !bytes.Equal(out, raw) {
 		t.Fatalf("re-encoded differs from golden\n got %s\nwant %s", out, raw)
+	}
+}
+
+func TestGoldenChatRevisions(t *testing.T) {
+	target := &Target{Seq: 40, MessageID: "01J9ZK4A0B2C4D6E8F0G2H4J6K"}
+	for name, want := range map[string]ChatEvent{
+		"chat_edit.json": {V: 1, Kind: KindEdit, ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+			MessageID: "01J9ZK8B1C3D5E7F9G1H3J5K7M", SenderID: "u_alice", SenderDevice: "d_phone",
+			ClientMsgID: "c-0002", Text: "héllo, world 👋", SentAt: 1735689900111, Target: target},
+		"chat_delete.json": {V: 1, Kind: KindDelete, ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+			MessageID: "01J9ZK9C2D4E6F8G0H2J4K6M8N", SenderID: "u_alice", SenderDevice: "d_web",
+			ClientMsgID: "c-0003", SentAt: 1735689950222, Target: target},
+		"chat_hide.json": {V: 1, Kind: KindHide, ConversationID: "01J9ZK3V8Q2W5X7Y9A1B3C5D7E",
+			MessageID: "01J9ZKAD3E5F7G9H1J3K5M7N9P", SenderID: "u_bob", SenderDevice: "d_web",
+			ClientMsgID: "c-0004", SentAt: 1735689960333, Target: target},
+	} {
+		raw := golden(t, name)
+		ev, err := DecodeChatEvent(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(ev, want) {
+			t.Fatalf("%s decoded\n got %+v\nwant %+v", name, ev, want)
+		}
+		out, err := ev.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, raw) {
+			t.Fatalf("%s re-encoded differs from golden\n got %s\nwant %s", name, out, raw)
+		}
+	}
+}
+
+func TestDecodeRevisionNeedsATarget(t *testing.T) {
+	for _, raw := range []string{
+		`{"v":1,"kind":"edit","conversation_id":"c","message_id":"m","text":"x"}`,
+		`{"v":1,"kind":"delete","conversation_id":"c","message_id":"m","target":{"seq":0,"message_id":"t"}}`,
+		`{"v":1,"kind":"hide","conversation_id":"c","message_id":"m","target":{"seq":3}}`,
+	} {
+		if _, err := DecodeChatEvent([]byte(raw)); err == nil {
+			t.Errorf("accepted %s", raw)
+		}
 	}
 }
 
@@ -213,7 +283,7 @@ func TestDecodeChatEventRejectsMalformedJSON(t *testing.T) {
 }
 
 func FuzzDecodeChatEvent(f *testing.F) {
-	for _, name := range []string{"chat_msg.json", "chat_member.json", "chat_read.json"} {
+	for _, name := range []string{"chat_msg.json", "chat_member.json", "chat_read.json", "chat_edit.json", "chat_delete.json", "chat_hide.json"} {
 		f.Add(golden(f, name))
 	}
 	f.Add([]byte(`{"v":2,"kind":"msg","conversation_id":"c","message_id":"m"}`))
@@ -231,6 +301,9 @@ func FuzzDecodeChatEvent(f *testing.F) {
 		}
 		if ev.V != Version || ev.Kind == "" || ev.ConversationID == "" || ev.MessageID == "" {
 			t.Fatalf("accepted an event without version or required fields: %+v", ev)
+		}
+		if Revises(ev.Kind) && (ev.Target == nil || ev.Target.Seq == 0 || ev.Target.MessageID == "") {
+			t.Fatalf("accepted a %s without a whole target: %+v", ev.Kind, ev)
 		}
 		// What was accepted encodes, decodes again to the same encoding, and stays valid.
 		out, err := ev.Encode()

@@ -152,6 +152,7 @@ const (
 	PushReasonOnline       = "online"        // skipped: a device of the user was connected
 	PushReasonMuted        = "muted"         // skipped: the user muted the conversation
 	PushReasonRead         = "read"          // skipped: read on another device before the push went
+	PushReasonDeleted      = "deleted"       // skipped: the message was deleted (for everyone, or by the user) before the push went
 	PushReasonNoToken      = "no_token"      // skipped: no device of the user has a push token
 	PushReasonUnregistered = "unregistered"  // failed: FCM says the token is gone (token removed)
 	PushReasonInvalidToken = "invalid_token" // failed: FCM says the token is not valid (token removed)

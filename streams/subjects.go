@@ -27,7 +27,12 @@ const (
 	KindMember    = "member"
 	KindRead      = "read"
 	KindDelivered = "delivered"
-	KindEdit      = "edit"
+	// KindEdit replaces the text of an earlier message (Target); KindDelete deletes one for
+	// everyone; KindHide deletes one for its sender only. They are timeline events: they take a
+	// seq in the one order of their conversation, like messages.
+	KindEdit   = "edit"
+	KindDelete = "delete"
+	KindHide   = "hide"
 )
 
 // Header names natter sets on published events.

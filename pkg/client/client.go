@@ -7,6 +7,11 @@
 // events in one global seq order (catch-up and live alike), so an event at or below the cursor is
 // a repeat and is dropped: Events never yields the same event twice, and never out of order.
 // Persist the Seq of the last event you kept, and pass it back in Config.Cursor after a restart.
+//
+// A Session (Login, Resume) keeps the account's tokens and makes the HTTP API's group calls:
+// create, invite, accept or decline, roles, hand-over, leave and delete (docs/api.md, "Groups").
+// Group membership changes arrive as member Events; an Event's Member.Action may be one this
+// package does not name (servers add actions): ignore those.
 package client
 
 import (
@@ -81,7 +86,8 @@ func (c *Config) defaults() error {
 // Ack says a message exists, durably, at Seq.
 type Ack = protocol.Ack
 
-// Event is a message or membership change delivered to this device.
+// Event is a message, a membership change, or an edit, delete or hide of a message, delivered
+// to this device (Messages.Apply folds them into what a device shows).
 type Event = protocol.Event
 
 // Error is an error the server answered with; Code says what went wrong.
@@ -208,11 +214,48 @@ func (c *Client) SendWithID(ctx context.Context, conversationID, clientMsgID, te
 // send makes attempts until one is acked or fails for good; every attempt after the first, and
 // the first too when sentBefore, is marked Resend.
 func (c *Client) send(ctx context.Context, conversationID, clientMsgID, text string, sentBefore bool) (Ack, error) {
-	first, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text, Resend: sentBefore})
+	return c.request(ctx, protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text}, sentBefore)
+}
+
+// Edit replaces the text of this user's message at targetSeq (within the server's edit window)
+// and waits for the ack of the edit, retrying like Send. Every device of every member gets an
+// Event of Type "edit".
+func (c *Client) Edit(ctx context.Context, conversationID string, targetSeq uint64, text string) (Ack, error) {
+	return c.EditWithID(ctx, conversationID, ulid.Make().String(), targetSeq, text)
+}
+
+// EditWithID is Edit with a caller-chosen client message id (one edit however often retried).
+func (c *Client) EditWithID(ctx context.Context, conversationID, clientMsgID string, targetSeq uint64, text string) (Ack, error) {
+	return c.request(ctx, protocol.ClientFrame{Type: protocol.TypeEdit, ClientMsgID: clientMsgID, ConversationID: conversationID,
+		TargetSeq: targetSeq, Text: text}, true)
+}
+
+// Delete deletes the message at targetSeq for everyone (its sender, or an admin of its group)
+// or, with forMe, for this user only, and waits for the ack, retrying like Send.
+func (c *Client) Delete(ctx context.Context, conversationID string, targetSeq uint64, forMe bool) (Ack, error) {
+	return c.DeleteWithID(ctx, conversationID, ulid.Make().String(), targetSeq, forMe)
+}
+
+// DeleteWithID is Delete with a caller-chosen client message id.
+func (c *Client) DeleteWithID(ctx context.Context, conversationID, clientMsgID string, targetSeq uint64, forMe bool) (Ack, error) {
+	f := protocol.ClientFrame{Type: protocol.TypeDelete, ClientMsgID: clientMsgID, ConversationID: conversationID, TargetSeq: targetSeq}
+	if forMe {
+		f.For = protocol.DeleteForMe
+	}
+	return c.request(ctx, f, true)
+}
+
+// request sends f (a send, edit or delete) until it is acked or fails for good; every attempt
+// after the first, and the first too when sentBefore, is marked Resend.
+func (c *Client) request(ctx context.Context, f protocol.ClientFrame, sentBefore bool) (Ack, error) {
+	clientMsgID := f.ClientMsgID
+	f.Resend = sentBefore
+	first, err := json.Marshal(f)
 	if err != nil {
 		return Ack{}, err
 	}
-	resend, err := json.Marshal(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: clientMsgID, ConversationID: conversationID, Text: text, Resend: true})
+	f.Resend = true
+	resend, err := json.Marshal(f)
 	if err != nil {
 		return Ack{}, err
 	}
@@ -512,7 +555,7 @@ func (c *Client) handle(data []byte, expiries chan time.Time) error {
 			MessageID: f.MessageID, Seq: f.Seq, SentAt: f.SentAt, Duplicate: f.Duplicate}})
 	case protocol.TypeError:
 		c.resolve(f.Ref, result{err: &Error{Type: f.Type, Code: f.Code, Message: f.Message, Ref: f.Ref}})
-	case protocol.TypeMessage, protocol.TypeMember:
+	case protocol.TypeMessage, protocol.TypeMember, protocol.TypeEdit, protocol.TypeDelete, protocol.TypeHide:
 		c.mu.Lock()
 		dup := c.hasCursor && f.Seq <= c.cursor
 		c.mu.Unlock()

@@ -1,18 +1,24 @@
 // Package membership makes group membership changes events of the conversation: ordered with its
 // messages on chat.<conversation>.member, and applied to the store idempotently, in stream order,
 // by the API that published one (after applying the one before it) and by fanout before it
-// routes anything later. A member's record keeps their latest interval, so events must not be
-// applied out of order (a parallel consumer must not apply them).
+// routes anything later. Each record keeps the seq of the latest event applied to it, so events
+// must not be applied out of order (a parallel consumer must not apply them).
 //
 // A member added by the event at seq j sees events from j on (JoinedSeq = j-1), so the new member
 // receives the event that added them. A member removed by the event at seq r sees it and nothing
-// after (LeftSeq = r).
+// after (LeftSeq = r). A member who joins again starts a new interval; the earlier ones are kept
+// and still seen. An invited user is not a member until they accept: the accepted event is
+// where their interval starts.
+//
+// Roles: one owner, any number of admins, the rest members. IsAdmin says who manages the group
+// (the owner counts as an admin); Allowed says which role may do what to whom.
 package membership
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,53 +33,209 @@ import (
 // Roles.
 const (
 	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
 	RoleMember = "member"
 )
 
+// IsAdmin reports whether m is a current member who manages the group: its owner or an admin.
+func IsAdmin(m store.Member) bool {
+	return m.Active() && (m.Role == RoleOwner || m.Role == RoleAdmin)
+}
+
+// IsOwner reports whether m is the group's current owner.
+func IsOwner(m store.Member) bool { return m.Active() && m.Role == RoleOwner }
+
+// Actions, for Allowed.
+const (
+	ActLeave    = "leave"    // leave the group
+	ActRename   = "rename"   // rename the group
+	ActInvite   = "invite"   // invite users, or withdraw an invitation
+	ActRemove   = "remove"   // remove another member
+	ActPromote  = "promote"  // make a member an admin
+	ActDemote   = "demote"   // make an admin a plain member
+	ActTransfer = "transfer" // hand ownership to another member
+	ActDelete   = "delete"   // delete the group
+)
+
+// Allowed reports whether actor may do act (to target, for the acts that name another member):
+//
+//	act       owner                 admin            member
+//	leave     yes (a successor)     yes              yes
+//	rename    yes                   yes              no
+//	invite    yes                   yes              no
+//	remove    any other member      plain members    no
+//	promote   plain members         plain members    no
+//	demote    admins                no               no
+//	transfer  any other member      no               no
+//	delete    yes                   no               no
+//
+// A former member or an invitee may do nothing; the target of remove, promote, demote and
+// transfer must be a current member.
+func Allowed(act string, actor, target store.Member) bool {
+	if !actor.Active() {
+		return false
+	}
+	other := target.Active() && target.UserID != actor.UserID
+	switch act {
+	case ActLeave:
+		return true
+	case ActRename, ActInvite:
+		return IsAdmin(actor)
+	case ActRemove:
+		return other && (IsOwner(actor) || IsAdmin(actor) && target.Role == RoleMember)
+	case ActPromote:
+		return other && IsAdmin(actor) && target.Role == RoleMember
+	case ActDemote:
+		return other && IsOwner(actor) && target.Role == RoleAdmin
+	case ActTransfer:
+		return other && IsOwner(actor)
+	case ActDelete:
+		return IsOwner(actor)
+	}
+	return false
+}
+
+// Successor is who becomes owner when leaving, the owner, leaves: the longest-standing admin
+// (the earliest start of the current membership; ties by user id), else the longest-standing
+// member; "" if nobody else is left.
+func Successor(members []store.Member, leaving string) string {
+	var best *store.Member
+	rank := func(m store.Member) int {
+		if m.Role == RoleAdmin {
+			return 0
+		}
+		return 1
+	}
+	for i := range members {
+		m := &members[i]
+		if !m.Active() || m.UserID == leaving {
+			continue
+		}
+		if best == nil || rank(*m) < rank(*best) || rank(*m) == rank(*best) &&
+			(m.JoinedSeq < best.JoinedSeq || m.JoinedSeq == best.JoinedSeq && m.UserID < best.UserID) {
+			best = m
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.UserID
+}
+
 // Apply makes the store reflect the member event ev at seq: a created event also writes the
-// group's record (unless it exists), a renamed one its name. It is idempotent, and an event older
-// than what is recorded for a user changes nothing for that user, so replaying any range in
-// stream order changes nothing.
+// group's record (unless it exists), a renamed one its name, a deleted one its deletion. It is
+// idempotent, and an event older than what is recorded for a user changes nothing for that user,
+// so replaying any range in stream order changes nothing.
 func Apply(ctx context.Context, st store.Store, seq uint64, ev streams.ChatEvent) error {
 	if ev.Kind != streams.KindMember || ev.Member == nil {
 		return nil
 	}
-	c := ev.Member
+	c, conv := ev.Member, ev.ConversationID
+	at := time.UnixMilli(ev.SentAt).UTC()
 	if c.Action == streams.MemberCreated {
 		if err := createGroup(ctx, st, ev); err != nil {
 			return err
 		}
 	}
+	each := func(f func(m *store.Member, found bool) bool) error {
+		for _, u := range c.UserIDs {
+			if err := update(ctx, st, conv, u, seq, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
 	switch c.Action {
 	case streams.MemberCreated, streams.MemberAdded:
-		for _, u := range c.UserIDs {
+		err = each(func(m *store.Member, found bool) bool {
 			role := RoleMember
-			if c.Action == streams.MemberCreated && u == ev.SenderID {
+			if c.Action == streams.MemberCreated && m.UserID == ev.SenderID {
 				role = RoleOwner
 			}
-			if err := join(ctx, st, ev.ConversationID, u, role, seq, ev.SentAt); err != nil {
-				return err
+			return join(m, found, role, seq, at)
+		})
+	case streams.MemberAccepted:
+		err = each(func(m *store.Member, found bool) bool {
+			return found && m.Invited() && join(m, found, RoleMember, seq, at)
+		})
+	case streams.MemberInvited:
+		err = each(func(m *store.Member, found bool) bool {
+			switch {
+			case !found:
+				m.Role, m.JoinedSeq, m.LeftSeq, m.JoinedAt = RoleMember, seq, seq, at // the empty interval: sees nothing
+			case m.Active():
+				return false
 			}
-		}
+			m.InvitedSeq, m.InvitedBy = seq, ev.SenderID
+			return true
+		})
+	case streams.MemberDeclined:
+		err = each(func(m *store.Member, found bool) bool {
+			if !found || !m.Invited() {
+				return false
+			}
+			m.InvitedSeq, m.InvitedBy = 0, ""
+			return true
+		})
 	case streams.MemberRemoved, streams.MemberLeft:
+		err = each(func(m *store.Member, found bool) bool {
+			if !found || !m.Active() {
+				return false
+			}
+			m.LeftSeq, m.Role = seq, RoleMember
+			return true
+		})
+		if err == nil && c.Owner != "" {
+			err = setRole(ctx, st, conv, c.Owner, RoleOwner, seq)
+		}
+	case streams.MemberPromoted, streams.MemberDemoted:
+		role := RoleAdmin
+		if c.Action == streams.MemberDemoted {
+			role = RoleMember
+		}
 		for _, u := range c.UserIDs {
-			if err := leave(ctx, st, ev.ConversationID, u, seq); err != nil {
-				return err
+			if err = setRole(ctx, st, conv, u, role, seq); err != nil {
+				break
 			}
 		}
+	case streams.MemberOwnerChanged:
+		err = changeOwner(ctx, st, conv, c.Owner, seq)
+	case streams.MemberDeleted:
+		err = deleteGroup(ctx, st, conv, seq)
 	case streams.MemberRenamed:
-		conv, err := st.Conversation(ctx, ev.ConversationID)
-		if err != nil {
-			return fmt.Errorf("rename %s: %w", ev.ConversationID, err)
-		}
-		if conv.Name != c.Name {
-			conv.Name = c.Name
-			if err := st.PutConversation(ctx, conv); err != nil {
-				return fmt.Errorf("rename %s: %w", ev.ConversationID, err)
-			}
-		}
+		err = rename(ctx, st, conv, c.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s at %d to %s: %w", c.Action, seq, conv, err)
 	}
 	return nil
+}
+
+// join starts a new interval for m at the event at seq (the previous one, if any, moves to
+// Earlier); false if m is a current member already.
+func join(m *store.Member, found bool, role string, seq uint64, at time.Time) bool {
+	if found && m.Active() {
+		return false
+	}
+	if found && m.LeftSeq > m.JoinedSeq {
+		m.Earlier = append(m.Earlier, store.Interval{JoinedSeq: m.JoinedSeq, LeftSeq: m.LeftSeq})
+	}
+	m.Role, m.JoinedSeq, m.LeftSeq, m.JoinedAt = role, seq-1, 0, at
+	m.InvitedSeq, m.InvitedBy = 0, ""
+	return true
+}
+
+func rename(ctx context.Context, st store.Store, id, name string) error {
+	conv, err := st.Conversation(ctx, id)
+	if err != nil {
+		return err
+	}
+	if conv.Name == name {
+		return nil
+	}
+	conv.Name = name
+	return st.PutConversation(ctx, conv)
 }
 
 // createGroup writes the group record a created event describes, unless it exists: the event
@@ -94,43 +256,92 @@ func createGroup(ctx context.Context, st store.Store, ev streams.ChatEvent) erro
 	return nil
 }
 
-// lastChange is the seq of the event that produced m's current state.
-func lastChange(m store.Member) uint64 {
-	if !m.Active() {
-		return m.LeftSeq
+// deleteGroup ends every membership and invitation at seq and marks the group deleted.
+func deleteGroup(ctx context.Context, st store.Store, id string, seq uint64) error {
+	ms, err := st.Members(ctx, id)
+	if err != nil {
+		return err
 	}
-	return m.JoinedSeq + 1
+	for _, m := range ms {
+		if !m.Active() && !m.Invited() {
+			continue
+		}
+		err := update(ctx, st, id, m.UserID, seq, func(m *store.Member, found bool) bool {
+			if m.Active() {
+				m.LeftSeq, m.Role = seq, RoleMember
+			}
+			m.InvitedSeq, m.InvitedBy = 0, ""
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	conv, err := st.Conversation(ctx, id)
+	if err != nil || conv.DeletedSeq != 0 {
+		return err
+	}
+	conv.DeletedSeq = seq
+	return st.PutConversation(ctx, conv)
 }
 
-func join(ctx context.Context, st store.Store, conv, user, role string, seq uint64, sentAt int64) error {
-	old, err := st.Member(ctx, conv, user)
+// changeOwner makes owner the owner and every other current owner an admin.
+func changeOwner(ctx context.Context, st store.Store, id, owner string, seq uint64) error {
+	ms, err := st.Members(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.UserID != owner && IsOwner(m) {
+			if err := setRole(ctx, st, id, m.UserID, RoleAdmin, seq); err != nil {
+				return err
+			}
+		}
+	}
+	return setRole(ctx, st, id, owner, RoleOwner, seq)
+}
+
+// setRole gives a current member role.
+func setRole(ctx context.Context, st store.Store, conv, user, role string, seq uint64) error {
+	return update(ctx, st, conv, user, seq, func(m *store.Member, found bool) bool {
+		if !found || !m.Active() || m.Role == role {
+			return false
+		}
+		m.Role = role
+		return true
+	})
+}
+
+// lastChange is the seq of the latest event applied to m.
+func lastChange(m store.Member) uint64 {
+	derived := m.JoinedSeq + 1
+	if !m.Active() {
+		derived = m.LeftSeq
+	}
+	return max(m.ChangedSeq, derived)
+}
+
+// update reads the record of (conv, user), lets f change it (found is false for a user never in
+// the conversation: f fills in a new record) and writes it back if f reports a change, with
+// ChangedSeq = seq. An event at or below the record's latest change is skipped.
+func update(ctx context.Context, st store.Store, conv, user string, seq uint64, f func(m *store.Member, found bool) bool) error {
+	m, err := st.Member(ctx, conv, user)
+	found := err == nil
 	switch {
-	case err == nil && lastChange(old) >= seq:
+	case found && lastChange(m) >= seq:
 		return nil // already reflects this event or a later one
 	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("add %s to %s: %w", user, conv, err)
+		return fmt.Errorf("member %s: %w", user, err)
+	case !found:
+		m = store.Member{ConversationID: conv, UserID: user}
 	}
-	m := store.Member{ConversationID: conv, UserID: user, Role: role, JoinedSeq: seq - 1, JoinedAt: time.UnixMilli(sentAt).UTC()}
+	m.Earlier = slices.Clone(m.Earlier)
+	if !f(&m, found) {
+		return nil
+	}
+	m.ChangedSeq = seq
 	if err := st.PutMember(ctx, m); err != nil {
-		return fmt.Errorf("add %s to %s: %w", user, conv, err)
-	}
-	return nil
-}
-
-func leave(ctx context.Context, st store.Store, conv, user string, seq uint64) error {
-	old, err := st.Member(ctx, conv, user)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove %s from %s: %w", user, conv, err)
-	}
-	if lastChange(old) >= seq {
-		return nil
-	}
-	old.LeftSeq = seq
-	if err := st.PutMember(ctx, old); err != nil {
-		return fmt.Errorf("remove %s from %s: %w", user, conv, err)
+		return fmt.Errorf("member %s: %w", user, err)
 	}
 	return nil
 }

@@ -143,8 +143,8 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 	var p Permissions
 	switch target {
 	case Gateway:
-		// Messages and receipts, never membership: that is the API's.
-		for _, kind := range []string{streams.KindMsg, streams.KindRead, streams.KindDelivered} {
+		// Messages, their edits and deletes, and receipts, never membership: that is the API's.
+		for _, kind := range []string{streams.KindMsg, streams.KindEdit, streams.KindDelete, streams.KindHide, streams.KindRead, streams.KindDelivered} {
 			p.add(pub(streams.ChatSubject("*", kind)))
 		}
 		p.add(pub("presence.>", streams.TypingAll, streams.DeviceSubject("*", "*")))
@@ -161,7 +161,9 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(consentRead())
 		p.add(storeClient())
 	case API:
-		p.add(pub(streams.ChatSubject("*", streams.KindMember), streams.AccountSubject("*"), streams.DirectSubject("*"),
+		p.add(pub(streams.ChatSubject("*", streams.KindMember), streams.ChatSubject("*", streams.KindEdit),
+			streams.ChatSubject("*", streams.KindDelete), streams.ChatSubject("*", streams.KindHide),
+			streams.AccountSubject("*"), streams.DirectSubject("*"),
 			streams.DeviceSubject("*", "*"), streams.PushTokenSubject("*", "*"), streams.BlockSubject("*", "*"),
 			streams.PrivacySubject("*")))
 		p.add(consentRead())

@@ -51,8 +51,7 @@ func ApplyMsg(ctx context.Context, st store.Store, msg jetstream.Msg) error {
 }
 
 // Apply makes st reflect the event data found at seq on subject (a STATE or CHAT subject).
-// Subjects of neither stream, and CHAT kinds that are not part of the store (edit), change
-// nothing.
+// Subjects of neither stream change nothing.
 func Apply(ctx context.Context, st store.Store, subject string, seq uint64, data []byte) error {
 	if _, kind, ok := streams.ParseChatSubject(subject); ok {
 		return applyChat(ctx, st, subject, kind, seq, data)
@@ -75,10 +74,15 @@ func applyChat(ctx context.Context, st store.Store, subject, kind string, seq ui
 			return fmt.Errorf("%w: chat seq %d: %w", ErrInvalid, seq, err)
 		}
 		return AdvanceWatermark(ctx, st, ev)
-	case streams.KindMsg, streams.KindMember:
+	case streams.KindMsg, streams.KindMember, streams.KindEdit, streams.KindDelete, streams.KindHide:
 		m, _, err := timeline.FromStream(subject, seq, data)
 		if err != nil {
 			return fmt.Errorf("%w: chat seq %d: %w", ErrInvalid, seq, err)
+		}
+		if streams.Revises(kind) {
+			if m, err = Revise(ctx, st, m); err != nil {
+				return err
+			}
 		}
 		if _, _, err := st.InsertMessage(ctx, m); err != nil {
 			return fmt.Errorf("projection: insert %s at %d: %w", m.ConversationID, seq, err)
@@ -94,6 +98,32 @@ func applyChat(ctx context.Context, st store.Store, subject, kind string, seq ui
 		}
 	}
 	return nil
+}
+
+// Revise applies a revision event m (an edit, delete or hide, as timeline.FromStream reads it)
+// to the message it targets (store.Revise: any order, any number of times), and returns the
+// entry to store at m's own seq: without text or state, which its target holds, so that a
+// delete leaves no copy of the text behind. The target precedes m in CHAT but may not be
+// stored yet (writers in parallel): a transient error, to retry. A target kept at another seq
+// (a send retried after the duplicate window, stored once) is found by its message id. A store
+// that is no store.Reviser is left as it is.
+func Revise(ctx context.Context, st store.Store, m store.Message) (store.Message, error) {
+	entry := m
+	entry.Text, entry.EditedAt, entry.DeletedAt = "", time.Time{}, time.Time{}
+	rv, ok := st.(store.Reviser)
+	if !ok {
+		return entry, nil
+	}
+	_, err := rv.ReviseMessage(ctx, m.ConversationID, m.Target, timeline.Revision(m))
+	if errors.Is(err, store.ErrNotFound) && m.TargetID != "" {
+		if kept, e := st.MessageByID(ctx, m.ConversationID, m.TargetID); e == nil && kept.Seq != m.Target {
+			_, err = rv.ReviseMessage(ctx, m.ConversationID, kept.Seq, timeline.Revision(m))
+		}
+	}
+	if err != nil {
+		return store.Message{}, fmt.Errorf("projection: %s at %d of %s/%d: %w", m.Kind, m.Seq, m.ConversationID, m.Target, err)
+	}
+	return entry, nil
 }
 
 // AdvanceWatermark raises the read or delivered watermark a receipt event names (a max: order

@@ -45,6 +45,11 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 			return ClientFrame{}, e.WithRef(ref)
 		}
 		return f, nil
+	case TypeEdit, TypeDelete:
+		if e := validateRevision(f); e != nil {
+			return ClientFrame{}, e.WithRef(ref)
+		}
+		return f, nil
 	case TypeRead, TypeDelivered:
 		if !streams.ValidToken(f.ConversationID) {
 			return ClientFrame{}, Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes).WithRef(ref)
@@ -92,7 +97,7 @@ func refOf(f ClientFrame) string {
 			return ""
 		}
 		return f.ID
-	case f.Type == TypeSend && streams.ValidToken(f.ClientMsgID):
+	case (f.Type == TypeSend || f.Type == TypeEdit || f.Type == TypeDelete) && streams.ValidToken(f.ClientMsgID):
 		return f.ClientMsgID
 	}
 	return ""
@@ -111,6 +116,8 @@ var wrongTypeMessages = map[string]string{
 	"state":           "state must be a string",
 	"user_ids":        "user_ids must be an array of strings",
 	"token":           "token must be a string",
+	"target_seq":      "target_seq must be a whole number from 1 to 18446744073709551615 (the seq of a message), written without a fraction or exponent",
+	"for":             "for must be a string",
 }
 
 // wrongTypeMessage explains a value of the wrong type in field (a path as
@@ -130,6 +137,33 @@ func validateSend(f ClientFrame) *Error {
 		return Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
 	}
 	return ValidateText(f.Text)
+}
+
+// validateRevision checks an edit or delete: the ids of a send, a target, and an edit's text or
+// a delete's "for".
+func validateRevision(f ClientFrame) *Error {
+	if !streams.ValidToken(f.ClientMsgID) {
+		return Errorf(CodeInvalidFrame, "client_msg_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
+	}
+	if !streams.ValidToken(f.ConversationID) {
+		return Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
+	}
+	if f.TargetSeq == 0 {
+		return Errorf(CodeInvalidFrame, "target_seq must be the seq of a message")
+	}
+	if f.Type == TypeEdit {
+		if f.For != "" {
+			return Errorf(CodeInvalidFrame, "for applies to delete only")
+		}
+		return ValidateText(f.Text)
+	}
+	if f.Text != "" {
+		return Errorf(CodeInvalidFrame, "a delete has no text")
+	}
+	if f.For != "" && f.For != DeleteForEveryone && f.For != DeleteForMe {
+		return Errorf(CodeInvalidFrame, "for must be %q or %q", DeleteForEveryone, DeleteForMe)
+	}
+	return nil
 }
 
 // ValidateText checks a message text: non-empty, valid UTF-8, at most MaxTextRunes code points.

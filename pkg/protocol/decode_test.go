@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/natter-chat/natter/streams"
 )
 
 func sendFrame(text string) []byte {
@@ -28,6 +30,10 @@ func TestDecodeAccepts(t *testing.T) {
 		"up_to 2^63":        []byte(`{"type":"read","conversation_id":"c","up_to":9223372036854775808}`),
 		"up_to 2^64-1":      []byte(`{"type":"delivered","conversation_id":"c","up_to":18446744073709551615}`),
 		"null fields":       []byte(`{"type":"ping","id":null,"text":null,"up_to":null,"user_ids":null}`),
+		"edit":              []byte(`{"type":"edit","client_msg_id":"e1","conversation_id":"c","target_seq":5,"text":"fixed"}`),
+		"delete":            []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c","target_seq":5}`),
+		"delete everyone":   []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c","target_seq":5,"for":"everyone"}`),
+		"delete for me":     []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c","target_seq":5,"for":"me"}`),
 		"100k escaped emoji": []byte(`{"type":"send","client_msg_id":"c1","conversation_id":"x","text":"` +
 			strings.Repeat(`\ud83d\ude00`, MaxTextRunes) + `"}`),
 	} {
@@ -69,6 +75,15 @@ func TestDecodeRejects(t *testing.T) {
 		{"auth without token", []byte(`{"type":"auth","id":"t"}`), CodeInvalidFrame, "t"},
 		{"auth token too long", []byte(`{"type":"auth","id":"t","token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}`), CodeInvalidFrame, "t"},
 		{"auth token number", []byte(`{"type":"auth","id":"t","token":1}`), CodeInvalidFrame, "t"},
+		{"edit without target", []byte(`{"type":"edit","client_msg_id":"e1","conversation_id":"c","text":"x"}`), CodeInvalidFrame, "e1"},
+		{"edit without text", []byte(`{"type":"edit","client_msg_id":"e1","conversation_id":"c","target_seq":5}`), CodeTextEmpty, "e1"},
+		{"edit too long", []byte(`{"type":"edit","client_msg_id":"e1","conversation_id":"c","target_seq":5,"text":"` + strings.Repeat("a", MaxTextRunes+1) + `"}`), CodeTextTooLong, "e1"},
+		{"edit with for", []byte(`{"type":"edit","client_msg_id":"e1","conversation_id":"c","target_seq":5,"text":"x","for":"me"}`), CodeInvalidFrame, "e1"},
+		{"edit without client id", []byte(`{"type":"edit","conversation_id":"c","target_seq":5,"text":"x"}`), CodeInvalidFrame, ""},
+		{"delete bad for", []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c","target_seq":5,"for":"them"}`), CodeInvalidFrame, "d1"},
+		{"delete with text", []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c","target_seq":5,"text":"x"}`), CodeInvalidFrame, "d1"},
+		{"delete bad conversation", []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c.*","target_seq":5}`), CodeInvalidFrame, "d1"},
+		{"target_seq negative", []byte(`{"type":"delete","client_msg_id":"d1","conversation_id":"c","target_seq":-5}`), CodeInvalidFrame, "d1"},
 		{"closing brace after the object", []byte(`{"type":"ping","id":"p"}}`), CodeInvalidJSON, ""},
 		{"closing bracket after the object", []byte(`{"type":"ping","id":"p"}]`), CodeInvalidJSON, ""},
 
@@ -161,7 +176,9 @@ func TestCloseCodesReconnect(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"type":"ping"}`, `{"type":"send","client_msg_id":"a","conversation_id":"b","text":"hi"}`,
 		`{"type":"send","text":"\ud83d\ude00"}`, `{"type":"send","text":"\ud800\\u"}`, `[`, "\xff", `{"type":"x","id":"y"}`,
-		`{"type":"read","id":"r","conversation_id":"c","up_to":-1}`, `{"type":"presence","user_ids":["a",1]}`, `{"type":"ping"}}`} {
+		`{"type":"read","id":"r","conversation_id":"c","up_to":-1}`, `{"type":"presence","user_ids":["a",1]}`, `{"type":"ping"}}`,
+		`{"type":"edit","client_msg_id":"e","conversation_id":"c","target_seq":5,"text":"x"}`,
+		`{"type":"delete","client_msg_id":"d","conversation_id":"c","target_seq":5,"for":"me"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -211,5 +228,23 @@ func BenchmarkDecode(b *testing.B) {
 				_, _ = Decode(raw)
 			}
 		})
+	}
+}
+
+func TestEventFromChatRevisions(t *testing.T) {
+	target := &streams.Target{Seq: 5, MessageID: "m5"}
+	for kind, want := range map[string]Event{
+		streams.KindEdit:   {Type: TypeEdit, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", Text: "new", SentAt: 77, Target: target, EditedAt: 77},
+		streams.KindDelete: {Type: TypeDelete, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", SentAt: 77, Target: target, Deleted: true},
+		streams.KindHide:   {Type: TypeHide, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", SentAt: 77, Target: target, Deleted: true},
+	} {
+		text := ""
+		if kind == streams.KindEdit {
+			text = "new"
+		}
+		got := EventFromChat(9, streams.ChatEvent{V: 1, Kind: kind, ConversationID: "c", MessageID: "m9", SenderID: "u", Text: text, SentAt: 77, Target: target})
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", kind, got, want)
+		}
 	}
 }

@@ -20,6 +20,11 @@ const (
 	CodeUnauthorized  Code = "unauthorized"    // an auth frame's token was refused, or is of another login session
 	CodeUnavailable   Code = "unavailable"     // the event bus did not answer in time; retry
 	CodeInternal      Code = "internal"        // a server fault; retry later
+	// Edits and deletes.
+	CodeMessageNotFound Code = "message_not_found" // target_seq names no message of the conversation the member may see
+	CodeNotAllowed      Code = "not_allowed"       // the message is not yours (edit), or you may not delete it for everyone
+	CodeEditExpired     Code = "edit_expired"      // the edit window of the message has passed
+	CodeMessageDeleted  Code = "message_deleted"   // the message was deleted for everyone: it cannot be edited
 )
 
 // Error is an error frame; it also serves as a Go error.

@@ -37,6 +37,14 @@ const (
 	TypeTyping    = "typing"    // typing indicator, state "start" or "stop" (also server -> client)
 	TypePresence  = "presence"  // ask for users' presence (also server -> client: the answer, or a change)
 	TypeAuth      = "auth"      // a fresh access token for this socket (also server -> client: the answer)
+	TypeEdit      = "edit"      // replace the text of your message target_seq (also server -> client)
+	TypeDelete    = "delete"    // delete message target_seq, for everyone or ("for":"me") for yourself (also server -> client)
+)
+
+// Who a delete is for.
+const (
+	DeleteForEveryone = "everyone"
+	DeleteForMe       = "me"
 )
 
 // Typing states, and how long a client shows an indicator no "stop" ended.
@@ -58,6 +66,8 @@ const (
 	TypeError   = "error"
 	TypePong    = "pong"
 	TypeReceipt = "receipt"
+	// TypeHide is a delete for me: sent only to the devices of the user who deleted.
+	TypeHide = "hide"
 )
 
 // ClientFrame is any frame a client sends; Type says which fields apply.
@@ -82,6 +92,12 @@ type ClientFrame struct {
 	State string `json:"state,omitempty"`
 	// presence: whose presence to tell
 	UserIDs []string `json:"user_ids,omitempty"`
+
+	// edit, delete: the seq of the message to edit or delete (client_msg_id, conversation_id
+	// and, for an edit, text as for a send)
+	TargetSeq uint64 `json:"target_seq,omitempty"`
+	// delete: DeleteForEveryone (the default) or DeleteForMe
+	For string `json:"for,omitempty"`
 	// auth: an access token of the socket's own login session, renewing the socket past the
 	// expiry of the token it connected with.
 	Token string `json:"token,omitempty"`
@@ -150,7 +166,7 @@ type Welcome struct {
 	ExpiresAt int64 `json:"expires_at"`
 }
 
-// Ack answers a send: the message exists, durably, at Seq. A retry of the same client_msg_id gets
+// Ack answers a send (and an edit or delete): the event exists, durably, at Seq. A retry of the same client_msg_id gets
 // the same ack (same message_id and seq), with Duplicate set.
 type Ack struct {
 	Type           string `json:"type"`
@@ -163,8 +179,15 @@ type Ack struct {
 	Duplicate      bool   `json:"duplicate,omitempty"`
 }
 
-// Event is a conversation event delivered to a device: a message (Type "message") or a
-// membership change (Type "member"). Seq orders the events of one conversation.
+// Event is a conversation event delivered to a device: a message (Type "message"), a
+// membership change (Type "member"), or an edit, delete or hide of an earlier message (Type
+// "edit", "delete", "hide"; Target names it). Seq orders the events of one conversation.
+//
+// A message carries its latest state: EditedAt is set once it was edited, Deleted once it was
+// deleted for everyone (or, for the user who did it, for them), and then Text is empty. A
+// revision carries the state it leaves its target in: an edit its text and EditedAt (or
+// Deleted, without text, if the target was deleted since), a delete or hide Deleted. Apply it
+// to the target unless the target is deleted already: a deletion is final.
 type Event struct {
 	Type           string                `json:"type"`
 	Seq            uint64                `json:"seq"`
@@ -176,6 +199,9 @@ type Event struct {
 	Text           string                `json:"text,omitempty"`
 	SentAt         int64                 `json:"sent_at"`
 	Member         *streams.MemberChange `json:"member,omitempty"`
+	Target         *streams.Target       `json:"target,omitempty"`
+	EditedAt       int64                 `json:"edited_at,omitempty"` // Unix milliseconds
+	Deleted        bool                  `json:"deleted,omitempty"`
 }
 
 // Synced ends catch-up: every event up to Cursor of the device's conversations has been sent.
@@ -192,13 +218,20 @@ type Pong struct {
 
 // EventFromChat turns a CHAT event at seq into the frame devices receive.
 func EventFromChat(seq uint64, ev streams.ChatEvent) Event {
-	typ := TypeMessage
-	if ev.Kind == streams.KindMember {
-		typ = TypeMember
-	}
-	return Event{
-		Type: typ, Seq: seq, ConversationID: ev.ConversationID, MessageID: ev.MessageID,
+	e := Event{
+		Type: TypeMessage, Seq: seq, ConversationID: ev.ConversationID, MessageID: ev.MessageID,
 		SenderID: ev.SenderID, SenderDevice: ev.SenderDevice, ClientMsgID: ev.ClientMsgID,
-		Text: ev.Text, SentAt: ev.SentAt, Member: ev.Member,
+		Text: ev.Text, SentAt: ev.SentAt, Member: ev.Member, Target: ev.Target,
 	}
+	switch ev.Kind {
+	case streams.KindMember:
+		e.Type = TypeMember
+	case streams.KindEdit:
+		e.Type, e.EditedAt = TypeEdit, ev.SentAt
+	case streams.KindDelete:
+		e.Type, e.Deleted, e.Text = TypeDelete, true, ""
+	case streams.KindHide:
+		e.Type, e.Deleted, e.Text = TypeHide, true, ""
+	}
+	return e
 }

@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -44,10 +45,18 @@ type Conversation struct {
 	Name      string // groups only
 	CreatedBy string
 	CreatedAt time.Time
+	// DeletedSeq is the seq of the event that deleted the group, 0 while it exists. A deleted
+	// group keeps its record and its messages; every membership ended at DeletedSeq.
+	DeletedSeq uint64
 }
 
 // Member is one user's membership of one conversation. The same record answers both directions:
 // conversation -> users (Members) and user -> conversations (MembershipsOf).
+//
+// A user may be a member several times (added, removed, added again): JoinedSeq and LeftSeq are
+// the latest interval, Earlier the ones before it. The user sees the events of every interval.
+// A user invited but not (yet) a member has InvitedSeq set; one who never was a member has the
+// empty interval JoinedSeq = LeftSeq = the seq of the invitation, so they see nothing.
 type Member struct {
 	ConversationID string
 	UserID         string
@@ -59,18 +68,82 @@ type Member struct {
 	// member sees messages with JoinedSeq < seq <= LeftSeq and nothing after.
 	LeftSeq  uint64
 	JoinedAt time.Time
+	// Earlier are the user's earlier intervals in this conversation, oldest first, each closed
+	// (LeftSeq set) and non-empty.
+	Earlier []Interval
+	// InvitedSeq is the seq of a pending invitation (by InvitedBy), 0 when there is none.
+	InvitedSeq uint64
+	InvitedBy  string
+	// ChangedSeq is the seq of the latest membership event applied to this record (0 in records
+	// written before it was kept: then the latest interval's ends tell).
+	ChangedSeq uint64
 }
+
+// Interval is one stretch of membership: the member sees seq with JoinedSeq < seq <= LeftSeq
+// (LeftSeq 0: no upper end).
+type Interval struct {
+	JoinedSeq uint64
+	LeftSeq   uint64
+}
+
+// Sees reports whether the interval holds seq.
+func (i Interval) Sees(seq uint64) bool {
+	return seq > i.JoinedSeq && (i.LeftSeq == 0 || seq <= i.LeftSeq)
+}
+
+// Empty reports whether the interval holds no seq at all.
+func (i Interval) Empty() bool { return i.LeftSeq != 0 && i.LeftSeq <= i.JoinedSeq }
 
 // Active reports whether the membership is current.
 func (m Member) Active() bool { return m.LeftSeq == 0 }
 
-// Sees reports whether the member may see the event at seq.
+// Invited reports whether the user has a pending invitation.
+func (m Member) Invited() bool { return m.InvitedSeq != 0 }
+
+// Sees reports whether the member may see the event at seq: whether one of their intervals
+// holds it.
 func (m Member) Sees(seq uint64) bool {
-	return seq > m.JoinedSeq && (m.LeftSeq == 0 || seq <= m.LeftSeq)
+	if (Interval{m.JoinedSeq, m.LeftSeq}).Sees(seq) {
+		return true
+	}
+	for _, i := range m.Earlier { // no allocation: fanout asks this of every member for every event
+		if i.Sees(seq) {
+			return true
+		}
+	}
+	return false
 }
 
-// Message is one event of a conversation's timeline at its CHAT seq: a text message or a
-// membership change (Kind mirrors streams.Kind*).
+// Intervals returns every non-empty interval of the membership, oldest first; the last one is
+// open (LeftSeq 0) while the membership is current.
+func (m Member) Intervals() []Interval {
+	out := make([]Interval, 0, len(m.Earlier)+1)
+	for _, i := range m.Earlier {
+		if !i.Empty() {
+			out = append(out, i)
+		}
+	}
+	if cur := (Interval{m.JoinedSeq, m.LeftSeq}); !cur.Empty() {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// SeenSince returns the first seq above after that the member sees, and whether there is one:
+// where a reader that knows everything up to after resumes.
+func (m Member) SeenSince(after uint64) (uint64, bool) {
+	for _, i := range m.Intervals() {
+		if i.LeftSeq != 0 && i.LeftSeq <= after {
+			continue
+		}
+		return max(after, i.JoinedSeq) + 1, true
+	}
+	return 0, false
+}
+
+// Message is one event of a conversation's timeline at its CHAT seq: a text message, a
+// membership change, or an edit, delete or hide of an earlier message (Kind mirrors
+// streams.Kind*).
 type Message struct {
 	ConversationID string
 	Seq            uint64
@@ -83,6 +156,73 @@ type Message struct {
 	// Member carries a membership change's action, users and name, JSON-encoded by the writer.
 	Member []byte
 	SentAt time.Time
+
+	// Target is, for an edit, delete or hide entry, the seq of the message it revises. Such an
+	// entry keeps no text of its own: the revised message holds the latest text.
+	Target uint64
+	// TargetID is the message id of the message at Target.
+	TargetID string
+	// EditedAt is when the text was last replaced by an edit; zero if never edited.
+	EditedAt time.Time
+	// DeletedAt is when the message was deleted for everyone: its Text is then empty for good.
+	DeletedAt time.Time
+	// HiddenFor lists, sorted, the users who deleted the message for themselves only.
+	HiddenFor []string
+	// RevisedSeq is the seq of the newest edit applied to the message (0: none).
+	RevisedSeq uint64
+}
+
+// Deleted reports whether the message was deleted for everyone.
+func (m Message) Deleted() bool { return !m.DeletedAt.IsZero() }
+
+// HiddenTo reports whether userID deleted the message for themselves.
+func (m Message) HiddenTo(userID string) bool { return slices.Contains(m.HiddenFor, userID) }
+
+// Revision is one change to a stored message, made by the CHAT event at Seq: an edit (Kind
+// "edit": Text replaces the text), a delete for everyone (Kind "delete": the text is gone for
+// good) or a delete for one user (Kind "hide": UserID no longer sees it).
+type Revision struct {
+	Kind   string
+	Seq    uint64
+	Text   string
+	UserID string
+	At     time.Time
+}
+
+// Revise returns m with r applied, and whether anything changed. The rules make revisions
+// commute, so they can be applied in any order and again: a delete is final (a later edit
+// changes nothing); of two edits the one with the higher Seq wins; hides accumulate.
+func Revise(m Message, r Revision) (Message, bool) {
+	switch r.Kind {
+	case "edit":
+		if m.Deleted() || r.Seq <= m.RevisedSeq {
+			return m, false
+		}
+		m.Text, m.EditedAt, m.RevisedSeq = r.Text, r.At, r.Seq
+		return m, true
+	case "delete":
+		if m.Deleted() {
+			return m, false
+		}
+		m.Text, m.DeletedAt = "", r.At
+		return m, true
+	case "hide":
+		i, found := slices.BinarySearch(m.HiddenFor, r.UserID)
+		if found || r.UserID == "" {
+			return m, false
+		}
+		m.HiddenFor = slices.Insert(slices.Clone(m.HiddenFor), i, r.UserID)
+		return m, true
+	}
+	return m, false
+}
+
+// Reviser is implemented by stores that can revise stored messages (edits and deletes).
+type Reviser interface {
+	// ReviseMessage applies r to the message at (conversationID, seq) with Revise, atomically,
+	// and returns the result; ErrNotFound if there is no message there. Only text messages are
+	// revised: any other entry is returned unchanged.
+	ReviseMessage(ctx context.Context, conversationID string, seq uint64, r Revision) (Message, error)
 }
 
 // Page selects messages of one conversation. Results are always newest first.

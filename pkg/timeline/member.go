@@ -28,10 +28,24 @@ func DecodeMember(raw []byte) *streams.MemberChange {
 // Event is the client-facing frame of a stored timeline event: the frame of the CHAT event it
 // was stored from (protocol.EventFromChat, the one converter), so history, sync and live
 // delivery look alike.
+//
+// A message carries its latest state (EditedAt, Deleted); a revision the state it left its
+// target in (see protocol.Event). Pass what a user reads through View first.
 func Event(m store.Message) protocol.Event {
-	return protocol.EventFromChat(m.Seq, streams.ChatEvent{
+	ev := streams.ChatEvent{
 		V: streams.Version, Kind: m.Kind, ConversationID: m.ConversationID, MessageID: m.ID,
 		SenderID: m.SenderID, SenderDevice: m.SenderDevice, ClientMsgID: m.ClientMsgID,
 		Text: m.Text, SentAt: m.SentAt.UnixMilli(), Member: DecodeMember(m.Member),
-	})
+	}
+	if m.Target != 0 {
+		ev.Target = &streams.Target{Seq: m.Target, MessageID: m.TargetID}
+	}
+	e := protocol.EventFromChat(m.Seq, ev)
+	if !m.EditedAt.IsZero() {
+		e.EditedAt = m.EditedAt.UnixMilli()
+	}
+	if m.Deleted() {
+		e.Text, e.Deleted = "", true
+	}
+	return e
 }

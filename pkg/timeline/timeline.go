@@ -143,7 +143,10 @@ func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, 
 			break
 		}
 		for i := len(page) - 1; i >= 0; i-- {
-			m := page[i]
+			m, err := r.resolve(ctx, page[i])
+			if err != nil {
+				return err
+			}
 			if m.Seq > min(to, marks.Stored) {
 				// Above the ack floor the store may have gaps (writers run in parallel): the
 				// stream answers from here on.
@@ -158,7 +161,34 @@ func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, 
 	return r.tail(ctx, conversationID, max(last, from, marks.Stored), to, fn)
 }
 
-// Page answers a history page exactly as store.Messages would if the persister were caught up.
+// resolve completes a revision entry read from the store, which keeps no state of its own:
+// an edit gets the state it left its target in (the target's latest text and edit time, or
+// its deletion), a delete or hide its deletion time.
+func (r *Reader) resolve(ctx context.Context, m store.Message) (store.Message, error) {
+	switch m.Kind {
+	case streams.KindDelete, streams.KindHide:
+		if m.DeletedAt.IsZero() {
+			m.DeletedAt = m.SentAt
+		}
+	case streams.KindEdit:
+		if m.Text != "" || m.Target == 0 {
+			return m, nil // read from the stream: it carries its own text
+		}
+		page, err := r.store.Messages(ctx, m.ConversationID, store.Page{After: m.Target - 1, Oldest: true, Limit: 1})
+		if err != nil {
+			return m, fmt.Errorf("timeline: target %d of edit %s/%d: %w", m.Target, m.ConversationID, m.Seq, err)
+		}
+		if len(page) == 0 || page[0].Seq != m.Target {
+			return m, nil
+		}
+		t := page[0]
+		m.Text, m.EditedAt, m.DeletedAt, m.HiddenFor = t.Text, t.EditedAt, t.DeletedAt, t.HiddenFor
+	}
+	return m, nil
+}
+
+// Page answers a history page exactly as store.Messages would if the persister were caught up,
+// with the edits and deletes the persister has not applied yet applied to the page's messages.
 func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) ([]store.Message, error) {
 	p, err := p.Normalize()
 	if err != nil {
@@ -172,11 +202,19 @@ func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) 
 	if err != nil {
 		return nil, fmt.Errorf("history %s: store: %w", conversationID, err)
 	}
-	var recent []store.Message
+	for i := range stored {
+		if stored[i], err = r.resolve(ctx, stored[i]); err != nil {
+			return nil, err
+		}
+	}
+	var recent, revisions []store.Message
 	if marks.Head > marks.Stored {
 		err = r.tail(ctx, conversationID, marks.Stored, marks.Head, func(m store.Message) error {
 			if (p.Before == 0 || m.Seq < p.Before) && m.Seq > p.After {
 				recent = append(recent, m)
+			}
+			if streams.Revises(m.Kind) {
+				revisions = append(revisions, m)
 			}
 			return nil
 		})
@@ -185,7 +223,7 @@ func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) 
 		}
 	}
 	if len(recent) == 0 {
-		return stored, nil
+		return applyRevisions(stored, revisions), nil
 	}
 	all := append(stored, recent...)
 	slices.SortFunc(all, func(a, b store.Message) int { return cmpDesc(a.Seq, b.Seq) })
@@ -197,16 +235,49 @@ func (r *Reader) Page(ctx context.Context, conversationID string, p store.Page) 
 			all = all[:p.Limit]
 		}
 	}
-	return all, nil
+	return applyRevisions(all, revisions), nil
+}
+
+// applyRevisions applies revision events (oldest first) to the messages of page they target,
+// as the persister will (store.Revise), and to the edits of page that target the same messages.
+func applyRevisions(page, revisions []store.Message) []store.Message {
+	for _, rev := range revisions {
+		for i, m := range page {
+			switch {
+			case m.Kind == streams.KindMsg && m.Seq == rev.Target:
+				page[i], _ = store.Revise(m, Revision(rev))
+			case m.Kind == streams.KindEdit && m.Target == rev.Target && m.Seq < rev.Seq:
+				// An edit shows the state it left its target in; a later delete or hide
+				// overrides it as it does the target.
+				if rev.Kind == streams.KindDelete && !m.Deleted() {
+					m.Text, m.DeletedAt = "", rev.SentAt
+				}
+				if rev.Kind == streams.KindHide {
+					m, _ = store.Revise(store.Message{Kind: streams.KindMsg, HiddenFor: m.HiddenFor}, Revision(rev))
+					page[i].HiddenFor = m.HiddenFor
+					continue
+				}
+				page[i] = m
+			}
+		}
+	}
+	return page
+}
+
+// Revision is the store revision a revision event (edit, delete or hide, as FromStream reads it)
+// makes to its target.
+func Revision(m store.Message) store.Revision {
+	return store.Revision{Kind: m.Kind, Seq: m.Seq, Text: m.Text, UserID: m.SenderID, At: m.SentAt}
 }
 
 // CountAfter counts the text messages of conversationID with seq > after that were not sent by
-// notFrom, stopping at limit: the unread count of a member whose read watermark is after.
+// notFrom and are not deleted (for everyone, or by notFrom for themselves), stopping at limit: the unread count of a member whose read watermark is after.
 func (r *Reader) CountAfter(ctx context.Context, conversationID string, after uint64, notFrom string, limit int) (int, error) {
-	return r.CountAfterFunc(ctx, conversationID, after, func(m store.Message) bool { return m.SenderID != notFrom }, limit)
+	return r.CountAfterFunc(ctx, conversationID, after, func(m store.Message) bool { return m.SenderID != notFrom && !m.HiddenTo(notFrom) }, limit)
 }
 
-// CountAfterFunc counts the msg events above after for which counts is true, stopping at limit.
+// CountAfterFunc counts the msg events above after that are not deleted for everyone and for
+// which counts is true, stopping at limit.
 func (r *Reader) CountAfterFunc(ctx context.Context, conversationID string, after uint64, counts func(store.Message) bool, limit int) (int, error) {
 	n := 0
 	p := store.Page{After: after, Oldest: true, Limit: store.MaxPageLimit}
@@ -216,7 +287,7 @@ func (r *Reader) CountAfterFunc(ctx context.Context, conversationID string, afte
 			return 0, err
 		}
 		for _, m := range page {
-			if m.Kind == streams.KindMsg && counts(m) {
+			if m.Kind == streams.KindMsg && !m.Deleted() && counts(m) {
 				n++
 			}
 		}
@@ -274,13 +345,14 @@ func (r *Reader) tail(ctx context.Context, conversationID string, from, to uint6
 }
 
 // FromStream turns a CHAT stream message into a timeline event. ok is false for events that are
-// not part of the timeline (receipts, edits).
+// not part of the timeline (receipts). A revision (edit, delete, hide) carries the state it leaves
+// its target in: an edit its text and EditedAt, a delete or hide its DeletedAt.
 func FromStream(subject string, seq uint64, data []byte) (m store.Message, ok bool, err error) {
 	_, kind, valid := streams.ParseChatSubject(subject)
 	if !valid {
 		return store.Message{}, false, fmt.Errorf("not a chat subject: %q", subject)
 	}
-	if kind != streams.KindMsg && kind != streams.KindMember {
+	if kind != streams.KindMsg && kind != streams.KindMember && !streams.Revises(kind) {
 		return store.Message{}, false, nil
 	}
 	ev, err := streams.DecodeChatEvent(data)
@@ -300,7 +372,52 @@ func FromEvent(seq uint64, ev streams.ChatEvent) store.Message {
 	if ev.Member != nil {
 		m.Member = encodeMember(*ev.Member)
 	}
+	if ev.Target != nil && streams.Revises(ev.Kind) {
+		m.Target, m.TargetID = ev.Target.Seq, ev.Target.MessageID
+		switch ev.Kind {
+		case streams.KindEdit:
+			m.EditedAt = m.SentAt
+		default:
+			m.Text, m.DeletedAt = "", m.SentAt
+		}
+	}
 	return m
+}
+
+// SeesTarget reports whether member m may see revision ev (an edit, delete or hide; any other
+// event passes): only a member who may see its target does, and a hide only its sender.
+func SeesTarget(m store.Member, ev streams.ChatEvent) bool {
+	if !streams.Revises(ev.Kind) || ev.Target == nil {
+		return true
+	}
+	return m.Sees(ev.Target.Seq) && (ev.Kind != streams.KindHide || m.UserID == ev.SenderID)
+}
+
+// Sees reports whether member m may see timeline event e: its seq and, for a revision, its
+// target (see SeesTarget).
+func Sees(m store.Member, e store.Message) bool {
+	if !m.Sees(e.Seq) {
+		return false
+	}
+	if !streams.Revises(e.Kind) {
+		return true
+	}
+	return m.Sees(e.Target) && (e.Kind != streams.KindHide || m.UserID == e.SenderID)
+}
+
+// View is m as viewer sees it; ok is false when viewer does not see it at all (another user's
+// hide). A message or edit viewer deleted for themselves shows as deleted, without text.
+func View(m store.Message, viewer string) (store.Message, bool) {
+	if m.Kind == streams.KindHide {
+		return m, m.SenderID == viewer
+	}
+	if (m.Kind == streams.KindMsg || m.Kind == streams.KindEdit) && m.HiddenTo(viewer) {
+		m.Text = ""
+		if m.DeletedAt.IsZero() {
+			m.DeletedAt = m.SentAt // hidden: deleted for this viewer; the frame only says so
+		}
+	}
+	return m, true
 }
 
 func cmpDesc(a, b uint64) int {

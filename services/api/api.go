@@ -29,6 +29,7 @@ import (
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/origin"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/search/wire"
@@ -83,6 +84,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client address; empty: the
 	// TCP peer is the client (see clientAddr).
 	TrustedProxies []netip.Prefix
+	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
+	// natter run sets it with the gateway's (--edit-window).
+	EditWindow time.Duration
 }
 
 // Validate checks the configuration.
@@ -173,13 +177,15 @@ type Server struct {
 	timeline *timeline.Reader
 	js       jetstream.JetStream
 	searcher Searcher
-	consent  *consent.Table
-	ownTable bool     // consent was opened by Start, and is stopped by Stop
-	metrics  *metrics // nil: no metrics
-	app      *fiber.App
-	hasher   *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
-	limits   rateLimits
-	now      func() time.Time // the rate limits' clock; tests set it before Start
+	// revisions decides edits and deletes (PATCH and DELETE of a message).
+	revisions *revision.Decider
+	consent   *consent.Table
+	ownTable  bool     // consent was opened by Start, and is stopped by Stop
+	metrics   *metrics // nil: no metrics
+	app       *fiber.App
+	hasher    *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
+	limits    rateLimits
+	now       func() time.Time // the rate limits' clock; tests set it before Start
 
 	// dummyHash is compared against when a login names no user, so that a wrong handle costs
 	// the same bcrypt work as a wrong password.
@@ -227,6 +233,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return h
 		}),
 	}
+	s.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}
 	if s.searcher == nil {
 		s.searcher = wire.NewClient(deps.JS.Conn(), cfg.RequestTimeout)
 	}
@@ -280,14 +287,21 @@ func (s *Server) routes() {
 	v1.Get("/conversations", s.authenticate, s.listConversations)
 	v1.Get("/conversations/:id", s.authenticate, s.getConversation)
 	v1.Get("/conversations/:id/messages", s.authenticate, s.messages)
+	v1.Patch("/conversations/:id/messages/:seq", s.authenticate, s.editMessage)
+	v1.Delete("/conversations/:id/messages/:seq", s.authenticate, s.deleteMessage)
 
 	v1.Post("/groups", s.authenticate, s.createGroup)
 	v1.Patch("/conversations/:id", s.authenticate, s.renameGroup)
 	v1.Post("/conversations/:id/members", s.authenticate, s.addMembers)
 	v1.Delete("/conversations/:id/members/:user", s.authenticate, s.removeMember)
 	v1.Post("/conversations/:id/leave", s.authenticate, s.leaveGroup)
+	v1.Put("/conversations/:id/members/:user/role", s.authenticate, s.setRole)
+	v1.Post("/conversations/:id/owner", s.authenticate, s.transferOwnership)
+	v1.Delete("/conversations/:id", s.authenticate, s.deleteGroup)
+	v1.Post("/conversations/:id/accept", s.authenticate, s.accept) // a group invitation or a direct request
+	v1.Post("/conversations/:id/decline", s.authenticate, s.declineInvitation)
+	v1.Get("/invitations", s.authenticate, s.listInvitations)
 	v1.Get("/conversations/:id/receipts", s.authenticate, s.receipts)
-	v1.Post("/conversations/:id/accept", s.authenticate, s.acceptRequest)
 	v1.Post("/conversations/:id/ignore", s.authenticate, s.ignoreRequest)
 	v1.Get("/blocks", s.authenticate, s.listBlocks)
 	v1.Put("/blocks/:user", s.authenticate, s.block)

@@ -270,3 +270,12 @@ func (s *Server) putPrivacy(c *fiber.Ctx) error {
 	}
 	return c.JSON(req)
 }
+
+// accept: POST /v1/conversations/:id/accept answers a direct request (acceptRequest) or a group
+// invitation (acceptInvitation), whichever the conversation is.
+func (s *Server) accept(c *fiber.Ctx) error {
+	if consent.Direct(c.Params("id")) {
+		return s.acceptRequest(c)
+	}
+	return s.acceptInvitation(c)
+}

@@ -48,12 +48,15 @@ type conversationJSON struct {
 	CreatedAt string `json:"created_at"` // RFC 3339, UTC
 	// Members are the user ids of the current members (omitted where a richer list is given).
 	Members []string `json:"members,omitempty"`
+	// DeletedSeq is the seq of the event that deleted the group; omitted while it exists.
+	DeletedSeq uint64 `json:"deleted_seq,omitempty"`
 	// Request is set while a direct conversation waits for its recipient's consent.
 	Request *requestJSON `json:"request,omitempty"`
 }
 
 func conversationOut(c store.Conversation, members []string) conversationJSON {
-	return conversationJSON{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedAt: rfc3339(c.CreatedAt), Members: members}
+	return conversationJSON{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedAt: rfc3339(c.CreatedAt), Members: members,
+		DeletedSeq: c.DeletedSeq}
 }
 
 type conversationEnvelope struct {
@@ -264,16 +267,20 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	for i, mm := range members {
 		ids[i] = mm.UserID
 	}
-	last, err := s.visiblePage(ctx, m, store.Page{Limit: 1})
+	last, err := s.visiblePage(ctx, m, store.Page{Limit: 4})
 	if err != nil {
 		return nil, fmt.Errorf("summary %s: last message: %w", conv.ID, err)
 	}
 	sum := &summaryJSON{conversationJSON: conversationOut(conv, ids)}
 	sum.Request = s.requestOut(conv.ID, m.UserID)
-	if len(last) == 1 {
-		ev := timeline.Event(last[0])
-		sum.LastMessage = &ev
+	for _, msg := range last { // the newest the caller sees: other members' hides are theirs
+		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
+			ev := timeline.Event(view)
+			sum.LastMessage = &ev
+			break
+		}
 	}
+	last = last[:min(len(last), 1)]
 	w, err := s.store.Watermark(ctx, conv.ID, m.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("summary %s: watermark: %w", conv.ID, err)
@@ -281,7 +288,7 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	sum.ReadSeq = w.Read
 	if len(last) == 1 && last[0].Seq > max(w.Read, m.JoinedSeq) {
 		unread := func(x store.Message) bool {
-			return x.SenderID != m.UserID && s.consent.SeesMessage(m.UserID, x.SenderID, conv.ID)
+			return x.SenderID != m.UserID && !x.HiddenTo(m.UserID) && s.consent.SeesMessage(m.UserID, x.SenderID, conv.ID)
 		}
 		if sum.Unread, err = s.timeline.CountAfterFunc(ctx, conv.ID, max(w.Read, m.JoinedSeq), unread, MaxUnread); err != nil {
 			return nil, fmt.Errorf("summary %s: unread: %w", conv.ID, err)
@@ -320,12 +327,19 @@ func (s *Server) member(c *fiber.Ctx, active bool) (store.Member, error) {
 
 type memberJSON struct {
 	UserID    string `json:"user_id"`
-	Role      string `json:"role"`
+	Role      string `json:"role"` // owner, admin or member
 	JoinedSeq uint64 `json:"joined_seq"`
 }
 
-// getConversation: GET /v1/conversations/:id -> {conversation, members} for current members;
-// 404 not_member for everyone else, former members included.
+// invitationJSON is a pending invitation to a group.
+type invitationJSON struct {
+	UserID     string `json:"user_id"`
+	InvitedBy  string `json:"invited_by"`
+	InvitedSeq uint64 `json:"invited_seq"`
+}
+
+// getConversation: GET /v1/conversations/:id -> {conversation, members, invitations} for current
+// members; 404 not_member for everyone else, former members and invitees included.
 func (s *Server) getConversation(c *fiber.Ctx) error {
 	m, err := s.member(c, true)
 	if err != nil {
@@ -339,15 +353,20 @@ func (s *Server) getConversation(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("get conversation %s: %w", m.ConversationID, err)
 	}
-	members, err := s.activeMembers(ctx, conv.ID)
+	all, err := s.store.Members(ctx, conv.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("get conversation %s: members: %w", conv.ID, err)
 	}
-	out := make([]memberJSON, len(members))
-	for i, mm := range members {
-		out[i] = memberJSON{UserID: mm.UserID, Role: mm.Role, JoinedSeq: mm.JoinedSeq}
+	out, invited := []memberJSON{}, []invitationJSON{}
+	for _, mm := range all {
+		switch {
+		case mm.Active():
+			out = append(out, memberJSON{UserID: mm.UserID, Role: mm.Role, JoinedSeq: mm.JoinedSeq})
+		case mm.Invited():
+			invited = append(invited, invitationJSON{UserID: mm.UserID, InvitedBy: mm.InvitedBy, InvitedSeq: mm.InvitedSeq})
+		}
 	}
 	cj := conversationOut(conv, nil)
 	cj.Request = s.requestOut(conv.ID, m.UserID)
-	return c.JSON(fiber.Map{"conversation": cj, "members": out})
+	return c.JSON(fiber.Map{"conversation": cj, "members": out, "invitations": invited})
 }

@@ -163,10 +163,14 @@ func TestMembershipMatrix(t *testing.T) {
 	carol, ct := e.user(t, "carol") // joined at seq 50
 	dave, dt := e.user(t, "dave")   // removed at seq 100
 	_, et := e.user(t, "eve")       // never a member
+	rita, rt := e.user(t, "rita")   // member 20-40, re-joined at 90
+	ivan, it := e.user(t, "ivan")   // invited at 60, never a member
 	e.conversation(t, "grp",
 		store.Member{UserID: alice.ID, Role: "owner"},
 		store.Member{UserID: carol.ID, JoinedSeq: 50},
 		store.Member{UserID: dave.ID, LeftSeq: 100},
+		store.Member{UserID: rita.ID, JoinedSeq: 90, Earlier: []store.Interval{{JoinedSeq: 20, LeftSeq: 40}}},
+		store.Member{UserID: ivan.ID, JoinedSeq: 60, LeftSeq: 60, InvitedSeq: 60, InvitedBy: alice.ID},
 	)
 	ids := map[uint64]string{}
 	for seq := uint64(7); seq <= 140; seq += 7 {
@@ -207,9 +211,12 @@ func TestMembershipMatrix(t *testing.T) {
 			}
 		}
 	}
-	// A removed member no longer sees the conversation itself, only its history up to the removal.
-	if raw := notMember(t, dt, "/v1/conversations/grp"); !bytes.Equal(raw, reference) {
-		t.Fatalf("removed member: %s", raw)
+	// A removed member no longer sees the conversation itself, only its history up to the
+	// removal; an invitee sees neither.
+	for _, token := range []string{dt, it} {
+		if raw := notMember(t, token, "/v1/conversations/grp"); !bytes.Equal(raw, reference) {
+			t.Fatalf("removed member or invitee: %s", raw)
+		}
 	}
 
 	// Current members see the current members.
@@ -219,7 +226,7 @@ func TestMembershipMatrix(t *testing.T) {
 			Members      []memberJSON
 		}
 		e.call(t, "GET", "/v1/conversations/grp", token, nil, http.StatusOK, &got)
-		want := []memberJSON{{alice.ID, "owner", 0}, {carol.ID, "member", 50}}
+		want := []memberJSON{{alice.ID, "owner", 0}, {carol.ID, "member", 50}, {rita.ID, "member", 90}}
 		slices.SortFunc(want, func(a, b memberJSON) int { return strings.Compare(a.UserID, b.UserID) })
 		if got.Conversation.ID != "grp" || got.Conversation.Kind != "group" || !slices.Equal(got.Members, want) {
 			t.Fatalf("conversation %+v", got)
@@ -261,6 +268,13 @@ func TestMembershipMatrix(t *testing.T) {
 		{"dave", dt, "?before=200&limit=1", []uint64{98}, 98, 0},
 		{"dave", dt, "?around=140&limit=4", []uint64{98, 91}, 91, 0},
 		{"dave", dt, "?around_id=" + ids[91] + "&limit=3", []uint64{98, 91, 84}, 84, 0},
+		// Re-joined: both intervals, never the gap between them, pages full across it.
+		{"rita", rt, "", append(all(91, 140), 35, 28, 21), 0, 0},
+		{"rita", rt, "?limit=3&before=98", []uint64{91, 35, 28}, 28, 91},
+		{"rita", rt, "?limit=3&after=30", []uint64{98, 91, 35}, 35, 98},
+		{"rita", rt, "?around=60&limit=4", []uint64{98, 91, 35, 28}, 28, 98},
+		{"rita", rt, "?around_id=" + ids[28] + "&limit=2", []uint64{35, 28}, 28, 35},
+		{"ivan", it, "", nil, 0, 0},
 	} {
 		got, h := seqs(tc.token, tc.query)
 		if !slices.Equal(got, tc.want) || h.Older != tc.older || h.Newer != tc.newer {
@@ -270,7 +284,7 @@ func TestMembershipMatrix(t *testing.T) {
 	}
 	// A message the member may not see is answered like one that does not exist.
 	for _, tc := range []struct{ token, id string }{
-		{dt, ids[105]}, {ct, ids[49]}, {ct, "01NOSUCHMESSAGE0000000000"},
+		{dt, ids[105]}, {ct, ids[49]}, {ct, "01NOSUCHMESSAGE0000000000"}, {rt, ids[49]}, {rt, ids[84]}, {it, ids[63]},
 	} {
 		e.wantError(t, "GET", "/v1/conversations/grp/messages?around_id="+tc.id, tc.token, nil, http.StatusNotFound, CodeMessageNotFound)
 	}
@@ -281,7 +295,7 @@ func TestMembershipMatrix(t *testing.T) {
 	}
 
 	// The list shows current memberships only.
-	for token, want := range map[string]int{at: 1, ct: 1, dt: 0, et: 0} {
+	for token, want := range map[string]int{at: 1, ct: 1, dt: 0, et: 0, rt: 1, it: 0} {
 		var list struct{ Conversations []summaryJSON }
 		e.call(t, "GET", "/v1/conversations", token, nil, http.StatusOK, &list)
 		if len(list.Conversations) != want {

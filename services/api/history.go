@@ -81,9 +81,13 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("history %s: %w", m.ConversationID, err)
 	}
-	out := historyJSON{Messages: make([]protocol.Event, len(page))}
-	for i, msg := range page {
-		out.Messages[i] = timeline.Event(msg)
+	out := historyJSON{Messages: make([]protocol.Event, 0, len(page))}
+	for _, msg := range page {
+		// Left out here, not by visiblePage (whose pages only lose their far end): a revision
+		// of a message the member may not see, another member's hide.
+		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
+			out.Messages = append(out.Messages, timeline.Event(view))
+		}
 	}
 	if len(page) > 0 {
 		oldest, newest := page[len(page)-1].Seq, page[0].Seq
@@ -150,88 +154,102 @@ func parseHistoryQuery(c *fiber.Ctx) (historyQuery, error) {
 	return q, nil
 }
 
-// visiblePage reads page p of m's conversation, keeping only what m may see (m.Sees). The page
-// is first narrowed to that range; store.Page takes Before or After but not both, so the bound
-// it cannot take is applied by filtering. That filter only ever trims the far end of a page
-// (Before pages run from newest down; After pages are the oldest events after After), so a page
-// shorter than its limit still means that nothing further is visible that way.
+// visiblePage reads page p of m's conversation, keeping only what m may see (m.Sees): the events
+// of each of m's membership intervals. It reads interval by interval, newest first for a
+// backward page and oldest first for a forward one, each read narrowed to the interval (store.Page
+// takes Before or After but not both, so the bound it cannot take is applied by filtering, which
+// only trims the far end of that read), until the page is full or the intervals run out. So a
+// page shorter than its limit still means that nothing further is visible that way, gaps
+// between intervals included.
 func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) ([]store.Message, error) {
-	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
-		return nil, nil
-	}
-	switch {
-	case p.After != 0:
-		p.After = max(p.After, m.JoinedSeq)
-	case m.LeftSeq != 0 && (p.Before == 0 || p.Before > m.LeftSeq+1):
-		p.Before = m.LeftSeq + 1
-	}
+	ivs := m.Intervals()
 	limit := p.Limit
 	if limit == 0 {
 		limit = store.DefaultPageLimit
 	}
 	var out []store.Message
-	for {
-		msgs, err := s.timeline.Page(ctx, m.ConversationID, p)
-		if err != nil {
-			return nil, err
-		}
-		full := len(msgs) == limit
-		var edge uint64
-		if len(msgs) > 0 {
-			edge = msgs[len(msgs)-1].Seq // the oldest, going back
-			if p.Forward() {
-				edge = msgs[0].Seq // the newest, going forward
+	read := func(iv store.Interval, q store.Page) (bool, error) {
+		for {
+			q.Limit = limit - len(out)
+			msgs, err := s.timeline.Page(ctx, m.ConversationID, q)
+			if err != nil {
+				return false, err
 			}
-		}
-		for i := range msgs {
-			x := msgs[i] // newest first: going back, the nearest first
-			if p.Forward() {
-				x = msgs[len(msgs)-1-i] // going forward, the nearest is the oldest
+			n := len(msgs)
+			var edge uint64 // where the next read of this interval starts
+			if n > 0 {
+				edge = msgs[n-1].Seq // going back: the oldest read
+				if q.Forward() {
+					edge = msgs[0].Seq // going forward: the newest read
+				}
 			}
-			if s.visibleTo(m, x) && len(out) < limit {
-				out = append(out, x)
+			kept := slices.DeleteFunc(msgs, func(x store.Message) bool { return !iv.Sees(x.Seq) || !s.consents(m, x) })
+			if q.Forward() {
+				out = append(kept, out...) // a later interval (or read) is newer
+			} else {
+				out = append(out, kept...)
 			}
-		}
-		// Hidden messages (consent) must not make a page short while more exist: read on.
-		if len(out) >= limit || !full || len(msgs) == 0 {
-			break
-		}
-		if p.Forward() {
-			p.After, p.Oldest = edge, false
-		} else {
-			p.Before = edge
-		}
-		if !p.Forward() && p.Before <= m.JoinedSeq+1 {
-			break
+			if len(out) >= limit {
+				return true, nil
+			}
+			// A full read that consent thinned: read on within the interval.
+			if n < q.Limit || (q.Forward() && iv.LeftSeq != 0 && edge >= iv.LeftSeq) || (!q.Forward() && edge <= iv.JoinedSeq+1) {
+				return false, nil
+			}
+			if q.Forward() {
+				q.After, q.Oldest = edge, false
+			} else {
+				q.Before = edge
+			}
 		}
 	}
 	if p.Forward() {
-		slices.Reverse(out) // newest first, as every page
+		for _, iv := range ivs {
+			if iv.LeftSeq != 0 && iv.LeftSeq <= p.After {
+				continue
+			}
+			if full, err := read(iv, store.Page{After: max(p.After, iv.JoinedSeq), Oldest: true}); err != nil || full {
+				return out, err
+			}
+		}
+		return out, nil
+	}
+	for i := len(ivs) - 1; i >= 0; i-- {
+		iv := ivs[i]
+		if p.Before != 0 && p.Before <= iv.JoinedSeq+1 {
+			continue
+		}
+		q := store.Page{Before: p.Before}
+		if iv.LeftSeq != 0 && (q.Before == 0 || q.Before > iv.LeftSeq+1) {
+			q.Before = iv.LeftSeq + 1
+		}
+		if full, err := read(iv, q); err != nil || full {
+			return out, err
+		}
 	}
 	return out, nil
 }
 
-// visibleTo reports whether member m may see event x: in m's range (m.Sees), and, for anything
-// but a membership change, allowed by consent (held requests, blocks).
-func (s *Server) visibleTo(m store.Member, x store.Message) bool {
-	return m.Sees(x.Seq) && (x.Kind == streams.KindMember || s.consent.SeesMessage(m.UserID, x.SenderID, m.ConversationID))
+// consents reports whether consent lets member m see event x (held requests, blocks): every
+// event but a membership change is judged by its sender.
+func (s *Server) consents(m store.Member, x store.Message) bool {
+	return x.Kind == streams.KindMember || s.consent.SeesMessage(m.UserID, x.SenderID, m.ConversationID)
 }
 
-// aroundPage is up to limit events around seq that m may see, newest first; seq is first moved
-// into m's visible range, so that both halves are cut only at their far ends.
+// aroundPage is up to limit events around seq that m may see, newest first: store.Around's
+// shape over visiblePage. seq is first moved into the span of m's intervals.
 func (s *Server) aroundPage(ctx context.Context, m store.Member, seq uint64, limit int) ([]store.Message, error) {
-	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
+	ivs := m.Intervals()
+	if len(ivs) == 0 {
 		return nil, nil
 	}
-	seq = max(seq, m.JoinedSeq+1)
-	if m.LeftSeq != 0 {
-		seq = min(seq, m.LeftSeq)
+	seq = max(seq, ivs[0].JoinedSeq+1)
+	if last := ivs[len(ivs)-1]; last.LeftSeq != 0 {
+		seq = min(seq, last.LeftSeq)
 	}
-	msgs, err := s.timeline.Around(ctx, m.ConversationID, seq, limit)
-	if err != nil {
-		return nil, err
-	}
-	return slices.DeleteFunc(msgs, func(x store.Message) bool { return !s.visibleTo(m, x) }), nil
+	return store.AroundWith(ctx, func(ctx context.Context, p store.Page) ([]store.Message, error) {
+		return s.visiblePage(ctx, m, p)
+	}, seq, limit)
 }
 
 var errMessageNotFound = errorf(http.StatusNotFound, CodeMessageNotFound, "no such message")

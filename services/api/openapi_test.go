@@ -156,14 +156,30 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("POST", "/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.User.ID}, http.StatusOK, nil)
 	c.call("POST", "/v1/conversations/direct", alice.Token, map[string]string{"user_id": alice.User.ID}, http.StatusBadRequest, nil)
 	d := direct.Conversation.ID
-	var ids []string
+	var (
+		ids  []string
+		seqs []uint64
+	)
 	for i, from := range []session{alice, bob, alice} {
-		_, id := e.publish(t, streams.ChatEvent{
+		seq, id := e.publish(t, streams.ChatEvent{
 			Kind: streams.KindMsg, ConversationID: d, SenderID: from.User.ID,
 			SenderDevice: "phone", ClientMsgID: "c" + string(rune('1'+i)), Text: "hello " + from.User.Handle,
 		})
-		ids = append(ids, id)
+		ids, seqs = append(ids, id), append(seqs, seq)
 	}
+	// Edits and deletes of those messages (history below shows them).
+	msgPath := func(seq uint64, query string) string {
+		return fmt.Sprintf("/v1/conversations/%s/messages/%d%s", d, seq, query)
+	}
+	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e1", "text": "hello, edited"}, http.StatusOK, nil)
+	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e1", "text": "hello, edited"}, http.StatusOK, nil)
+	c.call("PATCH", msgPath(seqs[0], ""), bob.Token, map[string]string{"client_msg_id": "e2", "text": "not mine"}, http.StatusForbidden, nil)
+	c.call("PATCH", msgPath(seqs[0], ""), alice.Token, map[string]string{"client_msg_id": "e3", "text": ""}, http.StatusBadRequest, nil)
+	c.call("PATCH", msgPath(seqs[2]+1000, ""), alice.Token, map[string]string{"client_msg_id": "e4", "text": "nothing there"}, http.StatusNotFound, nil)
+	c.call("DELETE", msgPath(seqs[1], "?client_msg_id=d1"), bob.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", msgPath(seqs[1], "?client_msg_id=d2"), bob.Token, nil, http.StatusConflict, nil)
+	c.call("DELETE", msgPath(seqs[2], "?client_msg_id=h1&for=me"), bob.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", msgPath(seqs[2], "?client_msg_id=h2&for=them"), bob.Token, nil, http.StatusBadRequest, nil)
 
 	// A group through its whole life.
 	var group struct {
@@ -175,14 +191,34 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("POST", "/v1/groups", alice.Token, map[string]any{"name": "Ghosts", "member_ids": []string{strings.Repeat("Z", 26)}}, http.StatusNotFound, nil)
 	g := "/v1/conversations/" + group.Conversation.ID
 	e.publish(t, streams.ChatEvent{Kind: streams.KindMsg, ConversationID: group.Conversation.ID, SenderID: carol.User.ID, Text: "who brings the tent?"})
+	c.call("GET", "/v1/invitations", bob.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", bob.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", carol.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", carol.Token, nil, http.StatusNotFound, nil)
+	c.call("PATCH", g, bob.Token, map[string]string{"name": "Long weekend"}, http.StatusForbidden, nil)
+	c.call("PUT", g+"/members/"+bob.User.ID+"/role", alice.Token, map[string]string{"role": "admin"}, http.StatusOK, nil)
+	c.call("PUT", g+"/members/"+bob.User.ID+"/role", alice.Token, map[string]string{"role": "owner"}, http.StatusBadRequest, nil)
 	c.call("PATCH", g, bob.Token, map[string]string{"name": "Long weekend"}, http.StatusOK, nil)
 	c.call("PATCH", "/v1/conversations/"+d, alice.Token, map[string]string{"name": "x"}, http.StatusBadRequest, nil)
 	c.call("POST", g+"/members", bob.Token, map[string]any{"user_ids": []string{dave.User.ID}}, http.StatusOK, nil)
 	c.call("POST", g+"/members", bob.Token, map[string]any{"user_ids": []string{dave.User.ID}}, http.StatusConflict, nil)
-	c.call("DELETE", g+"/members/"+carol.User.ID, bob.Token, nil, http.StatusForbidden, nil)
-	c.call("DELETE", g+"/members/"+carol.User.ID, alice.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/accept", dave.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", g+"/members/"+carol.User.ID, dave.Token, nil, http.StatusForbidden, nil)
+	c.call("DELETE", g+"/members/"+carol.User.ID, bob.Token, nil, http.StatusOK, nil)
+	c.call("POST", g+"/owner", alice.Token, map[string]string{"user_id": bob.User.ID}, http.StatusOK, nil)
+	c.call("POST", g+"/owner", alice.Token, map[string]string{"user_id": bob.User.ID}, http.StatusForbidden, nil)
 	c.call("POST", g+"/leave", dave.Token, nil, http.StatusOK, nil)
 	c.call("POST", g+"/leave", carol.Token, nil, http.StatusNotFound, nil)
+	c.call("POST", g+"/members", bob.Token, map[string]any{"user_ids": []string{carol.User.ID}}, http.StatusOK, nil)
+	c.call("POST", g+"/decline", carol.Token, nil, http.StatusOK, nil)
+	// A second group, deleted by its owner.
+	var doomed struct {
+		Conversation conversationJSON `json:"conversation"`
+	}
+	c.call("POST", "/v1/groups", alice.Token, map[string]any{"name": "Doomed", "member_ids": []string{dave.User.ID}}, http.StatusCreated, &doomed)
+	c.call("DELETE", "/v1/conversations/"+doomed.Conversation.ID, dave.Token, nil, http.StatusNotFound, nil)
+	c.call("DELETE", "/v1/conversations/"+doomed.Conversation.ID, alice.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", "/v1/conversations/"+d, alice.Token, nil, http.StatusBadRequest, nil)
 
 	// Reading: lists, details, history, receipts.
 	if _, err := e.store.AdvanceWatermark(ctx, store.Watermark{ConversationID: d, UserID: bob.User.ID, Delivered: 2, Read: 1}); err != nil {

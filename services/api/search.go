@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,9 +53,7 @@ func (s *Server) search(c *fiber.Ctx) error {
 		return fmt.Errorf("search: memberships: %w", err)
 	}
 	for _, m := range members {
-		if scope, ok := wire.ScopeOf(m); ok {
-			q.Scopes = append(q.Scopes, scope)
-		}
+		q.Scopes = append(q.Scopes, wire.ScopesOf(m)...)
 	}
 	if len(q.Scopes) == 0 {
 		return c.JSON(searchJSON{Hits: []wire.Hit{}})
@@ -69,11 +68,33 @@ func (s *Server) search(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("search: %w", err)
 	}
+	if res.Hits, err = s.notHidden(ctx, callerID(c), res.Hits); err != nil {
+		return err
+	}
 	// What consent hides (held requests, blocked senders) is left out of the page; the cursor
 	// still goes on after the last hit searched, so a page may be short.
 	me := callerID(c)
 	res.Hits = slices.DeleteFunc(res.Hits, func(h wire.Hit) bool { return !s.consent.SeesMessage(me, h.SenderID, h.ConversationID) })
 	return c.JSON(searchJSON(res))
+}
+
+// notHidden leaves out the hits the caller deleted for themselves (the index is shared by every
+// member; a delete for everyone is out of the index already). A page may so hold fewer hits
+// than its limit; its cursor still leads on.
+func (s *Server) notHidden(ctx context.Context, userID string, hits []wire.Hit) ([]wire.Hit, error) {
+	out := hits[:0]
+	for _, h := range hits {
+		m, err := s.store.MessageByID(ctx, h.ConversationID, h.MessageID)
+		switch {
+		case errors.Is(err, store.ErrNotFound): // not stored yet: nobody hid it as far as the store knows
+		case err != nil:
+			return nil, fmt.Errorf("search: message %s: %w", h.MessageID, err)
+		case m.HiddenTo(userID) || m.Deleted():
+			continue
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 // parseSearchQuery reads the query string of GET /v1/search: the query without its scopes, and

@@ -132,6 +132,7 @@ func TestSearchMembershipMatrix(t *testing.T) {
 	carol, ct := e.user(t, "carol") // added to the group later
 	dave, dt := e.user(t, "dave")   // removed from the group
 	_, et := e.user(t, "eve")       // never a member of anything
+	rita, rt := e.user(t, "rita")   // in the group twice, with a gap between
 
 	var groupSeqs []uint64
 	var last uint64
@@ -150,6 +151,7 @@ func TestSearchMembershipMatrix(t *testing.T) {
 		store.Member{UserID: alice.ID, Role: "owner"},
 		store.Member{UserID: carol.ID, JoinedSeq: joined},
 		store.Member{UserID: dave.ID, LeftSeq: left},
+		store.Member{UserID: rita.ID, JoinedSeq: groupSeqs[24], Earlier: []store.Interval{{JoinedSeq: groupSeqs[4], LeftSeq: groupSeqs[14]}}},
 	)
 	e.conversation(t, "dm", store.Member{UserID: alice.ID}, store.Member{UserID: bob.ID})
 	e.conversation(t, "other", store.Member{UserID: alice.ID, LeftSeq: 1}) // left before anything was sent
@@ -162,7 +164,7 @@ func TestSearchMembershipMatrix(t *testing.T) {
 		who, token string
 		min        int // hits at least: the reference must not be empty by mistake
 	}{
-		{"alice", at, 40}, {"bob", bt, 10}, {"carol", ct, 20}, {"dave", dt, 20}, {"eve", et, 0},
+		{"alice", at, 40}, {"bob", bt, 10}, {"carol", ct, 20}, {"dave", dt, 20}, {"eve", et, 0}, {"rita", rt, 15},
 	} {
 		var want []string
 		for _, conv := range convs {

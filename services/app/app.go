@@ -31,6 +31,7 @@ import (
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/origin"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/pkg/store/remote"
@@ -148,6 +149,7 @@ func DefaultConfig() Config {
 		API: api.Config{
 			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
 			HashConcurrency: api.DefaultHashConcurrency(), HashWait: api.DefaultHashWait,
+			EditWindow: revision.DefaultEditWindow,
 		},
 		Persister: persister.DefaultConfig(),
 		Fanout:    fanout.DefaultConfig(),

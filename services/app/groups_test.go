@@ -29,6 +29,8 @@ type groupAnswer struct {
 	Seq uint64 `json:"seq"`
 }
 
+// createGroup creates a group owned by owner that invites members, and has each of them accept:
+// Seq is the last acceptance (the created event if there are no members).
 func createGroup(s *apptest.System, owner apptest.User, name string, members ...apptest.User) groupAnswer {
 	s.T.Helper()
 	ids := make([]string, len(members))
@@ -37,7 +39,42 @@ func createGroup(s *apptest.System, owner apptest.User, name string, members ...
 	}
 	var g groupAnswer
 	s.Do("POST", "/v1/groups", owner.Token, map[string]any{"name": name, "member_ids": ids}, http.StatusCreated, &g)
+	if len(members) > 0 {
+		g.Seq = accept(s, g.Conversation.ID, members...)
+	}
 	return g
+}
+
+// accept has each user accept their invitation to conv and returns the seq of the last one.
+func accept(s *apptest.System, conv string, users ...apptest.User) uint64 {
+	s.T.Helper()
+	var a groupAnswer
+	for _, u := range users {
+		s.Do("POST", "/v1/conversations/"+conv+"/accept", u.Token, nil, http.StatusOK, &a)
+	}
+	return a.Seq
+}
+
+// invite has by invite users to conv and returns the seq of the invited event.
+func invite(s *apptest.System, conv string, by apptest.User, users ...apptest.User) uint64 {
+	s.T.Helper()
+	var a groupAnswer
+	s.Do("POST", "/v1/conversations/"+conv+"/members", by.Token, map[string]any{"user_ids": ids(users)}, http.StatusOK, &a)
+	return a.Seq
+}
+
+// until reads ws's message and member events up to and including the one at seq.
+func until(ws *apptest.WS, seq uint64) apptest.Frame {
+	ws.T.Helper()
+	for {
+		f := nextEvent(ws)
+		if f.Seq >= seq {
+			if f.Seq != seq {
+				ws.T.Fatalf("got %+v, want an event at %d", f, seq)
+			}
+			return f
+		}
+	}
 }
 
 func live(s *apptest.System, u apptest.User, device string) *apptest.WS {
@@ -66,8 +103,8 @@ func TestGroupMembershipChangesAreEventsInOrderWithMessages(t *testing.T) {
 	g := createGroup(s, alice, "trip", bob, carol)
 	conv := g.Conversation.ID
 	for _, ws := range []*apptest.WS{wsA, wsB1, wsB2, wsC} {
-		if f := nextEvent(ws); f.Type != protocol.TypeMember || f.Seq != g.Seq || f.ConversationID != conv {
-			t.Fatalf("first event %+v, want the created event at %d", f, g.Seq)
+		if f := until(ws, g.Seq); f.Type != protocol.TypeMember || f.ConversationID != conv {
+			t.Fatalf("event %+v, want the last acceptance at %d", f, g.Seq)
 		}
 	}
 	hello := sendText(wsA, conv, "m1", "hello all")
@@ -87,18 +124,25 @@ func TestGroupMembershipChangesAreEventsInOrderWithMessages(t *testing.T) {
 	if f := sendText(wsC, conv, "m3", "let me back"); f.Type != protocol.TypeError || f.Code != string(protocol.CodeNotMember) {
 		t.Fatalf("removed member's send answered %+v", f)
 	}
-	// dave is added and sees the event that added him, then what follows — not what came before.
+	// dave is invited (by the owner: a plain member may not), accepts, and sees the event of his
+	// acceptance, then what follows — not what came before, his invitation included.
+	if st, body := apptest.Request(t, "POST", s.APIURL+"/v1/conversations/"+conv+"/members", bob.Token,
+		map[string]any{"user_ids": []string{dave.ID}}); st != http.StatusForbidden || !contains(body, "forbidden") {
+		t.Fatalf("a plain member inviting: %d %s", st, body)
+	}
+	invited := invite(s, conv, alice, dave)
 	var added groupAnswer
-	s.Do("POST", "/v1/conversations/"+conv+"/members", bob.Token, map[string]any{"user_ids": []string{dave.ID}}, http.StatusOK, &added)
+	added.Seq = accept(s, conv, dave)
 	if f := nextEvent(wsD); f.Type != protocol.TypeMember || f.Seq != added.Seq {
-		t.Fatalf("dave got %+v, want his addition at %d", f, added.Seq)
+		t.Fatalf("dave got %+v, want his acceptance at %d", f, added.Seq)
 	}
 	welcome := sendText(wsD, conv, "m4", "hi, dave here")
 	if welcome.Type != protocol.TypeAck {
 		t.Fatalf("new member cannot send: %+v", welcome)
 	}
-	// Every remaining device saw the same sequence: removal, bob's message, addition, dave's message.
-	want := []uint64{removed.Seq, after.Seq, added.Seq, welcome.Seq}
+	// Every remaining device saw the same sequence: removal, bob's message, invitation,
+	// acceptance, dave's message.
+	want := []uint64{removed.Seq, after.Seq, invited, added.Seq, welcome.Seq}
 	for name, ws := range map[string]*apptest.WS{"alice": wsA, "bob/1": wsB1, "bob/2": wsB2} {
 		var got []uint64
 		for range want {
@@ -126,9 +170,12 @@ func TestGroupMembershipChangesAreEventsInOrderWithMessages(t *testing.T) {
 	if len(page.Messages) != 2 || page.Messages[1].Seq != added.Seq {
 		t.Fatalf("dave's history %+v, want [his message, his addition]", page.Messages)
 	}
-	// Rename is an event too.
+	// Rename is an event too, by the owner or an admin.
+	if st, body := apptest.Request(t, "PATCH", s.APIURL+"/v1/conversations/"+conv, dave.Token, map[string]string{"name": "mine"}); st != http.StatusForbidden {
+		t.Fatalf("a plain member renaming: %d %s", st, body)
+	}
 	var renamed groupAnswer
-	s.Do("PATCH", "/v1/conversations/"+conv, dave.Token, map[string]string{"name": "trip 2027"}, http.StatusOK, &renamed)
+	s.Do("PATCH", "/v1/conversations/"+conv, alice.Token, map[string]string{"name": "trip 2027"}, http.StatusOK, &renamed)
 	if renamed.Conversation.Name != "trip 2027" {
 		t.Fatalf("rename answered %+v", renamed)
 	}
@@ -146,6 +193,8 @@ func TestGroupHasAtMost100MembersEvenUnderConcurrentAdds(t *testing.T) {
 	}
 	g := createGroup(s, owner, "big", users[:95]...) // 96 members
 	conv := g.Conversation.ID
+	// Members and pending invitations count together against the limit, so acceptances can
+	// never take the group past it.
 	var wg sync.WaitGroup
 	statuses := make([]int, 10)
 	for i := 0; i < 10; i++ {
@@ -168,11 +217,28 @@ func TestGroupHasAtMost100MembersEvenUnderConcurrentAdds(t *testing.T) {
 		}
 	}
 	var detail struct {
-		Members []struct{ UserID string } `json:"members"`
+		Members []struct {
+			UserID string `json:"user_id"`
+		} `json:"members"`
+		Invitations []struct {
+			UserID string `json:"user_id"`
+		} `json:"invitations"`
 	}
 	s.Do("GET", "/v1/conversations/"+conv, owner.Token, nil, http.StatusOK, &detail)
-	if ok != 4 || len(detail.Members) != store.MaxGroupMembers {
-		t.Fatalf("%d adds succeeded and the group has %d members; want 4 and %d", ok, len(detail.Members), store.MaxGroupMembers)
+	if ok != 4 || len(detail.Members)+len(detail.Invitations) != store.MaxGroupMembers {
+		t.Fatalf("%d invitations succeeded, the group has %d members and %d invitees; want 4 and %d in all",
+			ok, len(detail.Members), len(detail.Invitations), store.MaxGroupMembers)
+	}
+	for _, inv := range detail.Invitations {
+		for _, u := range users {
+			if u.ID == inv.UserID {
+				accept(s, conv, u)
+			}
+		}
+	}
+	s.Do("GET", "/v1/conversations/"+conv, owner.Token, nil, http.StatusOK, &detail)
+	if len(detail.Members) != store.MaxGroupMembers || len(detail.Invitations) != 0 {
+		t.Fatalf("after the acceptances: %d members, %d invitees", len(detail.Members), len(detail.Invitations))
 	}
 	status, body := apptest.Request(t, "POST", s.APIURL+"/v1/conversations/"+conv+"/members", owner.Token, map[string]any{"user_ids": []string{users[109].ID}})
 	if status != http.StatusConflict || !contains(body, "group_full") {
@@ -199,6 +265,11 @@ func TestGroupEndpointsRefuseNonMembersAlike(t *testing.T) {
 		{"DELETE", "/v1/conversations/%s/members/" + alice.ID, nil},
 		{"POST", "/v1/conversations/%s/leave", nil},
 		{"GET", "/v1/conversations/%s", nil},
+		{"PUT", "/v1/conversations/%s/members/" + alice.ID + "/role", map[string]string{"role": "admin"}},
+		{"POST", "/v1/conversations/%s/owner", map[string]string{"user_id": alice.ID}},
+		{"DELETE", "/v1/conversations/%s", nil},
+		{"POST", "/v1/conversations/%s/accept", nil},
+		{"POST", "/v1/conversations/%s/decline", nil},
 	}
 	for _, r := range requests {
 		_, missing := apptest.Request(t, r.method, s.APIURL+fmt.Sprintf(r.path, "gNOSUCHGROUP"), eve.Token, r.body)
@@ -209,9 +280,10 @@ func TestGroupEndpointsRefuseNonMembersAlike(t *testing.T) {
 			}
 		}
 	}
-	// Only the owner removes others.
+	// A plain member removes nobody.
 	carol := s.SignUp("carol")
 	s.Do("POST", "/v1/conversations/"+conv+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID, eve.ID}}, http.StatusOK, nil)
+	accept(s, conv, carol, eve)
 	if st, body := apptest.Request(t, "DELETE", s.APIURL+"/v1/conversations/"+conv+"/members/"+alice.ID, carol.Token, nil); st != http.StatusForbidden {
 		t.Fatalf("a member removing the owner: %d %s", st, body)
 	}

@@ -33,10 +33,21 @@ func TestStoreRebuildsFromTheStreams(t *testing.T) {
 
 	direct := sys.Direct(alice, bob)
 	sys.Direct(carol, dave)
-	g := createGroup(sys, alice, "weekend", bob, carol)
+	var g groupAnswer
+	sys.Do("POST", "/v1/groups", alice.Token, map[string]any{"name": "weekend", "member_ids": []string{bob.ID, carol.ID}}, http.StatusCreated, &g)
+	var first struct {
+		Messages []struct{ Seq uint64 } `json:"messages"`
+	}
+	sys.Do("GET", "/v1/conversations/"+g.Conversation.ID+"/messages", alice.Token, nil, http.StatusOK, &first)
+	if len(first.Messages) != 2 || first.Messages[0].Seq != g.Seq {
+		t.Fatalf("a new group's history %+v, want [invited at %d, created]", first.Messages, g.Seq)
+	}
+	created, bobJoined, carolJoined := first.Messages[1].Seq, accept(sys, g.Conversation.ID, bob), accept(sys, g.Conversation.ID, carol)
 	sys.Do("PATCH", "/v1/conversations/"+g.Conversation.ID, alice.Token, map[string]string{"name": "long weekend"}, http.StatusOK, nil)
 	var added, left groupAnswer
+	sys.Do("PUT", "/v1/conversations/"+g.Conversation.ID+"/members/"+bob.ID+"/role", alice.Token, map[string]string{"role": "admin"}, http.StatusOK, nil)
 	sys.Do("POST", "/v1/conversations/"+g.Conversation.ID+"/members", bob.Token, map[string]any{"user_ids": []string{dave.ID}}, http.StatusOK, &added)
+	added.Seq = accept(sys, g.Conversation.ID, dave)
 
 	aliceWS, bobWS, daveWS := live(sys, alice, "phone"), live(sys, bob, "laptop"), live(sys, dave, "tablet")
 	texts := []string{"hi bob", "héllo 👋 \"quoted\" <b>&amp;</b>", "\u2028 line separator and \x7f"}
@@ -79,15 +90,15 @@ func TestStoreRebuildsFromTheStreams(t *testing.T) {
 	if want.users[dave.ID] != "gone" || len(want.devices[dave.ID]) != 0 || len(want.tokens[dave.ID]) != 0 {
 		t.Fatalf("dave's deletion left %q, devices %v, tokens %v", want.users[dave.ID], want.devices[dave.ID], want.tokens[dave.ID])
 	}
-	// The group's members as the API's answers say: joined before the event that added them,
-	// left at the one that removed them.
+	// The group's members as the API's answers say: joined before the event that created the
+	// group or accepted its invitation, left at the one that removed them.
 	var seqs []string
 	for _, m := range want.members[g.Conversation.ID] {
 		seqs = append(seqs, fmt.Sprintf("%s:%d-%d", m.UserID, m.JoinedSeq, m.LeftSeq))
 	}
 	slices.Sort(seqs)
-	wantSeqs := []string{fmt.Sprintf("%s:%d-0", alice.ID, g.Seq-1), fmt.Sprintf("%s:%d-0", bob.ID, g.Seq-1),
-		fmt.Sprintf("%s:%d-%d", carol.ID, g.Seq-1, left.Seq), fmt.Sprintf("%s:%d-0", dave.ID, added.Seq-1)}
+	wantSeqs := []string{fmt.Sprintf("%s:%d-0", alice.ID, created-1), fmt.Sprintf("%s:%d-0", bob.ID, bobJoined-1),
+		fmt.Sprintf("%s:%d-%d", carol.ID, carolJoined-1, left.Seq), fmt.Sprintf("%s:%d-0", dave.ID, added.Seq-1)}
 	slices.Sort(wantSeqs)
 	if !slices.Equal(seqs, wantSeqs) {
 		t.Errorf("group members %v, want %v", seqs, wantSeqs)

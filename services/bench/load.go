@@ -422,11 +422,7 @@ func (e *engine) groupPlan(ctx context.Context) (plan, error) {
 	}
 	for g := range e.cfg.Groups {
 		members := e.users[g*size : (g+1)*size]
-		others := make([]string, 0, size-1)
-		for _, u := range members[1:] {
-			others = append(others, u.ID)
-		}
-		conv, n, err := e.t.group(ctx, members[0], others, fmt.Sprintf("bench %s %d", e.tag, g))
+		conv, n, err := e.t.group(ctx, members[0], members[1:], fmt.Sprintf("bench %s %d", e.tag, g))
 		if err != nil {
 			return p, err
 		}

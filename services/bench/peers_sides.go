@@ -97,11 +97,7 @@ func (s *natterSide) setup(ctx context.Context, e *peerEngine) error {
 		return err
 	}
 	if cfg.has(PeerGroup) {
-		others := make([]string, 0, cfg.GroupSize-1)
-		for _, u := range s.users[1:cfg.GroupSize] {
-			others = append(others, u.ID)
-		}
-		id, n, err := s.t.group(ctx, s.users[0], others, "peers "+e.tag)
+		id, n, err := s.t.group(ctx, s.users[0], s.users[1:cfg.GroupSize], "peers "+e.tag)
 		if err != nil {
 			return err
 		}

@@ -235,10 +235,15 @@ type conversationAnswer struct {
 var errNoGroupAPI = errors.New("no group API")
 
 // group creates a group owned by owner with the other members; it returns the conversation id
-// and the member count the API reports (0 if it does not say).
-func (t *target) group(ctx context.Context, owner user, others []string, name string) (string, int, error) {
+// and the member count the API reports (0 if it does not say). A natter that invites instead of
+// adding (the group answers with the owner alone) has each of the others accept.
+func (t *target) group(ctx context.Context, owner user, others []user, name string) (string, int, error) {
+	ids := make([]string, len(others))
+	for i, u := range others {
+		ids[i] = u.ID
+	}
 	var out conversationAnswer
-	status, raw, err := t.do(ctx, "POST", "/v1/groups", owner.Token, map[string]any{"name": name, "member_ids": others}, &out)
+	status, raw, err := t.do(ctx, "POST", "/v1/groups", owner.Token, map[string]any{"name": name, "member_ids": ids}, &out)
 	if err != nil {
 		return "", 0, fmt.Errorf("create group: %w", err)
 	}
@@ -248,7 +253,17 @@ func (t *target) group(ctx context.Context, owner user, others []string, name st
 	if status/100 != 2 || out.Conversation.ID == "" {
 		return "", 0, fmt.Errorf("create group: status %d: %s", status, raw)
 	}
-	return out.Conversation.ID, len(out.Conversation.Members), nil
+	n := len(out.Conversation.Members)
+	if n == 1 && len(others) > 0 {
+		for _, u := range others {
+			status, raw, err := t.do(ctx, "POST", "/v1/conversations/"+out.Conversation.ID+"/accept", u.Token, nil, nil)
+			if err != nil || status/100 != 2 {
+				return "", 0, fmt.Errorf("accept group invitation: status %d: %s: %v", status, raw, err)
+			}
+		}
+		n += len(others)
+	}
+	return out.Conversation.ID, n, nil
 }
 
 // do sends one JSON request and decodes a JSON answer into out when the status is 2xx.

@@ -36,6 +36,7 @@ import (
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -375,7 +376,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	if kind == streams.KindRead || kind == streams.KindDelivered {
 		return part.routeReceipt(ctx, conv, msg.Data())
 	}
-	if kind != streams.KindMsg && kind != streams.KindMember {
+	if kind != streams.KindMsg && kind != streams.KindMember && !streams.Revises(kind) {
 		return nil
 	}
 	ev, err := streams.DecodeChatEvent(msg.Data())
@@ -392,7 +393,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	}
 	byGateway := map[string][]string{}
 	for _, m := range members {
-		if !f.receives(m, seq, kind, ev.SenderID, conv) {
+		if !f.receives(m, seq, kind, ev.SenderID, conv) || !timeline.SeesTarget(m, ev) {
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) {

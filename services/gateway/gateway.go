@@ -28,6 +28,7 @@ import (
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
@@ -86,6 +87,8 @@ type Config struct {
 	// value allows any: natter authenticates with bearer tokens, not cookies, so a cross-origin
 	// socket carries no ambient authority.
 	Origins origin.Policy
+	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
+	EditWindow time.Duration
 }
 
 // DefaultConfig suits one machine.
@@ -110,6 +113,7 @@ func DefaultConfig() Config {
 		FanoutPartitions:    1,
 		MaxDeliveryLag:      4096, // two of fanout's max ack pending: about a second of its flat-out rate here
 		DeliveryLagWait:     2 * time.Second,
+		EditWindow:          revision.DefaultEditWindow,
 	}
 }
 
@@ -132,6 +136,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: timeouts and refresh intervals must be positive")
 	case c.PublishWindow < 1 || c.SocketPublishWindow < 1:
 		return errors.New("gateway: publish windows must be at least 1")
+	case c.EditWindow < 0:
+		return errors.New("gateway: edit window must not be negative")
 	case c.FramesPerSecond <= 0 || c.Burst < 1:
 		return errors.New("gateway: rate limit must be positive")
 	case c.MembershipConsumer == "" || c.MembershipWait <= 0:
@@ -167,6 +173,8 @@ type Gateway struct {
 	met  *metrics
 	hub  *hub
 	pub  *publisher
+	// revisions decides edit and delete frames.
+	revisions *revision.Decider
 
 	routes     *routing.Registrar
 	gwKV       jetstream.KeyValue
@@ -200,6 +208,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.membership.consumer = cfg.MembershipConsumer
 	g.delivery.consumer = streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)
 	g.hub = newHub(g)
+	g.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}
 	return g, nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,14 +306,28 @@ func TestSlowClientIsClosedAndOthersUnaffected(t *testing.T) {
 	// bob's device never reads.
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	slow, _, err := websocket.Dial(ctx, apptest.WSURLFor(s.WSURL, bob.Token, "slow", nil), nil)
+	// Its socket's receive buffer is fixed small (loopback's autotuning would otherwise take up to
+	// 32 MB here before the server's writer blocks): then what the server's send buffer holds (at
+	// most 4 MB, tcp_wmem) and the 16 queued frames are all it takes.
+	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	slow, _, err := websocket.Dial(ctx, apptest.WSURLFor(s.WSURL, bob.Token, "slow", nil), &websocket.DialOptions{
+		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: small.DialContext}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.CloseNow()
 	fast := dial(s, bob, "fast", nil)
-	big := strings.Repeat("x", 100_000) // 200 of them: more than loopback socket buffers hold
-	for i := 0; i < 200; i++ {
+	// 70 of them, 7 MB: over the 4 MB send buffer, the 128 KB the kernel makes of 64 KB, and 16
+	// frames of 100 KB.
+	big := strings.Repeat("x", 100_000)
+	for i := 0; i < 70; i++ {
 		a.Send(send(conv, fmt.Sprintf("b%d", i), big))
 		a.NextOf(protocol.TypeAck, wait)
 		fast.NextOf(protocol.TypeMessage, wait)
@@ -394,9 +410,11 @@ func TestSyncFromZeroReadsTheWholeStoredHistory(t *testing.T) {
 	a := dial(s, alice, "a", nil)
 	const n = 450 // over two store pages of 200
 	var last uint64
-	for i := 0; i < n; i++ {
+	for i := 0; i < n; i++ { // pipelined: one socket's sends keep their order
 		a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("%d", i)))
-		last = a.NextOf(protocol.TypeAck, wait).Seq
+	}
+	for i := 0; i < n; i++ {
+		last = max(last, a.NextOf(protocol.TypeAck, wait).Seq)
 	}
 	s.WaitPersisted(last)
 	zero := uint64(0)

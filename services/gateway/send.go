@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -66,6 +67,66 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 	cancel() // the store reads are done; the publish has its own timeout (Config.PublishTimeout)
 	s.g.pub.publish(s, &inflightSend{ref: ref, clientMsgID: f.ClientMsgID, conv: f.ConversationID,
 		messageID: ev.MessageID, sentAt: ev.SentAt}, msg)
+}
+
+// handleRevision decides an edit or delete (pkg/revision) and publishes it as a send is
+// published: with the dedupe id of its client_msg_id, acked with its seq once CHAT has it.
+func (s *session) handleRevision(f protocol.ClientFrame) {
+	ref := f.ID
+	if ref == "" {
+		ref = f.ClientMsgID
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
+	defer cancel()
+	kind := streams.KindEdit
+	if f.Type == protocol.TypeDelete {
+		kind = streams.KindDelete
+		if f.For == protocol.DeleteForMe {
+			kind = streams.KindHide
+		}
+	}
+	if f.Resend && s.ackStored(ctx, ref, f.ClientMsgID) {
+		return
+	}
+	ev, refused, err := s.g.revisions.Decide(ctx, revision.Request{Kind: kind, ConversationID: f.ConversationID,
+		TargetSeq: f.TargetSeq, UserID: s.userID, DeviceID: s.deviceID, ClientMsgID: f.ClientMsgID, Text: f.Text})
+	if err != nil {
+		s.unavailable(ref, "decide "+kind, err)
+		return
+	}
+	if refused != nil {
+		// A retry of an edit or delete that went through (the reason the target looks changed)
+		// is answered with the first attempt's ack, as a retried send is.
+		if prev, ok, err := s.g.revisions.Previous(ctx, f.ConversationID, s.userID, f.ClientMsgID); err == nil && ok {
+			s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
+			return
+		}
+		s.g.met.sends.WithLabelValues(string(refused.Code)).Inc()
+		s.reject(refused.WithRef(ref))
+		return
+	}
+	data, err := ev.Encode()
+	if err != nil {
+		s.unavailable(ref, "encode event", err)
+		return
+	}
+	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, kind))
+	msg.Data = data
+	msg.Header.Set(streams.HeaderMsgID, streams.DedupeID(s.userID, f.ClientMsgID))
+	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
+	cancel()
+	s.g.pub.publish(s, &inflightSend{ref: ref, clientMsgID: f.ClientMsgID, conv: f.ConversationID,
+		messageID: ev.MessageID, sentAt: ev.SentAt}, msg)
+}
+
+// ackStored answers with the ack of the user's stored event of clientMsgID, if there is one.
+func (s *session) ackStored(ctx context.Context, ref, clientMsgID string) bool {
+	prev, err := s.g.deps.Store.MessageByClientID(ctx, s.userID, clientMsgID)
+	if err != nil {
+		return false
+	}
+	s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), clientMsgID)
+	return true
 }
 
 // errDuplicatesBehind: too many retries are waiting for their original to be read back.

@@ -481,6 +481,8 @@ func (s *session) readLoop() {
 			s.send(protocol.Pong{Type: protocol.TypePong, Ref: f.ID})
 		case protocol.TypeSend:
 			s.handleSend(f)
+		case protocol.TypeEdit, protocol.TypeDelete:
+			s.handleRevision(f)
 		case protocol.TypeRead, protocol.TypeDelivered:
 			s.handleReceipt(f)
 		case protocol.TypeTyping:

@@ -94,7 +94,13 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 	}()
 	var rangeErr error
 	for _, m := range memberships {
-		lo, hi := max(from, m.JoinedSeq), marks.Head
+		// From the first event after from that one of the member's intervals holds, to the end
+		// of the last interval; events in the gaps between intervals are skipped.
+		first, ok := m.SeenSince(from)
+		if !ok {
+			continue
+		}
+		lo, hi := first-1, marks.Head
 		if m.LeftSeq != 0 {
 			hi = min(hi, m.LeftSeq)
 		}
@@ -103,6 +109,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 		seq := func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
+				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
+					return nil
+				}
 				if msg.Kind != streams.KindMember && !s.g.consent.SeesMessage(s.userID, msg.SenderID, msg.ConversationID) {
 					return nil // held or blocked: not for this user (consent.Table.SeesMessage)
 				}
@@ -129,15 +138,17 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 	heap.Init(&h)
 	for h.Len() > 0 {
 		c := h[0]
-		frame, err := json.Marshal(timeline.Event(c.head))
-		if err != nil {
-			return fmt.Errorf("catch-up encode: %w", err)
-		}
 		s.mu.Lock()
 		s.sent(c.head.ConversationID, max(s.lastSeq[c.head.ConversationID], c.head.Seq))
 		s.mu.Unlock()
-		if err := s.writeNow(frame); err != nil {
-			return err
+		if view, ok := timeline.View(c.head, s.userID); ok { // another user's hide is theirs alone
+			frame, err := json.Marshal(timeline.Event(view))
+			if err != nil {
+				return fmt.Errorf("catch-up encode: %w", err)
+			}
+			if err := s.writeNow(frame); err != nil {
+				return err
+			}
 		}
 		if c.advance() {
 			heap.Fix(&h, 0)

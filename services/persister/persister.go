@@ -99,8 +99,8 @@ func (p *Persister) Stop(ctx context.Context) error {
 	return p.runner.Stop(ctx)
 }
 
-// Handle writes one CHAT event. Timeline events go to the store; other kinds are not the
-// persister's (receipts have their own consumer).
+// Handle writes one CHAT event. Timeline events go to the store (an edit, delete or hide also
+// revises its target); read and delivered marks raise watermarks.
 func (p *Persister) Handle(ctx context.Context, msg jetstream.Msg) error {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -136,6 +136,15 @@ func apply(ctx context.Context, st store.Store, insert insertFunc, log *zap.Logg
 	}
 	if !ok {
 		return nil
+	}
+	if streams.Revises(m.Kind) {
+		if _, ok := st.(store.Reviser); !ok {
+			log.Warn("the store cannot revise messages: edit or delete not applied",
+				zap.String("conversation", m.ConversationID), zap.Uint64("seq", m.Seq), zap.String("kind", m.Kind))
+		}
+		if m, err = projection.Revise(ctx, st, m); err != nil {
+			return err
+		}
 	}
 	stored, inserted, err := insert(ctx, m)
 	if err != nil {

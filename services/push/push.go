@@ -299,7 +299,8 @@ func (p *Push) Handle(ctx context.Context, msg jetstream.Msg) error {
 		req.MessageID, req.UserID, len(failures), len(todo), failures[len(failures)-1].err, attempt, p.cfg.MaxAttempts), delay)
 }
 
-// skipReason is why nothing may be sent to any device of the user: muted, or already read.
+// skipReason is why nothing may be sent to any device of the user: muted, already read, or the
+// message deleted.
 func (p *Push) skipReason(ctx context.Context, req streams.PushRequest) (string, error) {
 	switch kve, err := p.settings.Get(ctx, streams.PushSettingKey(req.UserID, req.ConversationID)); {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -319,6 +320,15 @@ func (p *Push) skipReason(ctx context.Context, req streams.PushRequest) (string,
 	}
 	if w.Read >= req.Seq {
 		return streams.PushReasonRead, nil
+	}
+	// Deleted since: for everyone, or by the user for themselves. A message the persister has
+	// not stored yet was not deleted as far as the store knows, and is sent.
+	switch m, err := p.deps.Store.MessageByID(ctx, req.ConversationID, req.MessageID); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return "", fmt.Errorf("push %s: message: %w", req.MessageID, err)
+	case m.Deleted() || m.HiddenTo(req.UserID):
+		return streams.PushReasonDeleted, nil
 	}
 	return "", nil
 }

@@ -685,3 +685,41 @@ func TestCredentialsFile(t *testing.T) {
 		t.Fatalf("%d token requests, want 1 (the token is reused)", n)
 	}
 }
+
+// TestDeletedMessageIsNotPushed: a message deleted for everyone, or by the user for themselves,
+// before its push goes (also between two attempts) is not pushed: the ledger says "deleted",
+// and the request, with its preview of the text, leaves the PUSH stream.
+func TestDeletedMessageIsNotPushed(t *testing.T) {
+	e := newEnv(t)
+	rv := e.store.(store.Reviser)
+	for seq := uint64(1); seq <= 3; seq++ {
+		e.message(t, "d1", seq, "alice", fmt.Sprint("message ", seq))
+	}
+	if _, err := rv.ReviseMessage(e.ctx, "d1", 1, store.Revision{Kind: "delete", Seq: 10, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rv.ReviseMessage(e.ctx, "d1", 2, store.Revision{Kind: "hide", Seq: 11, UserID: "bob", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// Message 3's first push fails; it is deleted before the retry.
+	e.fcm.Script(func(n int, _ pushtest.Request) pushtest.Reply {
+		if n == 0 {
+			if _, err := rv.ReviseMessage(context.Background(), "d1", 3, store.Revision{Kind: "delete", Seq: 12, At: time.Now()}); err != nil {
+				t.Error(err)
+			}
+			return pushtest.Error(503, "UNAVAILABLE", "UNAVAILABLE", "try later")
+		}
+		return pushtest.Reply{}
+	})
+	e.start(t, e.config(), nil)
+	for seq := uint64(1); seq <= 3; seq++ {
+		req := e.request(t, "bob", "d1", seq, "alice", fmt.Sprint("message ", seq))
+		if le := e.final(t, "bob", req.MessageID, "phone"); le.Outcome != streams.PushSkipped || le.Reason != streams.PushReasonDeleted {
+			t.Fatalf("message %d: ledger %+v, want skipped: deleted", seq, le)
+		}
+	}
+	e.drained(t)
+	if n := len(e.fcm.Requests()); n != 1 {
+		t.Fatalf("%d requests, want only the failed one", n)
+	}
+}

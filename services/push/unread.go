@@ -35,7 +35,7 @@ func Unread(ctx context.Context, st store.Store, tl *timeline.Reader, cons *cons
 			return 0, fmt.Errorf("unread of %s: %w", userID, err)
 		}
 		counts := func(x store.Message) bool {
-			return x.SenderID != userID && (cons == nil || cons.SeesMessage(userID, x.SenderID, x.ConversationID))
+			return x.SenderID != userID && !x.HiddenTo(userID) && (cons == nil || cons.SeesMessage(userID, x.SenderID, x.ConversationID))
 		}
 		c, err := tl.CountAfterFunc(ctx, m.ConversationID, max(w.Read, m.JoinedSeq), counts, limit-n)
 		if err != nil {

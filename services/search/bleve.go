@@ -27,6 +27,9 @@ const (
 	fSender = "sender"
 	fSent   = "sent"
 	fText   = "text"
+	// fDeleted marks the tombstone of a deleted message (no text, so no query matches it), which
+	// keeps an edit published after the delete from indexing the text again.
+	fDeleted = "deleted"
 )
 
 // snippetRunes is the length of the snippet of a hit without highlighted fragments.
@@ -92,6 +95,7 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	doc.AddFieldMappingsAt(fSender, keywordField(false))
 	doc.AddFieldMappingsAt(fSent, numberField(false))
 	doc.AddFieldMappingsAt(fText, text)
+	doc.AddFieldMappingsAt(fDeleted, keywordField(false))
 	m.DefaultMapping = doc
 	m.DefaultAnalyzer = analyzerName
 	return m, m.Validate()
@@ -103,10 +107,14 @@ func (b *Bleve) Apply(_ context.Context, put []Doc, remove []string) error {
 	defer b.mu.RUnlock()
 	batch := b.idx.NewBatch()
 	for _, d := range put {
-		err := batch.Index(d.ID(), map[string]any{
+		fields := map[string]any{
 			fConv: d.ConversationID, fSeq: float64(d.Seq), fID: d.MessageID,
 			fSender: d.SenderID, fSent: float64(d.SentAt), fText: d.Text,
-		})
+		}
+		if d.Deleted {
+			fields = map[string]any{fConv: d.ConversationID, fSeq: float64(d.Seq), fID: d.MessageID, fDeleted: "1"}
+		}
+		err := batch.Index(d.ID(), fields)
 		if err != nil {
 			return fmt.Errorf("search index: %s: %w", d.ID(), err)
 		}
@@ -280,6 +288,25 @@ func (b *Bleve) plainSnippet(id string) (string, error) {
 		return html.EscapeString(string(text[:snippetRunes])) + "…", nil
 	}
 	return html.EscapeString(string(text)), nil
+}
+
+// Doc returns the document id as indexed; ok is false if there is none. A deleted message's
+// document is a tombstone: no text, Deleted set.
+func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	req := bleve.NewSearchRequest(bleve.NewDocIDQuery([]string{id}))
+	req.Fields = []string{fConv, fSeq, fID, fSender, fSent, fText, fDeleted}
+	res, err := b.idx.Search(req)
+	if err != nil {
+		return Doc{}, false, fmt.Errorf("search index: document %s: %w", id, err)
+	}
+	if len(res.Hits) == 0 {
+		return Doc{}, false, nil
+	}
+	f := res.Hits[0].Fields
+	return Doc{ConversationID: str(f[fConv]), Seq: uint64(num(f[fSeq])), MessageID: str(f[fID]),
+		SenderID: str(f[fSender]), SentAt: int64(num(f[fSent])), Text: str(f[fText]), Deleted: str(f[fDeleted]) != ""}, true, nil
 }
 
 func str(v any) string { s, _ := v.(string); return s }

@@ -17,6 +17,9 @@ type Doc struct {
 	SenderID       string
 	SentAt         int64 // Unix milliseconds
 	Text           string
+	// Deleted makes the document the tombstone of a deleted message: only its conversation, seq
+	// and id are kept, and no query finds it.
+	Deleted bool
 }
 
 // DocID names a message in the index: its conversation and seq, which name one CHAT event

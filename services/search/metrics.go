@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		indexed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "search", Name: "indexed_total",
 			Help: "Messages written to the search index (a redelivered one counts again)."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "search", Name: "skipped_total",
-			Help: "CHAT events of a kind search does not index yet (edit)."}),
+			Help: "Edits search did not index: their message was deleted, or is not in the index."}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "natter", Subsystem: "search", Name: "commit_seconds",
 			Help: "Time to commit one batch to the index.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "natter", Subsystem: "search", Name: "pending_events",

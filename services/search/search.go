@@ -11,7 +11,7 @@
 //   - Independent: it reads CHAT, not the store, and nothing waits for it. A search process that
 //     is down or behind makes search stale (its lag is a metric), never chat.
 //
-// Membership is the caller's: a query carries the scopes the asker may see (wire.ScopeOf, the
+// Membership is the caller's: a query carries the scopes the asker may see (wire.ScopesOf, the
 // rule history uses), and the index finds nothing outside them.
 //
 // Edits and deletes: the edit kind exists on CHAT but nothing publishes it and its body is not
@@ -172,9 +172,8 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 	_, kind, _ := streams.ParseChatSubject(msg.Subject())
 	switch kind {
 	case streams.KindMsg:
-	case streams.KindEdit:
-		s.deps.Metrics.skipped.Inc()
-		return nil
+	case streams.KindEdit, streams.KindDelete:
+		return s.revise(msg)
 	default:
 		return nil
 	}
@@ -201,6 +200,53 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 		// Commit early; every event of the chunk is still acknowledged only after its end.
 		return s.commit(ctx)
 	}
+	return nil
+}
+
+// revise indexes an edit (the target's document again, with the new text) or a delete (the
+// target's document replaced by a tombstone). The target is in the batch or the index: CHAT
+// puts it first, and one worker handles events in order. A target the index never had (older
+// than what CHAT kept when the index was built) is not indexed by an edit; an edit after a
+// delete finds the tombstone and changes nothing. A hide changes nothing here: search leaves
+// out, per user, what the store says they hid.
+func (s *Service) revise(msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("metadata: %w", err))
+	}
+	m, _, err := timeline.FromStream(msg.Subject(), meta.Sequence.Stream, msg.Data())
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	id := DocID(m.ConversationID, m.Target)
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	// The batch's latest version of the document, else the index's.
+	var (
+		doc   Doc
+		found bool
+	)
+	for i := len(s.put) - 1; i >= 0 && !found; i-- {
+		if s.put[i].ID() == id {
+			doc, found = s.put[i], true
+		}
+	}
+	if !found {
+		if doc, found, err = s.idx.Doc(id); err != nil {
+			return err
+		}
+	}
+	switch {
+	case m.Kind == streams.KindDelete:
+		doc = Doc{ConversationID: m.ConversationID, Seq: m.Target, MessageID: m.TargetID, Deleted: true}
+	case !found || doc.Deleted:
+		s.deps.Metrics.skipped.Inc()
+		return nil
+	default:
+		doc.Text = m.Text
+	}
+	s.put = append(s.put, doc)
+	s.bytes += len(doc.Text)
 	return nil
 }
 

@@ -152,7 +152,6 @@ func TestIndexesMessagesOnlyAndAnswersOverNATS(t *testing.T) {
 	e.publish(t, "c1", streams.KindMsg, "hello world")
 	e.publish(t, "c1", streams.KindMember, "")
 	e.publish(t, "c1", streams.KindRead, "")
-	e.publish(t, "c1", streams.KindEdit, "hello edited") // nothing publishes edits yet: skipped
 	last := e.publish(t, "c2", streams.KindMsg, "hello 안녕하세요")
 	e.start(t, 512)
 	c := wire.NewClient(e.bus.NC, 5*time.Second)
@@ -169,6 +168,59 @@ func TestIndexesMessagesOnlyAndAnswersOverNATS(t *testing.T) {
 	_, err := c.Search(e.ctx, wire.Query{Text: "x", Scopes: []wire.Scope{{ConversationID: "c1"}}, Limit: 1, Cursor: "bad"})
 	if err == nil || !errorsIsBadQuery(err) {
 		t.Errorf("bad cursor: %v", err)
+	}
+}
+
+// revise publishes an edit (text) or delete of the message at target and returns its seq.
+func (e *env) revise(t *testing.T, conv, kind string, target uint64, text string) uint64 {
+	t.Helper()
+	e.n++
+	data, err := streams.ChatEvent{Kind: kind, ConversationID: conv, MessageID: fmt.Sprintf("m%06d", e.n),
+		SenderID: "u1", Text: text, SentAt: 1_700_000_000_000 + int64(e.n),
+		Target: &streams.Target{Seq: target, MessageID: fmt.Sprintf("m%06d", target)}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := e.bus.JS.Publish(e.ctx, streams.ChatSubject(conv, kind), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// TestEditsReplaceAndDeletesRemove: an edit replaces its message's text in the index, a delete
+// takes the text out for good (an edit published after it changes nothing), whether they are
+// committed in one batch with their message (chunk 512) or each in its own (chunk 1).
+func TestEditsReplaceAndDeletesRemove(t *testing.T) {
+	for _, chunk := range []int{512, 1} {
+		t.Run(fmt.Sprint("chunk ", chunk), func(t *testing.T) {
+			e := newEnv(t, 30*time.Second)
+			first := e.publish(t, "c1", streams.KindMsg, "hello world")
+			second := e.publish(t, "c1", streams.KindMsg, "secret plan")
+			e.revise(t, "c1", streams.KindEdit, first, "goodbye world")
+			e.revise(t, "c1", streams.KindDelete, second, "")
+			e.revise(t, "c1", streams.KindEdit, second, "secret again") // raced the delete: no effect
+			e.revise(t, "c1", streams.KindHide, first, "")
+			last := e.publish(t, "c1", streams.KindMsg, "plan b")
+			e.start(t, chunk)
+			c := wire.NewClient(e.bus.NC, 5*time.Second)
+			st := e.waitIndexed(t, c, last)
+			if st.Documents != 3 { // the edited message, the tombstone, plan b
+				t.Errorf("status %+v, want 3 documents", st)
+			}
+			if h := hitsFor(t, c, "c1", "hello"); len(h) != 0 {
+				t.Errorf("the text before the edit is still found: %+v", h)
+			}
+			if h := hitsFor(t, c, "c1", "goodbye"); len(h) != 1 || h[0].Seq != first || h[0].SentAt != 1_700_000_000_001 {
+				t.Errorf("edited text: %+v", h)
+			}
+			if h := hitsFor(t, c, "c1", "secret"); len(h) != 0 {
+				t.Errorf("deleted text found: %+v", h)
+			}
+			if h := hitsFor(t, c, "c1", "plan"); len(h) != 1 || h[0].Seq != last {
+				t.Errorf("plan: %+v", h)
+			}
+		})
 	}
 }
 

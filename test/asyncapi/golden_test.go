@@ -35,6 +35,10 @@ var goldenSubjects = map[string]string{
 	"state_user_blocked.json":            "state.block.01J9ZK2A4C6E8G0J2L4N6Q8S0U.01J9ZK3B5D7F9H1K3M5P7R9T1V",
 	"state_user_unblocked.json":          "state.block.01J9ZK2A4C6E8G0J2L4N6Q8S0U.01J9ZK3B5D7F9H1K3M5P7R9T1V",
 	"state_presence_visibility_set.json": "state.privacy.01J9ZK2A4C6E8G0J2L4N6Q8S0U",
+	"chat_edit.json":                     "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.edit",
+	"chat_delete.json":                   "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.delete",
+	"chat_hide.json":                     "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.hide",
+	"chat_member_left_owner.json":        "chat.01J9ZK3V8Q2W5X7Y9A1B3C5D7E.member",
 }
 
 func TestGoldenPayloadsMatchTheSpec(t *testing.T) {

@@ -62,6 +62,25 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 		t.Errorf("error %s, want unknown_type for bad2", e.Raw)
 	}
 
+	// Edits and deletes: alice edits her message, bob cannot; bob deletes his own for everyone
+	// and alice's for himself.
+	a.send(protocol.ClientFrame{Type: protocol.TypeEdit, ClientMsgID: "e1", ConversationID: direct, TargetSeq: ack.Seq, Text: "hi bob!"})
+	a.expect(protocol.TypeAck)
+	a.expect(protocol.TypeEdit)
+	b.expect(protocol.TypeEdit)
+	b.send(protocol.ClientFrame{Type: protocol.TypeEdit, ClientMsgID: "e2", ConversationID: direct, TargetSeq: ack.Seq, Text: "not mine"})
+	if e := b.expect(protocol.TypeError); e.Code != string(protocol.CodeNotAllowed) {
+		t.Errorf("error %s, want not_allowed", e.Raw)
+	}
+	b.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "b1", ConversationID: direct, Text: "oops"})
+	oops := b.expect(protocol.TypeAck)
+	b.send(protocol.ClientFrame{Type: protocol.TypeDelete, ClientMsgID: "d1", ConversationID: direct, TargetSeq: oops.Seq})
+	b.expect(protocol.TypeAck)
+	a.expect(protocol.TypeDelete)
+	b.send(protocol.ClientFrame{Type: protocol.TypeDelete, ClientMsgID: "h1", ConversationID: direct, TargetSeq: ack.Seq, For: protocol.DeleteForMe})
+	b.expect(protocol.TypeAck)
+	b.expect(protocol.TypeHide)
+
 	b.send(protocol.ClientFrame{Type: protocol.TypeDelivered, ConversationID: direct, UpTo: ack.Seq})
 	b.send(protocol.ClientFrame{Type: protocol.TypeRead, ID: "r1", ConversationID: direct, UpTo: ack.Seq})
 	a.expect(protocol.TypeReceipt)
@@ -80,9 +99,17 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	}
 	s.Do("POST", "/v1/groups", alice.Token, map[string]any{"name": "trip", "member_ids": []string{bob.ID, dave.ID}}, http.StatusCreated, &g)
 	group := g.Conversation.ID
-	a.expect(protocol.TypeMember)
+	a.expect(protocol.TypeMember) // created
+	a.expect(protocol.TypeMember) // invited
+	for _, u := range []apptest.User{bob, dave} {
+		s.Do("POST", "/v1/conversations/"+group+"/accept", u.Token, nil, http.StatusOK, nil)
+		a.expect(protocol.TypeMember)
+	}
 	c := dial(t, sp, s, carol, "c-web", nil, seen)
 	s.Do("POST", "/v1/conversations/"+group+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, http.StatusOK, nil)
+	a.expect(protocol.TypeMember)
+	s.Do("POST", "/v1/conversations/"+group+"/accept", carol.Token, nil, http.StatusOK, nil)
+	a.expect(protocol.TypeMember)
 	c.expect(protocol.TypeMember)
 	s.Do("PUT", "/v1/conversations/"+group+"/mute", carol.Token, map[string]bool{"muted": true}, http.StatusOK, nil)
 	c.send(protocol.ClientFrame{Type: protocol.TypeSend, ClientMsgID: "c3", ConversationID: group, Text: "who drives?"})
@@ -139,7 +166,7 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 		}
 	}
 	kinds := checkChatStream(t, sp, js)
-	for _, kind := range []string{streams.KindMsg, streams.KindMember, streams.KindRead, streams.KindDelivered} {
+	for _, kind := range []string{streams.KindMsg, streams.KindMember, streams.KindRead, streams.KindDelivered, streams.KindEdit, streams.KindDelete, streams.KindHide} {
 		if kinds[kind] == 0 {
 			t.Errorf("no %s event in CHAT", kind)
 		}

@@ -162,7 +162,9 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	alice.until("read after the restart", ownTicks("read", "read", "read", "read", "read", "read"))
 	bob.shot("reconnected")
 
-	// A group: Alice creates it with Bob, removes him, adds him back, and he leaves.
+	// A group: Alice creates it inviting Bob, who accepts; she removes him, invites him back, he
+	// accepts again, she makes him an admin, and he leaves. An invitation reaches nobody live:
+	// Bob's page finds it when it looks (at load, on focus, every 30 s): here, a reload.
 	alice.do("create a group",
 		chromedp.Click(chromedp.CSS("#group-create summary")),
 		chromedp.SendKeys(chromedp.ID("group-name"), "Trip"),
@@ -170,7 +172,13 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#group-form button")),
 	)
 	alice.until("the group is open", `document.querySelector("#chat-title").textContent === "Trip"`)
-	alice.until("its creation shows", `document.querySelector("#messages li.event")?.textContent === "You created the group “Trip” with bob"`)
+	alice.until("its creation shows", `document.querySelector("#messages li.event")?.textContent === "You created the group “Trip”"`)
+	alice.until("the invitation shows", `[...document.querySelectorAll("#messages li.event")].some(e => e.textContent === "You invited bob")`)
+	bob.do("reload", chromedp.Navigate(n.API+"/"))
+	bob.until("the invitation appears", `document.querySelector('#invitation-list button[aria-label="Accept Trip"]') !== null`)
+	bob.shot("group invitation")
+	bob.do("accept", chromedp.Click(chromedp.CSS(`#invitation-list button[aria-label="Accept Trip"]`)))
+	alice.until("bob joined", `[...document.querySelectorAll("#messages li.event")].some(e => e.textContent === "bob joined")`)
 	alice.send("who brings the tent?")
 	bob.until("the group appears", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
 	bob.do("open the group", chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="g"]`)))
@@ -180,8 +188,13 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	alice.until("bob's removal shows", `[...document.querySelectorAll("#messages li.event")].some(e => e.textContent === "You removed bob")`)
 	bob.until("the group is gone", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip") &&
 		!document.querySelector("#chat-empty").hidden`)
-	alice.do("add bob back", chromedp.SendKeys(chromedp.ID("add-member-handle"), "bob"), chromedp.Click(chromedp.CSS("#add-member-form button")))
-	alice.until("two members", `document.querySelectorAll("#member-list li").length === 2`)
+	alice.do("invite bob back", chromedp.SendKeys(chromedp.ID("add-member-handle"), "bob"), chromedp.Click(chromedp.CSS("#add-member-form button")))
+	alice.until("bob invited", `document.querySelector("#invitee-list li")?.textContent.startsWith("bob · invited")`)
+	bob.do("reload", chromedp.Navigate(n.API+"/"))
+	bob.do("accept again", chromedp.Click(chromedp.CSS(`#invitation-list button[aria-label="Accept Trip"]`)))
+	alice.until("two members", `document.querySelectorAll("#member-list li").length === 2 && document.querySelectorAll("#invitee-list li").length === 0`)
+	alice.do("make bob admin", chromedp.Click(chromedp.CSS(`#member-list button[aria-label="Make bob admin"]`)))
+	alice.until("bob is an admin", `[...document.querySelectorAll("#member-list .member-role")].some(e => e.textContent === "bob · admin")`)
 	alice.shot("group members")
 	bob.until("the group is back", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
 	bob.do("leave the group",

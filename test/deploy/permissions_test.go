@@ -337,7 +337,9 @@ func chat(t *testing.T, s *apptest.System, wsURL string, adminJS jetstream.JetSt
 		} `json:"conversation"`
 	}
 	s.Do("POST", "/v1/groups", alice.Token, map[string]any{"name": "g", "member_ids": []string{bob.ID}}, 0, &group)
+	s.Do("POST", "/v1/conversations/"+group.Conversation.ID+"/accept", bob.Token, nil, 0, nil)
 	s.Do("POST", "/v1/conversations/"+group.Conversation.ID+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, 0, nil)
+	s.Do("POST", "/v1/conversations/"+group.Conversation.ID+"/accept", carol.Token, nil, 0, nil)
 	s.Do("PUT", "/v1/conversations/"+group.Conversation.ID+"/mute", carol.Token, map[string]any{"muted": true}, 0, nil)
 	// Discovery reads the gateways bucket; it lists the gateway once the gateway announced.
 	deadline := time.Now().Add(wait)

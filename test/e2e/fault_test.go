@@ -154,6 +154,9 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 		Conversation struct{ ID string } `json:"conversation"`
 	}
 	doJSON(t, "POST", d.api()+"/v1/groups", accts[0].Token, map[string]any{"name": "everyone", "member_ids": ids}, http.StatusCreated, &group)
+	for _, a := range accts[1:] {
+		doJSON(t, "POST", d.api()+"/v1/conversations/"+group.Conversation.ID+"/accept", a.Token, nil, http.StatusOK, nil)
+	}
 	convs = append(convs, group.Conversation.ID)
 	for _, a := range accts {
 		memberOf[a.ID] = append(memberOf[a.ID], group.Conversation.ID)

@@ -54,6 +54,7 @@ func TestBackupRestoreReplayAndRebuild(t *testing.T) {
 	doJSON(t, "POST", api+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &direct)
 	doJSON(t, "POST", api+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 	doJSON(t, "POST", api+"/v1/groups", alice.Token, map[string]any{"name": "team", "member_ids": []string{bob.ID}}, http.StatusCreated, &group)
+	doJSON(t, "POST", api+"/v1/conversations/"+group.Conversation.ID+"/accept", bob.Token, nil, http.StatusOK, nil)
 	convs := []string{direct.Conversation.ID, group.Conversation.ID}
 	for _, u := range users {
 		doJSON(t, "PUT", api+"/v1/devices/phone/push-token", u.Token, map[string]string{"platform": "android", "token": "tok-" + u.Handle}, 0, nil)
@@ -80,6 +81,7 @@ func TestBackupRestoreReplayAndRebuild(t *testing.T) {
 
 	// After the backup: more messages, a member added, a rename, receipts.
 	doJSON(t, "POST", api+"/v1/conversations/"+convs[1]+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, 0, nil)
+	doJSON(t, "POST", api+"/v1/conversations/"+convs[1]+"/accept", carol.Token, nil, 0, nil)
 	doJSON(t, "PATCH", api+"/v1/conversations/"+convs[1], alice.Token, map[string]string{"name": "team (renamed)"}, 0, nil)
 	for i := range 6 {
 		send(aPhone, convs[i%2], fmt.Sprintf("post%d", i), fmt.Sprintf("after the backup %d\n\ttabs and 🙂", i))

@@ -148,6 +148,9 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 			Conversation struct{ ID string } `json:"conversation"`
 		}
 		sys.Do("POST", "/v1/groups", owner.Token, map[string]any{"name": fmt.Sprintf("group %d", g), "member_ids": ids}, http.StatusCreated, &out)
+		for _, id := range ids {
+			sys.Do("POST", "/v1/conversations/"+out.Conversation.ID+"/accept", userByID(users, id).Token, nil, http.StatusOK, nil)
+		}
 		convs = append(convs, out.Conversation.ID)
 		groups = append(groups, out.Conversation.ID)
 		member[out.Conversation.ID] = append([]string{owner.ID}, ids...)
@@ -162,10 +165,12 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 	// Traffic: every device sends to its user's conversations; some sends are retried with the
 	// same client message id on purpose.
 	var (
-		acksMu   sync.Mutex
-		acks     []sentAck
-		rejected atomic.Int64
-		sendersW sync.WaitGroup
+		acksMu    sync.Mutex
+		acks      []sentAck
+		rejected  atomic.Int64
+		revisions atomic.Int64 // edits, deletes and hides acknowledged
+		refused   atomic.Int64 // edits and deletes refused (the message deleted meanwhile, or the sender removed)
+		sendersW  sync.WaitGroup
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), sc.traffic)
 	defer cancel()
@@ -178,6 +183,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 		go func(d *device, seed uint64) {
 			defer sendersW.Done()
 			r := rand.New(rand.NewPCG(seed, 7))
+			var mineSent []client.Ack // this device's acknowledged messages, to edit and delete
 			for k := 0; k < sc.sends; k++ {
 				conv, cmid := mine[r.IntN(len(mine))], fmt.Sprintf("%s-%d", d.id, k)
 				for tries := 1 + r.IntN(2); tries > 0; tries-- { // sometimes twice: one message all the same
@@ -194,6 +200,42 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 					acksMu.Lock()
 					acks = append(acks, sentAck{d.user.ID, cmid, ack})
 					acksMu.Unlock()
+					mineSent = append(mineSent, ack)
+				}
+				// Edits and deletes of this device's own messages, and hides of anything it got,
+				// racing with the sends, syncs and reconnects of every other device.
+				if len(mineSent) > 0 && r.IntN(3) == 0 {
+					target := mineSent[r.IntN(len(mineSent))]
+					rcmid := fmt.Sprintf("%s-r%d", d.id, k)
+					var kind string
+					switch r.IntN(4) {
+					case 0:
+						kind = "delete"
+					case 1:
+						kind = "hide"
+						d.mu.Lock()
+						for _, ev := range d.got { // some message it received, of anyone
+							if ev.Type == protocol.TypeMessage && r.IntN(4) == 0 {
+								target = client.Ack{ConversationID: ev.ConversationID, Seq: ev.Seq}
+							}
+						}
+						d.mu.Unlock()
+					default:
+						kind = "edit"
+					}
+					for tries := 1 + r.IntN(2); tries > 0; tries-- { // a retry is one revision
+						_, err := reviseUntilAnswered(ctx, d, kind, target.ConversationID, rcmid, target.Seq, fmt.Sprintf("%s edits %d", d.id, k))
+						var pe *client.Error
+						if errors.As(err, &pe) && (pe.Code == protocol.CodeNotMember || pe.Code == protocol.CodeMessageDeleted || pe.Code == protocol.CodeMessageNotFound) {
+							refused.Add(1)
+							break
+						}
+						if err != nil {
+							t.Errorf("%s %s: %v", kind, rcmid, err)
+							return
+						}
+						revisions.Add(1)
+					}
 				}
 				if r.IntN(3) == 0 { // receipt traffic: read up to what this device has seen
 					readCtx, cancelRead := context.WithTimeout(ctx, time.Second)
@@ -241,7 +283,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range ms {
-			if m.Sees(ev.Seq) {
+			if timeline.Sees(m, ev) {
 				expected[m.UserID] = append(expected[m.UserID], ev.Seq)
 			}
 		}
@@ -266,7 +308,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 	// got the first send's ack.
 	byClientID := map[string]store.Message{}
 	for _, ev := range events {
-		if ev.Kind != streams.KindMsg {
+		if ev.Kind == streams.KindMember {
 			continue
 		}
 		key := ev.SenderID + "/" + ev.ClientMsgID
@@ -297,13 +339,47 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 		}
 		stored += len(got)
 	}
+	// Every device ends with the latest text or the tombstone the store has of every message it
+	// received, as its user sees it (a message they deleted for themselves is deleted), in every
+	// conversation it is still a member of.
+	latest := map[uint64]store.Message{}
+	for _, conv := range convs {
+		for _, m := range storedMessages(t, c.st, conv) {
+			latest[m.Seq] = m
+		}
+	}
+	compared := 0
+	for _, d := range devices {
+		view := client.Messages{}
+		d.mu.Lock()
+		for _, ev := range d.got {
+			view.Apply(ev)
+		}
+		d.mu.Unlock()
+		for seq, shown := range view {
+			m, err := c.st.Member(context.Background(), shown.ConversationID, d.user.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !m.Active() || !m.Sees(seq) {
+				continue // it stopped receiving when it left
+			}
+			want, _ := timeline.View(latest[seq], d.user.ID)
+			// (When an edit was last does not matter once the message is deleted.)
+			if shown.Text != want.Text || shown.Deleted != want.Deleted() || (!want.Deleted() && shown.EditedAt != editedAt(want)) {
+				t.Fatalf("device %s shows message %d as %+v; the store has text %q, edited at %d, deleted %v",
+					d.id, seq, shown, want.Text, editedAt(want), want.Deleted())
+			}
+			compared++
+		}
+	}
 	delivered := 0
 	for _, d := range devices {
 		delivered += len(d.got)
 		_ = d.client().Close()
 	}
-	t.Logf("checked %d users, %d devices, %d conversations: %d events in the stream, %d acks (%d distinct sends, %d refused after removal), %d deliveries, %d stored, %d reconnects, 1 gateway restart, 1 persister stop, presence and read receipts on",
-		len(users), len(devices), len(convs), len(events), len(acks), len(byClientID), rejected.Load(), delivered, stored, sc.reconnects)
+	t.Logf("checked %d users, %d devices, %d conversations: %d events in the stream, %d acks (%d distinct sends and revisions, %d refused after removal), %d edits, deletes and hides acked (%d refused), %d device views of a message compared with the store, %d deliveries, %d stored, %d reconnects, 1 gateway restart, 1 persister stop, presence and read receipts on",
+		len(users), len(devices), len(convs), len(events), len(acks), len(byClientID), rejected.Load(), revisions.Load(), refused.Load(), compared, delivered, stored, sc.reconnects)
 }
 
 // sendUntilAnswered retries a send (same client message id) across reconnects of the device.
@@ -318,6 +394,51 @@ func sendUntilAnswered(ctx context.Context, d *device, conv, cmid, text string) 
 	}
 }
 
+// reviseUntilAnswered retries an edit, delete or hide (same client message id) across
+// reconnects of the device.
+func reviseUntilAnswered(ctx context.Context, d *device, kind, conv, cmid string, target uint64, text string) (client.Ack, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var (
+			ack client.Ack
+			err error
+		)
+		switch kind {
+		case "edit":
+			ack, err = d.client().EditWithID(actx, conv, cmid, target, text)
+		default:
+			ack, err = d.client().DeleteWithID(actx, conv, cmid, target, kind == "hide")
+		}
+		cancel()
+		if err == nil || !(errors.Is(err, client.ErrClosed) || errors.Is(err, context.DeadlineExceeded)) || ctx.Err() != nil {
+			return ack, err
+		}
+	}
+}
+
+func editedAt(m store.Message) int64 {
+	if m.EditedAt.IsZero() {
+		return 0
+	}
+	return m.EditedAt.UnixMilli()
+}
+
+func storedMessages(t *testing.T, st store.Store, conv string) []store.Message {
+	var out []store.Message
+	p := store.Page{Oldest: true, Limit: store.MaxPageLimit}
+	for {
+		page, err := st.Messages(context.Background(), conv, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			return out
+		}
+		out = append(out, page...)
+		p.After = page[0].Seq
+	}
+}
+
 func changeMembership(t *testing.T, sys *apptest.System, users []apptest.User, groups []string, member map[string][]string, rng *rand.Rand) {
 	for _, g := range groups[:min(3, len(groups))] {
 		ms := member[g]
@@ -329,6 +450,7 @@ func changeMembership(t *testing.T, sys *apptest.System, users []apptest.User, g
 			u := users[rng.IntN(len(users))]
 			if !slices.Contains(ms, u.ID) {
 				sys.Do("POST", "/v1/conversations/"+g+"/members", owner.Token, map[string]any{"user_ids": []string{u.ID}}, http.StatusOK, nil)
+				sys.Do("POST", "/v1/conversations/"+g+"/accept", u.Token, nil, http.StatusOK, nil)
 				break
 			}
 		}

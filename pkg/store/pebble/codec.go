@@ -69,7 +69,11 @@ func prefixEnd(prefix []byte) []byte {
 // milliseconds (decoded in UTC; sub-millisecond precision is dropped, as in ScyllaDB).
 // Values are self-contained: they repeat the ids that are also in their key. A new field means
 // a new version; decoders reject versions they do not know and trailing bytes.
-const valueV1 = 1
+// Version 2 (members and conversations only) appends fields to version 1's, which is still read.
+const (
+	valueV1 = 1
+	valueV2 = 2
+)
 
 var errCorrupt = errors.New("corrupt value")
 
@@ -81,6 +85,14 @@ func (e enc) raw(b []byte) enc     { return append(binary.AppendUvarint(e, uint6
 func (e enc) u64(v uint64) enc     { return binary.AppendUvarint(e, v) }
 func (e enc) time(t time.Time) enc { return binary.AppendVarint(e, t.UnixMilli()) }
 
+// optTime writes the zero time as 0, so that it decodes (optTime) as the zero time again.
+func (e enc) optTime(t time.Time) enc {
+	if t.IsZero() {
+		return binary.AppendVarint(e, 0)
+	}
+	return e.time(t)
+}
+
 // dec reads a value. Strings are substrings of one copy of the whole value (one allocation
 // per value, not per field); nothing returned aliases the caller's buffer.
 type dec struct {
@@ -90,11 +102,22 @@ type dec struct {
 	err error
 }
 
-func newDec(b []byte) *dec {
-	if len(b) == 0 || b[0] != valueV1 {
+func newDec(b []byte) *dec { return newDecUpTo(b, valueV1) }
+
+// newDecUpTo reads a value of any version from 1 to newest; version() tells which.
+func newDecUpTo(b []byte, newest byte) *dec {
+	if len(b) == 0 || b[0] < valueV1 || b[0] > newest {
 		return &dec{err: fmt.Errorf("unknown version: %w", errCorrupt)}
 	}
 	return &dec{b: b, s: string(b), i: 1}
+}
+
+// version is the value's version byte (0 after a bad one).
+func (d *dec) version() byte {
+	if len(d.b) == 0 {
+		return 0
+	}
+	return d.b[0]
 }
 
 func (d *dec) u64() uint64 {
@@ -151,6 +174,15 @@ func (d *dec) time() time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
+// optTime reads what enc.optTime wrote.
+func (d *dec) optTime() time.Time {
+	t := d.time()
+	if t.UnixMilli() == 0 {
+		return time.Time{}
+	}
+	return t
+}
+
 // done reports the first decoding error, or trailing bytes.
 func (d *dec) done() error {
 	if d.err == nil && d.i != len(d.b) {
@@ -180,35 +212,99 @@ func decodeUser(b []byte) (store.User, error) {
 	return u, d.done()
 }
 
+// Conversations: version 2 adds DeletedSeq.
 func encodeConversation(c store.Conversation) []byte {
-	return newEnc().str(c.ID).str(string(c.Kind)).str(c.Name).str(c.CreatedBy).time(c.CreatedAt)
+	e := enc{valueV2}
+	return e.str(c.ID).str(string(c.Kind)).str(c.Name).str(c.CreatedBy).time(c.CreatedAt).u64(c.DeletedSeq)
 }
 
 func decodeConversation(b []byte) (store.Conversation, error) {
-	d := newDec(b)
+	d := newDecUpTo(b, valueV2)
 	c := store.Conversation{ID: d.str(), Kind: store.ConversationKind(d.str()), Name: d.str(), CreatedBy: d.str(), CreatedAt: d.time()}
+	if d.version() == valueV2 {
+		c.DeletedSeq = d.u64()
+	}
 	return c, d.done()
 }
 
+// maxEarlier bounds the earlier intervals a member value may claim, so a corrupt count cannot
+// make the decoder allocate without limit (each interval takes at least two bytes anyway).
+const maxEarlier = 1 << 20
+
+// Members: version 2 adds the earlier intervals (a count, then JoinedSeq and LeftSeq of each),
+// InvitedSeq, InvitedBy and ChangedSeq.
 func encodeMember(m store.Member) []byte {
-	return newEnc().str(m.ConversationID).str(m.UserID).str(m.Role).u64(m.JoinedSeq).u64(m.LeftSeq).time(m.JoinedAt)
+	e := enc{valueV2}
+	e = e.str(m.ConversationID).str(m.UserID).str(m.Role).u64(m.JoinedSeq).u64(m.LeftSeq).time(m.JoinedAt)
+	e = e.u64(uint64(len(m.Earlier)))
+	for _, i := range m.Earlier {
+		e = e.u64(i.JoinedSeq).u64(i.LeftSeq)
+	}
+	return e.u64(m.InvitedSeq).str(m.InvitedBy).u64(m.ChangedSeq)
 }
 
 func decodeMember(b []byte) (store.Member, error) {
-	d := newDec(b)
+	d := newDecUpTo(b, valueV2)
 	m := store.Member{ConversationID: d.str(), UserID: d.str(), Role: d.str(), JoinedSeq: d.u64(), LeftSeq: d.u64(), JoinedAt: d.time()}
+	if d.version() == valueV2 {
+		n := d.u64()
+		if n > maxEarlier || n > uint64(len(d.b)) {
+			d.err = fmt.Errorf("%d earlier intervals: %w", n, errCorrupt)
+			n = 0
+		}
+		if n > 0 {
+			m.Earlier = make([]store.Interval, n)
+			for i := range m.Earlier {
+				m.Earlier[i] = store.Interval{JoinedSeq: d.u64(), LeftSeq: d.u64()}
+			}
+		}
+		m.InvitedSeq, m.InvitedBy, m.ChangedSeq = d.u64(), d.str(), d.u64()
+	}
 	return m, d.done()
 }
 
+// messageV2 is the version of a message value with revision fields (Target, TargetID, EditedAt,
+// DeletedAt, HiddenFor, RevisedSeq) after the version 1 fields. A message without any is still
+// written as version 1.
+const messageV2 = 2
+
 func encodeMessage(m store.Message) []byte {
-	return newEnc().str(m.ConversationID).u64(m.Seq).str(m.ID).str(m.Kind).str(m.SenderID).
+	e := newEnc()
+	revised := m.Target != 0 || m.TargetID != "" || !m.EditedAt.IsZero() || !m.DeletedAt.IsZero() || len(m.HiddenFor) > 0 || m.RevisedSeq != 0
+	if revised {
+		e[0] = messageV2
+	}
+	e = e.str(m.ConversationID).u64(m.Seq).str(m.ID).str(m.Kind).str(m.SenderID).
 		str(m.SenderDevice).str(m.ClientMsgID).str(m.Text).raw(m.Member).time(m.SentAt)
+	if !revised {
+		return e
+	}
+	e = e.u64(m.Target).str(m.TargetID).optTime(m.EditedAt).optTime(m.DeletedAt).u64(uint64(len(m.HiddenFor)))
+	for _, u := range m.HiddenFor {
+		e = e.str(u)
+	}
+	return e.u64(m.RevisedSeq)
 }
 
 func decodeMessage(b []byte) (store.Message, error) {
+	v2 := len(b) > 0 && b[0] == messageV2
+	if v2 {
+		b = append([]byte{valueV1}, b[1:]...)
+	}
 	d := newDec(b)
 	m := store.Message{ConversationID: d.str(), Seq: d.u64(), ID: d.str(), Kind: d.str(), SenderID: d.str(),
 		SenderDevice: d.str(), ClientMsgID: d.str(), Text: d.str(), Member: d.bytes(), SentAt: d.time()}
+	if v2 {
+		m.Target, m.TargetID, m.EditedAt, m.DeletedAt = d.u64(), d.str(), d.optTime(), d.optTime()
+		n := d.u64()
+		if n > uint64(len(b)) { // each user takes at least one byte
+			return store.Message{}, fmt.Errorf("%d hidden users: %w", n, errCorrupt)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			m.HiddenFor = append(m.HiddenFor, d.str())
+		}
+		m.RevisedSeq = d.u64()
+	}
 	return m, d.done()
 }
 

@@ -508,9 +508,12 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 			return old, false, nil
 		}
 	}
-	m.SentAt = ms(m.SentAt)
+	m.SentAt, m.EditedAt, m.DeletedAt = ms(m.SentAt), msOrZero(m.EditedAt), msOrZero(m.DeletedAt)
 	if len(m.Member) == 0 {
 		m.Member = nil
+	}
+	if len(m.HiddenFor) == 0 {
+		m.HiddenFor = nil
 	}
 	ref := encodeRef(m.ConversationID, m.Seq)
 	b := s.db.NewBatch()
@@ -522,6 +525,55 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 		_ = b.Set(cmid, ref, nil)
 	}
 	if err := s.write(b, pebble.NoSync); err != nil { // synced by the caller, outside the stripe
+		return store.Message{}, false, err
+	}
+	return m, true, nil
+}
+
+// ReviseMessage implements store.Reviser: a read-modify-write of the message under its stripe,
+// synced before it returns.
+func (s *Store) ReviseMessage(ctx context.Context, conversationID string, seq uint64, r store.Revision) (store.Message, error) {
+	if err := s.enter(ctx); err != nil {
+		return store.Message{}, fmt.Errorf("pebble: revise message %s/%d: %w", conversationID, seq, err)
+	}
+	defer s.mu.RUnlock()
+	m, changed, err := s.reviseMessage(conversationID, seq, r)
+	if err != nil {
+		return store.Message{}, fmt.Errorf("pebble: revise message %s/%d: %w", conversationID, seq, err)
+	}
+	if changed {
+		if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			return store.Message{}, fmt.Errorf("pebble: revise message %s/%d: sync: %w", conversationID, seq, err)
+		}
+	}
+	return m, nil
+}
+
+func (s *Store) reviseMessage(conversationID string, seq uint64, r store.Revision) (store.Message, bool, error) {
+	slot := msgKey(conversationID, seq)
+	defer s.lock(slot)()
+	v, ok, err := s.get(slot)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	if !ok {
+		return store.Message{}, false, store.ErrNotFound
+	}
+	m, err := decodeMessage(v)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	if m.Kind != "msg" {
+		return m, false, nil
+	}
+	r.At = ms(r.At)
+	m, changed := store.Revise(m, r)
+	if !changed {
+		return m, false, nil
+	}
+	b := s.db.NewBatch()
+	_ = b.Set(slot, encodeMessage(m), nil)
+	if err := s.write(b, pebble.NoSync); err != nil {
 		return store.Message{}, false, err
 	}
 	return m, true, nil

@@ -214,6 +214,9 @@ func TestKeysNeverCollide(t *testing.T) {
 // accepts must survive encoding and decoding again unchanged.
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeMessage(store.Message{ConversationID: "c", Seq: 9, Text: "hi", Member: []byte("{}"), SentAt: time.UnixMilli(5)}))
+	f.Add(encodeMessage(store.Message{ConversationID: "c", Seq: 9, Kind: "msg", Text: "hi", SentAt: time.UnixMilli(5),
+		EditedAt: time.UnixMilli(7), DeletedAt: time.UnixMilli(8), HiddenFor: []string{"u1", "u2"}, RevisedSeq: 10}))
+	f.Add(encodeMessage(store.Message{ConversationID: "c", Seq: 10, Kind: "edit", Target: 9, TargetID: "m9", SentAt: time.UnixMilli(7)}))
 	f.Add(encodeUser(store.User{ID: "u", Handle: "h", PasswordHash: []byte{0}, CreatedAt: time.UnixMilli(-5)}))
 	f.Add(encodeWatermark(store.Watermark{ConversationID: "c", UserID: "u", Delivered: math.MaxUint64, Read: 1}))
 	f.Add(encodeRef("c", 1<<40))

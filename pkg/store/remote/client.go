@@ -134,7 +134,9 @@ func (c *Client) once(ctx context.Context, m method, req *request) (response, er
 	deadline, _ := ctx.Deadline()
 	req.timeout = time.Until(deadline)
 	if req.timeout <= 0 {
-		return response{}, ctx.Err()
+		// The deadline has passed, but ctx's timer may not have fired yet (ctx.Err() still nil on
+		// a busy machine): that must not read as an empty success.
+		return response{}, context.DeadlineExceeded
 	}
 	msg, err := c.nc.RequestWithContext(ctx, c.subjects[m], encodeRequest(m, req))
 	if err != nil {
@@ -219,6 +221,12 @@ func (c *Client) MessageByClientID(ctx context.Context, senderID, clientMsgID st
 
 func (c *Client) MessageByID(ctx context.Context, conversationID, messageID string) (store.Message, error) {
 	r, err := c.call(ctx, mMessageByID, &request{a: conversationID, b: messageID})
+	return r.msg, err
+}
+
+// ReviseMessage implements store.Reviser; the served store must implement it too.
+func (c *Client) ReviseMessage(ctx context.Context, conversationID string, seq uint64, rev store.Revision) (store.Message, error) {
+	r, err := c.call(ctx, mReviseMessage, &request{a: conversationID, seq: seq, rev: rev})
 	return r.msg, err
 }
 

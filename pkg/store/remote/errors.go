@@ -74,3 +74,6 @@ func codeOf(err error) string {
 	}
 	return CodeInternal
 }
+
+// errNoRevisions answers ReviseMessage when the served store cannot revise messages.
+var errNoRevisions = errors.New("the served store does not revise messages")

@@ -416,6 +416,26 @@ func TestStopDrains(t *testing.T) {
 	}
 }
 
+// lateTimer is a context whose deadline has passed while its timer has not fired yet, as
+// happens on a busy machine: Deadline is in the past, Err still nil.
+type lateTimer struct{ context.Context }
+
+func (lateTimer) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A call whose deadline has passed fails with DeadlineExceeded even before its context says so;
+// it once returned an empty answer as a success (a zero user, an empty page), which under load
+// made TestStopDrains fail now and then.
+func TestPassedDeadlineIsNotAnEmptySuccess(t *testing.T) {
+	f := newFixture(t, nil, ServerConfig{}, ClientConfig{})
+	ctx := lateTimer{context.Background()}
+	if u, err := f.client.UserByID(ctx, "u1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("UserByID past its deadline: %+v, %v; want DeadlineExceeded", u, err)
+	}
+	if page, err := f.client.Messages(ctx, "c1", store.Page{Limit: 10}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Messages past its deadline: %d messages, %v; want DeadlineExceeded", len(page), err)
+	}
+}
+
 func TestStopGivesUp(t *testing.T) {
 	g := newGated(openPebble(t))
 	f := newFixture(t, g, ServerConfig{}, ClientConfig{})
@@ -640,9 +660,9 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{f.prefix + ".UserByID", nil},
 		{f.prefix + ".UserByID", []byte("{\"id\":\"u1\"}")},
-		{f.prefix + ".UserByID", []byte{wireV1, 0, 5, 'a'}},                             // string past the end
+		{f.prefix + ".UserByID", []byte{wireVersion, 0, 5, 'a'}},                        // string past the end
 		{f.prefix + ".UserByID", append(encodeRequest(mUserByID, &request{a: "u"}), 0)}, // trailing byte
-		{f.prefix + ".Messages", []byte{wireV1, 0, 1, 'c', 0, 0, 2, 0}},                 // flag 2
+		{f.prefix + ".Messages", []byte{wireVersion, 0, 1, 'c', 0, 0, 2, 0}},            // flag 2
 		{f.prefix + ".Nope", encodeRequest(mUserByID, &request{a: "u"})},
 		{f.prefix + ".UserByID.more", encodeRequest(mUserByID, &request{a: "u"})},
 	} {

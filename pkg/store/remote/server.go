@@ -272,6 +272,13 @@ func (s *Server) exec(ctx context.Context, m method, r *request) (resp response,
 		resp.msg, err = st.MessageByClientID(ctx, r.a, r.b)
 	case mMessageByID:
 		resp.msg, err = st.MessageByID(ctx, r.a, r.b)
+	case mReviseMessage:
+		rv, ok := st.(store.Reviser)
+		if !ok {
+			err = errNoRevisions
+			break
+		}
+		resp.msg, err = rv.ReviseMessage(ctx, r.a, r.seq, r.rev)
 	case mMessages:
 		var msgs []store.Message
 		msgs, err = st.Messages(ctx, r.a, r.page)

@@ -11,7 +11,7 @@ import (
 	"github.com/natter-chat/natter/pkg/store"
 )
 
-// The wire format, version 1. Every request and every reply is a version byte (1) followed by
+// The wire format, version 2. Every request and every reply is a version byte (2) followed by
 // fields in a fixed order per method: strings and byte slices as uvarint length + bytes,
 // unsigned integers as uvarint, signed ones as zigzag varint, booleans as one byte 0 or 1,
 // times as the varint of Unix seconds + the uvarint of nanoseconds (decoded in UTC), lists as a
@@ -25,8 +25,10 @@ import (
 //
 // Each record is described once, by a function of a coder; the encoder, the decoder and the
 // sizer (which measures the encoding without making it) run the same function, so they cannot
-// disagree.
-const wireV1 = 1
+// disagree. Version 2 added message revisions (edits, deletes and hides), the earlier intervals,
+// invitation and ChangedSeq of a member and the DeletedSeq of a conversation; a version 1
+// peer's requests and replies are refused as unknown.
+const wireVersion = 2
 
 var errMalformed = errors.New("malformed")
 
@@ -204,14 +206,14 @@ func encode(fields func(coder)) []byte {
 	var s sizer
 	fields(&s)
 	e := encoder{b: make([]byte, 1, 1+s.n)}
-	e.b[0] = wireV1
+	e.b[0] = wireVersion
 	fields(&e)
 	return e.b
 }
 
 // decode fills in what fields describes from b.
 func decode(b []byte, fields func(coder)) error {
-	if len(b) == 0 || b[0] != wireV1 {
+	if len(b) == 0 || b[0] != wireVersion {
 		return fmt.Errorf("unknown version: %w", errMalformed)
 	}
 	d := decoder{b: b, s: string(b), i: 1}
@@ -259,9 +261,10 @@ func conversationFields(c coder, v *store.Conversation) {
 	c.str(&v.Name)
 	c.str(&v.CreatedBy)
 	c.time(&v.CreatedAt)
+	c.u64(&v.DeletedSeq)
 }
 
-const minMember = 7
+const minMember = 11
 
 func memberFields(c coder, m *store.Member) {
 	c.str(&m.ConversationID)
@@ -270,9 +273,16 @@ func memberFields(c coder, m *store.Member) {
 	c.u64(&m.JoinedSeq)
 	c.u64(&m.LeftSeq)
 	c.time(&m.JoinedAt)
+	list(c, &m.Earlier, 2, func(c coder, i *store.Interval) {
+		c.u64(&i.JoinedSeq)
+		c.u64(&i.LeftSeq)
+	})
+	c.u64(&m.InvitedSeq)
+	c.str(&m.InvitedBy)
+	c.u64(&m.ChangedSeq)
 }
 
-const minMessage = 11
+const minMessage = 19
 
 func messageFields(c coder, m *store.Message) {
 	c.str(&m.ConversationID)
@@ -285,6 +295,25 @@ func messageFields(c coder, m *store.Message) {
 	c.str(&m.Text)
 	c.bytes(&m.Member)
 	c.time(&m.SentAt)
+	c.u64(&m.Target)
+	c.str(&m.TargetID)
+	c.time(&m.EditedAt)
+	c.time(&m.DeletedAt)
+	strs(c, &m.HiddenFor)
+	c.u64(&m.RevisedSeq)
+}
+
+// strs codes a list of strings.
+func strs(c coder, v *[]string) {
+	list(c, v, 1, func(c coder, s *string) { c.str(s) })
+}
+
+func revisionFields(c coder, r *store.Revision) {
+	c.str(&r.Kind)
+	c.u64(&r.Seq)
+	c.str(&r.Text)
+	c.str(&r.UserID)
+	c.time(&r.At)
 }
 
 func pageFields(c coder, p *store.Page) {
@@ -368,6 +397,7 @@ const (
 	mSessions
 	mRotateSession
 	mRevokeSession
+	mReviseMessage
 	numMethods
 )
 
@@ -381,6 +411,7 @@ var methodNames = [numMethods]string{
 	"AdvanceWatermark", "Watermark", "Watermarks",
 	"DeleteUser",
 	"CreateSession", "Session", "Sessions", "RotateSession", "RevokeSession",
+	"ReviseMessage",
 }
 
 func (m method) String() string {
@@ -416,6 +447,8 @@ type request struct {
 	h1    []byte    // RotateSession's old hash
 	h2    []byte    // RotateSession's new hash
 	at    time.Time // RotateSession's and RevokeSession's time
+	seq   uint64    // ReviseMessage's seq
+	rev   store.Revision
 }
 
 // maxTimeoutMillis keeps a decoded timeout within time.Duration.
@@ -456,6 +489,10 @@ func (r *request) fields(c coder, m method) {
 	case mRevokeSession:
 		c.str(&r.a)
 		c.time(&r.at)
+	case mReviseMessage:
+		c.str(&r.a)
+		c.u64(&r.seq)
+		revisionFields(c, &r.rev)
 	case mUserByID, mUserByHandle, mDeleteUser, mConversation, mMembers, mMembershipsOf, mDevices, mPushTokens, mWatermarks,
 		mSession, mSessions:
 		c.str(&r.a)
@@ -517,7 +554,7 @@ func (r *response) fields(c coder, m method) {
 	case mInsertMessage:
 		messageFields(c, &r.msg)
 		c.flag(&r.inserted)
-	case mMessageByClientID, mMessageByID:
+	case mMessageByClientID, mMessageByID, mReviseMessage:
 		messageFields(c, &r.msg)
 	case mMessages:
 		c.flag(&r.truncated)

@@ -13,8 +13,9 @@ import (
 )
 
 var (
-	t1       = time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.FixedZone("x", 3600))
-	sampleM  = store.Message{ConversationID: "c\x00\xff", Seq: math.MaxUint64, ID: "01HX", Kind: "msg", SenderID: "u1", SenderDevice: "d", ClientMsgID: "k", Text: "héllo 👋🏽 \xff\xfe", Member: []byte{}, SentAt: t1}
+	t1      = time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.FixedZone("x", 3600))
+	sampleM = store.Message{ConversationID: "c\x00\xff", Seq: math.MaxUint64, ID: "01HX", Kind: "msg", SenderID: "u1", SenderDevice: "d", ClientMsgID: "k", Text: "héllo 👋🏽 \xff\xfe", Member: []byte{}, SentAt: t1,
+		Target: 7, TargetID: "01HW", EditedAt: t1, DeletedAt: t1.Add(time.Second), HiddenFor: []string{"u1", "\x00"}, RevisedSeq: 9}
 	sampleM2 = store.Message{ConversationID: "c", Seq: 1, Kind: "member", Member: []byte(`{"action":"add"}`)}
 )
 
@@ -30,6 +31,8 @@ func sampleRequest() request {
 		dev:   store.Device{UserID: "u1", DeviceID: "d", Platform: "web", CreatedAt: t1, LastSeen: time.Unix(1<<40, 999999999)},
 		token: store.PushToken{UserID: "u1", DeviceID: "d", Platform: "fcm", Token: "t", UpdatedAt: t1},
 		wm:    store.Watermark{ConversationID: "c1", UserID: "u1", Delivered: math.MaxUint64, Read: 0},
+		seq:   math.MaxUint64,
+		rev:   store.Revision{Kind: "edit", Seq: 12, Text: "ünïcode", UserID: "u2", At: t1},
 	}
 }
 
@@ -82,6 +85,7 @@ func TestWireRoundTrip(t *testing.T) {
 	r, _ := decodeRequest(mInsertMessage, encodeRequest(mInsertMessage, &rq))
 	want := sampleM
 	want.SentAt, want.Member = utc(want.SentAt), nil // empty bytes come back nil
+	want.EditedAt, want.DeletedAt = utc(want.EditedAt), utc(want.DeletedAt)
 	if !reflect.DeepEqual(r.msg, want) {
 		t.Errorf("message:\n got %#v\nwant %#v", r.msg, want)
 	}
@@ -123,12 +127,13 @@ func TestWireRoundTrip(t *testing.T) {
 func TestWireRejects(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"empty":          nil,
-		"version 2":      {2, 0, 0},
+		"version 1":      {1, 0, 0},
+		"version 3":      {3, 0, 0},
 		"truncated":      encodeRequest(mUserByID, &request{a: "abc"})[:4],
 		"trailing":       append(encodeRequest(mUserByID, &request{a: "abc"}), 0),
-		"bad uvarint":    {wireV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
-		"nanos too big":  {wireV1, 0, 1, 'u', 1, 'h', 0, 0, 0, 0x80, 0x94, 0xeb, 0xdc, 0x03}, // CreateUser, 1e9 ns
-		"seconds beyond": append([]byte{wireV1, 0, 0, 0, 0, 0}, append(binaryVarint(maxUnix+1), 0)...),
+		"bad uvarint":    {wireVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"nanos too big":  {wireVersion, 0, 1, 'u', 1, 'h', 0, 0, 0, 0x80, 0x94, 0xeb, 0xdc, 0x03}, // CreateUser, 1e9 ns
+		"seconds beyond": append([]byte{wireVersion, 0, 0, 0, 0, 0}, append(binaryVarint(maxUnix+1), 0)...),
 	} {
 		m := mUserByID
 		if strings.HasPrefix(name, "nanos") || strings.HasPrefix(name, "seconds") {
@@ -139,7 +144,7 @@ func TestWireRejects(t *testing.T) {
 		}
 	}
 	// A list count larger than the bytes left could hold is refused before allocating.
-	b := []byte{wireV1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f} // Members: ok, 2^32-1 members
+	b := []byte{wireVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f} // Members: ok, 2^32-1 members
 	if _, err := decodeResponse(mMembers, b); !errors.Is(err, errMalformed) {
 		t.Errorf("huge count: %v", err)
 	}
@@ -186,7 +191,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	for m := range numMethods {
 		f.Add(uint8(m), encodeRequest(m, &rq))
 	}
-	f.Add(uint8(mMessages), []byte{wireV1, 0, 1, 'c', 0, 0, 2, 0})
+	f.Add(uint8(mMessages), []byte{wireVersion, 0, 1, 'c', 0, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, mb uint8, b []byte) {
 		m := method(mb % uint8(numMethods))
 		r, err := decodeRequest(m, b)

@@ -181,6 +181,15 @@ func parseSchema(t *testing.T) map[string]schemaTable {
 	}
 	out := map[string]schemaTable{}
 	for _, s := range stmts {
+		if table, column, ok := addsColumn(s); ok {
+			st, found := out[table]
+			if !found {
+				t.Fatalf("%q adds a column to a table no earlier migration creates", s)
+			}
+			st.cols = append(st.cols, column)
+			out[table] = st
+			continue
+		}
 		m := createTable.FindStringSubmatch(s)
 		if m == nil {
 			t.Fatalf("not a CREATE TABLE IF NOT EXISTS this test understands: %q", s)

@@ -144,6 +144,30 @@ func createKeyspaceCQL(keyspace string, rf int, tablets bool) string {
 const hasTabletsCQL = `SELECT column_name FROM system_schema.columns WHERE keyspace_name = 'system_schema' ` +
 	`AND table_name = 'scylla_keyspaces' AND column_name = 'initial_tablets'`
 
+// alterAdd matches the one non-idempotent statement migrations may use, adding a column; the
+// migrator makes it idempotent by skipping it when the column exists.
+var alterAdd = regexp.MustCompile(`^(?i:ALTER TABLE) (\w+) (?i:ADD) (\w+) \w+$`)
+
+// addsColumn reports whether stmt is "ALTER TABLE <table> ADD <column> <type>", and which.
+func addsColumn(stmt string) (table, column string, ok bool) {
+	m := alterAdd.FindStringSubmatch(strings.Join(strings.Fields(stmt), " "))
+	if m == nil {
+		return "", "", false
+	}
+	return strings.ToLower(m[1]), strings.ToLower(m[2]), true
+}
+
+const hasColumnCQL = `SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?`
+
+// hasColumn reports whether keyspace.table has column.
+func hasColumn(ctx context.Context, session gocqlx.Session, keyspace, table, column string) (bool, error) {
+	var names []string
+	if err := session.ContextQuery(ctx, hasColumnCQL, nil).Bind(keyspace, table, column).SelectRelease(&names); err != nil {
+		return false, fmt.Errorf("read system_schema.columns: %w", err)
+	}
+	return len(names) > 0, nil
+}
+
 type migrationRow struct {
 	Version   string `db:"version"`
 	AppliedAt int64  `db:"applied_at"`
@@ -185,7 +209,7 @@ func Migrate(ctx context.Context, cfg Config, replicationFactor int, log *zap.Lo
 		return nil, fmt.Errorf("scylla migrate: create schema_migrations: %w", err)
 	}
 	for _, m := range migs {
-		done, err := applyMigration(ctx, session, m, log)
+		done, err := applyMigration(ctx, session, st.Keyspace, m, log)
 		if err != nil {
 			return applied, fmt.Errorf("scylla migrate: %s: %w", m.version, err)
 		}
@@ -217,7 +241,7 @@ func createKeyspace(ctx context.Context, st settings, rf int, log *zap.Logger) e
 }
 
 // applyMigration applies m unless schema_migrations records it; done reports that it applied.
-func applyMigration(ctx context.Context, session gocqlx.Session, m migration, log *zap.Logger) (done bool, err error) {
+func applyMigration(ctx context.Context, session gocqlx.Session, keyspace string, m migration, log *zap.Logger) (done bool, err error) {
 	var rec migrationRow
 	err = notFound(session.ContextQuery(ctx, q.migrationGet.cql, q.migrationGet.names).Bind(m.version).GetRelease(&rec))
 	switch {
@@ -230,6 +254,15 @@ func applyMigration(ctx context.Context, session gocqlx.Session, m migration, lo
 		return false, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	for i, s := range m.stmts {
+		if table, column, ok := addsColumn(s); ok {
+			exists, err := hasColumn(ctx, session, keyspace, table, column)
+			if err != nil {
+				return false, fmt.Errorf("statement %d (%.60q): %w", i+1, s, err)
+			}
+			if exists {
+				continue // added by an interrupted run of this migration
+			}
+		}
 		if err := session.ContextQuery(ctx, s, nil).ExecRelease(); err != nil {
 			return false, fmt.Errorf("statement %d (%.60q): %w", i+1, s, err)
 		}

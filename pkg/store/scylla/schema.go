@@ -27,18 +27,20 @@ var (
 	})
 	conversationsTable = table.New(table.Metadata{
 		Name:    "conversations",
-		Columns: []string{"id", "kind", "name", "created_by", "created_at"},
+		Columns: []string{"id", "kind", "name", "created_by", "created_at", "deleted_seq"},
 		PartKey: []string{"id"},
 	})
 	membersByConversationTable = table.New(table.Metadata{
-		Name:    "members_by_conversation",
-		Columns: []string{"conversation_id", "user_id", "role", "joined_seq", "left_seq", "joined_at"},
+		Name: "members_by_conversation",
+		Columns: []string{"conversation_id", "user_id", "role", "joined_seq", "left_seq", "joined_at",
+			"earlier", "invited_seq", "invited_by", "changed_seq"},
 		PartKey: []string{"conversation_id"},
 		SortKey: []string{"user_id"},
 	})
 	membershipsByUserTable = table.New(table.Metadata{
-		Name:    "memberships_by_user",
-		Columns: []string{"user_id", "conversation_id", "role", "joined_seq", "left_seq", "joined_at"},
+		Name: "memberships_by_user",
+		Columns: []string{"user_id", "conversation_id", "role", "joined_seq", "left_seq", "joined_at",
+			"earlier", "invited_seq", "invited_by", "changed_seq"},
 		PartKey: []string{"user_id"},
 		SortKey: []string{"conversation_id"},
 	})

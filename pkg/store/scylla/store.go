@@ -2,6 +2,7 @@ package scylla
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -315,6 +316,8 @@ type conversationRow struct {
 	Name      string `db:"name"`
 	CreatedBy string `db:"created_by"`
 	CreatedAt int64  `db:"created_at"`
+	// DeletedSeq is null (0) in rows written before groups could be deleted.
+	DeletedSeq int64 `db:"deleted_seq"`
 }
 
 // PutConversation implements store.Store.
@@ -322,7 +325,11 @@ func (s *Store) PutConversation(ctx context.Context, c store.Conversation) error
 	if anyEmpty(c.ID) {
 		return fmt.Errorf("scylla: put conversation: %w", errEmptyID)
 	}
-	row := conversationRow{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedBy: c.CreatedBy, CreatedAt: toMS(c.CreatedAt)}
+	if c.DeletedSeq > maxSeq {
+		return fmt.Errorf("scylla: put conversation %s: seq above %d", c.ID, uint64(maxSeq))
+	}
+	row := conversationRow{ID: c.ID, Kind: string(c.Kind), Name: c.Name, CreatedBy: c.CreatedBy, CreatedAt: toMS(c.CreatedAt),
+		DeletedSeq: int64(c.DeletedSeq)}
 	if err := s.query(ctx, q.conversationPut).BindStruct(row).ExecRelease(); err != nil {
 		return fmt.Errorf("scylla: put conversation %s: %w", c.ID, err)
 	}
@@ -340,7 +347,7 @@ func (s *Store) Conversation(ctx context.Context, id string) (store.Conversation
 		return store.Conversation{}, fmt.Errorf("scylla: conversation %s: %w", id, err)
 	}
 	return store.Conversation{ID: r.ID, Kind: store.ConversationKind(r.Kind), Name: r.Name,
-		CreatedBy: r.CreatedBy, CreatedAt: fromMS(r.CreatedAt)}, nil
+		CreatedBy: r.CreatedBy, CreatedAt: fromMS(r.CreatedAt), DeletedSeq: uint64(r.DeletedSeq)}, nil
 }
 
 type memberRow struct {
@@ -350,11 +357,39 @@ type memberRow struct {
 	JoinedSeq      int64  `db:"joined_seq"`
 	LeftSeq        int64  `db:"left_seq"`
 	JoinedAt       int64  `db:"joined_at"`
+	// The columns of migration 0004, null (zero) in rows written before it.
+	Earlier    []byte `db:"earlier"`
+	InvitedSeq int64  `db:"invited_seq"`
+	InvitedBy  string `db:"invited_by"`
+	ChangedSeq int64  `db:"changed_seq"`
 }
 
 func (r memberRow) member() store.Member {
 	return store.Member{ConversationID: r.ConversationID, UserID: r.UserID, Role: r.Role,
-		JoinedSeq: uint64(r.JoinedSeq), LeftSeq: uint64(r.LeftSeq), JoinedAt: fromMS(r.JoinedAt)}
+		JoinedSeq: uint64(r.JoinedSeq), LeftSeq: uint64(r.LeftSeq), JoinedAt: fromMS(r.JoinedAt),
+		Earlier: decodeIntervals(r.Earlier), InvitedSeq: uint64(r.InvitedSeq), InvitedBy: r.InvitedBy, ChangedSeq: uint64(r.ChangedSeq)}
+}
+
+// encodeIntervals packs intervals as big-endian 8-byte (JoinedSeq, LeftSeq) pairs; nil for none.
+func encodeIntervals(is []store.Interval) []byte {
+	if len(is) == 0 {
+		return nil
+	}
+	b := make([]byte, 0, 16*len(is))
+	for _, i := range is {
+		b = binary.BigEndian.AppendUint64(b, i.JoinedSeq)
+		b = binary.BigEndian.AppendUint64(b, i.LeftSeq)
+	}
+	return b
+}
+
+// decodeIntervals reverses encodeIntervals; a trailing partial pair is ignored.
+func decodeIntervals(b []byte) []store.Interval {
+	var out []store.Interval
+	for ; len(b) >= 16; b = b[16:] {
+		out = append(out, store.Interval{JoinedSeq: binary.BigEndian.Uint64(b), LeftSeq: binary.BigEndian.Uint64(b[8:])})
+	}
+	return out
 }
 
 func members(rows []memberRow) []store.Member {
@@ -371,11 +406,12 @@ func (s *Store) PutMember(ctx context.Context, m store.Member) error {
 	if anyEmpty(m.ConversationID, m.UserID) {
 		return fmt.Errorf("scylla: put member: %w", errEmptyID)
 	}
-	if m.JoinedSeq > maxSeq || m.LeftSeq > maxSeq {
+	if m.JoinedSeq > maxSeq || m.LeftSeq > maxSeq || m.InvitedSeq > maxSeq || m.ChangedSeq > maxSeq {
 		return fmt.Errorf("scylla: put member %s/%s: seq above %d", m.ConversationID, m.UserID, uint64(maxSeq))
 	}
 	row := memberRow{ConversationID: m.ConversationID, UserID: m.UserID, Role: m.Role,
-		JoinedSeq: int64(m.JoinedSeq), LeftSeq: int64(m.LeftSeq), JoinedAt: toMS(m.JoinedAt)}
+		JoinedSeq: int64(m.JoinedSeq), LeftSeq: int64(m.LeftSeq), JoinedAt: toMS(m.JoinedAt),
+		Earlier: encodeIntervals(m.Earlier), InvitedSeq: int64(m.InvitedSeq), InvitedBy: m.InvitedBy, ChangedSeq: int64(m.ChangedSeq)}
 	b := s.session.ContextBatch(ctx, gocql.LoggedBatch)
 	err := b.BindStruct(s.session.Query(q.memberPut.cql, q.memberPut.names), row)
 	if err == nil {

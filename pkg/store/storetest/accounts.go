@@ -253,6 +253,40 @@ var membersTests = []test{
 			t.Errorf("Members(g): %d members, want %d in user id order", len(got), len(want))
 		}
 	}},
+	{"EveryInterval", func(t *testing.T, s store.Store) {
+		// A member who left twice and was invited a third time: every interval, the pending
+		// invitation and the latest change's seq are kept, in both directions.
+		ctx := t.Context()
+		m := store.Member{ConversationID: "g", UserID: "u1", Role: "admin", JoinedSeq: 40, LeftSeq: 50, JoinedAt: at(40),
+			Earlier:    []store.Interval{{JoinedSeq: 9, LeftSeq: 20}, {JoinedSeq: 1 << 33, LeftSeq: 1<<33 + 5}},
+			InvitedSeq: 60, InvitedBy: "u2", ChangedSeq: 60}
+		check(t, s.PutMember(ctx, m), "put member")
+		got, err := s.Member(ctx, "g", "u1")
+		check(t, err, "member")
+		if !same(got, m) {
+			t.Errorf("Member = %+v, want %+v", got, m)
+		}
+		mine, err := s.MembershipsOf(ctx, "u1")
+		check(t, err, "memberships")
+		if !sameAll(mine, []store.Member{m}) {
+			t.Errorf("MembershipsOf = %+v, want %+v", mine, m)
+		}
+		// Joining again moves the interval into Earlier; the record replaces the old one.
+		m.Earlier, m.JoinedSeq, m.LeftSeq, m.InvitedSeq, m.InvitedBy, m.ChangedSeq = append(m.Earlier, store.Interval{JoinedSeq: 40, LeftSeq: 50}), 69, 0, 0, "", 70
+		check(t, s.PutMember(ctx, m), "re-put member")
+		all, err := s.Members(ctx, "g")
+		check(t, err, "members")
+		if !sameAll(all, []store.Member{m}) {
+			t.Errorf("Members = %+v, want %+v", all, m)
+		}
+		c := store.Conversation{ID: "g", Kind: store.Group, Name: "gone", CreatedBy: "u2", CreatedAt: at(1), DeletedSeq: 1<<33 + 9}
+		check(t, s.PutConversation(ctx, c), "put conversation")
+		gotc, err := s.Conversation(ctx, "g")
+		check(t, err, "conversation")
+		if !same(gotc, c) {
+			t.Errorf("Conversation = %+v, want %+v", gotc, c)
+		}
+	}},
 	{"SeesAndActive", func(t *testing.T, s store.Store) {
 		cases := []struct {
 			m      store.Member
@@ -262,6 +296,11 @@ var membersTests = []test{
 			{store.Member{JoinedSeq: 0}, true, map[uint64]bool{1: true, 1 << 40: true}},
 			{store.Member{JoinedSeq: 10}, true, map[uint64]bool{9: false, 10: false, 11: true, 1 << 40: true}},
 			{store.Member{JoinedSeq: 10, LeftSeq: 20}, false, map[uint64]bool{10: false, 11: true, 20: true, 21: false}},
+			// Re-joined: every interval counts, the gaps do not.
+			{store.Member{JoinedSeq: 30, Earlier: []store.Interval{{JoinedSeq: 2, LeftSeq: 5}, {JoinedSeq: 10, LeftSeq: 20}}}, true,
+				map[uint64]bool{2: false, 3: true, 5: true, 6: false, 11: true, 20: true, 21: false, 30: false, 31: true}},
+			// Invited, never a member: the empty interval at the invitation sees nothing.
+			{store.Member{JoinedSeq: 7, LeftSeq: 7, InvitedSeq: 7}, false, map[uint64]bool{1: false, 7: false, 8: false}},
 		}
 		for _, c := range cases {
 			if c.m.Active() != c.active {
@@ -272,6 +311,15 @@ var membersTests = []test{
 					t.Errorf("%+v.Sees(%d) = %v", c.m, seq, !want)
 				}
 			}
+		}
+		rejoined := store.Member{JoinedSeq: 30, Earlier: []store.Interval{{JoinedSeq: 2, LeftSeq: 5}, {JoinedSeq: 10, LeftSeq: 20}}}
+		for after, want := range map[uint64]uint64{0: 3, 3: 4, 5: 11, 8: 11, 20: 31, 25: 31, 40: 41} {
+			if got, ok := rejoined.SeenSince(after); !ok || got != want {
+				t.Errorf("SeenSince(%d) = %d, %v; want %d", after, got, ok, want)
+			}
+		}
+		if _, ok := (store.Member{JoinedSeq: 2, LeftSeq: 5}).SeenSince(5); ok {
+			t.Error("a former member sees something after they left")
 		}
 	}},
 }

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sessions", sessionsTests},
 		{"Concurrency", concurrencyTests},
 		{"Replay", replayTests},
+		{"Revisions", revisionsTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -120,7 +122,8 @@ func msg(conv string, seq uint64, sender, cmid string) store.Message {
 }
 
 // same reports whether got is want as a store keeps it: times compare with Equal after want is
-// truncated to milliseconds, byte slices with bytes.Equal (nil equals empty), the rest with ==.
+// truncated to milliseconds, byte slices with bytes.Equal (nil equals empty), interval lists
+// with slices.Equal (nil equals empty), the rest with ==.
 // T must be a struct of exported fields.
 func same[T any](got, want T) bool {
 	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -132,6 +135,14 @@ func same[T any](got, want T) bool {
 			}
 		case []byte:
 			if !bytes.Equal(g.Field(i).Bytes(), wf) {
+				return false
+			}
+		case []string:
+			if !slices.Equal(g.Field(i).Interface().([]string), wf) {
+				return false
+			}
+		case []store.Interval:
+			if !slices.Equal(g.Field(i).Interface().([]store.Interval), wf) {
 				return false
 			}
 		default:

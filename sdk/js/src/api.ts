@@ -9,6 +9,7 @@ import type {
   GroupChange,
   HistoryPage,
   HistoryQuery,
+  Invitation,
   PresenceVisibility,
   Receipts,
   Session,
@@ -202,26 +203,68 @@ export class NatterApi {
     }
   }
 
-  /** POST /v1/groups: creates a group owned by the caller. */
+  /** POST /v1/groups: creates a group owned by the caller, who is its only member; memberIds are invited. */
   createGroup(name: string, memberIds: string[] = []): Promise<GroupChange> {
     return this.request("POST", "/v1/groups", { name, member_ids: memberIds });
   }
 
+  /** The owner or an admin renames the group. */
   renameGroup(id: string, name: string): Promise<GroupChange> {
-    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, { name });
+    return this.request("PATCH", this.conv(id), { name });
   }
 
+  /** The owner or an admin invites users; each joins by accepting. */
+  inviteMembers(id: string, userIds: string[]): Promise<GroupChange> {
+    return this.request("POST", `${this.conv(id)}/members`, { user_ids: userIds });
+  }
+
+  /** @deprecated Adding is inviting now: the same call as inviteMembers. */
   addMembers(id: string, userIds: string[]): Promise<GroupChange> {
-    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/members`, { user_ids: userIds });
+    return this.inviteMembers(id, userIds);
   }
 
-  /** The owner removes a member; naming yourself leaves. */
+  /** The owner removes anyone, an admin plain members; on an invitee it withdraws the invitation; naming yourself leaves. */
   removeMember(id: string, userId: string): Promise<GroupChange> {
-    return this.request("DELETE", `/v1/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
+    return this.request("DELETE", `${this.conv(id)}/members/${encodeURIComponent(userId)}`);
   }
 
+  /** Leaves; when the owner leaves, the longest-standing admin (else member) becomes the owner. */
   leaveGroup(id: string): Promise<GroupChange> {
-    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/leave`);
+    return this.request("POST", `${this.conv(id)}/leave`);
+  }
+
+  /** "admin" promotes a member (owner or admin), "member" demotes an admin (owner). */
+  setRole(id: string, userId: string, role: "admin" | "member"): Promise<GroupChange> {
+    return this.request("PUT", `${this.conv(id)}/members/${encodeURIComponent(userId)}/role`, { role });
+  }
+
+  /** The owner hands the group to another member and becomes an admin. */
+  transferOwnership(id: string, userId: string): Promise<GroupChange> {
+    return this.request("POST", `${this.conv(id)}/owner`, { user_id: userId });
+  }
+
+  /** The owner deletes the group: every member is told, nobody can send any more, the history stays readable. */
+  deleteGroup(id: string): Promise<GroupChange> {
+    return this.request("DELETE", this.conv(id));
+  }
+
+  /** GET /v1/invitations: the caller's pending group invitations, newest first. */
+  async invitations(): Promise<Invitation[]> {
+    return (await this.request<{ invitations: Invitation[] }>("GET", "/v1/invitations")).invitations;
+  }
+
+  /** Accepts an invitation: the caller joins and sees the group from here on. */
+  acceptInvitation(id: string): Promise<GroupChange> {
+    return this.request("POST", `${this.conv(id)}/accept`);
+  }
+
+  /** Declines an invitation. */
+  async declineInvitation(id: string): Promise<number> {
+    return (await this.request<{ seq: number }>("POST", `${this.conv(id)}/decline`)).seq;
+  }
+
+  private conv(id: string): string {
+    return `/v1/conversations/${encodeURIComponent(id)}`;
   }
 
   /** GET /v1/conversations/:id/receipts: every member's delivered and read watermarks. */

@@ -18,6 +18,7 @@ import type {
   ClientFrame,
   MemberEvent,
   MessageEvent,
+  RevisionEvent,
   PresenceEntry,
   PresenceFrame,
   ReceiptFrame,
@@ -105,6 +106,8 @@ export interface ClientEventMap {
   message: MessageEvent;
   /** Group membership changes only. Awaited too. */
   member: MemberEvent;
+  /** Edits, deletes and hides of messages only (fold them with MessageView). Awaited too. */
+  revision: RevisionEvent;
   /** A delivered/read watermark of a user (yours from any device, or the other member's in a direct conversation). */
   receipt: ReceiptFrame;
   /** Someone started or stopped typing; show a start for expires_in_ms unless refreshed. */
@@ -174,7 +177,7 @@ function checkSend(clientMsgId: string, text: string, frame: string): void {
 /** The largest frame the gateway reads (docs/protocol.md#limits). */
 const maxFrameBytes = 1_300_000;
 
-const timelineListeners = new Set<keyof ClientEventMap>(["event", "message", "member"]);
+const timelineListeners = new Set<keyof ClientEventMap>(["event", "message", "member", "revision"]);
 
 /** One connected device. Create it, subscribe with on(), then start(). */
 export class NatterClient {
@@ -293,9 +296,38 @@ export class NatterClient {
     // (it may have been sent before, even long ago): the gateway then checks the store too.
     const frame = (resend: boolean) =>
       JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text, ...(resend ? { resend } : {}) } satisfies ClientFrame);
-    const first = frame(options.clientMsgId !== undefined);
-    const retry = frame(true);
+    return this.retrySend(clientMsgId, text, frame(options.clientMsgId !== undefined), frame(true), options.signal);
+  }
+
+  /**
+   * Replaces the text of your message at targetSeq (within the server's edit window) and resolves
+   * with the edit's ack, retrying like send. Every member's devices get a "revision" event.
+   */
+  async edit(conversationId: string, targetSeq: number, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    this.mustBeStarted();
+    const clientMsgId = options.clientMsgId ?? ulid();
+    const frame = JSON.stringify({ type: "edit", client_msg_id: clientMsgId, conversation_id: conversationId, target_seq: targetSeq, text, resend: true } satisfies ClientFrame);
+    return this.retrySend(clientMsgId, text, frame, frame, options.signal);
+  }
+
+  /**
+   * Deletes the message at targetSeq for everyone (its sender, or an admin of its group) or, with
+   * forMe, for this user only, and resolves with the delete's ack, retrying like send.
+   */
+  async delete(conversationId: string, targetSeq: number, options: SendOptions & { forMe?: boolean } = {}): Promise<AckFrame> {
+    this.mustBeStarted();
+    const clientMsgId = options.clientMsgId ?? ulid();
+    const frame = JSON.stringify({
+      type: "delete", client_msg_id: clientMsgId, conversation_id: conversationId, target_seq: targetSeq,
+      ...(options.forMe ? { for: "me" as const } : {}), resend: true,
+    } satisfies ClientFrame);
+    return this.retrySend(clientMsgId, "", frame, frame, options.signal);
+  }
+
+  /** Sends first, then retry, until acked or failed for good (see send). */
+  private async retrySend(clientMsgId: string, text: string, first: string, retry: string, signal?: AbortSignal): Promise<AckFrame> {
     checkSend(clientMsgId, text, retry);
+    const options = { signal };
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.sendAttempt(clientMsgId, attempt === 0 ? first : retry, options.signal);
@@ -539,6 +571,9 @@ export class NatterClient {
         return;
       case "message":
       case "member":
+      case "edit":
+      case "delete":
+      case "hide":
       case "synced":
         this.timeline = this.timeline
           .then(() => this.onTimeline(f as ChatEvent | SyncedFrame, session))
@@ -561,7 +596,8 @@ export class NatterClient {
     if (this.hasCursor && f.seq <= this._cursor) return; // a repeat
     await this.emitAwait("event", f);
     if (f.type === "message") await this.emitAwait("message", f);
-    else await this.emitAwait("member", f);
+    else if (f.type === "member") await this.emitAwait("member", f);
+    else await this.emitAwait("revision", f);
     // Only now: a cursor past an event the application never got would skip it for good.
     await this.advance(f.seq);
   }

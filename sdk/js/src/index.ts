@@ -20,5 +20,7 @@ export type { CursorStore } from "./storage.js";
 export { backoff } from "./backoff.js";
 export { ulid } from "./ids.js";
 export { TypingTracker } from "./typing.js";
+export { MessageView } from "./messages.js";
+export type { ShownMessage } from "./messages.js";
 export type { TypingTrackerOptions } from "./typing.js";
 export * from "./types.js";

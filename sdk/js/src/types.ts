@@ -17,7 +17,11 @@ export type ErrorCode =
   | "rate_limited"
   | "unauthorized"
   | "unavailable"
-  | "internal";
+  | "internal"
+  | "message_not_found"
+  | "not_allowed"
+  | "edit_expired"
+  | "message_deleted";
 
 /** natter's WebSocket close codes: 4000-4099 reconnect, 4400-4499 do not (docs/protocol.md#close-codes). */
 export const CloseCodes = {
@@ -44,6 +48,28 @@ export interface SendFrame {
    * true when this client_msg_id may have been sent before (every retry, every id not minted just
    * now): the gateway then also looks it up in the store, past JetStream's duplicate window.
    */
+  resend?: boolean;
+}
+
+/** Replaces the text of your message target_seq (docs/protocol.md#edits-and-deletes). */
+export interface EditFrame {
+  type: "edit";
+  id?: string;
+  client_msg_id: string;
+  conversation_id: string;
+  target_seq: number;
+  text: string;
+  resend?: boolean;
+}
+
+/** Deletes message target_seq for everyone (the default) or for you ("me"). */
+export interface DeleteFrame {
+  type: "delete";
+  id?: string;
+  client_msg_id: string;
+  conversation_id: string;
+  target_seq: number;
+  for?: "everyone" | "me";
   resend?: boolean;
 }
 
@@ -82,7 +108,7 @@ export interface AuthRequestFrame {
 }
 
 /** Any frame a client sends. */
-export type ClientFrame = SendFrame | PingFrame | MarkFrame | TypingRequestFrame | PresenceRequestFrame | AuthRequestFrame;
+export type ClientFrame = SendFrame | EditFrame | DeleteFrame | PingFrame | MarkFrame | TypingRequestFrame | PresenceRequestFrame | AuthRequestFrame;
 
 // ---- server -> client ----
 
@@ -117,7 +143,10 @@ export interface AckFrame {
   duplicate?: boolean;
 }
 
-/** A text message of one of the user's conversations (also a history entry). */
+/**
+ * A text message of one of the user's conversations (also a history entry), as it is now: once
+ * edited it has edited_at, once deleted (for everyone, or by you for yourself) deleted and no text.
+ */
 export interface MessageEvent {
   type: "message";
   seq: number;
@@ -126,16 +155,60 @@ export interface MessageEvent {
   sender_id: string;
   sender_device: string;
   client_msg_id: string;
-  text: string;
+  /** Absent once deleted. */
+  text?: string;
   sent_at: number;
+  edited_at?: number;
+  deleted?: true;
 }
 
-export type MemberAction = "created" | "added" | "removed" | "left" | "renamed";
+/** The message an edit, delete or hide changes. */
+export interface Target {
+  seq: number;
+  message_id: string;
+}
+
+/**
+ * An edit, delete (for everyone) or hide (your delete for yourself) of the message target, with
+ * the state it leaves it in. Apply it unless the target is deleted already: a deletion is final
+ * (MessageView does this).
+ */
+export interface RevisionEvent {
+  type: "edit" | "delete" | "hide";
+  seq: number;
+  conversation_id: string;
+  message_id: string;
+  sender_id: string;
+  sender_device?: string;
+  client_msg_id?: string;
+  text?: string;
+  sent_at: number;
+  edited_at?: number;
+  deleted?: true;
+  target: Target;
+}
+
+/** Membership actions; a client ignores one it does not know (servers may add more). */
+export type MemberAction =
+  | "created"
+  | "added"
+  | "removed"
+  | "left"
+  | "renamed"
+  | "invited"
+  | "accepted"
+  | "declined"
+  | "promoted"
+  | "demoted"
+  | "owner_changed"
+  | "deleted";
 
 export interface MemberChange {
   action: MemberAction;
   user_ids?: string[];
   name?: string;
+  /** The new owner: on owner_changed, and on left or removed when the owner leaves. */
+  owner?: string;
 }
 
 /** A group membership change, ordered with the group's messages (also a history entry). */
@@ -150,7 +223,7 @@ export interface MemberEvent {
 }
 
 /** A timeline event: what moves the cursor, what history pages hold. */
-export type ChatEvent = MessageEvent | MemberEvent;
+export type ChatEvent = MessageEvent | MemberEvent | RevisionEvent;
 
 export interface SyncedFrame {
   type: "synced";
@@ -210,6 +283,7 @@ export type ServerFrame =
   | AckFrame
   | MessageEvent
   | MemberEvent
+  | RevisionEvent
   | SyncedFrame
   | ErrorFrame
   | PongFrame
@@ -243,6 +317,8 @@ export interface Conversation {
   name: string;
   created_at: string;
   members?: string[];
+  /** The seq of the event that deleted the group; absent while it exists. */
+  deleted_seq?: number;
   /** Set while a direct conversation waits for its recipient's consent. */
   request?: DirectRequest;
 }
@@ -273,15 +349,34 @@ export interface ConversationSummary extends Conversation {
   unread: number;
 }
 
+/** A group role: the owner and admins manage the group (docs/api.md, "Roles"). */
+export type Role = "owner" | "admin" | "member";
+
 export interface Member {
   user_id: string;
-  role: "owner" | "member";
+  role: Role;
   joined_seq: number;
+}
+
+/** A pending invitation in a group's detail. */
+export interface Invitee {
+  user_id: string;
+  invited_by: string;
+  invited_seq: number;
 }
 
 export interface ConversationDetail {
   conversation: Conversation;
   members: Member[];
+  /** Pending invitations; absent from servers older than invitations. */
+  invitations?: Invitee[];
+}
+
+/** One of the caller's pending group invitations (GET /v1/invitations). */
+export interface Invitation {
+  conversation: Conversation;
+  invited_by: string;
+  invited_seq: number;
 }
 
 /** The answer to a group change: the conversation and the seq of its member event. */

@@ -230,20 +230,33 @@ describe("chat", () => {
     await assert.rejects(bob.api.history(conv, { limit: 201 }), (e) => e instanceof ApiError && e.code === "invalid_request");
   });
 
-  test("groups: create, add, rename, leave arrive as member events", async () => {
+  test("groups: create, invite, accept, promote, rename, leave arrive as member events", async () => {
     const alice = await natter.user("alice");
     const bob = await natter.user("bob");
     const carol = await natter.user("carol");
     const b = await connect(bob, "phone");
     const g = await alice.api.createGroup("Trip", [bob.user.id]);
-    await alice.api.addMembers(g.conversation.id, [carol.user.id]);
-    await bob.api.renameGroup(g.conversation.id, "Long trip");
-    await carol.api.leaveGroup(g.conversation.id);
-    await waitFor(() => b.rec.events.length === 4, "four member events");
-    assert.deepEqual(b.rec.events.map((e) => e.member.action), ["created", "added", "renamed", "left"]);
-    const detail = await bob.api.conversation(g.conversation.id);
+    const id = g.conversation.id;
+    const invites = await bob.api.invitations();
+    assert.deepEqual(invites.map((i) => [i.conversation.id, i.invited_by]), [[id, alice.user.id]]);
+    await bob.api.acceptInvitation(id);
+    await alice.api.inviteMembers(id, [carol.user.id]);
+    await carol.api.acceptInvitation(id);
+    await assert.rejects(bob.api.renameGroup(id, "Mine"), (e) => e instanceof ApiError && e.code === "forbidden");
+    await alice.api.setRole(id, bob.user.id, "admin");
+    await bob.api.renameGroup(id, "Long trip");
+    await alice.api.leaveGroup(id);
+    // Bob joined at his acceptance: what he sees starts there.
+    await waitFor(() => b.rec.events.length === 6, "six member events");
+    assert.deepEqual(b.rec.events.map((e) => e.member.action), ["accepted", "invited", "accepted", "promoted", "renamed", "left"]);
+    assert.equal(b.rec.events[5].member.owner, bob.user.id);
+    const detail = await bob.api.conversation(id);
     assert.equal(detail.conversation.name, "Long trip");
     assert.deepEqual(detail.members.map((m) => m.role).sort(), ["member", "owner"]);
+    assert.deepEqual(detail.invitations, []);
+    await bob.api.deleteGroup(id);
+    await waitFor(() => b.rec.events.length === 7, "the deletion");
+    assert.equal(b.rec.events[6].member.action, "deleted");
   });
 });
 

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
 import { WebSocketImpl, waitFor } from "./harness.mjs"; // also gives node 18 crypto for ulid()
-import { AbortError, CloseError, ClosedError, MemoryCursorStore, NatterClient, ProtocolError, backoff, reconnectable, retryable, ulid } from "../dist/index.js";
+import { AbortError, CloseError, ClosedError, MemoryCursorStore, MessageView, NatterClient, ProtocolError, backoff, reconnectable, retryable, ulid } from "../dist/index.js";
 
 test("backoff is full jitter between base/2 and base/2 + min(ceiling, base * 2^attempt)", () => {
   assert.equal(backoff(0, 100, 10_000, () => 0), 50);
@@ -90,4 +90,23 @@ test("close() ends a connection attempt that hangs, without waiting for the conn
     for (const s of held) s.destroy();
     await new Promise((r) => server.close(r));
   }
+});
+
+test("MessageView: edits replace the text, a delete or hide is final, a message read back comes as it is now", () => {
+  const v = new MessageView();
+  const msg = (seq, text, extra = {}) => ({ type: "message", seq, conversation_id: "c", message_id: "m" + seq, sender_id: "u", sender_device: "d", client_msg_id: "k" + seq, text, sent_at: 1, ...extra });
+  const rev = (type, seq, target, extra = {}) => ({ type, seq, conversation_id: "c", message_id: "r" + seq, sender_id: "u", sent_at: 2, target: { seq: target, message_id: "m" + target }, ...extra });
+  v.apply(msg(1, "helo"));
+  v.apply(rev("edit", 2, 1, { text: "hello", edited_at: 2 }));
+  assert.deepEqual([v.get(1).text, v.get(1).edited_at, v.get(1).deleted], ["hello", 2, false]);
+  v.apply(rev("delete", 3, 1, { deleted: true }));
+  v.apply(rev("edit", 4, 1, { text: "back", edited_at: 4 })); // raced the delete: loses
+  assert.deepEqual([v.get(1).text, v.get(1).deleted], ["", true]);
+  v.apply(msg(5, "mine"));
+  v.apply(rev("hide", 6, 5, { deleted: true }));
+  assert.equal(v.get(5).deleted, true);
+  v.apply(msg(7, undefined, { deleted: true })); // synced after its delete
+  assert.deepEqual([v.get(7).text, v.get(7).deleted], ["", true]);
+  v.apply(rev("edit", 8, 9, { text: "an older message", edited_at: 8 })); // its message came before the cursor
+  assert.equal(v.get(9).text, "an older message");
 });

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -64,4 +65,23 @@ func newLogger(o logOptions, out *os.File) (*zap.Logger, error) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// muteCore is a zap core that drops every entry once muted is set.
+type muteCore struct {
+	zapcore.Core
+	muted *atomic.Bool
+}
+
+func (c muteCore) Enabled(l zapcore.Level) bool { return !c.muted.Load() && c.Core.Enabled(l) }
+
+func (c muteCore) With(fields []zapcore.Field) zapcore.Core {
+	return muteCore{c.Core.With(fields), c.muted}
+}
+
+func (c muteCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.muted.Load() {
+		return ce
+	}
+	return c.Core.Check(e, ce)
 }

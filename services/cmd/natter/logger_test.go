@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // runLogger is the logger natter run builds from args, writing to out.
@@ -100,5 +102,22 @@ func TestConsoleLoggerWithoutTerminalHasNoColour(t *testing.T) {
 	}
 	if i := bytes.IndexByte(b, 0x1b); i >= 0 {
 		t.Fatalf("ESC at byte %d of %q", i, b)
+	}
+}
+
+// Once muted, a logger and every logger derived from it write nothing: a failed start's error
+// line stays the last one printed.
+func TestMuteCoreDropsEverythingOnceMuted(t *testing.T) {
+	var buf bytes.Buffer
+	var muted atomic.Bool
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zapcore.DebugLevel)).
+		WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return muteCore{c, &muted} }))
+	child := log.Named("nats").With(zap.String("conn", "x"))
+	child.Warn("before")
+	muted.Store(true)
+	child.Warn("nats disconnected")
+	log.Error("after")
+	if out := buf.String(); !strings.Contains(out, "before") || strings.Contains(out, "disconnected") || strings.Contains(out, "after") {
+		t.Fatalf("log output:\n%s", out)
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/multierr"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/origin"
@@ -35,6 +37,8 @@ func runCmd(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	var muted atomic.Bool
+	log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return muteCore{c, &muted} }))
 
 	fxApp, run, err := app.New(cfg, log)
 	if err != nil {
@@ -48,6 +52,9 @@ func runCmd(args []string) error {
 		for _, rerr := range errs[1:] {
 			log.Warn("stop after a failed start", zap.Error(rerr))
 		}
+		// The error is the last line printed: NATS callbacks of the closed connections may still
+		// log on their own goroutines.
+		muted.Store(true)
 		if startCtx.Err() != nil {
 			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
 		}
@@ -116,6 +123,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	allowedOrigins := fs.String("allowed-origins", origin.Any, "browser origins whose pages may open WebSockets and call the API (CORS): "+
 		"scheme://host[:port],... or * for any; requests without an Origin header (apps, servers) are always allowed")
 	fs.DurationVar(&cfg.Gateway.HeartbeatInterval, "heartbeat", cfg.Gateway.HeartbeatInterval, "WebSocket ping interval")
+	fs.DurationVar(&cfg.Gateway.EditWindow, "edit-window", cfg.Gateway.EditWindow, "how long after sending a message its sender may edit it (0: no limit); deletes have no limit")
 	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", cfg.AccessTTL, "lifetime of the access tokens the API issues; clients renew them with their refresh token")
@@ -158,6 +166,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	}
 	completeNATS()
 	cfg.SetGatewayTTL(*gatewayTTL)
+	cfg.API.EditWindow = cfg.Gateway.EditWindow // one rule for the edit frame and PATCH
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
 	origins, err := origin.Parse(*allowedOrigins)

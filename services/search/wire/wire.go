@@ -3,7 +3,7 @@
 // natter.search.v1.<method> in queue group natter-search (see services/search.Server).
 //
 // The caller decides what may be found: a Query carries the scopes (conversation and seq
-// interval) the asker may see, built from store memberships with ScopeOf, and the index returns
+// interval) the asker may see, built from store memberships with ScopesOf, and the index returns
 // nothing outside them. The encoding is JSON.
 package wire
 
@@ -41,12 +41,14 @@ type Scope struct {
 	UpTo           uint64 `json:"up_to,omitempty"`
 }
 
-// ScopeOf is the part of m's conversation that m sees; false if m sees nothing of it.
-func ScopeOf(m store.Member) (Scope, bool) {
-	if m.LeftSeq != 0 && m.LeftSeq <= m.JoinedSeq {
-		return Scope{}, false
+// ScopesOf are the parts of m's conversation that m sees, one per membership interval (a member
+// who left and joined again has several); none if m sees nothing of it.
+func ScopesOf(m store.Member) []Scope {
+	var out []Scope
+	for _, i := range m.Intervals() {
+		out = append(out, Scope{ConversationID: m.ConversationID, After: i.JoinedSeq, UpTo: i.LeftSeq})
 	}
-	return Scope{ConversationID: m.ConversationID, After: m.JoinedSeq, UpTo: m.LeftSeq}, true
+	return out
 }
 
 // Contains reports whether seq is in the scope (the same rule as store.Member.Sees).

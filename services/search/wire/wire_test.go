@@ -7,21 +7,28 @@ import (
 	"github.com/natter-chat/natter/pkg/store"
 )
 
-// TestScopeIsMemberSees: a scope contains exactly the seqs its member sees, for every shape of
-// membership (from the start, added later, removed, removed at once).
+// TestScopeIsMemberSees: the scopes contain exactly the seqs their member sees, for every shape
+// of membership (from the start, added later, removed, removed at once, re-joined after an
+// earlier interval).
 func TestScopeIsMemberSees(t *testing.T) {
-	for joined := uint64(0); joined <= 12; joined++ {
-		for left := uint64(0); left <= 12; left++ {
-			m := store.Member{ConversationID: "c", JoinedSeq: joined, LeftSeq: left}
-			scope, ok := ScopeOf(m)
-			for seq := uint64(1); seq <= 14; seq++ {
-				if got := ok && scope.Contains(seq); got != m.Sees(seq) {
-					t.Fatalf("joined %d left %d seq %d: scope %v (ok %v), Sees %v", joined, left, seq, got, ok, m.Sees(seq))
+	for _, earlier := range [][]store.Interval{nil, {{JoinedSeq: 1, LeftSeq: 3}}, {{JoinedSeq: 0, LeftSeq: 2}, {JoinedSeq: 4, LeftSeq: 6}}} {
+		for joined := uint64(0); joined <= 12; joined++ {
+			for left := uint64(0); left <= 12; left++ {
+				m := store.Member{ConversationID: "c", JoinedSeq: joined, LeftSeq: left, Earlier: earlier}
+				scopes := ScopesOf(m)
+				for seq := uint64(1); seq <= 14; seq++ {
+					got := false
+					for _, s := range scopes {
+						got = got || s.Contains(seq)
+					}
+					if got != m.Sees(seq) {
+						t.Fatalf("%+v seq %d: scopes %v say %v, Sees %v", m, seq, scopes, got, m.Sees(seq))
+					}
 				}
-			}
-			if ok {
-				if err := (Query{Text: "x", Limit: 1, Scopes: []Scope{scope}}).Validate(); err != nil {
-					t.Fatalf("joined %d left %d: scope %+v refused: %v", joined, left, scope, err)
+				if len(scopes) > 0 {
+					if err := (Query{Text: "x", Limit: 1, Scopes: scopes}).Validate(); err != nil {
+						t.Fatalf("%+v: scopes %+v refused: %v", m, scopes, err)
+					}
 				}
 			}
 		}

@@ -15,6 +15,8 @@ import {
   type StateChange,
   type ChatEvent,
   type ConversationSummary,
+  type Invitation,
+  type Invitee,
   type Member,
   type PresenceEntry,
   type ReceiptFrame,
@@ -27,6 +29,8 @@ import { ago, byId, clock, codePoints, el, show } from "./dom";
 export const MAX_TEXT = 100_000;
 /** Messages longer than this many characters are folded: the rest is shown on request. */
 export const FOLD_AT = 1_500;
+/** What a deleted message shows instead of its text. */
+export const DELETED = "This message was deleted";
 /** History page size. */
 const PAGE = 50;
 /** After this long without a frame the client pings, and reconnects if no answer comes. */
@@ -51,6 +55,8 @@ interface ChatView {
   id: string;
   kind: "direct" | "group";
   members: Member[];
+  /** Pending invitations of a group. */
+  invitees: Invitee[];
   /** Rendered events by seq; pending sends by client_msg_id until their event arrives. */
   bySeq: Map<number, HTMLLIElement>;
   pending: Map<string, HTMLLIElement>;
@@ -184,6 +190,7 @@ export class App {
     byId<HTMLFormElement>("group-form").addEventListener("submit", (e) => void this.onCreateGroup(e));
     byId<HTMLFormElement>("add-member-form").addEventListener("submit", (e) => void this.onAddMember(e));
     byId("leave-group").addEventListener("click", () => void this.onLeave());
+    byId("delete-group").addEventListener("click", () => void this.onDeleteGroup());
     byId("accept-request").addEventListener("click", () => void this.onAnswer(true));
     byId("ignore-request").addEventListener("click", () => void this.onAnswer(false));
     byId("block-user").addEventListener("click", () => void this.onBlock());
@@ -202,12 +209,14 @@ export class App {
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
     window.addEventListener("focus", () => this.markRead());
-    // "last seen 3 min ago" ages on screen; and requests, which nothing announces (a request's
-    // messages are held), show up in the list.
+    // "last seen 3 min ago" ages on screen; invitations and requests, which nothing announces
+    // (a request's messages are held), show up.
     this.presenceTimer = window.setInterval(() => {
       this.renderPresence();
+      void this.refreshInvitations();
       this.scheduleRefresh();
     }, 30_000);
+    window.addEventListener("focus", () => void this.refreshInvitations());
 
     const saved = this.loadSession();
     if (saved) void this.enter(saved);
@@ -441,8 +450,52 @@ export class App {
 
   // ---- conversation list ----
 
+  /** refreshInvitations shows the pending group invitations, each with Accept and Decline. */
+  private async refreshInvitations(): Promise<void> {
+    if (!this.me) return;
+    let list: Invitation[];
+    try {
+      list = await this.call(() => this.api.invitations());
+    } catch {
+      return; // shown again at the next refresh
+    }
+    show(byId("invitations"), list.length > 0);
+    byId("invitation-list").replaceChildren(
+      ...list.map((inv) => {
+        const id = inv.conversation.id;
+        const accept = el("button", { type: "button", "aria-label": `Accept ${inv.conversation.name}` }, "Accept");
+        const decline = el("button", { type: "button", class: "link", "aria-label": `Decline ${inv.conversation.name}` }, "Decline");
+        accept.addEventListener("click", () => void this.onInvitation(id, true));
+        decline.addEventListener("click", () => void this.onInvitation(id, false));
+        return el(
+          "li",
+          { "data-conv": id },
+          el("span", { class: "conv-name" }, inv.conversation.name || "Group"),
+          el("span", { class: "muted" }, ` invited by ${this.name(inv.invited_by)}`),
+          accept,
+          decline,
+        );
+      }),
+    );
+  }
+
+  private async onInvitation(id: string, accept: boolean): Promise<void> {
+    const err = byId("sidebar-error");
+    err.textContent = "";
+    try {
+      if (accept) await this.call(() => this.api.acceptInvitation(id));
+      else await this.call(() => this.api.declineInvitation(id));
+      await this.refreshConversations();
+      if (accept) await this.open(id);
+    } catch (x) {
+      err.textContent = friendly(x);
+      await this.refreshInvitations();
+    }
+  }
+
   private async refreshConversations(): Promise<void> {
     if (!this.me) return;
+    void this.refreshInvitations();
     let list: ConversationSummary[];
     try {
       list = await this.call(() => this.api.conversations());
@@ -491,10 +544,13 @@ export class App {
   private preview(ev: ChatEvent | null): string {
     if (!ev) return "No messages yet";
     if (ev.type === "message") {
+      if (ev.deleted) return DELETED;
       const who = ev.sender_id === this.me?.id ? "You: " : "";
-      return who + ev.text.slice(0, 120).replace(/\s+/g, " ");
+      return who + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
     }
-    return this.memberText(ev);
+    if (ev.type === "member") return this.memberText(ev);
+    if (ev.deleted) return DELETED;
+    return (ev.sender_id === this.me?.id ? "You edited: " : "Edited: ") + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
   }
 
   /**
@@ -605,6 +661,7 @@ export class App {
       id,
       kind: c.kind,
       members: [],
+      invitees: [],
       bySeq: new Map(),
       pending: new Map(),
       older: 0,
@@ -631,6 +688,7 @@ export class App {
       ]);
       if (this.view !== view) return;
       view.members = detail.members;
+      view.invitees = detail.invitations ?? [];
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
@@ -679,20 +737,82 @@ export class App {
     const members = byId<HTMLDetailsElement>("members");
     show(members, c.kind === "group");
     if (c.kind !== "group") return;
+    // What each role may do (the server decides; this only hides what it would refuse):
+    // the owner and admins invite, rename and remove plain members; the owner also removes and
+    // demotes admins, hands the group over and deletes it.
     const mine = v.members.find((m) => m.user_id === this.me?.id);
     const owner = mine?.role === "owner";
-    show(byId("add-member-form"), owner);
+    const admin = owner || mine?.role === "admin";
+    show(byId("add-member-form"), admin);
+    show(byId("delete-group"), owner);
+    const button = (label: string, aria: string, onClick: () => void): HTMLButtonElement => {
+      const b = el("button", { type: "button", class: "link", "aria-label": aria }, label);
+      b.addEventListener("click", onClick);
+      return b;
+    };
     byId("member-list").replaceChildren(
       ...v.members.map((m) => {
-        const label = this.name(m.user_id) + (m.user_id === this.me?.id ? " (you)" : "") + (m.role === "owner" ? " · owner" : "");
-        const remove =
-          owner && m.user_id !== this.me?.id
-            ? el("button", { type: "button", class: "link", "aria-label": `Remove ${this.name(m.user_id)}` }, "Remove")
-            : null;
-        remove?.addEventListener("click", () => void this.onRemove(m.user_id));
-        return el("li", {}, el("span", {}, label), remove);
+        const who = this.name(m.user_id);
+        const label = who + (m.user_id === this.me?.id ? " (you)" : "") + (m.role !== "member" ? ` · ${m.role}` : "");
+        const self = m.user_id === this.me?.id;
+        const actions: HTMLButtonElement[] = [];
+        if (!self && (owner || (admin && m.role === "member"))) {
+          actions.push(button("Remove", `Remove ${who}`, () => void this.change(() => this.api.removeMember(v.id, m.user_id))));
+        }
+        if (!self && admin && m.role === "member") {
+          actions.push(button("Make admin", `Make ${who} admin`, () => void this.change(() => this.api.setRole(v.id, m.user_id, "admin"))));
+        }
+        if (!self && owner && m.role === "admin") {
+          actions.push(button("Remove admin", `Remove admin ${who}`, () => void this.change(() => this.api.setRole(v.id, m.user_id, "member"))));
+        }
+        if (!self && owner) {
+          actions.push(button("Make owner", `Make ${who} owner`, () => void this.change(() => this.api.transferOwnership(v.id, m.user_id))));
+        }
+        return el("li", {}, el("span", { class: "member-role", "data-role": m.role }, label), ...actions);
       }),
     );
+    byId("invitee-list").replaceChildren(
+      ...v.invitees.map((i) => {
+        const who = this.name(i.user_id);
+        const withdraw = admin ? button("Withdraw", `Withdraw ${who}`, () => void this.change(() => this.api.removeMember(v.id, i.user_id))) : null;
+        return el("li", { class: "muted" }, el("span", {}, `${who} · invited`), withdraw);
+      }),
+    );
+  }
+
+  /** change runs a group change and reloads the members, or shows why it was refused. */
+  private async change(f: () => Promise<unknown>): Promise<void> {
+    try {
+      await this.call(f);
+      await this.reloadMembers();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+
+  /** onDeleteGroup asks for a second click, then deletes the open group (owner only). */
+  private async onDeleteGroup(): Promise<void> {
+    const v = this.view;
+    const b = byId<HTMLButtonElement>("delete-group");
+    if (!v) return;
+    if (b.dataset.confirm !== v.id) {
+      b.dataset.confirm = v.id;
+      b.textContent = "Delete for everyone: click again to confirm";
+      window.setTimeout(() => {
+        delete b.dataset.confirm;
+        b.textContent = "Delete group";
+      }, 5_000);
+      return;
+    }
+    delete b.dataset.confirm;
+    b.textContent = "Delete group";
+    try {
+      await this.call(() => this.api.deleteGroup(v.id));
+      this.closeChat();
+      await this.refreshConversations();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
   }
 
   /** onAnswer accepts (or ignores) the open request; an accepted one shows its history. */
@@ -733,6 +853,7 @@ export class App {
       const d = await this.call(() => this.api.conversation(v.id));
       if (this.view === v) {
         v.members = d.members;
+        v.invitees = d.invitations ?? [];
         this.renderChatHead();
       }
     } catch {
@@ -749,22 +870,11 @@ export class App {
     err.textContent = "";
     try {
       const ids = await this.resolveHandles(input.value);
-      if (ids.length) await this.call(() => this.api.addMembers(v.id, ids));
+      if (ids.length) await this.call(() => this.api.inviteMembers(v.id, ids));
       input.value = "";
       await this.reloadMembers();
     } catch (x) {
       err.textContent = friendly(x);
-    }
-  }
-
-  private async onRemove(userId: string): Promise<void> {
-    const v = this.view;
-    if (!v) return;
-    try {
-      await this.call(() => this.api.removeMember(v.id, userId));
-      await this.reloadMembers();
-    } catch (x) {
-      byId("chat-error").textContent = friendly(x);
     }
   }
 
@@ -874,6 +984,10 @@ export class App {
   private place(ev: ChatEvent): void {
     const v = this.view;
     if (!v || v.bySeq.has(ev.seq)) return;
+    if (ev.type === "edit" || ev.type === "delete" || ev.type === "hide") {
+      this.revise(ev);
+      return;
+    }
     const li = this.renderEvent(ev);
     if (ev.type === "message") {
       const pending = v.pending.get(ev.client_msg_id);
@@ -911,6 +1025,35 @@ export class App {
     ol.insertBefore(li, after);
   }
 
+  /**
+   * revise applies an edit, delete or hide to its message if it is shown: the new text with an
+   * "edited" mark, or the tombstone. A deleted message stays deleted.
+   */
+  private revise(ev: Extract<ChatEvent, { type: "edit" | "delete" | "hide" }>): void {
+    const li = this.view?.bySeq.get(ev.target.seq);
+    if (!li || li.classList.contains("deleted")) return;
+    const body = li.querySelector<HTMLElement>("p.text");
+    if (!body) return;
+    li.querySelector("button.fold")?.remove();
+    if (ev.deleted) {
+      this.tombstone(li, body);
+      return;
+    }
+    this.fill(li, body, ev.text ?? "");
+    this.markEdited(li);
+  }
+
+  private tombstone(li: HTMLLIElement, body: HTMLElement): void {
+    li.classList.add("deleted");
+    body.textContent = DELETED;
+    li.querySelector(".edited")?.remove();
+  }
+
+  private markEdited(li: HTMLLIElement): void {
+    if (li.querySelector(".edited")) return;
+    li.querySelector(".meta")?.prepend(el("span", { class: "edited" }, "edited "));
+  }
+
   private memberText(ev: Extract<ChatEvent, { type: "member" }>): string {
     const who = ev.sender_id === this.me?.id ? "You" : this.name(ev.sender_id);
     const list = (ids: string[]) => ids.map((id) => (id === this.me?.id ? "you" : this.name(id))).join(", ");
@@ -922,13 +1065,29 @@ export class App {
       }
       case "added":
         return `${who} added ${names}`;
-      case "removed":
-        return `${who} removed ${names}`;
       case "left":
-        return `${names || who} left`;
+      case "removed": {
+        const owner = ev.member.owner ? `; ${list([ev.member.owner])} ${ev.member.owner === this.me?.id ? "are" : "is"} the owner now` : "";
+        return (ev.member.action === "left" ? `${names || who} left` : `${who} removed ${names}`) + owner;
+      }
       case "renamed":
         return `${who} renamed the group to “${ev.member.name ?? ""}”`;
+      case "invited":
+        return `${who} invited ${names}`;
+      case "accepted":
+        return `${names || who} joined`;
+      case "declined":
+        return ev.member.user_ids?.includes(ev.sender_id) ? `${names} declined the invitation` : `${who} withdrew the invitation of ${names}`;
+      case "promoted":
+        return `${who} made ${names} admin`;
+      case "demoted":
+        return `${who} removed ${names} as admin`;
+      case "owner_changed":
+        return `${who} made ${list([ev.member.owner ?? ""])} the owner`;
+      case "deleted":
+        return `${who} deleted the group`;
     }
+    return `${who} changed the group`;
   }
 
   private renderEvent(ev: ChatEvent): HTMLLIElement {
@@ -936,7 +1095,14 @@ export class App {
       return el("li", { class: "msg event", "data-seq": ev.seq }, this.memberText(ev));
     }
     const mine = ev.sender_id === this.me?.id;
-    return this.messageItem(ev.text, mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : undefined);
+    if (ev.type !== "message") { // revisions are applied to their message, never shown (place)
+      return el("li", { class: "msg event", "data-seq": ev.seq });
+    }
+    const li = this.messageItem(ev.deleted ? "" : (ev.text ?? ""), mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : undefined);
+    const body = li.querySelector<HTMLElement>("p.text");
+    if (ev.deleted && body) this.tombstone(li, body);
+    else if (ev.edited_at) this.markEdited(li);
+    return li;
   }
 
   private messageItem(text: string, mine: boolean, sender: string, sentAt: number, seq?: number, tick?: Tick): HTMLLIElement {

@@ -201,22 +201,56 @@ var NatterApi = class {
       before = page.older;
     }
   }
-  /** POST /v1/groups: creates a group owned by the caller. */
+  /** POST /v1/groups: creates a group owned by the caller, who is its only member; memberIds are invited. */
   createGroup(name, memberIds = []) {
     return this.request("POST", "/v1/groups", { name, member_ids: memberIds });
   }
+  /** The owner or an admin renames the group. */
   renameGroup(id, name) {
-    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, { name });
+    return this.request("PATCH", this.conv(id), { name });
   }
+  /** The owner or an admin invites users; each joins by accepting. */
+  inviteMembers(id, userIds) {
+    return this.request("POST", `${this.conv(id)}/members`, { user_ids: userIds });
+  }
+  /** @deprecated Adding is inviting now: the same call as inviteMembers. */
   addMembers(id, userIds) {
-    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/members`, { user_ids: userIds });
+    return this.inviteMembers(id, userIds);
   }
-  /** The owner removes a member; naming yourself leaves. */
+  /** The owner removes anyone, an admin plain members; on an invitee it withdraws the invitation; naming yourself leaves. */
   removeMember(id, userId) {
-    return this.request("DELETE", `/v1/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
+    return this.request("DELETE", `${this.conv(id)}/members/${encodeURIComponent(userId)}`);
   }
+  /** Leaves; when the owner leaves, the longest-standing admin (else member) becomes the owner. */
   leaveGroup(id) {
-    return this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/leave`);
+    return this.request("POST", `${this.conv(id)}/leave`);
+  }
+  /** "admin" promotes a member (owner or admin), "member" demotes an admin (owner). */
+  setRole(id, userId, role) {
+    return this.request("PUT", `${this.conv(id)}/members/${encodeURIComponent(userId)}/role`, { role });
+  }
+  /** The owner hands the group to another member and becomes an admin. */
+  transferOwnership(id, userId) {
+    return this.request("POST", `${this.conv(id)}/owner`, { user_id: userId });
+  }
+  /** The owner deletes the group: every member is told, nobody can send any more, the history stays readable. */
+  deleteGroup(id) {
+    return this.request("DELETE", this.conv(id));
+  }
+  /** GET /v1/invitations: the caller's pending group invitations, newest first. */
+  async invitations() {
+    return (await this.request("GET", "/v1/invitations")).invitations;
+  }
+  /** Accepts an invitation: the caller joins and sees the group from here on. */
+  acceptInvitation(id) {
+    return this.request("POST", `${this.conv(id)}/accept`);
+  }
+  /** Declines an invitation. */
+  async declineInvitation(id) {
+    return (await this.request("POST", `${this.conv(id)}/decline`)).seq;
+  }
+  conv(id) {
+    return `/v1/conversations/${encodeURIComponent(id)}`;
   }
   /** GET /v1/conversations/:id/receipts: every member's delivered and read watermarks. */
   receipts(id) {
@@ -320,7 +354,7 @@ function checkSend(clientMsgId, text, frame) {
   }
 }
 var maxFrameBytes = 13e5;
-var timelineListeners = /* @__PURE__ */ new Set(["event", "message", "member"]);
+var timelineListeners = /* @__PURE__ */ new Set(["event", "message", "member", "revision"]);
 var NatterClient = class {
   opts;
   WS;
@@ -431,9 +465,39 @@ var NatterClient = class {
     this.mustBeStarted();
     const clientMsgId = options.clientMsgId ?? ulid();
     const frame = (resend) => JSON.stringify({ type: "send", client_msg_id: clientMsgId, conversation_id: conversationId, text, ...resend ? { resend } : {} });
-    const first = frame(options.clientMsgId !== void 0);
-    const retry = frame(true);
+    return this.retrySend(clientMsgId, text, frame(options.clientMsgId !== void 0), frame(true), options.signal);
+  }
+  /**
+   * Replaces the text of your message at targetSeq (within the server's edit window) and resolves
+   * with the edit's ack, retrying like send. Every member's devices get a "revision" event.
+   */
+  async edit(conversationId, targetSeq, text, options = {}) {
+    this.mustBeStarted();
+    const clientMsgId = options.clientMsgId ?? ulid();
+    const frame = JSON.stringify({ type: "edit", client_msg_id: clientMsgId, conversation_id: conversationId, target_seq: targetSeq, text, resend: true });
+    return this.retrySend(clientMsgId, text, frame, frame, options.signal);
+  }
+  /**
+   * Deletes the message at targetSeq for everyone (its sender, or an admin of its group) or, with
+   * forMe, for this user only, and resolves with the delete's ack, retrying like send.
+   */
+  async delete(conversationId, targetSeq, options = {}) {
+    this.mustBeStarted();
+    const clientMsgId = options.clientMsgId ?? ulid();
+    const frame = JSON.stringify({
+      type: "delete",
+      client_msg_id: clientMsgId,
+      conversation_id: conversationId,
+      target_seq: targetSeq,
+      ...options.forMe ? { for: "me" } : {},
+      resend: true
+    });
+    return this.retrySend(clientMsgId, "", frame, frame, options.signal);
+  }
+  /** Sends first, then retry, until acked or failed for good (see send). */
+  async retrySend(clientMsgId, text, first, retry, signal) {
     checkSend(clientMsgId, text, retry);
+    const options = { signal };
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.sendAttempt(clientMsgId, attempt === 0 ? first : retry, options.signal);
@@ -662,6 +726,9 @@ var NatterClient = class {
         return;
       case "message":
       case "member":
+      case "edit":
+      case "delete":
+      case "hide":
       case "synced":
         this.timeline = this.timeline.then(() => this.onTimeline(f, session)).catch((e) => this.emit("error", e instanceof Error ? e : new Error(String(e))));
         return;
@@ -681,7 +748,8 @@ var NatterClient = class {
     if (this.hasCursor && f.seq <= this._cursor) return;
     await this.emitAwait("event", f);
     if (f.type === "message") await this.emitAwait("message", f);
-    else await this.emitAwait("member", f);
+    else if (f.type === "member") await this.emitAwait("member", f);
+    else await this.emitAwait("revision", f);
     await this.advance(f.seq);
   }
   async advance(cursor) {
@@ -1031,6 +1099,7 @@ function ago(ms, now = Date.now()) {
 // services/web/src/app.ts
 var MAX_TEXT = 1e5;
 var FOLD_AT = 1500;
+var DELETED = "This message was deleted";
 var PAGE = 50;
 var KEEPALIVE_MS = 15e3;
 var SESSION_KEY = "natter.session";
@@ -1141,6 +1210,7 @@ var App = class {
     byId("group-form").addEventListener("submit", (e) => void this.onCreateGroup(e));
     byId("add-member-form").addEventListener("submit", (e) => void this.onAddMember(e));
     byId("leave-group").addEventListener("click", () => void this.onLeave());
+    byId("delete-group").addEventListener("click", () => void this.onDeleteGroup());
     byId("accept-request").addEventListener("click", () => void this.onAnswer(true));
     byId("ignore-request").addEventListener("click", () => void this.onAnswer(false));
     byId("block-user").addEventListener("click", () => void this.onBlock());
@@ -1161,8 +1231,10 @@ var App = class {
     window.addEventListener("focus", () => this.markRead());
     this.presenceTimer = window.setInterval(() => {
       this.renderPresence();
+      void this.refreshInvitations();
       this.scheduleRefresh();
     }, 3e4);
+    window.addEventListener("focus", () => void this.refreshInvitations());
     const saved = this.loadSession();
     if (saved) void this.enter(saved);
     else this.showLogin("");
@@ -1374,8 +1446,50 @@ var App = class {
     }
   }
   // ---- conversation list ----
+  /** refreshInvitations shows the pending group invitations, each with Accept and Decline. */
+  async refreshInvitations() {
+    if (!this.me) return;
+    let list;
+    try {
+      list = await this.call(() => this.api.invitations());
+    } catch {
+      return;
+    }
+    show(byId("invitations"), list.length > 0);
+    byId("invitation-list").replaceChildren(
+      ...list.map((inv) => {
+        const id = inv.conversation.id;
+        const accept = el("button", { type: "button", "aria-label": `Accept ${inv.conversation.name}` }, "Accept");
+        const decline = el("button", { type: "button", class: "link", "aria-label": `Decline ${inv.conversation.name}` }, "Decline");
+        accept.addEventListener("click", () => void this.onInvitation(id, true));
+        decline.addEventListener("click", () => void this.onInvitation(id, false));
+        return el(
+          "li",
+          { "data-conv": id },
+          el("span", { class: "conv-name" }, inv.conversation.name || "Group"),
+          el("span", { class: "muted" }, ` invited by ${this.name(inv.invited_by)}`),
+          accept,
+          decline
+        );
+      })
+    );
+  }
+  async onInvitation(id, accept) {
+    const err = byId("sidebar-error");
+    err.textContent = "";
+    try {
+      if (accept) await this.call(() => this.api.acceptInvitation(id));
+      else await this.call(() => this.api.declineInvitation(id));
+      await this.refreshConversations();
+      if (accept) await this.open(id);
+    } catch (x) {
+      err.textContent = friendly(x);
+      await this.refreshInvitations();
+    }
+  }
   async refreshConversations() {
     if (!this.me) return;
+    void this.refreshInvitations();
     let list;
     try {
       list = await this.call(() => this.api.conversations());
@@ -1418,10 +1532,13 @@ var App = class {
   preview(ev) {
     if (!ev) return "No messages yet";
     if (ev.type === "message") {
+      if (ev.deleted) return DELETED;
       const who = ev.sender_id === this.me?.id ? "You: " : "";
-      return who + ev.text.slice(0, 120).replace(/\s+/g, " ");
+      return who + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
     }
-    return this.memberText(ev);
+    if (ev.type === "member") return this.memberText(ev);
+    if (ev.deleted) return DELETED;
+    return (ev.sender_id === this.me?.id ? "You edited: " : "Edited: ") + (ev.text ?? "").slice(0, 120).replace(/\s+/g, " ");
   }
   /**
    * renderConversations updates the list in place: each conversation keeps its button (so focus
@@ -1522,6 +1639,7 @@ var App = class {
       id,
       kind: c.kind,
       members: [],
+      invitees: [],
       bySeq: /* @__PURE__ */ new Map(),
       pending: /* @__PURE__ */ new Map(),
       older: 0,
@@ -1548,6 +1666,7 @@ var App = class {
       ]);
       if (this.view !== view) return;
       view.members = detail.members;
+      view.invitees = detail.invitations ?? [];
       view.delivered = receipts.delivered_to_all;
       view.read = receipts.read_by_all;
       view.older = page.older;
@@ -1595,15 +1714,75 @@ var App = class {
     if (c.kind !== "group") return;
     const mine = v.members.find((m) => m.user_id === this.me?.id);
     const owner = mine?.role === "owner";
-    show(byId("add-member-form"), owner);
+    const admin = owner || mine?.role === "admin";
+    show(byId("add-member-form"), admin);
+    show(byId("delete-group"), owner);
+    const button = (label, aria, onClick) => {
+      const b = el("button", { type: "button", class: "link", "aria-label": aria }, label);
+      b.addEventListener("click", onClick);
+      return b;
+    };
     byId("member-list").replaceChildren(
       ...v.members.map((m) => {
-        const label = this.name(m.user_id) + (m.user_id === this.me?.id ? " (you)" : "") + (m.role === "owner" ? " · owner" : "");
-        const remove = owner && m.user_id !== this.me?.id ? el("button", { type: "button", class: "link", "aria-label": `Remove ${this.name(m.user_id)}` }, "Remove") : null;
-        remove?.addEventListener("click", () => void this.onRemove(m.user_id));
-        return el("li", {}, el("span", {}, label), remove);
+        const who = this.name(m.user_id);
+        const label = who + (m.user_id === this.me?.id ? " (you)" : "") + (m.role !== "member" ? ` · ${m.role}` : "");
+        const self = m.user_id === this.me?.id;
+        const actions = [];
+        if (!self && (owner || admin && m.role === "member")) {
+          actions.push(button("Remove", `Remove ${who}`, () => void this.change(() => this.api.removeMember(v.id, m.user_id))));
+        }
+        if (!self && admin && m.role === "member") {
+          actions.push(button("Make admin", `Make ${who} admin`, () => void this.change(() => this.api.setRole(v.id, m.user_id, "admin"))));
+        }
+        if (!self && owner && m.role === "admin") {
+          actions.push(button("Remove admin", `Remove admin ${who}`, () => void this.change(() => this.api.setRole(v.id, m.user_id, "member"))));
+        }
+        if (!self && owner) {
+          actions.push(button("Make owner", `Make ${who} owner`, () => void this.change(() => this.api.transferOwnership(v.id, m.user_id))));
+        }
+        return el("li", {}, el("span", { class: "member-role", "data-role": m.role }, label), ...actions);
       })
     );
+    byId("invitee-list").replaceChildren(
+      ...v.invitees.map((i) => {
+        const who = this.name(i.user_id);
+        const withdraw = admin ? button("Withdraw", `Withdraw ${who}`, () => void this.change(() => this.api.removeMember(v.id, i.user_id))) : null;
+        return el("li", { class: "muted" }, el("span", {}, `${who} · invited`), withdraw);
+      })
+    );
+  }
+  /** change runs a group change and reloads the members, or shows why it was refused. */
+  async change(f) {
+    try {
+      await this.call(f);
+      await this.reloadMembers();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+  /** onDeleteGroup asks for a second click, then deletes the open group (owner only). */
+  async onDeleteGroup() {
+    const v = this.view;
+    const b = byId("delete-group");
+    if (!v) return;
+    if (b.dataset.confirm !== v.id) {
+      b.dataset.confirm = v.id;
+      b.textContent = "Delete for everyone: click again to confirm";
+      window.setTimeout(() => {
+        delete b.dataset.confirm;
+        b.textContent = "Delete group";
+      }, 5e3);
+      return;
+    }
+    delete b.dataset.confirm;
+    b.textContent = "Delete group";
+    try {
+      await this.call(() => this.api.deleteGroup(v.id));
+      this.closeChat();
+      await this.refreshConversations();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
   }
   /** onAnswer accepts (or ignores) the open request; an accepted one shows its history. */
   async onAnswer(accept) {
@@ -1641,6 +1820,7 @@ var App = class {
       const d = await this.call(() => this.api.conversation(v.id));
       if (this.view === v) {
         v.members = d.members;
+        v.invitees = d.invitations ?? [];
         this.renderChatHead();
       }
     } catch {
@@ -1655,21 +1835,11 @@ var App = class {
     err.textContent = "";
     try {
       const ids = await this.resolveHandles(input.value);
-      if (ids.length) await this.call(() => this.api.addMembers(v.id, ids));
+      if (ids.length) await this.call(() => this.api.inviteMembers(v.id, ids));
       input.value = "";
       await this.reloadMembers();
     } catch (x) {
       err.textContent = friendly(x);
-    }
-  }
-  async onRemove(userId) {
-    const v = this.view;
-    if (!v) return;
-    try {
-      await this.call(() => this.api.removeMember(v.id, userId));
-      await this.reloadMembers();
-    } catch (x) {
-      byId("chat-error").textContent = friendly(x);
     }
   }
   /** onLeave asks for a second click (no modal dialog), then leaves the open group. */
@@ -1769,6 +1939,10 @@ var App = class {
   place(ev) {
     const v = this.view;
     if (!v || v.bySeq.has(ev.seq)) return;
+    if (ev.type === "edit" || ev.type === "delete" || ev.type === "hide") {
+      this.revise(ev);
+      return;
+    }
     const li = this.renderEvent(ev);
     if (ev.type === "message") {
       const pending = v.pending.get(ev.client_msg_id);
@@ -1803,6 +1977,32 @@ var App = class {
     }
     ol.insertBefore(li, after);
   }
+  /**
+   * revise applies an edit, delete or hide to its message if it is shown: the new text with an
+   * "edited" mark, or the tombstone. A deleted message stays deleted.
+   */
+  revise(ev) {
+    const li = this.view?.bySeq.get(ev.target.seq);
+    if (!li || li.classList.contains("deleted")) return;
+    const body = li.querySelector("p.text");
+    if (!body) return;
+    li.querySelector("button.fold")?.remove();
+    if (ev.deleted) {
+      this.tombstone(li, body);
+      return;
+    }
+    this.fill(li, body, ev.text ?? "");
+    this.markEdited(li);
+  }
+  tombstone(li, body) {
+    li.classList.add("deleted");
+    body.textContent = DELETED;
+    li.querySelector(".edited")?.remove();
+  }
+  markEdited(li) {
+    if (li.querySelector(".edited")) return;
+    li.querySelector(".meta")?.prepend(el("span", { class: "edited" }, "edited "));
+  }
   memberText(ev) {
     const who = ev.sender_id === this.me?.id ? "You" : this.name(ev.sender_id);
     const list = (ids) => ids.map((id) => id === this.me?.id ? "you" : this.name(id)).join(", ");
@@ -1814,20 +2014,43 @@ var App = class {
       }
       case "added":
         return `${who} added ${names}`;
-      case "removed":
-        return `${who} removed ${names}`;
       case "left":
-        return `${names || who} left`;
+      case "removed": {
+        const owner = ev.member.owner ? `; ${list([ev.member.owner])} ${ev.member.owner === this.me?.id ? "are" : "is"} the owner now` : "";
+        return (ev.member.action === "left" ? `${names || who} left` : `${who} removed ${names}`) + owner;
+      }
       case "renamed":
         return `${who} renamed the group to “${ev.member.name ?? ""}”`;
+      case "invited":
+        return `${who} invited ${names}`;
+      case "accepted":
+        return `${names || who} joined`;
+      case "declined":
+        return ev.member.user_ids?.includes(ev.sender_id) ? `${names} declined the invitation` : `${who} withdrew the invitation of ${names}`;
+      case "promoted":
+        return `${who} made ${names} admin`;
+      case "demoted":
+        return `${who} removed ${names} as admin`;
+      case "owner_changed":
+        return `${who} made ${list([ev.member.owner ?? ""])} the owner`;
+      case "deleted":
+        return `${who} deleted the group`;
     }
+    return `${who} changed the group`;
   }
   renderEvent(ev) {
     if (ev.type === "member") {
       return el("li", { class: "msg event", "data-seq": ev.seq }, this.memberText(ev));
     }
     const mine = ev.sender_id === this.me?.id;
-    return this.messageItem(ev.text, mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : void 0);
+    if (ev.type !== "message") {
+      return el("li", { class: "msg event", "data-seq": ev.seq });
+    }
+    const li = this.messageItem(ev.deleted ? "" : ev.text ?? "", mine, ev.sender_id, ev.sent_at, ev.seq, mine ? "sent" : void 0);
+    const body = li.querySelector("p.text");
+    if (ev.deleted && body) this.tombstone(li, body);
+    else if (ev.edited_at) this.markEdited(li);
+    return li;
   }
   messageItem(text, mine, sender, sentAt, seq, tick) {
     const who = !mine && this.view?.kind === "group" ? el("span", { class: "who", "data-user": sender }, this.name(sender)) : null;
