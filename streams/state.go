@@ -21,6 +21,13 @@ import (
 //	state.direct.<conversation>      direct_opened
 //	state.device.<user>.<device>     device_registered, device_removed
 //	state.push.<user>.<device>       push_token_set, push_token_removed
+//	state.block.<user>.<other>       user_blocked, user_unblocked
+//	state.privacy.<user>             presence_visibility_set
+//
+// A direct conversation's subject also carries its consent: direct_opened with request set
+// (the other user has not agreed yet), then direct_accepted or direct_ignored by that user.
+// Consent, blocks and privacy settings are not in the store: pkg/consent keeps them in memory,
+// read from the last event of each of these subjects.
 //
 // An account's subject is its handle: sign-up publishes account_created with expected last
 // subject sequence 0, so a handle is taken at most once, atomically, by any number of API
@@ -47,11 +54,33 @@ const (
 	StateDeviceRemoved    = "device_removed"
 	StatePushTokenSet     = "push_token_set"
 	StatePushTokenRemoved = "push_token_removed"
+	StateDirectAccepted   = "direct_accepted"
+	StateDirectIgnored    = "direct_ignored"
+	StateUserBlocked      = "user_blocked"
+	StateUserUnblocked    = "user_unblocked"
+	StatePresenceSet      = "presence_visibility_set"
 )
 
+// Presence visibility settings (PrivacyState.Presence): who may see a user's online status
+// and last seen.
+const (
+	// PresenceEveryone: everyone who shares a conversation with the user (the default).
+	PresenceEveryone = "everyone"
+	// PresenceContacts: only the users of the user's accepted direct conversations.
+	PresenceContacts = "contacts"
+	// PresenceNobody: no one.
+	PresenceNobody = "nobody"
+)
+
+// ValidPresenceVisibility reports whether v is one of the presence visibility settings.
+func ValidPresenceVisibility(v string) bool {
+	return v == PresenceEveryone || v == PresenceContacts || v == PresenceNobody
+}
+
 // StateEvent is the envelope of every event on STATE. Exactly the body its kind needs is set:
-// Account for account_*, profile_updated; Direct for direct_opened; Device for device_*;
-// PushToken for push_token_*. Its position (seq) is the STATE stream sequence.
+// Account for account_*, profile_updated; Direct for direct_*; Device for device_*;
+// PushToken for push_token_*; Block for user_blocked, user_unblocked; Privacy for
+// presence_visibility_set. Its position (seq) is the STATE stream sequence.
 type StateEvent struct {
 	V    int    `json:"v"`
 	Kind string `json:"kind"`
@@ -61,6 +90,8 @@ type StateEvent struct {
 	Direct    *DirectState    `json:"direct,omitempty"`
 	Device    *DeviceState    `json:"device,omitempty"`
 	PushToken *PushTokenState `json:"push_token,omitempty"`
+	Block     *BlockState     `json:"block,omitempty"`
+	Privacy   *PrivacyState   `json:"privacy,omitempty"`
 }
 
 // AccountState is the body of an account event. account_created carries every field (the
@@ -73,11 +104,29 @@ type AccountState struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 }
 
-// DirectState is the body of direct_opened: the two users, both members from the start.
+// DirectState is the body of the direct_* events. direct_opened: the two users, both members
+// from the start, and who opened it; Request is set when the other user must accept it first
+// (events written before consent existed lack it: those conversations count as accepted).
+// direct_accepted and direct_ignored: the two users and By, the one asked, who answered.
 type DirectState struct {
 	ConversationID string   `json:"conversation_id"`
 	UserIDs        []string `json:"user_ids"`
-	CreatedBy      string   `json:"created_by"`
+	CreatedBy      string   `json:"created_by,omitempty"`
+	Request        bool     `json:"request,omitempty"`
+	By             string   `json:"by,omitempty"`
+}
+
+// BlockState is the body of user_blocked and user_unblocked: UserID blocks (or unblocks)
+// BlockedID.
+type BlockState struct {
+	UserID    string `json:"user_id"`
+	BlockedID string `json:"blocked_id"`
+}
+
+// PrivacyState is the body of presence_visibility_set.
+type PrivacyState struct {
+	UserID   string `json:"user_id"`
+	Presence string `json:"presence"`
 }
 
 // DeviceState is the body of a device event.
@@ -111,6 +160,16 @@ func PushTokenSubject(userID, deviceID string) string {
 	return "state.push." + userID + "." + deviceID
 }
 
+// BlockSubject is state.block.<user>.<blocked>.
+func BlockSubject(userID, blockedID string) string { return "state.block." + userID + "." + blockedID }
+
+// PrivacySubject is state.privacy.<user>.
+func PrivacySubject(userID string) string { return "state.privacy." + userID }
+
+// ConsentSubjects are the STATE subjects pkg/consent follows: direct conversations (their
+// consent), blocks and privacy settings.
+var ConsentSubjects = []string{"state.direct.>", "state.block.>", "state.privacy.>"}
+
 // Subject is the subject the event belongs on; empty if the event is not valid.
 func (ev StateEvent) Subject() string {
 	if ev.validate() != nil {
@@ -123,6 +182,10 @@ func (ev StateEvent) Subject() string {
 		return DirectSubject(ev.Direct.ConversationID)
 	case ev.Device != nil:
 		return DeviceSubject(ev.Device.UserID, ev.Device.DeviceID)
+	case ev.Block != nil:
+		return BlockSubject(ev.Block.UserID, ev.Block.BlockedID)
+	case ev.Privacy != nil:
+		return PrivacySubject(ev.Privacy.UserID)
 	default:
 		return PushTokenSubject(ev.PushToken.UserID, ev.PushToken.DeviceID)
 	}
@@ -178,7 +241,7 @@ var errStateBody = errors.New("decode state event: wrong body for its kind")
 
 func (ev StateEvent) validate() error {
 	bodies := 0
-	for _, set := range []bool{ev.Account != nil, ev.Direct != nil, ev.Device != nil, ev.PushToken != nil} {
+	for _, set := range []bool{ev.Account != nil, ev.Direct != nil, ev.Device != nil, ev.PushToken != nil, ev.Block != nil, ev.Privacy != nil} {
 		if set {
 			bodies++
 		}
@@ -212,6 +275,37 @@ func (ev StateEvent) validate() error {
 			return bad("conversation_id and two different user_ids are required")
 		case d.CreatedBy != d.UserIDs[0] && d.CreatedBy != d.UserIDs[1]:
 			return bad("created_by must be one of user_ids")
+		case d.By != "":
+			return bad("by is not allowed")
+		}
+	case StateDirectAccepted, StateDirectIgnored:
+		d := ev.Direct
+		switch {
+		case d == nil:
+			return errStateBody
+		case !ValidToken(d.ConversationID) || len(d.UserIDs) != 2 || !ValidToken(d.UserIDs[0]) ||
+			!ValidToken(d.UserIDs[1]) || d.UserIDs[0] == d.UserIDs[1]:
+			return bad("conversation_id and two different user_ids are required")
+		case d.By != d.UserIDs[0] && d.By != d.UserIDs[1]:
+			return bad("by must be one of user_ids")
+		case d.CreatedBy != "" || d.Request:
+			return bad("only conversation_id, user_ids and by are allowed")
+		}
+	case StateUserBlocked, StateUserUnblocked:
+		b := ev.Block
+		switch {
+		case b == nil:
+			return errStateBody
+		case !ValidToken(b.UserID) || !ValidToken(b.BlockedID) || b.UserID == b.BlockedID:
+			return bad("user_id and a different blocked_id are required")
+		}
+	case StatePresenceSet:
+		p := ev.Privacy
+		switch {
+		case p == nil:
+			return errStateBody
+		case !ValidToken(p.UserID) || !ValidPresenceVisibility(p.Presence):
+			return bad("user_id and presence (everyone, contacts or nobody) are required")
 		}
 	case StateDeviceRegistered, StateDeviceRemoved:
 		d := ev.Device

@@ -79,6 +79,17 @@ func consumerPull(stream, consumer string) Permissions {
 	return p
 }
 
+// consentRead: follow consent, blocks and privacy settings on STATE (pkg/consent: one ordered
+// consumer, which the process creates, pulls and deletes, and direct gets for its barrier). NATS cannot narrow a consumer's
+// pulls to its filter, so this lets a process read STATE as a whole (docs/security.md).
+func consentRead() Permissions {
+	s := streams.StateStream
+	p := streamRead(s) // Sync: the last event of each consent subject
+	p.add(pub(api+"CONSUMER.CREATE."+s+".>", api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*",
+		api+"CONSUMER.DELETE."+s+".*"))
+	return p
+}
+
 // kvRead: get keys of a bucket and watch it (an ephemeral ordered consumer on its stream, which
 // the watcher creates and deletes, with flow control).
 func kvRead(bucket string) Permissions {
@@ -147,12 +158,15 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvWrite(streams.GatewaysBucket))
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(sub(streams.DeliverSubject("*")))
+		p.add(consentRead())
 		p.add(storeClient())
 	case API:
 		p.add(pub(streams.ChatSubject("*", streams.KindMember), streams.ChatSubject("*", streams.KindEdit),
 			streams.ChatSubject("*", streams.KindDelete), streams.ChatSubject("*", streams.KindHide),
 			streams.AccountSubject("*"), streams.DirectSubject("*"),
-			streams.DeviceSubject("*", "*"), streams.PushTokenSubject("*", "*")))
+			streams.DeviceSubject("*", "*"), streams.PushTokenSubject("*", "*"), streams.BlockSubject("*", "*"),
+			streams.PrivacySubject("*")))
+		p.add(consentRead())
 		p.add(streamRead(streams.StateStream))
 		p.add(timelineRead())
 		p.add(kvRead(streams.GatewaysBucket))
@@ -177,6 +191,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(pub(streams.DeliverSubject("*"), streams.PushAll, "$KV."+streams.PushLedgerBucket+".>"))
 		p.add(sub(streams.TypingAll))
+		p.add(consentRead())
 		p.add(storeClient())
 	case Presence:
 		p.add(consumerPull(streams.PresenceStream, streams.PresenceConsumer))
@@ -184,6 +199,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.GatewaysBucket))
 		p.add(kvRead(streams.RoutesBucket))
 		p.add(pub(streams.DeliverSubject("*")))
+		p.add(consentRead())
 		p.add(storeClient())
 	case Push:
 		p.add(consumerPull(streams.PushStream, streams.PushConsumer))
@@ -191,6 +207,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvWrite(streams.PushLedgerBucket))
 		p.add(timelineRead())                                         // the badge: unread counts
 		p.add(pub("push_dead.>", streams.PushTokenSubject("*", "*"))) // tokens FCM no longer accepts
+		p.add(consentRead())                                          // the badge leaves out held and blocked messages
 		p.add(storeClient())
 	case Store:
 		p.add(sub(StoreSubjects))

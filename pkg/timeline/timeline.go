@@ -273,6 +273,12 @@ func Revision(m store.Message) store.Revision {
 // CountAfter counts the text messages of conversationID with seq > after that were not sent by
 // notFrom and are not deleted (for everyone, or by notFrom for themselves), stopping at limit: the unread count of a member whose read watermark is after.
 func (r *Reader) CountAfter(ctx context.Context, conversationID string, after uint64, notFrom string, limit int) (int, error) {
+	return r.CountAfterFunc(ctx, conversationID, after, func(m store.Message) bool { return m.SenderID != notFrom && !m.HiddenTo(notFrom) }, limit)
+}
+
+// CountAfterFunc counts the msg events above after that are not deleted for everyone and for
+// which counts is true, stopping at limit.
+func (r *Reader) CountAfterFunc(ctx context.Context, conversationID string, after uint64, counts func(store.Message) bool, limit int) (int, error) {
 	n := 0
 	p := store.Page{After: after, Oldest: true, Limit: store.MaxPageLimit}
 	for n < limit {
@@ -281,7 +287,7 @@ func (r *Reader) CountAfter(ctx context.Context, conversationID string, after ui
 			return 0, err
 		}
 		for _, m := range page {
-			if m.Kind == streams.KindMsg && m.SenderID != notFrom && !m.Deleted() && !m.HiddenTo(notFrom) {
+			if m.Kind == streams.KindMsg && !m.Deleted() && counts(m) {
 				n++
 			}
 		}

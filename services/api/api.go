@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/store"
@@ -155,6 +156,9 @@ type Deps struct {
 	// Search answers GET /v1/search; nil: the search process, asked over NATS on JS's connection
 	// (wire.Client).
 	Search Searcher
+	// Consent is the mirror of direct requests, blocks and presence settings; nil: Start
+	// opens one of its own on JS (and Stop stops it).
+	Consent *consent.Table
 }
 
 // Searcher runs a search query: the search process (wire.Client), or an index in this process.
@@ -175,6 +179,8 @@ type Server struct {
 	searcher Searcher
 	// revisions decides edits and deletes (PATCH and DELETE of a message).
 	revisions *revision.Decider
+	consent   *consent.Table
+	ownTable  bool     // consent was opened by Start, and is stopped by Stop
 	metrics   *metrics // nil: no metrics
 	app       *fiber.App
 	hasher    *auth.Hasher // every password hash and check, at most Config.HashConcurrency at once
@@ -221,7 +227,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{sessions: sessions,
 		hasher: hasher, limits: newRateLimits(cfg.Limits), now: time.Now,
 		cfg: cfg, log: deps.Log.Named("api"), store: deps.Store, tokens: deps.Tokens,
-		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS, searcher: deps.Search,
+		auth: auth.NewAuthenticator(deps.Tokens, deps.Store), timeline: deps.Timeline, js: deps.JS, searcher: deps.Search, consent: deps.Consent,
 		dummyHash: sync.OnceValue(func() []byte {
 			h, _ := auth.HashPassword("natter: no such user, hashing for equal timing", cfg.PasswordCost) // < 72 bytes: cannot fail
 			return h
@@ -292,10 +298,16 @@ func (s *Server) routes() {
 	v1.Put("/conversations/:id/members/:user/role", s.authenticate, s.setRole)
 	v1.Post("/conversations/:id/owner", s.authenticate, s.transferOwnership)
 	v1.Delete("/conversations/:id", s.authenticate, s.deleteGroup)
-	v1.Post("/conversations/:id/accept", s.authenticate, s.acceptInvitation)
+	v1.Post("/conversations/:id/accept", s.authenticate, s.accept) // a group invitation or a direct request
 	v1.Post("/conversations/:id/decline", s.authenticate, s.declineInvitation)
 	v1.Get("/invitations", s.authenticate, s.listInvitations)
 	v1.Get("/conversations/:id/receipts", s.authenticate, s.receipts)
+	v1.Post("/conversations/:id/ignore", s.authenticate, s.ignoreRequest)
+	v1.Get("/blocks", s.authenticate, s.listBlocks)
+	v1.Put("/blocks/:user", s.authenticate, s.block)
+	v1.Delete("/blocks/:user", s.authenticate, s.unblock)
+	v1.Get("/me/privacy", s.authenticate, s.getPrivacy)
+	v1.Put("/me/privacy", s.authenticate, s.putPrivacy)
 	v1.Get("/search", s.authenticate, s.search)
 	s.pushRoutes(v1)    // push tokens, logout, mute: push.go
 	s.sessionRoutes(v1) // refresh, sessions, logout everywhere: sessions.go
@@ -309,9 +321,17 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.ln != nil || s.stopped {
 		return errors.New("api: already started")
 	}
+	if s.consent == nil {
+		t, err := consent.Watch(ctx, s.js, s.log)
+		if err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
+		s.consent, s.ownTable = t, true
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
+		s.stopConsent()
 		return fmt.Errorf("api: %w", err) // net.Listen names the address
 	}
 	if s.cfg.TLS != nil {
@@ -361,6 +381,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.stopped = true
+	defer s.stopConsent()
 	err := s.app.ShutdownWithContext(ctx)
 	// fasthttp's shutdown is a no-op if its Serve has not registered the listener yet; closing it
 	// ourselves makes that Serve return at once. A second close only reports "already closed".
@@ -375,6 +396,13 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.log.Info("api stopped")
 	return nil
+}
+
+func (s *Server) stopConsent() {
+	if s.ownTable {
+		s.consent.Stop()
+		s.ownTable = false
+	}
 }
 
 // Module provides *Server from Config and the Deps types in the graph (prometheus.Registerer is
@@ -395,11 +423,12 @@ type moduleParams struct {
 	Timeline *timeline.Reader
 	JS       jetstream.JetStream
 	Metrics  prometheus.Registerer `optional:"true"`
+	Consent  *consent.Table        `optional:"true"`
 }
 
 func provide(p moduleParams) (*Server, error) {
 	s, err := New(p.Config, Deps{
-		Log: p.Log, Store: p.Store, Tokens: p.Tokens, Timeline: p.Timeline, JS: p.JS, Metrics: p.Metrics,
+		Log: p.Log, Store: p.Store, Tokens: p.Tokens, Timeline: p.Timeline, JS: p.JS, Metrics: p.Metrics, Consent: p.Consent,
 	})
 	if err != nil {
 		return nil, err

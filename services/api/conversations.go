@@ -50,6 +50,8 @@ type conversationJSON struct {
 	Members []string `json:"members,omitempty"`
 	// DeletedSeq is the seq of the event that deleted the group; omitted while it exists.
 	DeletedSeq uint64 `json:"deleted_seq,omitempty"`
+	// Request is set while a direct conversation waits for its recipient's consent.
+	Request *requestJSON `json:"request,omitempty"`
 }
 
 func conversationOut(c store.Conversation, members []string) conversationJSON {
@@ -93,17 +95,27 @@ func (s *Server) openDirect(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if !created {
+		// Opening a conversation someone asked you into is saying yes.
+		if r, ok := s.consent.Request(conv.ID); ok && r.To == me {
+			if err := s.answer(ctx, conv.ID, me, streams.StateDirectAccepted); err != nil {
+				return err
+			}
+		}
+	}
 	users := []string{me, req.UserID}
 	slices.Sort(users)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	return c.Status(status).JSON(conversationEnvelope{conversationOut(conv, users)})
+	out := conversationOut(conv, users)
+	out.Request = s.requestOut(conv.ID, me)
+	return c.Status(status).JSON(conversationEnvelope{out})
 }
 
-// ensureDirect makes sure the direct conversation between by and other exists: its one
-// direct_opened event (expected last subject sequence 0: opens from both sides, concurrent or
+// ensureDirect makes sure the direct conversation between by and other exists, as a request of
+// by to other (consent): its one direct_opened event (expected last subject sequence 0: opens from both sides, concurrent or
 // repeated, put one event on the stream) applied to the store, which writes whatever is missing
 // of the record and each user's membership (JoinedSeq 0: both see all of it) and leaves what
 // exists alone. created reports whether this call's event was the one.
@@ -112,7 +124,7 @@ func (s *Server) ensureDirect(ctx context.Context, by, other string) (conv store
 	users := []string{by, other}
 	slices.Sort(users)
 	ev := streams.StateEvent{Kind: streams.StateDirectOpened, At: time.Now().UnixMilli(),
-		Direct: &streams.DirectState{ConversationID: id, UserIDs: users, CreatedBy: by}}
+		Direct: &streams.DirectState{ConversationID: id, UserIDs: users, CreatedBy: by, Request: true}}
 	if conv, err = s.store.Conversation(ctx, id); err == nil {
 		// Complete a conversation whose members are missing (an open cut short; the projector
 		// repairs it too) from the event on the stream, not from this request.
@@ -120,10 +132,15 @@ func (s *Server) ensureDirect(ctx context.Context, by, other string) (conv store
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return store.Conversation{}, false, fmt.Errorf("open direct %s: conversation: %w", id, err)
 	}
-	_, err = projection.Record(ctx, s.js, s.store, ev, jetstream.WithExpectLastSequencePerSubject(0))
+	seq, err := projection.Record(ctx, s.js, s.store, ev, jetstream.WithExpectLastSequencePerSubject(0))
 	switch {
 	case err == nil:
 		created = true
+		// The request is in this process's consent mirror before the caller can send: the
+		// fanout and gateway of this process hold the messages from the first one.
+		if err := s.consent.WaitFor(ctx, seq); err != nil {
+			return store.Conversation{}, false, fmt.Errorf("open direct %s: %w", id, err)
+		}
 	case natsx.IsWrongLastSequence(err): // opened by someone else since: apply theirs
 		if err := s.completeDirect(ctx, id); err != nil {
 			return store.Conversation{}, false, err
@@ -186,7 +203,15 @@ func (s *Server) listConversations(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("list conversations: memberships: %w", err)
 	}
-	memberships = slices.DeleteFunc(memberships, func(m store.Member) bool { return !m.Active() })
+	me := callerID(c)
+	memberships = slices.DeleteFunc(memberships, func(m store.Member) bool {
+		if !m.Active() {
+			return true
+		}
+		// No requests from someone the caller blocked.
+		r, ok := s.consent.Request(m.ConversationID)
+		return ok && r.To == me && s.consent.Blocked(me, r.From)
+	})
 
 	out := make([]*summaryJSON, len(memberships))
 	g, gctx := errgroup.WithContext(ctx)
@@ -247,6 +272,7 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 		return nil, fmt.Errorf("summary %s: last message: %w", conv.ID, err)
 	}
 	sum := &summaryJSON{conversationJSON: conversationOut(conv, ids)}
+	sum.Request = s.requestOut(conv.ID, m.UserID)
 	for _, msg := range last { // the newest the caller sees: other members' hides are theirs
 		if view, ok := timeline.View(msg, m.UserID); ok && timeline.Sees(m, msg) {
 			ev := timeline.Event(view)
@@ -261,7 +287,10 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	}
 	sum.ReadSeq = w.Read
 	if len(last) == 1 && last[0].Seq > max(w.Read, m.JoinedSeq) {
-		if sum.Unread, err = s.timeline.CountAfter(ctx, conv.ID, max(w.Read, m.JoinedSeq), m.UserID, MaxUnread); err != nil {
+		unread := func(x store.Message) bool {
+			return x.SenderID != m.UserID && !x.HiddenTo(m.UserID) && s.consent.SeesMessage(m.UserID, x.SenderID, conv.ID)
+		}
+		if sum.Unread, err = s.timeline.CountAfterFunc(ctx, conv.ID, max(w.Read, m.JoinedSeq), unread, MaxUnread); err != nil {
 			return nil, fmt.Errorf("summary %s: unread: %w", conv.ID, err)
 		}
 	}
@@ -337,5 +366,7 @@ func (s *Server) getConversation(c *fiber.Ctx) error {
 			invited = append(invited, invitationJSON{UserID: mm.UserID, InvitedBy: mm.InvitedBy, InvitedSeq: mm.InvitedSeq})
 		}
 	}
-	return c.JSON(fiber.Map{"conversation": conversationOut(conv, nil), "members": out, "invitations": invited})
+	cj := conversationOut(conv, nil)
+	cj.Request = s.requestOut(conv.ID, m.UserID)
+	return c.JSON(fiber.Map{"conversation": cj, "members": out, "invitations": invited})
 }

@@ -40,6 +40,7 @@ const (
 	CodeBodyTooLarge       protocol.Code = "body_too_large"          // over Config.BodyLimit
 	CodeOriginNotAllowed   protocol.Code = "origin_not_allowed"      // a CORS preflight from an origin Config.Origins does not allow
 	CodeRateLimited        protocol.Code = "rate_limited"            // over a rate limit (Config.Limits); see Retry-After
+	CodeNotARequest        protocol.Code = "not_a_request"           // accept or ignore of a conversation that is not a direct request made to you
 )
 
 // apiError is an error answer: status, code and a message safe to show the client. A cause, if

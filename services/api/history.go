@@ -169,18 +169,39 @@ func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) 
 	}
 	var out []store.Message
 	read := func(iv store.Interval, q store.Page) (bool, error) {
-		q.Limit = limit - len(out)
-		msgs, err := s.timeline.Page(ctx, m.ConversationID, q)
-		if err != nil {
-			return false, err
+		for {
+			q.Limit = limit - len(out)
+			msgs, err := s.timeline.Page(ctx, m.ConversationID, q)
+			if err != nil {
+				return false, err
+			}
+			n := len(msgs)
+			var edge uint64 // where the next read of this interval starts
+			if n > 0 {
+				edge = msgs[n-1].Seq // going back: the oldest read
+				if q.Forward() {
+					edge = msgs[0].Seq // going forward: the newest read
+				}
+			}
+			kept := slices.DeleteFunc(msgs, func(x store.Message) bool { return !iv.Sees(x.Seq) || !s.consents(m, x) })
+			if q.Forward() {
+				out = append(kept, out...) // a later interval (or read) is newer
+			} else {
+				out = append(out, kept...)
+			}
+			if len(out) >= limit {
+				return true, nil
+			}
+			// A full read that consent thinned: read on within the interval.
+			if n < q.Limit || (q.Forward() && iv.LeftSeq != 0 && edge >= iv.LeftSeq) || (!q.Forward() && edge <= iv.JoinedSeq+1) {
+				return false, nil
+			}
+			if q.Forward() {
+				q.After, q.Oldest = edge, false
+			} else {
+				q.Before = edge
+			}
 		}
-		kept := slices.DeleteFunc(msgs, func(x store.Message) bool { return !iv.Sees(x.Seq) })
-		if q.Forward() {
-			out = append(kept, out...) // a later interval is newer
-		} else {
-			out = append(out, kept...)
-		}
-		return len(out) >= limit, nil
 	}
 	if p.Forward() {
 		for _, iv := range ivs {
@@ -207,6 +228,12 @@ func (s *Server) visiblePage(ctx context.Context, m store.Member, p store.Page) 
 		}
 	}
 	return out, nil
+}
+
+// consents reports whether consent lets member m see event x (held requests, blocks): every
+// event but a membership change is judged by its sender.
+func (s *Server) consents(m store.Member, x store.Message) bool {
+	return x.Kind == streams.KindMember || s.consent.SeesMessage(m.UserID, x.SenderID, m.ConversationID)
 }
 
 // aroundPage is up to limit events around seq that m may see, newest first: store.Around's

@@ -234,6 +234,26 @@ func TestSpecAnswers(t *testing.T) {
 	c.call("GET", "/v1/conversations/"+d+"/messages?around_id="+strings.Repeat("Z", 26), alice.Token, nil, http.StatusNotFound, nil)
 	c.call("GET", "/v1/conversations/"+d+"/messages?before=3&after=1", alice.Token, nil, http.StatusBadRequest, nil)
 	c.call("GET", "/v1/conversations/"+d+"/messages", carol.Token, nil, http.StatusNotFound, nil)
+
+	// Consent: a request carol makes to dave, ignored, then accepted; blocks; privacy.
+	var req struct {
+		Conversation conversationJSON `json:"conversation"`
+	}
+	c.call("POST", "/v1/conversations/direct", carol.Token, map[string]string{"user_id": dave.User.ID}, http.StatusCreated, &req)
+	r := "/v1/conversations/" + req.Conversation.ID
+	c.call("POST", r+"/accept", carol.Token, nil, http.StatusConflict, nil)
+	c.call("POST", r+"/ignore", dave.Token, nil, http.StatusNoContent, nil)
+	c.call("GET", "/v1/conversations", dave.Token, nil, http.StatusOK, nil)
+	c.call("POST", r+"/accept", dave.Token, nil, http.StatusOK, nil)
+	c.call("POST", r+"/accept", alice.Token, nil, http.StatusNotFound, nil)
+	c.call("PUT", "/v1/blocks/"+carol.User.ID, dave.Token, nil, http.StatusNoContent, nil)
+	c.call("PUT", "/v1/blocks/"+dave.User.ID, dave.Token, nil, http.StatusBadRequest, nil)
+	c.call("PUT", "/v1/blocks/"+strings.Repeat("Z", 26), dave.Token, nil, http.StatusNotFound, nil)
+	c.call("GET", "/v1/blocks", dave.Token, nil, http.StatusOK, nil)
+	c.call("DELETE", "/v1/blocks/"+carol.User.ID, dave.Token, nil, http.StatusNoContent, nil)
+	c.call("GET", "/v1/me/privacy", dave.Token, nil, http.StatusOK, nil)
+	c.call("PUT", "/v1/me/privacy", dave.Token, map[string]string{"presence": "contacts"}, http.StatusOK, nil)
+	c.call("PUT", "/v1/me/privacy", dave.Token, map[string]string{"presence": "friends"}, http.StatusBadRequest, nil)
 	c.call("GET", g+"/messages", alice.Token, nil, http.StatusOK, nil)
 	c.call("GET", g+"/messages", dave.Token, nil, http.StatusOK, nil) // a former member
 	c.call("GET", "/v1/conversations/"+d+"/receipts", alice.Token, nil, http.StatusOK, nil)

@@ -12,7 +12,8 @@ type receiptJSON struct {
 
 // receipts: GET /v1/conversations/:id/receipts -> {members: [{user_id, delivered, read}],
 // delivered_to_all, read_by_all}: every current member's watermarks, and the highest seqs that
-// every member other than the caller has received and read. Current members only.
+// every member other than the caller has received and read. Current members only; the marks of
+// a member whose activity consent hides from the caller read 0 (consent.Table.SeesActivity).
 func (s *Server) receipts(c *fiber.Ctx) error {
 	me, err := s.member(c, true)
 	if err != nil {
@@ -36,6 +37,9 @@ func (s *Server) receipts(c *fiber.Ctx) error {
 	first := true
 	for _, m := range members {
 		r := byUser[m.UserID]
+		if !s.consent.SeesActivity(me.UserID, m.UserID, me.ConversationID) {
+			r = receiptJSON{} // a request or a block: the other's marks are not the caller's to see
+		}
 		r.UserID = m.UserID
 		out = append(out, r)
 		if m.UserID == me.UserID {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,10 @@ func (s *Server) search(c *fiber.Ctx) error {
 	if res.Hits, err = s.notHidden(ctx, callerID(c), res.Hits); err != nil {
 		return err
 	}
+	// What consent hides (held requests, blocked senders) is left out of the page; the cursor
+	// still goes on after the last hit searched, so a page may be short.
+	me := callerID(c)
+	res.Hits = slices.DeleteFunc(res.Hits, func(h wire.Hit) bool { return !s.consent.SeesMessage(me, h.SenderID, h.ConversationID) })
 	return c.JSON(searchJSON(res))
 }
 

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/origin"
@@ -321,6 +322,14 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			func() (*auth.Tokens, error) { return tokens(cfg) },
 			timeline.New,
 			func(r prometheus.Registerer) *consumer.Metrics { return consumer.NewMetrics(r) },
+			// One consent mirror for every component of the process (gateway, api, fanout,
+			// presence), fed from STATE once the streams are defined.
+			func(lc fx.Lifecycle, js jetstream.JetStream) *consent.Table {
+				t := consent.New()
+				lc.Append(fx.Hook{OnStart: func(ctx context.Context) error { return t.Follow(ctx, js, log) },
+					OnStop: func(context.Context) error { t.Stop(); return nil }})
+				return t
+			},
 		),
 	}
 	if cfg.MetricsAddr != "" {

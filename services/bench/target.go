@@ -217,6 +217,10 @@ func (t *target) direct(ctx context.Context, a, b user) (string, error) {
 	if status/100 != 2 || out.Conversation.ID == "" {
 		return "", fmt.Errorf("open direct conversation: status %d: %s", status, raw)
 	}
+	// b opens it too, which accepts a's request: both sides' messages are delivered.
+	if status, raw, err = t.do(ctx, "POST", "/v1/conversations/direct", b.Token, map[string]string{"user_id": a.ID}, nil); err != nil || status/100 != 2 {
+		return "", fmt.Errorf("accept direct conversation: status %d: %s: %v", status, raw, err)
+	}
 	return out.Conversation.ID, nil
 }
 

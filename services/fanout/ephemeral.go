@@ -18,7 +18,7 @@ import (
 
 // routeReceipt relays a read or delivered watermark: to the reader's own devices (reading on one
 // clears the unread count on the others) and, in a direct conversation, to the other member
-// (who sees "delivered" and "read"). A group's receipts are not broadcast to the group; members
+// (who sees "delivered" and "read") when consent allows (consent.Table.SeesActivity). A group's receipts are not broadcast to the group; members
 // ask for them (GET /v1/conversations/{id}/receipts).
 func (part *partition) routeReceipt(ctx context.Context, conv string, data []byte) error {
 	f := part.f
@@ -40,7 +40,7 @@ func (part *partition) routeReceipt(ctx context.Context, conv string, data []byt
 			return fmt.Errorf("receipt for %s: members: %w", conv, err)
 		}
 		for _, m := range members {
-			if m.UserID != ev.SenderID && m.Active() {
+			if m.UserID != ev.SenderID && m.Active() && f.consent.SeesActivity(m.UserID, ev.SenderID, conv) {
 				users = append(users, m.UserID)
 			}
 		}
@@ -56,7 +56,8 @@ func (part *partition) routeReceipt(ctx context.Context, conv string, data []byt
 // typingTimeout bounds the store read behind one typing indicator; a late one is worthless.
 const typingTimeout = 2 * time.Second
 
-// relayTyping passes a typing indicator on to the conversation's other current members. It is
+// relayTyping passes a typing indicator on to the conversation's other current members whom
+// consent lets see it (consent.Table.SeesActivity). It is
 // best effort and never stored: a lost indicator lapses by itself on the client.
 func (f *Fanout) relayTyping(msg *nats.Msg) {
 	var t streams.Typing
@@ -73,7 +74,7 @@ func (f *Fanout) relayTyping(msg *nats.Msg) {
 	}
 	var users []string
 	for _, m := range members {
-		if m.Active() && m.UserID != t.UserID {
+		if m.Active() && m.UserID != t.UserID && f.consent.SeesActivity(m.UserID, t.UserID, t.ConversationID) {
 			users = append(users, m.UserID)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/membership"
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -91,6 +92,9 @@ type Deps struct {
 	JS      jetstream.JetStream
 	Store   store.Store
 	Metrics *consumer.Metrics `optional:"true"`
+	// Consent decides who receives whose messages, receipts and typing; nil: fanout follows
+	// STATE with a mirror of its own.
+	Consent *consent.Table `optional:"true"`
 }
 
 // Fanout routes events to gateways.
@@ -99,6 +103,8 @@ type Fanout struct {
 	deps      Deps
 	log       *zap.Logger
 	routes    *routing.Table
+	consent   *consent.Table
+	ownTable  bool // consent is this fanout's own mirror, stopped with it
 	typing    *nats.Subscription
 	instances jetstream.KeyValue // the fanouts bucket: one entry per live instance
 	live      *liveSet           // what this instance sees of the fanouts bucket
@@ -151,12 +157,21 @@ func (f *Fanout) Start(ctx context.Context) error {
 	}
 	// Who held what before this instance (or its previous run, under the same id) came.
 	f.prevLive = f.live.liveAt(time.Now(), f.cfg.Liveness)
+	if f.consent = f.deps.Consent; f.consent == nil {
+		if f.consent, err = consent.Watch(ctx, f.deps.JS, f.log); err != nil {
+			_ = f.live.stop()
+			return fmt.Errorf("fanout: %w", err)
+		}
+		f.ownTable = true
+	}
 	if f.routes, err = routing.Watch(ctx, f.deps.JS, f.log); err != nil {
 		_ = f.live.stop()
+		f.stopConsent()
 		return fmt.Errorf("fanout: %w", err)
 	}
 	fail := func(err error) error {
 		_ = f.stopPartitions(ctx)
+		f.stopConsent()
 		f.routes.Stop()
 		_ = f.live.stop()
 		return fmt.Errorf("fanout: %w", err)
@@ -194,7 +209,21 @@ func (f *Fanout) Stop(ctx context.Context) error {
 	}
 	err := f.stopPartitions(ctx)
 	f.routes.Stop()
+	f.stopConsent()
 	return errors.Join(err, f.live.stop())
+}
+
+func (f *Fanout) stopConsent() {
+	if f.ownTable {
+		f.consent.Stop()
+	}
+}
+
+// receives reports whether member m gets the event at seq of kind from sender: m's membership
+// covers seq and, for anything but a membership change (a message, and whatever later refers
+// to one), consent lets m see sender's messages (a map lookup).
+func (f *Fanout) receives(m store.Member, seq uint64, kind, sender, conv string) bool {
+	return m.Sees(seq) && (kind == streams.KindMember || f.consent.SeesMessage(m.UserID, sender, conv))
 }
 
 // startPartition starts consuming partition p.
@@ -207,8 +236,15 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	}
 	part.runner, err = consumer.Start(part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
 		part.handle, consumer.Hooks{
-			Prepare: func(ctx context.Context) error { return f.routes.Sync(ctx, f.cfg.RouteBarrierWait) },
-			Flush:   part.flush,
+			// Routes and consent, each as of now: nothing in the chunk is routed on a table
+			// older than the chunk's events.
+			Prepare: func(ctx context.Context) error {
+				if err := f.routes.Sync(ctx, f.cfg.RouteBarrierWait); err != nil {
+					return err
+				}
+				return f.consent.Sync(ctx, f.cfg.RouteBarrierWait)
+			},
+			Flush: part.flush,
 		}, f.log, f.deps.Metrics)
 	if err != nil {
 		return err
@@ -357,7 +393,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	}
 	byGateway := map[string][]string{}
 	for _, m := range members {
-		if !m.Sees(seq) || !timeline.SeesTarget(m, ev) {
+		if !f.receives(m, seq, kind, ev.SenderID, conv) || !timeline.SeesTarget(m, ev) {
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) {

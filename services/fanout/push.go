@@ -36,7 +36,7 @@ func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, members [
 	f := part.f
 	now := time.Now().UnixMilli()
 	for _, m := range members {
-		if !m.Sees(seq) || m.UserID == ev.SenderID {
+		if m.UserID == ev.SenderID || !f.receives(m, seq, streams.KindMsg, ev.SenderID, ev.ConversationID) {
 			continue
 		}
 		devices := f.routes.Devices(m.UserID)

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -159,6 +160,9 @@ type Deps struct {
 	Tokens   *auth.Tokens
 	Timeline *timeline.Reader
 	Metrics  prometheus.Registerer `optional:"true"`
+	// Consent decides whose presence a user may see and what catch-up replays to them; nil:
+	// the gateway follows STATE with a mirror of its own.
+	Consent *consent.Table `optional:"true"`
 }
 
 // Gateway serves WebSockets.
@@ -175,6 +179,8 @@ type Gateway struct {
 	routes     *routing.Registrar
 	gwKV       jetstream.KeyValue
 	presenceKV jetstream.KeyValue
+	consent    *consent.Table
+	ownTable   bool // consent is this gateway's own mirror, stopped with it
 	chat       jetstream.Stream
 	srv        *http.Server
 	ln         net.Listener
@@ -238,6 +244,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	if g.chat, err = g.deps.JS.Stream(ctx, streams.ChatStream); err != nil {
 		return fmt.Errorf("gateway: chat stream: %w", err)
+	}
+	if g.consent = g.deps.Consent; g.consent == nil {
+		if g.consent, err = consent.Watch(ctx, g.deps.JS, g.log); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		g.ownTable = true
 	}
 	if g.pub, err = newPublisher(g); err != nil {
 		return fmt.Errorf("gateway: publisher: %w", err)
@@ -318,6 +330,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	err = errors.Join(err, g.sub.Unsubscribe(), g.revokedSub.Unsubscribe(), g.accounts.Unsubscribe())
 	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
 		g.log.Warn("withdraw from discovery", zap.Error(derr))
+	}
+	if g.ownTable {
+		g.consent.Stop()
 	}
 	return err
 }

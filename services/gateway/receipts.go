@@ -12,6 +12,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
@@ -124,12 +125,14 @@ type typingState struct {
 	at    time.Time
 }
 
-// handlePresence answers who of the named users is online. A user who shares no conversation
-// with the asker is "unknown": presence is not for strangers.
+// handlePresence answers who of the named users is online. A user whose presence the asker may
+// not see is "unknown", exactly like a stranger: one who shares no conversation with the asker
+// (a direct request does not count), one on the other side of a block, one whose setting
+// hides it (consent.Table.SeesPresence).
 func (s *session) handlePresence(f protocol.ClientFrame) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
 	defer cancel()
-	known, err := s.coMembers(ctx)
+	ties, err := s.coMembers(ctx)
 	if err != nil {
 		s.failed(f.ID, "co-members", err)
 		return
@@ -137,7 +140,7 @@ func (s *session) handlePresence(f protocol.ClientFrame) {
 	out := protocol.Presence{Type: protocol.TypePresence, Ref: f.ID, Users: make([]protocol.UserStatus, 0, len(f.UserIDs))}
 	for _, u := range f.UserIDs {
 		st := protocol.UserStatus{UserID: u, Status: "unknown"}
-		if known[u] {
+		if t, ok := ties[u]; ok && s.g.consent.SeesPresence(s.userID, u, t) {
 			st.Status = streams.Offline
 			e, err := s.g.presenceKV.Get(ctx, u)
 			switch {
@@ -156,29 +159,34 @@ func (s *session) handlePresence(f protocol.ClientFrame) {
 	s.send(out)
 }
 
-// coMembers is the set of users who share a current conversation with this session's user.
-func (s *session) coMembers(ctx context.Context) (map[string]bool, error) {
+// coMembers is what this session's user shares with each user of their current conversations:
+// a group or an accepted direct conversation, and whether it is an accepted direct one (a
+// contact). Direct requests are left out.
+func (s *session) coMembers(ctx context.Context) (map[string]consent.Ties, error) {
 	st := s.g.deps.Store
 	mine, err := st.MembershipsOf(ctx, s.userID)
 	if err != nil {
 		return nil, err
 	}
-	known := map[string]bool{s.userID: true}
+	ties := map[string]consent.Ties{s.userID: {Conversation: true, Contact: true}}
 	for _, m := range mine {
-		if !m.Active() {
+		if !m.Active() || !s.g.consent.Accepted(m.ConversationID) {
 			continue
 		}
 		ms, err := st.Members(ctx, m.ConversationID)
 		if err != nil {
 			return nil, err
 		}
+		direct := consent.Direct(m.ConversationID)
 		for _, o := range ms {
 			if o.Active() {
-				known[o.UserID] = true
+				t := ties[o.UserID]
+				t.Conversation, t.Contact = true, t.Contact || direct
+				ties[o.UserID] = t
 			}
 		}
 	}
-	return known, nil
+	return ties, nil
 }
 
 // announcePresence tells the presence consumer that this socket came or went.

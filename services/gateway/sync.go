@@ -10,6 +10,7 @@ import (
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/streams"
 )
 
 var errStopped = errors.New("stopped")
@@ -110,6 +111,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
 				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
 					return nil
+				}
+				if msg.Kind != streams.KindMember && !s.g.consent.SeesMessage(s.userID, msg.SenderID, msg.ConversationID) {
+					return nil // held or blocked: not for this user (consent.Table.SeesMessage)
 				}
 				if !yield(msg) {
 					return errStopped

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -55,6 +56,9 @@ type Deps struct {
 	JS      jetstream.JetStream
 	Store   store.Store
 	Metrics *consumer.Metrics `optional:"true"`
+	// Consent says who may see whose presence; nil: presence follows STATE with a mirror of
+	// its own.
+	Consent *consent.Table `optional:"true"`
 }
 
 // Presence keeps the presence bucket.
@@ -65,6 +69,8 @@ type Presence struct {
 	kv       jetstream.KeyValue
 	gateways jetstream.KeyValue
 	routes   *routing.Table
+	consent  *consent.Table
+	ownTable bool // consent is this process's own mirror, stopped with it
 	runner   *consumer.Runner
 	stop     chan struct{}
 	swept    chan struct{}
@@ -88,17 +94,26 @@ func (p *Presence) Start(ctx context.Context) error {
 	if p.gateways, err = p.deps.JS.KeyValue(ctx, streams.GatewaysBucket); err != nil {
 		return fmt.Errorf("presence: gateways bucket: %w", err)
 	}
+	if p.consent = p.deps.Consent; p.consent == nil {
+		if p.consent, err = consent.Watch(ctx, p.deps.JS, p.log); err != nil {
+			return fmt.Errorf("presence: %w", err)
+		}
+		p.ownTable = true
+	}
 	if p.routes, err = routing.Watch(ctx, p.deps.JS, p.log); err != nil {
+		p.stopConsent()
 		return fmt.Errorf("presence: %w", err)
 	}
 	cons, err := p.deps.JS.Consumer(ctx, streams.PresenceStream, streams.PresenceConsumer)
 	if err != nil {
 		p.routes.Stop()
+		p.stopConsent()
 		return fmt.Errorf("presence: consumer: %w", err)
 	}
 	p.runner, err = consumer.Start(cons, consumer.Config{Name: "presence", Workers: 1, RetryInPlace: true}, p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
 	if err != nil {
 		p.routes.Stop()
+		p.stopConsent()
 		return fmt.Errorf("presence: %w", err)
 	}
 	go p.sweepLoop()
@@ -114,7 +129,14 @@ func (p *Presence) Stop(ctx context.Context) error {
 	<-p.swept
 	err := p.runner.Stop(ctx)
 	p.routes.Stop()
+	p.stopConsent()
 	return err
+}
+
+func (p *Presence) stopConsent() {
+	if p.ownTable {
+		p.consent.Stop()
+	}
 }
 
 // Handle applies one connect or disconnect.
@@ -184,8 +206,10 @@ func (p *Presence) change(ctx context.Context, user string, edit func(*streams.P
 	return fmt.Errorf("presence of %s: too much contention", user)
 }
 
-// announce pushes a status change to the users who share a direct conversation with user. Groups
-// get nothing broadcast: their members ask (protocol "presence" frame).
+// announce pushes a status change to the users who share an accepted direct conversation with
+// user, unless a block either way or user's presence setting keeps it from them
+// (consent.Table.SeesPresence). Groups get nothing broadcast: their members ask (protocol
+// "presence" frame).
 func (p *Presence) announce(ctx context.Context, user string, ps streams.PresenceStatus) {
 	ms, err := p.deps.Store.MembershipsOf(ctx, user)
 	if err != nil {
@@ -194,19 +218,15 @@ func (p *Presence) announce(ctx context.Context, user string, ps streams.Presenc
 	}
 	var contacts []string
 	for _, m := range ms {
-		if !m.Active() {
+		if !m.Active() || !consent.Direct(m.ConversationID) || !p.consent.Accepted(m.ConversationID) {
 			continue
 		}
-		c, err := p.deps.Store.Conversation(ctx, m.ConversationID)
-		if err != nil || c.Kind != store.Direct {
-			continue
-		}
-		members, err := p.deps.Store.Members(ctx, c.ID)
+		members, err := p.deps.Store.Members(ctx, m.ConversationID)
 		if err != nil {
 			continue
 		}
 		for _, o := range members {
-			if o.UserID != user && o.Active() {
+			if o.UserID != user && o.Active() && p.consent.SeesPresence(o.UserID, user, consent.Ties{Conversation: true, Contact: true}) {
 				contacts = append(contacts, o.UserID)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
@@ -94,14 +95,20 @@ func TestUnread(t *testing.T) {
 	put("c", store.Member{UserID: "bob", LeftSeq: 3}) // left: nothing counts
 	msgs("c", 1, 9, "alice", streams.KindMsg)         //
 	tl := timeline.New(st, e.js)
-	if n, err := Unread(ctx, st, tl, "bob", MaxBadge); err != nil || n != 405 {
+	if n, err := Unread(ctx, st, tl, nil, "bob", MaxBadge); err != nil || n != 405 {
 		t.Fatalf("unread %d %v, want 405", n, err)
 	}
-	if n, err := Unread(ctx, st, tl, "bob", 50); err != nil || n != 50 {
+	if n, err := Unread(ctx, st, tl, nil, "bob", 50); err != nil || n != 50 {
 		t.Fatalf("capped unread %d %v, want 50", n, err)
 	}
-	if n, err := Unread(ctx, st, tl, "nobody", MaxBadge); err != nil || n != 0 {
+	if n, err := Unread(ctx, st, tl, nil, "nobody", MaxBadge); err != nil || n != 0 {
 		t.Fatalf("nobody: %d %v", n, err)
+	}
+	// bob blocked alice: none of her messages count.
+	cons := consent.New()
+	cons.Apply(1, streams.StateEvent{Kind: streams.StateUserBlocked, At: 1, Block: &streams.BlockState{UserID: "bob", BlockedID: "alice"}})
+	if n, err := Unread(ctx, st, tl, cons, "bob", MaxBadge); err != nil || n != 0 {
+		t.Fatalf("unread with alice blocked %d %v, want 0", n, err)
 	}
 }
 

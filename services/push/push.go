@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
@@ -102,6 +103,9 @@ type Deps struct {
 	Store      store.Store
 	Metrics    *consumer.Metrics     `optional:"true"`
 	Registerer prometheus.Registerer `optional:"true"`
+	// Consent leaves held and blocked messages out of the badge count; nil: push follows STATE
+	// with a mirror of its own.
+	Consent *consent.Table `optional:"true"`
 }
 
 // Push sends push notifications.
@@ -115,6 +119,8 @@ type Push struct {
 	ledger   *Ledger
 	settings jetstream.KeyValue
 	runner   *consumer.Runner
+	consent  *consent.Table
+	ownTable bool // consent is this process's own mirror, stopped with it
 }
 
 // New builds push and its FCM client (reading the credentials file); Start begins consuming.
@@ -172,8 +178,15 @@ func (p *Push) Start(ctx context.Context) error {
 	if p.settings, err = p.deps.JS.KeyValue(ctx, streams.PushSettingsBucket); err != nil {
 		return fmt.Errorf("push: settings bucket: %w", err)
 	}
+	if p.consent = p.deps.Consent; p.consent == nil {
+		if p.consent, err = consent.Watch(ctx, p.deps.JS, p.log); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		p.ownTable = true
+	}
 	cons, err := p.deps.JS.Consumer(ctx, streams.PushStream, streams.PushConsumer)
 	if err != nil {
+		p.stopConsent()
 		return fmt.Errorf("push: consumer: %w", err)
 	}
 	if md := cons.CachedInfo().Config.MaxDeliver; md > 0 && p.cfg.MaxAttempts >= md {
@@ -182,6 +195,7 @@ func (p *Push) Start(ctx context.Context) error {
 	p.runner, err = consumer.Start(cons, consumer.Config{Name: "push", Workers: p.cfg.Workers},
 		p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
 	if err != nil {
+		p.stopConsent()
 		return fmt.Errorf("push: %w", err)
 	}
 	if p.sender.Provider() == "log" {
@@ -199,7 +213,16 @@ func (p *Push) Stop(ctx context.Context) error {
 	if p.runner == nil {
 		return nil
 	}
-	return p.runner.Stop(ctx)
+	err := p.runner.Stop(ctx)
+	p.stopConsent()
+	return err
+}
+
+func (p *Push) stopConsent() {
+	if p.ownTable {
+		p.consent.Stop()
+		p.ownTable = false
+	}
 }
 
 // failure is a device whose send failed transiently.
@@ -344,7 +367,7 @@ func (p *Push) content(ctx context.Context, req streams.PushRequest) (Content, e
 	case !errors.Is(err, store.ErrNotFound):
 		return Content{}, fmt.Errorf("push %s: conversation: %w", req.MessageID, err)
 	}
-	n, err := Unread(ctx, p.deps.Store, p.timeline, req.UserID, MaxBadge)
+	n, err := Unread(ctx, p.deps.Store, p.timeline, p.consent, req.UserID, MaxBadge)
 	if err != nil {
 		return Content{}, fmt.Errorf("push %s: badge: %w", req.MessageID, err)
 	}

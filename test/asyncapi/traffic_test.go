@@ -138,6 +138,10 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	// The logout ends the session it is made with (and closes its sockets): a session of its own.
 	s.Do("POST", "/v1/logout", s.LogIn(carol).Token, map[string]string{"device_id": "c-web"}, http.StatusNoContent, nil)
 	s.Do("DELETE", "/v1/me", dave.Token, map[string]string{"password": "password-dave"}, http.StatusNoContent, nil)
+	// Consent: a block and an unblock, a presence setting.
+	s.Do("PUT", "/v1/blocks/"+alice.ID, carol.Token, nil, http.StatusNoContent, nil)
+	s.Do("DELETE", "/v1/blocks/"+alice.ID, carol.Token, nil, http.StatusNoContent, nil)
+	s.Do("PUT", "/v1/me/privacy", carol.Token, map[string]string{"presence": "contacts"}, http.StatusOK, nil)
 
 	// Bob's last device goes: alice is told he is offline.
 	b.drain(200 * time.Millisecond)
@@ -156,7 +160,7 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	}
 	onSubjects := rec.check(t, sp, s.Run.NC)
 	for _, ch := range []string{"chat", "presenceEvents", "push", "typing", "deliver", "routesBucket", "presenceBucket", "pushLedgerBucket", "pushSettingsBucket",
-		"stateAccount", "stateDirect", "stateDevice", "statePush"} {
+		"stateAccount", "stateDirect", "stateDevice", "statePush", "stateBlock", "statePrivacy"} {
 		if onSubjects[ch] == 0 {
 			t.Errorf("nothing was published on channel %s", ch)
 		}

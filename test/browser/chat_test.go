@@ -77,19 +77,31 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#direct-form button")),
 	)
 	alice.until("the chat with bob is open", `document.querySelector("#chat-title").textContent === "bob"`)
-	alice.until("bob shows online", `document.querySelector("#chat-presence").textContent === "online"`)
+	alice.until("it waits for bob", `document.querySelector("#request-text").textContent === "Waiting for bob to accept."`)
 	alice.send("hello bob")
-	alice.until("the message is acked", `document.querySelector("#messages li.mine")?.dataset.tick === "delivered"`)
-	alice.shot("sent hello, delivered")
+	alice.until("the message is acked, held from bob", `document.querySelector("#messages li.mine")?.dataset.tick === "sent"`)
+	alice.shot("sent hello, waiting for bob")
 
-	// Bob sees the conversation with one unread message, opens it, and Alice sees it read.
-	bob.until("one unread from alice", `document.querySelector("#conversations .unread")?.textContent === "1"`)
-	bob.until("the preview", `document.querySelector("#conversations .conv-last")?.textContent === "hello bob"`)
-	bob.shot("unread from alice")
-	bob.do("open the chat", chromedp.Click(chromedp.CSS("#conversations button")))
+	// Bob reloads: the request is listed without its message; he accepts it, the message shows,
+	// and Alice sees it read and Bob online.
+	bob.do("reload", chromedp.Reload())
+	bob.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
+	bob.until("alice's request", `document.querySelector("#conversations .conv-name")?.textContent === "alice · wants to chat"`)
+	bob.until("nothing unread", `document.querySelector("#conversations .unread") === null`)
+	bob.shot("a request from alice")
+	bob.do("open the request", chromedp.Click(chromedp.CSS("#conversations button")))
+	bob.until("no message before the accept", `document.querySelector("#request-text").textContent.startsWith("alice wants to chat") &&
+		document.querySelectorAll("#messages .text").length === 0`)
+	bob.do("accept", chromedp.Click(chromedp.ID("accept-request")))
 	bob.until("hello shows", `document.querySelector("#messages .text")?.textContent === "hello bob"`)
-	bob.until("the badge goes", `document.querySelector("#conversations .unread") === null`)
+	bob.until("the request bar goes", `document.querySelector("#request-bar").hidden`)
 	alice.until("the message shows read", ownTicks("read"))
+	// Bob's presence is Alice's to see from the accept on: a reload asks for it.
+	alice.do("reload", chromedp.Reload())
+	alice.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
+	alice.do("reopen the chat", chromedp.Click(chromedp.CSS("#conversations button")))
+	alice.until("bob shows online", `document.querySelector("#chat-presence").textContent === "online"`)
+	alice.until("the message still shows read", ownTicks("read"))
 
 	// Typing: Bob types, Alice sees it; Bob sends, the indicator goes.
 	bob.do("type", chromedp.SendKeys(chromedp.ID("composer-text"), "hi alice"))

@@ -141,6 +141,7 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 			Conversation struct{ ID string } `json:"conversation"`
 		}
 		doJSON(t, "POST", d.api()+"/v1/conversations/direct", a.Token, map[string]string{"user_id": b.ID}, 0, &out)
+		doJSON(t, "POST", d.api()+"/v1/conversations/direct", b.Token, map[string]string{"user_id": a.ID}, 0, nil) // accepts
 		convs = append(convs, out.Conversation.ID)
 		memberOf[a.ID] = append(memberOf[a.ID], out.Conversation.ID)
 		memberOf[b.ID] = append(memberOf[b.ID], out.Conversation.ID)

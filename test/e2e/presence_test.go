@@ -23,6 +23,7 @@ func TestKilledGatewaysUsersGoOffline(t *testing.T) {
 	edge := StartNatter(t, t.TempDir(), "--target", "gateway", "--store", "remote", "--nats-url", main.Addrs.NATS, "--gateway-ttl", ttl.String())
 	alice, bob := signUp(t, main.Addrs.API, "alice"), signUp(t, main.Addrs.API, "bob")
 	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, nil)
+	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 
 	b := connect(t, main.Addrs.WebSocket, bob, "b")
 	connect(t, edge.Addrs.WebSocket, alice, "a")

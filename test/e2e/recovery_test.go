@@ -52,6 +52,7 @@ func TestBackupRestoreReplayAndRebuild(t *testing.T) {
 		Conversation struct{ ID string } `json:"conversation"`
 	}
 	doJSON(t, "POST", api+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &direct)
+	doJSON(t, "POST", api+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 	doJSON(t, "POST", api+"/v1/groups", alice.Token, map[string]any{"name": "team", "member_ids": []string{bob.ID}}, http.StatusCreated, &group)
 	doJSON(t, "POST", api+"/v1/conversations/"+group.Conversation.ID+"/accept", bob.Token, nil, http.StatusOK, nil)
 	convs := []string{direct.Conversation.ID, group.Conversation.ID}
@@ -387,6 +388,7 @@ func TestRestoreToAnotherMachine(t *testing.T) {
 		Conversation struct{ ID string } `json:"conversation"`
 	}
 	doJSON(t, "POST", api+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &direct)
+	doJSON(t, "POST", api+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 	phone := connect(t, wsURL, alice, "phone")
 	for i := range 5 {
 		phone.Send(protocol.ClientFrame{Type: protocol.TypeSend, ConversationID: direct.Conversation.ID, ClientMsgID: fmt.Sprint(i), Text: fmt.Sprintf("message %d", i)})

@@ -25,6 +25,7 @@ func TestKillNineAndRestartIsInvisibleToASyncedDevice(t *testing.T) {
 		} `json:"conversation"`
 	}
 	doJSON(t, "POST", p.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &opened)
+	doJSON(t, "POST", p.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 	conv := opened.Conversation.ID
 
 	laptop, phone := connect(t, p.Addrs.WebSocket, bob, "laptop"), connect(t, p.Addrs.WebSocket, alice, "phone")

@@ -33,6 +33,7 @@ func TestKilledSearchLosesAndDoublesNothing(t *testing.T) {
 		Conversation struct{ ID string } `json:"conversation"`
 	}
 	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, http.StatusCreated, &direct)
+	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 	conv := direct.Conversation.ID
 
 	// A backlog on CHAT, published as the gateway publishes sends.

@@ -47,6 +47,7 @@ func TestAFanoutCrashHandsItsPartitionOver(t *testing.T) {
 		Conversation struct{ ID string } `json:"conversation"`
 	}
 	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &opened)
+	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
 	conv := opened.Conversation.ID
 	dial := func(a account, device string) *client.Client {
 		zero := uint64(0)

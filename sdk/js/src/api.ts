@@ -1,5 +1,6 @@
 import { ApiError } from "./errors.js";
 import type {
+  Block,
   ChatEvent,
   Conversation,
   ConversationDetail,
@@ -9,6 +10,7 @@ import type {
   HistoryPage,
   HistoryQuery,
   Invitation,
+  PresenceVisibility,
   Receipts,
   Session,
   User,
@@ -273,6 +275,41 @@ export class NatterApi {
   /** PUT /v1/conversations/:id/mute. */
   async mute(id: string, muted: boolean): Promise<void> {
     await this.request("PUT", `/v1/conversations/${encodeURIComponent(id)}/mute`, { muted });
+  }
+
+  /** POST /v1/conversations/:id/accept: accept a direct conversation you were asked into. */
+  async acceptRequest(id: string): Promise<Conversation> {
+    return (await this.request<{ conversation: Conversation }>("POST", `/v1/conversations/${encodeURIComponent(id)}/accept`)).conversation;
+  }
+
+  /** POST /v1/conversations/:id/ignore: it stays a request; the requester is not told. */
+  async ignoreRequest(id: string): Promise<void> {
+    await this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/ignore`);
+  }
+
+  /** PUT /v1/blocks/:user: nothing of theirs reaches you, no presence either way. */
+  async block(userId: string): Promise<void> {
+    await this.request("PUT", `/v1/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** DELETE /v1/blocks/:user. */
+  async unblock(userId: string): Promise<void> {
+    await this.request("DELETE", `/v1/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** GET /v1/blocks: the users you blocked, oldest block first. */
+  async blocks(): Promise<Block[]> {
+    return (await this.request<{ blocks: Block[] }>("GET", "/v1/blocks")).blocks;
+  }
+
+  /** GET /v1/me/privacy: who may see your presence. */
+  async presenceVisibility(): Promise<PresenceVisibility> {
+    return (await this.request<{ presence: PresenceVisibility }>("GET", "/v1/me/privacy")).presence;
+  }
+
+  /** PUT /v1/me/privacy. */
+  async setPresenceVisibility(presence: PresenceVisibility): Promise<void> {
+    await this.request("PUT", "/v1/me/privacy", { presence });
   }
 
   /** One call: JSON in, JSON out; an error answer throws ApiError. */

@@ -319,7 +319,28 @@ export interface Conversation {
   members?: string[];
   /** The seq of the event that deleted the group; absent while it exists. */
   deleted_seq?: number;
+  /** Set while a direct conversation waits for its recipient's consent. */
+  request?: DirectRequest;
 }
+
+/**
+ * A direct conversation `from` asked `to` into. Until `to` accepts, `from`'s messages are held
+ * from `to`; `ignored` (shown to `to` only) keeps it a request, out of the request list.
+ */
+export interface DirectRequest {
+  from: string;
+  to: string;
+  ignored?: boolean;
+}
+
+/** A user the caller blocked. */
+export interface Block {
+  user_id: string;
+  blocked_at: string;
+}
+
+/** Who may see the caller's online status and last seen. */
+export type PresenceVisibility = "everyone" | "contacts" | "nobody";
 
 /** An entry of GET /v1/conversations. */
 export interface ConversationSummary extends Conversation {

@@ -36,6 +36,7 @@ async function pair() {
   const alice = await natter.user("alice");
   const bob = await natter.user("bob");
   const conv = await alice.api.openDirect(bob.user.id);
+  await bob.api.acceptRequest(conv.id);
   return { alice, bob, conv: conv.id };
 }
 
@@ -44,6 +45,33 @@ const texts = (events) => events.filter((e) => e.type === "message").map((e) => 
 function assertIncreasing(events) {
   for (let i = 1; i < events.length; i++) assert.ok(events[i].seq > events[i - 1].seq, `seq ${events[i].seq} after ${events[i - 1].seq}`);
 }
+
+describe("consent", () => {
+  test("a request holds alice's message until bob accepts; block, unblock, presence visibility", async () => {
+    const alice = await natter.user("alice");
+    const bob = await natter.user("bob");
+    const conv = await alice.api.openDirect(bob.user.id);
+    assert.deepEqual(conv.request, { from: alice.user.id, to: bob.user.id });
+    const { c: a } = await connect(alice, "a");
+    const ack = await a.send(conv.id, "may I?");
+    const inHistory = async () => (await bob.api.history(conv.id)).messages.some((m) => m.message_id === ack.message_id);
+    await bob.api.ignoreRequest(conv.id);
+    const listed = (await bob.api.conversations()).find((c) => c.id === conv.id);
+    assert.equal(listed.request.ignored, true);
+    assert.equal(listed.unread, 0);
+    assert.equal(await inHistory(), false);
+    const accepted = await bob.api.acceptRequest(conv.id);
+    assert.equal(accepted.request, undefined);
+    assert.equal(await inHistory(), true);
+    await bob.api.block(alice.user.id);
+    assert.deepEqual((await bob.api.blocks()).map((b) => b.user_id), [alice.user.id]);
+    assert.equal(await inHistory(), false);
+    await bob.api.unblock(alice.user.id);
+    assert.deepEqual(await bob.api.blocks(), []);
+    await bob.api.setPresenceVisibility("contacts");
+    assert.equal(await bob.api.presenceVisibility(), "contacts");
+  });
+});
 
 describe("accounts", () => {
   test("sign up, log in, wrong password, me", async () => {
@@ -396,6 +424,7 @@ describe("restart", () => {
       const alice = await own.user("alice");
       const bob = await own.user("bob");
       const conv = (await alice.api.openDirect(bob.user.id)).id;
+      await bob.api.acceptRequest(conv);
       // discover asks the HTTP API of whichever process runs now, as a real client would.
       const discover = () => own.api().gatewayUrl();
       const b = new NatterClient({ discover, token: bob.token, deviceId: "phone", minBackoffMs: 50, maxBackoffMs: 400, WebSocket: WebSocketImpl });
@@ -430,6 +459,7 @@ describe("tokens", () => {
       const alice = await own.user("alice");
       const bob = await own.user("bob");
       const conv = (await alice.api.openDirect(bob.user.id)).id;
+      await bob.api.acceptRequest(conv);
       let logins = 0;
       const loginAs = (u) => async () => (logins++, (await own.api().login(u.handle, u.password)).token);
       const opts = { url: own.wsUrl, minBackoffMs: 50, maxBackoffMs: 400, WebSocket: WebSocketImpl };
@@ -518,6 +548,7 @@ describe("dedupe window", () => {
       const alice = await own.user("alice");
       const bob = await own.user("bob");
       const conv = (await alice.api.openDirect(bob.user.id)).id;
+      await bob.api.acceptRequest(conv);
       a = new NatterClient({ url: own.wsUrl, token: alice.token, deviceId: "laptop", WebSocket: WebSocketImpl });
       await a.start();
       const first = await a.send(conv, "outbox entry", { clientMsgId: "outbox-1" });

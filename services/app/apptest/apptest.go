@@ -138,8 +138,20 @@ func (s *System) LogIn(u User) User {
 	return u
 }
 
-// Direct opens the direct conversation of a and b and returns its id.
+// Direct opens the direct conversation of a and b, accepted by both (a asks, b opens it too,
+// which accepts), and returns its id.
 func (s *System) Direct(a User, b User) string {
+	s.T.Helper()
+	id := s.Request(a, b)
+	if again := s.Request(b, a); again != id {
+		s.T.Fatalf("open direct conversation: %s from one side, %s from the other", id, again)
+	}
+	return id
+}
+
+// Request opens the direct conversation of a and b from a's side only: a request b has not
+// accepted. It returns its id.
+func (s *System) Request(a User, b User) string {
 	s.T.Helper()
 	var out struct {
 		Conversation struct {

@@ -177,6 +177,8 @@ export class App {
   private readonly userLookups = new Map<string, Promise<User | undefined>>();
   private readonly convs = new Map<string, ConversationSummary>();
   private readonly presence = new Map<string, PresenceEntry>();
+  /** The users this account blocked. */
+  private readonly blocked = new Set<string>();
   private view?: ChatView;
   private refreshTimer?: number;
   private presenceTimer?: number;
@@ -189,6 +191,9 @@ export class App {
     byId<HTMLFormElement>("add-member-form").addEventListener("submit", (e) => void this.onAddMember(e));
     byId("leave-group").addEventListener("click", () => void this.onLeave());
     byId("delete-group").addEventListener("click", () => void this.onDeleteGroup());
+    byId("accept-request").addEventListener("click", () => void this.onAnswer(true));
+    byId("ignore-request").addEventListener("click", () => void this.onAnswer(false));
+    byId("block-user").addEventListener("click", () => void this.onBlock());
     byId<HTMLFormElement>("composer").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.onSend();
@@ -204,10 +209,12 @@ export class App {
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
     window.addEventListener("focus", () => this.markRead());
-    // "last seen 3 min ago" ages on screen.
+    // "last seen 3 min ago" ages on screen; invitations and requests, which nothing announces
+    // (a request's messages are held), show up.
     this.presenceTimer = window.setInterval(() => {
       this.renderPresence();
-      void this.refreshInvitations(); // an invitation reaches nobody live: look for new ones
+      void this.refreshInvitations();
+      this.scheduleRefresh();
     }, 30_000);
     window.addEventListener("focus", () => void this.refreshInvitations());
 
@@ -283,6 +290,7 @@ export class App {
     conn.on("error", (e) => console.warn("natter:", e.message));
     this.typing = new TypingTracker(conn, { onChange: (conv) => this.renderTyping(conv) });
     conn.start().catch(() => undefined); // the state listener shows why it ended
+    await this.refreshBlocks();
     await this.refreshConversations();
     byId<HTMLInputElement>("direct-handle").focus();
   }
@@ -518,6 +526,21 @@ export class App {
     return o ? this.name(o) : "Just you";
   }
 
+  /** incoming reports whether c is a request made to this account, not yet accepted. */
+  private incoming(c: { request?: { to: string } }): boolean {
+    return c.request !== undefined && c.request.to === this.me?.id;
+  }
+
+  private async refreshBlocks(): Promise<void> {
+    try {
+      const blocks = await this.call(() => this.api.blocks());
+      this.blocked.clear();
+      for (const b of blocks) this.blocked.add(b.user_id);
+    } catch {
+      // shown as not blocked until the next try
+    }
+  }
+
   private preview(ev: ChatEvent | null): string {
     if (!ev) return "No messages yet";
     if (ev.type === "message") {
@@ -557,10 +580,11 @@ export class App {
           ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, c.unread >= 999 ? "999+" : String(c.unread))
           : el("span");
       button.setAttribute("aria-current", this.view?.id === c.id ? "true" : "false");
+      const label = this.incoming(c) ? (c.request?.ignored ? " · ignored request" : " · wants to chat") : "";
       button.replaceChildren(
-        el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c)),
+        el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c) + label),
         unread,
-        el("span", { class: "conv-last" }, this.preview(c.last_message)),
+        el("span", { class: "conv-last" }, this.incoming(c) ? "Accept to read their messages" : this.preview(c.last_message)),
       );
       if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] ?? null);
     });
@@ -697,6 +721,19 @@ export class App {
       const n = v.members.length || c.members?.length || 0;
       pres.textContent = n ? `${n} members` : "";
     }
+    const bar = byId("request-bar");
+    show(bar, c.request !== undefined);
+    if (c.request) {
+      const asked = this.incoming(c);
+      byId("request-text").textContent = asked
+        ? `${this.name(c.request.from)} wants to chat. Their messages show once you accept.`
+        : `Waiting for ${this.name(c.request.to)} to accept.`;
+      show(byId("accept-request"), asked);
+      show(byId("ignore-request"), asked && !c.request.ignored);
+    }
+    const block = byId<HTMLButtonElement>("block-user");
+    show(block, o !== undefined);
+    if (o) block.textContent = this.blocked.has(o) ? `Unblock ${this.name(o)}` : `Block ${this.name(o)}`;
     const members = byId<HTMLDetailsElement>("members");
     show(members, c.kind === "group");
     if (c.kind !== "group") return;
@@ -773,6 +810,37 @@ export class App {
       await this.call(() => this.api.deleteGroup(v.id));
       this.closeChat();
       await this.refreshConversations();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+
+  /** onAnswer accepts (or ignores) the open request; an accepted one shows its history. */
+  private async onAnswer(accept: boolean): Promise<void> {
+    const v = this.view;
+    if (!v) return;
+    try {
+      if (accept) await this.call(() => this.api.acceptRequest(v.id));
+      else await this.call(() => this.api.ignoreRequest(v.id));
+      await this.refreshConversations();
+      if (accept && this.view === v) await this.open(v.id); // the held messages are history now
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+
+  /** onBlock blocks or unblocks the other user of the open direct conversation. */
+  private async onBlock(): Promise<void> {
+    const v = this.view;
+    const c = v && this.convs.get(v.id);
+    const o = c && this.other(c);
+    if (!v || !o) return;
+    try {
+      if (this.blocked.has(o)) await this.call(() => this.api.unblock(o));
+      else await this.call(() => this.api.block(o));
+      await this.refreshBlocks();
+      await this.refreshConversations();
+      if (this.view === v) await this.open(v.id); // history shows (or hides) their messages
     } catch (x) {
       byId("chat-error").textContent = friendly(x);
     }

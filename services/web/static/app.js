@@ -260,6 +260,34 @@ var NatterApi = class {
   async mute(id, muted) {
     await this.request("PUT", `/v1/conversations/${encodeURIComponent(id)}/mute`, { muted });
   }
+  /** POST /v1/conversations/:id/accept: accept a direct conversation you were asked into. */
+  async acceptRequest(id) {
+    return (await this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/accept`)).conversation;
+  }
+  /** POST /v1/conversations/:id/ignore: it stays a request; the requester is not told. */
+  async ignoreRequest(id) {
+    await this.request("POST", `/v1/conversations/${encodeURIComponent(id)}/ignore`);
+  }
+  /** PUT /v1/blocks/:user: nothing of theirs reaches you, no presence either way. */
+  async block(userId) {
+    await this.request("PUT", `/v1/blocks/${encodeURIComponent(userId)}`);
+  }
+  /** DELETE /v1/blocks/:user. */
+  async unblock(userId) {
+    await this.request("DELETE", `/v1/blocks/${encodeURIComponent(userId)}`);
+  }
+  /** GET /v1/blocks: the users you blocked, oldest block first. */
+  async blocks() {
+    return (await this.request("GET", "/v1/blocks")).blocks;
+  }
+  /** GET /v1/me/privacy: who may see your presence. */
+  async presenceVisibility() {
+    return (await this.request("GET", "/v1/me/privacy")).presence;
+  }
+  /** PUT /v1/me/privacy. */
+  async setPresenceVisibility(presence) {
+    await this.request("PUT", "/v1/me/privacy", { presence });
+  }
   /** One call: JSON in, JSON out; an error answer throws ApiError. */
   async request(method, path, body, auth = true) {
     const headers = {};
@@ -1170,6 +1198,8 @@ var App = class {
   userLookups = /* @__PURE__ */ new Map();
   convs = /* @__PURE__ */ new Map();
   presence = /* @__PURE__ */ new Map();
+  /** The users this account blocked. */
+  blocked = /* @__PURE__ */ new Set();
   view;
   refreshTimer;
   presenceTimer;
@@ -1181,6 +1211,9 @@ var App = class {
     byId("add-member-form").addEventListener("submit", (e) => void this.onAddMember(e));
     byId("leave-group").addEventListener("click", () => void this.onLeave());
     byId("delete-group").addEventListener("click", () => void this.onDeleteGroup());
+    byId("accept-request").addEventListener("click", () => void this.onAnswer(true));
+    byId("ignore-request").addEventListener("click", () => void this.onAnswer(false));
+    byId("block-user").addEventListener("click", () => void this.onBlock());
     byId("composer").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.onSend();
@@ -1199,6 +1232,7 @@ var App = class {
     this.presenceTimer = window.setInterval(() => {
       this.renderPresence();
       void this.refreshInvitations();
+      this.scheduleRefresh();
     }, 3e4);
     window.addEventListener("focus", () => void this.refreshInvitations());
     const saved = this.loadSession();
@@ -1269,6 +1303,7 @@ var App = class {
     conn.on("error", (e) => console.warn("natter:", e.message));
     this.typing = new TypingTracker(conn, { onChange: (conv) => this.renderTyping(conv) });
     conn.start().catch(() => void 0);
+    await this.refreshBlocks();
     await this.refreshConversations();
     byId("direct-handle").focus();
   }
@@ -1482,6 +1517,18 @@ var App = class {
     const o = this.other(c);
     return o ? this.name(o) : "Just you";
   }
+  /** incoming reports whether c is a request made to this account, not yet accepted. */
+  incoming(c) {
+    return c.request !== void 0 && c.request.to === this.me?.id;
+  }
+  async refreshBlocks() {
+    try {
+      const blocks = await this.call(() => this.api.blocks());
+      this.blocked.clear();
+      for (const b of blocks) this.blocked.add(b.user_id);
+    } catch {
+    }
+  }
   preview(ev) {
     if (!ev) return "No messages yet";
     if (ev.type === "message") {
@@ -1517,10 +1564,11 @@ var App = class {
       const o = this.other(c);
       const unread = c.unread > 0 ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, c.unread >= 999 ? "999+" : String(c.unread)) : el("span");
       button.setAttribute("aria-current", this.view?.id === c.id ? "true" : "false");
+      const label = this.incoming(c) ? c.request?.ignored ? " · ignored request" : " · wants to chat" : "";
       button.replaceChildren(
-        el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c)),
+        el("span", { class: "conv-name" }, o ? el("span", { class: "dot", "data-user": o, "aria-hidden": "true" }) : null, this.title(c) + label),
         unread,
-        el("span", { class: "conv-last" }, this.preview(c.last_message))
+        el("span", { class: "conv-last" }, this.incoming(c) ? "Accept to read their messages" : this.preview(c.last_message))
       );
       if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] ?? null);
     });
@@ -1650,6 +1698,17 @@ var App = class {
       const n = v.members.length || c.members?.length || 0;
       pres.textContent = n ? `${n} members` : "";
     }
+    const bar = byId("request-bar");
+    show(bar, c.request !== void 0);
+    if (c.request) {
+      const asked = this.incoming(c);
+      byId("request-text").textContent = asked ? `${this.name(c.request.from)} wants to chat. Their messages show once you accept.` : `Waiting for ${this.name(c.request.to)} to accept.`;
+      show(byId("accept-request"), asked);
+      show(byId("ignore-request"), asked && !c.request.ignored);
+    }
+    const block = byId("block-user");
+    show(block, o !== void 0);
+    if (o) block.textContent = this.blocked.has(o) ? `Unblock ${this.name(o)}` : `Block ${this.name(o)}`;
     const members = byId("members");
     show(members, c.kind === "group");
     if (c.kind !== "group") return;
@@ -1721,6 +1780,35 @@ var App = class {
       await this.call(() => this.api.deleteGroup(v.id));
       this.closeChat();
       await this.refreshConversations();
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+  /** onAnswer accepts (or ignores) the open request; an accepted one shows its history. */
+  async onAnswer(accept) {
+    const v = this.view;
+    if (!v) return;
+    try {
+      if (accept) await this.call(() => this.api.acceptRequest(v.id));
+      else await this.call(() => this.api.ignoreRequest(v.id));
+      await this.refreshConversations();
+      if (accept && this.view === v) await this.open(v.id);
+    } catch (x) {
+      byId("chat-error").textContent = friendly(x);
+    }
+  }
+  /** onBlock blocks or unblocks the other user of the open direct conversation. */
+  async onBlock() {
+    const v = this.view;
+    const c = v && this.convs.get(v.id);
+    const o = c && this.other(c);
+    if (!v || !o) return;
+    try {
+      if (this.blocked.has(o)) await this.call(() => this.api.unblock(o));
+      else await this.call(() => this.api.block(o));
+      await this.refreshBlocks();
+      await this.refreshConversations();
+      if (this.view === v) await this.open(v.id);
     } catch (x) {
       byId("chat-error").textContent = friendly(x);
     }
