@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,17 +84,17 @@ func StartConfig(t testing.TB, cfg app.Config) *System {
 	if run.Gateway != nil {
 		s.WSURL = run.Gateway.URL()
 	}
-	stopped := false
+	// Every Stop waits for the one stop to finish: a test's own Stop may still be running when
+	// the cleanup's comes, and the data directory must not be removed under it.
+	var once sync.Once
 	s.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := fxApp.Stop(ctx); err != nil {
-			t.Errorf("stop natter: %v", err)
-		}
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := fxApp.Stop(ctx); err != nil {
+				t.Errorf("stop natter: %v", err)
+			}
+		})
 	}
 	t.Cleanup(s.Stop)
 	return s
