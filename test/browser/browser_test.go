@@ -102,8 +102,40 @@ func (b *browser) until(what, expr string) {
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
 		b.shot("failed")
-		b.t.Fatalf("%s: waiting until %s (%s): %v", b.name, what, expr, err)
+		b.t.Fatalf("%s: waiting until %s (%s): %v\npage: %s", b.name, what, expr, err, b.state())
 	}
+}
+
+// state describes what the page shows, for a failure message.
+func (b *browser) state() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		connection: document.querySelector("#connection")?.textContent,
+		chat: document.querySelector("#chat-title")?.textContent,
+		history: document.querySelector("#history-status")?.textContent,
+		error: document.querySelector("#chat-error")?.textContent,
+		conversations: [...document.querySelectorAll("#conversations .conv-name")].map(e => e.textContent),
+		messages: document.querySelectorAll("#messages li").length,
+		last: [...document.querySelectorAll("#messages .text")].slice(-3).map(e => e.textContent.slice(0, 40)),
+	})`))
+	if err != nil {
+		return "(not readable: " + err.Error() + ")"
+	}
+	return s
+}
+
+// click clicks the first element selector names, in the page itself, once there is one: lists
+// are drawn anew when the page refreshes them, so a node chromedp resolved may be gone, or
+// another in its place, by the time a mouse click lands.
+func (b *browser) click(what, selector string) {
+	b.t.Helper()
+	b.until(what, `(() => {
+		const e = document.querySelector(`+"`"+selector+"`"+`);
+		if (!e) return false;
+		e.click();
+		return true;
+	})()`)
 }
 
 // eval evaluates a JavaScript expression and decodes its JSON value into out.

@@ -89,7 +89,7 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	bob.until("alice's request", `document.querySelector("#conversations .conv-name")?.textContent === "alice · wants to chat"`)
 	bob.until("nothing unread", `document.querySelector("#conversations .unread") === null`)
 	bob.shot("a request from alice")
-	bob.do("open the request", chromedp.Click(chromedp.CSS("#conversations button")))
+	bob.click("open the request", "#conversations button")
 	bob.until("no message before the accept", `document.querySelector("#request-text").textContent.startsWith("alice wants to chat") &&
 		document.querySelectorAll("#messages .text").length === 0`)
 	bob.do("accept", chromedp.Click(chromedp.ID("accept-request")))
@@ -99,7 +99,7 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	// Bob's presence is Alice's to see from the accept on: a reload asks for it.
 	alice.do("reload", chromedp.Reload())
 	alice.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
-	alice.do("reopen the chat", chromedp.Click(chromedp.CSS("#conversations button")))
+	alice.click("reopen the chat", "#conversations button")
 	alice.until("bob shows online", `document.querySelector("#chat-presence").textContent === "online"`)
 	alice.until("the message still shows read", ownTicks("read"))
 
@@ -132,7 +132,7 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	bob.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
 	bob.until("four unread", `document.querySelector("#conversations .unread")?.textContent === "4"`)
 	bob.shot("back, four unread")
-	bob.do("open the chat", chromedp.Click(chromedp.CSS("#conversations button")))
+	bob.click("open the chat", "#conversations button")
 	want := append([]string{"hello bob", "hi alice"}, away...)
 	want = append(want, long[:1500]+"…")
 	bob.until("every message", `document.querySelectorAll("#messages li.msg:not(.event)").length === 6`)
@@ -177,28 +177,29 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	bob.do("reload", chromedp.Navigate(n.API+"/"))
 	bob.until("the invitation appears", `document.querySelector('#invitation-list button[aria-label="Accept Trip"]') !== null`)
 	bob.shot("group invitation")
-	bob.do("accept", chromedp.Click(chromedp.CSS(`#invitation-list button[aria-label="Accept Trip"]`)))
+	bob.click("accept", `#invitation-list button[aria-label="Accept Trip"]`)
 	alice.until("bob joined", `[...document.querySelectorAll("#messages li.event")].some(e => e.textContent === "bob joined")`)
 	alice.send("who brings the tent?")
 	bob.until("the group appears", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
-	bob.do("open the group", chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="g"]`)))
+	bob.click("open the group", `#conversations button[data-conv^="g"]`)
 	bob.until("alice's group message, with her name", `[...document.querySelectorAll("#messages li.msg")].some(e =>
 		e.querySelector(".who")?.textContent === "alice" && e.querySelector(".text")?.textContent === "who brings the tent?")`)
-	alice.do("remove bob", chromedp.Click(chromedp.CSS("#members summary")), chromedp.Click(chromedp.CSS(`#member-list button[aria-label="Remove bob"]`)))
+	alice.do("open the members", chromedp.Click(chromedp.CSS("#members summary")))
+	alice.click("remove bob", `#member-list button[aria-label="Remove bob"]`)
 	alice.until("bob's removal shows", `[...document.querySelectorAll("#messages li.event")].some(e => e.textContent === "You removed bob")`)
 	bob.until("the group is gone", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip") &&
 		!document.querySelector("#chat-empty").hidden`)
 	alice.do("invite bob back", chromedp.SendKeys(chromedp.ID("add-member-handle"), "bob"), chromedp.Click(chromedp.CSS("#add-member-form button")))
 	alice.until("bob invited", `document.querySelector("#invitee-list li")?.textContent.startsWith("bob · invited")`)
 	bob.do("reload", chromedp.Navigate(n.API+"/"))
-	bob.do("accept again", chromedp.Click(chromedp.CSS(`#invitation-list button[aria-label="Accept Trip"]`)))
+	bob.click("accept again", `#invitation-list button[aria-label="Accept Trip"]`)
 	alice.until("two members", `document.querySelectorAll("#member-list li").length === 2 && document.querySelectorAll("#invitee-list li").length === 0`)
-	alice.do("make bob admin", chromedp.Click(chromedp.CSS(`#member-list button[aria-label="Make bob admin"]`)))
+	alice.click("make bob admin", `#member-list button[aria-label="Make bob admin"]`)
 	alice.until("bob is an admin", `[...document.querySelectorAll("#member-list .member-role")].some(e => e.textContent === "bob · admin")`)
 	alice.shot("group members")
 	bob.until("the group is back", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
+	bob.click("open the group again", `#conversations button[data-conv^="g"]`)
 	bob.do("leave the group",
-		chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="g"]`)),
 		chromedp.WaitVisible(chromedp.ID("members")),
 		chromedp.Click(chromedp.CSS("#members summary")),
 		chromedp.Click(chromedp.ID("leave-group")),
@@ -216,7 +217,7 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	}
 	seed(t, n.API, "alice", password, seeded)
 	bob.do("reload", chromedp.Navigate(n.API+"/"))
-	bob.do("open the chat", chromedp.Click(chromedp.CSS(`#conversations button[data-conv^="d"]`)))
+	bob.click("open the chat", `#conversations button[data-conv^="d"]`)
 	bob.until("the newest page", `[...document.querySelectorAll("#messages .text")].at(-1)?.textContent === "message 059"`)
 	bob.until("scrolled up to the beginning", `(() => { document.querySelector("#history").scrollTop = 0;
 		return document.querySelector("#history-status").textContent === "Beginning of the conversation"; })()`)
