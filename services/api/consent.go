@@ -145,13 +145,9 @@ func (s *Server) acceptRequest(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("accept %s: %w", m.ConversationID, err)
 	}
-	members, err := s.activeMembers(ctx, conv.ID)
+	ids, err := s.activeMemberIDs(ctx, conv.ID)
 	if err != nil {
 		return err
-	}
-	ids := make([]string, len(members))
-	for i, mm := range members {
-		ids[i] = mm.UserID
 	}
 	return c.JSON(conversationEnvelope{conversationOut(conv, ids)})
 }

@@ -259,13 +259,9 @@ func (s *Server) summary(ctx context.Context, m store.Member) (*summaryJSON, err
 	case err != nil:
 		return nil, fmt.Errorf("summary %s: conversation: %w", m.ConversationID, err)
 	}
-	members, err := s.activeMembers(ctx, conv.ID)
+	ids, err := s.activeMemberIDs(ctx, conv.ID)
 	if err != nil {
 		return nil, err
-	}
-	ids := make([]string, len(members))
-	for i, mm := range members {
-		ids[i] = mm.UserID
 	}
 	last, err := s.visiblePage(ctx, m, store.Page{Limit: 4})
 	if err != nil {
@@ -303,6 +299,20 @@ func (s *Server) activeMembers(ctx context.Context, conversationID string) ([]st
 		return nil, fmt.Errorf("members of %s: %w", conversationID, err)
 	}
 	return membership.Active(all), nil
+}
+
+// activeMemberIDs is the user ids of the current members of a conversation, as conversationOut
+// lists them.
+func (s *Server) activeMemberIDs(ctx context.Context, conversationID string) ([]string, error) {
+	members, err := s.activeMembers(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.UserID
+	}
+	return ids, nil
 }
 
 // member returns the caller's membership of the conversation named by the :id parameter. Unless

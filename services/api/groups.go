@@ -374,13 +374,9 @@ func (s *Server) listInvitations(c *fiber.Ctx) error {
 		if err != nil {
 			return fmt.Errorf("invitations: conversation %s: %w", m.ConversationID, err)
 		}
-		members, err := s.activeMembers(ctx, conv.ID)
+		ids, err := s.activeMemberIDs(ctx, conv.ID)
 		if err != nil {
 			return err
-		}
-		ids := make([]string, len(members))
-		for i, mm := range members {
-			ids[i] = mm.UserID
 		}
 		out = append(out, invitationOut{Conversation: conversationOut(conv, ids), InvitedBy: m.InvitedBy, InvitedSeq: m.InvitedSeq})
 	}
@@ -423,13 +419,9 @@ func (s *Server) groupOfCaller(c *fiber.Ctx) (store.Conversation, error) {
 }
 
 func (s *Server) membershipAnswer(c *fiber.Ctx, conv store.Conversation, seq uint64) error {
-	members, err := s.activeMembers(c.UserContext(), conv.ID)
+	ids, err := s.activeMemberIDs(c.UserContext(), conv.ID)
 	if err != nil {
 		return err
-	}
-	ids := make([]string, len(members))
-	for i, m := range members {
-		ids[i] = m.UserID
 	}
 	fresh, err := s.store.Conversation(c.UserContext(), conv.ID)
 	if err == nil {
