@@ -265,30 +265,22 @@ func (ev StateEvent) validate() error {
 		case ev.Kind == StateAccountDeleted && (a.DisplayName != "" || a.PasswordHash != ""):
 			return bad("only user_id and handle are allowed")
 		}
-	case StateDirectOpened:
+	case StateDirectOpened, StateDirectAccepted, StateDirectIgnored:
 		d := ev.Direct
+		opened := ev.Kind == StateDirectOpened
 		switch {
 		case d == nil:
 			return errStateBody
 		case !ValidToken(d.ConversationID) || len(d.UserIDs) != 2 || !ValidToken(d.UserIDs[0]) ||
 			!ValidToken(d.UserIDs[1]) || d.UserIDs[0] == d.UserIDs[1]:
 			return bad("conversation_id and two different user_ids are required")
-		case d.CreatedBy != d.UserIDs[0] && d.CreatedBy != d.UserIDs[1]:
+		case opened && d.CreatedBy != d.UserIDs[0] && d.CreatedBy != d.UserIDs[1]:
 			return bad("created_by must be one of user_ids")
-		case d.By != "":
+		case opened && d.By != "":
 			return bad("by is not allowed")
-		}
-	case StateDirectAccepted, StateDirectIgnored:
-		d := ev.Direct
-		switch {
-		case d == nil:
-			return errStateBody
-		case !ValidToken(d.ConversationID) || len(d.UserIDs) != 2 || !ValidToken(d.UserIDs[0]) ||
-			!ValidToken(d.UserIDs[1]) || d.UserIDs[0] == d.UserIDs[1]:
-			return bad("conversation_id and two different user_ids are required")
-		case d.By != d.UserIDs[0] && d.By != d.UserIDs[1]:
+		case !opened && d.By != d.UserIDs[0] && d.By != d.UserIDs[1]:
 			return bad("by must be one of user_ids")
-		case d.CreatedBy != "" || d.Request:
+		case !opened && (d.CreatedBy != "" || d.Request):
 			return bad("only conversation_id, user_ids and by are allowed")
 		}
 	case StateUserBlocked, StateUserUnblocked:
