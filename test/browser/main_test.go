@@ -12,31 +12,22 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/natter-chat/natter/test/natterbin"
 )
 
 var natterBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "natter-browser-")
+	bin, cleanup, err := natterbin.Build("natter-browser-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	natterBin = filepath.Join(dir, "natter")
-	args := []string{"build", "-o", natterBin}
-	if os.Getenv("NATTER_E2E_RACE") != "0" {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "github.com/natter-chat/natter/services/cmd/natter")...)
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build natter:", err)
-		os.Exit(1)
-	}
+	natterBin = bin
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -44,7 +35,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
