@@ -192,3 +192,22 @@ func TestAuthFrameRenewsTheSocket(t *testing.T) {
 		t.Fatalf("closed %v before the renewed token expired", early)
 	}
 }
+
+// A socket renewed with an auth frame is still bound to its login session: ending the session
+// closes it with 4403, as it does a socket that was never renewed.
+func TestRenewedSocketIsClosedWhenItsSessionEnds(t *testing.T) {
+	s := apptest.Start(t)
+	alice := s.SignUp("alice")
+	ws := apptest.Dial(t, apptest.WSURLFor(s.WSURL, alice.Token, "a", nil))
+	ws.NextOf(protocol.TypeWelcome, wait)
+	var fresh struct {
+		Token string `json:"token"`
+	}
+	s.Do("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": alice.RefreshToken}, http.StatusOK, &fresh)
+	ws.Send(protocol.ClientFrame{Type: protocol.TypeAuth, ID: "renew", Token: fresh.Token})
+	if a := ws.NextOf(protocol.TypeAuth, wait); a.Ref != "renew" {
+		t.Fatalf("auth answer %+v", a)
+	}
+	s.Do("POST", "/v1/logout", fresh.Token, nil, http.StatusNoContent, nil)
+	wantSessionEnded(t, "renewed socket", ws, time.Now())
+}
