@@ -108,14 +108,21 @@ func (c *Client) call(ctx context.Context, m method, req *request) (response, er
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	backoff := c.cfg.MinBackoff
+	var retried error // why the last attempt is being retried
 	for attempt := 1; ; attempt++ {
 		resp, err := c.once(ctx, m, req)
 		if err == nil {
 			return resp, nil
 		}
+		if retried != nil && errors.Is(err, errDeadlinePassed) {
+			// The deadline passed before this attempt was sent: say why it was retried, as the
+			// wait below does (a timeout of a sent request is returned as it is: it may have run).
+			return response{}, fmt.Errorf("remote store: %s: %w (%d attempts): %w", m, retried, attempt-1, err)
+		}
 		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, ErrBusy) {
 			return response{}, fmt.Errorf("remote store: %s: %w", m, err)
 		}
+		retried = err
 		// Full jitter over [backoff/2, backoff): retries of many callers spread out.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
@@ -129,6 +136,9 @@ func (c *Client) call(ctx context.Context, m method, req *request) (response, er
 	}
 }
 
+// errDeadlinePassed: the deadline passed before a request was sent (so it did not run).
+var errDeadlinePassed = fmt.Errorf("deadline passed before the request was sent: %w", context.DeadlineExceeded)
+
 // once makes one request. ctx has a deadline.
 func (c *Client) once(ctx context.Context, m method, req *request) (response, error) {
 	deadline, _ := ctx.Deadline()
@@ -136,7 +146,7 @@ func (c *Client) once(ctx context.Context, m method, req *request) (response, er
 	if req.timeout <= 0 {
 		// The deadline has passed, but ctx's timer may not have fired yet (ctx.Err() still nil on
 		// a busy machine): that must not read as an empty success.
-		return response{}, context.DeadlineExceeded
+		return response{}, errDeadlinePassed
 	}
 	msg, err := c.nc.RequestWithContext(ctx, c.subjects[m], encodeRequest(m, req))
 	if err != nil {
