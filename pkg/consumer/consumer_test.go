@@ -696,3 +696,54 @@ func TestSlowChunkIsNotRedelivered(t *testing.T) {
 		}
 	}
 }
+
+// A lingering chunk gathers a trickle of messages into one chunk, is handled at once when it is
+// full, and does not hold Stop up: draining ends the wait.
+func TestLingerGathersATrickleIntoOneChunk(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	var chunks []int
+	n := 0
+	rec := &recorder{decide: func(delivery) error { mu.Lock(); n++; mu.Unlock(); return nil }}
+	flush := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		chunks = append(chunks, n)
+		n = 0
+		return nil
+	}
+	r, err := Start(e.cons, Config{Name: "linger", MaxChunk: 20, Linger: time.Minute}, rec.handle, Hooks{Flush: flush}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // a trickle: each message its own pull without Linger
+		e.publishMore(t, 1)
+		time.Sleep(10 * time.Millisecond)
+	}
+	last := e.settled(t, 20).AckFloor.Stream
+	e.publishMore(t, 5)
+	for deadline := time.Now().Add(10 * time.Second); r.Pulled() < 25; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pulled %d of 25", r.Pulled())
+		}
+	}
+	if calls := len(rec.snapshot()); calls != 20 {
+		t.Fatalf("%d handler calls while the five linger, want 20", calls)
+	}
+	stopped := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("stop while a chunk lingers: %v", err)
+	}
+	if took := time.Since(stopped); took > 15*time.Second {
+		t.Errorf("stop waited %s for the lingering chunk", took)
+	}
+	e.settled(t, last+5)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(chunks, []int{20, 5}) {
+		t.Fatalf("chunks %v, want [20 5]: one full chunk from the trickle, then the five at stop", chunks)
+	}
+}

@@ -50,8 +50,9 @@ const (
 
 // PeersConfig is one `natter bench peers` run.
 type PeersConfig struct {
-	NatterBin     string // natter's binary, run as `natter run`
-	CentrifugoBin string // Centrifugo's binary
+	NatterBin     string   // natter's binary, run as `natter run`
+	NatterArgs    []string // more arguments to `natter run` (e.g. --target without search)
+	CentrifugoBin string   // Centrifugo's binary
 	// Pairs is the number of (natter, Centrifugo) round pairs.
 	Pairs     int
 	Scenarios []string

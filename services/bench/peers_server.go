@@ -108,20 +108,21 @@ func freePort() (int, error) {
 }
 
 // startNatterProc runs `natter run` on a data directory of its own, on free ports, and returns
-// it with the addresses it bound (from --addr-file).
-func startNatterProc(ctx context.Context, bin string) (*proc, natterAddrs, error) {
+// it with the addresses it bound (from --addr-file). extra is appended to its arguments.
+func startNatterProc(ctx context.Context, bin string, extra []string) (*proc, natterAddrs, error) {
 	var a natterAddrs
 	dir, err := os.MkdirTemp("", "natter-peers-")
 	if err != nil {
 		return nil, a, err
 	}
 	addrFile := filepath.Join(dir, "addrs.json")
-	p, err := startProc("natter", dir, bin, "run", "--data-dir", filepath.Join(dir, "data"), "--nats-port", "-1",
+	args := []string{"run", "--data-dir", filepath.Join(dir, "data"), "--nats-port", "-1",
 		"--api-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
 		"--addr-file", addrFile, "--log-level", "error",
 		// The load signs hundreds of users up and sends flat out from one address: lift the
 		// rate limits, and let sign-ups queue for the bounded password hashing.
-		"--rate-limits=false", "--hash-wait", "1m")
+		"--rate-limits=false", "--hash-wait", "1m"}
+	p, err := startProc("natter", dir, bin, append(args, extra...)...)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, a, err

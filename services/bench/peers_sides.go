@@ -39,7 +39,7 @@ type natterSide struct {
 }
 
 func startNatterSide(ctx context.Context, cfg PeersConfig) (*natterSide, error) {
-	p, a, err := startNatterProc(ctx, cfg.NatterBin)
+	p, a, err := startNatterProc(ctx, cfg.NatterBin, cfg.NatterArgs)
 	if err != nil {
 		return nil, err
 	}

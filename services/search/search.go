@@ -42,6 +42,11 @@ type Config struct {
 	Dir string
 	// Chunk is the most events indexed in one batch (one commit, then one ack each).
 	Chunk int
+	// Linger lets a batch wait this long after its first event for more, up to Chunk: Bleve's
+	// cost per event falls about ninefold from batches of 8 to batches of 2,048, so indexing a
+	// steady trickle in large batches costs far less CPU, which the hot path needs more than
+	// search needs freshness. A message is searchable within about Linger of being sent.
+	Linger time.Duration
 	// BatchBytes commits a batch early once its text reaches this many bytes, bounding the memory
 	// a run of long messages takes (their acknowledgements still wait for the chunk's end).
 	BatchBytes int
@@ -55,7 +60,7 @@ type Config struct {
 
 // DefaultConfig suits one machine; Dir is set by the process (<data dir>/search).
 func DefaultConfig() Config {
-	return Config{Chunk: 512, BatchBytes: 8 << 20, QueryWorkers: 8, QueryBacklog: 256, LagEvery: 2 * time.Second}
+	return Config{Chunk: 2048, Linger: time.Second, BatchBytes: 8 << 20, QueryWorkers: 8, QueryBacklog: 256, LagEvery: 2 * time.Second}
 }
 
 // Validate checks the configuration.
@@ -65,6 +70,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("search: index dir is required")
 	case c.Chunk < 1 || c.Chunk > 10000:
 		return fmt.Errorf("search: chunk %d not in 1..10000", c.Chunk)
+	case c.Linger < 0 || c.Linger > time.Minute:
+		return fmt.Errorf("search: linger %s not in 0..1m", c.Linger)
 	case c.BatchBytes < 1:
 		return fmt.Errorf("search: batch bytes %d must be positive", c.BatchBytes)
 	case c.QueryWorkers < 1 || c.QueryBacklog < 0:
@@ -139,7 +146,7 @@ func (s *Service) startRunner(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("search: consumer: %w", err)
 	}
-	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk},
+	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger},
 		s.Handle, consumer.Hooks{Flush: s.commit}, s.log, s.deps.Kit)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)

@@ -34,6 +34,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.NatterBin, "natter", cfg.NatterBin, "natter binary (run as: natter run)")
+	natterArgs := fs.String("natter-args", "", "more arguments to `natter run`, space-separated (e.g. \"--target gateway,api,persister,fanout,presence,push\")")
 	fs.StringVar(&cfg.CentrifugoBin, "centrifugo", cfg.CentrifugoBin, "Centrifugo v6 binary")
 	fs.IntVar(&cfg.Pairs, "pairs", cfg.Pairs, "round pairs (natter, Centrifugo), alternating")
 	scenarios := fs.String("scenario", strings.Join(bench.AllPeerScenarios, ","), "scenarios: any of "+strings.Join(bench.AllPeerScenarios, ","))
@@ -64,6 +65,7 @@ Flags:
 	}
 	cfg.Scenarios = strings.Split(*scenarios, ",")
 	cfg.Servers = strings.Split(*servers, ",")
+	cfg.NatterArgs = strings.Fields(*natterArgs)
 	cfg.Command = strings.TrimSpace("natter bench peers " + strings.Join(args, " "))
 	cfg.Version = version
 	if !*quiet {
