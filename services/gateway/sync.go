@@ -33,7 +33,7 @@ func (s *session) catchUp(cursor *uint64) error {
 		from = *cursor
 	}
 	s.mu.Lock()
-	s.head = marks.Head
+	s.live.setHead(marks.Head)
 	s.mu.Unlock()
 	if from < marks.Head {
 		s.g.awaitMembership(s.ctx, marks.Head)
@@ -55,20 +55,14 @@ func (s *session) catchUp(cursor *uint64) error {
 	// be held); what arrives meanwhile joins the held frames, so order is kept.
 	for {
 		s.mu.Lock()
-		held := s.pending
-		s.pending = nil
+		held := s.live.takeHeld()
+		s.mu.Unlock()
 		if len(held) == 0 {
-			s.syncing = false
-			s.mu.Unlock()
 			return nil
 		}
-		s.mu.Unlock()
 		for _, p := range held {
 			s.mu.Lock()
-			fresh := p.seq > marks.Head && p.seq > s.lastSeq[p.conv]
-			if fresh {
-				s.sent(p.conv, p.seq)
-			}
+			fresh := s.live.admit(p)
 			s.mu.Unlock()
 			if fresh {
 				if err := s.writeNow(p.frame); err != nil {
@@ -139,7 +133,7 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 	for h.Len() > 0 {
 		c := h[0]
 		s.mu.Lock()
-		s.sent(c.head.ConversationID, max(s.lastSeq[c.head.ConversationID], c.head.Seq))
+		s.live.caughtUp(c.head.ConversationID, c.head.Seq)
 		s.mu.Unlock()
 		if view, ok := timeline.View(c.head, s.userID); ok { // another user's hide is theirs alone
 			frame, err := json.Marshal(timeline.Event(view))
