@@ -126,7 +126,10 @@ func TestHarnessTiny(t *testing.T) {
 			t.Errorf("figure %q: values %v ratios %v", f.Name, f.Values, f.Ratios)
 			continue
 		}
-		if strings.Contains(f.Name, "(RSS)") { // RSS deltas of a few connections are noise
+		// The memory of 20 idle connections (under 1 MB) is smaller than what the in-process
+		// natter's background work (search's batches and segment merges) frees or takes between
+		// the two readings, RSS or heap: its sign is noise at this size.
+		if strings.HasPrefix(f.Name, "memory per idle connection") {
 			continue
 		}
 		for i, r := range f.Ratios {

@@ -65,7 +65,8 @@ func TestKilledSearchLosesAndDoublesNothing(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	searchArgs := append([]string{"--target", "search", "--nats-url", main.Addrs.NATS}, ackWait...)
+	// Batches of 100, so that the process is killed with part of the backlog committed.
+	searchArgs := append([]string{"--target", "search", "--nats-url", main.Addrs.NATS, "--search-batch", "100"}, ackWait...)
 	proc := StartNatter(t, dir, searchArgs...)
 	status := wire.NewClient(nc, 5*time.Second)
 	deadline := time.Now().Add(time.Minute)

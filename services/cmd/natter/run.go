@@ -132,6 +132,8 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.IntVar(&cfg.Streams.Replicas, "replicas", cfg.Streams.Replicas, "JetStream replicas for streams and buckets")
 	fs.DurationVar(&cfg.Streams.DuplicateWindow, "dedupe-window", cfg.Streams.DuplicateWindow, "JetStream duplicate window for client sends")
 	fs.DurationVar(&cfg.Streams.AckWait, "ack-wait", cfg.Streams.AckWait, "redelivery timeout of the persister, presence, push and search consumers: what a crashed instance held comes back after it (every process must agree)")
+	fs.IntVar(&cfg.Search.Chunk, "search-batch", cfg.Search.Chunk, "most messages indexed in one search index batch (1..10000): larger batches cost less CPU per message")
+	fs.DurationVar(&cfg.Search.Linger, "search-linger", cfg.Search.Linger, "how long a search batch waits for more messages before it is indexed: about how long a message takes to become searchable")
 	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers")
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir), scylla, or remote (served over NATS by a process with --target store)")
 	fs.IntVar(&cfg.Streams.FanoutPartitions, "fanout-partitions", cfg.Streams.FanoutPartitions, "split fanout's work by gateway into this many partitions, shared among fanout instances (every process must agree)")
