@@ -50,7 +50,7 @@ func (b *browser) sentSeq(text string) string {
 // page shows the new text marked edited; she deletes one for everyone and it becomes a
 // tombstone on both pages; Bob deletes one for himself only; an edit saved after the edit window
 // passed is refused with the server's reason, and the Edit button is gone by then. Bob's reload
-// shows the same from history.
+// shows the same from history. In a group, its owner deletes Bob's message for everyone.
 func TestEditAndDeleteInBrowsers(t *testing.T) {
 	const window = 8 * time.Second
 	n := startNatter(t, "--edit-window", window.String())
@@ -126,12 +126,36 @@ func TestEditAndDeleteInBrowsers(t *testing.T) {
 	alice.until("the refusal shows", `document.querySelector("#chat-error").textContent === "Not edited: The time to edit this message has passed."`)
 	alice.shot("edit refused")
 
+	// A group, made over the API: Alice owns it, Bob accepted her invitation.
+	var group struct {
+		Conversation struct {
+			ID string `json:"id"`
+		} `json:"conversation"`
+	}
+	apiCall(t, http.MethodPost, n.API+"/v1/groups", aliceToken, map[string]any{"name": "Plans", "member_ids": []string{bobID}}, &group)
+	apiCall(t, http.MethodPost, n.API+"/v1/conversations/"+group.Conversation.ID+"/accept", bobToken, nil, &group)
+
 	// Bob's reload reads it all from history; Alice still has the message Bob hid for himself.
 	bob.do("reload", chromedp.Reload())
 	bob.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
-	bob.click("open the chat", "#conversations button")
+	bob.click("open the chat", `#conversations button[data-conv^="d"]`)
 	bob.until("history shows the same", tombstone(edited)+` && `+tombstone(gone)+` &&
 		document.querySelector('#messages li[data-seq="`+late+`"] .text')?.textContent === "tpyo here" &&
 		document.querySelector('#messages li[data-seq="`+late+`"] .edited') === null`)
 	alice.until("alice still sees her edited message", `document.querySelector('#messages li[data-seq="`+edited+`"] .text')?.textContent === "see you at 6"`)
+
+	// In the group, its owner deletes Bob's message for everyone.
+	bob.click("open the group", `#conversations button[data-conv^="g"]`)
+	bob.until("the group is open", `document.querySelector("#chat-title").textContent === "Plans"`)
+	bob.send("let's go by train")
+	theirs := bob.sentSeq("let's go by train")
+	alice.click("open the group", `#conversations button[data-conv^="g"]`)
+	alice.until("bob's message, with delete offered", `document.querySelector('#messages li[data-seq="`+theirs+`"] [data-action=delete]') !== null &&
+		document.querySelector('#messages li[data-seq="`+theirs+`"] [data-action=edit]') === null`)
+	alice.click("delete bob's message", `#messages li[data-seq="`+theirs+`"] [data-action=delete]`)
+	alice.click("confirm", `#messages li[data-seq="`+theirs+`"] [data-action=delete][data-confirm=yes]`)
+	for _, b := range []*browser{alice, bob} {
+		b.until("the owner's delete shows", tombstone(theirs))
+	}
+	bob.shot("deleted by the group owner")
 }
