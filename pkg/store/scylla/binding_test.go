@@ -145,3 +145,38 @@ func TestMessageRow(t *testing.T) {
 		}
 	}
 }
+
+// TestRevisionColumnsThroughTheDriver: the Go types of the new columns go through the driver's
+// own encoding as their CQL types: a *int64 as a timestamp or bigint (nil as null, and null
+// read back as nil), a []string as a set<text>.
+func TestRevisionColumnsThroughTheDriver(t *testing.T) {
+	const proto = 4
+	for _, typ := range []gocql.Type{gocql.TypeTimestamp, gocql.TypeBigInt} {
+		info := gocql.NewNativeType(proto, typ)
+		v := int64(1_700_000_000_123)
+		data, err := gocql.Marshal(info, &v)
+		if err != nil {
+			t.Fatalf("%v: marshal: %v", typ, err)
+		}
+		var back *int64
+		if err := gocql.Unmarshal(info, data, &back); err != nil || back == nil || *back != v {
+			t.Errorf("%v: %d read back as %v, %v", typ, v, back, err)
+		}
+		if data, err := gocql.Marshal(info, (*int64)(nil)); err != nil || data != nil {
+			t.Errorf("%v: nil marshals as %v, %v; want null", typ, data, err)
+		}
+		back = &v
+		if err := gocql.Unmarshal(info, nil, &back); err != nil || back != nil {
+			t.Errorf("%v: null read back as %v, %v; want nil", typ, back, err)
+		}
+	}
+	set := gocql.NewCollectionType(gocql.NewNativeType(proto, gocql.TypeSet), nil, gocql.NewNativeType(proto, gocql.TypeText))
+	data, err := gocql.Marshal(set, []string{"u-bob", "u-carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []string
+	if err := gocql.Unmarshal(set, data, &users); err != nil || !slices.Equal(users, []string{"u-bob", "u-carol"}) {
+		t.Errorf("set<text> read back as %q, %v", users, err)
+	}
+}
