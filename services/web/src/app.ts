@@ -1291,6 +1291,7 @@ export class App {
     // the copy carries the seq so that ticks apply to it.
     if (v.pending.get(clientMsgId) === li && !v.bySeq.has(a.seq)) {
       li.dataset.seq = String(a.seq);
+      li.dataset.sentAt = String(a.sent_at); // the server's clock, which the edit window counts from
       v.pending.delete(clientMsgId);
       v.bySeq.set(a.seq, li);
       setTick(li, "sent");

@@ -2234,6 +2234,7 @@ var App = class {
     }
     if (v.pending.get(clientMsgId) === li && !v.bySeq.has(a.seq)) {
       li.dataset.seq = String(a.seq);
+      li.dataset.sentAt = String(a.sent_at);
       v.pending.delete(clientMsgId);
       v.bySeq.set(a.seq, li);
       setTick(li, "sent");
