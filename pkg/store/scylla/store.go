@@ -32,9 +32,10 @@ var (
 )
 
 // Open connects to the cluster, applies the embedded migrations the keyspace lacks (the
-// keyspace itself is created by Migrate, natter migrate, which sets its replication), and checks
-// that the keyspace agrees on cfg.BucketSize (the first Open of a keyspace records it). Connecting is bounded by
-// cfg.ConnectTimeout, the check by ctx. log (nil for none) also receives the driver's log.
+// keyspace itself is created by Migrate, natter migrate, which sets its replication), and
+// checks that the keyspace agrees on cfg.BucketSize (the first Open of a keyspace records it).
+// Connecting is bounded by cfg.ConnectTimeout, the rest by ctx. log (nil for none) also
+// receives the driver's log.
 func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
