@@ -221,6 +221,9 @@ func applyPending(ctx context.Context, session gocqlx.Session, keyspace string, 
 	if err != nil {
 		return nil, err
 	}
+	if allRecorded(ctx, session, migs) {
+		return nil, nil // the usual start: no schema statement, no ALTER permission needed
+	}
 	if err := session.ContextQuery(ctx, createSchemaMigrations, nil).ExecRelease(); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
@@ -234,6 +237,20 @@ func applyPending(ctx context.Context, session gocqlx.Session, keyspace string, 
 		}
 	}
 	return applied, nil
+}
+
+// allRecorded reports whether schema_migrations records every migration with its checksum. Any
+// doubt (a read error, a missing table) answers false: applyPending then does the full work and
+// reports what is wrong.
+func allRecorded(ctx context.Context, session gocqlx.Session, migs []migration) bool {
+	for _, m := range migs {
+		var rec migrationRow
+		err := session.ContextQuery(ctx, q.migrationGet.cql, q.migrationGet.names).Bind(m.version).GetRelease(&rec)
+		if err != nil || rec.Checksum != m.checksum {
+			return false
+		}
+	}
+	return true
 }
 
 func createKeyspace(ctx context.Context, st settings, rf int, log *zap.Logger) error {
