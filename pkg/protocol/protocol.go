@@ -164,6 +164,9 @@ type Welcome struct {
 	// ExpiresAt (Unix milliseconds) is when the server closes this socket with
 	// CloseUnauthorized, the expiry of its access token, unless an auth frame renews it first.
 	ExpiresAt int64 `json:"expires_at"`
+	// EditWindowMS is how long after sending a message its sender may edit it, in milliseconds;
+	// 0: no limit. Clients use it to offer an edit only while the server would accept it.
+	EditWindowMS int64 `json:"edit_window_ms"`
 }
 
 // Ack answers a send (and an edit or delete): the event exists, durably, at Seq. A retry of the same client_msg_id gets

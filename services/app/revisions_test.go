@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
@@ -311,5 +312,25 @@ func wantError(t *testing.T, s *apptest.System, method, path, token string, body
 	_ = json.Unmarshal(raw, &e)
 	if got != status || e.Error.Code != code {
 		t.Fatalf("%s %s: %d %s, want %d %s", method, path, got, raw, status, code)
+	}
+}
+
+// TestWelcomeTellsTheEditWindow: welcome carries the edit window in milliseconds, rounded up (a
+// window under a millisecond is not "0: no limit"), and 0 for no limit.
+func TestWelcomeTellsTheEditWindow(t *testing.T) {
+	for _, c := range []struct {
+		window time.Duration
+		want   int64
+	}{{90 * time.Second, 90_000}, {1, 1}, {0, 0}} {
+		s := apptest.Start(t, func(cfg *app.Config) { cfg.Gateway.EditWindow, cfg.API.EditWindow = c.window, c.window })
+		alice := s.SignUp("alice")
+		ws := apptest.Dial(t, apptest.WSURLFor(s.WSURL, alice.Token, "a", nil))
+		var w protocol.Welcome
+		if err := json.Unmarshal(ws.NextOf(protocol.TypeWelcome, wait).Raw, &w); err != nil {
+			t.Fatal(err)
+		}
+		if w.EditWindowMS != c.want {
+			t.Errorf("edit window %v: welcome says edit_window_ms %d, want %d", c.window, w.EditWindowMS, c.want)
+		}
 	}
 }

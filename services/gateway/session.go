@@ -168,7 +168,7 @@ func (s *session) run(cursor *uint64) {
 	// Welcome first, written before the hub knows the session: nothing may precede it.
 	welcome, err := json.Marshal(protocol.Welcome{Type: protocol.TypeWelcome, Protocol: protocol.Version, UserID: s.userID,
 		DeviceID: s.deviceID, SessionID: s.id, HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Syncing: cursor != nil,
-		ExpiresAt: s.expires.UnixMilli()})
+		ExpiresAt: s.expires.UnixMilli(), EditWindowMS: ceilMS(g.cfg.EditWindow)})
 	if err != nil || s.writeNow(welcome) != nil {
 		return
 	}
@@ -569,4 +569,9 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// ceilMS is d in whole milliseconds, rounded up: a window under a millisecond is not "0: no limit".
+func ceilMS(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }

@@ -21,7 +21,8 @@ type natter struct {
 	dataDir string
 	apiAddr string
 	wsAddr  string
-	API     string // http://host:port
+	API     string   // http://host:port
+	flags   []string // added to natter run's
 	cmd     *exec.Cmd
 	exited  chan error
 	mu      sync.Mutex
@@ -45,9 +46,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startNatter(t *testing.T) *natter {
+// startNatter starts natter run, with flags added to the test's own.
+func startNatter(t *testing.T, flags ...string) *natter {
 	t.Helper()
-	n := &natter{t: t, dataDir: t.TempDir(), apiAddr: freeAddr(t), wsAddr: freeAddr(t)}
+	n := &natter{t: t, dataDir: t.TempDir(), apiAddr: freeAddr(t), wsAddr: freeAddr(t), flags: flags}
 	t.Cleanup(func() {
 		if n.cmd != nil {
 			_ = n.cmd.Process.Kill()
@@ -71,6 +73,7 @@ func (n *natter) start() {
 	cmd := exec.Command(natterBin, "run", "--data-dir", n.dataDir, "--api-addr", n.apiAddr, "--ws-addr", n.wsAddr,
 		"--nats-port", "-1", "--metrics-addr", "", "--addr-file", addrFile, "--log-format", "json", "--log-level", "info",
 		"--password-cost", "4") // bcrypt's cheapest: under -race the default cost takes seconds a hash
+	cmd.Args = append(cmd.Args, n.flags...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -77,8 +78,9 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestMigrate: a second run applies nothing, an edited applied migration is refused, and the
-// bucket size is fixed by the first Open.
+// TestMigrate: a second run applies nothing, an edited applied migration is refused (by Migrate
+// and by Open), Open applies a migration the keyspace lacks, and the bucket size is fixed by the
+// first Open.
 func TestMigrate(t *testing.T) {
 	cfg, admin := scyllaCluster(t)
 	cfg = freshKeyspace(t, cfg, admin)
@@ -100,12 +102,45 @@ func TestMigrate(t *testing.T) {
 	if _, err := Migrate(ctx, cfg, 1, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Errorf("Migrate over an edited migration: %v, want a checksum error", err)
 	}
+	if s, err := Open(ctx, cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "checksum") {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("Open over an edited migration: %v, want a checksum error", err)
+	}
+	exec := func(cql string) {
+		t.Helper()
+		if err := admin.ContextQuery(ctx, cql, nil).ExecRelease(); err != nil {
+			t.Fatalf("%s: %v", cql, err)
+		}
+	}
+	exec(fmt.Sprintf("UPDATE %s.schema_migrations SET checksum = '%s' WHERE version = '%s'", cfg.Keyspace, migs[0].checksum, migs[0].version))
+
+	// Open applies what the keyspace lacks: here the last migration, undone by hand.
+	last := migs[len(migs)-1]
+	for _, st := range last.stmts {
+		table, column, ok := addsColumn(st)
+		if !ok {
+			t.Fatalf("%s: %q is not an ADD this test can undo", last.version, st)
+		}
+		exec(fmt.Sprintf("ALTER TABLE %s.%s DROP %s", cfg.Keyspace, table, column))
+	}
+	exec(fmt.Sprintf("DELETE FROM %s.schema_migrations WHERE version = '%s'", cfg.Keyspace, last.version))
 
 	s, err := Open(ctx, cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
+	for _, st := range last.stmts {
+		table, column, _ := addsColumn(st)
+		if ok, err := hasColumn(ctx, admin, cfg.Keyspace, table, column); err != nil || !ok {
+			t.Errorf("after Open: column %s.%s exists=%v, %v; want it added again", table, column, ok, err)
+		}
+	}
+	if applied, err := Migrate(ctx, cfg, 1, zap.NewNop()); err != nil || len(applied) != 0 {
+		t.Errorf("Migrate after Open = %v, %v; want nothing left to apply", applied, err)
+	}
 	other := cfg
 	other.BucketSize = 1 << 16
 	if s, err := Open(ctx, other, zap.NewNop()); err == nil {

@@ -104,17 +104,21 @@ func TestStatementsOnePartition(t *testing.T) {
 // TestStatementsText pins the statements whose exact shape matters.
 func TestStatementsText(t *testing.T) {
 	cases := map[string]string{
-		"messagesNewest": "SELECT conversation_id,bucket,seq,message_id,kind,sender_id,sender_device,client_msg_id,body,member,sent_at " +
+		"messagesNewest": "SELECT conversation_id,bucket,seq,message_id,kind,sender_id,sender_device,client_msg_id,body,member,sent_at," +
+			"target,target_id,edited_at,deleted_at,hidden_for,revised_seq " +
 			"FROM messages WHERE conversation_id=? AND bucket=? LIMIT ?",
-		"messagesBefore": "SELECT conversation_id,bucket,seq,message_id,kind,sender_id,sender_device,client_msg_id,body,member,sent_at " +
+		"messagesBefore": "SELECT conversation_id,bucket,seq,message_id,kind,sender_id,sender_device,client_msg_id,body,member,sent_at," +
+			"target,target_id,edited_at,deleted_at,hidden_for,revised_seq " +
 			"FROM messages WHERE conversation_id=? AND bucket=? AND seq<? LIMIT ?",
-		"messagesAfter": "SELECT conversation_id,bucket,seq,message_id,kind,sender_id,sender_device,client_msg_id,body,member,sent_at " +
+		"messagesAfter": "SELECT conversation_id,bucket,seq,message_id,kind,sender_id,sender_device,client_msg_id,body,member,sent_at," +
+			"target,target_id,edited_at,deleted_at,hidden_for,revised_seq " +
 			"FROM messages WHERE conversation_id=? AND bucket=? AND seq>? ORDER BY seq ASC LIMIT ?",
 		"bucketsNewest": "SELECT bucket FROM message_buckets WHERE conversation_id=?",
 		"bucketsBefore": "SELECT bucket FROM message_buckets WHERE conversation_id=? AND bucket<=?",
 		"bucketsAfter":  "SELECT bucket FROM message_buckets WHERE conversation_id=? AND bucket>=? ORDER BY bucket ASC",
 		"messageInsertIfNotExists": "INSERT INTO messages (conversation_id,bucket,seq,message_id,kind,sender_id,sender_device," +
-			"client_msg_id,body,member,sent_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) IF NOT EXISTS",
+			"client_msg_id,body,member,sent_at,target,target_id,edited_at,deleted_at,hidden_for,revised_seq) " +
+			"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) IF NOT EXISTS",
 		"clientClaim":               "INSERT INTO messages_by_client (sender_id,client_msg_id,conversation_id,seq) VALUES (?,?,?,?) IF NOT EXISTS",
 		"clientReleaseIf":           "DELETE FROM messages_by_client WHERE sender_id=? AND client_msg_id=? IF conversation_id=? AND seq=?",
 		"handleClaim":               "INSERT INTO users_by_handle (handle,user_id) VALUES (?,?) IF NOT EXISTS",
@@ -126,6 +130,13 @@ func TestStatementsText(t *testing.T) {
 		"watermarkRead":      "UPDATE watermarks USING TIMESTAMP ? SET read_seq=? WHERE conversation_id=? AND user_id=?",
 		"sessionRotateIf":    "UPDATE sessions SET refresh_hash=?,last_used=? WHERE id=? IF refresh_hash=? AND revoked_at=?",
 		"sessionRevokeIf":    "UPDATE sessions SET revoked_at=? WHERE id=? IF revoked_at=?",
+		"messageEditFirstIf": "UPDATE messages SET body=?,edited_at=?,revised_seq=? WHERE conversation_id=? AND bucket=? AND seq=? " +
+			"IF kind='msg' AND deleted_at=null AND revised_seq=null",
+		"messageEditIf": "UPDATE messages SET body=?,edited_at=?,revised_seq=? WHERE conversation_id=? AND bucket=? AND seq=? " +
+			"IF kind='msg' AND deleted_at=null AND revised_seq<?",
+		"messageDeleteIf": "UPDATE messages SET body=?,deleted_at=? WHERE conversation_id=? AND bucket=? AND seq=? " +
+			"IF kind='msg' AND deleted_at=null",
+		"messageHideIf": "UPDATE messages SET hidden_for=hidden_for+? WHERE conversation_id=? AND bucket=? AND seq=? IF kind='msg'",
 	}
 	stmts := allStatements()
 	for name, want := range cases {
@@ -137,6 +148,10 @@ func TestStatementsText(t *testing.T) {
 		"device_id", "prev_platform", "prev_created_at", "prev_last_seen"}) {
 		t.Errorf("deviceUpdateIf names %v", n)
 	}
+	if n := stmts["messageEditIf"].names; !slices.Equal(n, []string{"body", "edited_at", "revised_seq", "conversation_id",
+		"bucket", "seq", "revised_seq"}) {
+		t.Errorf("messageEditIf names %v", n) // the new revised_seq is both the value and the bound of the condition
+	}
 	if n := stmts["watermarkRead"].names; !slices.Equal(n, []string{"ts", "read_seq", "conversation_id", "user_id"}) {
 		t.Errorf("watermarkRead names %v", n)
 	}
@@ -147,7 +162,8 @@ func TestStatementsText(t *testing.T) {
 func TestStatementsConditional(t *testing.T) {
 	lwt := []string{"userInsertIfNotExists", "userUpdateProfileIfExists", "handleClaim", "handleReleaseIf",
 		"messageInsertIfNotExists", "clientClaim", "clientReleaseIf", "deviceInsertIfNotExists", "deviceUpdateIf",
-		"deviceDeleteIfExists", "sessionInsertIfNotExists", "sessionRotateIf", "sessionRevokeIf", "metaClaim"}
+		"deviceDeleteIfExists", "sessionInsertIfNotExists", "sessionRotateIf", "sessionRevokeIf", "metaClaim",
+		"messageEditFirstIf", "messageEditIf", "messageDeleteIf", "messageHideIf"}
 	for name, st := range allStatements() {
 		if got, want := strings.Contains(st.cql, " IF "), slices.Contains(lwt, name); got != want {
 			t.Errorf("%s: conditional=%v, want %v: %q", name, got, want, st.cql)
@@ -164,7 +180,7 @@ type schemaTable struct {
 
 var (
 	createTable = regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\)(?:\s+WITH CLUSTERING ORDER BY \((.*)\))?$`)
-	columnDef   = regexp.MustCompile(`^(\w+)\s+(text|bigint|blob|timestamp)$`)
+	columnDef   = regexp.MustCompile(`^(\w+)\s+(text|bigint|blob|timestamp|set<text>)$`)
 	primaryKey  = regexp.MustCompile(`^PRIMARY KEY \(\(([\w, ]+)\)((?:, \w+)*)\)$`)
 )
 

@@ -1,6 +1,7 @@
-// Package scylla is the store.Store for clusters: ScyllaDB through gocqlx, with token-aware,
-// datacenter-aware routing. Open connects to a keyspace that Migrate has created; the schema
-// is in migrations/*.cql (embedded; `natter migrate` applies it, see deploy/scylla/README.md).
+// Package scylla is the store.Store and store.Reviser for clusters: ScyllaDB through gocqlx,
+// with token-aware, datacenter-aware routing. Open connects to a keyspace that Migrate has
+// created and applies the migrations it lacks; the schema is in migrations/*.cql (embedded;
+// `natter migrate` creates the keyspace and applies them, see deploy/scylla/README.md).
 //
 // # Tables
 //
@@ -52,7 +53,7 @@
 // Reads and plain writes use Config.Consistency (LOCAL_QUORUM): a read sees every write that
 // returned before it began. Decisions use lightweight transactions (Paxos, LOCAL_SERIAL): the
 // handle claim and user row, the client-send dedupe claim, the message row (so that exactly one
-// of concurrent inserts at a seq wins), and device rows (LastSeen only moves forward,
+// of concurrent inserts at a seq wins, and revisions: see ReviseMessage), and device rows (LastSeen only moves forward,
 // compare-and-set). A table is written either only with LWTs or only without, never mixed.
 // Watermarks need no LWT: each mark is written with itself as the write timestamp, so the
 // highest mark wins reconciliation (see AdvanceWatermark). Members go to both tables in one

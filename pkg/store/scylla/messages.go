@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/scylladb/gocqlx/v3"
@@ -23,12 +24,60 @@ type messageRow struct {
 	Text           string `db:"body"`
 	Member         []byte `db:"member"`
 	SentAt         int64  `db:"sent_at"`
+	// Revisions (migration 0005). Null cells read as zero values (nil for the pointers), and
+	// zero values are written as unset (unsetEmpty): "not edited" and "not deleted" are null.
+	Target     *int64   `db:"target"`
+	TargetID   string   `db:"target_id"`
+	EditedAt   *int64   `db:"edited_at"`
+	DeletedAt  *int64   `db:"deleted_at"`
+	HiddenFor  []string `db:"hidden_for"`
+	RevisedSeq *int64   `db:"revised_seq"`
 }
 
 func (r messageRow) message() store.Message {
-	return store.Message{ConversationID: r.ConversationID, Seq: uint64(r.Seq), ID: r.MessageID, Kind: r.Kind,
+	m := store.Message{ConversationID: r.ConversationID, Seq: uint64(r.Seq), ID: r.MessageID, Kind: r.Kind,
 		SenderID: r.SenderID, SenderDevice: r.SenderDevice, ClientMsgID: r.ClientMsgID, Text: r.Text,
-		Member: nilIfEmpty(r.Member), SentAt: fromMS(r.SentAt)}
+		Member: nilIfEmpty(r.Member), SentAt: fromMS(r.SentAt),
+		Target: uint64(deref(r.Target)), TargetID: r.TargetID, RevisedSeq: uint64(deref(r.RevisedSeq))}
+	if r.EditedAt != nil {
+		m.EditedAt = fromMS(*r.EditedAt)
+	}
+	if r.DeletedAt != nil {
+		m.DeletedAt = fromMS(*r.DeletedAt)
+	}
+	if len(r.HiddenFor) > 0 {
+		m.HiddenFor = slices.Sorted(slices.Values(r.HiddenFor)) // a set reads sorted; made sure
+	}
+	return m
+}
+
+// deref is *p, 0 for nil.
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// messageRowOf is the row that stores m.
+func messageRowOf(m store.Message, bucketSize uint64) messageRow {
+	r := messageRow{ConversationID: m.ConversationID, Bucket: bucketOf(m.Seq, bucketSize), Seq: int64(m.Seq),
+		MessageID: m.ID, Kind: m.Kind, SenderID: m.SenderID, SenderDevice: m.SenderDevice,
+		ClientMsgID: m.ClientMsgID, Text: m.Text, Member: nilIfEmpty(m.Member), SentAt: toMS(m.SentAt),
+		TargetID: m.TargetID, HiddenFor: m.HiddenFor}
+	if m.Target != 0 {
+		r.Target = new(int64(m.Target))
+	}
+	if m.RevisedSeq != 0 { // null until the first edit: messageEditFirstIf relies on it
+		r.RevisedSeq = new(int64(m.RevisedSeq))
+	}
+	if !m.EditedAt.IsZero() {
+		r.EditedAt = new(toMS(m.EditedAt))
+	}
+	if !m.DeletedAt.IsZero() {
+		r.DeletedAt = new(toMS(m.DeletedAt))
+	}
+	return r
 }
 
 // clientRow is a dedupe claim: (sender, client msg id) belongs to the message at (conversation, seq).
@@ -75,10 +124,10 @@ func (s *Store) insertMessage(ctx context.Context, m store.Message) (store.Messa
 		return store.Message{}, false, fmt.Errorf("seq %d not in 1..%d", m.Seq, uint64(maxSeq))
 	case m.ClientMsgID != "" && m.SenderID == "":
 		return store.Message{}, false, errors.New("client msg id without sender")
+	case m.Target > maxSeq || m.RevisedSeq > maxSeq:
+		return store.Message{}, false, fmt.Errorf("target or revised seq above %d", uint64(maxSeq))
 	}
-	row := messageRow{ConversationID: m.ConversationID, Bucket: bucketOf(m.Seq, s.bucketSize), Seq: int64(m.Seq),
-		MessageID: m.ID, Kind: m.Kind, SenderID: m.SenderID, SenderDevice: m.SenderDevice,
-		ClientMsgID: m.ClientMsgID, Text: m.Text, Member: nilIfEmpty(m.Member), SentAt: toMS(m.SentAt)}
+	row := messageRowOf(m, s.bucketSize)
 	claim := clientRow{SenderID: m.SenderID, ClientMsgID: m.ClientMsgID, ConversationID: m.ConversationID, Seq: row.Seq}
 
 	if m.ClientMsgID != "" {
@@ -98,7 +147,7 @@ func (s *Store) insertMessage(ctx context.Context, m store.Message) (store.Messa
 	}
 
 	var prev messageRow
-	applied, err := s.query(ctx, q.messageInsertIfNotExists).WithBindTransformer(unsetEmptyBlob).BindStruct(row).GetCASRelease(&prev)
+	applied, err := s.query(ctx, q.messageInsertIfNotExists).WithBindTransformer(unsetEmpty).BindStruct(row).GetCASRelease(&prev)
 	if err != nil {
 		return store.Message{}, false, fmt.Errorf("write message: %w", err)
 	}

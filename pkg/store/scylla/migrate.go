@@ -146,7 +146,8 @@ const hasTabletsCQL = `SELECT column_name FROM system_schema.columns WHERE keysp
 
 // alterAdd matches the one non-idempotent statement migrations may use, adding a column; the
 // migrator makes it idempotent by skipping it when the column exists.
-var alterAdd = regexp.MustCompile(`^(?i:ALTER TABLE) (\w+) (?i:ADD) (\w+) \w+$`)
+// The type is a native type or a collection of one (set<text>).
+var alterAdd = regexp.MustCompile(`^(?i:ALTER TABLE) (\w+) (?i:ADD) (\w+) \w+(?:<\w+>)?$`)
 
 // addsColumn reports whether stmt is "ALTER TABLE <table> ADD <column> <type>", and which.
 func addsColumn(stmt string) (table, column string, ok bool) {
@@ -193,8 +194,7 @@ func Migrate(ctx context.Context, cfg Config, replicationFactor int, log *zap.Lo
 	if replicationFactor < 1 {
 		return nil, fmt.Errorf("scylla migrate: replication factor %d, want at least 1", replicationFactor)
 	}
-	migs, err := loadMigrations(migrationFiles, "migrations")
-	if err != nil {
+	if _, err := loadMigrations(migrationFiles, "migrations"); err != nil { // before touching the cluster
 		return nil, fmt.Errorf("scylla migrate: %w", err)
 	}
 	if err := createKeyspace(ctx, st, replicationFactor, log); err != nil {
@@ -205,19 +205,52 @@ func Migrate(ctx context.Context, cfg Config, replicationFactor int, log *zap.Lo
 		return nil, fmt.Errorf("scylla migrate: connect to keyspace %s: %w", st.Keyspace, err)
 	}
 	defer session.Close()
+	if applied, err = applyPending(ctx, session, st.Keyspace, log); err != nil {
+		return applied, fmt.Errorf("scylla migrate: %w", err)
+	}
+	return applied, nil
+}
+
+// applyPending applies, in the session's keyspace, every embedded migration that
+// schema_migrations does not record yet; Migrate does it after creating the keyspace, Open on
+// every start, so a new natter binary brings its schema changes with it. Every statement is
+// idempotent and a column added meanwhile by another process counts as added, so several
+// processes starting at once may all run it.
+func applyPending(ctx context.Context, session gocqlx.Session, keyspace string, log *zap.Logger) (applied []string, err error) {
+	migs, err := loadMigrations(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if allRecorded(ctx, session, migs) {
+		return nil, nil // the usual start: no schema statement, no ALTER permission needed
+	}
 	if err := session.ContextQuery(ctx, createSchemaMigrations, nil).ExecRelease(); err != nil {
-		return nil, fmt.Errorf("scylla migrate: create schema_migrations: %w", err)
+		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range migs {
-		done, err := applyMigration(ctx, session, st.Keyspace, m, log)
+		done, err := applyMigration(ctx, session, keyspace, m, log)
 		if err != nil {
-			return applied, fmt.Errorf("scylla migrate: %s: %w", m.version, err)
+			return applied, fmt.Errorf("%s: %w", m.version, err)
 		}
 		if done {
 			applied = append(applied, m.version)
 		}
 	}
 	return applied, nil
+}
+
+// allRecorded reports whether schema_migrations records every migration with its checksum. Any
+// doubt (a read error, a missing table) answers false: applyPending then does the full work and
+// reports what is wrong.
+func allRecorded(ctx context.Context, session gocqlx.Session, migs []migration) bool {
+	for _, m := range migs {
+		var rec migrationRow
+		err := session.ContextQuery(ctx, q.migrationGet.cql, q.migrationGet.names).Bind(m.version).GetRelease(&rec)
+		if err != nil || rec.Checksum != m.checksum {
+			return false
+		}
+	}
+	return true
 }
 
 func createKeyspace(ctx context.Context, st settings, rf int, log *zap.Logger) error {
@@ -264,6 +297,13 @@ func applyMigration(ctx context.Context, session gocqlx.Session, keyspace string
 			}
 		}
 		if err := session.ContextQuery(ctx, s, nil).ExecRelease(); err != nil {
+			if table, column, ok := addsColumn(s); ok {
+				// Another process applying the same migration at the same time (every Open
+				// applies what is missing) may have added it between the check and the ADD.
+				if exists, e := hasColumn(ctx, session, keyspace, table, column); e == nil && exists {
+					continue
+				}
+			}
 			return false, fmt.Errorf("statement %d (%.60q): %w", i+1, s, err)
 		}
 	}

@@ -67,6 +67,8 @@ func TestAddsColumn(t *testing.T) {
 	for stmt, want := range map[string][2]string{
 		"ALTER TABLE members_by_conversation ADD earlier blob": {"members_by_conversation", "earlier"},
 		"alter table T add   C\n bigint":                       {"t", "c"},
+		"ALTER TABLE messages ADD hidden_for set<text>":        {"messages", "hidden_for"},
+		"ALTER TABLE t ADD c set<text> static":                 {},
 		"ALTER TABLE t DROP c":                                 {},
 		"ALTER TABLE t ADD c blob, d text":                     {},
 		"CREATE TABLE IF NOT EXISTS t (c text)":                {},

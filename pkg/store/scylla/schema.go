@@ -47,7 +47,8 @@ var (
 	messagesTable = table.New(table.Metadata{
 		Name: "messages",
 		Columns: []string{"conversation_id", "bucket", "seq", "message_id", "kind", "sender_id",
-			"sender_device", "client_msg_id", "body", "member", "sent_at"},
+			"sender_device", "client_msg_id", "body", "member", "sent_at",
+			"target", "target_id", "edited_at", "deleted_at", "hidden_for", "revised_seq"},
 		PartKey: []string{"conversation_id", "bucket"},
 		SortKey: []string{"seq"},
 	})
@@ -150,6 +151,8 @@ type statements struct {
 	membershipsList, membershipPut    stmt
 	// messages
 	messageGet, messageInsertIfNotExists          stmt
+	messageEditFirstIf, messageEditIf             stmt
+	messageDeleteIf, messageHideIf                stmt
 	messagesNewest, messagesBefore, messagesAfter stmt
 	bucketsNewest, bucketsBefore, bucketsAfter    stmt
 	bucketPut                                     stmt
@@ -190,6 +193,20 @@ func buildStatements() statements {
 
 	s.messageGet = mk(messagesTable, messagesTable.GetBuilder(cols(messagesTable)...))
 	s.messageInsertIfNotExists = mk(messagesTable, messagesTable.InsertBuilder().Unique())
+	// Revisions (ReviseMessage). Each is conditional on the row being a text message, which
+	// also keeps an UPDATE from creating a row that was never inserted, and encodes its rule of
+	// store.Revise, so that applying it late, again or concurrently leaves what Revise would:
+	// an edit applies only while the message is not deleted and to a lower revised_seq (null
+	// before the first edit: "col = null" holds for a null cell), a delete only once, and a
+	// hide adds its user to a set.
+	isText := qb.EqLit("kind", "'msg'")
+	notDeleted := qb.EqLit("deleted_at", "null")
+	s.messageEditFirstIf = mk(messagesTable, messagesTable.UpdateBuilder("body", "edited_at", "revised_seq").
+		If(isText, notDeleted, qb.EqLit("revised_seq", "null")))
+	s.messageEditIf = mk(messagesTable, messagesTable.UpdateBuilder("body", "edited_at", "revised_seq").
+		If(isText, notDeleted, qb.LtNamed("revised_seq", "revised_seq")))
+	s.messageDeleteIf = mk(messagesTable, messagesTable.UpdateBuilder("body", "deleted_at").If(isText, notDeleted))
+	s.messageHideIf = mk(messagesTable, messagesTable.UpdateBuilder().Add("hidden_for").If(isText))
 	s.messagesNewest = mk(messagesTable, messagesTable.SelectBuilder(cols(messagesTable)...).LimitNamed("limit"))
 	s.messagesBefore = mk(messagesTable, messagesTable.SelectBuilder(cols(messagesTable)...).Where(qb.Lt("seq")).LimitNamed("limit"))
 	s.messagesAfter = mk(messagesTable, messagesTable.SelectBuilder(cols(messagesTable)...).Where(qb.Gt("seq")).

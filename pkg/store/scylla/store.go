@@ -21,15 +21,21 @@ import (
 type Store struct {
 	session    gocqlx.Session
 	bucketSize uint64
+	serial     gocql.Consistency // of reads that must see every accepted conditional write
 	log        *zap.Logger
 	closeOnce  sync.Once
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Reviser = (*Store)(nil)
+)
 
-// Open connects to the cluster and checks that the keyspace is migrated and agrees on
-// cfg.BucketSize (the first Open of a keyspace records it). Connecting is bounded by
-// cfg.ConnectTimeout, the check by ctx. log (nil for none) also receives the driver's log.
+// Open connects to the cluster, applies the embedded migrations the keyspace lacks (the
+// keyspace itself is created by Migrate, natter migrate, which sets its replication), and
+// checks that the keyspace agrees on cfg.BucketSize (the first Open of a keyspace records it).
+// Connecting is bounded by cfg.ConnectTimeout, the rest by ctx. log (nil for none) also
+// receives the driver's log.
 func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -42,7 +48,11 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scylla: connect to %v: %w", st.Hosts, err)
 	}
-	s := &Store{session: session, bucketSize: st.BucketSize, log: log}
+	s := &Store{session: session, bucketSize: st.BucketSize, serial: st.serial, log: log}
+	if _, err := applyPending(ctx, session, st.Keyspace, log); err != nil {
+		s.session.Close()
+		return nil, fmt.Errorf("scylla: apply pending migrations to keyspace %s (create it with natter migrate): %w", st.Keyspace, err)
+	}
 	if err := s.checkBucketSize(ctx); err != nil {
 		s.session.Close()
 		return nil, err
@@ -119,11 +129,23 @@ var errEmptyID = errors.New("empty id")
 func toMS(t time.Time) int64    { return t.UnixMilli() }
 func fromMS(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-// unsetEmptyBlob binds an empty blob as "unset" instead of null, so write-once rows (users,
-// messages) carry no tombstone cell for it. It reads back as nil either way.
-func unsetEmptyBlob(_ string, v any) any {
-	if b, ok := v.([]byte); ok && len(b) == 0 {
-		return gocql.UnsetValue
+// unsetEmpty binds an empty blob, an empty set and a nil *int64 as "unset" instead of null, so
+// write-once rows (users, messages, sessions) carry no tombstone cell for them. They read back
+// as nil either way.
+func unsetEmpty(_ string, v any) any {
+	switch v := v.(type) {
+	case []byte:
+		if len(v) == 0 {
+			return gocql.UnsetValue
+		}
+	case []string:
+		if len(v) == 0 {
+			return gocql.UnsetValue
+		}
+	case *int64:
+		if v == nil {
+			return gocql.UnsetValue
+		}
 	}
 	return v
 }
@@ -169,7 +191,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	}
 	row := userRow{ID: u.ID, Handle: u.Handle, DisplayName: u.DisplayName, PasswordHash: u.PasswordHash, CreatedAt: toMS(u.CreatedAt)}
 	var prev userRow
-	applied, err := s.query(ctx, q.userInsertIfNotExists).WithBindTransformer(unsetEmptyBlob).BindStruct(row).GetCASRelease(&prev)
+	applied, err := s.query(ctx, q.userInsertIfNotExists).WithBindTransformer(unsetEmpty).BindStruct(row).GetCASRelease(&prev)
 	if err != nil {
 		return fmt.Errorf("scylla: create user %s: %w", u.ID, err)
 	}
@@ -729,7 +751,7 @@ func (s *Store) CreateSession(ctx context.Context, v store.Session) error {
 	row := sessionRow{ID: v.ID, UserID: v.UserID, RefreshHash: v.RefreshHash, UserAgent: v.UserAgent,
 		CreatedAt: toMS(v.CreatedAt), LastUsed: toMS(v.LastUsed), RevokedAt: toMS(v.RevokedAt)}
 	var prev sessionRow
-	applied, err := s.query(ctx, q.sessionInsertIfNotExists).WithBindTransformer(unsetEmptyBlob).BindStruct(row).GetCASRelease(&prev)
+	applied, err := s.query(ctx, q.sessionInsertIfNotExists).WithBindTransformer(unsetEmpty).BindStruct(row).GetCASRelease(&prev)
 	if err != nil {
 		return fmt.Errorf("scylla: create session %s: %w", v.ID, err)
 	}

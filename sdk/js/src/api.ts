@@ -10,6 +10,7 @@ import type {
   HistoryPage,
   HistoryQuery,
   Invitation,
+  MessageAck,
   PresenceVisibility,
   Receipts,
   Session,
@@ -187,6 +188,24 @@ export class NatterApi {
     if (q.limit !== undefined) p.set("limit", String(q.limit));
     const qs = p.toString();
     return this.request("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/messages${qs ? "?" + qs : ""}`);
+  }
+
+  /**
+   * PATCH /v1/conversations/:id/messages/:seq: replaces the text of your message at seq (within
+   * the server's edit window). clientMsgId makes a retry one edit: pass the same id again.
+   */
+  editMessage(conversationId: string, seq: number, text: string, clientMsgId: string): Promise<MessageAck> {
+    return this.request("PATCH", `${this.conv(conversationId)}/messages/${seq}`, { client_msg_id: clientMsgId, text });
+  }
+
+  /**
+   * DELETE /v1/conversations/:id/messages/:seq: deletes the message for everyone (its sender, or
+   * an admin of its group) or, with forMe, for the caller only. Idempotent by clientMsgId.
+   */
+  deleteMessage(conversationId: string, seq: number, clientMsgId: string, opts: { forMe?: boolean } = {}): Promise<MessageAck> {
+    const p = new URLSearchParams({ client_msg_id: clientMsgId });
+    if (opts.forMe) p.set("for", "me");
+    return this.request("DELETE", `${this.conv(conversationId)}/messages/${seq}?${p}`);
   }
 
   /**

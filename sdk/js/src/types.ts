@@ -122,6 +122,8 @@ export interface WelcomeFrame {
   syncing: boolean;
   /** Unix ms: the socket closes with 4401 then unless an auth frame renews it. */
   expires_at: number;
+  /** How long after sending a message its sender may edit it, in ms; 0: no limit. Absent from older servers. */
+  edit_window_ms?: number;
 }
 
 /** Answers an auth frame: the socket now lives until expires_at (Unix ms). */
@@ -142,6 +144,9 @@ export interface AckFrame {
   /** true when the send was a retry of a message that already exists. */
   duplicate?: boolean;
 }
+
+/** The HTTP API's answer to an edit or delete (PATCH / DELETE /v1/conversations/:id/messages/:seq): the ack of its event. */
+export type MessageAck = Omit<AckFrame, "type" | "ref">;
 
 /**
  * A text message of one of the user's conversations (also a history entry), as it is now: once

@@ -211,6 +211,32 @@ describe("chat", () => {
     await a.c.ping();
   });
 
+  test("edits and deletes, over the socket and the HTTP API: both sides get the revisions, history shows the result, refusals are coded", async () => {
+    const { alice, bob, conv } = await pair();
+    const a = await connect(alice, "laptop");
+    const b = await connect(bob, "phone");
+    const revisions = [];
+    b.c.on("revision", (r) => revisions.push(r));
+    const one = await a.c.send(conv, "see you at 5");
+    const two = await a.c.send(conv, "wrong chat");
+    const three = await a.c.send(conv, "hide me");
+    await a.c.edit(conv, one.seq, "see you at 6");
+    const again = await alice.api.editMessage(conv, one.seq, "see you at 7", "http-edit-1");
+    assert.equal(again.conversation_id, conv);
+    assert.equal((await alice.api.editMessage(conv, one.seq, "see you at 7", "http-edit-1")).duplicate, true);
+    await alice.api.deleteMessage(conv, two.seq, "http-delete-1");
+    await b.c.delete(conv, three.seq, { forMe: true });
+    await waitFor(() => revisions.length === 4, "bob to get two edits, a delete and his hide");
+    assert.deepEqual(revisions.map((r) => [r.type, r.target.seq]), [["edit", one.seq], ["edit", one.seq], ["delete", two.seq], ["hide", three.seq]]);
+    const byText = (page) => page.messages.filter((e) => e.type === "message").map((e) => [e.seq, e.text ?? "", e.deleted === true]).reverse();
+    assert.deepEqual(byText(await bob.api.history(conv)), [[one.seq, "see you at 7", false], [two.seq, "", true], [three.seq, "", true]]);
+    assert.deepEqual(byText(await alice.api.history(conv)), [[one.seq, "see you at 7", false], [two.seq, "", true], [three.seq, "hide me", false]]);
+    // Bob may not edit Alice's message nor delete it for everyone; nobody edits a deleted one.
+    await assert.rejects(b.c.edit(conv, one.seq, "mine now"), (e) => e instanceof ProtocolError && e.code === "not_allowed");
+    await assert.rejects(bob.api.deleteMessage(conv, one.seq, "http-delete-2"), (e) => e instanceof ApiError && e.status === 403 && e.code === "not_allowed");
+    await assert.rejects(alice.api.editMessage(conv, two.seq, "back", "http-edit-2"), (e) => e instanceof ApiError && e.status === 409 && e.code === "message_deleted");
+  });
+
   test("history pages back to the first message", async () => {
     const { alice, bob, conv } = await pair();
     const a = await connect(alice, "laptop");

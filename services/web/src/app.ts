@@ -8,6 +8,7 @@ import {
   MemoryCursorStore,
   NatterApi,
   NatterClient,
+  ProtocolError,
   TypingTracker,
   ulid,
   type AckFrame,
@@ -132,8 +133,19 @@ function deviceId(): string {
   return id;
 }
 
+/** What a refused send, edit or delete says, by error code; other codes show the server's words (not_allowed says who may). */
+const revisionRefusals: Record<string, string> = {
+  edit_expired: "The time to edit this message has passed.",
+  message_deleted: "That message was deleted already.",
+  message_not_found: "That message is not in this conversation.",
+  not_member: "You are not a member of this conversation any more.",
+};
+
 /** friendly turns an error into a sentence for people. */
 function friendly(err: unknown): string {
+  if (err instanceof ProtocolError) {
+    return revisionRefusals[err.code] ?? err.message.replace(/^natter: [a-z_0-9]+: /, "");
+  }
   if (err instanceof ApiError) {
     switch (err.code) {
       case "bad_credentials":
@@ -180,6 +192,10 @@ export class App {
   /** The users this account blocked. */
   private readonly blocked = new Set<string>();
   private view?: ChatView;
+  /** How long after sending a message its sender may edit it (ms; 0: no limit), as welcome said. */
+  private editWindowMs?: number;
+  /** The full text each shown message has (the page may show it folded). */
+  private readonly textOf = new WeakMap<HTMLLIElement, string>();
   private refreshTimer?: number;
   private presenceTimer?: number;
 
@@ -283,6 +299,10 @@ export class App {
     });
     this.conn = conn;
     conn.on("state", (c) => this.onState(conn, c));
+    conn.on("welcome", (w) => {
+      this.editWindowMs = w.edit_window_ms;
+      this.renderAllActions();
+    });
     conn.on("event", (ev) => this.onEvent(ev));
     conn.on("synced", () => void this.refreshConversations());
     conn.on("receipt", (r) => this.onReceipt(r));
@@ -855,6 +875,7 @@ export class App {
         v.members = d.members;
         v.invitees = d.invitations ?? [];
         this.renderChatHead();
+        this.renderAllActions(); // a new role may moderate, or no longer
       }
     } catch {
       // no longer a member: the conversation list refresh closes the view
@@ -1045,8 +1066,12 @@ export class App {
 
   private tombstone(li: HTMLLIElement, body: HTMLElement): void {
     li.classList.add("deleted");
+    body.hidden = false;
     body.textContent = DELETED;
+    this.textOf.delete(li);
     li.querySelector(".edited")?.remove();
+    li.querySelector("form.edit")?.remove();
+    li.querySelector(".actions")?.remove();
   }
 
   private markEdited(li: HTMLLIElement): void {
@@ -1111,7 +1136,7 @@ export class App {
     const body = el("p", { class: "text" });
     const li = el(
       "li",
-      { class: mine ? "msg mine" : "msg", "data-seq": seq },
+      { class: mine ? "msg mine" : "msg", "data-seq": seq, "data-sender": sender, "data-sent-at": sentAt },
       who,
       body,
       el(
@@ -1124,11 +1149,13 @@ export class App {
     );
     this.fill(li, body, text);
     if (tick) setTick(li, tick);
+    if (seq !== undefined) this.renderActions(li);
     return li;
   }
 
   /** fill shows text, folded after FOLD_AT characters with a button that shows the rest. */
   private fill(li: HTMLLIElement, body: HTMLElement, text: string): void {
+    this.textOf.set(li, text);
     if (text.length <= FOLD_AT) {
       body.textContent = text;
       return;
@@ -1264,10 +1291,154 @@ export class App {
     // the copy carries the seq so that ticks apply to it.
     if (v.pending.get(clientMsgId) === li && !v.bySeq.has(a.seq)) {
       li.dataset.seq = String(a.seq);
+      li.dataset.sentAt = String(a.sent_at); // the server's clock, which the edit window counts from
       v.pending.delete(clientMsgId);
       v.bySeq.set(a.seq, li);
       setTick(li, "sent");
+      this.renderActions(li);
       this.renderTicks();
+    }
+  }
+
+  // ---- edits and deletes ----
+
+  /** moderates reports whether this user may delete others' messages of the open chat: a group admin. */
+  private moderates(): boolean {
+    const v = this.view;
+    if (!v || v.kind !== "group") return false;
+    const role = v.members.find((m) => m.user_id === this.me?.id)?.role;
+    return role === "owner" || role === "admin";
+  }
+
+  /** editableFor is how many ms the sender may still edit a message sent at sentAt; Infinity without a limit. */
+  private editableFor(sentAt: number): number {
+    const w = this.editWindowMs;
+    if (!w) return Infinity; // no limit, or not told yet (the server decides either way)
+    return sentAt + w - Date.now() + 1; // the server refuses only once more than the window passed
+  }
+
+  private renderAllActions(): void {
+    for (const li of this.view?.bySeq.values() ?? []) this.renderActions(li);
+  }
+
+  /**
+   * renderActions draws the buttons of a shown message: Edit (the sender, within the edit
+   * window: the button goes when it passes), Delete for everyone (the sender, a group admin) and
+   * Delete for me (anyone). The server decides; this only offers what it would accept.
+   */
+  private renderActions(li: HTMLLIElement): void {
+    const v = this.view;
+    li.querySelector(".actions")?.remove();
+    const seq = Number(li.dataset.seq);
+    if (!v || !this.me || !seq || li.classList.contains("deleted") || li.classList.contains("event") || !li.dataset.sender) return;
+    const mine = li.dataset.sender === this.me.id;
+    const left = this.editableFor(Number(li.dataset.sentAt));
+    li.dataset.editable = String(mine && left > 0);
+    const button = (action: string, label: string, aria: string, onClick: (b: HTMLButtonElement) => void): HTMLButtonElement => {
+      const b = el("button", { type: "button", class: "link", "data-action": action, "aria-label": aria }, label);
+      b.addEventListener("click", () => onClick(b));
+      return b;
+    };
+    const buttons: HTMLButtonElement[] = [];
+    if (mine && left > 0 && !li.querySelector("form.edit")) {
+      buttons.push(button("edit", "Edit", "Edit message", () => this.startEdit(li)));
+      if (left !== Infinity) {
+        window.setTimeout(() => {
+          if (li.isConnected) this.renderActions(li);
+        }, Math.min(left, 2 ** 31 - 1));
+      }
+    }
+    if (mine || this.moderates()) {
+      buttons.push(button("delete", "Delete", "Delete message for everyone", (b) => {
+        if (b.dataset.confirm !== "yes") {
+          b.dataset.confirm = "yes";
+          b.textContent = "Delete for everyone?";
+          return;
+        }
+        void this.onDeleteMessage(li, false);
+      }));
+    }
+    buttons.push(button("hide", "Delete for me", "Delete message for me", () => void this.onDeleteMessage(li, true)));
+    li.querySelector(".meta")?.prepend(el("span", { class: "actions" }, ...buttons));
+  }
+
+  /** startEdit replaces the message's text with an editor holding it: Enter or Save sends, Escape or Cancel closes. */
+  private startEdit(li: HTMLLIElement): void {
+    const body = li.querySelector<HTMLElement>("p.text");
+    if (!body || li.querySelector("form.edit")) return;
+    const box = el("textarea", { class: "edit-text", "aria-label": "Edited text", rows: 2 });
+    box.value = this.textOf.get(li) ?? body.textContent ?? "";
+    const form = el(
+      "form",
+      { class: "edit" },
+      box,
+      el("button", { type: "submit" }, "Save"),
+      el("button", { type: "button", class: "link", "data-action": "cancel" }, "Cancel"),
+    );
+    const close = () => {
+      form.remove();
+      body.hidden = false;
+      this.renderActions(li);
+    };
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.onSaveEdit(li, box.value, close);
+    });
+    form.querySelector("[data-action=cancel]")!.addEventListener("click", close);
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      } else if (e.key === "Escape") {
+        close();
+      }
+    });
+    body.hidden = true;
+    li.querySelector("button.fold")?.remove();
+    li.insertBefore(form, body.nextSibling);
+    li.querySelector("[data-action=edit]")?.remove();
+    box.focus();
+  }
+
+  /** onSaveEdit sends an edit; the edit event (to every device) shows the new text. */
+  private async onSaveEdit(li: HTMLLIElement, value: string, close: () => void): Promise<void> {
+    const v = this.view;
+    const err = byId("chat-error");
+    const text = value.trim();
+    if (!v || !this.conn) return;
+    if (text === (this.textOf.get(li) ?? "")) {
+      close();
+      return;
+    }
+    if (text === "") {
+      err.textContent = "An edit cannot be empty: delete the message instead.";
+      return;
+    }
+    const n = codePoints(text);
+    if (n > MAX_TEXT) {
+      err.textContent = `This text has ${n.toLocaleString("en")} characters; the limit is ${MAX_TEXT.toLocaleString("en")}.`;
+      return;
+    }
+    err.textContent = "";
+    try {
+      await this.conn.edit(v.id, Number(li.dataset.seq), text);
+      close();
+    } catch (x) {
+      if (this.view === v) err.textContent = "Not edited: " + friendly(x);
+    }
+  }
+
+  /** onDeleteMessage deletes a message for everyone, or for this user only (forMe). */
+  private async onDeleteMessage(li: HTMLLIElement, forMe: boolean): Promise<void> {
+    const v = this.view;
+    const err = byId("chat-error");
+    if (!v || !this.conn) return;
+    err.textContent = "";
+    try {
+      await this.conn.delete(v.id, Number(li.dataset.seq), { forMe });
+    } catch (x) {
+      if (this.view === v) err.textContent = "Not deleted: " + friendly(x);
+      this.renderActions(li); // drop a pending confirmation
     }
   }
 }

@@ -189,6 +189,22 @@ var NatterApi = class {
     return this.request("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/messages${qs ? "?" + qs : ""}`);
   }
   /**
+   * PATCH /v1/conversations/:id/messages/:seq: replaces the text of your message at seq (within
+   * the server's edit window). clientMsgId makes a retry one edit: pass the same id again.
+   */
+  editMessage(conversationId, seq, text, clientMsgId) {
+    return this.request("PATCH", `${this.conv(conversationId)}/messages/${seq}`, { client_msg_id: clientMsgId, text });
+  }
+  /**
+   * DELETE /v1/conversations/:id/messages/:seq: deletes the message for everyone (its sender, or
+   * an admin of its group) or, with forMe, for the caller only. Idempotent by clientMsgId.
+   */
+  deleteMessage(conversationId, seq, clientMsgId, opts = {}) {
+    const p = new URLSearchParams({ client_msg_id: clientMsgId });
+    if (opts.forMe) p.set("for", "me");
+    return this.request("DELETE", `${this.conv(conversationId)}/messages/${seq}?${p}`);
+  }
+  /**
    * Pages of a conversation from the newest (or from just below `before`) back to the first,
    * `limit` events each, newest first within a page. Stop iterating to stop fetching.
    */
@@ -1157,7 +1173,16 @@ function deviceId() {
   }
   return id;
 }
+var revisionRefusals = {
+  edit_expired: "The time to edit this message has passed.",
+  message_deleted: "That message was deleted already.",
+  message_not_found: "That message is not in this conversation.",
+  not_member: "You are not a member of this conversation any more."
+};
 function friendly(err) {
+  if (err instanceof ProtocolError) {
+    return revisionRefusals[err.code] ?? err.message.replace(/^natter: [a-z_0-9]+: /, "");
+  }
   if (err instanceof ApiError) {
     switch (err.code) {
       case "bad_credentials":
@@ -1201,6 +1226,10 @@ var App = class {
   /** The users this account blocked. */
   blocked = /* @__PURE__ */ new Set();
   view;
+  /** How long after sending a message its sender may edit it (ms; 0: no limit), as welcome said. */
+  editWindowMs;
+  /** The full text each shown message has (the page may show it folded). */
+  textOf = /* @__PURE__ */ new WeakMap();
   refreshTimer;
   presenceTimer;
   start() {
@@ -1296,6 +1325,10 @@ var App = class {
     });
     this.conn = conn;
     conn.on("state", (c) => this.onState(conn, c));
+    conn.on("welcome", (w) => {
+      this.editWindowMs = w.edit_window_ms;
+      this.renderAllActions();
+    });
     conn.on("event", (ev) => this.onEvent(ev));
     conn.on("synced", () => void this.refreshConversations());
     conn.on("receipt", (r) => this.onReceipt(r));
@@ -1822,6 +1855,7 @@ var App = class {
         v.members = d.members;
         v.invitees = d.invitations ?? [];
         this.renderChatHead();
+        this.renderAllActions();
       }
     } catch {
     }
@@ -1996,8 +2030,12 @@ var App = class {
   }
   tombstone(li, body) {
     li.classList.add("deleted");
+    body.hidden = false;
     body.textContent = DELETED;
+    this.textOf.delete(li);
     li.querySelector(".edited")?.remove();
+    li.querySelector("form.edit")?.remove();
+    li.querySelector(".actions")?.remove();
   }
   markEdited(li) {
     if (li.querySelector(".edited")) return;
@@ -2057,7 +2095,7 @@ var App = class {
     const body = el("p", { class: "text" });
     const li = el(
       "li",
-      { class: mine ? "msg mine" : "msg", "data-seq": seq },
+      { class: mine ? "msg mine" : "msg", "data-seq": seq, "data-sender": sender, "data-sent-at": sentAt },
       who,
       body,
       el(
@@ -2070,10 +2108,12 @@ var App = class {
     );
     this.fill(li, body, text);
     if (tick) setTick(li, tick);
+    if (seq !== void 0) this.renderActions(li);
     return li;
   }
   /** fill shows text, folded after FOLD_AT characters with a button that shows the rest. */
   fill(li, body, text) {
+    this.textOf.set(li, text);
     if (text.length <= FOLD_AT) {
       body.textContent = text;
       return;
@@ -2194,10 +2234,146 @@ var App = class {
     }
     if (v.pending.get(clientMsgId) === li && !v.bySeq.has(a.seq)) {
       li.dataset.seq = String(a.seq);
+      li.dataset.sentAt = String(a.sent_at);
       v.pending.delete(clientMsgId);
       v.bySeq.set(a.seq, li);
       setTick(li, "sent");
+      this.renderActions(li);
       this.renderTicks();
+    }
+  }
+  // ---- edits and deletes ----
+  /** moderates reports whether this user may delete others' messages of the open chat: a group admin. */
+  moderates() {
+    const v = this.view;
+    if (!v || v.kind !== "group") return false;
+    const role = v.members.find((m) => m.user_id === this.me?.id)?.role;
+    return role === "owner" || role === "admin";
+  }
+  /** editableFor is how many ms the sender may still edit a message sent at sentAt; Infinity without a limit. */
+  editableFor(sentAt) {
+    const w = this.editWindowMs;
+    if (!w) return Infinity;
+    return sentAt + w - Date.now() + 1;
+  }
+  renderAllActions() {
+    for (const li of this.view?.bySeq.values() ?? []) this.renderActions(li);
+  }
+  /**
+   * renderActions draws the buttons of a shown message: Edit (the sender, within the edit
+   * window: the button goes when it passes), Delete for everyone (the sender, a group admin) and
+   * Delete for me (anyone). The server decides; this only offers what it would accept.
+   */
+  renderActions(li) {
+    const v = this.view;
+    li.querySelector(".actions")?.remove();
+    const seq = Number(li.dataset.seq);
+    if (!v || !this.me || !seq || li.classList.contains("deleted") || li.classList.contains("event") || !li.dataset.sender) return;
+    const mine = li.dataset.sender === this.me.id;
+    const left = this.editableFor(Number(li.dataset.sentAt));
+    li.dataset.editable = String(mine && left > 0);
+    const button = (action, label, aria, onClick) => {
+      const b = el("button", { type: "button", class: "link", "data-action": action, "aria-label": aria }, label);
+      b.addEventListener("click", () => onClick(b));
+      return b;
+    };
+    const buttons = [];
+    if (mine && left > 0 && !li.querySelector("form.edit")) {
+      buttons.push(button("edit", "Edit", "Edit message", () => this.startEdit(li)));
+      if (left !== Infinity) {
+        window.setTimeout(() => {
+          if (li.isConnected) this.renderActions(li);
+        }, Math.min(left, 2 ** 31 - 1));
+      }
+    }
+    if (mine || this.moderates()) {
+      buttons.push(button("delete", "Delete", "Delete message for everyone", (b) => {
+        if (b.dataset.confirm !== "yes") {
+          b.dataset.confirm = "yes";
+          b.textContent = "Delete for everyone?";
+          return;
+        }
+        void this.onDeleteMessage(li, false);
+      }));
+    }
+    buttons.push(button("hide", "Delete for me", "Delete message for me", () => void this.onDeleteMessage(li, true)));
+    li.querySelector(".meta")?.prepend(el("span", { class: "actions" }, ...buttons));
+  }
+  /** startEdit replaces the message's text with an editor holding it: Enter or Save sends, Escape or Cancel closes. */
+  startEdit(li) {
+    const body = li.querySelector("p.text");
+    if (!body || li.querySelector("form.edit")) return;
+    const box = el("textarea", { class: "edit-text", "aria-label": "Edited text", rows: 2 });
+    box.value = this.textOf.get(li) ?? body.textContent ?? "";
+    const form = el(
+      "form",
+      { class: "edit" },
+      box,
+      el("button", { type: "submit" }, "Save"),
+      el("button", { type: "button", class: "link", "data-action": "cancel" }, "Cancel")
+    );
+    const close = () => {
+      form.remove();
+      body.hidden = false;
+      this.renderActions(li);
+    };
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.onSaveEdit(li, box.value, close);
+    });
+    form.querySelector("[data-action=cancel]").addEventListener("click", close);
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      } else if (e.key === "Escape") {
+        close();
+      }
+    });
+    body.hidden = true;
+    li.querySelector("button.fold")?.remove();
+    li.insertBefore(form, body.nextSibling);
+    li.querySelector("[data-action=edit]")?.remove();
+    box.focus();
+  }
+  /** onSaveEdit sends an edit; the edit event (to every device) shows the new text. */
+  async onSaveEdit(li, value, close) {
+    const v = this.view;
+    const err = byId("chat-error");
+    const text = value.trim();
+    if (!v || !this.conn) return;
+    if (text === (this.textOf.get(li) ?? "")) {
+      close();
+      return;
+    }
+    if (text === "") {
+      err.textContent = "An edit cannot be empty: delete the message instead.";
+      return;
+    }
+    const n = codePoints(text);
+    if (n > MAX_TEXT) {
+      err.textContent = `This text has ${n.toLocaleString("en")} characters; the limit is ${MAX_TEXT.toLocaleString("en")}.`;
+      return;
+    }
+    err.textContent = "";
+    try {
+      await this.conn.edit(v.id, Number(li.dataset.seq), text);
+      close();
+    } catch (x) {
+      if (this.view === v) err.textContent = "Not edited: " + friendly(x);
+    }
+  }
+  /** onDeleteMessage deletes a message for everyone, or for this user only (forMe). */
+  async onDeleteMessage(li, forMe) {
+    const v = this.view;
+    const err = byId("chat-error");
+    if (!v || !this.conn) return;
+    err.textContent = "";
+    try {
+      await this.conn.delete(v.id, Number(li.dataset.seq), { forMe });
+    } catch (x) {
+      if (this.view === v) err.textContent = "Not deleted: " + friendly(x);
+      this.renderActions(li);
     }
   }
 };
