@@ -49,6 +49,10 @@ func TestWatchLoadsAndFollowsTheStream(t *testing.T) {
 	bus := natsxtest.Start(t)
 	js := bus.JS
 	users := []string{ann, bob}
+	// Account events are not consent: they stay out of CONSENT, and their seqs make STATE's and
+	// CONSENT's numbering differ (the table counts in STATE seqs).
+	publish(t, js, streams.StateEvent{Kind: streams.StateAccountCreated, At: 1, Account: &streams.AccountState{UserID: ann, Handle: "ann", DisplayName: "Ann", PasswordHash: "$2a$04$hash"}})
+	publish(t, js, streams.StateEvent{Kind: streams.StateAccountCreated, At: 1, Account: &streams.AccountState{UserID: bob, Handle: "bob", DisplayName: "Bob", PasswordHash: "$2a$04$hash"}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, CreatedBy: ann, Request: true}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, CreatedBy: ann, Request: true}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateDirectAccepted, At: 2, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, By: cy}})
@@ -106,6 +110,51 @@ func TestWatchLoadsAndFollowsTheStream(t *testing.T) {
 	if len(tb.Blocks(cy)) != 0 || tb.Blocked(cy, bob) {
 		t.Errorf("unblock: %v", tb.Blocks(cy))
 	}
+	tb.mu.RLock()
+	applied := tb.applied
+	tb.mu.RUnlock()
+	if applied != seq {
+		t.Errorf("applied STATE seq %d, want %d (the seq of the last consent event on STATE)", applied, seq)
+	}
+}
+
+// CONSENT keeps only the last event of a subject: a table loaded after a request was ignored
+// sees the ignore alone, and must still hold the requester's messages from the one who ignored.
+func TestIgnoredRequestSurvivesAReload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus := natsxtest.Start(t)
+	users := []string{ann, bob}
+	publish(t, bus.JS, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, CreatedBy: ann, Request: true}})
+	seq := publish(t, bus.JS, streams.StateEvent{Kind: streams.StateDirectIgnored, At: 2, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}})
+	first, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.WaitFor(ctx, seq); err != nil { // copied into CONSENT
+		t.Fatal(err)
+	}
+	first.Stop()
+	tb, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Stop()
+	r, ok := tb.Request(dm)
+	if !ok || !r.Ignored || r.From != ann || r.To != bob {
+		t.Fatalf("after a reload the ignored request is %+v %v", r, ok)
+	}
+	if tb.SeesMessage(bob, ann, dm) || !tb.SeesMessage(ann, bob, dm) {
+		t.Error("after a reload an ignored request delivers the requester's messages")
+	}
+}
+
+func TestSourceSeq(t *testing.T) {
+	for header, want := range map[string]uint64{"STATE 42 state.direct.> > state.direct.x": 42, "STATE:abc 7": 7, "": 0, "STATE": 0, "STATE x": 0, "STATE 0": 0} {
+		if got, ok := SourceSeq(header); got != want || ok != (want > 0) {
+			t.Errorf("SourceSeq(%q) = %d, %v; want %d", header, got, ok, want)
+		}
+	}
 }
 
 // An ignored request stays a request; replaying an older event changes nothing.
@@ -143,8 +192,9 @@ func BenchmarkSeesMessage(b *testing.B) {
 	}
 }
 
-// Sync waits for what is on STATE now: after it returns, an event acknowledged before the call
-// is applied; a table that stopped following cannot pass it.
+// Sync waits for what is on CONSENT now: after it returns, an event whose writer waited for it
+// (WaitFor, as the API does before it answers) is applied; a table that stopped following
+// cannot pass it.
 func TestSyncWaitsForTheStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -159,11 +209,19 @@ func TestSyncWaitsForTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale.Stop()
+	writer, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Stop()
 	if err := stale.Sync(ctx, 100*time.Millisecond); err != nil {
-		t.Fatalf("nothing on STATE yet: %v", err)
+		t.Fatalf("nothing on CONSENT yet: %v", err)
 	}
 	for i := range 20 {
-		publish(t, bus.JS, streams.StateEvent{Kind: streams.StateUserBlocked, At: int64(i), Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}})
+		seq := publish(t, bus.JS, streams.StateEvent{Kind: streams.StateUserBlocked, At: int64(i), Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}})
+		if err := writer.WaitFor(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
 		if err := live.Sync(ctx, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}

@@ -186,7 +186,7 @@ type Gateway struct {
 	ln         net.Listener
 	sub        *nats.Subscription
 	revokedSub *nats.Subscription // streams.SessionRevokedAll -> hub.onRevoked
-	accounts   *nats.Subscription // state.account.*: closes the sockets of deleted accounts
+	accounts   *nats.Subscription // account.deleted.*: closes the sockets of deleted accounts
 	stopping   chan struct{}
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
@@ -269,7 +269,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		_ = g.sub.Unsubscribe()
 		return fmt.Errorf("gateway: subscribe session revocations: %w", err)
 	}
-	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountSubject("*"), g.hub.onAccountEvent); err != nil {
+	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountDeletedAll, g.hub.onAccountDeleted); err != nil {
 		_ = g.sub.Unsubscribe()
 		_ = g.revokedSub.Unsubscribe()
 		return fmt.Errorf("gateway: subscribe account events: %w", err)

@@ -187,18 +187,19 @@ func (h *hub) refreshRoutes() {
 	}
 }
 
-// onAccountEvent runs on the subscription to state.account.*: when an account is deleted, every
-// socket of it on this gateway is closed (its token is refused from then on, so it cannot come
-// back). A gateway that was cut off from NATS when the event passed closes every socket anyway
-// when it reconnects (maintain), and the reconnects are refused.
-func (h *hub) onAccountEvent(msg *nats.Msg) {
-	ev, err := streams.DecodeStateEvent(msg.Subject, msg.Data)
-	if err != nil || ev.Kind != streams.StateAccountDeleted {
+// onAccountDeleted runs on the subscription to account.deleted.*: when an account is deleted,
+// every socket of it on this gateway is closed (its token is refused from then on, so it cannot
+// come back). A gateway that was cut off from NATS when the announcement passed closes every
+// socket anyway when it reconnects (maintain), and the reconnects are refused.
+func (h *hub) onAccountDeleted(msg *nats.Msg) {
+	userID, ok := streams.ParseAccountDeletedSubject(msg.Subject)
+	if !ok {
+		h.g.log.Warn("bad account deletion subject", zap.String("subject", msg.Subject))
 		return
 	}
 	h.mu.RLock()
 	var closing []*session
-	for _, s := range h.byUser[ev.Account.UserID] {
+	for _, s := range h.byUser[userID] {
 		closing = append(closing, s)
 	}
 	h.mu.RUnlock()
