@@ -15,7 +15,7 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 const (
 	ann  = "01J9ZK2A4C6E8G0J2L4N6Q8S0U"
