@@ -66,6 +66,80 @@ type Table struct {
 	applied    uint64                      // the STATE seq of the last event applied
 	copied     uint64                      // the CONSENT seq of the last event applied
 	changed    chan struct{}               // closed and replaced whenever applied or copied moves
+
+	watchMu  sync.Mutex
+	watchers map[int]func(Notice)
+	nextID   int
+}
+
+// Request states a Notice reports.
+const (
+	RequestOpen     = "open"     // the request was made
+	RequestAccepted = "accepted" // the recipient accepted it
+	RequestIgnored  = "ignored"  // the recipient ignored it (only they are told)
+)
+
+// Notice is what the users of a direct conversation are told, live, when its request is made
+// or answered: Users are whom to tell. A request made to a user who blocked the requester, or
+// whom the requester blocked, is not told to its recipient (it never reaches a blocker); an
+// ignore is told to the one who ignored only, so all their devices agree and the requester
+// learns nothing.
+type Notice struct {
+	Request Request
+	State   string
+	Users   []string
+}
+
+// OnRequest calls fn with the Notice of every request event applied from now on, in STATE
+// order, on the goroutine that feeds the table: fn must not block. The returned function stops
+// the calls.
+func (t *Table) OnRequest(fn func(Notice)) (stop func()) {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	if t.watchers == nil {
+		t.watchers = map[int]func(Notice){}
+	}
+	id := t.nextID
+	t.nextID++
+	t.watchers[id] = fn
+	return func() {
+		t.watchMu.Lock()
+		delete(t.watchers, id)
+		t.watchMu.Unlock()
+	}
+}
+
+// noticeLocked is the notice of the direct event ev just applied, if it makes one.
+func (t *Table) noticeLocked(ev streams.StateEvent, at time.Time) (Notice, bool) {
+	d := ev.Direct
+	if d == nil {
+		return Notice{}, false
+	}
+	other := func(u string) string {
+		if d.UserIDs[0] == u {
+			return d.UserIDs[1]
+		}
+		return d.UserIDs[0]
+	}
+	switch ev.Kind {
+	case streams.StateDirectOpened:
+		if !d.Request {
+			return Notice{}, false
+		}
+		r := Request{ConversationID: d.ConversationID, From: d.CreatedBy, To: other(d.CreatedBy), At: at}
+		n := Notice{Request: r, State: RequestOpen, Users: []string{r.From}}
+		if !t.blockedEitherLocked(r.From, r.To) {
+			n.Users = append(n.Users, r.To)
+		}
+		return n, true
+	case streams.StateDirectAccepted:
+		r := Request{ConversationID: d.ConversationID, From: other(d.By), To: d.By, At: at}
+		return Notice{Request: r, State: RequestAccepted, Users: []string{r.From, r.To}}, true
+	case streams.StateDirectIgnored:
+		r := Request{ConversationID: d.ConversationID, From: other(d.By), To: d.By, Ignored: true, At: at}
+		return Notice{Request: r, State: RequestIgnored, Users: []string{r.To}}, true
+	}
+	return Notice{}, false
 }
 
 // New returns an empty table that nothing feeds: Apply fills it (tests, tools replaying STATE).
@@ -182,6 +256,8 @@ func (t *Table) advanceCopied(copied uint64) {
 // seq. Applying an event again, or an older event of a subject after a newer one's seq, changes
 // nothing.
 func (t *Table) Apply(seq uint64, ev streams.StateEvent) {
+	var notice Notice
+	var notify bool
 	t.mu.Lock()
 	if seq > t.applied {
 		at := time.UnixMilli(ev.At).UTC()
@@ -234,9 +310,17 @@ func (t *Table) Apply(seq uint64, ev streams.StateEvent) {
 				t.visibility[p.UserID] = p.Presence
 			}
 		}
+		notice, notify = t.noticeLocked(ev, at)
 	}
 	t.mu.Unlock()
 	t.advance(seq)
+	if notify {
+		t.watchMu.Lock()
+		for _, fn := range t.watchers {
+			fn(notice)
+		}
+		t.watchMu.Unlock()
+	}
 }
 
 func (t *Table) advance(seq uint64) {

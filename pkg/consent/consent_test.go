@@ -233,3 +233,32 @@ func TestSyncWaitsForTheStream(t *testing.T) {
 		t.Fatal("a table that stopped following passed Sync")
 	}
 }
+
+// A request's notices go to whom each state concerns: both users when it is made (not its
+// recipient across a block) and accepted; only the one who ignored it, when ignored.
+func TestRequestNotices(t *testing.T) {
+	tb := New()
+	var got []Notice
+	stop := tb.OnRequest(func(n Notice) { got = append(got, n) })
+	users := []string{ann, bob}
+	tb.Apply(1, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, CreatedBy: ann, Request: true}})
+	tb.Apply(2, streams.StateEvent{Kind: streams.StateDirectIgnored, At: 2, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}})
+	tb.Apply(2, streams.StateEvent{Kind: streams.StateDirectIgnored, At: 2, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}}) // a repeat: no notice
+	tb.Apply(3, streams.StateEvent{Kind: streams.StateDirectAccepted, At: 3, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}})
+	tb.Apply(4, streams.StateEvent{Kind: streams.StateUserBlocked, At: 4, Block: &streams.BlockState{UserID: cy, BlockedID: ann}})
+	tb.Apply(5, streams.StateEvent{Kind: streams.StateDirectOpened, At: 5, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, CreatedBy: ann, Request: true}})
+	stop()
+	tb.Apply(6, streams.StateEvent{Kind: streams.StateDirectAccepted, At: 6, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, By: cy}})
+	want := []struct {
+		state string
+		users []string
+	}{{RequestOpen, []string{ann, bob}}, {RequestIgnored, []string{bob}}, {RequestAccepted, []string{ann, bob}}, {RequestOpen, []string{ann}}}
+	if len(got) != len(want) {
+		t.Fatalf("%d notices, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].State != w.state || fmt.Sprint(got[i].Users) != fmt.Sprint(w.users) || got[i].Request.From != ann {
+			t.Errorf("notice %d: %+v, want %s to %v from ann", i, got[i], w.state, w.users)
+		}
+	}
+}

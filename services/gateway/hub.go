@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/streams"
 )
@@ -205,5 +206,24 @@ func (h *hub) onAccountDeleted(msg *nats.Msg) {
 	h.mu.RUnlock()
 	for _, s := range closing {
 		s.fail(protocol.CloseUnauthorized, "account deleted")
+	}
+}
+
+// onRequest runs on the consent table's feed: it sends the request notice to every socket on
+// this gateway of the users it concerns (consent.Notice.Users). A socket that is not connected
+// misses it and reads the requests from the conversation list when it connects.
+func (h *hub) onRequest(n consent.Notice) {
+	frame, err := json.Marshal(protocol.RequestNotice{Type: protocol.TypeRequest, ConversationID: n.Request.ConversationID,
+		From: n.Request.From, To: n.Request.To, State: n.State, At: n.Request.At.UnixMilli()})
+	if err != nil {
+		h.g.log.Error("encode request notice", zap.Error(err))
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, u := range n.Users {
+		for _, s := range h.byUser[u] {
+			s.enqueue(frame)
+		}
 	}
 }
