@@ -150,7 +150,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		}
 		p.add(pub("presence.>", streams.TypingAll, streams.DeviceSubject("*", "*")))
 		p.add(sub(streams.AccountDeletedAll)) // closes the sockets of deleted accounts
-		p.add(sub(streams.SessionRevokedAll))   // and of ended sessions
+		p.add(sub(streams.SessionRevokedAll)) // and of ended sessions
 		p.add(timelineRead())
 		for _, c := range fanoutConsumers(o) {
 			p.add(consumerInfo(streams.ChatStream, c))
