@@ -219,11 +219,14 @@ func (h *hub) onRequest(n consent.Notice) {
 		h.g.log.Error("encode request notice", zap.Error(err))
 		return
 	}
+	sent := 0
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	for _, u := range n.Users {
 		for _, s := range h.byUser[u] {
 			s.enqueue(frame)
+			sent++
 		}
 	}
+	h.mu.RUnlock()
+	h.g.met.requestNotices.WithLabelValues(n.State).Add(float64(sent))
 }
