@@ -108,4 +108,12 @@ func TestRequestsAndInvitationsReachEveryDeviceLive(t *testing.T) {
 	}
 	s.Do("POST", "/v1/conversations/"+group+"/decline", carol.Token, nil, 0, nil)
 	c.invitation(t, "declined", group, carol)
+
+	// A group deleted while carol is invited to it: her devices learn that too.
+	s.Do("POST", "/v1/conversations/"+group+"/members", alice.Token, map[string]any{"user_ids": []string{carol.ID}}, http.StatusOK, nil)
+	c.invitation(t, "invited", group, carol)
+	s.Do("DELETE", "/v1/conversations/"+group, alice.Token, nil, 0, nil)
+	if ev := next(t, c.Client); ev.ConversationID != group || ev.Member == nil || ev.Member.Action != "deleted" {
+		t.Fatalf("carol got %+v, want the group's deletion", ev)
+	}
 }
