@@ -213,6 +213,13 @@ func (t *Table) Devices(userID string) []Device {
 	return out
 }
 
+// Online reports whether userID has any routed device.
+func (t *Table) Online(userID string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.live(userID)) > 0
+}
+
 // live returns userID's routes after dropping expired ones; the caller holds t.mu.
 func (t *Table) live(userID string) map[string]entry {
 	devs := t.byUser[userID]

@@ -127,6 +127,7 @@ type partition struct {
 	next    uint64  // the stream seq expected next (0: not known yet); used by the runner's one worker
 	pending pending // this chunk's push publishes (push.go)
 	chain   uint64  // this run's random chain id (streams.Delivery.Chain)
+	members memberCache
 
 	sendMu sync.Mutex        // numbers and publishes one link at a time: the worker, and probe
 	sent   map[string]uint64 // gateway -> N of the last delivery published to it
@@ -236,7 +237,8 @@ func concerns(m store.Member, seq uint64, ev streams.ChatEvent) bool {
 
 // startPartition starts consuming partition p.
 func (f *Fanout) startPartition(ctx context.Context, p int) error {
-	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions), chain: rand.Uint64() | 1, sent: map[string]uint64{}}
+	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions), chain: rand.Uint64() | 1, sent: map[string]uint64{},
+		members: memberCache{now: time.Now}}
 	var err error
 	part.cons, err = f.deps.JS.Consumer(ctx, streams.ChatStream, part.name)
 	if err != nil {
@@ -362,6 +364,7 @@ func (part *partition) inOrder(ctx context.Context, seq uint64) error {
 	if seq <= part.next {
 		return nil // in order, or a repeat of what this partition handled (gateways drop those)
 	}
+	part.members.clear() // what was handled elsewhere may have changed membership
 	gws := slices.DeleteFunc(part.f.routes.AllGateways(), func(gw string) bool { return !part.delivers(gw) })
 	for _, gw := range gws {
 		if err := part.send(gw, streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: seq}); err != nil {
@@ -392,10 +395,13 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 		return consumer.Permanent(err)
 	}
 	// A membership change takes effect here, in stream order, before any later event is routed.
+	if kind == streams.KindMember {
+		part.members.forget(conv)
+	}
 	if err := membership.Apply(ctx, f.deps.Store, seq, ev); err != nil {
 		return fmt.Errorf("apply membership event %d: %w", seq, err)
 	}
-	members, err := f.deps.Store.Members(ctx, conv)
+	members, err := part.members.get(ctx, f.deps.Store, conv)
 	if err != nil {
 		return fmt.Errorf("members of %s: %w", conv, err)
 	}

@@ -39,8 +39,7 @@ func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, members [
 		if m.UserID == ev.SenderID || !f.receives(m, seq, streams.KindMsg, ev.SenderID, ev.ConversationID) {
 			continue
 		}
-		devices := f.routes.Devices(m.UserID)
-		if len(devices) == 0 {
+		if !f.routes.Online(m.UserID) {
 			data, err := streams.NewPushRequest(m.UserID, seq, ev).Encode()
 			if err != nil {
 				return consumer.Permanent(fmt.Errorf("encode push request: %w", err))
@@ -58,7 +57,7 @@ func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, members [
 		if !f.cfg.PushOnlineLedger {
 			continue
 		}
-		for _, d := range devices {
+		for _, d := range f.routes.Devices(m.UserID) {
 			data, err := json.Marshal(streams.PushLedgerEntry{
 				UserID: m.UserID, MessageID: ev.MessageID, ConversationID: ev.ConversationID, DeviceID: d.DeviceID,
 				Outcome: streams.PushSkipped, Reason: streams.PushReasonOnline, Detail: "connected to gateway " + d.Route.Gateway, At: now,

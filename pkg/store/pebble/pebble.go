@@ -75,6 +75,7 @@ type Store struct {
 	closed bool
 
 	stripes [64]sync.Mutex // see lock
+	tops    tops           // highest stored seq per conversation, for insertMessage
 }
 
 var (
@@ -489,12 +490,18 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 	} else {
 		defer s.lock(slot)()
 	}
-	if v, ok, err := s.get(slot); err != nil || ok {
-		if err != nil {
-			return store.Message{}, false, err
+	top, err := s.tops.top(s.db, m.ConversationID)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	if m.Seq <= top { // a redelivery, or an older message inserted late: the slot may be taken
+		if v, ok, err := s.get(slot); err != nil || ok {
+			if err != nil {
+				return store.Message{}, false, err
+			}
+			old, err := decodeMessage(v)
+			return old, false, err
 		}
-		old, err := decodeMessage(v)
-		return old, false, err
 	}
 	if cmid != nil {
 		if v, ok, err := s.get(cmid); err != nil || ok {
@@ -527,6 +534,7 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 	if err := s.write(b, pebble.NoSync); err != nil { // synced by the caller, outside the stripe
 		return store.Message{}, false, err
 	}
+	s.tops.raise(m.ConversationID, m.Seq) // still under the slot's stripe (see tops)
 	return m, true, nil
 }
 
