@@ -20,6 +20,7 @@ package consent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -367,7 +368,7 @@ func (t *Table) wait(ctx context.Context, done func() bool, what func() string) 
 }
 
 // Sync returns once the table has applied every event that was on CONSENT when it was called
-// (one stream info request: CONSENT's last seq), or fails after wait. A consumer that calls it
+// (one get of CONSENT's last message, for its seq), or fails after wait. A consumer that calls it
 // before a chunk of CHAT events routes them under the consent of their time: a request or
 // block whose writer has answered (it waits until the event is in CONSENT, see WaitFor) before
 // a message was published is applied before that message is routed, whichever process
@@ -376,11 +377,14 @@ func (t *Table) Sync(ctx context.Context, wait time.Duration) error {
 	if t.stream == nil {
 		return nil // fed by Apply alone
 	}
-	info, err := t.stream.Info(ctx)
-	if err != nil {
+	var last uint64
+	switch m, err := t.stream.GetLastMsgForSubject(ctx, ">"); {
+	case errors.Is(err, jetstream.ErrMsgNotFound): // empty
+	case err != nil:
 		return fmt.Errorf("consent: last seq: %w", err)
+	default:
+		last = m.Sequence
 	}
-	last := info.State.LastSeq
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	return t.wait(ctx, func() bool { return t.copied >= last }, func() string {

@@ -2,6 +2,7 @@ package consent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
@@ -59,7 +61,16 @@ func TestWatchLoadsAndFollowsTheStream(t *testing.T) {
 	publish(t, js, streams.StateEvent{Kind: streams.StateUserBlocked, At: 3, Block: &streams.BlockState{UserID: cy, BlockedID: bob}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateUserBlocked, At: 3, Block: &streams.BlockState{UserID: bob, BlockedID: cy}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateUserUnblocked, At: 4, Block: &streams.BlockState{UserID: bob, BlockedID: cy}})
-	publish(t, js, streams.StateEvent{Kind: streams.StatePresenceSet, At: 5, Privacy: &streams.PrivacyState{UserID: cy, Presence: streams.PresenceContacts}})
+	last := publish(t, js, streams.StateEvent{Kind: streams.StatePresenceSet, At: 5, Privacy: &streams.PrivacyState{UserID: cy, Presence: streams.PresenceContacts}})
+	// A writer waits for its event as the API does: then it is in CONSENT, for anyone to load.
+	writer, err := Watch(ctx, js, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	writer.Stop()
 
 	tb, err := Watch(ctx, js, zaptest.NewLogger(t))
 	if err != nil {
@@ -261,4 +272,43 @@ func TestRequestNotices(t *testing.T) {
 			t.Errorf("notice %d: %+v, want %s to %v from ann", i, got[i], w.state, w.users)
 		}
 	}
+}
+
+// BenchmarkSync is fanout's consent barrier before each chunk: one get of the last message of
+// CONSENT and a wait that is already over (the reference: the three last-by-subject gets of
+// STATE the barrier made before CONSENT existed).
+func BenchmarkSync(b *testing.B) {
+	ctx := context.Background()
+	bus := natsxtest.Start(b)
+	for i := range 100 {
+		data, _ := streams.StateEvent{Kind: streams.StateUserBlocked, At: 1, Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}}.Encode()
+		if _, err := bus.JS.Publish(ctx, streams.BlockSubject(ann, fmt.Sprintf("u%d", i)), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tb, err := Watch(ctx, bus.JS, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Stop()
+	b.Run("consent", func(b *testing.B) {
+		for b.Loop() {
+			if err := tb.Sync(ctx, time.Second); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	state, err := bus.JS.Stream(ctx, streams.StateStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("state-reference", func(b *testing.B) {
+		for b.Loop() {
+			for _, subject := range streams.ConsentSubjects {
+				if _, err := state.GetLastMsgForSubject(ctx, subject); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }
