@@ -80,7 +80,7 @@ func consumerPull(stream, consumer string) Permissions {
 }
 
 // consentRead: follow consent, blocks and privacy settings (pkg/consent: one ordered consumer
-// on CONSENT, which the process creates, pulls and deletes, and stream info for its barrier).
+// on CONSENT, which the process creates, pulls and deletes, and a get of its last message for its barrier).
 // CONSENT holds nothing but STATE's consent subjects, so no right on STATE comes with it: the
 // processes that enforce consent never see accounts (password hashes), devices or push tokens.
 func consentRead() Permissions {
