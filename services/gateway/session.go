@@ -19,9 +19,6 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-// maxPending bounds the live frames held back while a session catches up.
-const maxPending = 10_000
-
 // session is one authenticated socket of one device.
 //
 // Goroutines: the handler goroutine reads frames (run) and is the only one an idle socket has.
@@ -70,10 +67,7 @@ type session struct {
 	wireSince atomic.Int64 // when the writer's write to the socket began (Unix ns); 0 when not in one
 
 	mu       sync.Mutex
-	syncing  bool              // catch-up running: live frames wait in pending
-	pending  []pendingFrame    // live frames held back during catch-up
-	head     uint64            // the head catch-up reads up to (0 until read): synced's cursor; nothing at or below it is sent live
-	lastSeq  map[string]uint64 // conversation -> highest seq sent to this socket (allocated on first use)
+	live     liveGate          // which live events go to the socket, and when
 	routeRev uint64            // revision of this session's route entry
 	bucket   tokenBucket       // rate limit of client frames
 	marks    map[string]uint64 // "read/<conv>", "delivered/<conv>" -> last watermark published (allocated on first use)
@@ -84,20 +78,6 @@ type session struct {
 // per session would cost every idle socket more than a kilobyte.
 func (s *session) logger() *zap.Logger {
 	return s.g.log.With(zap.String("user", s.userID), zap.String("device", s.deviceID), zap.String("session", s.id))
-}
-
-// sent records that seq of conv went to this socket; the caller holds s.mu.
-func (s *session) sent(conv string, seq uint64) {
-	if s.lastSeq == nil {
-		s.lastSeq = map[string]uint64{}
-	}
-	s.lastSeq[conv] = seq
-}
-
-type pendingFrame struct {
-	conv  string
-	seq   uint64
-	frame []byte
 }
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -150,8 +130,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	s := &session{
 		g: g, id: ulid.Make().String(), userID: claims.UserID, login: claims.SessionID, expires: claims.Expires, deviceID: device, platform: platform, conn: conn, cork: cw.conn,
 		ctx: ctx, cancel: cancel, window: make(chan struct{}, g.cfg.SocketPublishWindow), kill: make(chan struct{}),
-		syncing: true,
-		bucket:  tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
+		live:   newLiveGate(),
+		bucket: tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
 	}
 	// A socket lives no longer than its access token, unless the client renews it with an auth
 	// frame (or reconnects with a refreshed one), nor than its login session (hub.onRevoked
@@ -541,32 +521,26 @@ func (s *session) enqueue(frame []byte) {
 // errSessionEnded: the session closed while something was still writing to it.
 var errSessionEnded = errors.New("session ended")
 
-// deliver hands the session a live event. While catching up it is held back; afterwards it is
-// queued unless this socket already has it (a redelivery).
+// deliver hands the session a live event (see liveGate).
 func (s *session) deliver(conv string, seq uint64, frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.syncing {
-		if len(s.pending) >= maxPending {
-			s.fail(protocol.CloseSlowConsumer, "too many events during catch-up; reconnect and sync")
-			return
-		}
-		s.pending = append(s.pending, pendingFrame{conv, seq, frame})
+	send, full := s.live.offer(conv, seq, frame)
+	if full {
+		s.fail(protocol.CloseSlowConsumer, "too many events during catch-up; reconnect and sync")
 		return
 	}
-	if seq <= s.head || seq <= s.lastSeq[conv] { // the catch-up had it, or this socket did
-		return
+	if send {
+		s.enqueue(frame)
 	}
-	s.sent(conv, seq)
-	s.enqueue(frame)
 }
 
-// caughtUpTo reports whether this socket is, or will be when its catch-up ends, past seq: every
-// event at or below it was or will be sent by the catch-up, and none comes live.
+// caughtUpTo reports whether this socket is, or will be when its catch-up ends, past seq (see
+// liveGate.caughtUpTo).
 func (s *session) caughtUpTo(seq uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.head != 0 && s.head >= seq
+	return s.live.caughtUpTo(seq)
 }
 
 func (s *session) allow() bool {

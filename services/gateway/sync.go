@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
@@ -33,7 +31,7 @@ func (s *session) catchUp(cursor *uint64) error {
 		from = *cursor
 	}
 	s.mu.Lock()
-	s.head = marks.Head
+	s.live.setHead(marks.Head)
 	s.mu.Unlock()
 	if from < marks.Head {
 		s.g.awaitMembership(s.ctx, marks.Head)
@@ -55,20 +53,14 @@ func (s *session) catchUp(cursor *uint64) error {
 	// be held); what arrives meanwhile joins the held frames, so order is kept.
 	for {
 		s.mu.Lock()
-		held := s.pending
-		s.pending = nil
+		held := s.live.takeHeld()
+		s.mu.Unlock()
 		if len(held) == 0 {
-			s.syncing = false
-			s.mu.Unlock()
 			return nil
 		}
-		s.mu.Unlock()
 		for _, p := range held {
 			s.mu.Lock()
-			fresh := p.seq > marks.Head && p.seq > s.lastSeq[p.conv]
-			if fresh {
-				s.sent(p.conv, p.seq)
-			}
+			fresh := s.live.admit(p)
 			s.mu.Unlock()
 			if fresh {
 				if err := s.writeNow(p.frame); err != nil {
@@ -86,12 +78,8 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 	if err != nil {
 		return fmt.Errorf("catch-up memberships: %w", err)
 	}
-	var h cursors
-	defer func() {
-		for _, c := range h {
-			c.stop()
-		}
-	}()
+	var merge seqMerge
+	defer merge.stop()
 	var rangeErr error
 	for _, m := range memberships {
 		// From the first event after from that one of the member's intervals holds, to the end
@@ -107,7 +95,7 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		if lo >= hi {
 			continue
 		}
-		seq := func(yield func(store.Message) bool) {
+		merge.add(func(yield func(store.Message) bool) {
 			err := tl.Range(s.ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
 				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
 					return nil
@@ -123,25 +111,16 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 			if err != nil && !errors.Is(err, errStopped) {
 				rangeErr = err
 			}
-		}
-		next, stop := iter.Pull(iter.Seq[store.Message](seq))
-		c := &cursor{next: next, stop: stop}
-		if c.advance() {
-			h = append(h, c)
-		} else {
-			stop()
-		}
+		})
 		if rangeErr != nil {
 			return fmt.Errorf("catch-up %s: %w", m.ConversationID, rangeErr)
 		}
 	}
-	heap.Init(&h)
-	for h.Len() > 0 {
-		c := h[0]
+	for msg, ok := merge.next(); ok; msg, ok = merge.next() {
 		s.mu.Lock()
-		s.sent(c.head.ConversationID, max(s.lastSeq[c.head.ConversationID], c.head.Seq))
+		s.live.caughtUp(msg.ConversationID, msg.Seq)
 		s.mu.Unlock()
-		if view, ok := timeline.View(c.head, s.userID); ok { // another user's hide is theirs alone
+		if view, ok := timeline.View(msg, s.userID); ok { // another user's hide is theirs alone
 			frame, err := json.Marshal(timeline.Event(view))
 			if err != nil {
 				return fmt.Errorf("catch-up encode: %w", err)
@@ -150,41 +129,9 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 				return err
 			}
 		}
-		if c.advance() {
-			heap.Fix(&h, 0)
-		} else {
-			c.stop()
-			heap.Pop(&h)
-		}
 		if rangeErr != nil {
 			return fmt.Errorf("catch-up: %w", rangeErr)
 		}
 	}
 	return nil
-}
-
-// cursor is one conversation's pending events in a k-way merge.
-type cursor struct {
-	next func() (store.Message, bool)
-	stop func()
-	head store.Message
-}
-
-func (c *cursor) advance() bool {
-	m, ok := c.next()
-	c.head = m
-	return ok
-}
-
-type cursors []*cursor
-
-func (h cursors) Len() int           { return len(h) }
-func (h cursors) Less(i, j int) bool { return h[i].head.Seq < h[j].head.Seq }
-func (h cursors) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *cursors) Push(x any)        { *h = append(*h, x.(*cursor)) }
-func (h *cursors) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return c
 }
