@@ -136,6 +136,7 @@ func Define(o Options) Definitions {
 				// reads of the last event of a subject go to the leader too when replicated.
 				AllowDirect: o.Replicas == 1,
 			},
+			consentStream(o),
 			{
 				Name:        PresenceStream,
 				Description: "natter device connect/disconnect: presence.<user>.<device>",
@@ -210,4 +211,29 @@ func FanoutPartition(gatewayID string, n int) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(gatewayID))
 	return int(h.Sum32() % uint32(n))
+}
+
+// consentStream is CONSENT: a copy of the consent events of STATE (ConsentSubjects), which
+// JetStream itself keeps, through one source with those filters (one sourcing consumer, so
+// the copy keeps STATE's order). The processes that only enforce consent (gateway, fanout,
+// presence, push) read it instead of STATE, which also holds password hashes and device and
+// push token events that are none of their business. Nothing publishes to it (it has no
+// subjects of its own); each event keeps its STATE seq in the Nats-Stream-Source header. Only
+// the last event of each subject is kept: that is all pkg/consent reads.
+func consentStream(o Options) jetstream.StreamConfig {
+	transforms := make([]jetstream.SubjectTransformConfig, len(ConsentSubjects))
+	for i, subject := range ConsentSubjects {
+		transforms[i] = jetstream.SubjectTransformConfig{Source: subject} // no destination: kept as is
+	}
+	return jetstream.StreamConfig{
+		Name:              ConsentStream,
+		Description:       "natter consent events copied from STATE (direct conversations, blocks, presence settings), the last of each subject",
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		Sources:           []*jetstream.StreamSource{{Name: StateStream, SubjectTransforms: transforms}},
+		AllowDirect:       o.Replicas == 1,
+	}
 }

@@ -29,14 +29,14 @@ func TestDefineStreams(t *testing.T) {
 			t.Errorf("stream %s defined twice", s.Name)
 		}
 		names[s.Name] = true
-		if s.Storage != jetstream.FileStorage || s.Replicas != o.Replicas || len(s.Subjects) == 0 {
+		if s.Storage != jetstream.FileStorage || s.Replicas != o.Replicas || len(s.Subjects) == 0 && len(s.Sources) == 0 {
 			t.Errorf("stream %s: storage %v replicas %d subjects %v", s.Name, s.Storage, s.Replicas, s.Subjects)
 		}
 	}
 	// No two streams may claim overlapping subjects (JetStream refuses it at Apply).
 	for _, a := range d.Streams {
 		for _, b := range d.Streams {
-			if a.Name < b.Name && a.Subjects[0] == b.Subjects[0] {
+			if a.Name < b.Name && len(a.Subjects) > 0 && len(b.Subjects) > 0 && a.Subjects[0] == b.Subjects[0] {
 				t.Errorf("streams %s and %s share %s", a.Name, b.Name, a.Subjects[0])
 			}
 		}
@@ -74,6 +74,24 @@ func TestDefineStreams(t *testing.T) {
 	pres := streamByName(t, d, PresenceStream)
 	if !slices.Equal(pres.Subjects, []string{"presence.>"}) || pres.MaxAge != o.PresenceMaxAge || pres.MaxAge <= 0 {
 		t.Errorf("PRESENCE subjects %v max age %s", pres.Subjects, pres.MaxAge)
+	}
+
+	// CONSENT is STATE's consent subjects and nothing else: one source (one order), no subjects
+	// of its own (nobody publishes to it), the last event of each subject.
+	cons := streamByName(t, d, ConsentStream)
+	if len(cons.Subjects) != 0 || len(cons.Sources) != 1 || cons.Sources[0].Name != StateStream || cons.MaxMsgsPerSubject != 1 {
+		t.Errorf("CONSENT subjects %v sources %+v max per subject %d", cons.Subjects, cons.Sources, cons.MaxMsgsPerSubject)
+	} else {
+		var filters []string
+		for _, tr := range cons.Sources[0].SubjectTransforms {
+			filters = append(filters, tr.Source)
+			if tr.Destination != "" {
+				t.Errorf("CONSENT renames %s to %s", tr.Source, tr.Destination)
+			}
+		}
+		if !slices.Equal(filters, ConsentSubjects) || slices.Contains(filters, StateAll) {
+			t.Errorf("CONSENT copies %v, want %v", filters, ConsentSubjects)
+		}
 	}
 
 	push := streamByName(t, d, PushStream)

@@ -167,8 +167,12 @@ func BlockSubject(userID, blockedID string) string { return "state.block." + use
 func PrivacySubject(userID string) string { return "state.privacy." + userID }
 
 // ConsentSubjects are the STATE subjects pkg/consent follows: direct conversations (their
-// consent), blocks and privacy settings.
+// consent), blocks and privacy settings. JetStream copies them into ConsentStream.
 var ConsentSubjects = []string{"state.direct.>", "state.block.>", "state.privacy.>"}
+
+// ConsentStream is the stream pkg/consent reads: the last event of each of STATE's
+// ConsentSubjects, sourced from STATE, so that reading consent needs no access to STATE.
+const ConsentStream = "CONSENT"
 
 // Subject is the subject the event belongs on; empty if the event is not valid.
 func (ev StateEvent) Subject() string {

@@ -97,6 +97,22 @@ func ParseSessionRevokedSubject(subject string) (userID, sessionID string, ok bo
 	return parts[2], parts[3], true
 }
 
+// AccountDeletedSubject is the core-NATS subject announcing that an account was deleted:
+// account.deleted.<user>, empty payload. The API publishes it once the account_deleted event is
+// on STATE; every gateway subscribes to AccountDeletedAll and closes the account's sockets, so
+// gateways need no access to STATE's account events (which carry password hashes).
+func AccountDeletedSubject(userID string) string { return "account.deleted." + userID }
+
+// AccountDeletedAll matches every account deletion.
+const AccountDeletedAll = "account.deleted.*"
+
+// ParseAccountDeletedSubject returns the user of account.deleted.<user>; ok is false for
+// anything else.
+func ParseAccountDeletedSubject(subject string) (userID string, ok bool) {
+	user, found := strings.CutPrefix(subject, "account.deleted.")
+	return user, found && ValidToken(user)
+}
+
 // RouteKey is the routes bucket key of one connected device: <user>.<device>.
 func RouteKey(userID, deviceID string) string { return userID + "." + deviceID }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 // TestTheLogHasEveryEventOnceInOrder runs the audit consumer against a real JetStream with
 // natter's streams, through everything a consumer meets: a stop and a restart, a crash between

@@ -56,6 +56,41 @@ type Config struct {
 	// EventBuffer is how many events may wait for the application. A full buffer pauses reading;
 	// the server then closes the connection as slow, and the client reconnects and syncs.
 	EventBuffer int
+	// OnRequest, if set, is called with every request notice: a direct request made to or by
+	// this user, or its answer (RequestNotice). It runs on the client's reading goroutine: it
+	// must not block. Notices are live only: after a (re)connect, read the requests from
+	// Session.Conversations. Group invitations arrive as member Events instead (InvitationChange).
+	OnRequest func(RequestNotice)
+}
+
+// RequestNotice tells of a direct request made to or by this user, or of its answer: State is
+// RequestOpen, RequestAccepted or RequestIgnored (the last only to the one who ignored it).
+type RequestNotice = protocol.RequestNotice
+
+// Request notice states.
+const (
+	RequestOpen     = "open"
+	RequestAccepted = "accepted"
+	RequestIgnored  = "ignored"
+)
+
+// InvitationChange reports whether e is a change of userID's invitation to a group: "invited" (the
+// user is invited), "declined" (the invitation was declined or withdrawn), "accepted" (the user
+// accepted, on this device or another), or "" when e is none of these. An invitee's devices get
+// these member events live although the invitee sees nothing else of the group.
+func InvitationChange(e Event, userID string) string {
+	if e.Type != protocol.TypeMember || e.Member == nil {
+		return ""
+	}
+	switch a := e.Member.Action; a {
+	case "invited", "declined", "accepted":
+		for _, u := range e.Member.UserIDs {
+			if u == userID {
+				return a
+			}
+		}
+	}
+	return ""
 }
 
 func (c *Config) defaults() error {
@@ -571,6 +606,14 @@ func (c *Client) handle(data []byte, expiries chan time.Time) error {
 		c.mu.Lock()
 		c.cursor, c.hasCursor = f.Seq, true
 		c.mu.Unlock()
+	case protocol.TypeRequest:
+		if c.cfg.OnRequest != nil {
+			var n RequestNotice
+			if err := json.Unmarshal(data, &n); err != nil {
+				return fmt.Errorf("bad request notice from server: %w", err)
+			}
+			c.cfg.OnRequest(n)
+		}
 	case protocol.TypeWelcome, protocol.TypeAuth:
 		if expiries != nil && f.ExpiresAt > 0 {
 			select { // the only sender: make room for the latest

@@ -2,10 +2,13 @@
 // other user accepts or ignores, blocks, and each user's presence visibility setting.
 //
 // The state is the STATE stream: the last event of each direct conversation's subject (its
-// consent), of each block subject and of each privacy subject (streams.ConsentSubjects). A
-// Table mirrors it in memory through an ordered consumer that starts from the last event per
-// subject, so a process (re)builds it from the stream at start, and backup and replay of STATE
-// carry it; nothing of it is in the store. The mirror holds only what differs from the
+// consent), of each block subject and of each privacy subject (streams.ConsentSubjects).
+// JetStream copies those subjects into the CONSENT stream (streams.ConsentStream), and a Table
+// mirrors CONSENT in memory through an ordered consumer, so a process (re)builds it at start,
+// backup and replay of STATE carry it, and reading it needs no access to the rest of STATE
+// (accounts and their password hashes, devices, push tokens); nothing of it is in the store.
+// Positions are STATE seqs throughout: each copied event names its STATE seq in its
+// Nats-Stream-Source header. The mirror holds only what differs from the
 // default: requests not (yet) accepted, blocks, and settings other than "everyone"; the rule
 // checks on the hot path (every delivered message, typing indicator, receipt and presence
 // change) are map lookups under a read lock, with no store read and no allocation.
@@ -20,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,14 +58,89 @@ type Block struct {
 type Table struct {
 	log    *zap.Logger
 	cons   jetstream.ConsumeContext
-	stream jetstream.Stream // STATE, for Sync
+	stream jetstream.Stream // CONSENT, for Sync
 
 	mu         sync.RWMutex
 	requests   map[string]Request          // conversation -> its open request
 	blocks     map[string]map[string]Block // user -> blocked user -> block
 	visibility map[string]string           // user -> contacts or nobody (everyone is not kept)
 	applied    uint64                      // the STATE seq of the last event applied
-	changed    chan struct{}               // closed and replaced whenever applied moves
+	copied     uint64                      // the CONSENT seq of the last event applied
+	changed    chan struct{}               // closed and replaced whenever applied or copied moves
+
+	watchMu  sync.Mutex
+	watchers map[int]func(Notice)
+	nextID   int
+}
+
+// Request states a Notice reports.
+const (
+	RequestOpen     = "open"     // the request was made
+	RequestAccepted = "accepted" // the recipient accepted it
+	RequestIgnored  = "ignored"  // the recipient ignored it (only they are told)
+)
+
+// Notice is what the users of a direct conversation are told, live, when its request is made
+// or answered: Users are whom to tell. A request made to a user who blocked the requester, or
+// whom the requester blocked, is not told to its recipient (it never reaches a blocker); an
+// ignore is told to the one who ignored only, so all their devices agree and the requester
+// learns nothing.
+type Notice struct {
+	Request Request
+	State   string
+	Users   []string
+}
+
+// OnRequest calls fn with the Notice of every request event applied from now on, in STATE
+// order, on the goroutine that feeds the table: fn must not block. The returned function stops
+// the calls.
+func (t *Table) OnRequest(fn func(Notice)) (stop func()) {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	if t.watchers == nil {
+		t.watchers = map[int]func(Notice){}
+	}
+	id := t.nextID
+	t.nextID++
+	t.watchers[id] = fn
+	return func() {
+		t.watchMu.Lock()
+		delete(t.watchers, id)
+		t.watchMu.Unlock()
+	}
+}
+
+// noticeLocked is the notice of the direct event ev just applied, if it makes one.
+func (t *Table) noticeLocked(ev streams.StateEvent, at time.Time) (Notice, bool) {
+	d := ev.Direct
+	if d == nil {
+		return Notice{}, false
+	}
+	other := func(u string) string {
+		if d.UserIDs[0] == u {
+			return d.UserIDs[1]
+		}
+		return d.UserIDs[0]
+	}
+	switch ev.Kind {
+	case streams.StateDirectOpened:
+		if !d.Request {
+			return Notice{}, false
+		}
+		r := Request{ConversationID: d.ConversationID, From: d.CreatedBy, To: other(d.CreatedBy), At: at}
+		n := Notice{Request: r, State: RequestOpen, Users: []string{r.From}}
+		if !t.blockedEitherLocked(r.From, r.To) {
+			n.Users = append(n.Users, r.To)
+		}
+		return n, true
+	case streams.StateDirectAccepted:
+		r := Request{ConversationID: d.ConversationID, From: other(d.By), To: d.By, At: at}
+		return Notice{Request: r, State: RequestAccepted, Users: []string{r.From, r.To}}, true
+	case streams.StateDirectIgnored:
+		r := Request{ConversationID: d.ConversationID, From: other(d.By), To: d.By, Ignored: true, At: at}
+		return Notice{Request: r, State: RequestIgnored, Users: []string{r.To}}, true
+	}
+	return Notice{}, false
 }
 
 // New returns an empty table that nothing feeds: Apply fills it (tests, tools replaying STATE).
@@ -70,8 +149,8 @@ func New() *Table {
 		visibility: map[string]string{}, changed: make(chan struct{})}
 }
 
-// Watch loads a table from STATE and keeps it current until Stop. It returns once every event
-// that was on the stream when it started is applied.
+// Watch loads a table from CONSENT and keeps it current until Stop. It returns once every
+// event that was on the stream when it started is applied.
 func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table, error) {
 	t := New()
 	if err := t.Follow(ctx, js, log); err != nil {
@@ -80,18 +159,15 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 	return t, nil
 }
 
-// Follow feeds the table from STATE until Stop (once per table), returning once every event
+// Follow feeds the table from CONSENT until Stop (once per table), returning once every event
 // that was on the stream when it started is applied.
 func (t *Table) Follow(ctx context.Context, js jetstream.JetStream, log *zap.Logger) error {
 	t.log = log.Named("consent")
 	var err error
-	if t.stream, err = js.Stream(ctx, streams.StateStream); err != nil {
+	if t.stream, err = js.Stream(ctx, streams.ConsentStream); err != nil {
 		return fmt.Errorf("consent: %w", err)
 	}
-	cons, err := js.OrderedConsumer(ctx, streams.StateStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: streams.ConsentSubjects,
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
+	cons, err := js.OrderedConsumer(ctx, streams.ConsentStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return fmt.Errorf("consent: consumer: %w", err)
 	}
@@ -110,7 +186,7 @@ func (t *Table) Follow(ctx context.Context, js jetstream.JetStream, log *zap.Log
 			t.log.Warn("consent event without metadata", zap.Error(err))
 			return
 		}
-		t.applyMsg(meta.Sequence.Stream, msg.Subject(), msg.Data())
+		t.applyCopy(meta.Sequence.Stream, msg.Headers().Get(SourceHeader), msg.Subject(), msg.Data())
 		if meta.NumPending == 0 {
 			once.Do(func() { close(loaded) })
 		}
@@ -127,6 +203,20 @@ func (t *Table) Follow(ctx context.Context, js jetstream.JetStream, log *zap.Log
 	}
 }
 
+// SourceHeader is the header in which JetStream names where a sourced event came from.
+const SourceHeader = "Nats-Stream-Source"
+
+// SourceSeq is the STATE seq of an event JetStream copied into CONSENT, from its
+// Nats-Stream-Source header ("<stream> <seq> ..."); ok is false if the header names none.
+func SourceSeq(header string) (seq uint64, ok bool) {
+	fields := strings.Fields(header)
+	if len(fields) < 2 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(fields[1], 10, 64)
+	return seq, err == nil && seq > 0
+}
+
 // Stop ends the mirror; the table keeps answering from what it had.
 func (t *Table) Stop() {
 	if t.cons != nil {
@@ -135,7 +225,15 @@ func (t *Table) Stop() {
 	}
 }
 
-func (t *Table) applyMsg(seq uint64, subject string, data []byte) {
+// applyCopy applies the event at CONSENT seq copied, whose Nats-Stream-Source header is source.
+func (t *Table) applyCopy(copied uint64, source, subject string, data []byte) {
+	defer t.advanceCopied(copied)
+	seq, ok := SourceSeq(source)
+	if !ok {
+		t.log.Warn("consent event without its STATE seq; skipped", zap.Uint64("consent_seq", copied), zap.String("subject", subject),
+			zap.String("source", source))
+		return
+	}
 	ev, err := streams.DecodeStateEvent(subject, data)
 	if err != nil {
 		t.log.Warn("bad consent event; skipped", zap.Uint64("seq", seq), zap.String("subject", subject), zap.Error(err))
@@ -145,10 +243,22 @@ func (t *Table) applyMsg(seq uint64, subject string, data []byte) {
 	t.Apply(seq, ev)
 }
 
+func (t *Table) advanceCopied(copied uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if copied > t.copied {
+		t.copied = copied
+		close(t.changed)
+		t.changed = make(chan struct{})
+	}
+}
+
 // Apply applies the state event at STATE seq. Events of other kinds only move the applied
 // seq. Applying an event again, or an older event of a subject after a newer one's seq, changes
 // nothing.
 func (t *Table) Apply(seq uint64, ev streams.StateEvent) {
+	var notice Notice
+	var notify bool
 	t.mu.Lock()
 	if seq > t.applied {
 		at := time.UnixMilli(ev.At).UTC()
@@ -167,9 +277,20 @@ func (t *Table) Apply(seq uint64, ev streams.StateEvent) {
 		case streams.StateDirectAccepted:
 			delete(t.requests, ev.Direct.ConversationID)
 		case streams.StateDirectIgnored:
-			if r, ok := t.requests[ev.Direct.ConversationID]; ok && r.To == ev.Direct.By {
+			// The request is whatever the ignore answers: CONSENT keeps only the last event of
+			// a subject, so a table loaded afterwards sees the ignore without the opening.
+			d := ev.Direct
+			from := d.UserIDs[0]
+			if from == d.By {
+				from = d.UserIDs[1]
+			}
+			r, ok := t.requests[d.ConversationID]
+			if !ok {
+				r = Request{ConversationID: d.ConversationID, From: from, To: d.By, At: at}
+			}
+			if r.To == d.By {
 				r.Ignored = true
-				t.requests[ev.Direct.ConversationID] = r
+				t.requests[d.ConversationID] = r
 			}
 		case streams.StateUserBlocked:
 			b := ev.Block
@@ -190,9 +311,17 @@ func (t *Table) Apply(seq uint64, ev streams.StateEvent) {
 				t.visibility[p.UserID] = p.Presence
 			}
 		}
+		notice, notify = t.noticeLocked(ev, at)
 	}
 	t.mu.Unlock()
 	t.advance(seq)
+	if notify {
+		t.watchMu.Lock()
+		for _, fn := range t.watchers {
+			fn(notice)
+		}
+		t.watchMu.Unlock()
+	}
 }
 
 func (t *Table) advance(seq uint64) {
@@ -207,46 +336,60 @@ func (t *Table) advance(seq uint64) {
 
 // WaitFor returns once the event at STATE seq (one of the consent subjects) is applied: a
 // writer calls it after its publish, so that its next request, and every component of its
-// process, sees the change.
+// process, sees the change. Since the table reads the copy in CONSENT, the event is in CONSENT
+// by then too, where every other process's Sync finds it.
 func (t *Table) WaitFor(ctx context.Context, seq uint64) error {
+	return t.wait(ctx, func() bool { return t.applied >= seq }, func() string {
+		return fmt.Sprintf("state seq %d (applied %d)", seq, t.applied)
+	})
+}
+
+// wait returns once done (called under the read lock) holds.
+func (t *Table) wait(ctx context.Context, done func() bool, what func() string) error {
 	for {
 		t.mu.RLock()
-		applied, changed := t.applied, t.changed
+		ok, changed := done(), t.changed
+		var desc string
+		if !ok && ctx.Err() != nil {
+			desc = what()
+		}
 		t.mu.RUnlock()
-		if applied >= seq {
+		if ok {
 			return nil
+		}
+		if desc != "" {
+			return fmt.Errorf("consent: wait for %s: %w", desc, ctx.Err())
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("consent: wait for state seq %d (applied %d): %w", seq, applied, ctx.Err())
 		}
 	}
 }
 
-// Sync returns once the table has applied every consent event that was on STATE when it was
-// called (three direct gets: the last event of each consent subject), or fails after wait. A
-// consumer that calls it before a chunk of CHAT events routes them under the consent of their
-// time: a request or block recorded (acknowledged) before a message was published is applied
-// before that message is routed, whichever process recorded it.
+// Sync returns once the table has applied every event that was on CONSENT when it was called
+// (one get of CONSENT's last message, for its seq), or fails after wait. A consumer that calls it
+// before a chunk of CHAT events routes them under the consent of their time: a request or
+// block whose writer has answered (it waits until the event is in CONSENT, see WaitFor) before
+// a message was published is applied before that message is routed, whichever process
+// recorded it.
 func (t *Table) Sync(ctx context.Context, wait time.Duration) error {
 	if t.stream == nil {
 		return nil // fed by Apply alone
 	}
 	var last uint64
-	for _, subject := range streams.ConsentSubjects {
-		m, err := t.stream.GetLastMsgForSubject(ctx, subject)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("consent: last of %s: %w", subject, err)
-		}
-		last = max(last, m.Sequence)
+	switch m, err := t.stream.GetLastMsgForSubject(ctx, ">"); {
+	case errors.Is(err, jetstream.ErrMsgNotFound): // empty
+	case err != nil:
+		return fmt.Errorf("consent: last seq: %w", err)
+	default:
+		last = m.Sequence
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return t.WaitFor(ctx, last)
+	return t.wait(ctx, func() bool { return t.copied >= last }, func() string {
+		return fmt.Sprintf("consent seq %d (applied %d)", last, t.copied)
+	})
 }
 
 // Blocked reports whether user blocked other.

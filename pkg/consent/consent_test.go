@@ -2,6 +2,7 @@ package consent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -9,13 +10,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 const (
 	ann  = "01J9ZK2A4C6E8G0J2L4N6Q8S0U"
@@ -49,13 +51,26 @@ func TestWatchLoadsAndFollowsTheStream(t *testing.T) {
 	bus := natsxtest.Start(t)
 	js := bus.JS
 	users := []string{ann, bob}
+	// Account events are not consent: they stay out of CONSENT, and their seqs make STATE's and
+	// CONSENT's numbering differ (the table counts in STATE seqs).
+	publish(t, js, streams.StateEvent{Kind: streams.StateAccountCreated, At: 1, Account: &streams.AccountState{UserID: ann, Handle: "ann", DisplayName: "Ann", PasswordHash: "$2a$04$hash"}})
+	publish(t, js, streams.StateEvent{Kind: streams.StateAccountCreated, At: 1, Account: &streams.AccountState{UserID: bob, Handle: "bob", DisplayName: "Bob", PasswordHash: "$2a$04$hash"}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, CreatedBy: ann, Request: true}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, CreatedBy: ann, Request: true}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateDirectAccepted, At: 2, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, By: cy}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateUserBlocked, At: 3, Block: &streams.BlockState{UserID: cy, BlockedID: bob}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateUserBlocked, At: 3, Block: &streams.BlockState{UserID: bob, BlockedID: cy}})
 	publish(t, js, streams.StateEvent{Kind: streams.StateUserUnblocked, At: 4, Block: &streams.BlockState{UserID: bob, BlockedID: cy}})
-	publish(t, js, streams.StateEvent{Kind: streams.StatePresenceSet, At: 5, Privacy: &streams.PrivacyState{UserID: cy, Presence: streams.PresenceContacts}})
+	last := publish(t, js, streams.StateEvent{Kind: streams.StatePresenceSet, At: 5, Privacy: &streams.PrivacyState{UserID: cy, Presence: streams.PresenceContacts}})
+	// A writer waits for its event as the API does: then it is in CONSENT, for anyone to load.
+	writer, err := Watch(ctx, js, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	writer.Stop()
 
 	tb, err := Watch(ctx, js, zaptest.NewLogger(t))
 	if err != nil {
@@ -106,6 +121,51 @@ func TestWatchLoadsAndFollowsTheStream(t *testing.T) {
 	if len(tb.Blocks(cy)) != 0 || tb.Blocked(cy, bob) {
 		t.Errorf("unblock: %v", tb.Blocks(cy))
 	}
+	tb.mu.RLock()
+	applied := tb.applied
+	tb.mu.RUnlock()
+	if applied != seq {
+		t.Errorf("applied STATE seq %d, want %d (the seq of the last consent event on STATE)", applied, seq)
+	}
+}
+
+// CONSENT keeps only the last event of a subject: a table loaded after a request was ignored
+// sees the ignore alone, and must still hold the requester's messages from the one who ignored.
+func TestIgnoredRequestSurvivesAReload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus := natsxtest.Start(t)
+	users := []string{ann, bob}
+	publish(t, bus.JS, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, CreatedBy: ann, Request: true}})
+	seq := publish(t, bus.JS, streams.StateEvent{Kind: streams.StateDirectIgnored, At: 2, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}})
+	first, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.WaitFor(ctx, seq); err != nil { // copied into CONSENT
+		t.Fatal(err)
+	}
+	first.Stop()
+	tb, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Stop()
+	r, ok := tb.Request(dm)
+	if !ok || !r.Ignored || r.From != ann || r.To != bob {
+		t.Fatalf("after a reload the ignored request is %+v %v", r, ok)
+	}
+	if tb.SeesMessage(bob, ann, dm) || !tb.SeesMessage(ann, bob, dm) {
+		t.Error("after a reload an ignored request delivers the requester's messages")
+	}
+}
+
+func TestSourceSeq(t *testing.T) {
+	for header, want := range map[string]uint64{"STATE 42 state.direct.> > state.direct.x": 42, "STATE:abc 7": 7, "": 0, "STATE": 0, "STATE x": 0, "STATE 0": 0} {
+		if got, ok := SourceSeq(header); got != want || ok != (want > 0) {
+			t.Errorf("SourceSeq(%q) = %d, %v; want %d", header, got, ok, want)
+		}
+	}
 }
 
 // An ignored request stays a request; replaying an older event changes nothing.
@@ -143,8 +203,9 @@ func BenchmarkSeesMessage(b *testing.B) {
 	}
 }
 
-// Sync waits for what is on STATE now: after it returns, an event acknowledged before the call
-// is applied; a table that stopped following cannot pass it.
+// Sync waits for what is on CONSENT now: after it returns, an event whose writer waited for it
+// (WaitFor, as the API does before it answers) is applied; a table that stopped following
+// cannot pass it.
 func TestSyncWaitsForTheStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -159,11 +220,19 @@ func TestSyncWaitsForTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale.Stop()
+	writer, err := Watch(ctx, bus.JS, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Stop()
 	if err := stale.Sync(ctx, 100*time.Millisecond); err != nil {
-		t.Fatalf("nothing on STATE yet: %v", err)
+		t.Fatalf("nothing on CONSENT yet: %v", err)
 	}
 	for i := range 20 {
-		publish(t, bus.JS, streams.StateEvent{Kind: streams.StateUserBlocked, At: int64(i), Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}})
+		seq := publish(t, bus.JS, streams.StateEvent{Kind: streams.StateUserBlocked, At: int64(i), Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}})
+		if err := writer.WaitFor(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
 		if err := live.Sync(ctx, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -174,4 +243,72 @@ func TestSyncWaitsForTheStream(t *testing.T) {
 	if err := stale.Sync(ctx, 100*time.Millisecond); err == nil {
 		t.Fatal("a table that stopped following passed Sync")
 	}
+}
+
+// A request's notices go to whom each state concerns: both users when it is made (not its
+// recipient across a block) and accepted; only the one who ignored it, when ignored.
+func TestRequestNotices(t *testing.T) {
+	tb := New()
+	var got []Notice
+	stop := tb.OnRequest(func(n Notice) { got = append(got, n) })
+	users := []string{ann, bob}
+	tb.Apply(1, streams.StateEvent{Kind: streams.StateDirectOpened, At: 1, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, CreatedBy: ann, Request: true}})
+	tb.Apply(2, streams.StateEvent{Kind: streams.StateDirectIgnored, At: 2, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}})
+	tb.Apply(2, streams.StateEvent{Kind: streams.StateDirectIgnored, At: 2, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}}) // a repeat: no notice
+	tb.Apply(3, streams.StateEvent{Kind: streams.StateDirectAccepted, At: 3, Direct: &streams.DirectState{ConversationID: dm, UserIDs: users, By: bob}})
+	tb.Apply(4, streams.StateEvent{Kind: streams.StateUserBlocked, At: 4, Block: &streams.BlockState{UserID: cy, BlockedID: ann}})
+	tb.Apply(5, streams.StateEvent{Kind: streams.StateDirectOpened, At: 5, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, CreatedBy: ann, Request: true}})
+	stop()
+	tb.Apply(6, streams.StateEvent{Kind: streams.StateDirectAccepted, At: 6, Direct: &streams.DirectState{ConversationID: dmOK, UserIDs: []string{ann, cy}, By: cy}})
+	want := []struct {
+		state string
+		users []string
+	}{{RequestOpen, []string{ann, bob}}, {RequestIgnored, []string{bob}}, {RequestAccepted, []string{ann, bob}}, {RequestOpen, []string{ann}}}
+	if len(got) != len(want) {
+		t.Fatalf("%d notices, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].State != w.state || fmt.Sprint(got[i].Users) != fmt.Sprint(w.users) || got[i].Request.From != ann {
+			t.Errorf("notice %d: %+v, want %s to %v from ann", i, got[i], w.state, w.users)
+		}
+	}
+}
+
+// BenchmarkSync is fanout's consent barrier before each chunk: one get of the last message of
+// CONSENT and a wait that is already over (the reference: the three last-by-subject gets of
+// STATE the barrier made before CONSENT existed).
+func BenchmarkSync(b *testing.B) {
+	ctx := context.Background()
+	bus := natsxtest.Start(b)
+	for i := range 100 {
+		data, _ := streams.StateEvent{Kind: streams.StateUserBlocked, At: 1, Block: &streams.BlockState{UserID: ann, BlockedID: fmt.Sprintf("u%d", i)}}.Encode()
+		if _, err := bus.JS.Publish(ctx, streams.BlockSubject(ann, fmt.Sprintf("u%d", i)), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tb, err := Watch(ctx, bus.JS, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Stop()
+	b.Run("consent", func(b *testing.B) {
+		for b.Loop() {
+			if err := tb.Sync(ctx, time.Second); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	state, err := bus.JS.Stream(ctx, streams.StateStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("state-reference", func(b *testing.B) {
+		for b.Loop() {
+			for _, subject := range streams.ConsentSubjects {
+				if _, err := state.GetLastMsgForSubject(ctx, subject); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

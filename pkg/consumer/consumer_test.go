@@ -19,7 +19,7 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 const testDurable = "kit"
 

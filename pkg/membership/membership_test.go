@@ -17,7 +17,7 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 func openStore(t *testing.T) store.Store {
 	st, err := pebble.Open(t.TempDir(), pebble.Options{})

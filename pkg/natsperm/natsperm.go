@@ -79,12 +79,13 @@ func consumerPull(stream, consumer string) Permissions {
 	return p
 }
 
-// consentRead: follow consent, blocks and privacy settings on STATE (pkg/consent: one ordered
-// consumer, which the process creates, pulls and deletes, and direct gets for its barrier). NATS cannot narrow a consumer's
-// pulls to its filter, so this lets a process read STATE as a whole (docs/security.md).
+// consentRead: follow consent, blocks and privacy settings (pkg/consent: one ordered consumer
+// on CONSENT, which the process creates, pulls and deletes, and a get of its last message for its barrier).
+// CONSENT holds nothing but STATE's consent subjects, so no right on STATE comes with it: the
+// processes that enforce consent never see accounts (password hashes), devices or push tokens.
 func consentRead() Permissions {
-	s := streams.StateStream
-	p := streamRead(s) // Sync: the last event of each consent subject
+	s := streams.ConsentStream
+	p := streamRead(s)
 	p.add(pub(api+"CONSUMER.CREATE."+s+".>", api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*",
 		api+"CONSUMER.DELETE."+s+".*"))
 	return p
@@ -148,8 +149,8 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 			p.add(pub(streams.ChatSubject("*", kind)))
 		}
 		p.add(pub("presence.>", streams.TypingAll, streams.DeviceSubject("*", "*")))
-		p.add(sub(streams.AccountSubject("*"))) // closes the sockets of deleted accounts
-		p.add(sub(streams.SessionRevokedAll))   // and of ended sessions
+		p.add(sub(streams.AccountDeletedAll)) // closes the sockets of deleted accounts
+		p.add(sub(streams.SessionRevokedAll)) // and of ended sessions
 		p.add(timelineRead())
 		for _, c := range fanoutConsumers(o) {
 			p.add(consumerInfo(streams.ChatStream, c))
@@ -172,7 +173,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(kvRead(streams.GatewaysBucket))
 		p.add(kvRead(streams.PresenceBucket))
 		p.add(kvWrite(streams.PushSettingsBucket))
-		p.add(pub(SearchSubjects, streams.SessionRevokedAll))
+		p.add(pub(SearchSubjects, streams.SessionRevokedAll, streams.AccountDeletedAll))
 		p.add(storeClient())
 	case Persister:
 		p.add(consumerPull(streams.ChatStream, streams.PersisterConsumer))

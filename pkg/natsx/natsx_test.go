@@ -16,7 +16,10 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// nats-server's wait for a source consumer outlives a shutdown (see natsxtest.IgnoreServerGoroutines).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*stream).trySetupSourceConsumer.func3"))
+}
 
 func TestApplyIsIdempotentAndRestartKeepsState(t *testing.T) {
 	dir := t.TempDir()

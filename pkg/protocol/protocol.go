@@ -68,7 +68,23 @@ const (
 	TypeReceipt = "receipt"
 	// TypeHide is a delete for me: sent only to the devices of the user who deleted.
 	TypeHide = "hide"
+	// TypeRequest: a direct request was made to or by this user, or answered (RequestNotice).
+	TypeRequest = "request"
 )
+
+// RequestNotice tells a user's connected devices, live, that a direct conversation was
+// requested (State "open": to the requester's devices and the recipient's), accepted
+// ("accepted": both) or ignored ("ignored": the recipient's devices only). It is not part of
+// any timeline: it has no seq, sync does not replay it, and a device that was not connected
+// reads the requests from the conversation list (GET /v1/conversations) when it connects.
+type RequestNotice struct {
+	Type           string `json:"type"`
+	ConversationID string `json:"conversation_id"`
+	From           string `json:"from"`  // who asked
+	To             string `json:"to"`    // who is asked
+	State          string `json:"state"` // open, accepted or ignored
+	At             int64  `json:"at"`    // when, in Unix milliseconds
+}
 
 // ClientFrame is any frame a client sends; Type says which fields apply.
 type ClientFrame struct {

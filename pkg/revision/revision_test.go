@@ -15,7 +15,7 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 func TestMayModerateIsTheGroupOwner(t *testing.T) {
 	group, direct := store.Conversation{Kind: store.Group}, store.Conversation{Kind: store.Direct}

@@ -21,7 +21,7 @@ import (
 )
 
 // The Reader starts no goroutines, but pebble and the embedded server do: check they all stop.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 type env struct {
 	ctx context.Context

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -292,6 +293,16 @@ func (s *Server) deleteMe(c *fiber.Ctx) error {
 		Account: &streams.AccountState{UserID: u.ID, Handle: u.Handle}}
 	if _, err := projection.Record(ctx, s.js, s.store, ev); err != nil {
 		return fmt.Errorf("delete account: %w", err)
+	}
+	// Gateways close the account's sockets on this announcement (they do not read STATE).
+	nc := s.js.Conn()
+	if err := nc.Publish(streams.AccountDeletedSubject(u.ID), nil); err != nil {
+		return fmt.Errorf("delete account: announce: %w", err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("delete account: announce: %w", err)
 	}
 	if err := s.unmuteAll(ctx, u.ID); err != nil {
 		return fmt.Errorf("delete account: %w", err)

@@ -323,7 +323,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			timeline.New,
 			func(r prometheus.Registerer) *consumer.Metrics { return consumer.NewMetrics(r) },
 			// One consent mirror for every component of the process (gateway, api, fanout,
-			// presence), fed from STATE once the streams are defined.
+			// presence, push), fed from CONSENT once the streams are defined.
 			func(lc fx.Lifecycle, js jetstream.JetStream) *consent.Table {
 				t := consent.New()
 				lc.Append(fx.Hook{OnStart: func(ctx context.Context) error { return t.Follow(ctx, js, log) },

@@ -124,8 +124,9 @@ func TestGroupMembershipChangesAreEventsInOrderWithMessages(t *testing.T) {
 	if f := sendText(wsC, conv, "m3", "let me back"); f.Type != protocol.TypeError || f.Code != string(protocol.CodeNotMember) {
 		t.Fatalf("removed member's send answered %+v", f)
 	}
-	// dave is invited (by the owner: a plain member may not), accepts, and sees the event of his
-	// acceptance, then what follows — not what came before, his invitation included.
+	// dave is invited (by the owner: a plain member may not), accepts, and sees his invitation
+	// (live only: it names him), the event of his acceptance and what follows — nothing else of
+	// what came before.
 	if st, body := apptest.Request(t, "POST", s.APIURL+"/v1/conversations/"+conv+"/members", bob.Token,
 		map[string]any{"user_ids": []string{dave.ID}}); st != http.StatusForbidden || !contains(body, "forbidden") {
 		t.Fatalf("a plain member inviting: %d %s", st, body)
@@ -133,6 +134,9 @@ func TestGroupMembershipChangesAreEventsInOrderWithMessages(t *testing.T) {
 	invited := invite(s, conv, alice, dave)
 	var added groupAnswer
 	added.Seq = accept(s, conv, dave)
+	if f := nextEvent(wsD); f.Type != protocol.TypeMember || f.Seq != invited {
+		t.Fatalf("dave got %+v, want his invitation at %d", f, invited)
+	}
 	if f := nextEvent(wsD); f.Type != protocol.TypeMember || f.Seq != added.Seq {
 		t.Fatalf("dave got %+v, want his acceptance at %d", f, added.Seq)
 	}

@@ -227,6 +227,14 @@ func (f *Fanout) receives(m store.Member, seq uint64, kind, sender, conv string)
 	return m.Sees(seq) && (kind == streams.KindMember || f.consent.SeesMessage(m.UserID, sender, conv))
 }
 
+// concerns reports whether the member event ev at seq concerns m without m seeing it: it names
+// m (an invitation, or its decline or withdrawal) or changed m's record (the group's deletion
+// ending m's invitation). Such an event reaches m's devices too, so that every device of an
+// invitee learns of the invitation, and of its end, at once.
+func concerns(m store.Member, seq uint64, ev streams.ChatEvent) bool {
+	return ev.Kind == streams.KindMember && ev.Member != nil && (m.ChangedSeq == seq || slices.Contains(ev.Member.UserIDs, m.UserID))
+}
+
 // startPartition starts consuming partition p.
 func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	part := &partition{f: f, p: p, name: streams.FanoutConsumerName(p, f.cfg.Partitions), chain: rand.Uint64() | 1, sent: map[string]uint64{},
@@ -402,7 +410,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	}
 	byGateway := map[string][]string{}
 	for _, m := range members {
-		if !f.receives(m, seq, kind, ev.SenderID, conv) || !timeline.SeesTarget(m, ev) {
+		if !f.receives(m, seq, kind, ev.SenderID, conv) && !concerns(m, seq, ev) || !timeline.SeesTarget(m, ev) {
 			continue
 		}
 		f.routes.Gateways(m.UserID, func(gw string) {

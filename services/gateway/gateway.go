@@ -186,7 +186,8 @@ type Gateway struct {
 	ln         net.Listener
 	sub        *nats.Subscription
 	revokedSub *nats.Subscription // streams.SessionRevokedAll -> hub.onRevoked
-	accounts   *nats.Subscription // state.account.*: closes the sockets of deleted accounts
+	accounts   *nats.Subscription // account.deleted.*: closes the sockets of deleted accounts
+	notices    func()             // stops the consent table's request notices (hub.onRequest)
 	stopping   chan struct{}
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
@@ -251,7 +252,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 		g.ownTable = true
 	}
+	// Direct requests are not CHAT events: the gateway tells its own sockets of them as its
+	// consent mirror applies them (every gateway follows CONSENT anyway).
+	g.notices = g.consent.OnRequest(g.hub.onRequest)
 	if g.pub, err = newPublisher(g); err != nil {
+		g.notices()
 		return fmt.Errorf("gateway: publisher: %w", err)
 	}
 	g.sub, err = g.deps.NC.Subscribe(streams.DeliverSubject(g.cfg.ID), g.hub.onDelivery)
@@ -269,7 +274,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		_ = g.sub.Unsubscribe()
 		return fmt.Errorf("gateway: subscribe session revocations: %w", err)
 	}
-	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountSubject("*"), g.hub.onAccountEvent); err != nil {
+	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountDeletedAll, g.hub.onAccountDeleted); err != nil {
 		_ = g.sub.Unsubscribe()
 		_ = g.revokedSub.Unsubscribe()
 		return fmt.Errorf("gateway: subscribe account events: %w", err)
@@ -327,6 +332,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("gateway: connections still open at stop: %w", ctx.Err()))
 	}
 	g.pub.drain(ctx)
+	g.notices()
 	err = errors.Join(err, g.sub.Unsubscribe(), g.revokedSub.Unsubscribe(), g.accounts.Unsubscribe())
 	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
 		g.log.Warn("withdraw from discovery", zap.Error(derr))

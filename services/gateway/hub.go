@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/streams"
 )
@@ -187,22 +188,45 @@ func (h *hub) refreshRoutes() {
 	}
 }
 
-// onAccountEvent runs on the subscription to state.account.*: when an account is deleted, every
-// socket of it on this gateway is closed (its token is refused from then on, so it cannot come
-// back). A gateway that was cut off from NATS when the event passed closes every socket anyway
-// when it reconnects (maintain), and the reconnects are refused.
-func (h *hub) onAccountEvent(msg *nats.Msg) {
-	ev, err := streams.DecodeStateEvent(msg.Subject, msg.Data)
-	if err != nil || ev.Kind != streams.StateAccountDeleted {
+// onAccountDeleted runs on the subscription to account.deleted.*: when an account is deleted,
+// every socket of it on this gateway is closed (its token is refused from then on, so it cannot
+// come back). A gateway that was cut off from NATS when the announcement passed closes every
+// socket anyway when it reconnects (maintain), and the reconnects are refused.
+func (h *hub) onAccountDeleted(msg *nats.Msg) {
+	userID, ok := streams.ParseAccountDeletedSubject(msg.Subject)
+	if !ok {
+		h.g.log.Warn("bad account deletion subject", zap.String("subject", msg.Subject))
 		return
 	}
 	h.mu.RLock()
 	var closing []*session
-	for _, s := range h.byUser[ev.Account.UserID] {
+	for _, s := range h.byUser[userID] {
 		closing = append(closing, s)
 	}
 	h.mu.RUnlock()
 	for _, s := range closing {
 		s.fail(protocol.CloseUnauthorized, "account deleted")
 	}
+}
+
+// onRequest runs on the consent table's feed: it sends the request notice to every socket on
+// this gateway of the users it concerns (consent.Notice.Users). A socket that is not connected
+// misses it and reads the requests from the conversation list when it connects.
+func (h *hub) onRequest(n consent.Notice) {
+	frame, err := json.Marshal(protocol.RequestNotice{Type: protocol.TypeRequest, ConversationID: n.Request.ConversationID,
+		From: n.Request.From, To: n.Request.To, State: n.State, At: n.Request.At.UnixMilli()})
+	if err != nil {
+		h.g.log.Error("encode request notice", zap.Error(err))
+		return
+	}
+	sent := 0
+	h.mu.RLock()
+	for _, u := range n.Users {
+		for _, s := range h.byUser[u] {
+			s.enqueue(frame)
+			sent++
+		}
+	}
+	h.mu.RUnlock()
+	h.g.met.requestNotices.WithLabelValues(n.State).Add(float64(sent))
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	deliveryLag         prometheus.Gauge
 	backpressureWaits   prometheus.Counter
 	backpressureSeconds prometheus.Counter
+	requestNotices      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,9 +37,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "backpressure_waits_total", Help: "Sends held because delivery to this gateway was too far behind."}),
 		backpressureSeconds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "backpressure_seconds_total", Help: "Time sends were held because delivery to this gateway was too far behind."}),
+		requestNotices: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
+			Name: "request_notices_total", Help: "Request frames queued to sockets of this gateway, by state."}, []string{"state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds)
+		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds, m.requestNotices)
 	}
 	return m
 }

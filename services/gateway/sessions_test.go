@@ -211,3 +211,16 @@ func TestRenewedSocketIsClosedWhenItsSessionEnds(t *testing.T) {
 	s.Do("POST", "/v1/logout", fresh.Token, nil, http.StatusNoContent, nil)
 	wantSessionEnded(t, "renewed socket", ws, time.Now())
 }
+
+// Deleting an account closes its sockets with 4401 at once (the API announces it on
+// account.deleted.<user>), and nobody else's.
+func TestDeletedAccountsSocketsAreClosed(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+	s.Do("DELETE", "/v1/me", alice.Token, map[string]string{"password": "password-alice"}, http.StatusNoContent, nil)
+	if code := a.CloseStatus(wait); code != websocket.StatusCode(protocol.CloseUnauthorized) {
+		t.Fatalf("deleted account's socket closed with %d, want %d", code, protocol.CloseUnauthorized)
+	}
+	wantOpen(t, "bob", b)
+}

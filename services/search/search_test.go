@@ -19,7 +19,7 @@ import (
 
 // Bleve starts its analysis workers when its package loads; they live as long as the process.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/blevesearch/bleve_index_api.AnalysisWorker"))
+	goleak.VerifyTestMain(m, append(natsxtest.IgnoreServerGoroutines(), goleak.IgnoreTopFunction("github.com/blevesearch/bleve_index_api.AnalysisWorker"))...)
 }
 
 type env struct {

@@ -30,11 +30,17 @@ func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	seen := map[string]int{}
 
 	alice, bob, carol, dave := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("carol"), s.SignUp("dave")
-	direct := s.Direct(alice, bob)
 	zero := uint64(0)
 	a := dial(t, sp, s, alice, "a-phone", &zero, seen)
 	b := dial(t, sp, s, bob, "b-laptop", nil, seen)
-	a.expect(protocol.TypePresence) // bob came online; they share a direct conversation
+	direct := s.Request(alice, bob)
+	a.expect(protocol.TypeRequest) // open: to both
+	b.expect(protocol.TypeRequest)
+	s.Do("POST", "/v1/conversations/"+direct+"/accept", bob.Token, nil, http.StatusOK, nil)
+	a.expect(protocol.TypeRequest) // accepted
+	b.expect(protocol.TypeRequest)
+	a.send(protocol.ClientFrame{Type: protocol.TypePresence, ID: "q0", UserIDs: []string{bob.ID}})
+	a.expect(protocol.TypePresence) // bob is online; they share a direct conversation
 
 	a.send(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s1", ClientMsgID: "c1", ConversationID: direct, Text: "hi bob"})
 	ack := a.expect(protocol.TypeAck)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/natsperm"
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/protocol"
@@ -94,6 +95,26 @@ func (v *violations) wait(subject string, timeout time.Duration) bool {
 	for {
 		v.mu.Lock()
 		found := slices.ContainsFunc(v.seen, func(line string) bool { return strings.Contains(line, subject) })
+		v.mu.Unlock()
+		if found {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFor reports whether a violation of the connection named conn of a subject that starts
+// with subject is logged within timeout.
+func (v *violations) waitFor(conn, subject string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		v.mu.Lock()
+		found := slices.ContainsFunc(v.seen, func(line string) bool {
+			return strings.Contains(line, `Subject "`+subject) && strings.Contains(line, ":"+conn+`"`)
+		})
 		v.mu.Unlock()
 		if found {
 			return true
@@ -290,6 +311,84 @@ func TestEveryTargetWorksWithItsLeastPrivilegeUser(t *testing.T) {
 	}
 	if _, err := adminJS.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer); err != nil {
 		t.Fatalf("persister consumer after the refused delete: %v", err)
+	}
+	consentReadersSeeNoAccounts(t, url, passwords, s, violated)
+}
+
+// consentReadersSeeNoAccounts: the users of the processes that enforce consent (gateway,
+// fanout, presence, push) follow consent through CONSENT, and every way to read STATE — where
+// account events carry password hashes — is refused: a direct get, a stream message get, a
+// consumer of their own, a pull from the projector's, a subscription to the account subjects.
+func consentReadersSeeNoAccounts(t *testing.T, url string, passwords map[string]string, s *apptest.System, violated *violations) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dora, erin := s.SignUp("dora"), s.SignUp("erin")
+	s.Do("PUT", "/v1/blocks/"+erin.ID, dora.Token, nil, http.StatusNoContent, nil)
+	for _, user := range []string{natsperm.Gateway, natsperm.Fanout, natsperm.Presence, natsperm.Push} {
+		name := "spy-" + user
+		nc, err := natsx.Connect(url, name, nil, zap.NewNop(), nats.UserInfo(user, passwords[user]), nats.CustomInboxPrefix(natsx.UserInbox(user)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the role needs: the consent table fills, with the block the API just recorded.
+		tb, err := consent.Watch(ctx, js, zap.NewNop())
+		if err != nil {
+			t.Fatalf("%s user: consent table: %v", user, err)
+		}
+		blocked := tb.Blocked(dora.ID, erin.ID)
+		if err := tb.Sync(ctx, 5*time.Second); err != nil {
+			t.Errorf("%s user: consent barrier: %v", user, err)
+		}
+		tb.Stop()
+		if !blocked {
+			t.Errorf("%s user: the consent table does not hold dora's block", user)
+		}
+
+		var attempts sync.WaitGroup
+		refused := func(what, subject string, op func(ctx context.Context) error) {
+			attempts.Go(func() {
+				octx, ocancel := context.WithTimeout(ctx, time.Second)
+				defer ocancel()
+				if err := op(octx); err == nil {
+					t.Errorf("%s user: %s succeeded", user, what)
+					return
+				}
+				if !violated.waitFor(name, subject, 10*time.Second) {
+					t.Errorf("%s user: %s: nats-server logged no violation for %s", user, what, subject)
+				}
+			})
+		}
+		account := streams.AccountSubject("dora")
+		request := func(subject, body string) func(ctx context.Context) error {
+			return func(ctx context.Context) error {
+				m, err := nc.RequestWithContext(ctx, subject, []byte(body))
+				if err == nil {
+					return fmt.Errorf("answered: %s", m.Data)
+				}
+				return err
+			}
+		}
+		refused("direct get of an account event", "$JS.API.DIRECT.GET.STATE."+account, request("$JS.API.DIRECT.GET.STATE."+account, ""))
+		refused("message get of an account event", "$JS.API.STREAM.MSG.GET.STATE", request("$JS.API.STREAM.MSG.GET.STATE", `{"last_by_subj":"`+account+`"}`))
+		refused("a consumer on STATE", "$JS.API.CONSUMER.CREATE.STATE", func(ctx context.Context) error {
+			_, err := js.OrderedConsumer(ctx, streams.StateStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"state.account.>"}})
+			return err
+		})
+		refused("a pull from the projector's consumer on STATE", "$JS.API.CONSUMER.MSG.NEXT.STATE.projector",
+			request("$JS.API.CONSUMER.MSG.NEXT.STATE."+streams.ProjectorConsumer, `{"batch":1,"no_wait":true}`))
+		attempts.Wait()
+		if _, err := nc.SubscribeSync("state.account.*"); err != nil {
+			t.Fatal(err)
+		}
+		if !violated.waitFor(name, "state.account.*", 10*time.Second) {
+			t.Errorf("%s user: subscribing to state.account.* was not refused", user)
+		}
 	}
 }
 

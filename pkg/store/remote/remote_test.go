@@ -25,7 +25,7 @@ import (
 	"github.com/natter-chat/natter/pkg/store/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 // connect opens a TCP connection of its own to srv, as another process would.
 func connect(t testing.TB, srv *server.Server) *nats.Conn {

@@ -21,6 +21,7 @@ import type {
   RevisionEvent,
   PresenceEntry,
   PresenceFrame,
+  RequestFrame,
   ReceiptFrame,
   ServerFrame,
   SyncedFrame,
@@ -114,6 +115,8 @@ export interface ClientEventMap {
   typing: TypingFrame;
   /** Presence: pushed changes (no ref) and answers to presence() (with ref). */
   presence: PresenceFrame;
+  /** A direct request made to or by this user, or answered: live only (see RequestFrame). */
+  request: RequestFrame;
   /** The first frame of every connection. */
   welcome: WelcomeFrame;
   /** Catch-up over; cursor is the stream head. */
@@ -556,6 +559,9 @@ export class NatterClient {
         return;
       case "receipt":
         this.emit("receipt", f);
+        return;
+      case "request":
+        this.emit("request", f);
         return;
       case "typing":
         this.emit("typing", f);

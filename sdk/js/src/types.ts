@@ -230,6 +230,18 @@ export interface MemberEvent {
 /** A timeline event: what moves the cursor, what history pages hold. */
 export type ChatEvent = MessageEvent | MemberEvent | RevisionEvent;
 
+/**
+ * invitationChange tells whether e changes userId's invitation to a group: "invited",
+ * "declined" (declined or withdrawn), "accepted", or undefined. An invitee's devices get these
+ * member events live although the invitee sees nothing else of the group.
+ */
+export function invitationChange(e: ChatEvent, userId: string): "invited" | "declined" | "accepted" | undefined {
+  if (e.type !== "member") return undefined;
+  const a = e.member.action;
+  if ((a === "invited" || a === "declined" || a === "accepted") && e.member.user_ids?.includes(userId)) return a;
+  return undefined;
+}
+
 export interface SyncedFrame {
   type: "synced";
   cursor: number;
@@ -266,6 +278,25 @@ export interface TypingFrame {
   expires_in_ms: number;
 }
 
+export type RequestState = "open" | "accepted" | "ignored";
+
+/**
+ * A direct request made to or by this user, or its answer, live (no seq, not replayed by sync:
+ * after a connect, read requests from the conversation list). "open" reaches both users' devices
+ * (not a recipient across a block), "accepted" both, "ignored" the recipient's only.
+ */
+export interface RequestFrame {
+  type: "request";
+  conversation_id: string;
+  /** Who asked. */
+  from: string;
+  /** Who is asked. */
+  to: string;
+  state: RequestState;
+  /** Unix ms. */
+  at: number;
+}
+
 export type PresenceStatus = "online" | "offline" | "unknown";
 
 export interface PresenceEntry {
@@ -295,6 +326,7 @@ export type ServerFrame =
   | ReceiptFrame
   | TypingFrame
   | PresenceFrame
+  | RequestFrame
   | AuthFrame;
 
 // ---- HTTP API objects ----

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import { ApiError, CloseError, MemoryCursorStore, NatterApi, NatterClient, ProtocolError, TypingTracker, retryable } from "../dist/index.js";
+import { ApiError, CloseError, MemoryCursorStore, NatterApi, NatterClient, ProtocolError, TypingTracker, invitationChange, retryable } from "../dist/index.js";
 import { FileCursorStore } from "./file-store.mjs";
 import { Natter, WebSocketImpl, record, startProxy, waitFor } from "./harness.mjs";
 
@@ -70,6 +70,26 @@ describe("consent", () => {
     assert.deepEqual(await bob.api.blocks(), []);
     await bob.api.setPresenceVisibility("contacts");
     assert.equal(await bob.api.presenceVisibility(), "contacts");
+  });
+});
+
+describe("requests", () => {
+  test("a request and its answers reach every device of both users live; an ignore only the recipient's", async () => {
+    const alice = await natter.user("alice");
+    const bob = await natter.user("bob");
+    const devices = { a: await connect(alice, "a"), b1: await connect(bob, "b1"), b2: await connect(bob, "b2") };
+    const seen = { a: [], b1: [], b2: [] };
+    for (const [name, d] of Object.entries(devices)) d.c.on("request", (r) => void seen[name].push(r));
+    const conv = await alice.api.openDirect(bob.user.id);
+    const states = (name) => seen[name].map((r) => `${r.state}:${r.conversation_id === conv.id && r.from === alice.user.id && r.to === bob.user.id}`);
+    await waitFor(() => seen.a.length === 1 && seen.b1.length === 1 && seen.b2.length === 1, "the request on every device");
+    await bob.api.ignoreRequest(conv.id);
+    await waitFor(() => seen.b1.length === 2 && seen.b2.length === 2, "the ignore on bob's devices");
+    await bob.api.acceptRequest(conv.id);
+    await waitFor(() => seen.a.length === 2 && seen.b1.length === 3 && seen.b2.length === 3, "the accept on every device");
+    assert.deepEqual(states("a"), ["open:true", "accepted:true"]); // never told of the ignore
+    assert.deepEqual(states("b1"), ["open:true", "ignored:true", "accepted:true"]);
+    assert.deepEqual(states("b2"), states("b1"));
   });
 });
 
@@ -272,17 +292,20 @@ describe("chat", () => {
     await alice.api.setRole(id, bob.user.id, "admin");
     await bob.api.renameGroup(id, "Long trip");
     await alice.api.leaveGroup(id);
-    // Bob joined at his acceptance: what he sees starts there.
-    await waitFor(() => b.rec.events.length === 6, "six member events");
-    assert.deepEqual(b.rec.events.map((e) => e.member.action), ["accepted", "invited", "accepted", "promoted", "renamed", "left"]);
-    assert.equal(b.rec.events[5].member.owner, bob.user.id);
+    // Bob joined at his acceptance: what he sees starts there, but for his invitation, which
+    // reached his connected device live.
+    await waitFor(() => b.rec.events.length === 7, "seven member events");
+    assert.deepEqual(b.rec.events.map((e) => e.member.action), ["invited", "accepted", "invited", "accepted", "promoted", "renamed", "left"]);
+    assert.equal(invitationChange(b.rec.events[0], bob.user.id), "invited");
+    assert.equal(invitationChange(b.rec.events[2], bob.user.id), undefined); // carol's
+    assert.equal(b.rec.events[6].member.owner, bob.user.id);
     const detail = await bob.api.conversation(id);
     assert.equal(detail.conversation.name, "Long trip");
     assert.deepEqual(detail.members.map((m) => m.role).sort(), ["member", "owner"]);
     assert.deepEqual(detail.invitations, []);
     await bob.api.deleteGroup(id);
-    await waitFor(() => b.rec.events.length === 7, "the deletion");
-    assert.equal(b.rec.events[6].member.action, "deleted");
+    await waitFor(() => b.rec.events.length === 8, "the deletion");
+    assert.equal(b.rec.events[7].member.action, "deleted");
   });
 });
 

@@ -10,6 +10,7 @@ import {
   NatterClient,
   ProtocolError,
   TypingTracker,
+  invitationChange,
   ulid,
   type AckFrame,
   type CursorStore,
@@ -21,6 +22,7 @@ import {
   type Member,
   type PresenceEntry,
   type ReceiptFrame,
+  type RequestFrame,
   type Session,
   type User,
 } from "@natter-chat/sdk";
@@ -225,13 +227,14 @@ export class App {
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
     window.addEventListener("focus", () => this.markRead());
-    // "last seen 3 min ago" ages on screen; invitations and requests, which nothing announces
-    // (a request's messages are held), show up.
-    this.presenceTimer = window.setInterval(() => {
-      this.renderPresence();
+    // "last seen 3 min ago" ages on screen. Requests and invitations arrive live (request
+    // frames, member events naming us) and are reloaded on every (re)connect; the reload every
+    // five minutes is only a fallback.
+    this.presenceTimer = window.setInterval(() => this.renderPresence(), 30_000);
+    window.setInterval(() => {
       void this.refreshInvitations();
       this.scheduleRefresh();
-    }, 30_000);
+    }, 300_000);
     window.addEventListener("focus", () => void this.refreshInvitations());
 
     const saved = this.loadSession();
@@ -307,6 +310,7 @@ export class App {
     conn.on("synced", () => void this.refreshConversations());
     conn.on("receipt", (r) => this.onReceipt(r));
     conn.on("presence", (p) => this.onPresence(p.users));
+    conn.on("request", (r) => void this.onRequest(r));
     conn.on("error", (e) => console.warn("natter:", e.message));
     this.typing = new TypingTracker(conn, { onChange: (conv) => this.renderTyping(conv) });
     conn.start().catch(() => undefined); // the state listener shows why it ended
@@ -835,6 +839,18 @@ export class App {
     }
   }
 
+  /**
+   * onRequest follows a direct request made or answered, here or on another device: the list
+   * and the open chat's request bar change at once, and an accept shows the messages it held.
+   */
+  private async onRequest(r: RequestFrame): Promise<void> {
+    const open = this.view?.id === r.conversation_id;
+    await this.refreshConversations();
+    if (!open || this.view?.id !== r.conversation_id) return;
+    this.renderChatHead();
+    if (r.state === "accepted" && r.to === this.me?.id) await this.open(r.conversation_id);
+  }
+
   /** onAnswer accepts (or ignores) the open request; an accepted one shows its history. */
   private async onAnswer(accept: boolean): Promise<void> {
     const v = this.view;
@@ -989,6 +1005,8 @@ export class App {
       this.scheduleRefresh();
       if (this.view?.id === ev.conversation_id) void this.reloadMembers();
     }
+    const invite = this.me && invitationChange(ev, this.me.id);
+    if (invite === "invited" || invite === "declined") return; // of a group we are not in: the list shows it
     if (ev.sender_id !== this.me?.id) this.delivered(ev.conversation_id, ev.seq);
     const v = this.view;
     if (!v || v.id !== ev.conversation_id) return;

@@ -728,6 +728,9 @@ var NatterClient = class {
       case "receipt":
         this.emit("receipt", f);
         return;
+      case "request":
+        this.emit("request", f);
+        return;
       case "typing":
         this.emit("typing", f);
         return;
@@ -1061,6 +1064,14 @@ var TypingTracker = class {
   }
 };
 
+// sdk/js/src/types.ts
+function invitationChange(e, userId) {
+  if (e.type !== "member") return void 0;
+  const a = e.member.action;
+  if ((a === "invited" || a === "declined" || a === "accepted") && e.member.user_ids?.includes(userId)) return a;
+  return void 0;
+}
+
 // services/web/src/dom.ts
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -1258,11 +1269,11 @@ var App = class {
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
     window.addEventListener("focus", () => this.markRead());
-    this.presenceTimer = window.setInterval(() => {
-      this.renderPresence();
+    this.presenceTimer = window.setInterval(() => this.renderPresence(), 3e4);
+    window.setInterval(() => {
       void this.refreshInvitations();
       this.scheduleRefresh();
-    }, 3e4);
+    }, 3e5);
     window.addEventListener("focus", () => void this.refreshInvitations());
     const saved = this.loadSession();
     if (saved) void this.enter(saved);
@@ -1333,6 +1344,7 @@ var App = class {
     conn.on("synced", () => void this.refreshConversations());
     conn.on("receipt", (r) => this.onReceipt(r));
     conn.on("presence", (p) => this.onPresence(p.users));
+    conn.on("request", (r) => void this.onRequest(r));
     conn.on("error", (e) => console.warn("natter:", e.message));
     this.typing = new TypingTracker(conn, { onChange: (conv) => this.renderTyping(conv) });
     conn.start().catch(() => void 0);
@@ -1817,6 +1829,17 @@ var App = class {
       byId("chat-error").textContent = friendly(x);
     }
   }
+  /**
+   * onRequest follows a direct request made or answered, here or on another device: the list
+   * and the open chat's request bar change at once, and an accept shows the messages it held.
+   */
+  async onRequest(r) {
+    const open = this.view?.id === r.conversation_id;
+    await this.refreshConversations();
+    if (!open || this.view?.id !== r.conversation_id) return;
+    this.renderChatHead();
+    if (r.state === "accepted" && r.to === this.me?.id) await this.open(r.conversation_id);
+  }
   /** onAnswer accepts (or ignores) the open request; an accepted one shows its history. */
   async onAnswer(accept) {
     const v = this.view;
@@ -1958,6 +1981,8 @@ var App = class {
       this.scheduleRefresh();
       if (this.view?.id === ev.conversation_id) void this.reloadMembers();
     }
+    const invite = this.me && invitationChange(ev, this.me.id);
+    if (invite === "invited" || invite === "declined") return;
     if (ev.sender_id !== this.me?.id) this.delivered(ev.conversation_id, ev.seq);
     const v = this.view;
     if (!v || v.id !== ev.conversation_id) return;
