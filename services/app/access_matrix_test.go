@@ -146,6 +146,29 @@ func newWorld(t *testing.T, s *apptest.System, n int) *world {
 	return w
 }
 
+// ownerView is the group as its owner sees it: its details and its history.
+func (w *world) ownerView(t *testing.T) []byte {
+	t.Helper()
+	var out []byte
+	for _, path := range []string{"/v1/conversations/" + w.group, "/v1/conversations/" + w.group + "/messages"} {
+		status, body := apptest.Request(t, "GET", w.s.APIURL+path, w.users["owner"].Token, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s as the owner: %d %s", path, status, body)
+		}
+		out = append(append(out, body...), '\n')
+	}
+	return out
+}
+
+// unchanged requires the owner's view of the group to be what it was before the refused
+// principals asked: a refusal changes nothing.
+func (w *world) unchanged(t *testing.T, what string, before []byte) {
+	t.Helper()
+	if after := w.ownerView(t); !bytes.Equal(after, before) {
+		t.Errorf("%s: the refused principals changed the group: before %s, after %s", what, before, after)
+	}
+}
+
 // leaks reports the secrets of p that body contains.
 func (w *world) leaks(p string, body []byte) []string {
 	var out []string
@@ -446,7 +469,11 @@ func checkRoute(t *testing.T, w *world, op string, authenticated bool, r routeRu
 		real, missing = r.object(w)
 	}
 	anonStatus, anonBody, _ := ask("", real)
+	before := w.ownerView(t)
 	for _, p := range principals {
+		if p == "blocker" { // the first principal that may change the group
+			w.unchanged(t, op, before)
+		}
 		var wantMissing []byte
 		var wantMissingStatus int
 		want, named := r.want[p]
@@ -468,8 +495,10 @@ func checkRoute(t *testing.T, w *world, op string, authenticated bool, r routeRu
 				t.Errorf("%s: %d %s, want as without a token: %d %s", cell, status, body, anonStatus, anonBody)
 			}
 		case badToken(p):
-			if status != http.StatusUnauthorized || !bytes.Contains(body, []byte(`"code":"unauthorized"`)) || header.Get("WWW-Authenticate") == "" {
-				t.Errorf("%s: %d %s, want 401 unauthorized with WWW-Authenticate", cell, status, body)
+			// The same answer as GET /v1/me gives the token: nothing depends on the route.
+			_, me := apptest.Request(t, "GET", w.s.APIURL+"/v1/me", w.tokens[p], nil)
+			if status != http.StatusUnauthorized || !bytes.Contains(body, []byte(`"code":"unauthorized"`)) || header.Get("WWW-Authenticate") == "" || !bytes.Equal(body, me) {
+				t.Errorf("%s: %d %s, want 401 unauthorized with WWW-Authenticate, as GET /v1/me: %s", cell, status, body, me)
 			}
 		case want == asMissing:
 			if status != wantMissingStatus || !bytes.Equal(body, wantMissing) || status < 400 {
@@ -574,7 +603,11 @@ func checkFrame(t *testing.T, w *world, typ string, r *frameRule) {
 	if r.object != nil {
 		real, missing = r.object(w)
 	}
+	before := w.ownerView(t)
 	for _, p := range principals {
+		if p == "blocker" { // the first principal that may change the group
+			w.unchanged(t, "frame "+typ, before)
+		}
 		cell := fmt.Sprintf("frame %s as %s", typ, p)
 		if badToken(p) {
 			status, body := upgrade(t, w, w.tokens[p])
