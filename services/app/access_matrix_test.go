@@ -53,8 +53,8 @@ var matrixSecret = []byte(strings.Repeat("m", auth.MinSecretBytes))
 
 // world is the fixture one route or frame type is asked in: a group of owner, member, blocker
 // (who blocked the owner), blocked (whom the owner blocked), extra (a member acted upon), a member
-// removed after the first message, and a stranger; then a rename and a second message only
-// current members may see.
+// removed after the first message, a member who then deletes their account, and a stranger;
+// then a rename and a second message only current members may see.
 type world struct {
 	s       *apptest.System
 	n       int
@@ -201,10 +201,8 @@ type routeRule struct {
 
 func group(w *world) (string, string) { return w.group, w.missing }
 
-var (
-	ownerOnly = map[string]int{"member": http.StatusForbidden, "blocker": http.StatusForbidden, "blocked": http.StatusForbidden}
-	noBody    = func(*world, string) any { return nil }
-)
+// ownerOnly: the group's other members are forbidden (TestRoleMatrix has the admins).
+var ownerOnly = map[string]int{"member": http.StatusForbidden, "blocker": http.StatusForbidden, "blocked": http.StatusForbidden}
 
 // everyone wants the same of every principal with a valid token.
 func everyone(want int) map[string]int {
