@@ -11,6 +11,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/client"
 	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
@@ -78,6 +79,9 @@ func TestSendReceiveAndIdempotentRetry(t *testing.T) {
 	ack, err := a.SendWithID(ctx, conv, "hello-1", "hello")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := a.EditWindow(); got != revision.DefaultEditWindow { // told by welcome, before the ack
+		t.Fatalf("edit window %s, want the server's %s", got, revision.DefaultEditWindow)
 	}
 	again, err := a.SendWithID(ctx, conv, "hello-1", "hello")
 	if err != nil || again.MessageID != ack.MessageID || again.Seq != ack.Seq || !again.Duplicate {
