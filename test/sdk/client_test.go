@@ -20,8 +20,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, apptest.IgnoreLibraryGoro
 
 func dial(t *testing.T, url string, u apptest.User, device string, cursor *uint64) *client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Config{URL: url, Token: u.Token, DeviceID: device, Cursor: cursor,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	return dialWith(t, client.Config{URL: url, Token: u.Token, DeviceID: device, Cursor: cursor})
+}
+
+// dialWith connects a client with fast reconnects, closes it when the test ends, and waits
+// until it has caught up.
+func dialWith(t *testing.T, cfg client.Config) *client.Client {
+	t.Helper()
+	cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	c, err := client.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +36,7 @@ func dial(t *testing.T, url string, u apptest.User, device string, cursor *uint6
 	select {
 	case <-c.Ready():
 	case <-time.After(10 * time.Second):
-		t.Fatalf("client %s not ready: %v", device, c.Err())
+		t.Fatalf("client %s not ready: %v", cfg.DeviceID, c.Err())
 	}
 	return c
 }
