@@ -173,6 +173,7 @@ type Client struct {
 	pending   map[string]chan result // client_msg_id -> waiting Send
 	err       error                  // why the client ended
 	connects  int
+	editMS    int64 // the edit window the server's last welcome told (0: no limit)
 }
 
 type result struct {
@@ -194,6 +195,15 @@ func Dial(cfg Config) (*Client, error) {
 	}
 	go c.run()
 	return c, nil
+}
+
+// EditWindow is how long after sending a message its sender may edit it, as the server said
+// when the client last connected (0: no limit, or not connected yet). An edit after it is
+// refused with edit_expired.
+func (c *Client) EditWindow() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Duration(c.editMS) * time.Millisecond
 }
 
 // Ready is closed once the first connection has caught up: from then on every new event reaches
@@ -576,6 +586,7 @@ type frame struct {
 	Cursor    uint64        `json:"cursor"`
 	Duplicate bool          `json:"duplicate"`
 	ExpiresAt int64         `json:"expires_at"`
+	EditMS    int64         `json:"edit_window_ms"`
 }
 
 // handle takes one server frame; expiries, if not nil, gets the socket's latest expiry.
@@ -615,6 +626,11 @@ func (c *Client) handle(data []byte, expiries chan time.Time) error {
 			c.cfg.OnRequest(n)
 		}
 	case protocol.TypeWelcome, protocol.TypeAuth:
+		if f.Type == protocol.TypeWelcome {
+			c.mu.Lock()
+			c.editMS = f.EditMS
+			c.mu.Unlock()
+		}
 		if expiries != nil && f.ExpiresAt > 0 {
 			select { // the only sender: make room for the latest
 			case <-expiries:

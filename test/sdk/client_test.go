@@ -11,6 +11,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/client"
 	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
@@ -19,8 +20,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, apptest.IgnoreLibraryGoro
 
 func dial(t *testing.T, url string, u apptest.User, device string, cursor *uint64) *client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Config{URL: url, Token: u.Token, DeviceID: device, Cursor: cursor,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	return dialWith(t, client.Config{URL: url, Token: u.Token, DeviceID: device, Cursor: cursor})
+}
+
+// dialWith connects a client with fast reconnects, closes it when the test ends, and waits
+// until it has caught up.
+func dialWith(t *testing.T, cfg client.Config) *client.Client {
+	t.Helper()
+	cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	c, err := client.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +36,7 @@ func dial(t *testing.T, url string, u apptest.User, device string, cursor *uint6
 	select {
 	case <-c.Ready():
 	case <-time.After(10 * time.Second):
-		t.Fatalf("client %s not ready: %v", device, c.Err())
+		t.Fatalf("client %s not ready: %v", cfg.DeviceID, c.Err())
 	}
 	return c
 }
@@ -78,6 +86,9 @@ func TestSendReceiveAndIdempotentRetry(t *testing.T) {
 	ack, err := a.SendWithID(ctx, conv, "hello-1", "hello")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := a.EditWindow(); got != revision.DefaultEditWindow { // told by welcome, before the ack
+		t.Fatalf("edit window %s, want the server's %s", got, revision.DefaultEditWindow)
 	}
 	again, err := a.SendWithID(ctx, conv, "hello-1", "hello")
 	if err != nil || again.MessageID != ack.MessageID || again.Seq != ack.Seq || !again.Duplicate {

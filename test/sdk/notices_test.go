@@ -19,18 +19,8 @@ type device struct {
 func dialNotices(t *testing.T, s *apptest.System, u apptest.User, name string) device {
 	t.Helper()
 	d := device{name: name, notices: make(chan client.RequestNotice, 16)}
-	c, err := client.Dial(client.Config{URL: s.WSURL, Token: u.Token, DeviceID: name,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	c := dialWith(t, client.Config{URL: s.WSURL, Token: u.Token, DeviceID: name,
 		OnRequest: func(n client.RequestNotice) { d.notices <- n }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	select {
-	case <-c.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s not ready: %v", name, c.Err())
-	}
 	d.Client = c
 	return d
 }
