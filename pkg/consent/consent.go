@@ -243,16 +243,6 @@ func (t *Table) applyCopy(copied uint64, source, subject string, data []byte) {
 	t.Apply(seq, ev)
 }
 
-func (t *Table) advanceCopied(copied uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if copied > t.copied {
-		t.copied = copied
-		close(t.changed)
-		t.changed = make(chan struct{})
-	}
-}
-
 // Apply applies the state event at STATE seq. Events of other kinds only move the applied
 // seq. Applying an event again, or an older event of a subject after a newer one's seq, changes
 // nothing.
@@ -324,11 +314,16 @@ func (t *Table) Apply(seq uint64, ev streams.StateEvent) {
 	}
 }
 
-func (t *Table) advance(seq uint64) {
+// advance moves the applied STATE seq up to seq; advanceCopied the CONSENT seq.
+func (t *Table) advance(seq uint64)          { t.raise(&t.applied, seq) }
+func (t *Table) advanceCopied(copied uint64) { t.raise(&t.copied, copied) }
+
+// raise moves the position *pos (t.applied or t.copied) up to seq and wakes the waiters.
+func (t *Table) raise(pos *uint64, seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if seq > t.applied {
-		t.applied = seq
+	if seq > *pos {
+		*pos = seq
 		close(t.changed)
 		t.changed = make(chan struct{})
 	}
