@@ -21,10 +21,7 @@ import (
 // comes inside the stream's duplicate window (JetStream answers Duplicate) or after it (the
 // store remembers the client id).
 func (s *session) handleSend(f protocol.ClientFrame) {
-	ref := f.ID
-	if ref == "" {
-		ref = f.ClientMsgID
-	}
+	ref := frameRef(f)
 	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
 	defer cancel()
 	st := s.g.deps.Store
@@ -55,16 +52,30 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 		SenderID: s.userID, SenderDevice: s.deviceID, ClientMsgID: f.ClientMsgID, Text: f.Text,
 		SentAt: time.Now().UnixMilli(),
 	}
+	cancel() // the store reads are done; the publish has its own timeout (Config.PublishTimeout)
+	s.publishEvent(ref, f, streams.KindMsg, ev)
+}
+
+// frameRef is what the answers to f carry as ref: its id, else its client_msg_id.
+func frameRef(f protocol.ClientFrame) string {
+	if f.ID != "" {
+		return f.ID
+	}
+	return f.ClientMsgID
+}
+
+// publishEvent publishes ev, the event of frame f, on CHAT as kind, with the dedupe id of f's
+// client_msg_id; the publisher acks it with its seq once the stream has it (see publish.go).
+func (s *session) publishEvent(ref string, f protocol.ClientFrame, kind string, ev streams.ChatEvent) {
 	data, err := ev.Encode()
 	if err != nil {
 		s.unavailable(ref, "encode event", err)
 		return
 	}
-	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, streams.KindMsg))
+	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, kind))
 	msg.Data = data
 	msg.Header.Set(streams.HeaderMsgID, streams.DedupeID(s.userID, f.ClientMsgID))
 	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
-	cancel() // the store reads are done; the publish has its own timeout (Config.PublishTimeout)
 	s.g.pub.publish(s, &inflightSend{ref: ref, clientMsgID: f.ClientMsgID, conv: f.ConversationID,
 		messageID: ev.MessageID, sentAt: ev.SentAt}, msg)
 }
@@ -72,10 +83,7 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 // handleRevision decides an edit or delete (pkg/revision) and publishes it as a send is
 // published: with the dedupe id of its client_msg_id, acked with its seq once CHAT has it.
 func (s *session) handleRevision(f protocol.ClientFrame) {
-	ref := f.ID
-	if ref == "" {
-		ref = f.ClientMsgID
-	}
+	ref := frameRef(f)
 	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
 	defer cancel()
 	kind := streams.KindEdit
@@ -105,18 +113,8 @@ func (s *session) handleRevision(f protocol.ClientFrame) {
 		s.reject(refused.WithRef(ref))
 		return
 	}
-	data, err := ev.Encode()
-	if err != nil {
-		s.unavailable(ref, "encode event", err)
-		return
-	}
-	msg := nats.NewMsg(streams.ChatSubject(f.ConversationID, kind))
-	msg.Data = data
-	msg.Header.Set(streams.HeaderMsgID, streams.DedupeID(s.userID, f.ClientMsgID))
-	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 	cancel()
-	s.g.pub.publish(s, &inflightSend{ref: ref, clientMsgID: f.ClientMsgID, conv: f.ConversationID,
-		messageID: ev.MessageID, sentAt: ev.SentAt}, msg)
+	s.publishEvent(ref, f, kind, ev)
 }
 
 // ackStored answers with the ack of the user's stored event of clientMsgID, if there is one.
