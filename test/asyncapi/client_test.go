@@ -84,6 +84,26 @@ func (c *client) expect(typ string) apptest.Frame {
 	}
 }
 
+// expectEach returns the first frame of each of types, in whatever order they arrive: an ack
+// and the event it acked travel different paths to the sending device.
+func (c *client) expectEach(types ...string) map[string]apptest.Frame {
+	c.t.Helper()
+	got := make(map[string]apptest.Frame, len(types))
+	deadline := time.Now().Add(wait)
+	for len(got) < len(types) {
+		f, ok := c.next(time.Until(deadline))
+		if !ok {
+			c.t.Fatalf("%s: got %d of the frames %v within %s", c.name, len(got), types, wait)
+		}
+		for _, typ := range types {
+			if _, dup := got[typ]; f.Type == typ && !dup {
+				got[typ] = f
+			}
+		}
+	}
+	return got
+}
+
 // drain checks every frame that arrives until the socket is quiet for quiet.
 func (c *client) drain(quiet time.Duration) {
 	c.t.Helper()
