@@ -85,6 +85,15 @@ const FanoutGroup = "fanout"
 // held as soon as they take it (fanout's balance.go), so this is only the fallback.
 func (o Options) FanoutPinnedTTL() time.Duration { return o.FanoutAckWait + 3*time.Second }
 
+// GatewayRefresh is how often a gateway refreshes its entry in the gateways bucket, and how often
+// presence sweeps out the devices of gateways whose entry went stale: a third of GatewayTTL, so an
+// entry outlives two lost refreshes and a dead gateway's users go offline within 4/3 GatewayTTL.
+func (o Options) GatewayRefresh() time.Duration { return o.GatewayTTL / 3 }
+
+// RouteRefresh is how often a gateway puts its routes again to restart their TTL: two fifths of
+// RouteTTL, so a route outlives one failed refresh.
+func (o Options) RouteRefresh() time.Duration { return o.RouteTTL * 2 / 5 }
+
 // durable is one of natter's own durable consumers (all but fanout's): explicit acks, redelivery
 // after AckWait, never given up (MaxDeliver), up to 10,000 in flight.
 func (o Options) durable(name, description, filter string, deliver jetstream.DeliverPolicy) jetstream.ConsumerConfig {

@@ -204,17 +204,14 @@ func (c Config) Validate() error {
 	if c.Streams.FanoutLiveness < 50*time.Millisecond {
 		return fmt.Errorf("fanout liveness %s: want at least 50ms", c.Streams.FanoutLiveness)
 	}
+	// The refresh intervals derived from them (Derived) must be positive.
+	if c.Streams.GatewayTTL < 100*time.Millisecond || c.Streams.RouteTTL < 100*time.Millisecond {
+		return fmt.Errorf("gateway ttl %s and route ttl %s: want at least 100ms", c.Streams.GatewayTTL, c.Streams.RouteTTL)
+	}
 	return nil
 }
 
 func (c Config) has(t string) bool { return slices.Contains(c.Targets, t) }
-
-// SetGatewayTTL sets how long a silent gateway stays alive for discovery and presence, and the
-// refresh and sweep intervals that follow from it.
-func (c *Config) SetGatewayTTL(ttl time.Duration) {
-	c.Streams.GatewayTTL, c.Presence.GatewayTTL = ttl, ttl
-	c.Gateway.Announce, c.Presence.Sweep = ttl/3, ttl/3
-}
 
 // SetAllowedOrigins sets the browser origins the gateway takes sockets from and the API answers
 // CORS for: one policy for both front doors.
@@ -264,13 +261,13 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
+	cfg = cfg.Derived()
 	if cfg.NATS.Dir == "" {
 		cfg.NATS.Dir = filepath.Join(cfg.DataDir, "nats")
 	}
 	if cfg.Search.Dir == "" {
 		cfg.Search.Dir = filepath.Join(cfg.DataDir, "search")
 	}
-	cfg.Fanout.Partitions, cfg.Fanout.Liveness = cfg.Streams.FanoutPartitions, cfg.Streams.FanoutLiveness
 	if cfg.has(TargetFanout) && cfg.Fanout.InstanceID == "" {
 		id, err := fanout.LoadOrCreateInstanceID(filepath.Join(cfg.DataDir, "fanout.id"))
 		if err != nil {
@@ -278,8 +275,6 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		}
 		cfg.Fanout.InstanceID = id
 	}
-	cfg.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, cfg.Streams.FanoutPartitions)
-	cfg.Gateway.FanoutPartitions = cfg.Streams.FanoutPartitions
 	run := &Running{}
 	if cfg.TLSCert != "" {
 		certs, err := tlsx.Load(cfg.TLSCert, cfg.TLSKey)

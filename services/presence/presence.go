@@ -37,8 +37,12 @@ type Config struct {
 	GatewayTTL time.Duration
 }
 
-// DefaultConfig suits one machine (the gateways bucket's TTL is 15s).
-func DefaultConfig() Config { return Config{Sweep: 5 * time.Second, GatewayTTL: 15 * time.Second} }
+// DefaultConfig follows streams.DefaultOptions; a natter process derives both fields from its
+// streams.Options (app.Config.Derived).
+func DefaultConfig() Config {
+	o := streams.DefaultOptions()
+	return Config{Sweep: o.GatewayRefresh(), GatewayTTL: o.GatewayTTL}
+}
 
 // Validate checks the configuration.
 func (c Config) Validate() error {

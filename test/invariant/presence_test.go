@@ -19,12 +19,11 @@ import (
 func TestUsersOfADeadGatewayGoOffline(t *testing.T) {
 	c := newCluster(t)
 	const ttl = 2 * time.Second
-	fast := func(cfg *app.Config) {
-		cfg.Gateway.Announce = 300 * time.Millisecond
-		cfg.Presence.GatewayTTL, cfg.Presence.Sweep = ttl, 300*time.Millisecond
-	}
-	api := c.start(app.TargetAPI)
-	c.start(app.TargetFanout)
+	// Every process gets the same TTL; each derives the gateways' refresh and presence's sweep
+	// from it (app.Config.Derived).
+	fast := func(cfg *app.Config) { cfg.Streams.GatewayTTL = ttl }
+	api := c.startWith(fast, app.TargetAPI)
+	c.startWith(fast, app.TargetFanout)
 	c.startWith(fast, app.TargetPresence)
 	doomed := c.startWith(fast, app.TargetGateway)
 	healthy := c.startWith(fast, app.TargetGateway)

@@ -143,7 +143,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	pushFlags(fs, &cfg.Push)
 	applyLimits := limitFlags(fs, &cfg.API)
 	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", cfg.Fanout.PushOnlineLedger, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
-	gatewayTTL := fs.Duration("gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
+	fs.DurationVar(&cfg.Streams.GatewayTTL, "gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API over HTTPS and the gateway over wss:// with this certificate (PEM, chain after the leaf); SIGHUP reloads it")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file (PEM) of --tls-cert")
 	fs.StringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "", "embedded NATS: accept clients over TLS only, with this certificate (PEM)")
@@ -167,8 +167,6 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 		return cfg, opts, err
 	}
 	completeNATS()
-	cfg.SetGatewayTTL(*gatewayTTL)
-	cfg.API.EditWindow = cfg.Gateway.EditWindow // one rule for the edit frame and PATCH
 	cfg.Scylla.Hosts = splitList(*scyllaHosts)
 	cfg.NATS.ClusterRoutes = splitList(*natsRoutes)
 	origins, err := origin.Parse(*allowedOrigins)

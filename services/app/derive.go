@@ -1,0 +1,27 @@
+package app
+
+import "github.com/natter-chat/natter/streams"
+
+// Derived returns c with every setting that follows from another filled in from it. New runs it,
+// so the all-in-one process and each split --target derive the same values from the operator's
+// settings; a derived field set by hand is overwritten. What follows from what:
+//
+//   - Streams.GatewayTTL (--gateway-ttl): Presence.GatewayTTL, the same; Gateway.Announce and
+//     Presence.Sweep, streams.Options.GatewayRefresh (a third of it).
+//   - Streams.RouteTTL: Gateway.RouteRefresh, streams.Options.RouteRefresh (two fifths of it).
+//   - Streams.FanoutPartitions (--fanout-partitions): Fanout.Partitions and
+//     Gateway.FanoutPartitions, the same; Gateway.MembershipConsumer, the consumer of partition 0.
+//   - Streams.FanoutLiveness (--fanout-liveness): Fanout.Liveness, the same.
+//   - Gateway.EditWindow (--edit-window): API.EditWindow, the same (one rule for the edit frame
+//     and PATCH).
+func (c Config) Derived() Config {
+	o := c.Streams
+	c.Presence.GatewayTTL = o.GatewayTTL
+	c.Gateway.Announce, c.Presence.Sweep = o.GatewayRefresh(), o.GatewayRefresh()
+	c.Gateway.RouteRefresh = o.RouteRefresh()
+	c.Fanout.Partitions, c.Gateway.FanoutPartitions = o.FanoutPartitions, o.FanoutPartitions
+	c.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, o.FanoutPartitions)
+	c.Fanout.Liveness = o.FanoutLiveness
+	c.API.EditWindow = c.Gateway.EditWindow
+	return c
+}
