@@ -9,7 +9,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 )
 
 const (
@@ -26,10 +26,7 @@ const (
 var secret = []byte("0123456789abcdef0123456789abcdef-authenticator")
 
 func TestAuthenticateNeedsAValidTokenOfALiveSessionOfAnExistingAccount(t *testing.T) {
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pebbletest.Open(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	for _, u := range []store.User{{ID: aliceID, Handle: "alice"}, {ID: bobID, Handle: "bob"}} {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -25,11 +25,7 @@ type sessionsEnv struct {
 
 func newSessionsEnv(t *testing.T) *sessionsEnv {
 	t.Helper()
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := pebbletest.Open(t)
 	if err := st.CreateUser(t.Context(), store.User{ID: userID, Handle: "alice", DisplayName: "alice", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

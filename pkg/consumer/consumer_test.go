@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -35,10 +36,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	bus := natsxtest.Start(t)
-	nc, js := bus.NC, bus.JS
+	te := testenv.Start(t)
+	ctx, nc, js := te.Ctx, te.NC, te.JS
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.ChatStream, jetstream.ConsumerConfig{
 		Durable:       testDurable,
 		FilterSubject: streams.ChatAll,

@@ -13,18 +13,14 @@ import (
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/streams"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGoroutines()...) }
 
 func openStore(t *testing.T) store.Store {
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := pebbletest.Open(t)
 	if err := st.PutConversation(context.Background(), store.Conversation{ID: "g1", Kind: store.Group, Name: "old"}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,19 +6,9 @@ import (
 	"testing"
 
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/streams"
 )
-
-func openStore(t *testing.T) store.Store {
-	t.Helper()
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
 
 // event encodes ev and returns its subject and payload, as they are on STATE.
 func event(t *testing.T, ev streams.StateEvent) (string, []byte) {
@@ -54,7 +44,7 @@ func state(t *testing.T, st store.Store, userID string) applied {
 // An account's events in order, applied once, then all again, then the sign-up alone again:
 // the deleted account stays deleted, with no device or push token, and its handle stays taken.
 func TestApplyIsIdempotentAndDeletionSticks(t *testing.T) {
-	st := openStore(t)
+	st := pebbletest.Open(t)
 	acct := &streams.AccountState{UserID: "u1", Handle: "alice", DisplayName: "Alice", PasswordHash: "$2a$04$hash"}
 	events := []streams.StateEvent{
 		{Kind: streams.StateAccountCreated, At: 1000, Account: acct},
@@ -103,7 +93,7 @@ func TestApplyIsIdempotentAndDeletionSticks(t *testing.T) {
 
 // What can never be applied is ErrInvalid; subjects of other streams change nothing.
 func TestApplyRefusesInvalidEvents(t *testing.T) {
-	st := openStore(t)
+	st := pebbletest.Open(t)
 	_, data := event(t, streams.StateEvent{Kind: streams.StateAccountDeleted, At: 1, Account: &streams.AccountState{UserID: "u1", Handle: "alice"}})
 	for name, c := range map[string]struct {
 		subject string

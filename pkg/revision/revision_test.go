@@ -10,7 +10,7 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
 )
@@ -41,11 +41,7 @@ func TestEditWindowIsInclusive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	bus := natsxtest.Start(t)
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := pebbletest.Open(t)
 	sent := time.UnixMilli(1_800_000_000_000).UTC()
 	if err := st.PutMember(ctx, store.Member{ConversationID: "d1", UserID: "alice", Role: "member"}); err != nil {
 		t.Fatal(err)

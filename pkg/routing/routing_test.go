@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -28,15 +29,8 @@ type env struct {
 
 func newEnv(t *testing.T, opts streams.Options) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	bus := natsxtest.StartWith(t, opts)
-	js := bus.JS
-	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{ctx: ctx, js: js, kv: kv}
+	te := testenv.StartWith(t, opts)
+	return &env{ctx: te.Ctx, js: te.JS, kv: te.KeyValue(t, streams.RoutesBucket)}
 }
 
 func (e *env) watch(t *testing.T) *Table {

@@ -16,7 +16,8 @@ import (
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -32,25 +33,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	bus := natsxtest.Start(t)
-	nc, js := bus.NC, bus.JS
-	st, err := js.Stream(ctx, streams.ChatStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{ctx: ctx, nc: nc, js: js, st: st}
-}
-
-func openStore(t *testing.T) store.Store {
-	t.Helper()
-	s, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	te := testenv.Start(t)
+	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, st: te.Stream(t, streams.ChatStream)}
 }
 
 // event is one published CHAT event and, for timeline kinds, the store.Message it stands for,
@@ -155,7 +139,7 @@ func seqsOf(ms []store.Message) []uint64 {
 func TestMarksEmptyStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	m, err := New(openStore(t), e.js).Marks(e.ctx)
+	m, err := New(pebbletest.Open(t), e.js).Marks(e.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +157,7 @@ func TestMarksWithoutPersisterConsumer(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		e.publish(t, "c1", streams.KindMsg, i)
 	}
-	r := New(openStore(t), e.js)
+	r := New(pebbletest.Open(t), e.js)
 	r.storedTTL = 0 // every Marks reads the ack floor afresh
 	m, err := r.Marks(e.ctx)
 	if err != nil {
@@ -200,7 +184,7 @@ func TestMarksFollowPersisterAckFloor(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		e.publish(t, "c1", streams.KindMsg, i)
 	}
-	r := New(openStore(t), e.js)
+	r := New(pebbletest.Open(t), e.js)
 	r.storedTTL = 0 // every Marks reads the ack floor afresh
 	m, err := r.Marks(e.ctx)
 	if err != nil {
@@ -243,7 +227,7 @@ type corpus struct {
 
 func buildCorpus(t *testing.T, e *env, n int, stored uint64, extra ...uint64) corpus {
 	t.Helper()
-	c := corpus{partial: openStore(t), full: openStore(t), stored: stored}
+	c := corpus{partial: pebbletest.Open(t), full: pebbletest.Open(t), stored: stored}
 	for i := 0; i < n; i++ {
 		conv, kind := "c1", streams.KindMsg
 		switch {
@@ -363,7 +347,7 @@ func TestRangeDoesNotSkipEventsMissingAboveAckFloor(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		e.publish(t, "c1", streams.KindMsg, i)
 	}
-	st := openStore(t)
+	st := pebbletest.Open(t)
 	// Stream: 1..6. Persister acked 1, 2 (floor 2) and has written 1, 2 and 4, not yet 3.
 	for seq := uint64(1); seq <= 6; seq++ {
 		raw, err := e.st.GetMsg(e.ctx, seq)
@@ -573,7 +557,7 @@ func TestCountAfter(t *testing.T) {
 func TestPageAppliesRevisionsThePersisterHasNotStored(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	full, partial := openStore(t), openStore(t)
+	var full, partial store.Store = pebbletest.Open(t), pebbletest.Open(t)
 	pub := func(kind string, target uint64, text, sender string) uint64 {
 		t.Helper()
 		ev := streams.ChatEvent{Kind: kind, ConversationID: "c1", MessageID: fmt.Sprintf("m%d", time.Now().UnixNano()),

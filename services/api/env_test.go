@@ -20,10 +20,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
-	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/streams"
 )
@@ -55,24 +55,6 @@ type env struct {
 	reg    *prometheus.Registry
 }
 
-// natsEnv starts an embedded nats-server with natter's streams applied.
-func natsEnv(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	bus := natsxtest.Start(t)
-	js := bus.JS
-	return js
-}
-
-func openStore(t *testing.T) store.Store {
-	t.Helper()
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
 // newEnv starts the server; opts adjust its Config first.
 func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
@@ -87,7 +69,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 // rate limits reading the clock now.
 func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
 	t.Helper()
-	e := &env{js: natsEnv(t), store: openStore(t), reg: prometheus.NewRegistry()}
+	e := &env{js: testenv.Start(t).JS, store: pebbletest.Open(t), reg: prometheus.NewRegistry()}
 	var err error
 	if e.tokens, err = auth.NewTokens(testSecret, time.Hour); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/pkg/timeline"
 )
 
@@ -129,8 +131,8 @@ func TestConfigAndLifecycle(t *testing.T) {
 
 func TestModule(t *testing.T) {
 	t.Parallel()
-	js := natsEnv(t)
-	st := openStore(t)
+	js := testenv.Start(t).JS
+	st := pebbletest.Open(t)
 	tokens, err := auth.NewTokens(testSecret, time.Hour)
 	if err != nil {
 		t.Fatal(err)

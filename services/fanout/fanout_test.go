@@ -21,7 +21,8 @@ import (
 	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -46,20 +47,8 @@ func newEnv(t *testing.T) *env {
 
 func newEnvWith(t *testing.T, opts streams.Options) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	bus := natsxtest.StartWith(t, opts)
-	nc, js := bus.NC, bus.JS
-	kv, err := js.KeyValue(ctx, streams.RoutesBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return &env{ctx: ctx, nc: nc, js: js, kv: kv, store: s, srv: bus.Server}
+	te := testenv.StartWith(t, opts)
+	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, kv: te.KeyValue(t, streams.RoutesBucket), store: pebbletest.Open(t), srv: te.Server}
 }
 
 func (e *env) start(t *testing.T) {

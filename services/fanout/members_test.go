@@ -9,16 +9,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 )
 
 func TestMemberCacheForgetsOnChangeGapAndAge(t *testing.T) {
 	ctx := t.Context()
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := pebbletest.Open(t)
 	now := time.UnixMilli(1700000000000)
 	c := memberCache{now: func() time.Time { return now }}
 	join := func(user string) {

@@ -19,6 +19,8 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -35,26 +37,15 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	s, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newEnvOn(t, s)
+	return newEnvOn(t, pebbletest.Open(t))
 }
 
 // newEnvOn is newEnv on the given store, which it closes when the test ends.
 func newEnvOn(t *testing.T, s store.Store) *env {
 	t.Helper()
 	t.Cleanup(func() { _ = s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	bus := natsxtest.Start(t)
-	nc, js := bus.NC, bus.JS
-	st, err := js.Stream(ctx, streams.ChatStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{ctx: ctx, nc: nc, js: js, st: st, store: s}
+	te := testenv.Start(t)
+	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, st: te.Stream(t, streams.ChatStream), store: s}
 }
 
 // start runs a persister until the test ends (or until the returned stop is called).

@@ -23,7 +23,8 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
-	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/services/push/pushtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -49,25 +50,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	bus := natsxtest.Start(t)
-	nc, js := bus.NC, bus.JS
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
+	te := testenv.Start(t)
+	ledger, err := OpenLedger(te.Ctx, te.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	ledger, err := OpenLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings, err := js.KeyValue(ctx, streams.PushSettingsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{ctx: ctx, nc: nc, js: js, store: st, fcm: pushtest.New(t, project), ledger: ledger, settings: settings,
-		reg: prometheus.NewRegistry()}
+	e := &env{ctx: te.Ctx, nc: te.NC, js: te.JS, store: pebbletest.Open(t), fcm: pushtest.New(t, project), ledger: ledger,
+		settings: te.KeyValue(t, streams.PushSettingsBucket), reg: prometheus.NewRegistry()}
 	// Alice writes to Bob in a direct conversation; Bob has a phone with a push token.
 	e.user(t, "alice", "Alice")
 	e.user(t, "bob", "Bob")

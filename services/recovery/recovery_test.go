@@ -16,6 +16,8 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -29,14 +31,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	st, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return &env{ctx: ctx, bus: natsxtest.Start(t), st: st}
+	st := pebbletest.Open(t) // closed after the server shuts down, as cleanups run last first
+	te := testenv.Start(t)
+	return &env{ctx: te.Ctx, bus: te.Bus, st: st}
 }
 
 // publish puts n messages of conv on CHAT and returns the last seq.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
+	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
 )
@@ -33,11 +34,10 @@ type env struct {
 // ackWait.
 func newEnv(t *testing.T, ackWait time.Duration) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
 	opts := streams.DefaultOptions()
 	opts.AckWait = ackWait
-	return &env{ctx: ctx, bus: natsxtest.StartWith(t, opts), dir: t.TempDir() + "/index"}
+	te := testenv.StartWith(t, opts)
+	return &env{ctx: te.Ctx, bus: te.Bus, dir: t.TempDir() + "/index"}
 }
 
 // publish sends a CHAT event of kind with text and returns its seq.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 )
 
 // The benchmarks run the client against a server on its own TCP connection to an embedded
@@ -29,7 +30,7 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B) *benchEnv {
 	bus := natsxtest.Start(b)
 	srvNC, cliNC := connect(b, bus.Server), connect(b, bus.Server)
-	st := openPebble(b)
+	st := pebbletest.Open(b)
 	prefix := fmt.Sprintf("bench.store%d", prefixes.Add(1))
 	serve(b, srvNC, st, ServerConfig{Prefix: prefix})
 	sub, err := srvNC.Subscribe(prefix+"-echo", func(m *nats.Msg) { _ = m.Respond(m.Data) })

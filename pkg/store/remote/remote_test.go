@@ -22,6 +22,7 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/pkg/store/storetest"
 )
 
@@ -36,20 +37,6 @@ func connect(t testing.TB, srv *server.Server) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-func openPebble(t testing.TB) *pebble.Store {
-	t.Helper()
-	s, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return s
 }
 
 func serve(t testing.TB, nc *nats.Conn, st store.Store, cfg ServerConfig) *Server {
@@ -101,7 +88,7 @@ func newFixture(t *testing.T, st store.Store, scfg ServerConfig, ccfg ClientConf
 	bus := natsxtest.Start(t)
 	f := &fixture{bus: bus, srvNC: connect(t, bus.Server), cliNC: connect(t, bus.Server)}
 	if st == nil {
-		st = openPebble(t)
+		st = pebbletest.Open(t)
 	}
 	f.prefix = fmt.Sprintf("test.store%d", prefixes.Add(1))
 	scfg.Prefix, ccfg.Prefix = f.prefix, f.prefix
@@ -126,7 +113,7 @@ func TestConformance(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) store.Store {
 				cfg := v.cfg
 				cfg.Prefix = fmt.Sprintf("test.conformance%d", prefixes.Add(1))
-				serve(t, srvNC, openPebble(t), cfg)
+				serve(t, srvNC, pebbletest.Open(t), cfg)
 				return dial(t, cliNC, ClientConfig{Prefix: cfg.Prefix})
 			})
 		})
@@ -235,7 +222,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestRetryNoResponders(t *testing.T) {
 	bus := natsxtest.Start(t)
 	srvNC, cliNC := connect(t, bus.Server), connect(t, bus.Server)
-	st := openPebble(t)
+	st := pebbletest.Open(t)
 	c := dial(t, cliNC, ClientConfig{Prefix: "test.late"})
 
 	// No server at all: the client retries until its deadline, then says why. A deadline that
@@ -282,7 +269,7 @@ func TestRetryNoResponders(t *testing.T) {
 }
 
 func TestNoRetryOnTimeout(t *testing.T) {
-	g := newGated(openPebble(t))
+	g := newGated(pebbletest.Open(t))
 	f := newFixture(t, g, ServerConfig{}, ClientConfig{Timeout: 200 * time.Millisecond})
 	start := time.Now()
 	err := f.client.CreateUser(context.Background(), store.User{ID: "u1", Handle: "alice"})
@@ -304,7 +291,7 @@ func TestNoRetryOnTimeout(t *testing.T) {
 }
 
 func TestBusy(t *testing.T) {
-	g := newGated(openPebble(t))
+	g := newGated(pebbletest.Open(t))
 	f := newFixture(t, g, ServerConfig{Workers: 1, Backlog: 1}, ClientConfig{})
 	ctx := t.Context()
 	if err := g.Store.CreateUser(ctx, store.User{ID: "u1", Handle: "alice"}); err != nil {
@@ -358,7 +345,7 @@ func TestBusy(t *testing.T) {
 }
 
 func TestStopDrains(t *testing.T) {
-	g := newGated(openPebble(t))
+	g := newGated(pebbletest.Open(t))
 	// The gated requests wait for the whole test: a minute, not the default 10 s, which a
 	// machine at load 20 outran.
 	f := newFixture(t, g, ServerConfig{Workers: 2, Backlog: 8}, ClientConfig{Timeout: time.Minute})
@@ -437,7 +424,7 @@ func TestPassedDeadlineIsNotAnEmptySuccess(t *testing.T) {
 }
 
 func TestStopGivesUp(t *testing.T) {
-	g := newGated(openPebble(t))
+	g := newGated(pebbletest.Open(t))
 	f := newFixture(t, g, ServerConfig{}, ClientConfig{})
 	errc := make(chan error, 1)
 	go func() {
@@ -457,7 +444,7 @@ func TestStopGivesUp(t *testing.T) {
 }
 
 func TestExpiredRequestsDropped(t *testing.T) {
-	g := newGated(openPebble(t))
+	g := newGated(pebbletest.Open(t))
 	f := newFixture(t, g, ServerConfig{Workers: 1}, ClientConfig{})
 	ctx := t.Context()
 	held := make(chan error, 1)
@@ -501,7 +488,7 @@ func (c *counting) Messages(ctx context.Context, conv string, p store.Page) ([]s
 // TestPagesLargerThanMaxPayload reads pages of 200 messages of 100,000 emoji (80 MB) through
 // the embedded server's 8 MiB max payload.
 func TestPagesLargerThanMaxPayload(t *testing.T) {
-	st := &counting{Store: openPebble(t)}
+	st := &counting{Store: pebbletest.Open(t)}
 	f := newFixture(t, st, ServerConfig{}, ClientConfig{Timeout: 5 * time.Minute})
 	ctx := t.Context()
 	const n = 200
@@ -588,7 +575,7 @@ func startSmall(t *testing.T, maxPayload int32) *server.Server {
 func TestSmallMaxPayload(t *testing.T) {
 	srv := startSmall(t, 64<<10)
 	srvNC, cliNC := connect(t, srv), connect(t, srv)
-	serve(t, srvNC, openPebble(t), ServerConfig{})
+	serve(t, srvNC, pebbletest.Open(t), ServerConfig{})
 	c := dial(t, cliNC, ClientConfig{})
 	ctx := t.Context()
 
