@@ -1,6 +1,7 @@
-// Package store is natter's durable state: users, conversations, memberships, messages, devices,
-// push tokens and read/delivered watermarks. One interface, two implementations (pebble for one
-// machine, scylla for clusters), one conformance suite (storetest) that both pass.
+// Package store is natter's durable state: users and their login sessions, conversations,
+// memberships, messages, devices, push tokens and read/delivered watermarks. One interface, two
+// implementations (pebble for one machine, scylla for clusters), a client of either served over
+// NATS (remote), and one conformance suite (storetest) that all three pass.
 package store
 
 import (

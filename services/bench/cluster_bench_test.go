@@ -177,7 +177,7 @@ func (e *clusterEnv) admin(b *testing.B) jetstream.JetStream {
 func (e *clusterEnv) chatMsg(subject, id string) *nats.Msg {
 	m := &nats.Msg{Subject: subject, Data: e.payload, Header: nats.Header{}}
 	m.Header.Set(streams.HeaderMsgID, id)
-	m.Header.Set(streams.HeaderVersion, "1")
+	m.Header.Set(streams.HeaderVersion, streams.VersionValue)
 	return m
 }
 

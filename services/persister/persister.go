@@ -1,4 +1,5 @@
-// Package persister is the durable consumer that writes CHAT timeline events into the store.
+// Package persister is the durable consumer that writes CHAT timeline events into the store,
+// and read and delivered receipts into its watermarks.
 // Membership changes are not its to apply: its workers run in parallel, and membership must be
 // applied in stream order (the API does it right after its serialized publish, fanout before it
 // routes anything later; see pkg/membership).

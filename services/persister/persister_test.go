@@ -79,7 +79,7 @@ func (e *env) publishRaw(t *testing.T, subject string, data []byte, msgID string
 	t.Helper()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(streams.HeaderVersion, "1")
+	msg.Header.Set(streams.HeaderVersion, streams.VersionValue)
 	if msgID != "" {
 		msg.Header.Set(streams.HeaderMsgID, msgID)
 	}

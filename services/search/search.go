@@ -14,10 +14,9 @@
 // Membership is the caller's: a query carries the scopes the asker may see (wire.ScopesOf, the
 // rule history uses), and the index finds nothing outside them.
 //
-// Edits and deletes: the edit kind exists on CHAT but nothing publishes it and its body is not
-// defined yet, so edit events are acknowledged without indexing (counted as skipped). Index.Apply
-// replaces a document with the same id and removes ids: an edit will re-index its message's
-// DocID, a delete remove it.
+// Edits and deletes (pkg/revision publishes them on CHAT after their target) revise the target's
+// document: an edit indexes it again with the new text, a delete replaces it with a tombstone
+// (see revise). Hides change nothing in the index: the API leaves out what the asker hid.
 package search
 
 import (
