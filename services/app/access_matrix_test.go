@@ -191,7 +191,7 @@ type routeRule struct {
 	body func(w *world, p string) any
 	// object returns the object a scoped route names and one that does not exist; nil: the
 	// route is not scoped to an object.
-	object func(w *world) (real, missing string)
+	object func(w *world) (present, missing string)
 	// want: expected status by principal, or asMissing; principals not named get the default:
 	// outsiders asMissing on a scoped route, everyone else any 2xx.
 	want map[string]int
@@ -462,11 +462,11 @@ func checkRoute(t *testing.T, w *world, op string, authenticated bool, r routeRu
 		}
 		return resp.StatusCode, buf.Bytes(), resp.Header
 	}
-	real, missing := "", ""
+	present, missing := "", ""
 	if r.object != nil {
-		real, missing = r.object(w)
+		present, missing = r.object(w)
 	}
-	anonStatus, anonBody, _ := ask("", real)
+	anonStatus, anonBody, _ := ask("", present)
 	before := w.ownerView(t)
 	for _, p := range principals {
 		if p == "blocker" { // the first principal that may change the group
@@ -479,10 +479,10 @@ func checkRoute(t *testing.T, w *world, op string, authenticated bool, r routeRu
 			want = asMissing
 		}
 		if want == asMissing && !badToken(p) {
-			wantMissingStatus, wantMissing, _ = ask(p, missing)                        // asked first: the real request may change things
-			wantMissing = bytes.ReplaceAll(wantMissing, []byte(missing), []byte(real)) // an answer may name what was asked for
+			wantMissingStatus, wantMissing, _ = ask(p, missing)                           // asked first: the real request may change things
+			wantMissing = bytes.ReplaceAll(wantMissing, []byte(missing), []byte(present)) // an answer may name what was asked for
 		}
-		status, body, header := ask(p, real)
+		status, body, header := ask(p, present)
 		cell := fmt.Sprintf("%s as %s", op, p)
 		if leaked := w.leaks(p, body); len(leaked) > 0 {
 			t.Errorf("%s: LEAK %q in %d %s", cell, leaked, status, body)
@@ -518,7 +518,7 @@ func checkRoute(t *testing.T, w *world, op string, authenticated bool, r routeRu
 // frame scoped to one.
 type frameRule struct {
 	frame  func(w *world, p, obj string) protocol.ClientFrame
-	object func(w *world) (real, missing string)
+	object func(w *world) (present, missing string)
 	// answer is the frame type that tells success; "": success is silence (no error).
 	answer string
 	// want: by principal, asMissing, an error code, or "" (the default: outsiders asMissing on a
@@ -597,9 +597,9 @@ func exchange(t *testing.T, ws *apptest.WS, f protocol.ClientFrame, answer strin
 }
 
 func checkFrame(t *testing.T, w *world, typ string, r *frameRule) {
-	real, missing := "", ""
+	present, missing := "", ""
 	if r.object != nil {
-		real, missing = r.object(w)
+		present, missing = r.object(w)
 	}
 	before := w.ownerView(t)
 	for _, p := range principals {
@@ -626,10 +626,10 @@ func checkFrame(t *testing.T, w *world, typ string, r *frameRule) {
 		var wantAnswer [][]byte
 		if want == missingWant {
 			for _, raw := range exchange(t, ws, r.frame(w, p, missing), "") {
-				wantAnswer = append(wantAnswer, bytes.ReplaceAll(raw, []byte(missing), []byte(real))) // an answer may name what was asked for
+				wantAnswer = append(wantAnswer, bytes.ReplaceAll(raw, []byte(missing), []byte(present))) // an answer may name what was asked for
 			}
 		}
-		got := exchange(t, ws, r.frame(w, p, real), map[bool]string{true: "", false: r.answer}[want == missingWant])
+		got := exchange(t, ws, r.frame(w, p, present), map[bool]string{true: "", false: r.answer}[want == missingWant])
 		for _, raw := range got {
 			if leaked := w.leaks(p, raw); len(leaked) > 0 {
 				t.Errorf("%s: LEAK %q in %s", cell, leaked, raw)
