@@ -19,6 +19,29 @@ func ValidID(s string) bool {
 	return true
 }
 
+// Handle limits: a handle is MinHandle-MaxHandle bytes of [a-z0-9_] once folded to lower case.
+const (
+	MinHandle = 3
+	MaxHandle = 32
+)
+
+// ValidHandle reports whether h is a folded handle: MinHandle-MaxHandle bytes of [a-z0-9_]. The
+// API folds ASCII capitals to lower case before it checks (and stores) a handle.
+func ValidHandle(h string) bool {
+	if len(h) < MinHandle || len(h) > MaxHandle {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Target names the message an edit, delete or hide revises, by its seq and its message id, in
 // the event's conversation.
 type Target struct {

@@ -24,3 +24,18 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+func TestValidHandle(t *testing.T) {
+	accept := []string{"abc", "a_1", "___", "0123456789", strings.Repeat("z", 32)}
+	reject := []string{"", "ab", strings.Repeat("z", 33), "Abc", "a-b", "a b", "a.b", "jürgen", "\u212Aate", "ａbc"}
+	for _, h := range accept {
+		if !ValidHandle(h) {
+			t.Errorf("ValidHandle(%q) = false, want true", h)
+		}
+	}
+	for _, h := range reject {
+		if ValidHandle(h) {
+			t.Errorf("ValidHandle(%q) = true, want false", h)
+		}
+	}
+}
