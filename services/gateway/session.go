@@ -65,6 +65,7 @@ type session struct {
 	heartbeat *time.Timer // fires ping every HeartbeatInterval
 
 	wireSince atomic.Int64 // when the writer's write to the socket began (Unix ns); 0 when not in one
+	lastWire  time.Time    // when the writer's last write to the socket ended; the writer's own
 
 	mu       sync.Mutex
 	live     liveGate          // which live events go to the socket, and when
@@ -280,9 +281,11 @@ func (s *session) refreshRoute(ctx context.Context) error {
 }
 
 // writer writes the queued frames, in order, and exits when the queue is empty; enqueue starts
-// it again. Once the session has ended it closes the socket instead.
+// it again. A batch that comes within WriteInterval of the last write waits out the rest of it,
+// gathering what else comes. Once the session has ended it closes the socket instead.
 func (s *session) writer() {
 	defer s.wg.Done()
+	paused := false
 	for {
 		s.wmu.Lock()
 		if s.ended {
@@ -292,8 +295,7 @@ func (s *session) writer() {
 			s.closeConn(broken)
 			return
 		}
-		batch := s.queue
-		if len(batch) == 0 {
+		if len(s.queue) == 0 {
 			s.writing = false
 			if cap(s.queue) > idleQueueCap {
 				s.queue = nil // an idle socket keeps no large buffer
@@ -302,6 +304,14 @@ func (s *session) writer() {
 			s.wmu.Unlock()
 			return
 		}
+		if wait := s.g.cfg.WriteInterval - time.Since(s.lastWire); wait > 0 && !paused {
+			s.wmu.Unlock()
+			s.pause(wait) // what comes meanwhile joins this batch
+			paused = true
+			continue
+		}
+		paused = false
+		batch := s.queue
 		s.queue, s.spare = s.spare, nil
 		s.wmu.Unlock()
 		s.cork.cork()
@@ -318,6 +328,8 @@ func (s *session) writer() {
 		s.wireSince.Store(time.Now().UnixNano())
 		err := s.cork.uncork(s.g.cfg.WriteTimeout)
 		s.wireSince.Store(0)
+		s.lastWire = time.Now()
+		s.g.met.writes.Inc()
 		if err != nil {
 			s.writeFailed()
 		}
@@ -328,6 +340,16 @@ func (s *session) writer() {
 			s.spare = batch[:0]
 		}
 		s.wmu.Unlock()
+	}
+}
+
+// pause waits d, or less if the session ends meanwhile.
+func (s *session) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.kill:
 	}
 }
 
