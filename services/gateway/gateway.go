@@ -180,7 +180,9 @@ type Gateway struct {
 	log  *zap.Logger
 	met  *metrics
 	hub  *hub
-	pub  *publisher
+	// outbox bounds and spaces every socket's writes (see outbox).
+	outbox outboxLimits
+	pub    *publisher
 	// revisions decides edit and delete frames.
 	revisions *revision.Decider
 
@@ -217,6 +219,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.membership.consumer = cfg.MembershipConsumer
 	g.delivery.consumer = streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)
 	g.hub = newHub(g)
+	g.outbox = outboxLimits{soft: cfg.SendQueue, hard: cfg.HardSendQueue, slowAfter: cfg.SlowClientAfter, interval: cfg.WriteInterval}
 	g.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}
 	return g, nil
 }
