@@ -27,11 +27,11 @@ import (
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/projection"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 

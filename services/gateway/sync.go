@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 
