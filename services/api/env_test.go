@@ -20,11 +20,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 

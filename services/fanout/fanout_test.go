@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
@@ -167,7 +166,7 @@ func (e *env) nextSeq(t *testing.T) uint64 {
 
 // eventDelivery is the delivery of the timeline event ev at seq to users.
 func eventDelivery(seq uint64, users []string, ev streams.ChatEvent) streams.Delivery {
-	frame, err := json.Marshal(protocol.EventFromChat(seq, ev))
+	frame, err := json.Marshal(streams.EventFromChat(seq, ev))
 	if err != nil {
 		panic(err)
 	}
@@ -181,8 +180,8 @@ func (g *gateway) expect(t *testing.T, want streams.Delivery) {
 	if err != nil {
 		t.Fatalf("%s: waiting for the delivery of seq %d to %v: %v", g.id, want.Seq, want.Users, err)
 	}
-	var got streams.Delivery
-	if err := json.Unmarshal(m.Data, &got); err != nil {
+	got, err := streams.DecodeDelivery(m.Data)
+	if err != nil {
 		t.Fatalf("%s: bad delivery %s: %v", g.id, m.Data, err)
 	}
 	if g.n == nil {
@@ -426,8 +425,8 @@ func TestUserOnManyGatewaysNamedOncePerGateway(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", gw.id, err)
 		}
-		var d streams.Delivery
-		if err := json.Unmarshal(m.Data, &d); err != nil {
+		d, err := streams.DecodeDelivery(m.Data)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if want := eventDelivery(seq, []string{"alice"}, ev); d.Seq != seq || !bytes.Equal(d.Frame, want.Frame) || !reflect.DeepEqual(d.Users, want.Users) {
@@ -453,8 +452,8 @@ func (g *gateway) frame(t *testing.T, users ...string) []byte {
 	if err != nil {
 		t.Fatalf("%s: waiting for a frame for %v: %v", g.id, users, err)
 	}
-	var d streams.Delivery
-	if err := json.Unmarshal(m.Data, &d); err != nil {
+	d, err := streams.DecodeDelivery(m.Data)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Seq != 0 || d.Conversation != "" || !reflect.DeepEqual(d.Users, users) || len(d.Frame) == 0 {
