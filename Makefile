@@ -19,7 +19,7 @@ build:
 # (213-296 s with -p 2 or 3, against 253-294 s for these two in turn, under similar other load:
 # -race keeps both cores busy either way), and it puts the timing-sensitive end-to-end tests
 # beside the unit packages.
-test: check unit e2e ## vet, gofmt, tidy modules, unit and end-to-end tests, all with -race
+test: check unit e2e ## vet, staticcheck, gofmt, tidy modules, unit and end-to-end tests, all with -race
 
 check:
 	@bad=$$(gofmt -l streams pkg sdk/go services examples test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
@@ -35,11 +35,25 @@ check:
 		t="./$$(dirname $$file):$${fn#func }"; case " $(FUZZ_TARGETS) " in *" $$t "*) ;; *) echo "$$t";; esac; done); \
 		if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS in the Makefile:"; echo "$$missing"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
-# golangci-lint v2 with .golangci.yml, over every module of go.work. go run pkg@version builds it
-# from the Go module proxy into the build cache, so none of its dependencies reach natter's go.mod
-# files. Not part of check or test: on a cold machine fetching and building golangci-lint took
-# 5 minutes and a first run 2-3 minutes on this 2-core machine, too much to add to every CI run.
+# Linters. go run pkg@version builds them from the Go module proxy into the build cache, so none
+# of their dependencies reach natter's go.mod files. Measured on the project's 2-core machine under
+# other sessions' load (load average 9-21, so wall times are 2-4x a quiet machine's; CPU seconds
+# are user+sys), GOFLAGS=-modcacherw, each build in a fresh GOCACHE (and a fresh GOMODCACHE for
+# make check and staticcheck; part of golangci-lint's modules were downloaded already):
+#   make check before staticcheck: cold 1605 s wall (downloading every module and compiling every
+#     dependency for vet, at load 15-17); warm 7.8 s.
+#   staticcheck v0.8.2: build 139 CPU s (242 s wall); first run over every module 158 CPU s
+#     (361 s wall: it analyses every dependency once, then caches the facts); warm run 3.7 CPU s
+#     (4.5 s wall).
+#   golangci-lint v2.15.0: build 336 CPU s (734 s wall); first run with .golangci.yml 92 CPU s
+#     (236 s wall); warm run 6.2 CPU s (21 s wall). A run with fewer linters needs the same build.
+# New machine: staticcheck adds 297 CPU s, golangci-lint 428 (to a make test of 17-18 minutes
+# there, see README.md); warm: 4.5 s against 21 s. So check runs staticcheck, the cheaper (its
+# default checks, unused included; nothing is configured away), and make lint the whole
+# golangci-lint configuration (errcheck and revive besides) on demand.
+STATICCHECK_VERSION := v0.8.2
 GOLANGCI_LINT_VERSION := v2.15.0
 lint: ## golangci-lint (errcheck, govet, ineffassign, staticcheck, unused, revive)
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
