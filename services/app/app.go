@@ -237,6 +237,9 @@ type Running struct {
 	Store      store.Store      // nil in a process that runs only search (or only the NATS node)
 	NC         *nats.Conn
 	TLS        *tlsx.Reloader // nil without TLS
+	// Config is what the components were given: the Config passed to New, Derived, with its
+	// defaults filled in.
+	Config Config
 }
 
 // ReloadTLS reads the certificate and key files again: new connections to the API and the
@@ -284,6 +287,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		run.TLS = certs
 		cfg.API.TLS, cfg.Gateway.TLS = certs.ServerConfig(), certs.ServerConfig()
 	}
+	run.Config = cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if run.TLS != nil {
