@@ -121,6 +121,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if idx.Migrated > 0 {
+		deps.Log.Info("search index migrated to the current format", zap.String("dir", cfg.Dir), zap.Uint64("documents", idx.Migrated))
+	}
 	return &Service{cfg: cfg, deps: deps, log: deps.Log.Named("search"), idx: idx}, nil
 }
 

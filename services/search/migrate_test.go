@@ -1,0 +1,126 @@
+package search
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/natter-chat/natter/services/search/wire"
+)
+
+var format1Docs = []Doc{
+	{ConversationID: "a", Seq: 3, MessageID: "m3", SenderID: "u1", SentAt: 1_700_000_000_003, Text: "hello there"},
+	{ConversationID: "b", Seq: 4, MessageID: "m4", SenderID: "u2", SentAt: 1_700_000_000_004, Text: "hello from b"},
+	{ConversationID: "a", Seq: 7, MessageID: "m7", Deleted: true},
+	{ConversationID: "a", Seq: 9, MessageID: "m9", SenderID: "u2", SentAt: 1_700_000_000_009, Text: "hello again 안녕하세요"},
+}
+
+// writeFormat1 leaves in dir an index as the code before format 2 wrote it.
+func writeFormat1(t *testing.T, dir string) {
+	t.Helper()
+	old, err := newFormat1(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyFormat1(old, format1Docs); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkMigrated: the index in dir holds format1Docs, in the current format.
+func checkMigrated(t *testing.T, dir string, wantMigrated uint64) {
+	t.Helper()
+	idx, err := OpenBleve(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = idx.Close() }()
+	if idx.Migrated != wantMigrated {
+		t.Errorf("migrated %d documents, want %d", idx.Migrated, wantMigrated)
+	}
+	if n, err := idx.Count(); err != nil || n != uint64(len(format1Docs)) {
+		t.Errorf("%d documents (%v), want %d", n, err, len(format1Docs))
+	}
+	for _, want := range format1Docs {
+		got, ok, err := idx.Doc(want.ID())
+		if err != nil || !ok || got != want {
+			t.Errorf("document %s: %+v %v %v, want %+v", want.ID(), got, ok, err, want)
+		}
+	}
+	for _, tc := range []struct {
+		scopes []wire.Scope
+		want   []uint64
+	}{
+		{all("a", "b"), []uint64{4, 3, 9}},
+		{[]wire.Scope{{ConversationID: "a", After: 3}}, []uint64{9}},
+		{[]wire.Scope{{ConversationID: "a", UpTo: 3}, {ConversationID: "b", After: 4}}, []uint64{3}},
+	} {
+		got := seqs(t, idx, wire.Query{Text: "hello", Scopes: tc.scopes})
+		slices.Sort(got)
+		want := slices.Clone(tc.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("hello in %+v: %v, want %v", tc.scopes, got, want)
+		}
+	}
+	if got := seqs(t, idx, wire.Query{Text: "안녕", Scopes: all("a")}); !slices.Equal(got, []uint64{9}) {
+		t.Errorf("안녕: %v", got)
+	}
+	put(t, idx, Doc{ConversationID: "b", Seq: 10, MessageID: "m10", Text: "new after the migration"})
+	if got := seqs(t, idx, wire.Query{Text: "migration", Scopes: all("b")}); !slices.Equal(got, []uint64{10}) {
+		t.Errorf("a document indexed after the migration: %v", got)
+	}
+	if err := idx.Apply(context.Background(), nil, []string{DocID("b", 10)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, leftover := range []string{dir + ".old", dir + ".new"} {
+		if _, err := os.Stat(leftover); err == nil {
+			t.Errorf("%s left behind", leftover)
+		}
+	}
+}
+
+// TestFormat1IndexIsMigrated: an index written before format 2 is rewritten in the current
+// format when it is opened, every document kept (tombstones too), once.
+func TestFormat1IndexIsMigrated(t *testing.T) {
+	defer func(n int) { migrateBatch = n }(migrateBatch)
+	migrateBatch = 3 // two batches
+	dir := t.TempDir() + "/index"
+	writeFormat1(t, dir)
+	checkMigrated(t, dir, uint64(len(format1Docs)))
+	checkMigrated(t, dir, 0) // opened again: nothing to do
+}
+
+// TestMigrationResumesAfterACrash: the states a crash can leave a migration in.
+func TestMigrationResumesAfterACrash(t *testing.T) {
+	t.Run("between the renames", func(t *testing.T) {
+		dir := t.TempDir() + "/index"
+		writeFormat1(t, dir)
+		if err := os.Rename(dir, dir+".old"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(dir+".new", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		checkMigrated(t, dir, uint64(len(format1Docs)))
+	})
+	t.Run("while copying", func(t *testing.T) {
+		dir := t.TempDir() + "/index"
+		writeFormat1(t, dir)
+		if err := os.WriteFile(dir+".new", []byte("half a segment"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		checkMigrated(t, dir, uint64(len(format1Docs)))
+	})
+	t.Run("before the old index was removed", func(t *testing.T) {
+		dir := t.TempDir() + "/index"
+		writeFormat1(t, dir)
+		checkMigrated(t, dir, uint64(len(format1Docs)))
+		writeFormat1(t, dir+".old")
+		checkMigrated(t, dir, 0)
+	})
+}
