@@ -2,11 +2,14 @@ package search
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/natter-chat/natter/services/search/wire"
+	"github.com/natter-chat/natter/streams"
 )
 
 var format1Docs = []Doc{
@@ -123,4 +126,49 @@ func TestMigrationResumesAfterACrash(t *testing.T) {
 		writeFormat1(t, dir+".old")
 		checkMigrated(t, dir, 0)
 	})
+}
+
+// TestServiceGoesOnFromAMigratedIndex: a search process that finds an index written before
+// format 2 at its consumer's position migrates it and goes on from there: the old messages are
+// found, an edit of one finds its document, new messages are indexed.
+func TestServiceGoesOnFromAMigratedIndex(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	var docs []Doc
+	for _, text := range []string{"hello one", "hello two", "hello three"} {
+		seq := e.publish(t, "c1", streams.KindMsg, text)
+		docs = append(docs, Doc{ConversationID: "c1", Seq: seq, MessageID: fmt.Sprintf("m%06d", e.n), SenderID: "u1", SentAt: 1_700_000_000_000 + int64(e.n), Text: text})
+	}
+	r := e.start(t, 512)
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	e.waitIndexed(t, c, docs[2].Seq)
+	r.stop(t)
+	// The same messages, as the code before format 2 indexed them.
+	if err := os.RemoveAll(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	old, err := newFormat1(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyFormat1(old, docs); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e.revise(t, "c1", streams.KindEdit, docs[0].Seq, "hello edited")
+	last := e.publish(t, "c1", streams.KindMsg, "hello four")
+	e.start(t, 512)
+	if st := e.waitIndexed(t, c, last); st.Documents != 4 {
+		t.Errorf("status %+v, want 4 documents", st)
+	}
+	got := hitSeqs(hitsFor(t, c, "c1", "hello"))
+	slices.Sort(got)
+	if want := []uint64{docs[0].Seq, docs[1].Seq, docs[2].Seq, last}; !slices.Equal(got, want) {
+		t.Errorf("hello: %v, want %v", got, want)
+	}
+	if h := hitsFor(t, c, "c1", "edited"); len(h) != 1 || h[0].Seq != docs[0].Seq || h[0].MessageID != docs[0].MessageID || h[0].SentAt != docs[0].SentAt {
+		t.Errorf("edited: %+v", h)
+	}
 }
