@@ -352,3 +352,49 @@ func BenchmarkQueryFormats(b *testing.B) {
 		b.ReportMetric(float64(p(0.5).Microseconds())/1000, "p50-ms-"+name)
 	}
 }
+
+// BenchmarkMigrateFormat1 is what opening a format 1 index of SEARCH_BENCH_FORMAT_N messages
+// (default 20,000) costs: OpenBleve reads every document back and writes it in the current
+// format. Run it alone:
+//
+//	go test ./services/search -run '^$' -bench MigrateFormat1 -benchtime 1x
+func BenchmarkMigrateFormat1(b *testing.B) {
+	n := envInt(b, "SEARCH_BENCH_FORMAT_N", 20_000)
+	rng := rand.New(rand.NewPCG(5, 6))
+	words := vocabulary(rng)
+	docs := make([]Doc, n)
+	for i := range docs {
+		docs[i] = Doc{ConversationID: fmt.Sprintf("c%05d", rng.IntN(10_000)), Seq: uint64(1 + i), MessageID: fmt.Sprintf("m%09d", i),
+			SenderID: "u1", SentAt: 1_700_000_000_000 + int64(i), Text: sentence(rng, words)}
+	}
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir() + "/index"
+		old, err := newFormat1(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for chunk := range slices.Chunk(docs, 2048) {
+			if err := applyFormat1(old, chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := old.Close(); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		b.StartTimer()
+		c0, t0 := cpuSeconds(b), time.Now()
+		idx, err := OpenBleve(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu, took := cpuSeconds(b)-c0, time.Since(t0)
+		if idx.Migrated != uint64(n) {
+			b.Fatalf("migrated %d of %d", idx.Migrated, n)
+		}
+		_ = idx.Close()
+		b.Logf("migrated %d documents in %s: %.3f CPU s per 1000", n, took.Round(time.Millisecond), cpu/float64(n)*1000)
+		b.ReportMetric(cpu/float64(n)*1000, "cpu-s/1000")
+	}
+}

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"sync"
 
-	index "github.com/blevesearch/bleve_index_api"
-
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/mapping"
@@ -18,6 +16,7 @@ import (
 	htmlhl "github.com/blevesearch/bleve/v2/search/highlight/highlighter/html"
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/blevesearch/bleve/v2/search/searcher"
+	index "github.com/blevesearch/bleve_index_api"
 
 	"github.com/natter-chat/natter/services/search/wire"
 )
@@ -84,7 +83,7 @@ func OpenBleve(dir string) (*Bleve, error) {
 		}
 	default:
 		_ = idx.Close()
-		return nil, fmt.Errorf("search index %s: format %q is newer than this version's %q: delete the directory to rebuild it from CHAT", dir, format, indexFormat)
+		return nil, fmt.Errorf("search index %s: format %q is newer than this version's %q: delete it and the search consumer to rebuild it from CHAT", dir, format, indexFormat)
 	}
 	return &Bleve{dir: dir, idx: idx, Migrated: migrated}, nil
 }

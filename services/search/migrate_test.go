@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,24 @@ func TestServiceGoesOnFromAMigratedIndex(t *testing.T) {
 	}
 	if h := hitsFor(t, c, "c1", "edited"); len(h) != 1 || h[0].Seq != docs[0].Seq || h[0].MessageID != docs[0].MessageID || h[0].SentAt != docs[0].SentAt {
 		t.Errorf("edited: %+v", h)
+	}
+}
+
+// TestNewerFormatIsRefused: an index that a later version wrote is not touched.
+func TestNewerFormatIsRefused(t *testing.T) {
+	dir := t.TempDir() + "/index"
+	idx, err := OpenBleve(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, idx, Doc{ConversationID: "a", Seq: 1, Text: "kept"})
+	if err := idx.idx.SetInternal(formatKey, []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := idx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBleve(dir); err == nil || !strings.Contains(err.Error(), `format "3" is newer`) {
+		t.Fatalf("opening format 3: %v", err)
 	}
 }
