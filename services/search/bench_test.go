@@ -238,12 +238,18 @@ func BenchmarkIndexFormats(b *testing.B) {
 			}
 		}
 	}
+	ratio := make([]float64, len(perK["current"]))
+	for i := range ratio {
+		ratio[i] = perK["current"][i] / perK["format1"][i]
+	}
 	for _, format := range []string{"format1", "current"} {
 		v := perK[format]
 		slices.Sort(v)
 		b.Logf("%s: %.3f (%.3f-%.3f) CPU s per 1000 messages, %d runs of %d", format, v[len(v)/2], v[0], v[len(v)-1], len(v), n)
 		b.ReportMetric(v[len(v)/2], "cpu-s/1000-"+format)
 	}
+	slices.Sort(ratio)
+	b.Logf("current / format1, pair by pair: %.2f (%.2f-%.2f)", ratio[len(ratio)/2], ratio[0], ratio[len(ratio)-1])
 }
 
 // cpuSeconds is the CPU time the process has used, user and system.

@@ -141,6 +141,9 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	doc.AddFieldMappingsAt(fSent, storedNumber())
 	doc.AddFieldMappingsAt(fText, text)
 	doc.AddFieldMappingsAt(fDeleted, keywordField(false))
+	// No "_all" field: every query names its fields, and composing an empty one for each
+	// document cost about 5 % of indexing.
+	doc.AddSubDocumentMapping("_all", bleve.NewDocumentDisabledMapping())
 	m.DefaultMapping = doc
 	m.DefaultAnalyzer = analyzerName
 	return m, m.Validate()
