@@ -51,17 +51,34 @@ var formatKey = []byte("natter_index_format")
 // and its root committed with an fsync).
 type Bleve struct {
 	dir string
-	mu  sync.RWMutex // write-held by Reset, which swaps idx
+	mu  sync.RWMutex // write-held by Reset and Migrate, which swap idx
 	idx bleve.Index
-	// Migrated is how many documents OpenBleve copied from an index of an older format.
-	Migrated uint64
+	// stale: idx is of format 1 and must be migrated (Migrate) before it is searched or written.
+	stale bool
 }
 
 var _ Index = (*Bleve)(nil)
 
+// errStale answers a search of an index that is not migrated yet.
+var errStale = fmt.Errorf("search index: being migrated to the current format: %w", wire.ErrUnavailable)
+
 // OpenBleve opens the index in dir, creating it if it does not exist, and migrating it first if
-// an older version wrote it (migrate).
+// an older version wrote it (Migrate).
 func OpenBleve(dir string) (*Bleve, error) {
+	b, err := openBleve(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.Migrate(context.Background()); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// openBleve opens the index in dir, creating it if it does not exist; one of format 1 is left
+// to Migrate (Stale).
+func openBleve(dir string) (*Bleve, error) {
 	if err := recoverMigration(dir); err != nil {
 		return nil, err
 	}
@@ -74,18 +91,47 @@ func OpenBleve(dir string) (*Bleve, error) {
 		_ = idx.Close()
 		return nil, fmt.Errorf("search index %s: format: %w", dir, err)
 	}
-	var migrated uint64
 	switch string(format) {
 	case indexFormat:
+		return &Bleve{dir: dir, idx: idx}, nil
 	case "":
-		if idx, migrated, err = migrate(dir, idx); err != nil {
-			return nil, err
-		}
+		return &Bleve{dir: dir, idx: idx, stale: true}, nil
 	default:
 		_ = idx.Close()
 		return nil, fmt.Errorf("search index %s: format %q is newer than this version's %q: delete it and the search consumer to rebuild it from CHAT", dir, format, indexFormat)
 	}
-	return &Bleve{dir: dir, idx: idx, Migrated: migrated}, nil
+}
+
+// Stale reports whether the index is of format 1 and waits for Migrate: searches answer
+// wire.ErrUnavailable until then, and nothing may be applied.
+func (b *Bleve) Stale() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.stale
+}
+
+// Migrate rewrites a stale index in the current format (see migrate.go) and returns how many
+// documents it copied; an index that is not stale is left as it is. Searches meanwhile answer
+// wire.ErrUnavailable. Cancelling ctx stops the copy; the next open starts it again.
+func (b *Bleve) Migrate(ctx context.Context) (uint64, error) {
+	b.mu.RLock()
+	old, stale := b.idx, b.stale
+	b.mu.RUnlock()
+	if !stale {
+		return 0, nil
+	}
+	n, err := copyFormat1(ctx, old, b.dir+".new")
+	if err != nil {
+		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	idx, err := swapMigrated(b.dir, old)
+	if err != nil {
+		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
+	}
+	b.idx, b.stale = idx, false
+	return n, nil
 }
 
 func openOrCreate(dir string) (bleve.Index, error) {
@@ -153,6 +199,9 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 func (b *Bleve) Apply(_ context.Context, put []Doc, remove []string) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.stale {
+		return errStale
+	}
 	batch := b.idx.NewBatch()
 	for _, d := range put {
 		fields := map[string]any{
@@ -204,7 +253,7 @@ func (b *Bleve) Reset() error {
 	if err != nil {
 		return err
 	}
-	b.idx = idx
+	b.idx, b.stale = idx, false
 	return nil
 }
 
@@ -249,6 +298,9 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.stale {
+		return wire.Result{}, errStale
+	}
 	res, err := b.idx.SearchInContext(ctx, req)
 	if err == nil {
 		err = filter.err()
@@ -382,6 +434,9 @@ func (b *Bleve) plainSnippet(id string) (string, error) {
 func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.stale {
+		return Doc{}, false, errStale
+	}
 	req := bleve.NewSearchRequest(bleve.NewDocIDQuery([]string{id}))
 	req.Fields = []string{fID, fSender, fSent, fText, fDeleted}
 	res, err := b.idx.Search(req)

@@ -44,32 +44,27 @@ func recoverMigration(dir string) error {
 	return nil
 }
 
-// migrate rewrites the format 1 index old, open in dir, in the current format; it closes old and
-// returns the new index open in dir, and how many documents it copied.
-func migrate(dir string, old bleve.Index) (bleve.Index, uint64, error) {
-	tmp := dir + ".new"
-	n, err := copyFormat1(old, tmp)
-	if cerr := old.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("search index: close %s: %w", dir, cerr)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("search index: migrate %s: %w", dir, err)
+// swapMigrated closes old, the format 1 index in dir, puts the migrated copy in <dir>.new in its
+// place and opens it.
+func swapMigrated(dir string, old bleve.Index) (bleve.Index, error) {
+	if err := old.Close(); err != nil {
+		return nil, fmt.Errorf("close: %w", err)
 	}
 	if err := os.Rename(dir, dir+".old"); err != nil {
-		return nil, 0, fmt.Errorf("search index: migrate: %w", err)
+		return nil, err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, 0, fmt.Errorf("search index: migrate: %w", err)
+	if err := os.Rename(dir+".new", dir); err != nil {
+		return nil, err
 	}
 	if err := os.RemoveAll(dir + ".old"); err != nil {
-		return nil, 0, fmt.Errorf("search index: migrate: %w", err)
+		return nil, err
 	}
-	idx, err := openOrCreate(dir)
-	return idx, n, err
+	return openOrCreate(dir)
 }
 
-// copyFormat1 writes every document of old, a format 1 index, to a new index in dir.
-func copyFormat1(old bleve.Index, dir string) (uint64, error) {
+// copyFormat1 writes every document of old, a format 1 index, to a new index in dir, until ctx
+// is done.
+func copyFormat1(ctx context.Context, old bleve.Index, dir string) (uint64, error) {
 	adv, err := old.Advanced()
 	if err != nil {
 		return 0, err
@@ -94,7 +89,10 @@ func copyFormat1(old bleve.Index, dir string) (uint64, error) {
 		n     uint64
 	)
 	flush := func() error {
-		if err := to.Apply(context.Background(), batch, nil); err != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := to.Apply(ctx, batch, nil); err != nil {
 			return err
 		}
 		n += uint64(len(batch))

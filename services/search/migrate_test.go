@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
 )
@@ -38,13 +40,22 @@ func writeFormat1(t *testing.T, dir string) {
 // checkMigrated: the index in dir holds format1Docs, in the current format.
 func checkMigrated(t *testing.T, dir string, wantMigrated uint64) {
 	t.Helper()
-	idx, err := OpenBleve(dir)
+	idx, err := openBleve(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = idx.Close() }()
-	if idx.Migrated != wantMigrated {
-		t.Errorf("migrated %d documents, want %d", idx.Migrated, wantMigrated)
+	if idx.Stale() != (wantMigrated > 0) {
+		t.Errorf("stale %v, want %v", idx.Stale(), wantMigrated > 0)
+	}
+	if idx.Stale() {
+		_, err := idx.Search(context.Background(), wire.Query{Text: "hello", Scopes: all("a"), Limit: 1})
+		if !errorsIsUnavailable(err) {
+			t.Errorf("search before the migration: %v, want unavailable", err)
+		}
+	}
+	if n, err := idx.Migrate(context.Background()); err != nil || n != wantMigrated {
+		t.Errorf("migrated %d documents (%v), want %d", n, err, wantMigrated)
 	}
 	if n, err := idx.Count(); err != nil || n != uint64(len(format1Docs)) {
 		t.Errorf("%d documents (%v), want %d", n, err, len(format1Docs))
@@ -190,5 +201,62 @@ func TestNewerFormatIsRefused(t *testing.T) {
 	}
 	if _, err := OpenBleve(dir); err == nil || !strings.Contains(err.Error(), `format "3" is newer`) {
 		t.Fatalf("opening format 3: %v", err)
+	}
+}
+
+// TestStopWhileMigrating: a search process stopped while it migrates its index stops at once and
+// cleanly (no goroutine left: TestMain checks), and the next start has the index whole.
+func TestStopWhileMigrating(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	old, err := newFormat1(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []Doc
+	for seq := uint64(1); seq <= 5000; seq++ {
+		docs = append(docs, Doc{ConversationID: "c1", Seq: seq, MessageID: fmt.Sprint("m", seq), Text: "hello"})
+	}
+	if err := applyFormat1(old, docs); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(t, 512)
+	r.stop(t)
+	idx, err := OpenBleve(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = idx.Close() }()
+	if n, err := idx.Count(); err != nil || n != uint64(len(docs)) {
+		t.Fatalf("%d documents (%v), want %d", n, err, len(docs))
+	}
+}
+
+// TestQueriesWhileMigratingAreUnavailable: the search server answers a query of a stale index
+// with the unavailable code, which the client maps to wire.ErrUnavailable (the API's 503).
+func TestQueriesWhileMigratingAreUnavailable(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	writeFormat1(t, e.dir)
+	met, _ := NewMetrics(nil)
+	cfg := DefaultConfig()
+	cfg.Dir = e.dir
+	svc, err := New(cfg, Deps{Log: zap.NewNop(), JS: e.bus.JS, Metrics: met})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not started, so not migrated.
+	srv, err := Serve(e.bus.NC, svc, cfg, zap.NewNop(), met)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = srv.Stop(e.ctx)
+		_ = svc.Stop(e.ctx)
+	}()
+	_, err = wire.NewClient(e.bus.NC, 5*time.Second).Search(e.ctx, wire.Query{Text: "hello", Scopes: all("a"), Limit: 1})
+	if !errorsIsUnavailable(err) {
+		t.Fatalf("query while the index is stale: %v, want unavailable", err)
 	}
 }
