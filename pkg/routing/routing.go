@@ -334,12 +334,8 @@ func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte, only f
 		})
 	}
 	for gw, us := range byGateway {
-		data, err := json.Marshal(streams.Delivery{Users: us, Frame: frame})
-		if err != nil {
-			return fmt.Errorf("encode delivery: %w", err)
-		}
-		if err := nc.Publish(streams.DeliverSubject(gw), data); err != nil {
-			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
+		if err := streams.PublishDelivery(nc, gw, streams.Delivery{Users: us, Frame: frame}); err != nil {
+			return err
 		}
 	}
 	return nil

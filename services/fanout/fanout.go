@@ -434,9 +434,8 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 		return consumer.Permanent(fmt.Errorf("encode frame: %w", err))
 	}
 	for gw, users := range byGateway {
-		d := streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: frame}
-		if err := part.send(gw, d); err != nil {
-			return fmt.Errorf("deliver to gateway %s: %w", gw, err)
+		if err := part.send(gw, streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: frame}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -451,11 +450,7 @@ func (part *partition) send(gw string, d streams.Delivery) error {
 
 func (part *partition) sendLocked(gw string, d streams.Delivery) error {
 	d.Chain, d.N = part.chain, part.sent[gw]+1
-	data, err := json.Marshal(d)
-	if err != nil {
-		return consumer.Permanent(fmt.Errorf("encode delivery: %w", err))
-	}
-	if err := part.f.deps.NC.Publish(streams.DeliverSubject(gw), data); err != nil {
+	if err := streams.PublishDelivery(part.f.deps.NC, gw, d); err != nil {
 		return err // not sent: the number is not used up
 	}
 	part.sent[gw] = d.N

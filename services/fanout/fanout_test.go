@@ -192,8 +192,8 @@ func (g *gateway) expect(t *testing.T, want streams.Delivery) {
 	if err != nil {
 		t.Fatalf("%s: waiting for the delivery of seq %d to %v: %v", g.id, want.Seq, want.Users, err)
 	}
-	var got streams.Delivery
-	if err := json.Unmarshal(m.Data, &got); err != nil {
+	got, err := streams.DecodeDelivery(m.Data)
+	if err != nil {
 		t.Fatalf("%s: bad delivery %s: %v", g.id, m.Data, err)
 	}
 	if g.n == nil {
@@ -437,8 +437,8 @@ func TestUserOnManyGatewaysNamedOncePerGateway(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", gw.id, err)
 		}
-		var d streams.Delivery
-		if err := json.Unmarshal(m.Data, &d); err != nil {
+		d, err := streams.DecodeDelivery(m.Data)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if want := eventDelivery(seq, []string{"alice"}, ev); d.Seq != seq || !bytes.Equal(d.Frame, want.Frame) || !reflect.DeepEqual(d.Users, want.Users) {
@@ -464,8 +464,8 @@ func (g *gateway) frame(t *testing.T, users ...string) []byte {
 	if err != nil {
 		t.Fatalf("%s: waiting for a frame for %v: %v", g.id, users, err)
 	}
-	var d streams.Delivery
-	if err := json.Unmarshal(m.Data, &d); err != nil {
+	d, err := streams.DecodeDelivery(m.Data)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Seq != 0 || d.Conversation != "" || !reflect.DeepEqual(d.Users, users) || len(d.Frame) == 0 {

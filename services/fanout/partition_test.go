@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -131,8 +130,8 @@ func TestPartitionsShareTheWorkAndKeepEveryGatewaysOrder(t *testing.T) {
 		last, ended := map[uint64]uint64{}, map[uint64]bool{}
 		var current uint64
 		sub, err := e.nc.Subscribe(streams.DeliverSubject(id), func(m *nats.Msg) {
-			var d streams.Delivery
-			if err := json.Unmarshal(m.Data, &d); err != nil {
+			d, err := streams.DecodeDelivery(m.Data)
+			if err != nil {
 				t.Errorf("%s: bad delivery %s (%v)", id, m.Data, err)
 				return
 			}

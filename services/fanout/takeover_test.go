@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,8 +30,8 @@ func (e *env) recordArrivals(t *testing.T, gws ...string) *arrivals {
 	a := &arrivals{at: map[string][]time.Time{}, seq: map[string][]uint64{}}
 	for _, gw := range gws {
 		sub, err := e.nc.Subscribe(streams.DeliverSubject(gw), func(m *nats.Msg) {
-			var d streams.Delivery
-			if json.Unmarshal(m.Data, &d) != nil || d.Seq == 0 {
+			d, err := streams.DecodeDelivery(m.Data)
+			if err != nil || d.Seq == 0 {
 				return // resyncs and frames
 			}
 			a.mu.Lock()
@@ -249,8 +248,8 @@ func TestAReconnectProbesTheGatewaysChains(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no probe after the reconnect: %v", err)
 	}
-	var probe streams.Delivery
-	if err := json.Unmarshal(m.Data, &probe); err != nil {
+	probe, err := streams.DecodeDelivery(m.Data)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if probe.Chain == 0 || probe.N != g.n[probe.Chain]+1 || probe.Seq != 0 || len(probe.Frame) != 0 || probe.End || probe.Resync {

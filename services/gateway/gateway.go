@@ -57,6 +57,11 @@ type Config struct {
 	SlowClientAfter time.Duration
 	// WriteTimeout bounds one write to a socket: it gets between WriteTimeout and twice it.
 	WriteTimeout time.Duration
+	// WriteInterval is the least time between two writes to one socket while frames keep coming
+	// to it: what arrives sooner waits and goes out in the next write, with whatever else came.
+	// A frame to a socket not written to for WriteInterval goes out at once. 0: every batch is
+	// written as soon as it is queued.
+	WriteInterval time.Duration
 	// PublishTimeout bounds a send's wait for the stream's acknowledgement.
 	PublishTimeout time.Duration
 	// PublishWindow bounds the sends of the whole gateway waiting for the stream's
@@ -101,6 +106,7 @@ func DefaultConfig() Config {
 		HardSendQueue:       8192, // a frame is shared by every socket it goes to: a slot is what a socket adds
 		SlowClientAfter:     2 * time.Second,
 		WriteTimeout:        10 * time.Second,
+		WriteInterval:       time.Millisecond,
 		PublishTimeout:      5 * time.Second,
 		PublishWindow:       256,
 		SocketPublishWindow: 32,
@@ -138,6 +144,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: publish windows must be at least 1")
 	case c.EditWindow < 0:
 		return errors.New("gateway: edit window must not be negative")
+	case c.WriteInterval < 0 || c.WriteInterval > time.Second:
+		return fmt.Errorf("gateway: write interval %s must be from 0 to 1s", c.WriteInterval)
 	case c.FramesPerSecond <= 0 || c.Burst < 1:
 		return errors.New("gateway: rate limit must be positive")
 	case c.MembershipConsumer == "" || c.MembershipWait <= 0:
@@ -172,7 +180,9 @@ type Gateway struct {
 	log  *zap.Logger
 	met  *metrics
 	hub  *hub
-	pub  *publisher
+	// outbox bounds and spaces every socket's writes (see outbox).
+	outbox outboxLimits
+	pub    *publisher
 	// revisions decides edit and delete frames.
 	revisions *revision.Decider
 
@@ -209,6 +219,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.membership.consumer = cfg.MembershipConsumer
 	g.delivery.consumer = streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)
 	g.hub = newHub(g)
+	g.outbox = outboxLimits{soft: cfg.SendQueue, hard: cfg.HardSendQueue, slowAfter: cfg.SlowClientAfter, interval: cfg.WriteInterval}
 	g.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}
 	return g, nil
 }

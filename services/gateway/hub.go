@@ -128,8 +128,8 @@ func (h *hub) all() []*session {
 // onDelivery runs on the NATS subscription goroutine: decode once and enqueue the frame, as
 // fanout built it, to every session of the named users.
 func (h *hub) onDelivery(msg *nats.Msg) {
-	var d streams.Delivery
-	if err := json.Unmarshal(msg.Data, &d); err != nil {
+	d, err := streams.DecodeDelivery(msg.Data)
+	if err != nil {
 		h.g.log.Error("bad delivery", zap.Error(err))
 		return
 	}

@@ -7,6 +7,7 @@ type metrics struct {
 	closes      *prometheus.CounterVec
 	framesIn    *prometheus.CounterVec
 	framesOut   prometheus.Counter
+	writes      prometheus.Counter
 	sends       *prometheus.CounterVec
 	publish     prometheus.Histogram
 
@@ -26,6 +27,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "frames_in_total", Help: "Client frames, by type or error code."}, []string{"type"}),
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "frames_out_total", Help: "Frames written to clients."}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
+			Name: "socket_writes_total", Help: "Writes of queued frames to sockets, each of one or more frames."}),
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "sends_total", Help: "Sends, by outcome."}, []string{"outcome"}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "natter", Subsystem: "gateway",
@@ -41,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "request_notices_total", Help: "Request frames queued to sockets of this gateway, by state."}, []string{"state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds, m.requestNotices)
+		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.writes, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds, m.requestNotices)
 	}
 	return m
 }

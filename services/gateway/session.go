@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -26,8 +25,8 @@ import (
 // stack, as a bare WebSocket server's does: writer runs while frames are queued and performs
 // the close; the heartbeat timer's callback pings and waits for the pong; catchUp (when asked)
 // replays what the device missed, writing to the socket itself. Each is counted in wg before it
-// starts, under wmu and only while the session has not ended, so run's final wg.Wait sees them
-// all.
+// starts, under wmu (the writer: under the outbox's lock) and only while the session has not
+// ended (the writer: or to close it), so run's final wg.Wait sees them all.
 type session struct {
 	g        *Gateway
 	id       string
@@ -55,16 +54,12 @@ type session struct {
 	code     protocol.CloseCode
 	reason   string
 
+	out outbox // live events and the session's own answers, for the writer
+
 	wmu       sync.Mutex
-	queue     [][]byte    // live events and the session's own answers, bounded as enqueue says; never waited on
-	spare     [][]byte    // the writer's last batch, reused by the next
-	writing   bool        // a writer goroutine is running (or starting)
 	ended     bool        // fail was called: no more goroutines start
-	broken    bool        // a write failed: close without the handshake
 	online    bool        // the online presence event was published; offline follows at the end
 	heartbeat *time.Timer // fires ping every HeartbeatInterval
-
-	wireSince atomic.Int64 // when the writer's write to the socket began (Unix ns); 0 when not in one
 
 	mu       sync.Mutex
 	live     liveGate          // which live events go to the socket, and when
@@ -133,6 +128,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		live:   newLiveGate(),
 		bucket: tokenBucket{rate: g.cfg.FramesPerSecond, burst: float64(g.cfg.Burst), tokens: float64(g.cfg.Burst), last: time.Now()},
 	}
+	s.out.wg, s.out.limits = &s.wg, &g.outbox
 	// A socket lives no longer than its access token, unless the client renews it with an auth
 	// frame (or reconnects with a refreshed one), nor than its login session (hub.onRevoked
 	// closes it when the session ends).
@@ -252,16 +248,11 @@ func (s *session) fail(code protocol.CloseCode, reason string) {
 		close(s.kill)
 		s.wmu.Lock()
 		s.ended = true
-		start := !s.writing
-		if start {
-			s.writing = true
-			s.wg.Add(1)
-		}
 		if s.heartbeat != nil {
 			s.heartbeat.Stop()
 		}
 		s.wmu.Unlock()
-		if start {
+		if s.out.close() {
 			go s.writer()
 		}
 	})
@@ -279,69 +270,54 @@ func (s *session) refreshRoute(ctx context.Context) error {
 	return nil
 }
 
-// writer writes the queued frames, in order, and exits when the queue is empty; enqueue starts
-// it again. Once the session has ended it closes the socket instead.
+// writer writes the outbox's frames, in order, and exits when it is empty; enqueue starts it
+// again. A batch that comes within WriteInterval of the last write waits out the rest of it,
+// gathering what else comes. Once the session has ended it closes the socket instead.
 func (s *session) writer() {
 	defer s.wg.Done()
+	patient := true
 	for {
-		s.wmu.Lock()
-		if s.ended {
-			broken := s.broken
-			s.queue, s.spare = nil, nil
-			s.wmu.Unlock()
-			s.closeConn(broken)
+		t := s.out.take(patient, time.Now())
+		switch {
+		case t.close:
+			s.closeConn(t.broken)
 			return
-		}
-		batch := s.queue
-		if len(batch) == 0 {
-			s.writing = false
-			if cap(s.queue) > idleQueueCap {
-				s.queue = nil // an idle socket keeps no large buffer
-			}
-			s.spare = nil
-			s.wmu.Unlock()
+		case t.idle:
 			return
+		case t.wait > 0:
+			s.pause(t.wait) // what comes meanwhile joins the next batch
+			patient = false
+			continue
 		}
-		s.queue, s.spare = s.spare, nil
-		s.wmu.Unlock()
+		patient = true
 		s.cork.cork()
-		for i, frame := range batch {
+		for _, frame := range t.frames {
 			select {
 			case <-s.kill:
 			default:
 				// Held back in memory, so no timeout: the one write of uncork has it. On failure the
-				// session ends; the next round closes the socket.
+				// session ends; the next turn closes the socket.
 				_ = s.write(context.Background(), frame)
 			}
-			batch[i] = nil
 		}
-		s.wireSince.Store(time.Now().UnixNano())
 		err := s.cork.uncork(s.g.cfg.WriteTimeout)
-		s.wireSince.Store(0)
+		s.out.done(t.frames, time.Now())
+		s.g.met.writes.Inc()
 		if err != nil {
 			s.writeFailed()
 		}
-		s.wmu.Lock()
-		if s.queue == nil { // nothing came meanwhile: the next frames go into this batch's memory
-			s.queue = batch[:0]
-		} else {
-			s.spare = batch[:0]
-		}
-		s.wmu.Unlock()
 	}
 }
 
-// stuckWriting is how long the writer has been in its current write to the socket (0 if in none).
-func (s *session) stuckWriting() time.Duration {
-	since := s.wireSince.Load()
-	if since == 0 {
-		return 0
+// pause waits d, or less if the session ends meanwhile.
+func (s *session) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.kill:
 	}
-	return time.Since(time.Unix(0, since))
 }
-
-// idleQueueCap is the largest send queue an idle socket keeps allocated.
-const idleQueueCap = 16
 
 // write writes one frame, bounded by ctx. On failure it ends the session; the writer (started
 // by fail if none is running) then closes the socket without the close handshake.
@@ -356,9 +332,7 @@ func (s *session) write(ctx context.Context, frame []byte) error {
 
 // writeFailed ends the session after a failed write; the socket closes without the handshake.
 func (s *session) writeFailed() {
-	s.wmu.Lock()
-	s.broken = true
-	s.wmu.Unlock()
+	s.out.breakOff()
 	s.fail(protocol.CloseInternal, "write failed")
 }
 
@@ -490,29 +464,14 @@ func (s *session) send(v any) {
 	s.enqueue(b)
 }
 
-// enqueue never blocks. Past SendQueue frames the socket is closed as slow only if it is its
-// own client that is slow — the writer has been stuck in one write to the socket for
-// SlowClientAfter (the client does not read) — or when the queue reaches HardSendQueue. A
-// queue that grew because the server's writers fell behind (a burst, a busy machine) while the
-// client reads is not the client's fault.
+// enqueue queues frame for the writer; it never blocks. A socket whose queue is past its
+// bounds (see outbox.push) is closed as slow.
 func (s *session) enqueue(frame []byte) {
-	s.wmu.Lock()
-	if s.ended {
-		s.wmu.Unlock()
-		return
-	}
-	if n := len(s.queue); n >= s.g.cfg.SendQueue && (n >= s.g.cfg.HardSendQueue || s.stuckWriting() >= s.g.cfg.SlowClientAfter) {
-		s.wmu.Unlock()
+	start, full := s.out.push(frame)
+	if full {
 		s.fail(protocol.CloseSlowConsumer, "send queue full; reconnect and sync")
 		return
 	}
-	s.queue = append(s.queue, frame)
-	start := !s.writing
-	if start {
-		s.writing = true
-		s.wg.Add(1)
-	}
-	s.wmu.Unlock()
 	if start {
 		go s.writer()
 	}

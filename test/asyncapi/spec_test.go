@@ -36,7 +36,13 @@ type channel struct {
 	subject *regexp.Regexp
 	bucket  string // the KV bucket behind a $KV channel
 	payload *jsonschema.Schema
+	// binary is set for a message whose contentType is deliveryContentType: its payload schema
+	// describes the delivery as streams.DecodeDelivery reads it.
+	binary bool
 }
+
+// deliveryContentType is the contentType of the binary deliveries of gw.<gateway>.deliver.
+const deliveryContentType = "application/vnd.natter.delivery"
 
 // loadSpec reads and compiles the document; any part the test cannot resolve fails it.
 func loadSpec(t testing.TB) *spec {
@@ -108,14 +114,17 @@ func (s *spec) channel(t testing.TB, name string) channel {
 	if len(msgs) != 1 {
 		t.Fatalf("channel %s: %d messages, want 1", name, len(msgs))
 	}
-	var ptr string
+	var ptr, contentType string
 	for _, m := range msgs {
 		ptr = s.payload(t, m)
+		msg, _ := s.deref(t, m)
+		contentType, _ = msg["contentType"].(string)
 	}
 	addr, _ := ch["address"].(string)
 	params, _ := ch["parameters"].(map[string]any)
 	bucket, _ := ch["x-natter-bucket"].(string)
-	return channel{name: name, address: addr, subject: addressRegexp(t, addr, params), bucket: bucket, payload: s.compile(t, ptr)}
+	return channel{name: name, address: addr, subject: addressRegexp(t, addr, params), bucket: bucket, payload: s.compile(t, ptr),
+		binary: contentType == deliveryContentType}
 }
 
 // addressRegexp matches the subjects of an address: a parameter with an enum matches one of

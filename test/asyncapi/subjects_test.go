@@ -2,6 +2,7 @@ package asyncapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,16 @@ func checkSubject(t *testing.T, sp *spec, subject string, data []byte) bool {
 	if ch == nil {
 		t.Errorf("%s: no channel of docs/asyncapi.yaml matches this subject: %s", subject, data)
 		return false
+	}
+	if ch.binary {
+		d, err := streams.DecodeDelivery(data)
+		if err != nil {
+			t.Errorf("%s: %v: %x", subject, err, data)
+			return false
+		}
+		if data, err = json.Marshal(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	check(t, ch.payload, subject, data)
 	return true

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -279,4 +280,33 @@ func Discover(apiURL string) func(ctx context.Context) (string, error) {
 		}
 		return out.Gateway.URL, nil
 	}
+}
+
+// Metric is the value of the unlabelled metric name on the system's /metrics endpoint (start it
+// with MetricsAddr "127.0.0.1:0"); a metric not shown there fails the test.
+func (s *System) Metric(name string) float64 {
+	s.T.Helper()
+	if s.Run.Metrics == nil {
+		s.T.Fatalf("metric %s: the system serves no metrics (set MetricsAddr)", name)
+	}
+	resp, err := http.Get("http://" + s.Run.Metrics.String() + "/metrics")
+	if err != nil {
+		s.T.Fatalf("metric %s: %v", name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.T.Fatalf("metric %s: %v", name, err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				s.T.Fatalf("metric %s: %q: %v", name, line, err)
+			}
+			return f
+		}
+	}
+	s.T.Fatalf("metric %s is not on /metrics", name)
+	return 0
 }

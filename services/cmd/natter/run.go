@@ -119,6 +119,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.StringVar(&cfg.Gateway.Addr, "ws-addr", cfg.Gateway.Addr, "WebSocket gateway listen address (port 0 picks a free one)")
 	fs.StringVar(&cfg.Gateway.PublicURL, "ws-public-url", "", "WebSocket URL announced to clients (default ws://<ws-addr>/v1/ws)")
 	fs.StringVar(&cfg.Gateway.ID, "gateway-id", "", "gateway id (default random)")
+	fs.DurationVar(&cfg.Gateway.WriteInterval, "write-interval", cfg.Gateway.WriteInterval, "least time between two writes to one socket while frames keep coming to it: sooner ones wait and go out together (0..1s; 0: write each batch at once)")
 	fs.Uint64Var(&cfg.Gateway.MaxDeliveryLag, "max-delivery-lag", cfg.Gateway.MaxDeliveryLag, "a gateway holds new sends (each up to 2s) while the fanout partition delivering to it trails its latest send by more events than this (0: never)")
 	allowedOrigins := fs.String("allowed-origins", origin.Any, "browser origins whose pages may open WebSockets and call the API (CORS): "+
 		"scheme://host[:port],... or * for any; requests without an Origin header (apps, servers) are always allowed")

@@ -1,0 +1,52 @@
+package gateway_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/services/app"
+	"github.com/natter-chat/natter/services/app/apptest"
+)
+
+// TestWritesGatherWhatComesWithinTheInterval: while frames keep coming to a socket, it is written
+// at most once per WriteInterval, so a burst reaches each socket in a few writes, every frame
+// of it in order.
+func TestWritesGatherWhatComesWithinTheInterval(t *testing.T) {
+	const interval, burst = time.Second, 30
+	s := apptest.Start(t, func(c *app.Config) {
+		c.Gateway.WriteInterval = interval
+		c.MetricsAddr = "127.0.0.1:0"
+	})
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+
+	frames0, writes0 := s.Metric("natter_gateway_frames_out_total"), s.Metric("natter_gateway_socket_writes_total")
+	start := time.Now()
+	for i := range burst { // within the socket's publish window: nothing waits for an ack
+		a.Send(send(conv, fmt.Sprintf("m%d", i), fmt.Sprintf("text %d", i)))
+	}
+	var last uint64
+	for i := range burst {
+		f := b.NextOf(protocol.TypeMessage, wait)
+		if want := fmt.Sprintf("text %d", i); f.Text != want || f.Seq <= last {
+			t.Fatalf("bob's message %d: %+v, want %q after seq %d", i, f, want, last)
+		}
+		last = f.Seq
+	}
+	for range burst {
+		a.NextOf(protocol.TypeAck, wait)
+		a.NextOf(protocol.TypeMessage, wait)
+	}
+	elapsed := time.Since(start)
+	frames := s.Metric("natter_gateway_frames_out_total") - frames0
+	writes := s.Metric("natter_gateway_socket_writes_total") - writes0
+	// Each of the two sockets is written once at once, then at most once per interval.
+	bound := 2 * (1 + float64(elapsed/interval) + 1)
+	if frames < 3*burst || writes > bound {
+		t.Fatalf("%v frames in %v writes over %v, want %d frames in at most %v writes", frames, writes, elapsed, 3*burst, bound)
+	}
+	t.Logf("%v frames in %v writes over %v", frames, writes, elapsed)
+}
