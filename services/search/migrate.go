@@ -133,8 +133,11 @@ func readFormat1(r index.IndexReader, iid index.IndexInternalID) (Doc, error) {
 		return Doc{}, fmt.Errorf("document id: %w", err)
 	}
 	doc, err := r.Document(id)
-	if err != nil || doc == nil {
-		return Doc{}, fmt.Errorf("document %s: %v", id, err)
+	if err != nil {
+		return Doc{}, fmt.Errorf("document %s: %w", id, err)
+	}
+	if doc == nil {
+		return Doc{}, fmt.Errorf("document %s: listed but not found", id)
 	}
 	var d Doc
 	var seq, sent float64

@@ -168,10 +168,10 @@ func (s *Service) migrate(ctx context.Context) {
 	s.log.Info("search index migrated to the current format", zap.String("dir", s.cfg.Dir), zap.Uint64("documents", n), zap.Duration("took", time.Since(start)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	if s.stopped || ctx.Err() != nil { // Stop cancels ctx first
 		return
 	}
-	if err := s.startRunner(ctx); err != nil {
+	if err := s.startRunner(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("search: start after the migration", zap.Error(err))
 	}
 }
