@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
-PKGS    := ./streams/... ./pkg/... ./services/... ./examples/... ./test/...
-MODULES := streams pkg services examples test
+PKGS    := ./streams/... ./pkg/... ./sdk/go/... ./services/... ./examples/... ./test/...
+MODULES := streams pkg sdk/go services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -22,7 +22,7 @@ build:
 test: check unit e2e ## vet, gofmt, tidy modules, unit and end-to-end tests, all with -race
 
 check:
-	@bad=$$(gofmt -l streams pkg services examples test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	@bad=$$(gofmt -l streams pkg sdk/go services examples test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	@# The docs stand on their own: no tracked file may point at a design file outside the repository.
 	@bad=$$(git grep -Iil -e 'design[.]md' -- .); if [ -n "$$bad" ]; then echo "these files mention a design document that is not in the repository (point at docs/ instead):"; echo "$$bad"; exit 1; fi
 	@# Every module of go.work must be tidy (go.work.sum and tools/peers are not checked). With a
@@ -45,7 +45,7 @@ lint: ## golangci-lint (errcheck, govet, ineffassign, staticcheck, unused, reviv
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
 
 unit:
-	$(GO) test -race -count=1 -timeout 10m ./streams/... ./pkg/... ./services/... ./examples/...
+	$(GO) test -race -count=1 -timeout 10m ./streams/... ./pkg/... ./sdk/go/... ./services/... ./examples/...
 
 e2e:
 	$(GO) test -race -count=1 -timeout 10m ./test/...
@@ -62,7 +62,7 @@ FUZZTIME ?= 30s
 # store wire messages, push requests, state events, stored membership changes, bearer and refresh tokens, Origin and
 # X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make check fails when a
 # fuzz target is missing here.
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
+FUZZ_TARGETS := ./sdk/go/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
 	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \

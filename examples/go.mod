@@ -4,6 +4,7 @@ go 1.26.0
 
 replace (
 	github.com/natter-chat/natter/pkg => ../pkg
+	github.com/natter-chat/natter/sdk/go => ../sdk/go
 	github.com/natter-chat/natter/streams => ../streams
 )
 
@@ -15,6 +16,8 @@ require (
 	github.com/natter-chat/natter/streams v0.0.0
 	go.uber.org/zap v1.28.0
 )
+
+require github.com/natter-chat/natter/sdk/go v0.0.0 // indirect
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect

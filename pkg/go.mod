@@ -2,17 +2,19 @@ module github.com/natter-chat/natter/pkg
 
 go 1.26.0
 
+replace github.com/natter-chat/natter/sdk/go => ../sdk/go
+
 replace github.com/natter-chat/natter/streams => ../streams
 
 replace github.com/gocql/gocql => github.com/scylladb/gocql v1.19.0
 
 require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
-	github.com/coder/websocket v1.8.15
 	github.com/gocql/gocql v1.7.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/natter-chat/natter/sdk/go v0.0.0
 	github.com/natter-chat/natter/streams v0.0.0
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/prometheus/client_golang v1.25.0

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // Version is the envelope version this package writes and reads. A consumer that meets a higher
@@ -36,11 +38,8 @@ type ChatEvent struct {
 }
 
 // Target is the body of a KindEdit, KindDelete or KindHide event: the message it revises, by
-// its seq and its message id, in the event's conversation.
-type Target struct {
-	Seq       uint64 `json:"seq"`
-	MessageID string `json:"message_id"`
-}
+// its seq and its message id, in the event's conversation. Client frames carry it as it is.
+type Target = protocol.Target
 
 // Revises reports whether kind revises an earlier message: KindEdit, KindDelete or KindHide.
 func Revises(kind string) bool {
@@ -68,15 +67,8 @@ const (
 	MemberDeleted = "deleted"
 )
 
-// MemberChange is the body of a KindMember event.
-type MemberChange struct {
-	Action  string   `json:"action"`
-	UserIDs []string `json:"user_ids,omitempty"`
-	Name    string   `json:"name,omitempty"`
-	// Owner is the new owner: set by owner_changed, and by a left or removed event that takes
-	// the owner out (the successor the API chose, so every replay makes the same one owner).
-	Owner string `json:"owner,omitempty"`
-}
+// MemberChange is the body of a KindMember event. Client frames carry it as it is.
+type MemberChange = protocol.MemberChange
 
 // ErrVersion means an envelope is from a newer or unknown contract version.
 var ErrVersion = errors.New("unsupported envelope version")
@@ -150,4 +142,24 @@ type GatewayInfo struct {
 	Connections int    `json:"connections"`
 	// Updated is the refresh time in Unix milliseconds.
 	Updated int64 `json:"updated"`
+}
+
+// EventFromChat turns a CHAT event at seq into the frame devices receive.
+func EventFromChat(seq uint64, ev ChatEvent) protocol.Event {
+	e := protocol.Event{
+		Type: protocol.TypeMessage, Seq: seq, ConversationID: ev.ConversationID, MessageID: ev.MessageID,
+		SenderID: ev.SenderID, SenderDevice: ev.SenderDevice, ClientMsgID: ev.ClientMsgID,
+		Text: ev.Text, SentAt: ev.SentAt, Member: ev.Member, Target: ev.Target,
+	}
+	switch ev.Kind {
+	case KindMember:
+		e.Type = protocol.TypeMember
+	case KindEdit:
+		e.Type, e.EditedAt = protocol.TypeEdit, ev.SentAt
+	case KindDelete:
+		e.Type, e.Deleted, e.Text = protocol.TypeDelete, true, ""
+	case KindHide:
+		e.Type, e.Deleted, e.Text = protocol.TypeHide, true, ""
+	}
+	return e
 }

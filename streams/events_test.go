@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // golden reads testdata/name without its trailing newline: the bytes natter writes on the wire.
@@ -322,4 +324,22 @@ func FuzzDecodeChatEvent(f *testing.F) {
 			t.Fatalf("encoding not stable:\n%s\n%s", out, out2)
 		}
 	})
+}
+
+func TestEventFromChatRevisions(t *testing.T) {
+	target := &Target{Seq: 5, MessageID: "m5"}
+	for kind, want := range map[string]protocol.Event{
+		KindEdit:   {Type: protocol.TypeEdit, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", Text: "new", SentAt: 77, Target: target, EditedAt: 77},
+		KindDelete: {Type: protocol.TypeDelete, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", SentAt: 77, Target: target, Deleted: true},
+		KindHide:   {Type: protocol.TypeHide, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", SentAt: 77, Target: target, Deleted: true},
+	} {
+		text := ""
+		if kind == KindEdit {
+			text = "new"
+		}
+		got := EventFromChat(9, ChatEvent{V: 1, Kind: kind, ConversationID: "c", MessageID: "m9", SenderID: "u", Text: text, SentAt: 77, Target: target})
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", kind, got, want)
+		}
+	}
 }

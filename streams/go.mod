@@ -2,7 +2,12 @@ module github.com/natter-chat/natter/streams
 
 go 1.26.0
 
-require github.com/nats-io/nats.go v1.55.0
+replace github.com/natter-chat/natter/sdk/go => ../sdk/go
+
+require (
+	github.com/nats-io/nats.go v1.55.0
+	github.com/natter-chat/natter/sdk/go v0.0.0
+)
 
 require (
 	github.com/klauspost/compress v1.20.0 // indirect

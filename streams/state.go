@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // The STATE stream holds every change of natter's state that is not a conversation event:
@@ -231,16 +232,6 @@ func truncated(s string) string {
 	return s
 }
 
-// validHandle: 3-32 bytes of [a-z0-9_], as the API folds them.
-func validHandle(h string) bool {
-	if len(h) < 3 || len(h) > 32 {
-		return false
-	}
-	return strings.IndexFunc(h, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
-	}) < 0
-}
-
 var errStateBody = errors.New("decode state event: wrong body for its kind")
 
 func (ev StateEvent) validate() error {
@@ -260,7 +251,7 @@ func (ev StateEvent) validate() error {
 		switch {
 		case a == nil:
 			return errStateBody
-		case !ValidToken(a.UserID) || !validHandle(a.Handle):
+		case !ValidToken(a.UserID) || !protocol.ValidHandle(a.Handle):
 			return bad("user_id and handle are required")
 		case ev.Kind == StateAccountCreated && (a.DisplayName == "" || a.PasswordHash == ""):
 			return bad("display_name and password_hash are required")

@@ -2,6 +2,8 @@ package streams
 
 import (
 	"strings"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // Stream, bucket and durable consumer names.
@@ -129,20 +131,8 @@ func ParseRouteKey(key string) (userID, deviceID string, ok bool) {
 // from the same sender collapse to one message inside the stream's duplicate window.
 func DedupeID(senderID, clientMsgID string) string { return senderID + ":" + clientMsgID }
 
-// ValidToken reports whether s can stand as one subject token and one KV key part: 1..64 bytes of
-// [A-Za-z0-9_-]. Every id that natter puts into a subject (users, devices, conversations, gateways)
-// must pass it, so that no client-chosen value can inject wildcards or extra tokens.
-func ValidToken(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ValidToken reports whether s can stand as one subject token and one KV key part: whether it has
+// the shape of an id, protocol.ValidID (1..64 bytes of [A-Za-z0-9_-]). Every id that natter puts
+// into a subject (users, devices, conversations, gateways) must pass it, so that no client-chosen
+// value can inject wildcards or extra tokens.
+func ValidToken(s string) bool { return protocol.ValidID(s) }

@@ -4,6 +4,7 @@ go 1.26.0
 
 replace (
 	github.com/natter-chat/natter/pkg => ../pkg
+	github.com/natter-chat/natter/sdk/go => ../sdk/go
 	github.com/natter-chat/natter/services => ../services
 	github.com/natter-chat/natter/streams => ../streams
 )
@@ -15,6 +16,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natter-chat/natter/pkg v0.0.0
+	github.com/natter-chat/natter/sdk/go v0.0.0
 	github.com/natter-chat/natter/services v0.0.0
 	github.com/natter-chat/natter/streams v0.0.0
 	go.uber.org/fx v1.24.0

@@ -3,8 +3,8 @@ package timeline
 import (
 	"encoding/json"
 
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -26,7 +26,7 @@ func DecodeMember(raw []byte) *streams.MemberChange {
 }
 
 // Event is the client-facing frame of a stored timeline event: the frame of the CHAT event it
-// was stored from (protocol.EventFromChat, the one converter), so history, sync and live
+// was stored from (streams.EventFromChat, the one converter), so history, sync and live
 // delivery look alike.
 //
 // A message carries its latest state (EditedAt, Deleted); a revision the state it left its
@@ -40,7 +40,7 @@ func Event(m store.Message) protocol.Event {
 	if m.Target != 0 {
 		ev.Target = &streams.Target{Seq: m.Target, MessageID: m.TargetID}
 	}
-	e := protocol.EventFromChat(m.Seq, ev)
+	e := streams.EventFromChat(m.Seq, ev)
 	if !m.EditedAt.IsZero() {
 		e.EditedAt = m.EditedAt.UnixMilli()
 	}

@@ -19,13 +19,14 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 
 // Account limits.
 const (
-	MinHandle      = 3
-	MaxHandle      = 32
+	MinHandle      = protocol.MinHandle
+	MaxHandle      = protocol.MaxHandle
 	MinPassword    = 8                     // bytes
 	MaxPassword    = auth.MaxPasswordBytes // bytes: bcrypt reads no further; login refuses longer ones too
 	MaxDisplayName = 64                    // code points
@@ -350,23 +351,20 @@ func (s *Server) userAnswer(c *fiber.Ctx, get func() (store.User, error)) error 
 	return c.JSON(userEnvelope{userOut(u)})
 }
 
-// normalizeHandle case-folds h and checks it: MinHandle-MaxHandle bytes of [a-z0-9_] after
-// folding. Only ASCII letters fold (strings.ToLower would turn the Kelvin sign into "k").
+// normalizeHandle case-folds h and checks it (protocol.ValidHandle): MinHandle-MaxHandle bytes
+// of [a-z0-9_] after folding. Only ASCII letters fold (strings.ToLower would turn the Kelvin sign
+// into "k").
 func normalizeHandle(h string) (string, bool) {
-	if len(h) < MinHandle || len(h) > MaxHandle {
-		return "", false
-	}
 	b := []byte(h)
 	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
+		if c >= 'A' && c <= 'Z' {
 			b[i] = c + ('a' - 'A')
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
-		default:
-			return "", false
 		}
 	}
-	return string(b), true
+	if folded := string(b); protocol.ValidHandle(folded) {
+		return folded, true
+	}
+	return "", false
 }
 
 // validateDisplayName: 1-MaxDisplayName code points of valid UTF-8, not blank, without control

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 

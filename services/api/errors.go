@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // HTTP-only error codes. The API also answers with protocol.CodeInvalidJSON, CodeInvalidUTF8,

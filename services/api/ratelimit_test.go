@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // fakeClock is a settable clock for the rate limits.

@@ -18,18 +18,18 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/natter-chat/natter/pkg/auth"
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
 
 // The access matrix: every route of docs/openapi.yaml (which TestSpecRoutesMatchServer keeps
-// equal to the routes the API serves) and every client frame type of pkg/protocol, asked by
+// equal to the routes the API serves) and every client frame type of sdk/go/protocol, asked by
 // every kind of principal, with the outcome of each cell derived from a few rules. A route or
 // frame type without a rule fails the test.
 const (
 	specPath     = "../../docs/openapi.yaml"
-	protocolPath = "../../pkg/protocol/protocol.go"
+	protocolPath = "../../sdk/go/protocol/protocol.go"
 )
 
 // The principals, in the order each route is asked (those that may change the group last).
@@ -342,7 +342,7 @@ func specOperations(t *testing.T) map[string]bool {
 }
 
 // clientFrameTypes lists the values of the "Client -> server frame types" constants of
-// pkg/protocol.
+// sdk/go/protocol.
 func clientFrameTypes(t *testing.T) []string {
 	t.Helper()
 	f, err := parser.ParseFile(token.NewFileSet(), protocolPath, nil, parser.ParseComments)

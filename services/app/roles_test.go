@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
 

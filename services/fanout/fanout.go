@@ -33,7 +33,6 @@ import (
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/membership"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
@@ -429,7 +428,7 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	if len(byGateway) == 0 {
 		return nil
 	}
-	frame, err := json.Marshal(protocol.EventFromChat(seq, ev)) // once, for every gateway
+	frame, err := json.Marshal(streams.EventFromChat(seq, ev)) // once, for every gateway
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("encode frame: %w", err))
 	}

@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
@@ -178,7 +177,7 @@ func (e *env) nextSeq(t *testing.T) uint64 {
 
 // eventDelivery is the delivery of the timeline event ev at seq to users.
 func eventDelivery(seq uint64, users []string, ev streams.ChatEvent) streams.Delivery {
-	frame, err := json.Marshal(protocol.EventFromChat(seq, ev))
+	frame, err := json.Marshal(streams.EventFromChat(seq, ev))
 	if err != nil {
 		panic(err)
 	}

@@ -7,17 +7,22 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // corkConn is a socket that can hold back what is written to it: coder/websocket flushes every
-// frame with its own write syscall, and while the session writer is corked those flushes collect
-// here, so a batch of queued frames reaches the wire in one write. Uncorked, writes pass through.
-// Bytes leave in the order they were written, corked or not.
+// frame with its own write syscall, and while the socket is corked those flushes collect here,
+// so a batch of frames reaches the wire in one write. Both the session writer and catch-up cork
+// it; it stays corked until the last of them uncorks. Uncorked, writes pass through. Bytes leave
+// in the order they were written, corked or not.
 type corkConn struct {
 	net.Conn
-	mu     sync.Mutex // held across the underlying write, so held-back bytes never interleave
-	corked bool
-	held   []byte
+	mu    sync.Mutex // held across the underlying write, so held-back bytes never interleave
+	corks int        // corks not yet uncorked
+	held  []byte
+	// writes counts the writes to the socket (nil: not counted).
+	writes prometheus.Counter
 	// The write deadline stays armed between writes and is moved, to twice timeout from now,
 	// only when less than timeout is left: setting it around every write cost two timer updates
 	// per write, a few percent of the gateway's CPU per delivery. Every write thus has between
@@ -33,14 +38,21 @@ const maxHeldCap = 4 << 10
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.corked {
+	if c.corks > 0 {
 		c.held = append(c.held, p...)
 		return len(p), nil
 	}
 	if err := c.armDeadline(); err != nil {
 		return 0, err
 	}
+	c.count()
 	return c.Conn.Write(p)
+}
+
+func (c *corkConn) count() {
+	if c.writes != nil {
+		c.writes.Inc()
+	}
 }
 
 // armDeadline moves the write deadline to twice timeout from now when less than timeout is
@@ -57,26 +69,27 @@ func (c *corkConn) armDeadline() error {
 	return c.Conn.SetWriteDeadline(c.deadline)
 }
 
-// cork holds back writes until uncork.
+// cork holds back writes until every cork is uncorked.
 func (c *corkConn) cork() {
 	c.mu.Lock()
-	c.corked = true
+	c.corks++
 	c.mu.Unlock()
 }
 
-// uncork writes what was held back in one write bounded by timeout, and passes writes through
-// again, from then on each bounded too (see corkConn.timeout).
+// uncork takes one cork out. The last one out writes what was held back in one write bounded
+// by timeout, and lets writes pass through again, from then on each bounded too (see
+// corkConn.timeout).
 func (c *corkConn) uncork(timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.corked = false
-	if len(c.held) == 0 {
+	if c.corks--; c.corks > 0 || len(c.held) == 0 {
 		return nil
 	}
 	c.timeout = timeout
 	if err := c.armDeadline(); err != nil {
 		return err
 	}
+	c.count()
 	_, err := c.Conn.Write(c.held)
 	if cap(c.held) > maxHeldCap {
 		c.held = nil
@@ -90,7 +103,8 @@ func (c *corkConn) uncork(timeout time.Duration) error {
 // and the buffered writer Accept builds the websocket.Conn on write through it.
 type corkingWriter struct {
 	http.ResponseWriter
-	conn *corkConn
+	writes prometheus.Counter // given to the corkConn
+	conn   *corkConn
 }
 
 func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -102,7 +116,7 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: c}
+	w.conn = &corkConn{Conn: c, writes: w.writes}
 	brw.Writer.Reset(w.conn) // net/http flushed the upgrade response already: nothing is dropped
 	return w.conn, brw, nil
 }

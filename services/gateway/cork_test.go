@@ -150,3 +150,49 @@ func TestCorkDeadlineIsRearmedAndBoundsEveryWrite(t *testing.T) {
 		t.Fatal("a write to a peer that does not read never timed out")
 	}
 }
+
+// TestCorksNest: the socket stays corked until every cork is out; the last uncork writes what
+// each held back, in order.
+func TestCorksNest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw := <-accepted
+	defer raw.Close()
+	c := &corkConn{Conn: raw}
+
+	c.cork() // the session writer
+	_, _ = c.Write([]byte("answer,"))
+	c.cork() // catch-up
+	_, _ = c.Write([]byte("history,"))
+	if err := c.uncork(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if string(c.held) != "answer,history," {
+		t.Fatalf("after the first of two uncorks %q is held, want both writes", c.held)
+	}
+	_, _ = c.Write([]byte("more"))
+	if err := c.uncork(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len("answer,history,more"))
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "answer,history,more" || len(c.held) != 0 {
+		t.Fatalf("peer read %q, %v; %q still held", got, err, c.held)
+	}
+}

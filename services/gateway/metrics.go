@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "frames_out_total", Help: "Frames written to clients."}),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
-			Name: "socket_writes_total", Help: "Writes of queued frames to sockets, each of one or more frames."}),
+			Name: "socket_writes_total", Help: "Writes to sockets, each of one or more frames (or part of one)."}),
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "sends_total", Help: "Sends, by outcome."}, []string{"outcome"}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "natter", Subsystem: "gateway",

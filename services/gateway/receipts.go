@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consent"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 

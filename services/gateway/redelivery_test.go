@@ -7,7 +7,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/streams"
@@ -243,5 +243,5 @@ func expectResync(t *testing.T, sockets map[string]*apptest.WS) {
 
 // eventDelivery is fanout's delivery of the timeline event ev at seq to users.
 func eventDelivery(seq uint64, users []string, ev streams.ChatEvent) streams.Delivery {
-	return streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: mustJSON(protocol.EventFromChat(seq, ev))}
+	return streams.Delivery{Seq: seq, Conversation: ev.ConversationID, Users: users, Frame: mustJSON(streams.EventFromChat(seq, ev))}
 }

@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // handleAuth renews the socket with a fresh access token: the one check every upgrade passes

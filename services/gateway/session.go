@@ -14,7 +14,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -109,7 +109,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "gateway is shutting down; use discovery to find another")
 		return
 	}
-	cw := &corkingWriter{ResponseWriter: w}
+	cw := &corkingWriter{ResponseWriter: w, writes: g.met.writes}
 	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		// checkOrigin has applied natter's policy; the library's own check (Origin must match
 		// Host unless listed) would refuse cross-origin pages the policy allows.
@@ -302,7 +302,6 @@ func (s *session) writer() {
 		}
 		err := s.cork.uncork(s.g.cfg.WriteTimeout)
 		s.out.done(t.frames, time.Now())
-		s.g.met.writes.Inc()
 		if err != nil {
 			s.writeFailed()
 		}

@@ -1,13 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -51,24 +52,73 @@ func (s *session) catchUp(cursor *uint64) error {
 	}
 	// Release what was held back, paced like the catch-up (the queue is smaller than what may
 	// be held); what arrives meanwhile joins the held frames, so order is kept.
+	w := pacedWriter{s: s}
+	defer func() { _ = w.flush() }()
 	for {
 		s.mu.Lock()
 		held := s.live.takeHeld()
 		s.mu.Unlock()
 		if len(held) == 0 {
-			return nil
+			return w.flush()
 		}
 		for _, p := range held {
 			s.mu.Lock()
 			fresh := s.live.admit(p)
 			s.mu.Unlock()
 			if fresh {
-				if err := s.writeNow(p.frame); err != nil {
+				if err := w.write(p.frame); err != nil {
 					return err
 				}
 			}
 		}
 	}
+}
+
+// pacedBatch is how many catch-up frames go to the socket in one write.
+const pacedBatch = 64
+
+// pacedWriter writes catch-up frames from the goroutine that calls it, pacedBatch to a write
+// of the corked socket: one syscall per batch, and waiting for each batch's write paces the
+// catch-up to the client, leaving the bounded queue to live frames and answers. Whoever writes
+// with it flushes it when done, also on an error: until then the socket stays corked.
+type pacedWriter struct {
+	s *session
+	n int // frames held back since the last flush
+}
+
+func (w *pacedWriter) write(frame []byte) error {
+	select {
+	case <-w.s.kill:
+		return errSessionEnded
+	default:
+	}
+	if w.n == 0 {
+		w.s.cork.cork()
+	}
+	w.n++
+	// Held back in memory: the flush's write has the timeout.
+	if err := w.s.write(context.Background(), frame); err != nil {
+		_ = w.flush()
+		return errSessionEnded
+	}
+	if w.n < pacedBatch {
+		return nil
+	}
+	return w.flush()
+}
+
+// flush puts what was held back on the wire, unless the session writer still holds the socket
+// corked: then its own uncork does, right after.
+func (w *pacedWriter) flush() error {
+	if w.n == 0 {
+		return nil
+	}
+	w.n = 0
+	if err := w.s.cork.uncork(w.s.g.cfg.WriteTimeout); err != nil {
+		w.s.writeFailed()
+		return errSessionEnded
+	}
+	return nil
 }
 
 // replay merges the timelines of every conversation the user is or was in, each limited to what
@@ -116,6 +166,8 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 			return fmt.Errorf("catch-up %s: %w", m.ConversationID, rangeErr)
 		}
 	}
+	w := pacedWriter{s: s}
+	defer func() { _ = w.flush() }()
 	for msg, ok := merge.next(); ok; msg, ok = merge.next() {
 		s.mu.Lock()
 		s.live.caughtUp(msg.ConversationID, msg.Seq)
@@ -125,7 +177,7 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 			if err != nil {
 				return fmt.Errorf("catch-up encode: %w", err)
 			}
-			if err := s.writeNow(frame); err != nil {
+			if err := w.write(frame); err != nil {
 				return err
 			}
 		}
@@ -133,5 +185,5 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 			return fmt.Errorf("catch-up: %w", rangeErr)
 		}
 	}
-	return nil
+	return w.flush()
 }

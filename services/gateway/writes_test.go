@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
@@ -49,4 +49,49 @@ func TestWritesGatherWhatComesWithinTheInterval(t *testing.T) {
 		t.Fatalf("%v frames in %v writes over %v, want %d frames in at most %v writes", frames, writes, elapsed, 3*burst, bound)
 	}
 	t.Logf("%v frames in %v writes over %v", frames, writes, elapsed)
+}
+
+// TestCatchUpIsWrittenInBatches: a device that catches up gets its history in a few writes,
+// not one per frame, every frame in order.
+func TestCatchUpIsWrittenInBatches(t *testing.T) {
+	const n = 300
+	s := apptest.Start(t, func(c *app.Config) {
+		c.MetricsAddr = "127.0.0.1:0"
+		c.Gateway.FramesPerSecond, c.Gateway.Burst = 1e6, 1e6 // alice's 300 sends are not rate-limited
+	})
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := dial(s, alice, "a", nil)
+	var last uint64
+	for i := 0; i < n; i += 16 { // 16 at a time: within the socket's publish window
+		for j := i; j < min(i+16, n); j++ {
+			a.Send(send(conv, fmt.Sprintf("m%d", j), fmt.Sprintf("text %d", j)))
+		}
+		for j := i; j < min(i+16, n); j++ {
+			last = max(last, a.NextOf(protocol.TypeAck, wait).Seq)
+		}
+	}
+	for range n {
+		a.NextOf(protocol.TypeMessage, wait) // alice's socket is quiet from here on
+	}
+	s.WaitPersisted(last)
+
+	frames0, writes0 := s.Metric("natter_gateway_frames_out_total"), s.Metric("natter_gateway_socket_writes_total")
+	zero := uint64(0)
+	b := apptest.Dial(t, apptest.WSURLFor(s.WSURL, bob.Token, "b", &zero))
+	b.NextOf(protocol.TypeWelcome, wait)
+	for i := range n {
+		if f := b.NextOf(protocol.TypeMessage, wait); f.Text != fmt.Sprintf("text %d", i) {
+			t.Fatalf("catch-up frame %d: %+v", i, f)
+		}
+	}
+	b.NextOf(protocol.TypeSynced, wait)
+	frames := s.Metric("natter_gateway_frames_out_total") - frames0
+	writes := s.Metric("natter_gateway_socket_writes_total") - writes0
+	// The welcome, the synced, the history 64 frames to a write (pacedBatch), and two to spare for
+	// whatever else the gateway writes meanwhile (one frame to a write would be over 300).
+	if bound := float64(2 + (n+63)/64 + 2); frames < n+2 || writes > bound {
+		t.Fatalf("%v frames in %v writes, want %d frames in at most %v writes", frames, writes, n+2, bound)
+	}
+	t.Logf("%v frames in %v writes", frames, writes)
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/natsperm"
 	"github.com/natter-chat/natter/pkg/natsx"
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"

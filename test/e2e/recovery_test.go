@@ -19,9 +19,9 @@ import (
 
 	cpebble "github.com/cockroachdb/pebble/v2"
 
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/services/recovery"
 )

@@ -20,10 +20,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/natter-chat/natter/pkg/client"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
+	"github.com/natter-chat/natter/sdk/go/client"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/streams"

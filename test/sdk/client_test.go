@@ -1,4 +1,4 @@
-// Package sdk tests the Go client SDK (pkg/client) against a real natter running in-process.
+// Package sdk tests the Go client SDK (sdk/go/client) against a real natter running in-process.
 package sdk
 
 import (
@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/natter-chat/natter/pkg/client"
-	"github.com/natter-chat/natter/pkg/protocol"
 	"github.com/natter-chat/natter/pkg/revision"
+	"github.com/natter-chat/natter/sdk/go/client"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
 )

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/natter-chat/natter/pkg/client"
+	"github.com/natter-chat/natter/sdk/go/client"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natter-chat/natter/pkg/client"
+	"github.com/natter-chat/natter/sdk/go/client"
 	"github.com/natter-chat/natter/services/app/apptest"
 )
 

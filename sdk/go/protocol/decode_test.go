@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/natter-chat/natter/streams"
 )
 
 func sendFrame(text string) []byte {
@@ -213,7 +211,7 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// Decode runs for every client frame; go test -bench Decode -benchmem ./pkg/protocol.
+// Decode runs for every client frame; go test -bench Decode -benchmem ./sdk/go/protocol.
 func BenchmarkDecode(b *testing.B) {
 	for name, raw := range map[string][]byte{
 		"send":          sendFrame("hello, how are you today?"),
@@ -228,23 +226,5 @@ func BenchmarkDecode(b *testing.B) {
 				_, _ = Decode(raw)
 			}
 		})
-	}
-}
-
-func TestEventFromChatRevisions(t *testing.T) {
-	target := &streams.Target{Seq: 5, MessageID: "m5"}
-	for kind, want := range map[string]Event{
-		streams.KindEdit:   {Type: TypeEdit, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", Text: "new", SentAt: 77, Target: target, EditedAt: 77},
-		streams.KindDelete: {Type: TypeDelete, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", SentAt: 77, Target: target, Deleted: true},
-		streams.KindHide:   {Type: TypeHide, Seq: 9, ConversationID: "c", MessageID: "m9", SenderID: "u", SentAt: 77, Target: target, Deleted: true},
-	} {
-		text := ""
-		if kind == streams.KindEdit {
-			text = "new"
-		}
-		got := EventFromChat(9, streams.ChatEvent{V: 1, Kind: kind, ConversationID: "c", MessageID: "m9", SenderID: "u", Text: text, SentAt: 77, Target: target})
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s:\n got %+v\nwant %+v", kind, got, want)
-		}
 	}
 }

@@ -4,11 +4,11 @@
 // Every frame is one JSON object in one WebSocket message with a "type" field. Decoding is
 // strict about what could hurt (invalid UTF-8, lone surrogates, oversize, bad ids, too-long text)
 // and lenient about the rest (unknown fields are ignored so clients may be newer than the server).
+//
+// It is the contract leaf that clients and servers share: it imports only the standard library
+// (test/sdk checks), so that the Go SDK's module needs no server dependency. What turns server
+// state into frames lives server-side (streams.EventFromChat), importing this package.
 package protocol
-
-import (
-	"github.com/natter-chat/natter/streams"
-)
 
 // Version is the protocol version served at /v1/ws.
 const Version = 1
@@ -24,7 +24,7 @@ const (
 	MaxFrameBytes = 1_300_000
 	// HardFrameBytes is the size beyond which the connection is closed (1009) instead of drained.
 	HardFrameBytes = 16 << 20
-	// MaxIDBytes bounds client-chosen ids (client_msg_id, device id).
+	// MaxIDBytes bounds every id (ValidID): client-chosen ones (client_msg_id, device id) too.
 	MaxIDBytes = 64
 )
 
@@ -208,19 +208,19 @@ type Ack struct {
 // Deleted, without text, if the target was deleted since), a delete or hide Deleted. Apply it
 // to the target unless the target is deleted already: a deletion is final.
 type Event struct {
-	Type           string                `json:"type"`
-	Seq            uint64                `json:"seq"`
-	ConversationID string                `json:"conversation_id"`
-	MessageID      string                `json:"message_id"`
-	SenderID       string                `json:"sender_id"`
-	SenderDevice   string                `json:"sender_device,omitempty"`
-	ClientMsgID    string                `json:"client_msg_id,omitempty"`
-	Text           string                `json:"text,omitempty"`
-	SentAt         int64                 `json:"sent_at"`
-	Member         *streams.MemberChange `json:"member,omitempty"`
-	Target         *streams.Target       `json:"target,omitempty"`
-	EditedAt       int64                 `json:"edited_at,omitempty"` // Unix milliseconds
-	Deleted        bool                  `json:"deleted,omitempty"`
+	Type           string        `json:"type"`
+	Seq            uint64        `json:"seq"`
+	ConversationID string        `json:"conversation_id"`
+	MessageID      string        `json:"message_id"`
+	SenderID       string        `json:"sender_id"`
+	SenderDevice   string        `json:"sender_device,omitempty"`
+	ClientMsgID    string        `json:"client_msg_id,omitempty"`
+	Text           string        `json:"text,omitempty"`
+	SentAt         int64         `json:"sent_at"`
+	Member         *MemberChange `json:"member,omitempty"`
+	Target         *Target       `json:"target,omitempty"`
+	EditedAt       int64         `json:"edited_at,omitempty"` // Unix milliseconds
+	Deleted        bool          `json:"deleted,omitempty"`
 }
 
 // Synced ends catch-up: every event up to Cursor of the device's conversations has been sent.
@@ -233,24 +233,4 @@ type Synced struct {
 type Pong struct {
 	Type string `json:"type"`
 	Ref  string `json:"ref,omitempty"`
-}
-
-// EventFromChat turns a CHAT event at seq into the frame devices receive.
-func EventFromChat(seq uint64, ev streams.ChatEvent) Event {
-	e := Event{
-		Type: TypeMessage, Seq: seq, ConversationID: ev.ConversationID, MessageID: ev.MessageID,
-		SenderID: ev.SenderID, SenderDevice: ev.SenderDevice, ClientMsgID: ev.ClientMsgID,
-		Text: ev.Text, SentAt: ev.SentAt, Member: ev.Member, Target: ev.Target,
-	}
-	switch ev.Kind {
-	case streams.KindMember:
-		e.Type = TypeMember
-	case streams.KindEdit:
-		e.Type, e.EditedAt = TypeEdit, ev.SentAt
-	case streams.KindDelete:
-		e.Type, e.Deleted, e.Text = TypeDelete, true, ""
-	case streams.KindHide:
-		e.Type, e.Deleted, e.Text = TypeHide, true, ""
-	}
-	return e
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
-
-	"github.com/natter-chat/natter/streams"
 )
 
 // Decode parses and validates one client frame. On failure the returned error frame says why and,
@@ -51,7 +49,7 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 		}
 		return f, nil
 	case TypeRead, TypeDelivered:
-		if !streams.ValidToken(f.ConversationID) {
+		if !ValidID(f.ConversationID) {
 			return ClientFrame{}, Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes).WithRef(ref)
 		}
 		if f.UpTo == 0 {
@@ -59,7 +57,7 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 		}
 		return f, nil
 	case TypeTyping:
-		if !streams.ValidToken(f.ConversationID) {
+		if !ValidID(f.ConversationID) {
 			return ClientFrame{}, Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes).WithRef(ref)
 		}
 		if f.State != TypingStart && f.State != TypingStop {
@@ -71,7 +69,7 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 			return ClientFrame{}, Errorf(CodeInvalidFrame, "user_ids must name 1-%d users", MaxPresenceQuery).WithRef(ref)
 		}
 		for _, u := range f.UserIDs {
-			if !streams.ValidToken(u) {
+			if !ValidID(u) {
 				return ClientFrame{}, Errorf(CodeInvalidFrame, "user_ids must be ids of [A-Za-z0-9_-]").WithRef(ref)
 			}
 		}
@@ -97,7 +95,7 @@ func refOf(f ClientFrame) string {
 			return ""
 		}
 		return f.ID
-	case (f.Type == TypeSend || f.Type == TypeEdit || f.Type == TypeDelete) && streams.ValidToken(f.ClientMsgID):
+	case (f.Type == TypeSend || f.Type == TypeEdit || f.Type == TypeDelete) && ValidID(f.ClientMsgID):
 		return f.ClientMsgID
 	}
 	return ""
@@ -130,10 +128,10 @@ func wrongTypeMessage(field string) string {
 }
 
 func validateSend(f ClientFrame) *Error {
-	if !streams.ValidToken(f.ClientMsgID) {
+	if !ValidID(f.ClientMsgID) {
 		return Errorf(CodeInvalidFrame, "client_msg_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
 	}
-	if !streams.ValidToken(f.ConversationID) {
+	if !ValidID(f.ConversationID) {
 		return Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
 	}
 	return ValidateText(f.Text)
@@ -142,10 +140,10 @@ func validateSend(f ClientFrame) *Error {
 // validateRevision checks an edit or delete: the ids of a send, a target, and an edit's text or
 // a delete's "for".
 func validateRevision(f ClientFrame) *Error {
-	if !streams.ValidToken(f.ClientMsgID) {
+	if !ValidID(f.ClientMsgID) {
 		return Errorf(CodeInvalidFrame, "client_msg_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
 	}
-	if !streams.ValidToken(f.ConversationID) {
+	if !ValidID(f.ConversationID) {
 		return Errorf(CodeInvalidFrame, "conversation_id must be 1-%d characters of [A-Za-z0-9_-]", MaxIDBytes)
 	}
 	if f.TargetSeq == 0 {

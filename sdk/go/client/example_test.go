@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/natter-chat/natter/pkg/client"
+	"github.com/natter-chat/natter/sdk/go/client"
 )
 
 // A device that sends one message and prints what it receives. Run natter (make run), sign up

@@ -1,6 +1,6 @@
 package client
 
-import "github.com/natter-chat/natter/pkg/protocol"
+import "github.com/natter-chat/natter/sdk/go/protocol"
 
 // Message is what a device shows of one message: its latest text, or a tombstone.
 type Message struct {

@@ -12,6 +12,11 @@
 // create, invite, accept or decline, roles, hand-over, leave and delete (docs/api.md, "Groups").
 // Group membership changes arrive as member Events; an Event's Member.Action may be one this
 // package does not name (servers add actions): ignore those.
+//
+// The SDK is the module github.com/natter-chat/natter/sdk/go (go get
+// github.com/natter-chat/natter/sdk/go/client), apart from natter's server modules: it needs
+// only github.com/coder/websocket and github.com/oklog/ulid/v2, and the frames of
+// github.com/natter-chat/natter/sdk/go/protocol.
 package client
 
 import (
@@ -28,7 +33,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/oklog/ulid/v2"
 
-	"github.com/natter-chat/natter/pkg/protocol"
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // Config configures a Client.
