@@ -7,7 +7,7 @@ MODULES := streams pkg sdk/go services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-search clean
+.PHONY: run build test check lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-search bench-search-format clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -101,6 +101,9 @@ test-fault: ## the split-process fault test (3 NATS nodes, 2 gateways/fanouts/pe
 SEARCH_BENCH_N ?= 1000000
 bench-search: ## search: index SEARCH_BENCH_N messages through the search consumer, then query p50/p99 (see docs/performance.md)
 	SEARCH_BENCH_N=$(SEARCH_BENCH_N) $(GO) test -count=1 -timeout 90m -run '^$$' -bench '^BenchmarkSearch$$' -benchtime 1x -v ./services/search/
+
+bench-search-format: ## search: index format 1 against the current one, alternating: CPU per message indexed, late-joiner query latency, migration cost
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'Formats|MigrateFormat1' -benchtime 1x -v ./services/search/
 
 test-scylla: ## the Scylla store against NATTER_SCYLLA_HOSTS (see docs/operations.md)
 	@test -n "$$NATTER_SCYLLA_HOSTS" || { echo "set NATTER_SCYLLA_HOSTS=host[,host...]"; exit 1; }

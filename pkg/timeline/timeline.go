@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -24,14 +26,16 @@ type Reader struct {
 
 	mu         sync.Mutex
 	stream     jetstream.Stream // looked up once; direct gets need only its name
-	storedMark uint64           // the last ack floor read, and when
+	persisted  consumer.Floor   // the persister's; read afresh whenever storedTTL has passed
+	storedMark uint64           // the last Stored mark, and when it was read
 	storedAt   time.Time
 	storedTTL  time.Duration
 }
 
 // New returns a Reader over the CHAT stream and st.
 func New(st store.Store, js jetstream.JetStream) *Reader {
-	return &Reader{store: st, js: js, storedTTL: defaultStoredTTL}
+	return &Reader{store: st, js: js, storedTTL: defaultStoredTTL,
+		persisted: consumer.Floor{Stream: streams.ChatStream, Consumer: streams.PersisterConsumer}}
 }
 
 func (r *Reader) chat(ctx context.Context) (jetstream.Stream, error) {
@@ -115,14 +119,11 @@ func (r *Reader) stored(ctx context.Context, st jetstream.Stream) (uint64, error
 	if info.State.FirstSeq > 0 {
 		stored = info.State.FirstSeq - 1
 	}
-	ci, err := st.Consumer(ctx, streams.PersisterConsumer)
-	switch {
-	case err == nil:
-		stored = max(stored, ci.CachedInfo().AckFloor.Stream)
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-	default:
-		return 0, fmt.Errorf("timeline marks: persister consumer: %w", err)
+	floor, err := r.persisted.Read(ctx, r.js, math.MaxUint64)
+	if err != nil {
+		return 0, fmt.Errorf("timeline marks: %w", err)
 	}
+	stored = max(stored, floor)
 	r.storedMark, r.storedAt = stored, time.Now()
 	return stored, nil
 }

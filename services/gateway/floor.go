@@ -5,41 +5,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/streams"
+	"github.com/natter-chat/natter/pkg/consumer"
 )
 
-// floor is a fanout consumer's ack floor, shared by every session of the gateway: a reconnect
-// storm or a flat-out sender asks JetStream at most once per floorRefresh, not once per socket
-// or send.
-type floor struct {
-	consumer string // the durable consumer on CHAT
-
-	mu      sync.Mutex
-	value   uint64
-	fetched time.Time
-}
-
+// floorRefresh is how often the gateway asks for a fanout consumer's ack floor at most, however
+// many sockets and sends wait on it (consumer.Floor).
 const floorRefresh = 20 * time.Millisecond
-
-// read returns the ack floor, asking JetStream again when the known value is below want and
-// older than floorRefresh. An error keeps the known value.
-func (f *floor) read(ctx context.Context, js jetstream.JetStream, want uint64) uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.value >= want || time.Since(f.fetched) < floorRefresh {
-		return f.value
-	}
-	f.fetched = time.Now()
-	cons, err := js.Consumer(ctx, streams.ChatStream, f.consumer) // one request: its info
-	if err != nil {
-		return f.value
-	}
-	f.value = max(f.value, cons.CachedInfo().AckFloor.Stream)
-	return f.value
-}
 
 // awaitMembership waits until every membership change up to head is in the store, so that the
 // catch-up's list of the user's conversations includes one they were added to at or below head.
@@ -51,7 +24,7 @@ func (f *floor) read(ctx context.Context, js jetstream.JetStream, want uint64) u
 func (g *Gateway) awaitMembership(ctx context.Context, head uint64) {
 	deadline := time.Now().Add(g.cfg.MembershipWait)
 	for {
-		if g.membership.read(ctx, g.deps.JS, head) >= head {
+		if at, _ := g.membership.Read(ctx, g.deps.JS, head); at >= head { // an error: ask again
 			return
 		}
 		if time.Now().After(deadline) {
@@ -81,7 +54,7 @@ func (g *Gateway) awaitDelivery(ctx context.Context) {
 	}
 	want := last - lag
 	d := &g.delivery
-	at := d.floor.read(ctx, g.deps.JS, want)
+	at, _ := d.Read(ctx, g.deps.JS, want) // an error keeps the known floor
 	g.met.deliveryLag.Set(float64(last - min(at, last)))
 	if at >= want || d.stalledAt(at) {
 		return
@@ -95,13 +68,13 @@ func (g *Gateway) awaitDelivery(ctx context.Context) {
 			return
 		case <-time.After(floorRefresh):
 		}
-		if at = d.floor.read(ctx, g.deps.JS, want); at >= want {
+		if at, _ = d.Read(ctx, g.deps.JS, want); at >= want {
 			return
 		}
 	}
 	if at == from {
 		d.stall(at)
-		g.log.Warn("fanout delivers nothing to this gateway; sends are no longer held for it", zap.String("consumer", d.floor.consumer),
+		g.log.Warn("fanout delivers nothing to this gateway; sends are no longer held for it", zap.String("consumer", d.Consumer),
 			zap.Uint64("ack_floor", at), zap.Uint64("last_send", last))
 	}
 }
@@ -109,7 +82,7 @@ func (g *Gateway) awaitDelivery(ctx context.Context) {
 // deliveryFloor is the ack floor of the fanout partition delivering to this gateway, and where
 // it was when it was last found stalled.
 type deliveryFloor struct {
-	floor
+	consumer.Floor
 	smu     sync.Mutex
 	stalled uint64 // the floor value seen not moving for a whole wait; 0: none
 	isStall bool

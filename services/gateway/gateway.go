@@ -25,6 +25,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/consent"
+	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/revision"
@@ -201,8 +202,8 @@ type Gateway struct {
 	stopping   chan struct{}
 	loops      sync.WaitGroup
 	conns      sync.WaitGroup
-	membership floor         // fanout's ack floor: membership changes applied up to it
-	delivery   deliveryFloor // the ack floor of the fanout partition delivering to this gateway
+	membership consumer.Floor // fanout's ack floor: membership changes applied up to it
+	delivery   deliveryFloor  // the ack floor of the fanout partition delivering to this gateway
 	auth       *auth.Authenticator
 }
 
@@ -216,8 +217,9 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, deps: deps, log: deps.Log.Named("gateway").With(zap.String("gateway", cfg.ID)),
 		met: newMetrics(deps.Metrics), stopping: make(chan struct{}), auth: auth.NewAuthenticator(deps.Tokens, deps.Store)}
-	g.membership.consumer = cfg.MembershipConsumer
-	g.delivery.consumer = streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)
+	g.membership = consumer.Floor{Stream: streams.ChatStream, Consumer: cfg.MembershipConsumer, Refresh: floorRefresh}
+	g.delivery.Floor = consumer.Floor{Stream: streams.ChatStream, Refresh: floorRefresh,
+		Consumer: streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)}
 	g.hub = newHub(g)
 	g.outbox = outboxLimits{soft: cfg.SendQueue, hard: cfg.HardSendQueue, slowAfter: cfg.SlowClientAfter, interval: cfg.WriteInterval}
 	g.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}

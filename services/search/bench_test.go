@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,4 +175,236 @@ func sentence(rng *rand.Rand, words []string) string {
 		s.WriteString(words[int(f*f*float64(len(words)))])
 	}
 	return s.String()
+}
+
+// BenchmarkIndexFormats is the CPU that indexing costs per message, format 1 (seq an indexed
+// number) against the current format (seq in the document id), in alternating runs of one
+// process: each run indexes SEARCH_BENCH_FORMAT_N messages (default 20,000, in 10,000
+// conversations) through Apply in batches of 2,048 into a new index and closes it, and its CPU
+// is the process's (user + system, getrusage) over the run. SEARCH_BENCH_PAIRS pairs (default
+// 3), the order swapped every pair. Run it alone:
+//
+//	go test ./services/search -run '^$' -bench IndexFormats -benchtime 1x
+func BenchmarkIndexFormats(b *testing.B) {
+	n := envInt(b, "SEARCH_BENCH_FORMAT_N", 20_000)
+	pairs := envInt(b, "SEARCH_BENCH_PAIRS", 3)
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := vocabulary(rng)
+	docs := make([]Doc, n)
+	for i := range docs {
+		docs[i] = Doc{ConversationID: fmt.Sprintf("c%05d", rng.IntN(10_000)), Seq: uint64(1_000_000 + i), MessageID: fmt.Sprintf("m%09d", i),
+			SenderID: "u1", SentAt: 1_700_000_000_000 + int64(i), Text: sentence(rng, words)}
+	}
+	run := map[string]func(dir string) error{
+		"format1": func(dir string) error {
+			idx, err := newFormat1(dir)
+			if err != nil {
+				return err
+			}
+			for chunk := range slices.Chunk(docs, 2048) {
+				if err := applyFormat1(idx, chunk); err != nil {
+					return err
+				}
+			}
+			return idx.Close()
+		},
+		"current": func(dir string) error {
+			idx, err := OpenBleve(dir)
+			if err != nil {
+				return err
+			}
+			for chunk := range slices.Chunk(docs, 2048) {
+				if err := idx.Apply(context.Background(), chunk, nil); err != nil {
+					return err
+				}
+			}
+			return idx.Close()
+		},
+	}
+	perK := map[string][]float64{}
+	for range b.N {
+		for p := range pairs {
+			order := []string{"format1", "current"}
+			if p%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, format := range order {
+				runtime.GC()
+				c0 := cpuSeconds(b)
+				if err := run[format](b.TempDir() + "/index"); err != nil {
+					b.Fatal(err)
+				}
+				perK[format] = append(perK[format], (cpuSeconds(b)-c0)/float64(n)*1000)
+			}
+		}
+	}
+	ratio := make([]float64, len(perK["current"]))
+	for i := range ratio {
+		ratio[i] = perK["current"][i] / perK["format1"][i]
+	}
+	for _, format := range []string{"format1", "current"} {
+		v := perK[format]
+		slices.Sort(v)
+		b.Logf("%s: %.3f (%.3f-%.3f) CPU s per 1000 messages, %d runs of %d", format, v[len(v)/2], v[0], v[len(v)-1], len(v), n)
+		b.ReportMetric(v[len(v)/2], "cpu-s/1000-"+format)
+	}
+	slices.Sort(ratio)
+	b.Logf("current / format1, pair by pair: %.2f (%.2f-%.2f)", ratio[len(ratio)/2], ratio[0], ratio[len(ratio)-1])
+}
+
+// cpuSeconds is the CPU time the process has used, user and system.
+func cpuSeconds(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkQueryFormats is query latency, format 1 against the current format, on the same
+// SEARCH_BENCH_QUERY_N messages (default 100,000): half of them in one long group, the rest in
+// 1,000 other conversations. SEARCH_BENCH_QUERIES queries (default 500) of one or two common
+// words, each asked of both indexes in turn (the order swapped every query) by a member of the
+// group who joined late (after 90 % of its messages: the current format visits, and drops,
+// every earlier match) and by one who joined at its start, each also in 20 other conversations.
+// Both indexes must give the same first page. Run it alone:
+//
+//	go test ./services/search -run '^$' -bench QueryFormats -benchtime 1x
+func BenchmarkQueryFormats(b *testing.B) {
+	n := envInt(b, "SEARCH_BENCH_QUERY_N", 100_000)
+	queries := envInt(b, "SEARCH_BENCH_QUERIES", 500)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	words := vocabulary(rng)
+	docs := make([]Doc, n)
+	var lateSeq uint64
+	for i := range docs {
+		conv := "long"
+		if i%2 == 1 {
+			conv = fmt.Sprintf("c%04d", rng.IntN(1000))
+		}
+		docs[i] = Doc{ConversationID: conv, Seq: uint64(2 + i), MessageID: fmt.Sprintf("m%09d", i),
+			SenderID: "u1", SentAt: 1_700_000_000_000 + int64(i), Text: sentence(rng, words)}
+		if i == n*9/10 {
+			lateSeq = docs[i].Seq
+		}
+	}
+	old, err := newFormat1(b.TempDir() + "/format1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = old.Close() }()
+	cur, err := OpenBleve(b.TempDir() + "/current")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cur.Close() }()
+	for chunk := range slices.Chunk(docs, 2048) {
+		if err := applyFormat1(old, chunk); err != nil {
+			b.Fatal(err)
+		}
+		if err := cur.Apply(ctx, chunk, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	lat := map[string][]time.Duration{}
+	for range b.N {
+		for i := range queries {
+			text := words[rng.IntN(200)]
+			if rng.IntN(2) == 0 {
+				text += " " + words[rng.IntN(len(words))]
+			}
+			var others []wire.Scope
+			for range 20 {
+				others = append(others, wire.Scope{ConversationID: fmt.Sprintf("c%04d", rng.IntN(1000)), After: 1})
+			}
+			for _, member := range []string{"late", "early"} {
+				q := wire.Query{Text: text, Limit: wire.DefaultLimit, Scopes: append([]wire.Scope{{ConversationID: "long", After: 1}}, others...)}
+				if member == "late" {
+					q.Scopes[0].After = lateSeq
+				}
+				var pages [2][]uint64
+				order := []int{0, 1}
+				if i%2 == 1 {
+					slices.Reverse(order)
+				}
+				for _, f := range order {
+					t0 := time.Now()
+					if f == 0 {
+						pages[f], err = searchFormat1(ctx, old, q)
+					} else {
+						var res wire.Result
+						res, err = cur.Search(ctx, q)
+						pages[f] = hitSeqs(res.Hits)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					name := member + "-" + []string{"format1", "current"}[f]
+					lat[name] = append(lat[name], time.Since(t0))
+				}
+				if !slices.Equal(pages[0], pages[1]) {
+					b.Fatalf("%s member, %q: format 1 found %v, current %v", member, text, pages[0], pages[1])
+				}
+			}
+		}
+	}
+	for _, name := range []string{"late-format1", "late-current", "early-format1", "early-current"} {
+		v := lat[name]
+		slices.Sort(v)
+		p := func(q float64) time.Duration { return v[int(q*float64(len(v)-1))].Round(time.Microsecond) }
+		b.Logf("%s: p50 %s p90 %s p99 %s max %s (%d queries on %d messages)", name, p(0.5), p(0.9), p(0.99), v[len(v)-1].Round(time.Microsecond), len(v), n)
+		b.ReportMetric(float64(p(0.5).Microseconds())/1000, "p50-ms-"+name)
+	}
+}
+
+// BenchmarkMigrateFormat1 is what opening a format 1 index of SEARCH_BENCH_FORMAT_N messages
+// (default 20,000) costs: Migrate reads every document back and writes it in the current
+// format. Run it alone:
+//
+//	go test ./services/search -run '^$' -bench MigrateFormat1 -benchtime 1x
+func BenchmarkMigrateFormat1(b *testing.B) {
+	n := envInt(b, "SEARCH_BENCH_FORMAT_N", 20_000)
+	rng := rand.New(rand.NewPCG(5, 6))
+	words := vocabulary(rng)
+	docs := make([]Doc, n)
+	for i := range docs {
+		docs[i] = Doc{ConversationID: fmt.Sprintf("c%05d", rng.IntN(10_000)), Seq: uint64(1 + i), MessageID: fmt.Sprintf("m%09d", i),
+			SenderID: "u1", SentAt: 1_700_000_000_000 + int64(i), Text: sentence(rng, words)}
+	}
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir() + "/index"
+		old, err := newFormat1(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for chunk := range slices.Chunk(docs, 2048) {
+			if err := applyFormat1(old, chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := old.Close(); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		b.StartTimer()
+		c0, t0 := cpuSeconds(b), time.Now()
+		idx, err := openBleve(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		migrated, err := idx.Migrate(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu, took := cpuSeconds(b)-c0, time.Since(t0)
+		if migrated != uint64(n) {
+			b.Fatalf("migrated %d of %d", migrated, n)
+		}
+		_ = idx.Close()
+		b.Logf("migrated %d documents in %s: %.3f CPU s per 1000", n, took.Round(time.Millisecond), cpu/float64(n)*1000)
+		b.ReportMetric(cpu/float64(n)*1000, "cpu-s/1000")
+	}
 }

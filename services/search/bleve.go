@@ -15,14 +15,16 @@ import (
 	"github.com/blevesearch/bleve/v2/search"
 	htmlhl "github.com/blevesearch/bleve/v2/search/highlight/highlighter/html"
 	"github.com/blevesearch/bleve/v2/search/query"
+	"github.com/blevesearch/bleve/v2/search/searcher"
+	index "github.com/blevesearch/bleve_index_api"
 
 	"github.com/natter-chat/natter/services/search/wire"
 )
 
-// Field names of a document in the Bleve index.
+// Field names of a document in the Bleve index. A document's seq is in its id (DocID), not in
+// a field of its own (see indexFormat).
 const (
 	fConv   = "conv"
-	fSeq    = "seq"
 	fID     = "id"
 	fSender = "sender"
 	fSent   = "sent"
@@ -35,37 +37,127 @@ const (
 // snippetRunes is the length of the snippet of a hit without highlighted fragments.
 const snippetRunes = 200
 
+// indexFormat names the layout of the documents and the mapping, kept in the index under
+// formatKey. Format 2 puts the seq in the document id, zero-padded so that ids sort as seqs, and
+// indexes no seq field: the scope and before filters read the seq from the id of each hit
+// (scopeFilter). Format 1 (no formatKey) indexed seq as a number, 16 terms a document, half of
+// what indexing cost. OpenBleve migrates a format 1 index to format 2.
+const indexFormat = "2"
+
+var formatKey = []byte("natter_index_format")
+
 // Bleve is the embedded Index: a Bleve (scorch) index in one directory. Apply returns once
 // Bleve has persisted the batch (Bleve's default, "unsafe_batch" off: the segment is written
 // and its root committed with an fsync).
 type Bleve struct {
 	dir string
-	mu  sync.RWMutex // write-held by Reset, which swaps idx
+	mu  sync.RWMutex // write-held by Reset and Migrate, which swap idx
 	idx bleve.Index
+	// stale: idx is of format 1 and must be migrated (Migrate) before it is searched or written.
+	stale bool
 }
 
 var _ Index = (*Bleve)(nil)
 
-// OpenBleve opens the index in dir, creating it if it does not exist.
+// errStale answers a search of an index that is not migrated yet.
+var errStale = fmt.Errorf("search index: being migrated to the current format: %w", wire.ErrUnavailable)
+
+// OpenBleve opens the index in dir, creating it if it does not exist, and migrating it first if
+// an older version wrote it (Migrate).
 func OpenBleve(dir string) (*Bleve, error) {
+	b, err := openBleve(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.Migrate(context.Background()); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// openBleve opens the index in dir, creating it if it does not exist; one of format 1 is left
+// to Migrate (Stale).
+func openBleve(dir string) (*Bleve, error) {
+	if err := recoverMigration(dir); err != nil {
+		return nil, err
+	}
 	idx, err := openOrCreate(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Bleve{dir: dir, idx: idx}, nil
+	format, err := idx.GetInternal(formatKey)
+	if err != nil {
+		_ = idx.Close()
+		return nil, fmt.Errorf("search index %s: format: %w", dir, err)
+	}
+	switch string(format) {
+	case indexFormat:
+		return &Bleve{dir: dir, idx: idx}, nil
+	case "":
+		return &Bleve{dir: dir, idx: idx, stale: true}, nil
+	default:
+		_ = idx.Close()
+		return nil, fmt.Errorf("search index %s: format %q is newer than this version's %q: delete it and the search consumer to rebuild it from CHAT", dir, format, indexFormat)
+	}
+}
+
+// Stale reports whether the index is of format 1 and waits for Migrate: searches answer
+// wire.ErrUnavailable until then, and nothing may be applied.
+func (b *Bleve) Stale() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.stale
+}
+
+// Migrate rewrites a stale index in the current format (see migrate.go) and returns how many
+// documents it copied; an index that is not stale is left as it is. Searches meanwhile answer
+// wire.ErrUnavailable. Cancelling ctx stops the copy; the next open starts it again.
+func (b *Bleve) Migrate(ctx context.Context) (uint64, error) {
+	b.mu.RLock()
+	old, stale := b.idx, b.stale
+	b.mu.RUnlock()
+	if !stale {
+		return 0, nil
+	}
+	n, err := copyFormat1(ctx, old, b.dir+".new")
+	if err != nil {
+		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	idx, err := swapMigrated(b.dir, old)
+	if err != nil {
+		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
+	}
+	b.idx, b.stale = idx, false
+	return n, nil
 }
 
 func openOrCreate(dir string) (bleve.Index, error) {
 	idx, err := bleve.Open(dir)
 	if errors.Is(err, bleve.ErrorIndexPathDoesNotExist) {
-		m, merr := indexMapping()
-		if merr != nil {
-			return nil, fmt.Errorf("search index: mapping: %w", merr)
-		}
-		idx, err = bleve.New(dir, m)
+		return create(dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("search index %s: %w", dir, err)
+	}
+	return idx, nil
+}
+
+// create makes an empty index of the current format in dir.
+func create(dir string) (bleve.Index, error) {
+	m, err := indexMapping()
+	if err != nil {
+		return nil, fmt.Errorf("search index: mapping: %w", err)
+	}
+	idx, err := bleve.New(dir, m)
+	if err != nil {
+		return nil, fmt.Errorf("search index %s: %w", dir, err)
+	}
+	if err := idx.SetInternal(formatKey, []byte(indexFormat)); err != nil {
+		_ = idx.Close()
+		return nil, fmt.Errorf("search index %s: set format: %w", dir, err)
 	}
 	return idx, nil
 }
@@ -80,9 +172,9 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 		f.Analyzer, f.Index, f.IncludeInAll, f.DocValues = keyword.Name, indexed, false, false
 		return f
 	}
-	numberField := func(indexed bool) *mapping.FieldMapping {
+	storedNumber := func() *mapping.FieldMapping {
 		f := bleve.NewNumericFieldMapping()
-		f.Index, f.IncludeInAll, f.DocValues = indexed, false, indexed
+		f.Index, f.IncludeInAll, f.DocValues = false, false, false
 		return f
 	}
 	text := bleve.NewTextFieldMapping()
@@ -90,12 +182,14 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 
 	doc := bleve.NewDocumentStaticMapping()
 	doc.AddFieldMappingsAt(fConv, keywordField(true))
-	doc.AddFieldMappingsAt(fSeq, numberField(true))
 	doc.AddFieldMappingsAt(fID, keywordField(false))
 	doc.AddFieldMappingsAt(fSender, keywordField(false))
-	doc.AddFieldMappingsAt(fSent, numberField(false))
+	doc.AddFieldMappingsAt(fSent, storedNumber())
 	doc.AddFieldMappingsAt(fText, text)
 	doc.AddFieldMappingsAt(fDeleted, keywordField(false))
+	// No "_all" field: every query names its fields, and composing an empty one for each
+	// document cost about 5 % of indexing.
+	doc.AddSubDocumentMapping("_all", bleve.NewDocumentDisabledMapping())
 	m.DefaultMapping = doc
 	m.DefaultAnalyzer = analyzerName
 	return m, m.Validate()
@@ -105,14 +199,17 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 func (b *Bleve) Apply(_ context.Context, put []Doc, remove []string) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.stale {
+		return errStale
+	}
 	batch := b.idx.NewBatch()
 	for _, d := range put {
 		fields := map[string]any{
-			fConv: d.ConversationID, fSeq: float64(d.Seq), fID: d.MessageID,
+			fConv: d.ConversationID, fID: d.MessageID,
 			fSender: d.SenderID, fSent: float64(d.SentAt), fText: d.Text,
 		}
 		if d.Deleted {
-			fields = map[string]any{fConv: d.ConversationID, fSeq: float64(d.Seq), fID: d.MessageID, fDeleted: "1"}
+			fields = map[string]any{fConv: d.ConversationID, fID: d.MessageID, fDeleted: "1"}
 		}
 		err := batch.Index(d.ID(), fields)
 		if err != nil {
@@ -152,11 +249,11 @@ func (b *Bleve) Reset() error {
 	if err := os.RemoveAll(b.dir); err != nil {
 		return fmt.Errorf("search index: reset: %w", err)
 	}
-	idx, err := openOrCreate(b.dir)
+	idx, err := create(b.dir)
 	if err != nil {
 		return err
 	}
-	b.idx = idx
+	b.idx, b.stale = idx, false
 	return nil
 }
 
@@ -183,24 +280,31 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 		}
 		after = &c
 	}
-	if len(q.Scopes) == 0 {
+	if len(q.Scopes) == 0 || q.Before == 1 {
 		return wire.Result{Hits: []wire.Hit{}}, nil
 	}
-	req := bleve.NewSearchRequestOptions(bleveQuery(q), q.Limit+1, 0, false)
-	req.SortByCustom(search.SortOrder{
-		&search.SortScore{Desc: true},
-		&search.SortField{Field: fSeq, Type: search.SortFieldAsNumber, Desc: true},
-	})
+	filter := newScopeFilter(bleveQuery(q), q)
+	req := bleve.NewSearchRequestOptions(filter, q.Limit+1, 0, false)
+	// Ids sort as seqs (DocID), and a seq is one CHAT event: score, then seq, is a total order.
+	req.SortByCustom(search.SortOrder{&search.SortScore{Desc: true}, &search.SortDocID{Desc: true}})
 	if after != nil {
-		req.SearchAfter = []string{strconv.FormatFloat(after.score, 'g', -1, 64), strconv.FormatUint(after.seq, 10)}
+		// Every id of seq s sorts after seqPrefix(s) ("s/conversation"), so with descending
+		// ids the page starts below seq s among hits of the cursor's score.
+		req.SearchAfter = []string{strconv.FormatFloat(after.score, 'g', -1, 64), seqPrefix(after.seq)}
 	}
-	req.Fields = []string{fConv, fSeq, fID, fSender, fSent}
+	req.Fields = []string{fID, fSender, fSent}
 	req.Highlight = bleve.NewHighlightWithStyle(htmlhl.Name)
 	req.Highlight.AddField(fText)
 
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.stale {
+		return wire.Result{}, errStale
+	}
 	res, err := b.idx.SearchInContext(ctx, req)
+	if err == nil {
+		err = filter.err()
+	}
 	if err != nil {
 		return wire.Result{}, fmt.Errorf("search index: query: %w", err)
 	}
@@ -211,8 +315,12 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 			out.NextCursor = cursor{score: last.Score, seq: last.Seq}.encode()
 			break
 		}
+		conv, seq, ok := parseDocID(h.ID)
+		if !ok {
+			return wire.Result{}, fmt.Errorf("search index: document id %q", h.ID)
+		}
 		hit := wire.Hit{
-			ConversationID: str(h.Fields[fConv]), Seq: uint64(num(h.Fields[fSeq])), MessageID: str(h.Fields[fID]),
+			ConversationID: conv, Seq: seq, MessageID: str(h.Fields[fID]),
 			SenderID: str(h.Fields[fSender]), SentAt: int64(num(h.Fields[fSent])), Score: h.Score,
 		}
 		if frags := h.Fragments[fText]; len(frags) > 0 {
@@ -225,50 +333,81 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 	return out, nil
 }
 
-// bleveQuery is the text matched (every term, analyzed like the messages) within the scopes,
-// below Before. The scope and seq clauses are filters: boost 0, they add nothing to the score.
+// bleveQuery is the text matched (every term, analyzed like the messages) in the scopes'
+// conversations. The conversation clauses are filters: boost 0, they add nothing to the score.
+// The seq bounds (the scopes' intervals and Before) are scopeFilter's.
 func bleveQuery(q wire.Query) query.Query {
 	text := bleve.NewMatchQuery(q.Text)
 	text.SetField(fText)
 	text.SetOperator(query.MatchQueryOperatorAnd)
-	scopes := make([]query.Query, 0, len(q.Scopes))
+	convs := make([]query.Query, 0, len(q.Scopes))
+	seen := make(map[string]bool, len(q.Scopes))
 	for _, s := range q.Scopes {
+		if seen[s.ConversationID] {
+			continue
+		}
+		seen[s.ConversationID] = true
 		conv := bleve.NewTermQuery(s.ConversationID)
 		conv.SetField(fConv)
 		conv.SetBoost(0)
-		if s.After == 0 && s.UpTo == 0 {
-			scopes = append(scopes, conv)
-			continue
-		}
-		scopes = append(scopes, bleve.NewConjunctionQuery(conv, seqRange(s.After+1, s.UpTo)))
+		convs = append(convs, conv)
 	}
-	parts := []query.Query{text, bleve.NewDisjunctionQuery(scopes...)}
-	if q.Before != 0 {
-		if q.Before <= 1 {
-			parts = append(parts, bleve.NewMatchNoneQuery())
-		} else {
-			parts = append(parts, seqRange(0, q.Before-1))
-		}
-	}
-	return bleve.NewConjunctionQuery(parts...)
+	return bleve.NewConjunctionQuery(text, bleve.NewDisjunctionQuery(convs...))
 }
 
-// seqRange matches lo <= seq <= hi; 0 leaves a bound open.
-func seqRange(lo, hi uint64) query.Query {
-	var minp, maxp *float64
-	incl := true
-	if lo != 0 {
-		f := float64(lo)
-		minp = &f
+// scopeFilter passes on the hits of its query that are inside the scopes and below Before,
+// reading each hit's conversation and seq from its id: the hits a query of format 1 found with
+// seq range terms. A hit outside is dropped before it is collected, so pages, their sizes and
+// cursors are what they were. The cost is visiting every match of the text in the scopes'
+// conversations, also those outside the intervals: a member who joined a long group late pays
+// for the group's whole history, as a member from its start does.
+type scopeFilter struct {
+	inner  query.Query
+	scopes map[string][]wire.Scope
+	before uint64
+	failed *error // the first error reading an id, reported by err
+}
+
+func newScopeFilter(inner query.Query, q wire.Query) *scopeFilter {
+	f := &scopeFilter{inner: inner, scopes: make(map[string][]wire.Scope, len(q.Scopes)), before: q.Before, failed: new(error)}
+	for _, s := range q.Scopes {
+		f.scopes[s.ConversationID] = append(f.scopes[s.ConversationID], s)
 	}
-	if hi != 0 {
-		f := float64(hi)
-		maxp = &f
+	return f
+}
+
+// keeps is the filter's rule: seq below before, and inside one of conv's scopes.
+func (f *scopeFilter) keeps(conv string, seq uint64) bool {
+	if f.before != 0 && seq >= f.before {
+		return false
 	}
-	r := bleve.NewNumericRangeInclusiveQuery(minp, maxp, &incl, &incl)
-	r.SetField(fSeq)
-	r.SetBoost(0)
-	return r
+	for _, s := range f.scopes[conv] {
+		if s.Contains(seq) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *scopeFilter) err() error { return *f.failed }
+
+// Searcher implements query.Query.
+func (f *scopeFilter) Searcher(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, o search.SearcherOptions) (search.Searcher, error) {
+	s, err := f.inner.Searcher(ctx, r, m, o)
+	if err != nil {
+		return nil, err
+	}
+	return searcher.NewFilteringSearcher(ctx, s, func(_ *search.SearchContext, d *search.DocumentMatch) bool {
+		id, err := r.ExternalID(d.IndexInternalID)
+		if err != nil {
+			if *f.failed == nil {
+				*f.failed = fmt.Errorf("id of a hit: %w", err)
+			}
+			return false
+		}
+		conv, seq, ok := parseDocID(id)
+		return ok && f.keeps(conv, seq)
+	}), nil
 }
 
 // plainSnippet is the start of a document's text, escaped: the snippet of a hit whose matches
@@ -295,8 +434,11 @@ func (b *Bleve) plainSnippet(id string) (string, error) {
 func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.stale {
+		return Doc{}, false, errStale
+	}
 	req := bleve.NewSearchRequest(bleve.NewDocIDQuery([]string{id}))
-	req.Fields = []string{fConv, fSeq, fID, fSender, fSent, fText, fDeleted}
+	req.Fields = []string{fID, fSender, fSent, fText, fDeleted}
 	res, err := b.idx.Search(req)
 	if err != nil {
 		return Doc{}, false, fmt.Errorf("search index: document %s: %w", id, err)
@@ -304,8 +446,12 @@ func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
 	if len(res.Hits) == 0 {
 		return Doc{}, false, nil
 	}
+	conv, seq, ok := parseDocID(res.Hits[0].ID)
+	if !ok {
+		return Doc{}, false, fmt.Errorf("search index: document id %q", res.Hits[0].ID)
+	}
 	f := res.Hits[0].Fields
-	return Doc{ConversationID: str(f[fConv]), Seq: uint64(num(f[fSeq])), MessageID: str(f[fID]),
+	return Doc{ConversationID: conv, Seq: seq, MessageID: str(f[fID]),
 		SenderID: str(f[fSender]), SentAt: int64(num(f[fSent])), Text: str(f[fText]), Deleted: str(f[fDeleted]) != ""}, true, nil
 }
 

@@ -22,10 +22,38 @@ type Doc struct {
 	Deleted bool
 }
 
-// DocID names a message in the index: its conversation and seq, which name one CHAT event
-// forever, so indexing an event again replaces it instead of adding a second document.
+// DocID names a message in the index: its seq and conversation, which name one CHAT event
+// forever, so indexing an event again replaces it instead of adding a second document. The seq
+// comes first, zero-padded to seqDigits, so that ids sort as seqs: the index orders hits of
+// equal score by id, and filters by the seq it reads back from the id (parseDocID).
 func DocID(conversationID string, seq uint64) string {
-	return conversationID + "/" + strconv.FormatUint(seq, 10)
+	return seqPrefix(seq) + conversationID
+}
+
+// seqDigits is the width of a seq in a DocID: every uint64 fits.
+const seqDigits = 20
+
+// seqPrefix is the start of the DocID of every document of seq: the padded seq and "/".
+func seqPrefix(seq uint64) string {
+	s := strconv.FormatUint(seq, 10)
+	return strings.Repeat("0", seqDigits-len(s)) + s + "/"
+}
+
+// parseDocID is the conversation and seq of a DocID; ok is false for anything else.
+func parseDocID(id string) (conversationID string, seq uint64, ok bool) {
+	if len(id) <= seqDigits+1 || id[seqDigits] != '/' {
+		return "", 0, false
+	}
+	for _, c := range []byte(id[:seqDigits]) {
+		if c < '0' || c > '9' {
+			return "", 0, false
+		}
+	}
+	seq, err := strconv.ParseUint(id[:seqDigits], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return id[seqDigits+1:], seq, true
 }
 
 // ID is the document's DocID.

@@ -97,8 +97,13 @@ type Service struct {
 	log  *zap.Logger
 	idx  *Bleve
 
-	mu     sync.Mutex // held by Start, Stop and Rebuild: one runner at a time
-	runner *consumer.Runner
+	mu      sync.Mutex // held by Start, Stop and Rebuild: one runner at a time
+	runner  *consumer.Runner
+	stopped bool
+
+	// A migration of the index (Start of a stale one): cancelled and waited for by Stop.
+	cancelMigration context.CancelFunc
+	migrated        chan struct{}
 
 	rebuildMu              sync.Mutex
 	rebuildFrom, rebuildTo uint64
@@ -116,7 +121,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	idx, err := OpenBleve(cfg.Dir)
+	idx, err := openBleve(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -126,18 +131,48 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Index is the service's index, for its query server.
 func (s *Service) Index() Index { return s.idx }
 
-// Start binds to the durable consumer and starts indexing.
+// Start binds to the durable consumer and starts indexing. An index of an older format is
+// migrated first, in the background: the rest of the process does not wait for it, searches
+// answer wire.ErrUnavailable meanwhile, and the consumer starts once it is done.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.startRunner(ctx); err != nil {
+	n, _ := s.idx.Count()
+	if s.idx.Stale() {
+		mctx, cancel := context.WithCancel(context.Background())
+		s.cancelMigration, s.migrated = cancel, make(chan struct{})
+		s.log.Info("search index is of an older format: migrating it", zap.String("dir", s.cfg.Dir), zap.Uint64("documents", n))
+		go s.migrate(mctx)
+	} else if err := s.startRunner(ctx); err != nil {
 		return err
 	}
 	s.stopLag, s.lagDone = make(chan struct{}), make(chan struct{})
 	go s.watchLag()
-	n, _ := s.idx.Count()
 	s.log.Info("search started", zap.String("dir", s.cfg.Dir), zap.Uint64("documents", n))
 	return nil
+}
+
+// migrate migrates the index, then starts the consumer. A failure leaves search unavailable
+// until the process is restarted, which tries again.
+func (s *Service) migrate(ctx context.Context) {
+	defer close(s.migrated)
+	start := time.Now()
+	n, err := s.idx.Migrate(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("search index migration failed: search is unavailable until a restart", zap.Error(err))
+		}
+		return
+	}
+	s.log.Info("search index migrated to the current format", zap.String("dir", s.cfg.Dir), zap.Uint64("documents", n), zap.Duration("took", time.Since(start)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || ctx.Err() != nil { // Stop cancels ctx first
+		return
+	}
+	if err := s.startRunner(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("search: start after the migration", zap.Error(err))
+	}
 }
 
 func (s *Service) startRunner(ctx context.Context) error {
@@ -160,8 +195,14 @@ func (s *Service) Stop(ctx context.Context) error {
 		<-s.lagDone
 		s.stopLag = nil
 	}
+	if s.cancelMigration != nil {
+		s.cancelMigration()
+		<-s.migrated
+		s.cancelMigration = nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopped = true
 	var err error
 	if s.runner != nil {
 		err = s.runner.Stop(ctx)

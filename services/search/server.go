@@ -106,6 +106,9 @@ func (s *Server) handle(m *nats.Msg) {
 	case errors.Is(err, wire.ErrBadQuery):
 		s.met.queries.WithLabelValues("bad_query").Inc()
 		r = wire.Reply{Error: &wire.Error{Code: wire.CodeBadQuery, Message: err.Error()}}
+	case errors.Is(err, wire.ErrUnavailable):
+		s.met.queries.WithLabelValues("unavailable").Inc()
+		r = wire.Reply{Error: &wire.Error{Code: wire.CodeUnavailable, Message: err.Error()}}
 	default:
 		s.met.queries.WithLabelValues("error").Inc()
 		s.log.Warn("search request failed", zap.String("subject", m.Subject), zap.Error(err))

@@ -1,6 +1,6 @@
 // The WebSocket client: one connected device. It reconnects with full-jitter backoff, syncs from
 // its cursor on every (re)connect so no event is missed or repeated, and retries sends with one
-// client_msg_id so each send makes exactly one message. Same contract as the Go SDK (pkg/client).
+// client_msg_id so each send makes exactly one message. Same contract as the Go SDK (sdk/go/client).
 //
 // The cursor is the seq of the last timeline event (message or member) handed to the application.
 // natter delivers one device's events in one global seq order, catch-up and live alike, so an

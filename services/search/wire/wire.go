@@ -134,6 +134,8 @@ var (
 const (
 	CodeBadQuery = "bad_query"
 	CodeInternal = "internal"
+	// CodeUnavailable: the search process cannot answer yet (its index is being migrated).
+	CodeUnavailable = "unavailable"
 )
 
 // Reply is the envelope of every answer: one of Result, Status or Error.
@@ -153,8 +155,11 @@ func (e *Error) Error() string { return "search: " + e.Message }
 
 // Unwrap maps the code to the error a caller branches on.
 func (e *Error) Unwrap() error {
-	if e.Code == CodeBadQuery {
+	switch e.Code {
+	case CodeBadQuery:
 		return ErrBadQuery
+	case CodeUnavailable:
+		return ErrUnavailable
 	}
 	return nil
 }

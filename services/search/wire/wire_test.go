@@ -54,3 +54,15 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorCodesUnwrap(t *testing.T) {
+	for _, tc := range []struct {
+		code string
+		want error
+	}{{CodeBadQuery, ErrBadQuery}, {CodeUnavailable, ErrUnavailable}, {CodeInternal, nil}} {
+		err := error(&Error{Code: tc.code, Message: "x"})
+		if got := errors.Unwrap(err); got != tc.want {
+			t.Errorf("%s unwraps to %v, want %v", tc.code, got, tc.want)
+		}
+	}
+}
