@@ -86,26 +86,7 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 // a write fail within the timeout instead of blocking for ever.
 func TestCorkDeadlineIsRearmedAndBoundsEveryWrite(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			t.Error(err)
-		}
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw := <-accepted
-	defer raw.Close()
+	raw, peer := tcpPair(t)
 	c := &corkConn{Conn: raw}
 
 	c.cork()
@@ -154,27 +135,7 @@ func TestCorkDeadlineIsRearmedAndBoundsEveryWrite(t *testing.T) {
 // TestCorksNest: the socket stays corked until every cork is out; the last uncork writes what
 // each held back, in order.
 func TestCorksNest(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw := <-accepted
-	defer raw.Close()
+	raw, peer := tcpPair(t)
 	c := &corkConn{Conn: raw}
 
 	c.cork() // the session writer
@@ -195,4 +156,35 @@ func TestCorksNest(t *testing.T) {
 	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "answer,history,more" || len(c.held) != 0 {
 		t.Fatalf("peer read %q, %v; %q still held", got, err, c.held)
 	}
+}
+
+// tcpPair is a connected pair of loopback TCP sockets, closed at the end of the test: the
+// server's side of a connection and its peer.
+func tcpPair(t *testing.T) (server, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	return server, peer
 }
