@@ -470,7 +470,8 @@ func TestSyncAfterTheStreamForgotReadsTheStore(t *testing.T) {
 
 // fanout's word that a gateway's next events do not follow on from its last ones: every socket
 // closes with the resync code (reconnect and catch up from the cursor) before anything later
-// could reach it.
+// could reach it. The deliveries are JSON, as fanouts before the binary form wrote them (the
+// other delivery tests publish the binary form, streams.PublishDelivery).
 func TestResyncDeliveryClosesEverySocketForSync(t *testing.T) {
 	s := apptest.Start(t)
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")

@@ -37,7 +37,7 @@ func TestNothingAtOrBelowSyncedComesLive(t *testing.T) {
 	// One device comes back with its cursor, another without one: both are synced at the head.
 	withCursor, without := dial(s, bob, "laptop", &cursor), dial(s, bob, "tablet", nil)
 	for i, ev := range events { // what a fanout that lost its acknowledgements sends again
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(eventDelivery(seqs[i], []string{bob.ID}, ev))); err != nil {
+		if err := streams.PublishDelivery(s.Run.NC, s.Run.Gateway.ID(), eventDelivery(seqs[i], []string{bob.ID}, ev)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func TestResyncSparesSocketsCaughtUpPastTheGap(t *testing.T) {
 
 	resync := func(below uint64) {
 		t.Helper()
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: below})); err != nil {
+		if err := streams.PublishDelivery(s.Run.NC, s.Run.Gateway.ID(), streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: below}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestABurstDoesNotCloseAClientThatReads(t *testing.T) {
 	for i := range burst {
 		seq := uint64(1000 + i)
 		ev := streams.ChatEvent{V: streams.Version, Kind: streams.KindMsg, ConversationID: conv, MessageID: fmt.Sprintf("m%d", i), SenderID: alice.ID, Text: "burst"}
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(eventDelivery(seq, []string{bob.ID}, ev))); err != nil {
+		if err := streams.PublishDelivery(s.Run.NC, s.Run.Gateway.ID(), eventDelivery(seq, []string{bob.ID}, ev)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -159,7 +159,7 @@ func TestAProbeOverAHoleResyncsEverySocket(t *testing.T) {
 	s, _, head, a, b, deliver := numberedSetup(t)
 	probe := func(n uint64) {
 		t.Helper()
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(streams.Delivery{Users: []string{}, Chain: 7, N: n})); err != nil {
+		if err := streams.PublishDelivery(s.Run.NC, s.Run.Gateway.ID(), streams.Delivery{Users: []string{}, Chain: 7, N: n}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -197,7 +197,7 @@ func numberedSetup(t *testing.T) (s *apptest.System, bob apptest.User, head uint
 				MessageID: fmt.Sprintf("x%d", seq), SenderID: alice.ID, SenderDevice: "phone", ClientMsgID: fmt.Sprintf("x%d", seq), Text: "numbered"})
 		}
 		d.Chain, d.N = chain, n
-		if err := s.Run.NC.Publish(streams.DeliverSubject(s.Run.Gateway.ID()), mustJSON(d)); err != nil {
+		if err := streams.PublishDelivery(s.Run.NC, s.Run.Gateway.ID(), d); err != nil {
 			t.Fatal(err)
 		}
 	}
