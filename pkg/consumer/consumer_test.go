@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -36,7 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	te := testenv.Start(t)
+	te := natsxtest.Start(t)
 	ctx, nc, js := te.Ctx, te.NC, te.JS
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.ChatStream, jetstream.ConsumerConfig{
 		Durable:       testDurable,

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -29,7 +28,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts streams.Options) *env {
 	t.Helper()
-	te := testenv.StartWith(t, opts)
+	te := natsxtest.StartWith(t, opts)
 	return &env{ctx: te.Ctx, js: te.JS, kv: te.KeyValue(t, streams.RoutesBucket)}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -33,7 +32,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	te := testenv.Start(t)
+	te := natsxtest.Start(t)
 	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, st: te.Stream(t, streams.ChatStream)}
 }
 

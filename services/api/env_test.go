@@ -20,9 +20,9 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/streams"
@@ -69,7 +69,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 // rate limits reading the clock now.
 func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
 	t.Helper()
-	e := &env{js: testenv.Start(t).JS, store: pebbletest.Open(t), reg: prometheus.NewRegistry()}
+	e := &env{js: natsxtest.Start(t).JS, store: pebbletest.Open(t), reg: prometheus.NewRegistry()}
 	var err error
 	if e.tokens, err = auth.NewTokens(testSecret, time.Hour); err != nil {
 		t.Fatal(err)

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/pkg/timeline"
 )
 
@@ -131,7 +131,7 @@ func TestConfigAndLifecycle(t *testing.T) {
 
 func TestModule(t *testing.T) {
 	t.Parallel()
-	js := testenv.Start(t).JS
+	js := natsxtest.Start(t).JS
 	st := pebbletest.Open(t)
 	tokens, err := auth.NewTokens(testSecret, time.Hour)
 	if err != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -46,7 +45,7 @@ func newEnv(t *testing.T) *env {
 
 func newEnvWith(t *testing.T, opts streams.Options) *env {
 	t.Helper()
-	te := testenv.StartWith(t, opts)
+	te := natsxtest.StartWith(t, opts)
 	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, kv: te.KeyValue(t, streams.RoutesBucket), store: pebbletest.Open(t), srv: te.Server}
 }
 

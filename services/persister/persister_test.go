@@ -20,7 +20,6 @@ import (
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -44,7 +43,7 @@ func newEnv(t *testing.T) *env {
 func newEnvOn(t *testing.T, s store.Store) *env {
 	t.Helper()
 	t.Cleanup(func() { _ = s.Close() })
-	te := testenv.Start(t)
+	te := natsxtest.Start(t)
 	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, st: te.Stream(t, streams.ChatStream), store: s}
 }
 

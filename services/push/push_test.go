@@ -24,7 +24,6 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/services/push/pushtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -50,7 +49,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	te := testenv.Start(t)
+	te := natsxtest.Start(t)
 	ledger, err := OpenLedger(te.Ctx, te.JS)
 	if err != nil {
 		t.Fatal(err)

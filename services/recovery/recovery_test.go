@@ -17,7 +17,6 @@ import (
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -32,8 +31,8 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st := pebbletest.Open(t) // closed after the server shuts down, as cleanups run last first
-	te := testenv.Start(t)
-	return &env{ctx: te.Ctx, bus: te.Bus, st: st}
+	te := natsxtest.Start(t)
+	return &env{ctx: te.Ctx, bus: te, st: st}
 }
 
 // publish puts n messages of conv on CHAT and returns the last seq.

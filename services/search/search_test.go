@@ -13,7 +13,6 @@ import (
 
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
-	"github.com/natter-chat/natter/pkg/testenv"
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
 )
@@ -36,8 +35,8 @@ func newEnv(t *testing.T, ackWait time.Duration) *env {
 	t.Helper()
 	opts := streams.DefaultOptions()
 	opts.AckWait = ackWait
-	te := testenv.StartWith(t, opts)
-	return &env{ctx: te.Ctx, bus: te.Bus, dir: t.TempDir() + "/index"}
+	te := natsxtest.StartWith(t, opts)
+	return &env{ctx: te.Ctx, bus: te, dir: t.TempDir() + "/index"}
 }
 
 // publish sends a CHAT event of kind with text and returns its seq.

@@ -1,6 +1,7 @@
 // Package natsxtest gives tests what natter stands on: an embedded JetStream server on a random
-// port with storage in the test's temporary directory, a connection, and natter's streams,
-// buckets and consumers applied. Everything is torn down when the test ends.
+// port with storage in the test's temporary directory, a connection, natter's streams, buckets
+// and consumers applied, and a context bounded by the test. Everything is torn down when the
+// test ends. The store is pebbletest.Open. Only tests import it.
 package natsxtest
 
 import (
@@ -19,10 +20,16 @@ import (
 
 // Bus is a running embedded NATS with natter's definitions.
 type Bus struct {
+	// Ctx is canceled when the test ends, and after Timeout at the latest.
+	Ctx    context.Context
 	Server *server.Server
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 }
+
+// Timeout bounds a Bus's Ctx: a safety net for calls that would otherwise hang a test until go
+// test's own timeout, not a limit any test is meant to reach.
+const Timeout = 60 * time.Second
 
 // Start starts the server, connects and applies streams.Define(streams.DefaultOptions()).
 func Start(t testing.TB) *Bus {
@@ -53,5 +60,34 @@ func StartWith(t testing.TB, opts streams.Options) *Bus {
 	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
 		t.Fatal(err)
 	}
-	return &Bus{Server: srv, NC: nc, JS: js}
+	return &Bus{Ctx: Context(t), Server: srv, NC: nc, JS: js}
+}
+
+// Context returns a context canceled when the test ends, and after Timeout at the latest.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Stream returns one of natter's streams (streams.ChatStream, ...), failing the test if it is
+// not there.
+func (b *Bus) Stream(t testing.TB, name string) jetstream.Stream {
+	t.Helper()
+	st, err := b.JS.Stream(b.Ctx, name)
+	if err != nil {
+		t.Fatalf("natsxtest: stream %s: %v", name, err)
+	}
+	return st
+}
+
+// KeyValue returns one of natter's buckets (streams.RoutesBucket, ...), failing the test if it
+// is not there.
+func (b *Bus) KeyValue(t testing.TB, bucket string) jetstream.KeyValue {
+	t.Helper()
+	kv, err := b.JS.KeyValue(b.Ctx, bucket)
+	if err != nil {
+		t.Fatalf("natsxtest: bucket %s: %v", bucket, err)
+	}
+	return kv
 }
