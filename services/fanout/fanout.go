@@ -370,7 +370,7 @@ func (part *partition) inOrder(ctx context.Context, seq uint64) error {
 	gws := slices.DeleteFunc(part.f.routes.AllGateways(), func(gw string) bool { return !part.delivers(gw) })
 	for _, gw := range gws {
 		if err := part.send(gw, streams.Delivery{Users: []string{}, Resync: true, ResyncBelow: seq}); err != nil {
-			return fmt.Errorf("resync gateway %s: %w", gw, err)
+			return fmt.Errorf("resync: %w", err) // names the gateway
 		}
 	}
 	part.f.log.Warn("events before this one are held elsewhere; its gateways resync",
