@@ -335,9 +335,7 @@ func (s *session) writeFailed() {
 	s.fail(protocol.CloseInternal, "write failed")
 }
 
-// writeNow writes a frame from the goroutine that calls it (welcome, catch-up): it waits for the
-// socket, so catch-up paces itself to the client and leaves the bounded queue to live frames and
-// answers.
+// writeNow writes a frame from the goroutine that calls it (welcome), waiting for the socket.
 func (s *session) writeNow(frame []byte) error {
 	select {
 	case <-s.kill:

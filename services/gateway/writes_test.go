@@ -88,7 +88,7 @@ func TestCatchUpIsWrittenInBatches(t *testing.T) {
 	b.NextOf(protocol.TypeSynced, wait)
 	frames := s.Metric("natter_gateway_frames_out_total") - frames0
 	writes := s.Metric("natter_gateway_socket_writes_total") - writes0
-	// The welcome, the synced, the history 64 frames to a write (pacedBatch), and two to spare for
+	// The welcome, the synced, the history 64 frames to a write (catchUpBatch), and two to spare for
 	// whatever else the gateway writes meanwhile (one frame to a write would be over 300).
 	if bound := float64(2 + (n+63)/64 + 2); frames < n+2 || writes > bound {
 		t.Fatalf("%v frames in %v writes, want %d frames in at most %v writes", frames, writes, n+2, bound)
