@@ -250,8 +250,8 @@ func TestCatchUpThinsByConsent(t *testing.T) {
 	}
 }
 
-// TestCatchUpShowsOnlyOwnHides: another member's hide is not replayed; one's own is, and the
-// hidden message comes as deleted.
+// TestCatchUpShowsOnlyOwnHides: another member's hide is not replayed; one's own is (timeline.Sees
+// and timeline.View each drop the other's: it fails only without both).
 func TestCatchUpShowsOnlyOwnHides(t *testing.T) {
 	e := newCatchUpEnv(t)
 	e.member(store.Member{ConversationID: "ga"})
