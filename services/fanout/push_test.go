@@ -110,10 +110,28 @@ func TestPushRequestsForMembersWithNoConnectedDevice(t *testing.T) {
 	}
 
 	// Membership events and receipts push nothing.
+	target := &streams.Target{Seq: seq, MessageID: ev.MessageID}
 	seq, ev = e.publish(t, streams.ChatEvent{Kind: streams.KindMember, ConversationID: "c1",
 		Member: &streams.MemberChange{Action: streams.MemberRenamed, Name: "new name"}})
 	gw.expect(t, eventDelivery(seq, []string{"alice", "bob"}, ev))
 	e.pushRequests(t, 2)
+
+	// Nor do edits, deletes and hides: each reaches the devices online, and the next message's
+	// pushes (published before its delivery) are the only new requests.
+	for _, rev := range []struct {
+		ev    streams.ChatEvent
+		users []string
+	}{
+		{streams.ChatEvent{Kind: streams.KindEdit, ConversationID: "c1", Target: target, Text: "edited", ClientMsgID: "e1"}, []string{"alice", "bob"}},
+		{streams.ChatEvent{Kind: streams.KindHide, ConversationID: "c1", Target: target, SenderID: "bob", ClientMsgID: "h1"}, []string{"bob"}},
+		{streams.ChatEvent{Kind: streams.KindDelete, ConversationID: "c1", Target: target, ClientMsgID: "d1"}, []string{"alice", "bob"}},
+	} {
+		seq, ev = e.publish(t, rev.ev)
+		gw.expect(t, eventDelivery(seq, rev.users, ev))
+	}
+	seq, ev = e.msg(t, "c1")
+	gw.expect(t, eventDelivery(seq, []string{"alice", "bob"}, ev))
+	e.pushRequests(t, 4)
 }
 
 func TestNoOnlineLedgerWhenDisabled(t *testing.T) {
