@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -332,5 +333,85 @@ func TestWelcomeTellsTheEditWindow(t *testing.T) {
 		if w.EditWindowMS != c.want {
 			t.Errorf("edit window %v: welcome says edit_window_ms %d, want %d", c.window, w.EditWindowMS, c.want)
 		}
+	}
+}
+
+// TestRevisionRetriedAfterTheDuplicateWindowIsOne: an edit, a delete and a hide retried long
+// after their first attempt (past JetStream's duplicate window, marked resend like the SDKs'
+// retries), and an HTTP edit and delete retried with the same client_msg_id, are each answered
+// with the first ack as a duplicate, and no device gets a second event.
+func TestRevisionRetriedAfterTheDuplicateWindowIsOne(t *testing.T) {
+	const window = 500 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := live(s, alice, "a"), live(s, bob, "b")
+	var targets []uint64
+	for i := range 5 {
+		targets = append(targets, sendText(a, conv, fmt.Sprintf("m%d", i), fmt.Sprintf("text %d", i)).Seq)
+	}
+	frames := []protocol.ClientFrame{
+		{Type: protocol.TypeEdit, ConversationID: conv, ClientMsgID: "e1", TargetSeq: targets[0], Text: "edited"},
+		{Type: protocol.TypeDelete, ConversationID: conv, ClientMsgID: "d1", TargetSeq: targets[1]},
+		{Type: protocol.TypeDelete, ConversationID: conv, ClientMsgID: "h1", TargetSeq: targets[2], For: protocol.DeleteForMe},
+	}
+	requests := []struct {
+		method, path string
+		body         any
+	}{
+		{"PATCH", fmt.Sprintf("/v1/conversations/%s/messages/%d", conv, targets[3]), map[string]string{"client_msg_id": "e2", "text": "edited over HTTP"}},
+		{"DELETE", fmt.Sprintf("/v1/conversations/%s/messages/%d?client_msg_id=d2", conv, targets[4]), nil},
+	}
+	var firsts []uint64
+	for _, f := range frames {
+		a.Send(f)
+		ack := a.NextOfAny(wait, protocol.TypeAck, protocol.TypeError)
+		if ack.Type != protocol.TypeAck || ack.Duplicate {
+			t.Fatalf("%s %s: %+v", f.Type, f.ClientMsgID, ack)
+		}
+		firsts = append(firsts, ack.Seq)
+	}
+	type answer struct {
+		Seq       uint64 `json:"seq"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	for _, r := range requests {
+		var first answer
+		s.Do(r.method, r.path, alice.Token, r.body, http.StatusOK, &first)
+		if first.Seq == 0 || first.Duplicate {
+			t.Fatalf("%s %s: %+v", r.method, r.path, first)
+		}
+		firsts = append(firsts, first.Seq)
+	}
+	s.WaitPersisted(slices.Max(firsts))
+	time.Sleep(3 * window) // JetStream forgets the ids; the store keeps them
+
+	for i, f := range frames {
+		f.Resend = true
+		a.Send(f)
+		if ack := a.NextOfAny(wait, protocol.TypeAck, protocol.TypeError); ack.Type != protocol.TypeAck || !ack.Duplicate || ack.Seq != firsts[i] {
+			t.Errorf("retried %s %s: %+v, want the first ack (seq %d) as a duplicate", f.Type, f.ClientMsgID, ack, firsts[i])
+		}
+	}
+	for i, r := range requests {
+		var again answer
+		s.Do(r.method, r.path, alice.Token, r.body, http.StatusOK, &again)
+		if !again.Duplicate || again.Seq != firsts[len(frames)+i] {
+			t.Errorf("retried %s %s: %+v, want seq %d as a duplicate", r.method, r.path, again, firsts[len(frames)+i])
+		}
+	}
+	marker := sendText(a, conv, "marker", "marker").Seq
+	// Bob: the five messages, the two edits and two deletes (not alice's hide), once each.
+	var got []uint64
+	for {
+		f := b.NextOfAny(wait, protocol.TypeMessage, protocol.TypeEdit, protocol.TypeDelete, protocol.TypeHide)
+		if f.Seq == marker {
+			break
+		}
+		got = append(got, f.Seq)
+	}
+	want := append(slices.Clone(targets), firsts[0], firsts[1], firsts[3], firsts[4])
+	if !slices.Equal(got, want) {
+		t.Errorf("bob received %v, want %v", got, want)
 	}
 }
