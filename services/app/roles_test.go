@@ -248,6 +248,10 @@ func TestRejoinedMemberSeesEveryInterval(t *testing.T) {
 	if !slices.Equal(paged, want) {
 		t.Fatalf("bob's history %v, want %v", paged, want)
 	}
+	// Unread counts from the latest acceptance: the gap's messages are never unread.
+	if got := unread(s, bob, conv); got.Unread != 1 {
+		t.Fatalf("bob's unread %+v, want 1 (the second stint's message)", got)
+	}
 }
 
 // TestDeletedGroup: the owner deletes; every member is told, nobody can send, join or manage any
