@@ -71,9 +71,9 @@ type gwConn struct {
 	t      *testing.T
 	ws     *websocket.Conn
 	query  url.Values
-	token  string           // the bearer token of the upgrade
-	frames chan []byte      // what the client sent, closed when the socket ends
-	done   chan struct{}    // closed when the test is done with the socket
+	token  string        // the bearer token of the upgrade
+	frames chan []byte   // what the client sent, closed when the socket ends
+	done   chan struct{} // closed when the test is done with the socket
 	closed sync.Once
 }
 
