@@ -362,3 +362,23 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("defaults %+v", cfg)
 	}
 }
+
+// Discover is asked before every connection attempt; a failed discovery is retried like a
+// failed dial.
+func TestDiscoverIsAskedBeforeEveryAttempt(t *testing.T) {
+	g := newGateway(t)
+	var asked atomic.Int64
+	dial(t, g, Config{Discover: func(context.Context) (string, error) {
+		if asked.Add(1) == 1 {
+			return "", errors.New("no gateway yet")
+		}
+		return g.url(), nil
+	}})
+	s := g.next()
+	s.welcome(1)
+	s.close(websocket.StatusCode(protocol.CloseShutdown))
+	g.next()
+	if n := asked.Load(); n != 3 {
+		t.Errorf("discovery asked %d times for 2 connections after a failure, want 3", n)
+	}
+}

@@ -178,7 +178,9 @@ func message(seq uint64, text string) protocol.Event {
 // dial starts a client of g with quick reconnects; it is closed when the test ends.
 func dial(t *testing.T, g *gateway, cfg Config) *Client {
 	t.Helper()
-	cfg.URL = g.url()
+	if cfg.Discover == nil {
+		cfg.URL = g.url()
+	}
 	if cfg.Token == "" && cfg.TokenSource == nil {
 		cfg.Token = "t1"
 	}
