@@ -294,3 +294,39 @@ func TestAFrameSentWithTheUpgradeRequestIsRead(t *testing.T) {
 		t.Fatalf("echo %x %q, %v", head, got, err)
 	}
 }
+
+// A socket lets a held buffer beyond maxHeldCap go after each batch, except while keepHeld
+// keeps it for a run of batches; ending the run lets it go.
+func TestHeldBufferIsKeptOnlyForARunOfBatches(t *testing.T) {
+	raw, peer := tcpPair(t)
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	c := &corkConn{Conn: raw}
+	batch := func() {
+		t.Helper()
+		c.cork()
+		for range 10 {
+			_, _ = c.Write(make([]byte, maxHeldCap))
+		}
+		if err := c.uncork(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch()
+	if cap(c.held) != 0 {
+		t.Fatalf("after a large batch %d bytes are kept", cap(c.held))
+	}
+	c.keepHeld(true)
+	batch()
+	kept := cap(c.held)
+	if kept < 10*maxHeldCap {
+		t.Fatalf("in a run of batches %d bytes are kept, want the batch's buffer", kept)
+	}
+	batch()
+	if cap(c.held) != kept {
+		t.Fatalf("the next batch of the run grew a buffer of %d bytes instead of reusing %d", cap(c.held), kept)
+	}
+	c.keepHeld(false)
+	if cap(c.held) != 0 {
+		t.Fatalf("after the run %d bytes are kept", cap(c.held))
+	}
+}
