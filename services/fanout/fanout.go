@@ -12,7 +12,6 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -428,7 +427,8 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	if len(byGateway) == 0 {
 		return nil
 	}
-	frame, err := json.Marshal(streams.EventFromChat(seq, ev)) // once, for every gateway
+	fev := streams.EventFromChat(seq, ev)
+	frame, err := fev.AppendJSON(nil) // once, for every gateway
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("encode frame: %w", err))
 	}
