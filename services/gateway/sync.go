@@ -35,7 +35,7 @@ type catchUp struct {
 	// the memberships read next include them (Gateway.awaitMembership); nil: no wait.
 	settle func(ctx context.Context, head uint64)
 	gate   *lockedGate
-	sink   batchSink
+	sink   frameSink
 }
 
 // membershipReader lists a user's memberships, current and former (store.Store).
@@ -49,11 +49,15 @@ type consentView interface {
 	SeesMessage(viewer, sender, conversationID string) bool
 }
 
-// batchSink puts a batch of frames on the socket, in order and in one write where it can,
-// pacing the caller to the client. It does not keep frames after it returns, and returns
-// errSessionEnded once the socket is gone.
-type batchSink interface {
-	writeBatch(frames [][]byte) error
+// frameSink takes catch-up's frames in order from the goroutine that runs it. write holds a
+// frame back for the current batch, copying it (the caller reuses its buffer); flush ends the
+// batch, putting it on the wire in one write where it can and waiting for it, which paces the
+// catch-up to the client; close flushes and releases what the sink kept for the catch-up. write
+// and flush return errSessionEnded once the socket is gone.
+type frameSink interface {
+	write(frame []byte) error
+	flush() error
+	close()
 }
 
 // lockedGate is a liveGate shared with the goroutines that offer it live events: every call
@@ -92,6 +96,7 @@ func (g lockedGate) admit(p pendingFrame) bool {
 // is synced to (the head), also for a client that claimed a cursor beyond it (say the stream
 // was rebuilt): what follows the head reaches it live.
 func (c *catchUp) run(ctx context.Context, cursor *uint64) (uint64, error) {
+	defer c.sink.close()
 	marks, err := c.timeline.Marks(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("catch-up marks: %w", err)
@@ -115,7 +120,7 @@ func (c *catchUp) run(ctx context.Context, cursor *uint64) (uint64, error) {
 		return 0, fmt.Errorf("catch-up synced: %w", err)
 	}
 	// Synced is on the socket before anything released below.
-	if err := out.add(synced); err != nil {
+	if err := out.write(synced); err != nil {
 		return 0, err
 	}
 	if err := out.flush(); err != nil {
@@ -131,7 +136,7 @@ func (c *catchUp) run(ctx context.Context, cursor *uint64) (uint64, error) {
 		}
 		for _, p := range held {
 			if c.gate.admit(p) {
-				if err := out.add(p.frame); err != nil {
+				if err := out.write(p.frame); err != nil {
 					return 0, err
 				}
 			}
@@ -184,14 +189,15 @@ func (c *catchUp) replay(ctx context.Context, marks timeline.Marks, from uint64,
 			return fmt.Errorf("catch-up %s: %w", m.ConversationID, rangeErr)
 		}
 	}
+	var frame []byte // reused: the sink copies each frame it is given
 	for msg, ok := merge.next(); ok; msg, ok = merge.next() {
 		c.gate.caughtUp(msg.ConversationID, msg.Seq)
 		if view, ok := timeline.View(msg, c.user); ok { // another user's hide is theirs alone
-			frame, err := json.Marshal(timeline.Event(view))
-			if err != nil {
+			ev := timeline.Event(view)
+			if frame, err = ev.AppendJSON(frame[:0]); err != nil {
 				return fmt.Errorf("catch-up encode: %w", err)
 			}
-			if err := out.add(frame); err != nil {
+			if err := out.write(frame); err != nil {
 				return err
 			}
 		}
@@ -202,34 +208,33 @@ func (c *catchUp) replay(ctx context.Context, marks timeline.Marks, from uint64,
 	return nil
 }
 
-// batcher gathers frames for a batchSink, catchUpBatch to a batch.
+// batcher ends a batch of its sink every catchUpBatch frames.
 type batcher struct {
-	sink   batchSink
-	frames [][]byte
+	sink frameSink
+	n    int // frames in the current batch
 }
 
-func (b *batcher) add(frame []byte) error {
-	b.frames = append(b.frames, frame)
-	if len(b.frames) < catchUpBatch {
+func (b *batcher) write(frame []byte) error {
+	if err := b.sink.write(frame); err != nil {
+		return err
+	}
+	if b.n++; b.n < catchUpBatch {
 		return nil
 	}
 	return b.flush()
 }
 
-// flush hands what was gathered to the sink.
+// flush ends the current batch.
 func (b *batcher) flush() error {
-	if len(b.frames) == 0 {
+	if b.n == 0 {
 		return nil
 	}
-	err := b.sink.writeBatch(b.frames)
-	clear(b.frames)
-	b.frames = b.frames[:0]
-	return err
+	b.n = 0
+	return b.sink.flush()
 }
 
-// catchUp runs the session's catch-up (see catchUp): it writes to the socket itself, batched
-// on the corked socket, so that it paces itself to the client and leaves the bounded queue to
-// live frames and answers.
+// catchUp runs the session's catch-up (see catchUp). It writes to the socket itself, so that it
+// paces itself to the client and leaves the bounded queue to live frames and answers.
 func (s *session) catchUp(cursor *uint64) error {
 	c := catchUp{
 		user:     s.userID,
@@ -238,37 +243,61 @@ func (s *session) catchUp(cursor *uint64) error {
 		consent:  s.g.consent,
 		settle:   s.g.awaitMembership,
 		gate:     &lockedGate{mu: &s.mu, gate: &s.live},
-		sink:     socketSink{s},
+		sink:     &pacedWriter{s: s},
 	}
 	_, err := c.run(s.ctx, cursor)
 	return err
 }
 
-// socketSink writes catch-up batches to the session's socket: each batch is one write of the
-// corked socket, whose wait paces the catch-up.
-type socketSink struct{ s *session }
+// pacedWriter is a session's frameSink: each batch is one write of the corked socket. Until
+// flush the socket stays corked, and until close it keeps its held buffer between batches.
+type pacedWriter struct {
+	s      *session
+	corked bool // a batch is open: the socket is corked
+	burst  bool // the socket keeps its held buffer between batches until close
+}
 
-func (w socketSink) writeBatch(frames [][]byte) error {
-	s := w.s
-	s.cork.cork()
-	for _, frame := range frames {
-		select {
-		case <-s.kill:
-			_ = s.cork.uncork(s.g.cfg.WriteTimeout)
-			return errSessionEnded
-		default:
-		}
-		// Held back in memory: the uncork's write has the timeout.
-		if err := s.write(context.Background(), frame); err != nil {
-			_ = s.cork.uncork(s.g.cfg.WriteTimeout)
-			return errSessionEnded
-		}
+func (w *pacedWriter) write(frame []byte) error {
+	select {
+	case <-w.s.kill:
+		return errSessionEnded
+	default:
 	}
-	// Puts the batch on the wire, unless the session writer still holds the socket corked:
-	// then its own uncork does, right after.
-	if err := s.cork.uncork(s.g.cfg.WriteTimeout); err != nil {
-		s.writeFailed()
+	if !w.burst {
+		w.burst = true
+		w.s.cork.keepHeld(true)
+	}
+	if !w.corked {
+		w.corked = true
+		w.s.cork.cork()
+	}
+	// Held back in memory (copied: the caller reuses frame): the flush's write has the timeout.
+	if err := w.s.write(context.Background(), frame); err != nil {
+		_ = w.flush()
 		return errSessionEnded
 	}
 	return nil
+}
+
+// flush puts what was held back on the wire, unless the session writer still holds the socket
+// corked: then its own uncork does, right after.
+func (w *pacedWriter) flush() error {
+	if !w.corked {
+		return nil
+	}
+	w.corked = false
+	if err := w.s.cork.uncork(w.s.g.cfg.WriteTimeout); err != nil {
+		w.s.writeFailed()
+		return errSessionEnded
+	}
+	return nil
+}
+
+// close flushes what is held back and lets the socket's held buffer go.
+func (w *pacedWriter) close() {
+	_ = w.flush()
+	if w.burst {
+		w.burst = false
+		w.s.cork.keepHeld(false)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -69,18 +70,41 @@ func (e *catchUpEnv) member(m store.Member) {
 	}
 }
 
-// recordingSink keeps every batch written to it; it fails every batch from failAt on (0: never).
+// recordingSink keeps every batch written to it; the flush of batch failAt fails, and every
+// call after it (0: never).
 type recordingSink struct {
 	batches [][][]byte
+	open    [][]byte // the batch not flushed yet
 	failAt  int
+	failed  bool
+	closed  bool
 }
 
-func (s *recordingSink) writeBatch(frames [][]byte) error {
-	if s.failAt != 0 && len(s.batches)+1 >= s.failAt {
+func (s *recordingSink) write(frame []byte) error {
+	if s.failed {
 		return errSessionEnded
 	}
-	s.batches = append(s.batches, slices.Clone(frames))
+	s.open = append(s.open, slices.Clone(frame)) // the caller reuses frame
 	return nil
+}
+
+func (s *recordingSink) flush() error {
+	switch {
+	case s.failed:
+		return errSessionEnded
+	case len(s.open) == 0:
+		return nil
+	case len(s.batches)+1 == s.failAt:
+		s.failed, s.open = true, nil
+		return errSessionEnded
+	}
+	s.batches, s.open = append(s.batches, s.open), nil
+	return nil
+}
+
+func (s *recordingSink) close() {
+	_ = s.flush()
+	s.closed = true
 }
 
 // syncFrame is what the tests read of a written frame.
@@ -116,10 +140,13 @@ func (e *catchUpEnv) run(cursor *uint64) (uint64, *recordingSink, *gateUnderTest
 	g := &gateUnderTest{gate: newLiveGate()}
 	sink := &recordingSink{}
 	head, err := e.catchUp(g, sink).run(e.bus.Ctx, cursor)
+	if !sink.closed {
+		e.t.Error("the catch-up did not close its sink")
+	}
 	return head, sink, g, err
 }
 
-func (e *catchUpEnv) catchUp(g *gateUnderTest, sink batchSink) *catchUp {
+func (e *catchUpEnv) catchUp(g *gateUnderTest, sink frameSink) *catchUp {
 	return &catchUp{
 		user: me, timeline: timeline.New(e.store, e.bus.JS), members: e.store, consent: e.consent,
 		gate: &lockedGate{mu: &g.mu, gate: &g.gate}, sink: sink,
@@ -325,6 +352,14 @@ func TestCatchUpReleasesHeldLiveEvents(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("frames %v, want %v", got, want)
 	}
+	// Synced is on the wire before anything released: it ends its batch.
+	for i, b := range sink.batches {
+		for j, raw := range b {
+			if strings.Contains(string(raw), `"synced"`) && j != len(b)-1 {
+				t.Errorf("synced is frame %d of the %d in batch %d", j+1, len(b), i)
+			}
+		}
+	}
 	if send, _ := g.gate.offer("ga", head+3, live(head+3)); !send {
 		t.Error("the gate is still closed after the catch-up")
 	}
@@ -346,8 +381,8 @@ func TestCatchUpStopsWhenTheSinkFails(t *testing.T) {
 	if _, err := e.catchUp(g, sink).run(e.bus.Ctx, ptr(0)); !errors.Is(err, errSessionEnded) {
 		t.Fatalf("run: %v, want errSessionEnded", err)
 	}
-	if len(sink.batches) != 1 {
-		t.Errorf("%d batches written, want 1", len(sink.batches))
+	if len(sink.batches) != 1 || !sink.closed {
+		t.Errorf("%d batches written (sink closed: %v), want 1 and closed", len(sink.batches), sink.closed)
 	}
 }
 
@@ -365,7 +400,7 @@ func TestCatchUpFailsWithoutTheStream(t *testing.T) {
 	if _, err := e.catchUp(g, sink).run(ctx, ptr(0)); err == nil {
 		t.Fatal("catch-up without a CHAT stream succeeded")
 	}
-	if len(sink.batches) != 0 {
-		t.Errorf("wrote %d batches", len(sink.batches))
+	if len(sink.batches) != 0 || !sink.closed {
+		t.Errorf("wrote %d batches (sink closed: %v), want none and closed", len(sink.batches), sink.closed)
 	}
 }
