@@ -81,7 +81,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := ./sdk/go/protocol:FuzzDecode ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
-	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
+	./pkg/clientaddr:FuzzKey ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
 	./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
 fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -41,7 +41,9 @@ type answer struct {
 }
 
 // from sends a JSON request as if from client address addr: the test server trusts 127.0.0.1
-// as a proxy, so X-Forwarded-For names the client.
+// as a proxy, so X-Forwarded-For names the client. The header comes in two lines, as a proxy
+// that adds a line of its own (HAProxy's "option forwardfor") passes it on: the first line is
+// the client's say-so, the last the proxy's.
 func (e *env) from(t *testing.T, addr, method, path, token string, body any) answer {
 	t.Helper()
 	raw, err := json.Marshal(body)
@@ -53,7 +55,8 @@ func (e *env) from(t *testing.T, addr, method, path, token string, body any) ans
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", "203.0.113.99, "+addr) // the left-most entry is the client's say-so
+	req.Header.Add("X-Forwarded-For", "203.0.113.99")
+	req.Header.Add("X-Forwarded-For", addr)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 
+	"github.com/natter-chat/natter/pkg/clientaddr"
 	"github.com/natter-chat/natter/services/api"
 )
 
@@ -31,7 +32,7 @@ func limitFlags(fs *flag.FlagSet, c *api.Config) func() error {
 			*l = api.NoLimits()
 			l.MaxKeys = keys
 		}
-		p, err := api.ParseCIDRs(*proxies)
+		p, err := clientaddr.ParseCIDRs(*proxies)
 		if err != nil {
 			return err
 		}
