@@ -7,6 +7,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// DefaultMaxKeys is how many keys a limit remembers unless told otherwise.
+const DefaultMaxKeys = 100_000
+
 // Keyed is one token bucket per key (an address, a handle, an account) for at most maxKeys
 // keys. A key unseen for r.Per has a full bucket again, so forgetting it loses nothing; such keys
 // are forgotten as new ones arrive. A nil *Keyed allows everything. Safe for concurrent use.

@@ -49,7 +49,7 @@ var (
 	DefaultWriteAccount  = Rate{N: 300, Per: time.Minute}
 	DefaultLoginFailures = 5
 	DefaultFailureWindow = 5 * time.Minute
-	DefaultMaxKeys       = 100_000
+	DefaultMaxKeys       = ratelimit.DefaultMaxKeys
 )
 
 // NoLimits lifts every rate and failure limit, for tests and benchmarks that sign up and write
