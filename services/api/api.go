@@ -254,8 +254,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// Params, queries and bodies are copied out of fasthttp's reused buffers, so values
 		// handed to the store or kept past the handler are never overwritten by a later request.
 		Immutable: true,
-		// Errors raised before our middleware runs (body too large, malformed HTTP) land here.
+		// Errors raised before our middleware runs (body too large, malformed HTTP) land here:
+		// they get the CORS headers the middleware would have set, and the coded error.
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			s.corsOnServerError(c)
 			s.writeError(c, err)
 			return nil
 		},
