@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +148,68 @@ func TestSocketsPerAddressAreBounded(t *testing.T) {
 	if n := s.Metric(`natter_gateway_upgrades_refused_total{reason="addr_sockets"}`); n < 1 {
 		t.Fatalf("addr_sockets refusals counted: %v", n)
 	}
+}
+
+// TestAddressLimitsHoldUnderAFlood: upgrades sent all at once from one address open exactly as
+// many sockets as the limits allow: the burst of the rate limit, and the socket bound.
+func TestAddressLimitsHoldUnderAFlood(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		upgrades ratelimit.Rate
+		sockets  int
+		want     int
+	}{
+		{"upgrade rate", ratelimit.Rate{N: 5, Per: time.Hour}, 0, 5},
+		{"socket bound", ratelimit.Off, 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := apptest.Start(t, addrLimited(tc.upgrades, tc.sockets))
+			alice := s.SignUp("alice")
+			statuses := floodUpgrades(t, s, alice.Token, 24)
+			if statuses[http.StatusSwitchingProtocols] != tc.want || statuses[http.StatusTooManyRequests] != 24-tc.want {
+				t.Fatalf("24 upgrades at once from one address: %v, want %d opened and the rest 429", statuses, tc.want)
+			}
+		})
+	}
+}
+
+// floodUpgrades dials n sockets at once from one client address and counts the answers by
+// status (101: opened); the sockets stay open until the test ends.
+func floodUpgrades(t *testing.T, s *apptest.System, token string, n int) map[int]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		failure  error
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			h := http.Header{"X-Forwarded-For": {"203.0.113.77"}}
+			c, resp, err := websocket.Dial(ctx, s.WSURL+"?device=f"+strconv.Itoa(i)+"&token="+token, &websocket.DialOptions{HTTPHeader: h})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				statuses[http.StatusSwitchingProtocols]++
+				t.Cleanup(func() { c.CloseNow() })
+			case resp == nil:
+				failure = err
+			default:
+				statuses[resp.StatusCode]++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if failure != nil {
+		t.Fatal(failure)
+	}
+	return statuses
 }
