@@ -1,8 +1,12 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -212,4 +216,34 @@ func floodUpgrades(t *testing.T, s *apptest.System, token string, n int) map[int
 		t.Fatal(failure)
 	}
 	return statuses
+}
+
+// TestIdleHTTPConnectionsAreClosed: a connection that asked one question and then keeps quiet
+// is closed after the idle timeout, so idle connections cannot be piled up for free.
+func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
+	t.Parallel()
+	s := apptest.Start(t, func(c *app.Config) { c.Gateway.IdleTimeout = 200 * time.Millisecond })
+	conn, err := net.Dial("tcp", s.Run.Gateway.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n, err := r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("an idle kept-alive connection: read %d, %v; want it closed (EOF) well within %s", n, err, wait)
+	}
 }

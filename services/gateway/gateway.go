@@ -105,10 +105,17 @@ type Config struct {
 	UpgradesPerAddr ratelimit.Rate
 	SocketsPerAddr  int
 	AddrLimitKeys   int
+	// IdleTimeout closes a kept-alive HTTP connection (one that asked /healthz, or whose upgrade
+	// was refused) that sends no next request for this long; 0: DefaultIdleTimeout. Sockets are
+	// not HTTP connections any more and have their heartbeat instead.
+	IdleTimeout time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For names the client address of the
 	// per-address limits (clientaddr.Key); empty: the TCP peer is the client.
 	TrustedProxies []netip.Prefix
 }
+
+// DefaultIdleTimeout is Config.IdleTimeout's default, the API's too.
+const DefaultIdleTimeout = 60 * time.Second
 
 // Defaults of the per-address limits; see docs/security.md for why these.
 var (
@@ -176,6 +183,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: fanout partitions must be at least 1")
 	case c.MaxDeliveryLag > 0 && c.DeliveryLagWait <= 0:
 		return errors.New("gateway: delivery lag wait must be positive")
+	case c.IdleTimeout < 0:
+		return errors.New("gateway: idle timeout must not be negative")
 	case c.SocketsPerAddr < 0 || c.AddrLimitKeys < 0:
 		return errors.New("gateway: sockets per address and address limit keys must not be negative")
 	}
@@ -340,7 +349,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
-	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	idle := g.cfg.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	// Without IdleTimeout (and ReadTimeout, which sockets cannot have) net/http waits for a
+	// kept-alive connection's next request forever: idle connections would cost nothing to hold.
+	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
 	if err := g.announce(ctx); err != nil {
 		g.log.Warn("first announce failed", zap.Error(err))
 	}
