@@ -355,7 +355,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	// Without IdleTimeout (and ReadTimeout, which sockets cannot have) net/http waits for a
 	// kept-alive connection's next request forever: idle connections would cost nothing to hold.
-	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
+	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle, ErrorLog: httpErrorLog(g.log)}
 	if err := g.announce(ctx); err != nil {
 		g.log.Warn("first announce failed", zap.Error(err))
 	}
