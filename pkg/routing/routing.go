@@ -174,14 +174,24 @@ func (t *Table) apply(e jetstream.KeyValueEntry) {
 
 // Gateways calls fn once for each gateway holding at least one device of userID.
 func (t *Table) Gateways(userID string, fn func(gateway string)) {
+	t.EachGateway([]string{userID}, func(_, gw string) { fn(gw) })
+}
+
+// EachGateway calls fn(user, gateway) once for each gateway holding at least one device of each
+// of users, in the order of users, under one lock and one reading of the clock: fanout asks it
+// for every member of a conversation, for every event. fn must not call the Table.
+func (t *Table) EachGateway(users []string, fn func(user, gateway string)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var buf [8]string
-	seen := buf[:0]
-	for _, r := range t.live(userID) {
-		if !slices.Contains(seen, r.Gateway) {
-			seen = append(seen, r.Gateway)
-			fn(r.Gateway)
+	cutoff := t.cutoff()
+	for _, u := range users {
+		var buf [8]string
+		seen := buf[:0]
+		for _, r := range t.liveAt(u, cutoff) {
+			if !slices.Contains(seen, r.Gateway) {
+				seen = append(seen, r.Gateway)
+				fn(u, r.Gateway)
+			}
 		}
 	}
 }
@@ -222,11 +232,24 @@ func (t *Table) Online(userID string) bool {
 
 // live returns userID's routes after dropping expired ones; the caller holds t.mu.
 func (t *Table) live(userID string) map[string]entry {
-	devs := t.byUser[userID]
+	return t.liveAt(userID, t.cutoff())
+}
+
+// cutoff is when a route written before it has expired (zero: routes do not expire).
+func (t *Table) cutoff() time.Time {
 	if t.ttl <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(-t.ttl)
+}
+
+// liveAt returns userID's routes after dropping those written before cutoff; the caller holds
+// t.mu.
+func (t *Table) liveAt(userID string, cutoff time.Time) map[string]entry {
+	devs := t.byUser[userID]
+	if cutoff.IsZero() {
 		return devs
 	}
-	cutoff := time.Now().Add(-t.ttl)
 	for d, r := range devs {
 		if r.written.Before(cutoff) {
 			delete(devs, d)

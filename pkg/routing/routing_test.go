@@ -251,6 +251,31 @@ func TestGatewaysDedupesBeyondFourGateways(t *testing.T) {
 	}
 }
 
+// EachGateway answers for many users at once what Gateways answers for each: each user's
+// gateways once, users in the order given.
+func TestEachGatewayAnswersForEveryUser(t *testing.T) {
+	e := newEnv(t, streams.DefaultOptions())
+	routes := map[string][]string{"alice": {"gwA", "gwA", "gwB"}, "bob": {"gwB"}, "carol": {"gwC", "gwA"}}
+	for user, gws := range routes {
+		for i, gw := range gws {
+			if _, err := NewRegistrar(e.kv, gw).Put(e.ctx, user, fmt.Sprintf("d%d", i), "c"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tab := e.watch(t)
+	var got []string
+	tab.EachGateway([]string{"carol", "nobody", "alice", "bob"}, func(user, gw string) { got = append(got, user+"@"+gw) })
+	want := []string{"carol@gwA", "carol@gwC", "alice@gwA", "alice@gwB", "bob@gwB"}
+	if len(got) == len(want) {
+		slices.Sort(got[:2]) // one user's gateways come in no particular order
+		slices.Sort(got[2:4])
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("EachGateway %v, want %v", got, want)
+	}
+}
+
 func TestSyncMakesEarlierPutsVisible(t *testing.T) {
 	e := newEnv(t, streams.DefaultOptions())
 	tab := e.watch(t)

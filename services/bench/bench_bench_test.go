@@ -237,3 +237,60 @@ func BenchmarkWSEchoPipelined(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// BenchmarkCatchUp is the catch-up of the peers comparison in process: a device reconnects with
+// the cursor it had before catchUpMessages were sent to its user, and reads up to its synced
+// frame; an op is one such reconnect, from the dial to the synced frame.
+func BenchmarkCatchUp(b *testing.B) {
+	const catchUpMessages = 10_000
+	ctx := context.Background()
+	t, err := startTarget(ctx, DefaultConfig(), zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = t.stop() }()
+	e := &peerEngine{cfg: DefaultPeersConfig(), hc: t.http, epoch: time.Now(), text: benchText, tag: "cu"}
+	s := &natterSide{t: t}
+	e.side = s
+	sender, err := t.signup(ctx, "cu_sender")
+	if err != nil {
+		b.Fatal(err)
+	}
+	receiver, err := t.signup(ctx, "cu_receiver")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if s.cu, err = t.direct(ctx, sender, receiver); err != nil {
+		b.Fatal(err)
+	}
+	s.users = []user{sender, receiver}
+	ws, cursor, _, err := s.dialNatter(ctx, e, receiver, "away", -1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	err = sendInBatches(ctx, catchUpMessages, func(k int) (*peerConn, error) {
+		ws, _, _, err := s.dialNatter(ctx, e, sender, fmt.Sprintf("s%d", k), -1)
+		if err != nil {
+			return nil, err
+		}
+		return newPeerConn(e, k, 0, ws, false), nil
+	}, s.cu)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); s.backlog(ctx) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.ResetTimer()
+	for range b.N {
+		ws, _, got, err := s.dialNatter(ctx, e, receiver, "away", cursor)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = ws.CloseNow()
+		if got != catchUpMessages {
+			b.Fatalf("caught up on %d of %d messages", got, catchUpMessages)
+		}
+	}
+}

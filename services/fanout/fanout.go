@@ -12,7 +12,6 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -127,6 +126,8 @@ type partition struct {
 	pending pending // this chunk's push publishes (push.go)
 	chain   uint64  // this run's random chain id (streams.Delivery.Chain)
 	members memberCache
+	users   []string        // the worker's scratch: the members an event is routed to
+	mine    map[string]bool // gateway -> whether this partition delivers to it (delivers)
 
 	sendMu sync.Mutex        // numbers and publishes one link at a time: the worker, and probe
 	sent   map[string]uint64 // gateway -> N of the last delivery published to it
@@ -327,10 +328,22 @@ func (f *Fanout) partitions() []*partition {
 	return parts
 }
 
-// delivers reports whether partition p delivers to gateway gw.
+// delivers reports whether partition p delivers to gateway gw. Called by the partition's one
+// worker only: it remembers the answer for each gateway.
 func (part *partition) delivers(gw string) bool {
-	return streams.FanoutPartition(gw, part.f.cfg.Partitions) == part.p
+	mine, ok := part.mine[gw]
+	if !ok {
+		mine = streams.FanoutPartition(gw, part.f.cfg.Partitions) == part.p
+		if part.mine == nil || len(part.mine) >= maxRememberedGateways {
+			part.mine = map[string]bool{} // gateways come and go; the live ones are asked again
+		}
+		part.mine[gw] = mine
+	}
+	return mine
 }
+
+// maxRememberedGateways bounds partition.mine.
+const maxRememberedGateways = 1024
 
 // handle routes one event: one Delivery per gateway of this partition that holds any member
 // device. Every partition applies membership changes (idempotently) before routing.
@@ -407,17 +420,20 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	if err != nil {
 		return fmt.Errorf("members of %s: %w", conv, err)
 	}
-	byGateway := map[string][]string{}
+	users := part.users[:0]
 	for _, m := range members {
 		if !f.receives(m, seq, kind, ev.SenderID, conv) && !concerns(m, seq, ev) || !timeline.SeesTarget(m, ev) {
 			continue
 		}
-		f.routes.Gateways(m.UserID, func(gw string) {
-			if part.delivers(gw) {
-				byGateway[gw] = append(byGateway[gw], m.UserID)
-			}
-		})
+		users = append(users, m.UserID)
 	}
+	part.users = users
+	byGateway := map[string][]string{}
+	f.routes.EachGateway(users, func(user, gw string) {
+		if part.delivers(gw) {
+			byGateway[gw] = append(byGateway[gw], user)
+		}
+	})
 	// Push requests need the whole routes table, not one partition's gateways: partition 0
 	// sends them.
 	if kind == streams.KindMsg && part.p == 0 {
@@ -428,7 +444,8 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 	if len(byGateway) == 0 {
 		return nil
 	}
-	frame, err := json.Marshal(streams.EventFromChat(seq, ev)) // once, for every gateway
+	fev := streams.EventFromChat(seq, ev)
+	frame, err := fev.AppendJSON(nil) // once, for every gateway
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("encode frame: %w", err))
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -187,4 +188,145 @@ func tcpPair(t *testing.T) (server, peer net.Conn) {
 	}
 	t.Cleanup(func() { _ = server.Close() })
 	return server, peer
+}
+
+// echoServer accepts WebSockets through a corkingWriter, as the gateway does, and echoes every
+// message back until the client closes.
+func echoServer(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(&corkingWriter{ResponseWriter: w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.CloseNow()
+		conn.SetReadLimit(1 << 20)
+		for {
+			typ, data, err := conn.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := conn.Write(r.Context(), typ, data); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Each socket reads and writes through buffers of socketBuffer bytes, not net/http's 4 KiB
+// ones; frames of any size pass them both ways.
+func TestSocketBuffersAreSmallAndPassFramesOfAnySize(t *testing.T) {
+	rec := httptest.NewRecorder()
+	hijacker := &hijackRecorder{ResponseRecorder: rec, t: t}
+	_, brw, err := (&corkingWriter{ResponseWriter: hijacker}).Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if brw.Reader.Size() != socketBuffer || brw.Writer.Size() != socketBuffer {
+		t.Fatalf("socket buffers of %d and %d bytes, want %d", brw.Reader.Size(), brw.Writer.Size(), socketBuffer)
+	}
+
+	srv := echoServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	for _, n := range []int{0, 1, socketBuffer - 4, socketBuffer, socketBuffer + 1, 5000, 300_000} {
+		msg := []byte(strings.Repeat("x", n))
+		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != string(msg) {
+			t.Fatalf("a frame of %d bytes came back as %d bytes, %v", n, len(got), err)
+		}
+	}
+}
+
+// hijackRecorder is a ResponseRecorder that can be hijacked: its conn is one side of a
+// loopback pair, and its reader holds nothing.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	t *testing.T
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	server, _ := tcpPair(h.t)
+	return server, bufio.NewReadWriter(bufio.NewReader(server), bufio.NewWriter(server)), nil
+}
+
+// A frame the client sends in the same write as its upgrade request reaches net/http's buffer
+// before the upgrade: the socket keeps reading that buffer, so the frame is not lost.
+func TestAFrameSentWithTheUpgradeRequestIsRead(t *testing.T) {
+	srv := echoServer(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: natter\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	payload, mask := []byte("early"), [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload)), mask[0], mask[1], mask[2], mask[3]} // FIN, text, masked
+	for i, b := range payload {
+		frame = append(frame, b^mask[i%4])
+	}
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatalf("no echo of the frame sent with the upgrade request: %v", err)
+	}
+	got := make([]byte, head[1]&0x7f)
+	if _, err := io.ReadFull(br, got); err != nil || head[0] != 0x81 || string(got) != "early" {
+		t.Fatalf("echo %x %q, %v", head, got, err)
+	}
+}
+
+// A socket lets a held buffer beyond maxHeldCap go after each batch, except while keepHeld
+// keeps it for a run of batches; ending the run lets it go.
+func TestHeldBufferIsKeptOnlyForARunOfBatches(t *testing.T) {
+	raw, peer := tcpPair(t)
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	c := &corkConn{Conn: raw}
+	batch := func() {
+		t.Helper()
+		c.cork()
+		for range 10 {
+			_, _ = c.Write(make([]byte, maxHeldCap))
+		}
+		if err := c.uncork(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch()
+	if cap(c.held) != 0 {
+		t.Fatalf("after a large batch %d bytes are kept", cap(c.held))
+	}
+	c.keepHeld(true)
+	batch()
+	kept := cap(c.held)
+	if kept < 10*maxHeldCap {
+		t.Fatalf("in a run of batches %d bytes are kept, want the batch's buffer", kept)
+	}
+	batch()
+	if cap(c.held) != kept {
+		t.Fatalf("the next batch of the run grew a buffer of %d bytes instead of reusing %d", cap(c.held), kept)
+	}
+	c.keepHeld(false)
+	if cap(c.held) != 0 {
+		t.Fatalf("after the run %d bytes are kept", cap(c.held))
+	}
 }

@@ -53,7 +53,7 @@ func (s *session) catchUp(cursor *uint64) error {
 	// Release what was held back, paced like the catch-up (the queue is smaller than what may
 	// be held); what arrives meanwhile joins the held frames, so order is kept.
 	w := pacedWriter{s: s}
-	defer func() { _ = w.flush() }()
+	defer w.close()
 	for {
 		s.mu.Lock()
 		held := s.live.takeHeld()
@@ -82,8 +82,9 @@ const pacedBatch = 64
 // catch-up to the client, leaving the bounded queue to live frames and answers. Whoever writes
 // with it flushes it when done, also on an error: until then the socket stays corked.
 type pacedWriter struct {
-	s *session
-	n int // frames held back since the last flush
+	s     *session
+	n     int  // frames held back since the last flush
+	burst bool // the socket keeps its held buffer between batches until close
 }
 
 func (w *pacedWriter) write(frame []byte) error {
@@ -91,6 +92,10 @@ func (w *pacedWriter) write(frame []byte) error {
 	case <-w.s.kill:
 		return errSessionEnded
 	default:
+	}
+	if !w.burst {
+		w.burst = true
+		w.s.cork.keepHeld(true)
 	}
 	if w.n == 0 {
 		w.s.cork.cork()
@@ -119,6 +124,15 @@ func (w *pacedWriter) flush() error {
 		return errSessionEnded
 	}
 	return nil
+}
+
+// close flushes what is held back and lets the socket's held buffer go.
+func (w *pacedWriter) close() {
+	_ = w.flush()
+	if w.burst {
+		w.burst = false
+		w.s.cork.keepHeld(false)
+	}
 }
 
 // replay merges the timelines of every conversation the user is or was in, each limited to what
@@ -167,14 +181,15 @@ func (s *session) replay(tl *timeline.Reader, marks timeline.Marks, from uint64)
 		}
 	}
 	w := pacedWriter{s: s}
-	defer func() { _ = w.flush() }()
+	defer w.close()
+	var frame []byte // reused: the socket copies each frame it is given
 	for msg, ok := merge.next(); ok; msg, ok = merge.next() {
 		s.mu.Lock()
 		s.live.caughtUp(msg.ConversationID, msg.Seq)
 		s.mu.Unlock()
 		if view, ok := timeline.View(msg, s.userID); ok { // another user's hide is theirs alone
-			frame, err := json.Marshal(timeline.Event(view))
-			if err != nil {
+			ev := timeline.Event(view)
+			if frame, err = ev.AppendJSON(frame[:0]); err != nil {
 				return fmt.Errorf("catch-up encode: %w", err)
 			}
 			if err := w.write(frame); err != nil {

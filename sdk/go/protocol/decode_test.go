@@ -228,3 +228,52 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// Event.AppendJSON writes exactly what json.Marshal writes, for any field values.
+func FuzzEventJSON(f *testing.F) {
+	f.Add("message", uint64(7), "conv", "01M80KC42R86VJ9FTBJSDG9NTY", "alice", "phone", "c1", "hello <b>&</b> \"q\" \\ \n\t\u2028 é 😀", int64(1795316650072), "", "", uint64(0), int64(0), false)
+	f.Add("member", uint64(1), "c", "m", "s", "", "", "", int64(-1), "added", "bob", uint64(0), int64(0), false)
+	f.Add("edit", uint64(9), "c", "m", "s", "d", "x", "new \xff text", int64(5), "", "", uint64(3), int64(6), true)
+	f.Add("message", uint64(2), "c", "m", "s", "", "", "1 < 2 > 0", int64(5), "", "", uint64(0), int64(0), false)
+	f.Fuzz(func(t *testing.T, typ string, seq uint64, conv, mid, sender, device, cmid, text string, sentAt int64,
+		action, user string, targetSeq uint64, editedAt int64, deleted bool) {
+		e := Event{Type: typ, Seq: seq, ConversationID: conv, MessageID: mid, SenderID: sender, SenderDevice: device,
+			ClientMsgID: cmid, Text: text, SentAt: sentAt, EditedAt: editedAt, Deleted: deleted}
+		if action != "" {
+			e.Member = &MemberChange{Action: action, UserIDs: []string{user}, Name: text}
+		}
+		if targetSeq != 0 {
+			e.Target = &Target{Seq: targetSeq, MessageID: user}
+		}
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.AppendJSON([]byte("prefix"))
+		if err != nil || string(got) != "prefix"+string(want) {
+			t.Fatalf("AppendJSON wrote %s (%v), json.Marshal %s", got, err, want)
+		}
+	})
+}
+
+func BenchmarkEventJSON(b *testing.B) {
+	e := Event{Type: TypeMessage, Seq: 123456, ConversationID: "dgkvx462jc4mvjvsulajhrjha7", MessageID: "01M80KC42R86VJ9FTBJSDG9NTY",
+		SenderID: "01M80KC42R86VJ9FTBJSDG9NTZ", SenderDevice: "phone", ClientMsgID: "01M80KC42R86VJ9FTBJSDG9NT0",
+		Text: strings.Repeat("x", 100), SentAt: 1795316650072}
+	b.Run("json.Marshal", func(b *testing.B) {
+		for range b.N {
+			if _, err := json.Marshal(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		var buf []byte
+		for range b.N {
+			var err error
+			if buf, err = e.AppendJSON(buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
