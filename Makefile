@@ -90,7 +90,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	done
 
 FUZZTIME_LONG ?= 10m
-fuzz-long: ## every fuzz target for FUZZTIME_LONG each (10m: about 2 hours), on demand; see docs/security.md
+fuzz-long: ## every fuzz target for FUZZTIME_LONG each (10m: about 3 hours), on demand; see docs/security.md
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)
