@@ -75,9 +75,11 @@ var ErrVersion = errors.New("unsupported envelope version")
 
 // DecodeChatEvent parses and checks a chat envelope.
 func DecodeChatEvent(data []byte) (ChatEvent, error) {
-	var ev ChatEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return ChatEvent{}, fmt.Errorf("decode chat event: %w", err)
+	ev, ok := decodeChatFast(data)
+	if !ok {
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return ChatEvent{}, fmt.Errorf("decode chat event: %w", err)
+		}
 	}
 	if ev.V != Version {
 		return ChatEvent{}, fmt.Errorf("decode chat event v%d: %w", ev.V, ErrVersion)

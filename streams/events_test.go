@@ -343,3 +343,77 @@ func TestEventFromChatRevisions(t *testing.T) {
 		}
 	}
 }
+
+// decodeChatFast returns exactly what json.Unmarshal returns whenever it takes an input, and
+// takes what ChatEvent.Encode writes for events without a member or target body.
+func FuzzDecodeChatFast(f *testing.F) {
+	for _, name := range []string{"chat_msg.json", "chat_member.json", "chat_read.json", "chat_edit.json"} {
+		f.Add(golden(f, name))
+	}
+	for _, ev := range []ChatEvent{
+		{Kind: KindMsg, ConversationID: "c", MessageID: "m", SenderID: "s", SenderDevice: "d", ClientMsgID: "x", Text: "héllo 😀 <&>", SentAt: 1795316650072},
+		{Kind: KindRead, ConversationID: "c", MessageID: "m", SenderID: "s", SentAt: -5, UpTo: 41},
+		{Kind: KindMsg, ConversationID: "c", MessageID: "m", SenderID: "s", Text: "a \"q\" \\ \n"},
+	} {
+		b, err := ev.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"v":1,"kind":"msg","conversation_id":"c","message_id":"m","sender_id":"s","sent_at":01}`))
+	f.Add([]byte(`{"v":1,"kind":"msg","conversation_id":"c","message_id":"m","sender_id":"s","text":"\xff","sent_at":1}`))
+	f.Add([]byte(`{"v":1,"kind":"msg","conversation_id":"c","message_id":"m","sender_id":"s","sent_at":1,"up_to":-1}`))
+	f.Add([]byte(`{"v":99999999999999999999,"kind":"msg","conversation_id":"c","message_id":"m","sender_id":"s","sent_at":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := decodeChatFast(data)
+		if !ok {
+			return
+		}
+		var want ChatEvent
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("the fast path took %q, which json.Unmarshal refuses: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, want) {
+			t.Fatalf("the fast path read %q as %+v, json.Unmarshal as %+v", data, fast, want)
+		}
+	})
+}
+
+// Events as the gateway writes them take the fast path.
+func TestEncodedEventsTakeTheFastPath(t *testing.T) {
+	ev := ChatEvent{Kind: KindMsg, ConversationID: "c", MessageID: "m", SenderID: "s", SenderDevice: "d", ClientMsgID: "x", Text: "héllo", SentAt: 17}
+	b, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := decodeChatFast(b)
+	ev.V = Version
+	if !ok || !reflect.DeepEqual(got, ev) {
+		t.Fatalf("%s: fast path %v, %+v", b, ok, got)
+	}
+}
+
+func BenchmarkDecodeChatEvent(b *testing.B) {
+	data, err := ChatEvent{Kind: KindMsg, ConversationID: "dgkvx462jc4mvjvsulajhrjha7", MessageID: "01M80KC42R86VJ9FTBJSDG9NTY",
+		SenderID: "01M80KC42R86VJ9FTBJSDG9NTZ", SenderDevice: "phone", ClientMsgID: "01M80KC42R86VJ9FTBJSDG9NT0",
+		Text: strings.Repeat("x", 100), SentAt: 1795316650072}.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		for range b.N {
+			var ev ChatEvent
+			if err := json.Unmarshal(data, &ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DecodeChatEvent", func(b *testing.B) {
+		for range b.N {
+			if _, err := DecodeChatEvent(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
