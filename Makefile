@@ -81,7 +81,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := ./sdk/go/protocol:FuzzDecode ./sdk/go/protocol:FuzzEventJSON ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodeChatFast ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
-	./services/api:FuzzClientAddr ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
+	./pkg/clientaddr:FuzzKey ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
 	./services/search:FuzzDecodeCursor ./services/api:FuzzParseSearchQuery
 fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -90,7 +90,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	done
 
 FUZZTIME_LONG ?= 10m
-fuzz-long: ## every fuzz target for FUZZTIME_LONG each (10m: about 2 hours), on demand; see docs/security.md
+fuzz-long: ## every fuzz target for FUZZTIME_LONG each (10m: about 3 hours), on demand; see docs/security.md
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 test-invariant: ## the sync invariant test at a large size (200 users, 400 direct conversations, 40 groups)

@@ -146,7 +146,7 @@ func (s *Server) login(c *fiber.Ctx) error {
 	if err := s.limit(s.limits.handle, reasonHandle, handle); err != nil {
 		return err
 	}
-	if d := s.limits.failures.begin(handle, s.now()); d > 0 {
+	if d := s.limits.failures.Begin(handle, s.now()); d > 0 {
 		return s.tooMany(reasonLoginFailures, handle, d)
 	}
 	hash := s.dummyHash()
@@ -155,19 +155,19 @@ func (s *Server) login(c *fiber.Ctx) error {
 	case err == nil:
 		hash = u.PasswordHash
 	case !errors.Is(err, store.ErrNotFound):
-		s.limits.failures.undo(handle)
+		s.limits.failures.Undo(handle)
 		return fmt.Errorf("login: user by handle: %w", err)
 	}
 	switch err := s.hasher.Check(ctx, hash, req.Password); {
 	case errors.Is(err, auth.ErrBadPassword):
 		return badCredentials
 	case err != nil:
-		s.limits.failures.undo(handle)
+		s.limits.failures.Undo(handle)
 		return s.hashError(err, "login")
 	case u.ID == "": // no such account: the dummy hash matched the password it was made of
 		return badCredentials
 	}
-	s.limits.failures.succeeded(handle)
+	s.limits.failures.Succeeded(handle)
 	return s.session(c, http.StatusOK, u)
 }
 

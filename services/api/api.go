@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -254,8 +255,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// Params, queries and bodies are copied out of fasthttp's reused buffers, so values
 		// handed to the store or kept past the handler are never overwritten by a later request.
 		Immutable: true,
-		// Errors raised before our middleware runs (body too large, malformed HTTP) land here.
+		// Errors raised before our middleware runs (body too large, malformed HTTP) land here:
+		// they get the CORS headers the middleware would have set, and the coded error.
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			s.corsOnServerError(c)
 			s.writeError(c, err)
 			return nil
 		},
@@ -441,9 +444,16 @@ func (s *Server) health(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
 }
 
-// fasthttpLogger routes fasthttp's own messages (accept errors and the like) to zap.
+// fasthttpLogger routes fasthttp's own messages to zap: accept errors and the like at warn, and
+// the failure of one client's connection (a body over the limit, a malformed request, a failed
+// TLS handshake) at debug, since any client can cause as many of those as it likes and each has
+// been answered (413, 400) already.
 type fasthttpLogger struct{ log *zap.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn("fasthttp", zap.String("message", fmt.Sprintf(format, args...)))
+	level := zap.WarnLevel
+	if strings.HasPrefix(format, "error when serving connection") {
+		level = zap.DebugLevel
+	}
+	l.log.Log(level, "fasthttp", zap.String("message", fmt.Sprintf(format, args...)))
 }

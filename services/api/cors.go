@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/cors"
@@ -13,6 +14,9 @@ const (
 	corsMethods = "GET,HEAD,POST,PUT,PATCH,DELETE"
 	corsHeaders = "Authorization,Content-Type"
 	corsMaxAge  = 600
+	// corsExpose are the answer headers a page may read beyond the CORS-safelisted ones:
+	// Retry-After of 429 and 503 answers.
+	corsExpose = "Retry-After"
 )
 
 // cors answers the CORS protocol per Config.Origins. A request from an allowed origin gets
@@ -22,9 +26,10 @@ const (
 // other origin gets no CORS header, so the browser keeps the answer from the page: its preflight
 // gets 403 origin_not_allowed, its other requests are served as if they had no Origin (a
 // non-browser client could send any Origin; bearer tokens, not the Origin, authorize). Never
-// Access-Control-Allow-Credentials: the API reads no cookies.
+// Access-Control-Allow-Credentials: the API reads no cookies. Answers to an allowed origin
+// expose corsExpose.
 func (s *Server) cors() fiber.Handler {
-	cfg := cors.Config{AllowMethods: corsMethods, AllowHeaders: corsHeaders, MaxAge: corsMaxAge}
+	cfg := cors.Config{AllowMethods: corsMethods, AllowHeaders: corsHeaders, MaxAge: corsMaxAge, ExposeHeaders: corsExpose}
 	if s.cfg.Origins.AllowsAny() {
 		cfg.AllowOrigins = "*"
 	} else {
@@ -43,4 +48,25 @@ func (s *Server) cors() fiber.Handler {
 		}
 		return c.Next()
 	}
+}
+
+// corsOnServerError gives an answer the cors middleware never saw the headers it would have set
+// on it: fiber's ErrorHandler answers what the HTTP server refuses before any route runs (a
+// body over BodyLimit, 413), and without them a page of an allowed origin would see an opaque
+// network error instead of the coded one. A request whose header was not read (malformed, or
+// too large: 431) has no Origin to answer, and no browser sends one.
+func (s *Server) corsOnServerError(c *fiber.Ctx) {
+	if !s.cfg.Origins.AllowsAny() {
+		c.Vary(fiber.HeaderOrigin)
+	}
+	o := c.Get(fiber.HeaderOrigin)
+	if o == "" || !s.cfg.Origins.Allows(o) {
+		return
+	}
+	allow := "*"
+	if !s.cfg.Origins.AllowsAny() {
+		allow = strings.ToLower(o) // as the middleware echoes it
+	}
+	c.Set(fiber.HeaderAccessControlAllowOrigin, allow)
+	c.Set(fiber.HeaderAccessControlExposeHeaders, corsExpose)
 }

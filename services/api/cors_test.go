@@ -161,3 +161,83 @@ func TestCORSAnswersOnlyListedOrigins(t *testing.T) {
 		t.Errorf("preflight from a foreign origin: %d %q %v; want 403 %s without CORS headers", a.status, a.code, a.header, CodeOriginNotAllowed)
 	}
 }
+
+// TestCORSOnAnswersFiberGivesBeforeTheRoutes: an answer the HTTP server gives before any route
+// or middleware runs (a body over the limit, 413) carries the CORS headers for an allowed origin
+// too, so the page reads the coded error instead of an opaque network error; and every answer
+// to an allowed origin exposes Retry-After, which a page could not read otherwise.
+func TestCORSOnAnswersFiberGivesBeforeTheRoutes(t *testing.T) {
+	t.Parallel()
+	p, err := origin.Parse("https://chat.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := newEnv(t, func(c *Config) { c.Origins = p; c.BodyLimit = 1 << 10 })
+	anyOrigin := newEnv(t, func(c *Config) { c.BodyLimit = 1 << 10 })
+	for _, tc := range []struct {
+		name      string
+		e         *env
+		origin    string
+		wantAllow string
+	}{
+		{"a listed origin", listed, "https://chat.example.com", "https://chat.example.com"},
+		{"a foreign origin", listed, "https://evil.example.net", ""},
+		{"any origin allowed", anyOrigin, "https://anywhere.example.org", "*"},
+	} {
+		a := tc.e.tooLarge(t, tc.origin)
+		if a.status != http.StatusRequestEntityTooLarge || a.code != string(CodeBodyTooLarge) {
+			t.Fatalf("%s: %d %s, want 413 %s", tc.name, a.status, a.body, CodeBodyTooLarge)
+		}
+		if got := a.header.Get("Access-Control-Allow-Origin"); got != tc.wantAllow {
+			t.Errorf("%s, 413: Access-Control-Allow-Origin %q, want %q (%v)", tc.name, got, tc.wantAllow, a.header)
+		}
+		if tc.wantAllow == "" && len(a.corsHeaderNames()) > 0 {
+			t.Errorf("%s, 413: CORS headers %v, want none", tc.name, a.corsHeaderNames())
+		}
+		if tc.wantAllow != "" && tc.wantAllow != "*" && !a.varies() {
+			t.Errorf("%s, 413: no Vary: Origin (%v)", tc.name, a.header)
+		}
+		if tc.wantAllow != "" && a.header.Get("Access-Control-Expose-Headers") != "Retry-After" {
+			t.Errorf("%s, 413: Access-Control-Expose-Headers %q, want Retry-After", tc.name, a.header.Get("Access-Control-Expose-Headers"))
+		}
+		r := tc.e.corsDo(t, "GET", "/v1/me", tc.origin, "")
+		if want := map[bool]string{true: "Retry-After", false: ""}[tc.wantAllow != ""]; r.header.Get("Access-Control-Expose-Headers") != want {
+			t.Errorf("%s, 401: Access-Control-Expose-Headers %q, want %q", tc.name, r.header.Get("Access-Control-Expose-Headers"), want)
+		}
+	}
+}
+
+// tooLarge posts a body over the limit from origin o. The server answers 413 and closes the
+// connection without reading the body, so the client, still writing it, may see the connection
+// drop before the answer: it asks again, as a client would, until it reads one.
+func (e *env) tooLarge(t *testing.T, o string) corsAnswer {
+	t.Helper()
+	body := strings.Repeat("x", 4<<10)
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequest("POST", e.base+"/v1/signup", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", o)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := e.client.Do(req)
+		if err != nil && attempt < 5 {
+			t.Logf("attempt %d: %v", attempt, err)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := corsAnswer{status: resp.StatusCode, header: resp.Header, body: raw}
+		var eb errorBody
+		if json.Unmarshal(raw, &eb) == nil {
+			a.code = string(eb.Error.Code)
+		}
+		return a
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
@@ -103,7 +104,7 @@ func (s *Server) writeError(c *fiber.Ctx, err error) {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="natter"`)
 	}
 	if ae.retryAfter > 0 {
-		c.Set(fiber.HeaderRetryAfter, retryAfterSeconds(ae.retryAfter))
+		c.Set(fiber.HeaderRetryAfter, ratelimit.RetryAfter(ae.retryAfter))
 	}
 	if err := c.Status(ae.status).JSON(errorBody{errorDetail{ae.code, ae.message}}); err != nil {
 		s.log.Error("write error answer", zap.Error(err))

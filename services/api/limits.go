@@ -3,81 +3,16 @@ package api
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/natter-chat/natter/pkg/ratelimit"
 )
 
-// Rate is a token bucket: N requests at once, refilled at N per Per. The zero Rate means "the
-// default"; Off lifts the limit. It is a flag.Value: "20/1h", "off".
-type Rate struct {
-	N   int
-	Per time.Duration
-}
+// Rate is a token bucket (see ratelimit.Rate); the zero Rate of a Limits field is its default.
+type Rate = ratelimit.Rate
 
 // Off is the Rate that limits nothing.
-var Off = Rate{N: -1}
-
-// ParseRate reads "N/duration" (N ≥ 1, duration > 0, e.g. "30/1h", "300/1m") or "off".
-func ParseRate(s string) (Rate, error) {
-	if s == "off" {
-		return Off, nil
-	}
-	ns, ds, ok := strings.Cut(s, "/")
-	if !ok {
-		return Rate{}, fmt.Errorf("rate %q: want N/duration (e.g. 30/1h) or off", s)
-	}
-	n, err := strconv.Atoi(ns)
-	if err != nil || n < 1 {
-		return Rate{}, fmt.Errorf("rate %q: count must be a whole number ≥ 1", s)
-	}
-	per, err := time.ParseDuration(ds)
-	if err != nil || per <= 0 {
-		return Rate{}, fmt.Errorf("rate %q: period must be a positive duration (e.g. 1m)", s)
-	}
-	return Rate{N: n, Per: per}, nil
-}
-
-// Set implements flag.Value.
-func (r *Rate) Set(s string) error {
-	v, err := ParseRate(s)
-	if err != nil {
-		return err
-	}
-	*r = v
-	return nil
-}
-
-func (r Rate) String() string {
-	switch {
-	case r.off():
-		return "off"
-	case r == Rate{}:
-		return ""
-	}
-	return fmt.Sprintf("%d/%s", r.N, shortDuration(r.Per))
-}
-
-func (r Rate) off() bool { return r.N < 0 }
-
-func (r Rate) validate(name string) error {
-	if r.N > 0 && r.Per <= 0 {
-		return fmt.Errorf("api: %s rate %d per %s: period must be positive", name, r.N, r.Per)
-	}
-	return nil
-}
-
-// shortDuration drops time.Duration's zero tails: 1h, 1m, 90s rather than 1h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+var Off = ratelimit.Off
 
 // Limits are the API's per-client limits; see docs/security.md. Zero fields take the Default*
 // values below; Off (or LoginFailures < 0) lifts one limit.
@@ -114,7 +49,7 @@ var (
 	DefaultWriteAccount  = Rate{N: 300, Per: time.Minute}
 	DefaultLoginFailures = 5
 	DefaultFailureWindow = 5 * time.Minute
-	DefaultMaxKeys       = 100_000
+	DefaultMaxKeys       = ratelimit.DefaultMaxKeys
 )
 
 // NoLimits lifts every rate and failure limit, for tests and benchmarks that sign up and write
@@ -134,7 +69,7 @@ func (l Limits) validate() error {
 		"signup-addr": l.SignupAddr, "login-addr": l.LoginAddr, "handle": l.Handle, "refresh-addr": l.RefreshAddr,
 		"write-addr": l.WriteAddr, "write-account": l.WriteAccount,
 	} {
-		if err := r.validate(name); err != nil {
+		if err := r.Validate("api: " + name); err != nil {
 			return err
 		}
 	}

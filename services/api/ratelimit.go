@@ -3,15 +3,14 @@ package api
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
@@ -30,25 +29,25 @@ const (
 
 // rateLimits are the server's limiters, built from Config.Limits; a nil one limits nothing.
 type rateLimits struct {
-	signupAddr, loginAddr, handle, refreshAddr, writeAddr, writeAccount *keyedLimiter
-	failures                                                            *failureLimiter
+	signupAddr, loginAddr, handle, refreshAddr, writeAddr, writeAccount *ratelimit.Keyed
+	failures                                                            *ratelimit.Failures
 }
 
 func newRateLimits(l Limits) rateLimits {
 	return rateLimits{
-		signupAddr:   newKeyedLimiter(l.SignupAddr, l.MaxKeys),
-		loginAddr:    newKeyedLimiter(l.LoginAddr, l.MaxKeys),
-		handle:       newKeyedLimiter(l.Handle, l.MaxKeys),
-		refreshAddr:  newKeyedLimiter(l.RefreshAddr, l.MaxKeys),
-		writeAddr:    newKeyedLimiter(l.WriteAddr, l.MaxKeys),
-		writeAccount: newKeyedLimiter(l.WriteAccount, l.MaxKeys),
-		failures:     newFailureLimiter(l.LoginFailures, l.FailureWindow, l.MaxKeys),
+		signupAddr:   ratelimit.NewKeyed(l.SignupAddr, l.MaxKeys),
+		loginAddr:    ratelimit.NewKeyed(l.LoginAddr, l.MaxKeys),
+		handle:       ratelimit.NewKeyed(l.Handle, l.MaxKeys),
+		refreshAddr:  ratelimit.NewKeyed(l.RefreshAddr, l.MaxKeys),
+		writeAddr:    ratelimit.NewKeyed(l.WriteAddr, l.MaxKeys),
+		writeAccount: ratelimit.NewKeyed(l.WriteAccount, l.MaxKeys),
+		failures:     ratelimit.NewFailures(l.LoginFailures, l.FailureWindow, l.MaxKeys),
 	}
 }
 
 // limit takes a token of key's bucket in l, or returns a 429 answer naming reason.
-func (s *Server) limit(l *keyedLimiter, reason, key string) error {
-	if d := l.wait(key, s.now()); d > 0 {
+func (s *Server) limit(l *ratelimit.Keyed, reason, key string) error {
+	if d := l.Wait(key, s.now()); d > 0 {
 		return s.tooMany(reason, key, d)
 	}
 	return nil
@@ -99,9 +98,4 @@ func isWrite(c *fiber.Ctx) bool {
 		return false
 	}
 	return true
-}
-
-// retryAfterSeconds is d in whole seconds, rounded up, at least 1: the Retry-After value.
-func retryAfterSeconds(d time.Duration) string {
-	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }

@@ -3,9 +3,11 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -41,36 +43,48 @@ type answer struct {
 }
 
 // from sends a JSON request as if from client address addr: the test server trusts 127.0.0.1
-// as a proxy, so X-Forwarded-For names the client.
+// as a proxy, so X-Forwarded-For names the client. The header comes in two lines, as a proxy
+// that adds a line of its own (HAProxy's "option forwardfor") passes it on: the first line is
+// the client's say-so, the last the proxy's.
 func (e *env) from(t *testing.T, addr, method, path, token string, body any) answer {
 	t.Helper()
-	raw, err := json.Marshal(body)
+	a, err := e.tryFrom(addr, method, path, token, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return a
+}
+
+// tryFrom is from for goroutines other than the test's: it returns its error.
+func (e *env) tryFrom(addr, method, path, token string, body any) (answer, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return answer{}, err
 	}
 	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(raw))
 	if err != nil {
-		t.Fatal(err)
+		return answer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", "203.0.113.99, "+addr) // the left-most entry is the client's say-so
+	req.Header.Add("X-Forwarded-For", "203.0.113.99")
+	req.Header.Add("X-Forwarded-For", addr)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return answer{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	a := answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
 	if a.body, err = io.ReadAll(resp.Body); err != nil {
-		t.Fatal(err)
+		return answer{}, err
 	}
 	var eb errorBody
 	if json.Unmarshal(a.body, &eb) == nil {
 		a.code = eb.Error.Code
 	}
-	return a
+	return a, nil
 }
 
 // wantLimited requires a 429 rate_limited answer whose Retry-After is a whole number of seconds
@@ -246,4 +260,81 @@ func TestHashingBusyIsRefusedWithRetryAfter(t *testing.T) {
 	}
 	// The refused attempt did not count as a failed login, and a slot is free again.
 	e.call(t, "POST", "/v1/login", "", map[string]string{"handle": "alice", "password": "correct horse"}, http.StatusOK, nil)
+}
+
+// flood sends n requests at once, each made by req(i), and counts the answers by status; any
+// answer but 429 rate_limited with a Retry-After, or one of the statuses in ok, fails the test.
+func flood(t *testing.T, n int, req func(i int) (answer, error), ok ...int) map[int]int {
+	t.Helper()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		counts  = map[int]int{}
+		failure error
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			a, err := req(i)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				failure = err
+			case a.status == http.StatusTooManyRequests && (a.code != CodeRateLimited || a.retryAfter == ""):
+				failure = fmt.Errorf("429 without rate_limited and Retry-After: %q %s", a.retryAfter, a.body)
+			case a.status != http.StatusTooManyRequests && !slices.Contains(ok, a.status):
+				failure = fmt.Errorf("answer %d %s", a.status, a.body)
+			}
+			counts[a.status]++
+		})
+	}
+	close(start)
+	wg.Wait()
+	if failure != nil {
+		t.Fatal(failure)
+	}
+	return counts
+}
+
+// TestLimitsHoldUnderAFlood: requests sent all at once get exactly what the limits allow, no
+// more: sign-ups per address, failed logins per handle (an attempt counts when it starts, so
+// parallel guesses do not get past the limit), writes per account; and the server keeps
+// answering other clients meanwhile.
+func TestLimitsHoldUnderAFlood(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(c *Config) {
+		trustLoopback(c)
+		c.Limits.SignupAddr = Rate{N: 5, Per: time.Hour}
+		c.Limits.LoginFailures = 3
+		c.Limits.WriteAccount = Rate{N: 4, Per: time.Hour}
+	}, nil)
+	_, alice := e.user(t, "alice")
+
+	got := flood(t, 40, func(i int) (answer, error) {
+		return e.tryFrom("198.51.100.1", "POST", "/v1/signup", "", map[string]string{"handle": "flood_" + strconv.Itoa(i), "password": "s3cret-pass"})
+	}, http.StatusCreated)
+	if got[http.StatusCreated] != 5 || got[http.StatusTooManyRequests] != 35 {
+		t.Errorf("40 sign-ups at once from one address: %v, want 5 created and 35 refused", got)
+	}
+	// Guesses at a handle with no account cost the same bcrypt work and count the same.
+	got = flood(t, 30, func(i int) (answer, error) {
+		return e.tryFrom("198.51.100."+strconv.Itoa(2+i), "POST", "/v1/login", "", map[string]string{"handle": "nobody_here", "password": "guess " + strconv.Itoa(i)})
+	}, http.StatusUnauthorized)
+	if got[http.StatusUnauthorized] != 3 || got[http.StatusTooManyRequests] != 27 {
+		t.Errorf("30 guesses at once at one handle: %v, want 3 checked and 27 refused", got)
+	}
+	got = flood(t, 30, func(i int) (answer, error) {
+		return e.tryFrom("198.51.100."+strconv.Itoa(100+i), "PATCH", "/v1/me", alice, map[string]string{"display_name": "A" + strconv.Itoa(i)})
+	}, http.StatusOK)
+	if got[http.StatusOK] != 4 || got[http.StatusTooManyRequests] != 26 {
+		t.Errorf("30 writes at once by one account: %v, want 4 done and 26 refused", got)
+	}
+	if a := e.from(t, "198.51.100.250", "GET", "/v1/me", alice, nil); a.status != http.StatusOK {
+		t.Errorf("a read after the floods: %d %s", a.status, a.body)
+	}
+	if a := e.from(t, "198.51.100.251", "POST", "/v1/signup", "", map[string]string{"handle": "bystander", "password": "s3cret-pass"}); a.status != http.StatusCreated {
+		t.Errorf("a sign-up from another address after the flood: %d %s", a.status, a.body)
+	}
 }

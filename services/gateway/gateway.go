@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/projection"
+	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/pkg/revision"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
@@ -95,7 +97,31 @@ type Config struct {
 	Origins origin.Policy
 	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
 	EditWindow time.Duration
+	// UpgradesPerAddr limits WebSocket upgrades per client address (a token bucket, checked
+	// before anything else of the request); the zero Rate or ratelimit.Off: no limit.
+	// SocketsPerAddr bounds the sockets one client address holds open at once; 0: no bound.
+	// Both refuse with 429 rate_limited and Retry-After. AddrLimitKeys bounds the addresses the
+	// upgrade limit remembers (0: ratelimit.DefaultMaxKeys), forgetting the least recently seen.
+	UpgradesPerAddr ratelimit.Rate
+	SocketsPerAddr  int
+	AddrLimitKeys   int
+	// IdleTimeout closes a kept-alive HTTP connection (one that asked /healthz, or whose upgrade
+	// was refused) that sends no next request for this long; 0: DefaultIdleTimeout. Sockets are
+	// not HTTP connections any more and have their heartbeat instead.
+	IdleTimeout time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client address of the
+	// per-address limits (clientaddr.Key); empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 }
+
+// DefaultIdleTimeout is Config.IdleTimeout's default, the API's too.
+const DefaultIdleTimeout = 60 * time.Second
+
+// Defaults of the per-address limits; see docs/security.md for why these.
+var (
+	DefaultUpgradesPerAddr = ratelimit.Rate{N: 300, Per: time.Minute}
+	DefaultSocketsPerAddr  = 1000
+)
 
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
@@ -121,6 +147,8 @@ func DefaultConfig() Config {
 		MaxDeliveryLag:      4096, // two of fanout's max ack pending: about a second of its flat-out rate here
 		DeliveryLagWait:     2 * time.Second,
 		EditWindow:          revision.DefaultEditWindow,
+		UpgradesPerAddr:     DefaultUpgradesPerAddr,
+		SocketsPerAddr:      DefaultSocketsPerAddr,
 	}
 }
 
@@ -155,6 +183,13 @@ func (c Config) Validate() error {
 		return errors.New("gateway: fanout partitions must be at least 1")
 	case c.MaxDeliveryLag > 0 && c.DeliveryLagWait <= 0:
 		return errors.New("gateway: delivery lag wait must be positive")
+	case c.IdleTimeout < 0:
+		return errors.New("gateway: idle timeout must not be negative")
+	case c.SocketsPerAddr < 0 || c.AddrLimitKeys < 0:
+		return errors.New("gateway: sockets per address and address limit keys must not be negative")
+	}
+	if err := c.UpgradesPerAddr.Validate("gateway: upgrades per address"); err != nil {
+		return err
 	}
 	return nil
 }
@@ -181,6 +216,8 @@ type Gateway struct {
 	log  *zap.Logger
 	met  *metrics
 	hub  *hub
+	// addrs bounds the upgrades and open sockets of each client address.
+	addrs *addrLimits
 	// outbox bounds and spaces every socket's writes (see outbox).
 	outbox outboxLimits
 	pub    *publisher
@@ -221,6 +258,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.delivery.Floor = consumer.Floor{Stream: streams.ChatStream, Refresh: floorRefresh,
 		Consumer: streams.FanoutConsumerName(streams.FanoutPartition(cfg.ID, cfg.FanoutPartitions), cfg.FanoutPartitions)}
 	g.hub = newHub(g)
+	g.addrs = newAddrLimits(cfg)
 	g.outbox = outboxLimits{soft: cfg.SendQueue, hard: cfg.HardSendQueue, slowAfter: cfg.SlowClientAfter, interval: cfg.WriteInterval}
 	g.revisions = &revision.Decider{Store: deps.Store, Timeline: deps.Timeline, EditWindow: cfg.EditWindow}
 	return g, nil
@@ -311,7 +349,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
-	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	idle := g.cfg.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	// Without IdleTimeout (and ReadTimeout, which sockets cannot have) net/http waits for a
+	// kept-alive connection's next request forever: idle connections would cost nothing to hold.
+	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle, ErrorLog: httpErrorLog(g.log)}
 	if err := g.announce(ctx); err != nil {
 		g.log.Warn("first announce failed", zap.Error(err))
 	}

@@ -15,6 +15,7 @@ type metrics struct {
 	backpressureWaits   prometheus.Counter
 	backpressureSeconds prometheus.Counter
 	requestNotices      *prometheus.CounterVec
+	upgradesRefused     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,9 +43,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "backpressure_seconds_total", Help: "Time sends were held because delivery to this gateway was too far behind."}),
 		requestNotices: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
 			Name: "request_notices_total", Help: "Request frames queued to sockets of this gateway, by state."}, []string{"state"}),
+		upgradesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "natter", Subsystem: "gateway",
+			Name: "upgrades_refused_total", Help: "WebSocket upgrades refused (429) for their client address, by reason: addr_rate, addr_sockets."}, []string{"reason"}),
+	}
+	for _, r := range []string{refusedAddrRate, refusedAddrSockets} {
+		m.upgradesRefused.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.writes, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds, m.requestNotices)
+		reg.MustRegister(m.connections, m.closes, m.framesIn, m.framesOut, m.writes, m.sends, m.publish, m.deliveryLag, m.backpressureWaits, m.backpressureSeconds, m.requestNotices, m.upgradesRefused)
 	}
 	return m
 }

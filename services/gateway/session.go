@@ -76,6 +76,16 @@ func (s *session) logger() *zap.Logger {
 }
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	addr, ok := g.admitUpgrade(w, r)
+	if !ok {
+		return
+	}
+	socket := false // the session, once it runs, gives the address's slot back instead
+	defer func() {
+		if !socket {
+			g.addrs.release(addr)
+		}
+	}()
 	if !g.checkOrigin(w, r) {
 		return
 	}
@@ -138,8 +148,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is hijacked: the session reads it on a goroutine of its own and this handler
 	// returns, so that net/http's connection goroutine (whose stack the upgrade and the token check
 	// grew) does not stay behind for every idle socket.
+	socket = true
 	go func() {
 		defer g.conns.Done()
+		defer g.addrs.release(addr)
 		defer s.expiry.Stop()
 		s.run(cursor)
 	}()

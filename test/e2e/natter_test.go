@@ -41,6 +41,7 @@ type Process struct {
 		API       string `json:"api"`
 		WebSocket string `json:"websocket"`
 		NATS      string `json:"nats"`
+		Metrics   string `json:"metrics"`
 	}
 	mu     sync.Mutex
 	output bytes.Buffer

@@ -17,6 +17,7 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/services/api"
@@ -91,6 +92,8 @@ func (c *cluster) startWith(adjust func(*app.Config), targets ...string) *compon
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // hundreds of sign-ups and writes from 127.0.0.1
 	cfg.API.HashWait = time.Minute  // queue for bcrypt rather than answer 503 on a busy machine
+	// Nor are the gateway's per-address limits: many sockets from 127.0.0.1.
+	cfg.Gateway.UpgradesPerAddr, cfg.Gateway.SocketsPerAddr = ratelimit.Off, 0
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.Gateway.FramesPerSecond, cfg.Gateway.Burst = 1e6, 1e6
 	adjust(&cfg)

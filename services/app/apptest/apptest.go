@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
+	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 )
@@ -56,6 +57,8 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
 	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503
+	// Nor are the gateway's per-address limits: many sockets from 127.0.0.1.
+	cfg.Gateway.UpgradesPerAddr, cfg.Gateway.SocketsPerAddr = ratelimit.Off, 0
 	// Long runs (make test-invariant) use their sign-up tokens for longer than the default 15
 	// minutes; tests of expiry and refresh set a short AccessTTL themselves.
 	cfg.AccessTTL = 2 * time.Hour

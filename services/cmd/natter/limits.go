@@ -3,13 +3,16 @@ package main
 import (
 	"flag"
 
+	"github.com/natter-chat/natter/pkg/clientaddr"
+	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/services/api"
+	"github.com/natter-chat/natter/services/gateway"
 )
 
-// limitFlags registers the API's rate-limit and password-hashing flags of natter run (see
-// docs/security.md). The returned function applies --rate-limits=false and --trusted-proxies
-// after parsing.
-func limitFlags(fs *flag.FlagSet, c *api.Config) func() error {
+// limitFlags registers the rate-limit and password-hashing flags of natter run: the API's, and
+// the gateway's per-address upgrade limits (see docs/security.md). The returned function applies
+// --rate-limits=false, --limit-max-keys and --trusted-proxies to both after parsing.
+func limitFlags(fs *flag.FlagSet, c *api.Config, gw *gateway.Config) func() error {
 	l := &c.Limits
 	fs.Var(&l.SignupAddr, "limit-signup-addr", "sign-ups per client address, as N/period (a burst of N, refilled at N per period) or off")
 	fs.Var(&l.LoginAddr, "limit-login-addr", "logins per client address, as N/period or off")
@@ -23,19 +26,23 @@ func limitFlags(fs *flag.FlagSet, c *api.Config) func() error {
 	fs.IntVar(&c.PasswordCost, "password-cost", c.PasswordCost, "bcrypt cost of new password hashes, 4-31 (0: bcrypt's default, 10); each step doubles the work. Below 10 only for tests")
 	fs.IntVar(&c.HashConcurrency, "hash-concurrency", c.HashConcurrency, "bcrypt computations (sign-ups, logins) running at once")
 	fs.DurationVar(&c.HashWait, "hash-wait", c.HashWait, "a sign-up or login waits this long for a bcrypt slot, then gets 503 with Retry-After")
-	enabled := fs.Bool("rate-limits", true, "false lifts every --limit-* and --login-max-failures limit (benchmarks, tests); --hash-concurrency still holds")
+	fs.Var(&gw.UpgradesPerAddr, "limit-upgrade-addr", "WebSocket upgrades per client address, at each gateway, as N/period or off")
+	fs.IntVar(&gw.SocketsPerAddr, "limit-sockets-addr", gw.SocketsPerAddr, "WebSockets one client address may hold open at once, at each gateway (0: no bound)")
+	enabled := fs.Bool("rate-limits", true, "false lifts every --limit-* and --login-max-failures limit, the gateway's included (benchmarks, tests); --hash-concurrency still holds")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client address (default: none, the TCP peer is the client)")
 	return func() error {
 		if !*enabled {
 			keys := l.MaxKeys
 			*l = api.NoLimits()
 			l.MaxKeys = keys
+			gw.UpgradesPerAddr, gw.SocketsPerAddr = ratelimit.Off, 0
 		}
-		p, err := api.ParseCIDRs(*proxies)
+		gw.AddrLimitKeys = l.MaxKeys
+		p, err := clientaddr.ParseCIDRs(*proxies)
 		if err != nil {
 			return err
 		}
-		c.TrustedProxies = p
+		c.TrustedProxies, gw.TrustedProxies = p, p
 		return nil
 	}
 }

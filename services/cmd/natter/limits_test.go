@@ -8,17 +8,53 @@ import (
 
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
+	"github.com/natter-chat/natter/services/gateway"
 )
 
 func parseLimits(t *testing.T, args ...string) (api.Config, error) {
 	t.Helper()
-	cfg := app.DefaultConfig().API
+	cfg, _, err := parseBothLimits(t, args...)
+	return cfg, err
+}
+
+// parseBothLimits parses the limit flags into the API's and the gateway's default configs.
+func parseBothLimits(t *testing.T, args ...string) (api.Config, gateway.Config, error) {
+	t.Helper()
+	def := app.DefaultConfig()
+	cfg, gw := def.API, def.Gateway
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	apply := limitFlags(fs, &cfg)
+	apply := limitFlags(fs, &cfg, &gw)
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return cfg, gw, err
 	}
-	return cfg, apply()
+	return cfg, gw, apply()
+}
+
+func TestGatewayLimitFlags(t *testing.T) {
+	_, gw, err := parseBothLimits(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw.UpgradesPerAddr != gateway.DefaultUpgradesPerAddr || gw.SocketsPerAddr != gateway.DefaultSocketsPerAddr ||
+		gw.AddrLimitKeys != api.DefaultMaxKeys || len(gw.TrustedProxies) != 0 {
+		t.Fatalf("no flags: %+v %d %d %v", gw.UpgradesPerAddr, gw.SocketsPerAddr, gw.AddrLimitKeys, gw.TrustedProxies)
+	}
+	_, gw, err = parseBothLimits(t, "--limit-upgrade-addr", "10/1s", "--limit-sockets-addr", "5", "--limit-max-keys", "9",
+		"--trusted-proxies", "10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw.UpgradesPerAddr != (api.Rate{N: 10, Per: time.Second}) || gw.SocketsPerAddr != 5 || gw.AddrLimitKeys != 9 ||
+		len(gw.TrustedProxies) != 1 || gw.TrustedProxies[0] != netip.MustParsePrefix("10.0.0.0/8") {
+		t.Fatalf("flags: %+v %d %d %v", gw.UpgradesPerAddr, gw.SocketsPerAddr, gw.AddrLimitKeys, gw.TrustedProxies)
+	}
+	_, gw, err = parseBothLimits(t, "--rate-limits=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !gw.UpgradesPerAddr.IsOff() || gw.SocketsPerAddr != 0 {
+		t.Fatalf("--rate-limits=false: %+v %d", gw.UpgradesPerAddr, gw.SocketsPerAddr)
+	}
 }
 
 func TestLimitFlags(t *testing.T) {

@@ -142,7 +142,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.DurationVar(&cfg.Streams.FanoutLiveness, "fanout-liveness", cfg.Streams.FanoutLiveness, "a fanout instance silent this long counts as gone and the others take its partitions over (every process should agree)")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)
-	applyLimits := limitFlags(fs, &cfg.API)
+	applyLimits := limitFlags(fs, &cfg.API, &cfg.Gateway)
 	fs.BoolVar(&cfg.Fanout.PushOnlineLedger, "push-online-ledger", cfg.Fanout.PushOnlineLedger, "record \"skipped: online\" in the push ledger for every connected device (one KV write per device and message)")
 	fs.DurationVar(&cfg.Streams.GatewayTTL, "gateway-ttl", cfg.Streams.GatewayTTL, "how long a silent gateway stays discoverable; its users go offline within it (every process must agree)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API over HTTPS and the gateway over wss:// with this certificate (PEM, chain after the leaf); SIGHUP reloads it")
