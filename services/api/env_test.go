@@ -78,7 +78,10 @@ func newEnvWith(t *testing.T, adjust func(*Config), now func() time.Time) *env {
 	// took about a second under -race, and no test here depends on the cost.
 	// HashWait: logins against the cost-10 testPasswordHash take about a second each under -race;
 	// parallel tests queue for the few bcrypt slots rather than get 503.
-	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost, HashWait: time.Minute}
+	// RequestTimeout: on a loaded machine a sign-up or login (JetStream publishes, Pebble writes
+	// beside a dozen parallel tests doing the same) once used up the default 10 s and answered
+	// 503; no test here is about that bound.
+	cfg := Config{Addr: "127.0.0.1:0", PasswordCost: auth.MinPasswordCost, HashWait: time.Minute, RequestTimeout: time.Minute}
 	adjust(&cfg)
 	e.srv, err = New(cfg, Deps{
 		Log:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
