@@ -172,11 +172,6 @@ func (t *Table) apply(e jetstream.KeyValueEntry) {
 	t.changed = make(chan struct{})
 }
 
-// Gateways calls fn once for each gateway holding at least one device of userID.
-func (t *Table) Gateways(userID string, fn func(gateway string)) {
-	t.EachGateway([]string{userID}, func(_, gw string) { fn(gw) })
-}
-
 // EachGateway calls fn(user, gateway) once for each gateway holding at least one device of each
 // of users, in the order of users, under one lock and one reading of the clock: fanout asks it
 // for every member of a conversation, for every event. fn must not call the Table.
@@ -349,13 +344,11 @@ func (t *Table) Stop() {
 // only to the gateways only accepts (nil: all).
 func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte, only func(gateway string) bool) error {
 	byGateway := map[string][]string{}
-	for _, u := range users {
-		t.Gateways(u, func(gw string) {
-			if only == nil || only(gw) {
-				byGateway[gw] = append(byGateway[gw], u)
-			}
-		})
-	}
+	t.EachGateway(users, func(u, gw string) {
+		if only == nil || only(gw) {
+			byGateway[gw] = append(byGateway[gw], u)
+		}
+	})
 	for gw, us := range byGateway {
 		if err := streams.PublishDelivery(nc, gw, streams.Delivery{Users: us, Frame: frame}); err != nil {
 			return err

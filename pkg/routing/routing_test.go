@@ -57,7 +57,7 @@ func (e *env) route(t *testing.T, user, device string) (streams.Route, uint64) {
 
 func gateways(tab *Table, user string) []string {
 	var out []string
-	tab.Gateways(user, func(gw string) { out = append(out, gw) })
+	tab.EachGateway([]string{user}, func(_, gw string) { out = append(out, gw) })
 	sort.Strings(out)
 	return out
 }
@@ -232,7 +232,7 @@ func TestGatewaysDedupesPerUser(t *testing.T) {
 	}
 }
 
-// Gateways promises each gateway once, however many gateways a user's devices are spread over.
+// EachGateway promises each gateway once, however many gateways a user's devices are spread over.
 func TestGatewaysDedupesBeyondFourGateways(t *testing.T) {
 	e := newEnv(t, streams.DefaultOptions())
 	var want []string
@@ -247,12 +247,12 @@ func TestGatewaysDedupesBeyondFourGateways(t *testing.T) {
 	}
 	tab := e.watch(t)
 	if got := gateways(tab, "alice"); !slices.Equal(got, want) {
-		t.Fatalf("alice (12 devices on 6 gateways): Gateways called for %v, want each of %v once", got, want)
+		t.Fatalf("alice (12 devices on 6 gateways): EachGateway called for %v, want each of %v once", got, want)
 	}
 }
 
-// EachGateway answers for many users at once what Gateways answers for each: each user's
-// gateways once, users in the order given.
+// EachGateway answers for many users at once: each user's gateways once, users in the order
+// given.
 func TestEachGatewayAnswersForEveryUser(t *testing.T) {
 	e := newEnv(t, streams.DefaultOptions())
 	routes := map[string][]string{"alice": {"gwA", "gwA", "gwB"}, "bob": {"gwB"}, "carol": {"gwC", "gwA"}}
