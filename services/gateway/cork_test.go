@@ -60,13 +60,7 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	ctx, c := dialServer(t, srv)
 	next := map[string]int{"A": 0, "B": 0}
 	for next["A"] < batches*perBatch || next["B"] < direct {
 		_, data, err := c.Read(ctx)
@@ -228,14 +222,7 @@ func TestSocketBuffersAreSmallAndPassFramesOfAnySize(t *testing.T) {
 		t.Fatalf("socket buffers of %d and %d bytes, want %d", brw.Reader.Size(), brw.Writer.Size(), socketBuffer)
 	}
 
-	srv := echoServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	ctx, c := dialServer(t, echoServer(t))
 	c.SetReadLimit(1 << 20)
 	for _, n := range []int{0, 1, socketBuffer - 4, socketBuffer, socketBuffer + 1, 5000, 300_000} {
 		msg := []byte(strings.Repeat("x", n))
@@ -329,4 +316,18 @@ func TestHeldBufferIsKeptOnlyForARunOfBatches(t *testing.T) {
 	if cap(c.held) != 0 {
 		t.Fatalf("after the run %d bytes are kept", cap(c.held))
 	}
+}
+
+// dialServer opens a WebSocket to srv, closed at the end of the test, with a context that ends then
+// or after 30 s.
+func dialServer(t *testing.T, srv *httptest.Server) (context.Context, *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return ctx, c
 }
