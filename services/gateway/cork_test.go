@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -140,16 +141,16 @@ func TestCorksNest(t *testing.T) {
 	if err := c.uncork(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if string(c.held) != "answer,history," {
-		t.Fatalf("after the first of two uncorks %q is held, want both writes", c.held)
+	if held := c.heldBytes(); string(held) != "answer,history," {
+		t.Fatalf("after the first of two uncorks %q is held, want both writes", held)
 	}
 	_, _ = c.Write([]byte("more"))
 	if err := c.uncork(time.Second); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, len("answer,history,more"))
-	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "answer,history,more" || len(c.held) != 0 {
-		t.Fatalf("peer read %q, %v; %q still held", got, err, c.held)
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "answer,history,more" || c.held != nil {
+		t.Fatalf("peer read %q, %v; %q still held", got, err, c.heldBytes())
 	}
 }
 
@@ -282,39 +283,35 @@ func TestAFrameSentWithTheUpgradeRequestIsRead(t *testing.T) {
 	}
 }
 
-// A socket lets a held buffer beyond maxHeldCap go after each batch, except while keepHeld
-// keeps it for a run of batches; ending the run lets it go.
-func TestHeldBufferIsKeptOnlyForARunOfBatches(t *testing.T) {
+// TestBatchesShareHeldBuffers: a socket holds a buffer only while it holds bytes back, and
+// batches of any size, one after another, reach the peer whole and in order through the buffers
+// the sockets lend each other.
+func TestBatchesShareHeldBuffers(t *testing.T) {
 	raw, peer := tcpPair(t)
-	go func() { _, _ = io.Copy(io.Discard, peer) }()
 	c := &corkConn{Conn: raw}
-	batch := func() {
-		t.Helper()
+	var want bytes.Buffer
+	received := make(chan []byte, 1)
+	go func() {
+		got, _ := io.ReadAll(peer)
+		received <- got
+	}()
+	for batch, size := range []int{10, 5000, 100, 300 << 10, 1, 2 << 20, 7} {
 		c.cork()
-		for range 10 {
-			_, _ = c.Write(make([]byte, maxHeldCap))
+		for i := range 3 {
+			p := bytes.Repeat([]byte{byte('a' + (batch+i)%26)}, size)
+			want.Write(p)
+			_, _ = c.Write(p)
 		}
 		if err := c.uncork(5 * time.Second); err != nil {
 			t.Fatal(err)
 		}
+		if c.held != nil {
+			t.Fatalf("after batch %d the socket keeps a buffer of %d bytes", batch, cap(*c.held))
+		}
 	}
-	batch()
-	if cap(c.held) != 0 {
-		t.Fatalf("after a large batch %d bytes are kept", cap(c.held))
-	}
-	c.keepHeld(true)
-	batch()
-	kept := cap(c.held)
-	if kept < 10*maxHeldCap {
-		t.Fatalf("in a run of batches %d bytes are kept, want the batch's buffer", kept)
-	}
-	batch()
-	if cap(c.held) != kept {
-		t.Fatalf("the next batch of the run grew a buffer of %d bytes instead of reusing %d", cap(c.held), kept)
-	}
-	c.keepHeld(false)
-	if cap(c.held) != 0 {
-		t.Fatalf("after the run %d bytes are kept", cap(c.held))
+	_ = raw.Close()
+	if got := <-received; !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("the peer read %d bytes, not the %d written in order", len(got), want.Len())
 	}
 }
 

@@ -250,11 +250,10 @@ func (s *session) catchUp(cursor *uint64) error {
 }
 
 // pacedWriter is a session's frameSink: each batch is one write of the corked socket. Until
-// flush the socket stays corked, and until close it keeps its held buffer between batches.
+// flush the socket stays corked.
 type pacedWriter struct {
 	s      *session
 	corked bool // a batch is open: the socket is corked
-	burst  bool // the socket keeps its held buffer between batches until close
 }
 
 func (w *pacedWriter) write(frame []byte) error {
@@ -262,10 +261,6 @@ func (w *pacedWriter) write(frame []byte) error {
 	case <-w.s.kill:
 		return errSessionEnded
 	default:
-	}
-	if !w.burst {
-		w.burst = true
-		w.s.cork.keepHeld(true)
 	}
 	if !w.corked {
 		w.corked = true
@@ -293,11 +288,5 @@ func (w *pacedWriter) flush() error {
 	return nil
 }
 
-// close flushes what is held back and lets the socket's held buffer go.
-func (w *pacedWriter) close() {
-	_ = w.flush()
-	if w.burst {
-		w.burst = false
-		w.s.cork.keepHeld(false)
-	}
-}
+// close flushes what is held back.
+func (w *pacedWriter) close() { _ = w.flush() }
