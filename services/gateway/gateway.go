@@ -133,7 +133,7 @@ func DefaultConfig() Config {
 		HardSendQueue:       8192, // a frame is shared by every socket it goes to: a slot is what a socket adds
 		SlowClientAfter:     2 * time.Second,
 		WriteTimeout:        10 * time.Second,
-		WriteInterval:       time.Millisecond,
+		WriteInterval:       2 * time.Millisecond,
 		PublishTimeout:      5 * time.Second,
 		PublishWindow:       256,
 		SocketPublishWindow: 32,
