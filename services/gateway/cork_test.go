@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,9 +19,13 @@ import (
 )
 
 // Batches written corked and frames written through at the same time, as the session writer and
-// catch-up do, reach the client whole, each exactly once, and in each writer's order.
+// catch-up do, past the websocket.Conn (writeText), while the Conn pings on its own, reach the
+// client whole, each exactly once, and in each writer's order, whatever each frame's length
+// encoding.
 func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 	const batches, perBatch, direct = 200, 25, 2000
+	// Payload lengths about each boundary of the three length encodings (7 bits, 16, 64).
+	sizes := []int{0, 1, 125, 126, 127, 1000, 65535, 65536, 70000}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &corkingWriter{ResponseWriter: w}
 		conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
@@ -28,7 +33,17 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		ctx := context.Background()
+		ctx, stopPings := context.WithCancel(context.Background())
+		pinged := make(chan struct{})
+		go func() { // the heartbeat: control frames written by the Conn itself
+			defer close(pinged)
+			for ctx.Err() == nil {
+				if err := conn.Ping(ctx); err != nil && ctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { // the session writer
@@ -36,7 +51,11 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 			for b := range batches {
 				cw.conn.cork()
 				for i := range perBatch {
-					if err := conn.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "A %d %s", b*perBatch+i, strings.Repeat("a", b))); err != nil {
+					pad := 3
+					if i == 0 {
+						pad = sizes[b%len(sizes)]
+					}
+					if err := cw.conn.writeText(fmt.Appendf(nil, "A %d %s", b*perBatch+i, strings.Repeat("a", pad))); err != nil {
 						t.Error(err)
 						return
 					}
@@ -50,30 +69,70 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 		go func() { // catch-up, writing through
 			defer wg.Done()
 			for j := range direct {
-				if err := conn.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "B %d", j)); err != nil {
+				if err := cw.conn.writeText(fmt.Appendf(nil, "B %d", j)); err != nil {
 					t.Error(err)
 					return
 				}
 			}
 		}()
 		wg.Wait()
+		stopPings()
+		<-pinged
 		_ = conn.Close(websocket.StatusNormalClosure, "")
 	}))
 	defer srv.Close()
 
 	ctx, c := dialServer(t, srv)
+	c.SetReadLimit(1 << 20)
 	next := map[string]int{"A": 0, "B": 0}
 	for next["A"] < batches*perBatch || next["B"] < direct {
-		_, data, err := c.Read(ctx)
+		typ, data, err := c.Read(ctx)
 		if err != nil {
 			t.Fatalf("after A %d, B %d: %v", next["A"], next["B"], err)
 		}
 		var who string
 		var n int
-		if _, err := fmt.Sscanf(string(data), "%s %d", &who, &n); err != nil || n != next[who] {
-			t.Fatalf("got %.40q, want %s %d", data, who, next[who])
+		if _, err := fmt.Sscanf(string(data), "%s %d", &who, &n); err != nil || n != next[who] || typ != websocket.MessageText {
+			t.Fatalf("got %v %.40q, want text %s %d", typ, data, who, next[who])
+		}
+		if who == "A" && n%perBatch == 0 {
+			if want := len(fmt.Sprintf("A %d ", n)) + sizes[(n/perBatch)%len(sizes)]; len(data) != want {
+				t.Fatalf("frame A %d has %d bytes, want %d", n, len(data), want)
+			}
 		}
 		next[who]++
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("after the last frame: %v, want the server's normal close", err)
+	}
+}
+
+// Once the session closes, no frame follows the close frame: writeText refuses.
+func TestNoFrameAfterClose(t *testing.T) {
+	refused := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &corkingWriter{ResponseWriter: w}
+		conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = cw.conn.writeText([]byte("last"))
+		cw.conn.closeFrames()
+		refused <- cw.conn.writeText([]byte("after close"))
+		_ = conn.Close(websocket.StatusGoingAway, "bye")
+	}))
+	defer srv.Close()
+
+	ctx, c := dialServer(t, srv)
+	if _, data, err := c.Read(ctx); err != nil || string(data) != "last" {
+		t.Fatalf("first read %q, %v", data, err)
+	}
+	if _, data, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("after the last frame: %q, %v, want the close", data, err)
+	}
+	if err := <-refused; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a frame after closeFrames: %v, want net.ErrClosed", err)
 	}
 }
 

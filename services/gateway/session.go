@@ -309,7 +309,7 @@ func (s *session) writer() {
 			default:
 				// Held back in memory, so no timeout: the one write of uncork has it. On failure the
 				// session ends; the next turn closes the socket.
-				_ = s.write(context.Background(), frame)
+				_ = s.write(frame)
 			}
 		}
 		err := s.cork.uncork(s.g.cfg.WriteTimeout)
@@ -330,10 +330,11 @@ func (s *session) pause(d time.Duration) {
 	}
 }
 
-// write writes one frame, bounded by ctx. On failure it ends the session; the writer (started
-// by fail if none is running) then closes the socket without the close handshake.
-func (s *session) write(ctx context.Context, frame []byte) error {
-	if err := s.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+// write writes one frame (held back while the socket is corked). On failure it ends the session;
+// the writer (started by fail if none is running) then closes the socket without the close
+// handshake.
+func (s *session) write(frame []byte) error {
+	if err := s.cork.writeText(frame); err != nil {
 		s.writeFailed()
 		return err
 	}
@@ -354,9 +355,13 @@ func (s *session) writeNow(frame []byte) error {
 		return errSessionEnded
 	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.write(ctx, frame); err != nil {
+	s.cork.cork() // the uncork's one write has the timeout
+	err := s.write(frame)
+	if uerr := s.cork.uncork(s.g.cfg.WriteTimeout); err == nil && uerr != nil {
+		s.writeFailed()
+		err = uerr
+	}
+	if err != nil {
 		return errSessionEnded
 	}
 	return nil
@@ -368,6 +373,7 @@ func (s *session) closeConn(broken bool) {
 		s.g.met.closes.WithLabelValues(strconv.Itoa(int(s.code))).Inc()
 	}
 	s.cancel()
+	s.cork.closeFrames()
 	if broken || s.code == protocol.CloseHeartbeatTimeout {
 		_ = s.conn.CloseNow() // the peer is not answering; do not wait for its close frame
 	} else {

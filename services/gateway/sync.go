@@ -267,7 +267,7 @@ func (w *pacedWriter) write(frame []byte) error {
 		w.s.cork.cork()
 	}
 	// Held back in memory (copied: the caller reuses frame): the flush's write has the timeout.
-	if err := w.s.write(context.Background(), frame); err != nil {
+	if err := w.s.write(frame); err != nil {
 		_ = w.flush()
 		return errSessionEnded
 	}
