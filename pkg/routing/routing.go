@@ -172,20 +172,21 @@ func (t *Table) apply(e jetstream.KeyValueEntry) {
 	t.changed = make(chan struct{})
 }
 
-// EachGateway calls fn(user, gateway) once for each gateway holding at least one device of each
-// of users, in the order of users, under one lock and one reading of the clock: fanout asks it
-// for every member of a conversation, for every event. fn must not call the Table.
-func (t *Table) EachGateway(users []string, fn func(user, gateway string)) {
+// EachGateway calls fn(i, gateway) once for each gateway holding at least one device of users[i],
+// in the order of users, under one lock and one reading of the clock: fanout asks it for every
+// member of a conversation, for every event. A user it never calls fn for has no device
+// connected. fn must not call the Table.
+func (t *Table) EachGateway(users []string, fn func(i int, gateway string)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cutoff := t.cutoff()
-	for _, u := range users {
+	for i, u := range users {
 		var buf [8]string
 		seen := buf[:0]
 		for _, r := range t.liveAt(u, cutoff) {
 			if !slices.Contains(seen, r.Gateway) {
 				seen = append(seen, r.Gateway)
-				fn(u, r.Gateway)
+				fn(i, r.Gateway)
 			}
 		}
 	}
@@ -216,13 +217,6 @@ func (t *Table) Devices(userID string) []Device {
 		out = append(out, Device{DeviceID: d, Route: r.Route})
 	}
 	return out
-}
-
-// Online reports whether userID has any routed device.
-func (t *Table) Online(userID string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.live(userID)) > 0
 }
 
 // live returns userID's routes after dropping expired ones; the caller holds t.mu.
@@ -344,9 +338,9 @@ func (t *Table) Stop() {
 // only to the gateways only accepts (nil: all).
 func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte, only func(gateway string) bool) error {
 	byGateway := map[string][]string{}
-	t.EachGateway(users, func(u, gw string) {
+	t.EachGateway(users, func(i int, gw string) {
 		if only == nil || only(gw) {
-			byGateway[gw] = append(byGateway[gw], u)
+			byGateway[gw] = append(byGateway[gw], users[i])
 		}
 	})
 	for gw, us := range byGateway {

@@ -127,6 +127,7 @@ type partition struct {
 	chain   uint64  // this run's random chain id (streams.Delivery.Chain)
 	members memberCache
 	users   []string        // the worker's scratch: the members an event is routed to
+	online  []bool          // the worker's scratch: whether users[i] has a device connected
 	mine    map[string]bool // gateway -> whether this partition delivers to it (delivers)
 
 	sendMu sync.Mutex        // numbers and publishes one link at a time: the worker, and probe
@@ -428,16 +429,19 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 		users = append(users, m.UserID)
 	}
 	part.users = users
+	online := append(part.online[:0], make([]bool, len(users))...)
+	part.online = online
 	byGateway := map[string][]string{}
-	f.routes.EachGateway(users, func(user, gw string) {
+	f.routes.EachGateway(users, func(i int, gw string) {
+		online[i] = true
 		if part.delivers(gw) {
-			byGateway[gw] = append(byGateway[gw], user)
+			byGateway[gw] = append(byGateway[gw], users[i])
 		}
 	})
 	// Push requests need the whole routes table, not one partition's gateways: partition 0
-	// sends them.
+	// sends them, to the message's receivers (users) that have no device connected.
 	if kind == streams.KindMsg && part.p == 0 {
-		if err := part.requestPushes(seq, ev, members); err != nil {
+		if err := part.requestPushes(seq, ev, users, online); err != nil {
 			return err
 		}
 	}

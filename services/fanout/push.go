@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
-	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -28,26 +27,28 @@ type pending struct {
 	ledger   []jetstream.PubAckFuture
 }
 
-// requestPushes handles the push side of a text message: one push request on push.<user> for
-// each member (not the sender) with no connected device, and for the members who are online a
-// "skipped: online" ledger entry per connected device (Config.PushOnlineLedger). Requests carry
-// Nats-Msg-Id <message>:<user>, so a redelivered event does not push twice.
-func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, members []store.Member) error {
+// requestPushes handles the push side of a text message, given its receivers and whether each
+// has a device connected (online[i], from the same reading of the routes that routed it): one
+// push request on push.<user> for each receiver (not the sender) with no connected device, and
+// for those who are online a "skipped: online" ledger entry per connected device
+// (Config.PushOnlineLedger). Requests carry Nats-Msg-Id <message>:<user>, so a redelivered event
+// does not push twice.
+func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, receivers []string, online []bool) error {
 	f := part.f
 	now := time.Now().UnixMilli()
-	for _, m := range members {
-		if m.UserID == ev.SenderID || !f.receives(m, seq, streams.KindMsg, ev.SenderID, ev.ConversationID) {
+	for i, user := range receivers {
+		if user == ev.SenderID {
 			continue
 		}
-		if !f.routes.Online(m.UserID) {
-			data, err := streams.NewPushRequest(m.UserID, seq, ev).Encode()
+		if !online[i] {
+			data, err := streams.NewPushRequest(user, seq, ev).Encode()
 			if err != nil {
 				return consumer.Permanent(fmt.Errorf("encode push request: %w", err))
 			}
-			fut, err := f.deps.JS.PublishAsync(streams.PushSubject(m.UserID), data,
-				jetstream.WithMsgID(streams.PushMsgID(ev.MessageID, m.UserID)))
+			fut, err := f.deps.JS.PublishAsync(streams.PushSubject(user), data,
+				jetstream.WithMsgID(streams.PushMsgID(ev.MessageID, user)))
 			if err != nil {
-				return fmt.Errorf("push request for %s: %w", m.UserID, err)
+				return fmt.Errorf("push request for %s: %w", user, err)
 			}
 			part.pending.mu.Lock()
 			part.pending.requests = append(part.pending.requests, fut)
@@ -57,18 +58,18 @@ func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, members [
 		if !f.cfg.PushOnlineLedger {
 			continue
 		}
-		for _, d := range f.routes.Devices(m.UserID) {
+		for _, d := range f.routes.Devices(user) {
 			data, err := json.Marshal(streams.PushLedgerEntry{
-				UserID: m.UserID, MessageID: ev.MessageID, ConversationID: ev.ConversationID, DeviceID: d.DeviceID,
+				UserID: user, MessageID: ev.MessageID, ConversationID: ev.ConversationID, DeviceID: d.DeviceID,
 				Outcome: streams.PushSkipped, Reason: streams.PushReasonOnline, Detail: "connected to gateway " + d.Route.Gateway, At: now,
 			})
 			if err != nil {
 				return consumer.Permanent(fmt.Errorf("encode ledger entry: %w", err))
 			}
 			// A KV put is a publish on $KV.<bucket>.<key>; asynchronous, it costs fanout no round trip.
-			fut, err := f.deps.JS.PublishAsync("$KV."+streams.PushLedgerBucket+"."+streams.PushLedgerKey(m.UserID, ev.MessageID, d.DeviceID), data)
+			fut, err := f.deps.JS.PublishAsync("$KV."+streams.PushLedgerBucket+"."+streams.PushLedgerKey(user, ev.MessageID, d.DeviceID), data)
 			if err != nil {
-				f.log.Warn("push ledger entry not written", zap.String("user", m.UserID), zap.String("message", ev.MessageID), zap.Error(err))
+				f.log.Warn("push ledger entry not written", zap.String("user", user), zap.String("message", ev.MessageID), zap.Error(err))
 				continue
 			}
 			part.pending.mu.Lock()
