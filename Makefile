@@ -7,7 +7,7 @@ MODULES := streams pkg sdk/go services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-search bench-search-format clean
+.PHONY: run build test check static lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-search bench-search-format clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -19,9 +19,13 @@ build:
 # (213-296 s with -p 2 or 3, against 253-294 s for these two in turn, under similar other load:
 # -race keeps both cores busy either way), and it puts the timing-sensitive end-to-end tests
 # beside the unit packages.
-test: check unit e2e ## vet, gofmt, tidy modules, unit and end-to-end tests, all with -race
+# make test runs static, not check: golangci-lint's build would take a CI run on a new machine past
+# its 15 minutes (figures at lint, below).
+test: static unit e2e ## gofmt, tidy modules, vet, unit and end-to-end tests, all with -race
 
-check:
+check: static lint ## every static check: static's, then golangci-lint
+
+static: ## gofmt, no pointer to outside documents, tidy modules, fuzz target list, go vet
 	@bad=$$(gofmt -l streams pkg sdk/go services examples test); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	@# The docs stand on their own: no tracked file may point at a design file outside the repository.
 	@bad=$$(git grep -Iil -e 'design[.]md' -- .); if [ -n "$$bad" ]; then echo "these files mention a design document that is not in the repository (point at docs/ instead):"; echo "$$bad"; exit 1; fi
@@ -40,8 +44,8 @@ check:
 # of their dependencies reach natter's go.mod files. Measured on the project's 2-core machine under
 # other sessions' load (load average 9-21, so wall times are 2-4x a quiet machine's; CPU seconds
 # are user+sys), GOFLAGS=-modcacherw, each build in a fresh GOCACHE (and a fresh GOMODCACHE for
-# make check and staticcheck; part of golangci-lint's modules were downloaded already):
-#   make check before staticcheck: cold 1605 s wall (downloading every module and compiling every
+# make static and staticcheck; part of golangci-lint's modules were downloaded already):
+#   make static (then named check) before staticcheck: cold 1605 s wall (downloading every module and compiling every
 #     dependency for vet, at load 15-17); warm 7.8 s.
 #   staticcheck v0.8.2: build 139 CPU s (242 s wall); first run over every module 158 CPU s
 #     (361 s wall: it analyses every dependency once, then caches the facts); warm run 3.7 CPU s
@@ -50,12 +54,15 @@ check:
 #     (236 s wall); warm run 6.2 CPU s (21 s wall). A run with fewer linters needs the same build.
 #   staticcheck v0.8.2 again on a quiet machine, build and run in an empty GOCACHE: 4 min 50 s wall,
 #     558 CPU s (vet's compiled dependencies, which check would leave behind, were not there).
+#   make test on a fresh clone with empty module and build caches, golangci-lint started beside
+#     unit and e2e at nice 19 (session of 5 Dec 2026, load average 4-8): 1596 s wall, both cores
+#     busy for all of it; there was no idle CPU for the linter to fill.
 # New machine: staticcheck adds 297-558 CPU s, golangci-lint 428 or more; warm: 4.5 s against
-# 21 s. make test is CI's command and runs check: on a new machine it takes 8.5-9 minutes quiet
-# and 11 or more busy, so even staticcheck (2.5-5 minutes more) would take a busy run past the
-# 15 minutes CI allows. Neither is part of check: make lint runs the whole golangci-lint
-# configuration (staticcheck, unused, errcheck, revive, ...), and finds nothing today; run it
-# before a change lands.
+# 21 s. make test is CI's command: on a new machine it takes 8.5-9 minutes quiet and 11 or more
+# busy, so even staticcheck (2.5-5 minutes more) would take a busy run past the 15 minutes CI
+# allows. So make check (static, then golangci-lint) runs the whole configuration (staticcheck,
+# unused, errcheck, revive, ...) and finds nothing today, and make test runs static only: run
+# make check before a change lands.
 GOLANGCI_LINT_VERSION := v2.15.0
 lint: ## golangci-lint (errcheck, govet, ineffassign, staticcheck, unused, revive)
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
@@ -76,7 +83,7 @@ web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input: client frames, stream and store envelopes,
 # store wire messages, push requests, state events, stored membership changes, bearer and refresh tokens, Origin and
-# X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make check fails when a
+# X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make static fails when a
 # fuzz target is missing here.
 FUZZ_TARGETS := ./sdk/go/protocol:FuzzDecode ./sdk/go/protocol:FuzzEventJSON ./streams:FuzzDecodeChatEvent ./streams:FuzzDecodeChatFast ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
