@@ -78,14 +78,15 @@ type Table struct {
 	ttl time.Duration // the bucket's TTL: older entries have expired even if no watch said so
 
 	mu      sync.Mutex
-	byUser  map[string]map[string]entry
-	applied uint64        // highest KV revision applied
-	changed chan struct{} // closed and replaced on every apply
+	byUser  map[string][]entry // user -> one entry per routed device (a few: a slice is cheaper to walk than a map)
+	applied uint64             // highest KV revision applied
+	changed chan struct{}      // closed and replaced on every apply
 	done    chan struct{}
 }
 
-// entry is a route with the time its KV entry was written.
+// entry is one device's route with the time its KV entry was written.
 type entry struct {
+	device string
 	streams.Route
 	written time.Time
 }
@@ -118,7 +119,7 @@ func Watch(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Table
 	if cfg := stream.CachedInfo().Config; cfg.Replicas <= 1 && cfg.AllowDirect {
 		directGet = "$JS.API.DIRECT.GET." + cfg.Name
 	}
-	t := &Table{log: log, stream: stream, nc: js.Conn(), directGet: directGet, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string]map[string]entry{},
+	t := &Table{log: log, stream: stream, nc: js.Conn(), directGet: directGet, w: w, cancel: cancel, ttl: status.TTL(), byUser: map[string][]entry{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	loaded := make(chan struct{})
 	go t.run(loaded)
@@ -155,16 +156,14 @@ func (t *Table) apply(e jetstream.KeyValueEntry) {
 				break
 			}
 			devs := t.byUser[user]
-			if devs == nil {
-				devs = map[string]entry{}
-				t.byUser[user] = devs
+			next := entry{device, r, e.Created()}
+			if i := slices.IndexFunc(devs, func(d entry) bool { return d.device == device }); i >= 0 {
+				devs[i] = next
+			} else {
+				t.byUser[user] = append(devs, next)
 			}
-			devs[device] = entry{r, e.Created()}
 		default: // delete or purge
-			delete(t.byUser[user], device)
-			if len(t.byUser[user]) == 0 {
-				delete(t.byUser, user)
-			}
+			t.keep(user, func(d entry) bool { return d.device != device })
 		}
 	}
 	t.applied = max(t.applied, e.Revision())
@@ -213,14 +212,14 @@ func (t *Table) Devices(userID string) []Device {
 	defer t.mu.Unlock()
 	devs := t.live(userID)
 	out := make([]Device, 0, len(devs))
-	for d, r := range devs {
-		out = append(out, Device{DeviceID: d, Route: r.Route})
+	for _, d := range devs {
+		out = append(out, Device{DeviceID: d.device, Route: d.Route})
 	}
 	return out
 }
 
 // live returns userID's routes after dropping expired ones; the caller holds t.mu.
-func (t *Table) live(userID string) map[string]entry {
+func (t *Table) live(userID string) []entry {
 	return t.liveAt(userID, t.cutoff())
 }
 
@@ -234,20 +233,25 @@ func (t *Table) cutoff() time.Time {
 
 // liveAt returns userID's routes after dropping those written before cutoff; the caller holds
 // t.mu.
-func (t *Table) liveAt(userID string, cutoff time.Time) map[string]entry {
-	devs := t.byUser[userID]
+func (t *Table) liveAt(userID string, cutoff time.Time) []entry {
 	if cutoff.IsZero() {
-		return devs
+		return t.byUser[userID]
 	}
-	for d, r := range devs {
-		if r.written.Before(cutoff) {
-			delete(devs, d)
-		}
-	}
-	if len(devs) == 0 {
+	return t.keep(userID, func(d entry) bool { return !d.written.Before(cutoff) })
+}
+
+// keep drops userID's entries that keep reports false for (the user too, when none is left)
+// and returns the rest; the caller holds t.mu.
+func (t *Table) keep(userID string, keep func(entry) bool) []entry {
+	devs := t.byUser[userID]
+	kept := slices.DeleteFunc(devs, func(d entry) bool { return !keep(d) })
+	switch {
+	case len(kept) == 0:
 		delete(t.byUser, userID)
+	case len(kept) < len(devs):
+		t.byUser[userID] = kept
 	}
-	return devs
+	return kept
 }
 
 // Sync is the barrier: it returns once the mirror holds every route written before Sync was
