@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 type hub struct {
 	g      *Gateway
 	mu     sync.RWMutex
-	byUser map[string]map[string]*session // user -> device -> session
+	byUser map[string][]*session // user -> its sessions, one per device (a few: a slice is cheaper to walk than a map)
 	n      int
 	chains chains // used by the delivery subscription's goroutine only
 	// revoked holds the login sessions announced revoked in the last revokedMemory, for add: a
@@ -36,7 +37,7 @@ const revokedMemory = time.Minute
 const sessionEndedReason = "the session has ended (logout or revoked); log in again"
 
 func newHub(g *Gateway) *hub {
-	return &hub{g: g, byUser: map[string]map[string]*session{}, chains: chains{links: map[uint64]chainLink{}},
+	return &hub{g: g, byUser: map[string][]*session{}, chains: chains{links: map[uint64]chainLink{}},
 		revoked: map[string]time.Time{}}
 }
 
@@ -48,16 +49,13 @@ func (h *hub) add(s *session) (replaced *session, revoked bool) {
 	defer h.mu.Unlock()
 	_, revoked = h.revoked[s.login]
 	devs := h.byUser[s.userID]
-	if devs == nil {
-		devs = map[string]*session{}
-		h.byUser[s.userID] = devs
+	if i := slices.IndexFunc(devs, func(o *session) bool { return o.deviceID == s.deviceID }); i >= 0 {
+		replaced, devs[i] = devs[i], s
+		return replaced, revoked
 	}
-	replaced = devs[s.deviceID]
-	if replaced == nil {
-		h.n++
-	}
-	devs[s.deviceID] = s
-	return replaced, revoked
+	h.byUser[s.userID] = append(devs, s)
+	h.n++
+	return nil, revoked
 }
 
 // onRevoked runs on the revocation subscription's goroutine: it closes, with CloseSessionEnded,
@@ -97,13 +95,15 @@ func (h *hub) remove(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	devs := h.byUser[s.userID]
-	if devs[s.deviceID] != s {
+	i := slices.Index(devs, s)
+	if i < 0 {
 		return
 	}
-	delete(devs, s.deviceID)
 	h.n--
-	if len(devs) == 0 {
+	if devs = slices.Delete(devs, i, i+1); len(devs) == 0 {
 		delete(h.byUser, s.userID)
+	} else {
+		h.byUser[s.userID] = devs
 	}
 }
 
