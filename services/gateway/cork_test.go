@@ -26,13 +26,7 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 	const batches, perBatch, direct = 200, 25, 2000
 	// Payload lengths about each boundary of the three length encodings (7 bits, 16, 64).
 	sizes := []int{0, 1, 125, 126, 127, 1000, 65535, 65536, 70000}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &corkingWriter{ResponseWriter: w}
-		conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
-		if err != nil {
-			t.Error(err)
-			return
-		}
+	srv := corkedServer(t, func(conn *websocket.Conn, cc *corkConn) {
 		ctx, stopPings := context.WithCancel(context.Background())
 		pinged := make(chan struct{})
 		go func() { // the heartbeat: control frames written by the Conn itself
@@ -49,18 +43,18 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 		go func() { // the session writer
 			defer wg.Done()
 			for b := range batches {
-				cw.conn.cork()
+				cc.cork()
 				for i := range perBatch {
 					pad := 3
 					if i == 0 {
 						pad = sizes[b%len(sizes)]
 					}
-					if err := cw.conn.writeText(fmt.Appendf(nil, "A %d %s", b*perBatch+i, strings.Repeat("a", pad))); err != nil {
+					if err := cc.writeText(fmt.Appendf(nil, "A %d %s", b*perBatch+i, strings.Repeat("a", pad))); err != nil {
 						t.Error(err)
 						return
 					}
 				}
-				if err := cw.conn.uncork(5 * time.Second); err != nil {
+				if err := cc.uncork(5 * time.Second); err != nil {
 					t.Error(err)
 					return
 				}
@@ -69,7 +63,7 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 		go func() { // catch-up, writing through
 			defer wg.Done()
 			for j := range direct {
-				if err := cw.conn.writeText(fmt.Appendf(nil, "B %d", j)); err != nil {
+				if err := cc.writeText(fmt.Appendf(nil, "B %d", j)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -79,8 +73,7 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 		stopPings()
 		<-pinged
 		_ = conn.Close(websocket.StatusNormalClosure, "")
-	}))
-	defer srv.Close()
+	})
 
 	ctx, c := dialServer(t, srv)
 	c.SetReadLimit(1 << 20)
@@ -110,19 +103,12 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 // Once the session closes, no frame follows the close frame: writeText refuses.
 func TestNoFrameAfterClose(t *testing.T) {
 	refused := make(chan error, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &corkingWriter{ResponseWriter: w}
-		conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		_ = cw.conn.writeText([]byte("last"))
-		cw.conn.closeFrames()
-		refused <- cw.conn.writeText([]byte("after close"))
+	srv := corkedServer(t, func(conn *websocket.Conn, cc *corkConn) {
+		_ = cc.writeText([]byte("last"))
+		cc.closeFrames()
+		refused <- cc.writeText([]byte("after close"))
 		_ = conn.Close(websocket.StatusGoingAway, "bye")
-	}))
-	defer srv.Close()
+	})
 
 	ctx, c := dialServer(t, srv)
 	if _, data, err := c.Read(ctx); err != nil || string(data) != "last" {
@@ -211,6 +197,23 @@ func TestCorksNest(t *testing.T) {
 	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "answer,history,more" || c.held != nil {
 		t.Fatalf("peer read %q, %v; %q still held", got, err, c.heldBytes())
 	}
+}
+
+// corkedServer serves WebSockets accepted through a corkingWriter, handing serve each Conn with
+// its corkConn; it is closed at the end of the test.
+func corkedServer(t *testing.T, serve func(conn *websocket.Conn, cc *corkConn)) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &corkingWriter{ResponseWriter: w}
+		conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		serve(conn, cw.conn)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // tcpPair is a connected pair of loopback TCP sockets, closed at the end of the test: the
