@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// corkConn is a socket that can hold back what is written to it: coder/websocket flushes every
-// frame with its own write syscall, and while the socket is corked those flushes collect here,
+// corkConn is a socket that can hold back what is written to it: the session's text frames
+// (writeText) and the websocket.Conn's own control frames alike collect here while it is corked,
 // so a batch of frames reaches the wire in one write. Both the session writer and catch-up cork
 // it; it stays corked until the last of them uncorks. Uncorked, writes pass through. Bytes leave
 // in the order they were written, corked or not.
