@@ -51,10 +51,8 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	if c.corks > 0 {
 		if len(p) > 0 {
-			if c.held == nil {
-				c.held = heldBuffers.Get().(*[]byte)
-			}
-			*c.held = append(*c.held, p...)
+			b := c.heldBuf()
+			*b = append(*b, p...)
 		}
 		return len(p), nil
 	}
@@ -87,7 +85,7 @@ func (c *corkConn) armDeadline() error {
 
 // writeText writes p as one WebSocket text frame, past the websocket.Conn, whose two locks and
 // buffer copy per frame were 3-4 % of the gateway's CPU in a group of 100; corked, the frame is
-// held back like any write. It is safe beside the Conn's own writes (pongs, pings, the close
+// held back like any write, and uncorked it goes out at once. It is safe beside the Conn's own writes (pongs, pings, the close
 // frame): the Conn flushes each of its frames as it completes it, and a control frame (at most 131
 // bytes) fits its 1 KiB buffer, so each reaches Write in one piece, and frames never interleave.
 // After closeFrames it refuses with net.ErrClosed.
@@ -97,22 +95,12 @@ func (c *corkConn) writeText(p []byte) error {
 	if c.framesClosed {
 		return net.ErrClosed
 	}
+	b := c.heldBuf()
+	*b = appendTextFrame(*b, p)
 	if c.corks > 0 {
-		if c.held == nil {
-			c.held = heldBuffers.Get().(*[]byte)
-		}
-		*c.held = appendTextFrame(*c.held, p)
 		return nil
 	}
-	b := heldBuffers.Get().(*[]byte)
-	*b = appendTextFrame((*b)[:0], p)
-	defer c.lend(b)
-	if err := c.armDeadline(); err != nil {
-		return err
-	}
-	c.count()
-	_, err := c.Conn.Write(*b)
-	return err
+	return c.flushHeld()
 }
 
 // closeFrames makes writeText refuse from now on: the close frame is next.
@@ -154,24 +142,36 @@ func (c *corkConn) uncork(timeout time.Duration) error {
 	if c.corks--; c.corks > 0 || c.held == nil {
 		return nil
 	}
+	c.timeout = timeout
+	return c.flushHeld()
+}
+
+// heldBuf is the socket's held buffer, borrowed from heldBuffers if it holds none. Called with
+// mu held.
+func (c *corkConn) heldBuf() *[]byte {
+	if c.held == nil {
+		c.held = heldBuffers.Get().(*[]byte)
+	}
+	return c.held
+}
+
+// flushHeld writes what is held in one write, bounded by the write deadline, and gives the
+// buffer back to heldBuffers (unless it grew past maxPooledHeld). Called with mu held.
+func (c *corkConn) flushHeld() error {
 	held := c.held
 	c.held = nil
-	defer c.lend(held)
-	c.timeout = timeout
+	defer func() {
+		if cap(*held) <= maxPooledHeld {
+			*held = (*held)[:0]
+			heldBuffers.Put(held)
+		}
+	}()
 	if err := c.armDeadline(); err != nil {
 		return err
 	}
 	c.count()
 	_, err := c.Conn.Write(*held)
 	return err
-}
-
-// lend gives a buffer back to heldBuffers, unless it grew past maxPooledHeld.
-func (c *corkConn) lend(b *[]byte) {
-	if cap(*b) <= maxPooledHeld {
-		*b = (*b)[:0]
-		heldBuffers.Put(b)
-	}
 }
 
 // heldBytes is what is held back now (for tests).
