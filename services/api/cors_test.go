@@ -42,6 +42,12 @@ func (e *env) corsDo(t *testing.T, method, path, o, token string) corsAnswer {
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
+	return readCorsAnswer(t, resp)
+}
+
+// readCorsAnswer reads and closes resp, with the error code of its body if it has one.
+func readCorsAnswer(t *testing.T, resp *http.Response) corsAnswer {
+	t.Helper()
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -228,16 +234,6 @@ func (e *env) tooLarge(t *testing.T, o string) corsAnswer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := corsAnswer{status: resp.StatusCode, header: resp.Header, body: raw}
-		var eb errorBody
-		if json.Unmarshal(raw, &eb) == nil {
-			a.code = string(eb.Error.Code)
-		}
-		return a
+		return readCorsAnswer(t, resp)
 	}
 }
