@@ -20,7 +20,6 @@ import (
 
 	"github.com/natter-chat/natter/pkg/auth"
 	"github.com/natter-chat/natter/pkg/natsx"
-	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/streams"
@@ -100,7 +99,7 @@ func startTarget(ctx context.Context, cfg Config, log *zap.Logger) (*target, err
 	ac.API.PasswordCost = auth.MinPasswordCost // sign-up is not what is measured
 	ac.API.Limits = api.NoLimits()             // nor are the rate limits: hundreds of users from one address
 	// Nor are the gateway's per-address limits: many sockets from 127.0.0.1.
-	ac.Gateway.UpgradesPerAddr, ac.Gateway.SocketsPerAddr = ratelimit.Off, 0
+	ac.Gateway.LiftAddrLimits()
 	ac.API.HashWait = time.Minute
 	ac.AccessTTL = 24 * time.Hour // a long run reconnects with its sign-up tokens; refresh is not what is measured
 	ac.Gateway.FramesPerSecond = frameRateLifted

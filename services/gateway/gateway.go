@@ -123,6 +123,10 @@ var (
 	DefaultSocketsPerAddr  = 1000
 )
 
+// LiftAddrLimits lifts the per-address limits (UpgradesPerAddr, SocketsPerAddr): for tests and
+// benchmarks that open many sockets from one address, and natter run --rate-limits=false.
+func (c *Config) LiftAddrLimits() { c.UpgradesPerAddr, c.SocketsPerAddr = ratelimit.Off, 0 }
+
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
 	return Config{

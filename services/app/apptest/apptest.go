@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/natter-chat/natter/pkg/auth"
-	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/app"
 )
@@ -58,7 +57,7 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
 	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503
 	// Nor are the gateway's per-address limits: many sockets from 127.0.0.1.
-	cfg.Gateway.UpgradesPerAddr, cfg.Gateway.SocketsPerAddr = ratelimit.Off, 0
+	cfg.Gateway.LiftAddrLimits()
 	// Long runs (make test-invariant) use their sign-up tokens for longer than the default 15
 	// minutes; tests of expiry and refresh set a short AccessTTL themselves.
 	cfg.AccessTTL = 2 * time.Hour

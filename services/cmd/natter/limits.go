@@ -4,7 +4,6 @@ import (
 	"flag"
 
 	"github.com/natter-chat/natter/pkg/clientaddr"
-	"github.com/natter-chat/natter/pkg/ratelimit"
 	"github.com/natter-chat/natter/services/api"
 	"github.com/natter-chat/natter/services/gateway"
 )
@@ -35,7 +34,7 @@ func limitFlags(fs *flag.FlagSet, c *api.Config, gw *gateway.Config) func() erro
 			keys := l.MaxKeys
 			*l = api.NoLimits()
 			l.MaxKeys = keys
-			gw.UpgradesPerAddr, gw.SocketsPerAddr = ratelimit.Off, 0
+			gw.LiftAddrLimits()
 		}
 		gw.AddrLimitKeys = l.MaxKeys
 		p, err := clientaddr.ParseCIDRs(*proxies)
