@@ -118,9 +118,7 @@ func (h *hub) all() []*session {
 	defer h.mu.RUnlock()
 	out := make([]*session, 0, h.n)
 	for _, devs := range h.byUser {
-		for _, s := range devs {
-			out = append(out, s)
-		}
+		out = append(out, devs...)
 	}
 	return out
 }
@@ -199,10 +197,7 @@ func (h *hub) onAccountDeleted(msg *nats.Msg) {
 		return
 	}
 	h.mu.RLock()
-	var closing []*session
-	for _, s := range h.byUser[userID] {
-		closing = append(closing, s)
-	}
+	closing := slices.Clone(h.byUser[userID])
 	h.mu.RUnlock()
 	for _, s := range closing {
 		s.fail(protocol.CloseUnauthorized, "account deleted")
