@@ -76,6 +76,7 @@ type Store struct {
 
 	stripes [64]sync.Mutex // see lock
 	tops    tops           // highest stored seq per conversation, for insertMessage
+	members members        // member records read lately, for Member
 }
 
 var (
@@ -376,7 +377,9 @@ func (s *Store) PutMember(ctx context.Context, m store.Member) error {
 	b := s.db.NewBatch()
 	_ = b.Set(key(tagMem, m.ConversationID, m.UserID), v, nil)
 	_ = b.Set(key(tagUmem, m.UserID, m.ConversationID), v, nil)
-	if err := s.write(b, pebble.Sync); err != nil {
+	err := s.write(b, pebble.Sync)
+	s.members.forget(memberKey{m.ConversationID, m.UserID}) // even after a failed write: it may have landed
+	if err != nil {
 		return fmt.Errorf("pebble: put member %s/%s: %w", m.ConversationID, m.UserID, err)
 	}
 	return nil
@@ -387,17 +390,22 @@ func (s *Store) Member(ctx context.Context, conversationID, userID string) (stor
 		return store.Member{}, fmt.Errorf("pebble: member %s/%s: %w", conversationID, userID, err)
 	}
 	defer s.mu.RUnlock()
+	k := memberKey{conversationID, userID}
+	m, gen, ok := s.members.get(k)
+	if ok {
+		return m, nil
+	}
 	v, ok, err := s.get(key(tagMem, conversationID, userID))
 	if err == nil && !ok {
 		err = store.ErrNotFound
 	}
-	var m store.Member
 	if err == nil {
 		m, err = decodeMember(v)
 	}
 	if err != nil {
 		return store.Member{}, fmt.Errorf("pebble: member %s/%s: %w", conversationID, userID, err)
 	}
+	s.members.keep(k, m, gen)
 	return m, nil
 }
 
