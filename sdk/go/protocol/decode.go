@@ -20,16 +20,19 @@ func Decode(raw []byte) (ClientFrame, *Error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return ClientFrame{}, Errorf(CodeInvalidJSON, "frame must be one JSON object")
 	}
-	var f ClientFrame
-	// Unmarshal checks the whole input is one JSON value before it fills f, so a syntax error
-	// means "not one JSON object". A field of the wrong type does not stop it: it fills every other
-	// field and reports the first bad one, so the frame's ref is known even then.
-	if err := json.Unmarshal(trimmed, &f); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if !errors.As(err, &typeErr) {
-			return ClientFrame{}, Errorf(CodeInvalidJSON, "frame is not valid JSON: %v", err)
+	// The common shape is read without reflection. Anything else goes to Unmarshal, which checks
+	// the whole input is one JSON value before it fills f, so a syntax error means "not one JSON
+	// object". A field of the wrong type does not stop it: it fills every other field and reports
+	// the first bad one, so the frame's ref is known even then.
+	f, ok := decodeFrameFast(trimmed)
+	if !ok {
+		if err := json.Unmarshal(trimmed, &f); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if !errors.As(err, &typeErr) {
+				return ClientFrame{}, Errorf(CodeInvalidJSON, "frame is not valid JSON: %v", err)
+			}
+			return ClientFrame{}, Errorf(CodeInvalidFrame, "%s", wrongTypeMessage(typeErr.Field)).WithRef(refOf(f))
 		}
-		return ClientFrame{}, Errorf(CodeInvalidFrame, "%s", wrongTypeMessage(typeErr.Field)).WithRef(refOf(f))
 	}
 	if len(f.ID) > MaxIDBytes {
 		return ClientFrame{}, Errorf(CodeInvalidFrame, "id longer than %d bytes", MaxIDBytes)
