@@ -287,9 +287,10 @@ func (s *session) refreshRoute(ctx context.Context) error {
 // gathering what else comes. Once the session has ended it closes the socket instead.
 func (s *session) writer() {
 	defer s.wg.Done()
-	patient := true
+	var pause *time.Timer // made at the first pause, reused for the session's later ones
+	patient, now := true, time.Now()
 	for {
-		t := s.out.take(patient, time.Now())
+		t := s.out.take(patient, now)
 		switch {
 		case t.close:
 			s.closeConn(t.broken)
@@ -297,37 +298,49 @@ func (s *session) writer() {
 		case t.idle:
 			return
 		case t.wait > 0:
-			s.pause(t.wait) // what comes meanwhile joins the next batch
-			patient = false
+			pause = s.pause(pause, t.wait) // what comes meanwhile joins the next batch
+			patient, now = false, time.Now()
 			continue
 		}
-		patient = true
 		s.cork.cork()
+		written := 0
 		for _, frame := range t.frames {
 			select {
 			case <-s.kill:
 			default:
 				// Held back in memory, so no timeout: the one write of uncork has it. On failure the
 				// session ends; the next turn closes the socket.
-				_ = s.write(frame)
+				if s.cork.writeText(frame) != nil {
+					s.writeFailed()
+					continue
+				}
+				written++
 			}
 		}
+		s.g.met.framesOut.Add(float64(written))
 		err := s.cork.uncork(s.g.cfg.WriteTimeout)
-		s.out.done(t.frames, time.Now())
+		patient, now = true, time.Now() // the next take comes at once: this is its now too
+		s.out.done(t.frames, now)
 		if err != nil {
 			s.writeFailed()
 		}
 	}
 }
 
-// pause waits d, or less if the session ends meanwhile.
-func (s *session) pause(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// pause waits d, or less if the session ends meanwhile, on timer t (nil: a new one), which it
+// returns for the next pause.
+func (s *session) pause(t *time.Timer, d time.Duration) *time.Timer {
+	if t == nil {
+		t = time.NewTimer(d)
+	} else {
+		t.Reset(d)
+	}
 	select {
 	case <-t.C:
 	case <-s.kill:
+		t.Stop()
 	}
+	return t
 }
 
 // write writes one frame (held back while the socket is corked). On failure it ends the session;
