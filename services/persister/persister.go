@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
@@ -27,12 +28,19 @@ import (
 type Config struct {
 	// Workers writing one chunk in parallel; order does not matter to a store keyed by seq.
 	Workers int
+	// Linger lets a chunk wait this long after its first event for more, so that at low rates
+	// one wait for the disk covers several events instead of one or two. It delays only the
+	// persister's acks (history reads take what is not yet stored from the stream).
+	Linger time.Duration
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.Workers < 1 || c.Workers > 256 {
 		return fmt.Errorf("persister: workers %d not in 1..256", c.Workers)
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		return fmt.Errorf("persister: linger %s not in 0..1s", c.Linger)
 	}
 	return nil
 }
@@ -83,7 +91,7 @@ func (p *Persister) Start(ctx context.Context) error {
 	if gc, ok := p.deps.Store.(store.GroupCommitter); ok {
 		p.commit, hooks.Flush = gc, p.sync
 	}
-	p.runner, err = consumer.Start(cons, consumer.Config{Name: "persister", Workers: p.cfg.Workers},
+	p.runner, err = consumer.Start(cons, consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger},
 		p.Handle, hooks, p.log, p.deps.Metrics)
 	if err != nil {
 		return fmt.Errorf("persister: %w", err)

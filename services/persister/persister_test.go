@@ -232,7 +232,12 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("workers %d accepted", w)
 		}
 	}
-	p, err := New(Config{Workers: 1}, Deps{Log: zap.NewNop()})
+	for _, l := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+		if _, err := New(Config{Workers: 1, Linger: l}, Deps{Log: zap.NewNop()}); err == nil {
+			t.Errorf("linger %s accepted", l)
+		}
+	}
+	p, err := New(Config{Workers: 1, Linger: 5 * time.Millisecond}, Deps{Log: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
