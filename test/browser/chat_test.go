@@ -128,7 +128,9 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	alice.shot("bob away, sent four")
 
 	// Bob comes back: the same tab, device and cursor. He catches up and sees everything in order.
-	bob.do("come back", chromedp.Navigate(n.API+"/"))
+	// (Chromium keeps the page he left in its back/forward cache: the page closed its socket when
+	// he left, and reloads when he comes back.)
+	bob.do("come back", chromedp.NavigateBack())
 	bob.until("connected", `document.querySelector("#connection").dataset.state === "live"`)
 	bob.until("four unread", `document.querySelector("#conversations .unread")?.textContent === "4"`)
 	bob.shot("back, four unread")

@@ -226,6 +226,16 @@ export class App {
     text.addEventListener("input", () => this.onTyping());
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
+    // A page the browser keeps for back and forward (its back/forward cache) stays alive while
+    // another page shows, and so would its socket: the server would show us online meanwhile.
+    // Leaving the page closes the socket; coming back to it reloads the page, which connects
+    // again from the saved cursor.
+    window.addEventListener("pagehide", (e) => {
+      if (e.persisted) void this.conn?.close();
+    });
+    window.addEventListener("pageshow", (e) => {
+      if (e.persisted) location.reload();
+    });
     window.addEventListener("focus", () => this.markRead());
     // "last seen 3 min ago" ages on screen. Requests and invitations arrive live (request
     // frames, member events naming us) and are reloaded on every (re)connect; the reload every

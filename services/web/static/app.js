@@ -1268,6 +1268,12 @@ var App = class {
     text.addEventListener("input", () => this.onTyping());
     byId("history").addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.markRead());
+    window.addEventListener("pagehide", (e) => {
+      if (e.persisted) void this.conn?.close();
+    });
+    window.addEventListener("pageshow", (e) => {
+      if (e.persisted) location.reload();
+    });
     window.addEventListener("focus", () => this.markRead());
     this.presenceTimer = window.setInterval(() => this.renderPresence(), 3e4);
     window.setInterval(() => {
