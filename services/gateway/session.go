@@ -303,21 +303,15 @@ func (s *session) writer() {
 			continue
 		}
 		s.cork.cork()
-		written := 0
 		for _, frame := range t.frames {
 			select {
 			case <-s.kill:
 			default:
 				// Held back in memory, so no timeout: the one write of uncork has it. On failure the
 				// session ends; the next turn closes the socket.
-				if s.cork.writeText(frame) != nil {
-					s.writeFailed()
-					continue
-				}
-				written++
+				_ = s.write(frame)
 			}
 		}
-		s.g.met.framesOut.Add(float64(written))
 		err := s.cork.uncork(s.g.cfg.WriteTimeout)
 		patient, now = true, time.Now() // the next take comes at once: this is its now too
 		s.out.done(t.frames, now)
