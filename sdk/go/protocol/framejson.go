@@ -12,20 +12,15 @@ func decodeFrameFast(data []byte) (f ClientFrame, ok bool) {
 	if !r.Lit("{") {
 		return ClientFrame{}, false
 	}
-	if r.Lit("}") {
-		return f, len(r.B) == 0
-	}
-	for {
-		if !readField(&r, &f) {
-			return ClientFrame{}, false
-		}
-		if r.Lit("}") {
-			return f, len(r.B) == 0
-		}
-		if !r.Lit(",") {
+	for first := true; !r.Lit("}"); first = false {
+		if !first && !r.Lit(",") || !readField(&r, &f) {
 			return ClientFrame{}, false
 		}
 	}
+	if len(r.B) != 0 {
+		return ClientFrame{}, false
+	}
+	return f, true
 }
 
 // readField consumes one "key":value pair into f; a later pair of the same key overwrites it, as
