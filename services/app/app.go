@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ type Config struct {
 	AccessTTL time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables it.
 	MetricsAddr string
+	// Pprof also serves Go's profiles (/debug/pprof/) on MetricsAddr: for profiling a running
+	// process; they reveal internals, so keep that address private.
+	Pprof bool
 	// StoreKind is "pebble" (embedded, under DataDir), "scylla" (Scylla below) or "remote" (the
 	// store another process serves over NATS with TargetStore; Remote below).
 	StoreKind string
@@ -332,7 +336,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		),
 	}
 	if cfg.MetricsAddr != "" {
-		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, reg, log, run) }))
+		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, cfg.Pprof, reg, log, run) }))
 	}
 	if cfg.nodeOnly() {
 		opts = append(opts, fx.Invoke(func(*server.Server) {}))
@@ -551,10 +555,17 @@ func tokens(cfg Config) (*auth.Tokens, error) {
 	return auth.NewTokens(secret, cfg.AccessTTL)
 }
 
-func serveMetrics(lc fx.Lifecycle, addr string, reg *prometheus.Registry, log *zap.Logger, run *Running) {
+func serveMetrics(lc fx.Lifecycle, addr string, profiles bool, reg *prometheus.Registry, log *zap.Logger, run *Running) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if profiles {
+		mux.HandleFunc("/debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, ...
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	lc.Append(fx.Hook{

@@ -70,10 +70,11 @@ type PeersConfig struct {
 	Warmup   time.Duration // unmeasured time before it
 	Settle   time.Duration // longest wait after a phase for outstanding acks and deliveries
 
-	// CentrifugoProfile, when set, receives a CPU profile of Centrifugo (from its pprof endpoint)
-	// over the measured window of the first Centrifugo round's ProfilePhase (PeerFlat,
-	// PeerPaced or PeerGroup; empty: PeerFlat).
+	// CentrifugoProfile and NatterProfile, when set, receive a CPU profile of that server (from
+	// its pprof endpoint; natter runs with --pprof) over the measured window of its first round's
+	// ProfilePhase (PeerFlat, PeerPaced or PeerGroup; empty: PeerFlat).
 	CentrifugoProfile string
+	NatterProfile     string
 	ProfilePhase      string
 
 	Command  string
@@ -198,17 +199,17 @@ func RunPeers(ctx context.Context, cfg PeersConfig) (*PeersReport, error) {
 		rep.Seconds = time.Since(start).Seconds()
 		rep.finish()
 	}()
-	profiled := false
+	profiled := map[string]bool{} // servers whose first round was run (and profiled, if asked)
 	for i := range cfg.Pairs {
 		for _, server := range cfg.Servers {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
 			rc := cfg
-			if server != ServerCentrifugo || profiled {
-				rc.CentrifugoProfile = ""
+			if profiled[server] {
+				rc.CentrifugoProfile, rc.NatterProfile = "", ""
 			}
-			profiled = profiled || server == ServerCentrifugo
+			profiled[server] = true
 			round := runPeerRound(ctx, rc, server, i+1, exe, progress)
 			rep.Rounds = append(rep.Rounds, round)
 			if round.Error != "" {
@@ -255,6 +256,9 @@ type peerSide interface {
 	backlog(ctx context.Context) uint64
 	idle(ctx context.Context, e *peerEngine, exe string) (*MemResult, error)
 	catchUp(ctx context.Context, e *peerEngine) (*CatchUpResult, error)
+	// profile is where cfg asks this server's CPU profile to go ("" for none) and the base URL
+	// of its /debug/pprof/.
+	profile(cfg PeersConfig) (path, base string)
 	stop() error
 }
 
@@ -449,15 +453,13 @@ func (e *peerEngine) load(ctx context.Context, r *PeerRound, progress func(strin
 		waitQuiet(ctx, e.side.pid(), 15*time.Second)
 		progress("%s: %s, %d senders, %s", e.side.name(), p.name, len(p.senders), cfg.Duration)
 		var prof func() error
-		if cfg.CentrifugoProfile != "" && p.key == cmp.Or(cfg.ProfilePhase, PeerFlat) {
-			if cs, ok := e.side.(*cfSide); ok {
-				prof = cs.profile(ctx, cfg.CentrifugoProfile, cfg.Warmup, cfg.Duration)
-			}
+		if path, base := e.side.profile(cfg); path != "" && p.key == cmp.Or(cfg.ProfilePhase, PeerFlat) {
+			prof = cpuProfile(ctx, base, path, cfg.Warmup, cfg.Duration)
 		}
 		res, err := e.run(ctx, p)
 		if prof != nil {
 			if perr := prof(); perr != nil {
-				res.Notes = append(res.Notes, "centrifugo profile: "+perr.Error())
+				res.Notes = append(res.Notes, e.side.name()+" profile: "+perr.Error())
 			}
 		}
 		if err != nil {

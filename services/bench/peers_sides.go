@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ func idleUsers(k int) int { return max(1, min(20, k/100)) }
 type natterSide struct {
 	p     *proc
 	t     *target
+	base  string // http://<metrics address>: /debug/pprof/ is there with --pprof
 	users []user // load users, then the catch-up pair, then the idle users
 	pairs []string
 	group string
@@ -39,7 +41,11 @@ type natterSide struct {
 }
 
 func startNatterSide(ctx context.Context, cfg PeersConfig) (*natterSide, error) {
-	p, a, err := startNatterProc(ctx, cfg.NatterBin, cfg.NatterArgs)
+	args := cfg.NatterArgs
+	if cfg.NatterProfile != "" {
+		args = append(slices.Clip(args), "--pprof")
+	}
+	p, a, err := startNatterProc(ctx, cfg.NatterBin, args)
 	if err != nil {
 		return nil, err
 	}
@@ -48,11 +54,13 @@ func startNatterSide(ctx context.Context, cfg PeersConfig) (*natterSide, error) 
 		_ = p.stop()
 		return nil, err
 	}
-	return &natterSide{p: p, t: t}, nil
+	return &natterSide{p: p, t: t, base: strings.TrimSuffix(a.Metrics, "/metrics")}, nil
 }
 
 func (s *natterSide) name() string { return ServerNatter }
 func (s *natterSide) pid() int     { return s.p.pid() }
+
+func (s *natterSide) profile(cfg PeersConfig) (string, string) { return cfg.NatterProfile, s.base }
 
 func (s *natterSide) stop() error {
 	err := s.t.stop()
@@ -379,15 +387,18 @@ func (s *cfSide) catchUp(ctx context.Context, e *peerEngine) (*CatchUpResult, er
 	return res, nil
 }
 
-// profile starts a CPU profile of Centrifugo covering a phase's measured window (after warmup,
-// for duration) and returns a function that waits for it and writes it to path.
-func (s *cfSide) profile(ctx context.Context, path string, warmup, duration time.Duration) func() error {
+func (s *cfSide) profile(cfg PeersConfig) (string, string) { return cfg.CentrifugoProfile, s.base }
+
+// cpuProfile starts a CPU profile of the server whose /debug/pprof/ is at base, covering a
+// phase's measured window (after warmup, for duration), and returns a function that waits for it
+// and writes it to path.
+func cpuProfile(ctx context.Context, base, path string, warmup, duration time.Duration) func() error {
 	done := make(chan error, 1)
 	go func() {
 		sleep(ctx, warmup)
 		secs := max(1, int(duration.Round(time.Second)/time.Second))
 		hc := &http.Client{Timeout: duration + 30*time.Second}
-		resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.base, secs))
+		resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs))
 		if err != nil {
 			done <- err
 			return

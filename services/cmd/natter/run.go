@@ -127,6 +127,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.DurationVar(&cfg.Gateway.EditWindow, "edit-window", cfg.Gateway.EditWindow, "how long after sending a message its sender may edit it (0: no limit); deletes have no limit")
 	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on --metrics-addr (keep that address private)")
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", cfg.AccessTTL, "lifetime of the access tokens the API issues; clients renew them with their refresh token")
 	fs.DurationVar(&cfg.AccessTTL, "token-ttl", cfg.AccessTTL, "the old name of --access-ttl")
 	fs.DurationVar(&cfg.API.RefreshIdle, "refresh-ttl", auth.DefaultRefreshIdle, "a login session not refreshed for this long ends (its refresh token is refused)")
