@@ -72,12 +72,12 @@ func appendMarshal(b []byte, v any) ([]byte, error) {
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c < utf8.RuneSelf {
-			if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-				return appendEscaped(b, s)
-			}
+		if plainASCII[c] {
 			i++
 			continue
+		}
+		if c < utf8.RuneSelf {
+			return appendEscaped(b, s)
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
@@ -89,6 +89,16 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// plainASCII marks the bytes encoding/json copies into a string unchanged: ASCII other than
+// control characters, quote, backslash, <, > and &. (Bytes from utf8.RuneSelf up are not plain:
+// appendString decodes their rune.)
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 func appendEscaped(b []byte, s string) []byte {
 	j, _ := json.Marshal(s) // a string always encodes
