@@ -8,12 +8,14 @@ import (
 )
 
 // seqMerge is catch-up's k-way merge: it yields the events of several conversations in one seq
-// order, each conversation's events coming in seq order from a sequence of its own. Call stop
-// when done, also after an early return, to release the sequences not read to their end.
+// order, each conversation's events coming in seq order from a sequence of its own, a batch at a
+// time (each pull from a sequence switches goroutines; per event, that was a fifth of a
+// catch-up). A sequence may reuse its batch's array for the next batch. Call stop when done,
+// also after an early return, to release the sequences not read to their end.
 type seqMerge struct{ h cursors }
 
 // add joins a conversation's events to the merge (an empty sequence is dropped at once).
-func (m *seqMerge) add(seq iter.Seq[store.Message]) {
+func (m *seqMerge) add(seq iter.Seq[[]store.Message]) {
 	next, stop := iter.Pull(seq)
 	c := &cursor{next: next, stop: stop}
 	if !c.advance() {
@@ -29,7 +31,7 @@ func (m *seqMerge) next() (store.Message, bool) {
 		return store.Message{}, false
 	}
 	c := m.h[0]
-	msg := c.head
+	msg := c.head()
 	if c.advance() {
 		heap.Fix(&m.h, 0)
 	} else {
@@ -47,23 +49,39 @@ func (m *seqMerge) stop() {
 	m.h = nil
 }
 
-// cursor is one conversation's pending events in the merge.
+// cursor is one conversation's pending events in the merge: batch[i] is its head.
 type cursor struct {
-	next func() (store.Message, bool)
-	stop func()
-	head store.Message
+	next  func() ([]store.Message, bool)
+	stop  func()
+	batch []store.Message
+	i     int
 }
 
+func (c *cursor) head() store.Message { return c.batch[c.i] }
+
+// advance moves to the next event, pulling the next non-empty batch when this one is done.
 func (c *cursor) advance() bool {
-	m, ok := c.next()
-	c.head = m
-	return ok
+	if c.i+1 < len(c.batch) {
+		c.i++
+		return true
+	}
+	for {
+		batch, ok := c.next()
+		if !ok {
+			c.batch, c.i = nil, 0
+			return false
+		}
+		if len(batch) > 0 {
+			c.batch, c.i = batch, 0
+			return true
+		}
+	}
 }
 
 type cursors []*cursor
 
 func (h cursors) Len() int           { return len(h) }
-func (h cursors) Less(i, j int) bool { return h[i].head.Seq < h[j].head.Seq }
+func (h cursors) Less(i, j int) bool { return h[i].head().Seq < h[j].head().Seq }
 func (h cursors) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *cursors) Push(x any)        { *h = append(*h, x.(*cursor)) }
 func (h *cursors) Pop() any {

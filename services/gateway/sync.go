@@ -18,6 +18,9 @@ var errStopped = errors.New("stopped")
 // catchUpBatch is how many catch-up frames go to the socket in one write.
 const catchUpBatch = 64
 
+// mergeBatch is how many events a conversation hands the catch-up's merge at a time.
+const mergeBatch = 256
+
 // catchUp brings one device up to date: every event of its user's conversations after the
 // device's cursor, in one global seq order, each conversation limited to the user's membership
 // intervals and thinned by consent, then a Synced frame with the head it caught up to, then the
@@ -168,7 +171,8 @@ func (c *catchUp) replay(ctx context.Context, marks timeline.Marks, from uint64,
 		if lo >= hi {
 			continue
 		}
-		merge.add(func(yield func(store.Message) bool) {
+		merge.add(func(yield func([]store.Message) bool) {
+			batch := make([]store.Message, 0, mergeBatch) // reused: the merge copies what it returns
 			err := c.timeline.Range(ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
 				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
 					return nil
@@ -176,13 +180,20 @@ func (c *catchUp) replay(ctx context.Context, marks timeline.Marks, from uint64,
 				if msg.Kind != streams.KindMember && !c.consent.SeesMessage(c.user, msg.SenderID, msg.ConversationID) {
 					return nil // held or blocked: not for this user
 				}
-				if !yield(msg) {
+				if batch = append(batch, msg); len(batch) < mergeBatch {
+					return nil
+				}
+				if !yield(batch) {
 					return errStopped
 				}
+				batch = batch[:0]
 				return nil
 			})
-			if err != nil && !errors.Is(err, errStopped) {
-				rangeErr = err
+			switch {
+			case err == nil:
+				yield(batch)
+			case !errors.Is(err, errStopped):
+				rangeErr = err // what was read before the error is not yielded: the catch-up fails
 			}
 		})
 		if rangeErr != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
@@ -25,14 +26,14 @@ import (
 const me = "ume"
 
 type catchUpEnv struct {
-	t       *testing.T
+	t       testing.TB
 	bus     *natsxtest.Bus
 	store   store.Store
 	consent *consent.Table
 	n       int
 }
 
-func newCatchUpEnv(t *testing.T) *catchUpEnv {
+func newCatchUpEnv(t testing.TB) *catchUpEnv {
 	return &catchUpEnv{t: t, bus: natsxtest.Start(t), store: pebbletest.Open(t), consent: consent.New()}
 }
 
@@ -402,5 +403,62 @@ func TestCatchUpFailsWithoutTheStream(t *testing.T) {
 	}
 	if len(sink.batches) != 0 || !sink.closed {
 		t.Errorf("wrote %d batches (sink closed: %v), want none and closed", len(sink.batches), sink.closed)
+	}
+}
+
+// countingSink counts the frames and bytes a catch-up writes, keeping none.
+type countingSink struct{ frames, bytes int }
+
+func (s *countingSink) write(frame []byte) error { s.frames++; s.bytes += len(frame); return nil }
+func (s *countingSink) flush() error             { return nil }
+func (s *countingSink) close()                   {}
+
+// BenchmarkCatchUp is the server's side of `natter bench peers`' catch-up without the socket:
+// a device catches up on 10,000 messages of one conversation (100 characters of text each), all
+// in the store with the persister's ack floor past them, into a sink that only counts.
+func BenchmarkCatchUp(b *testing.B) {
+	const n = 10_000
+	e := newCatchUpEnv(b)
+	e.member(store.Member{ConversationID: "c1"})
+	text := strings.Repeat("lorem ipsum ", 9)[:100]
+	for range n {
+		ev := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "c1", SenderID: "u2", Text: text}
+		seq := e.publish(ev)
+		ev.MessageID, ev.SentAt, ev.SenderDevice, ev.ClientMsgID = fmt.Sprintf("m%04d", e.n), int64(1_700_000_000_000+e.n), "d1", fmt.Sprintf("c%04d", e.n)
+		if _, _, err := e.store.InsertMessage(e.bus.Ctx, timeline.FromEvent(seq, ev)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The persister's ack floor past every message: the timeline reads them from the store.
+	cons, err := e.bus.JS.Consumer(e.bus.Ctx, streams.ChatStream, streams.PersisterConsumer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for acked := 0; acked < n; {
+		batch, err := cons.Fetch(1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if err := m.Ack(); err != nil {
+				b.Fatal(err)
+			}
+			acked++
+		}
+	}
+	for info, _ := cons.Info(e.bus.Ctx); info.AckFloor.Stream < n; info, _ = cons.Info(e.bus.Ctx) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tl := timeline.New(e.store, e.bus.JS)
+	for b.Loop() {
+		g := &gateUnderTest{gate: newLiveGate()}
+		sink := &countingSink{}
+		c := &catchUp{user: me, timeline: tl, members: e.store, consent: e.consent, gate: &lockedGate{mu: &g.mu, gate: &g.gate}, sink: sink}
+		if _, err := c.run(e.bus.Ctx, ptr(0)); err != nil {
+			b.Fatal(err)
+		}
+		if sink.frames != n+1 {
+			b.Fatalf("%d frames, want %d and synced", sink.frames, n)
+		}
 	}
 }
