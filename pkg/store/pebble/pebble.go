@@ -679,7 +679,10 @@ func (s *Store) page(conversationID string, p store.Page) ([]store.Message, erro
 	if err != nil {
 		return nil, err
 	}
-	out := make([]store.Message, 0, min(p.Limit, 64))
+	// A full page at once (at most MaxPageLimit, 200 messages of about 270 bytes): growing it
+	// from a smaller one allocated twice that for every full page, which timeline readers
+	// (catch-up, history) ask for one after another.
+	out := make([]store.Message, 0, p.Limit)
 	first, next := it.Last, it.Prev
 	if p.Forward() {
 		first, next = it.First, it.Next
