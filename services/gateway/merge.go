@@ -9,8 +9,8 @@ import (
 
 // seqMerge is catch-up's k-way merge: it yields the events of several conversations in one seq
 // order, each conversation's events coming in seq order from a sequence of its own, a batch at a
-// time (each pull from a sequence switches goroutines; per event, that was a fifth of a
-// catch-up). A sequence may reuse its batch's array for the next batch. Call stop when done,
+// time (each pull from a sequence switches goroutines: one per event showed in the catch-up's
+// profile). A sequence may reuse its batch's array for the next batch. Call stop when done,
 // also after an early return, to release the sequences not read to their end.
 type seqMerge struct{ h cursors }
 

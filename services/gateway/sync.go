@@ -18,8 +18,10 @@ var errStopped = errors.New("stopped")
 // catchUpBatch is how many catch-up frames go to the socket in one write.
 const catchUpBatch = 64
 
-// mergeBatch is how many events a conversation hands the catch-up's merge at a time.
-const mergeBatch = 256
+// mergeBatch is how many events a conversation hands the catch-up's merge at a time: enough to
+// make the goroutine switch of each hand-over cheap, few enough that a user with hundreds of
+// conversations does not hold many megabytes of them at once.
+const mergeBatch = 64
 
 // catchUp brings one device up to date: every event of its user's conversations after the
 // device's cursor, in one global seq order, each conversation limited to the user's membership
@@ -172,7 +174,7 @@ func (c *catchUp) replay(ctx context.Context, marks timeline.Marks, from uint64,
 			continue
 		}
 		merge.add(func(yield func([]store.Message) bool) {
-			batch := make([]store.Message, 0, mergeBatch) // reused: the merge copies what it returns
+			var batch []store.Message // reused: the merge copies what it returns
 			err := c.timeline.Range(ctx, marks, m.ConversationID, lo, hi, func(msg store.Message) error {
 				if !timeline.Sees(m, msg) { // a revision of a message before the member's time, another's hide
 					return nil
@@ -190,9 +192,9 @@ func (c *catchUp) replay(ctx context.Context, marks timeline.Marks, from uint64,
 				return nil
 			})
 			switch {
-			case err == nil:
+			case err == nil && len(batch) > 0:
 				yield(batch)
-			case !errors.Is(err, errStopped):
+			case err != nil && !errors.Is(err, errStopped):
 				rangeErr = err // what was read before the error is not yielded: the catch-up fails
 			}
 		})
