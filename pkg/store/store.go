@@ -386,6 +386,14 @@ type GroupCommitter interface {
 	Sync(ctx context.Context) error
 }
 
+// PageAppender is implemented by stores that can append a page of Messages to a slice the caller
+// owns: a reader of many pages in a row (a catch-up) reuses one slice instead of allocating one
+// per page. AppendMessages(ctx, dst, c, p) returns dst followed by exactly what Messages(ctx, c,
+// p) returns.
+type PageAppender interface {
+	AppendMessages(ctx context.Context, dst []Message, conversationID string, p Page) ([]Message, error)
+}
+
 // Positions is implemented by stores that record how far each stream has been projected into
 // them. Position(stream) = p promises that every event of the stream at or below seq p has been
 // applied to the store; ok is false when nothing was ever recorded. Recording is a max: a lower

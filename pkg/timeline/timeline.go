@@ -135,8 +135,10 @@ func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, 
 		return fmt.Errorf("timeline range: to %d beyond head %d", to, marks.Head)
 	}
 	last := from
+	var buf []store.Message // reused for every page when the store can append to it
 	for last < min(to, marks.Stored) {
-		page, err := r.store.Messages(ctx, conversationID, store.Page{After: last, Oldest: true, Limit: store.MaxPageLimit})
+		page, err := r.page(ctx, buf[:0], conversationID, store.Page{After: last, Oldest: true, Limit: store.MaxPageLimit})
+		buf = page
 		if err != nil {
 			return fmt.Errorf("timeline range %s: store: %w", conversationID, err)
 		}
@@ -160,6 +162,15 @@ func (r *Reader) Range(ctx context.Context, marks Marks, conversationID string, 
 		}
 	}
 	return r.tail(ctx, conversationID, max(last, from, marks.Stored), to, fn)
+}
+
+// page reads a page of the store into buf (emptied) where the store can, into a new slice
+// otherwise.
+func (r *Reader) page(ctx context.Context, buf []store.Message, conversationID string, p store.Page) ([]store.Message, error) {
+	if a, ok := r.store.(store.PageAppender); ok {
+		return a.AppendMessages(ctx, buf, conversationID, p)
+	}
+	return r.store.Messages(ctx, conversationID, p)
 }
 
 // resolve completes a revision entry read from the store, which keeps no state of its own:

@@ -657,48 +657,68 @@ func (s *Store) Messages(ctx context.Context, conversationID string, p store.Pag
 		return nil, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
 	}
 	defer s.mu.RUnlock()
-	out, err := s.page(conversationID, p)
+	// A full page at once (at most MaxPageLimit, 200 messages of about 270 bytes): growing it
+	// from a smaller one allocated twice that for every full page.
+	out, err := s.page(make([]store.Message, 0, p.Limit), conversationID, p)
 	if err != nil {
 		return nil, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
 	}
 	return out, nil
 }
 
-func (s *Store) page(conversationID string, p store.Page) ([]store.Message, error) {
+var _ store.PageAppender = (*Store)(nil)
+
+// AppendMessages implements store.PageAppender.
+func (s *Store) AppendMessages(ctx context.Context, dst []store.Message, conversationID string, p store.Page) ([]store.Message, error) {
+	p, err := p.Normalize()
+	if err != nil {
+		return dst, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
+	}
+	if err := s.enter(ctx); err != nil {
+		return dst, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
+	}
+	defer s.mu.RUnlock()
+	out, err := s.page(dst, conversationID, p)
+	if err != nil {
+		return dst, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
+	}
+	return out, nil
+}
+
+// page appends the page p of conversationID to dst, newest first.
+func (s *Store) page(dst []store.Message, conversationID string, p store.Page) ([]store.Message, error) {
 	prefix := key(tagMsg, conversationID)
 	lo, hi := prefix, prefixEnd(prefix)
 	switch {
 	case p.Before != 0:
 		hi = msgKey(conversationID, p.Before)
 	case p.After == math.MaxUint64:
-		return nil, nil
+		return dst, nil
 	case p.Forward():
 		lo = msgKey(conversationID, p.After+1)
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	// A full page at once (at most MaxPageLimit, 200 messages of about 270 bytes): growing it
-	// from a smaller one allocated twice that for every full page, which timeline readers
-	// (catch-up, history) ask for one after another.
-	out := make([]store.Message, 0, p.Limit)
+	start := len(dst)
 	first, next := it.Last, it.Prev
 	if p.Forward() {
 		first, next = it.First, it.Next
 	}
-	for ok := first(); ok && len(out) < p.Limit; ok = next() {
+	out := dst
+	for ok := first(); ok && len(out)-start < p.Limit; ok = next() {
 		m, err := decodeMessage(it.Value())
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("key %q: %w", it.Key(), err), it.Close())
+			return dst, errors.Join(fmt.Errorf("key %q: %w", it.Key(), err), it.Close())
 		}
 		out = append(out, m)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, err
+		return dst, err
 	}
 	if p.Forward() {
-		slices.Reverse(out)
+		slices.Reverse(out[start:])
 	}
 	return out, nil
 }
