@@ -649,21 +649,7 @@ func (s *Store) messageByIndex(k []byte) (store.Message, error) {
 // Messages implements store.Store: one range scan of msg/<conversation>/, backwards from the
 // upper bound, or (for After) forwards from the lower bound and then reversed.
 func (s *Store) Messages(ctx context.Context, conversationID string, p store.Page) ([]store.Message, error) {
-	p, err := p.Normalize()
-	if err != nil {
-		return nil, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
-	}
-	if err := s.enter(ctx); err != nil {
-		return nil, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
-	}
-	defer s.mu.RUnlock()
-	// A full page at once (at most MaxPageLimit, 200 messages of about 270 bytes): growing it
-	// from a smaller one allocated twice that for every full page.
-	out, err := s.page(make([]store.Message, 0, p.Limit), conversationID, p)
-	if err != nil {
-		return nil, fmt.Errorf("pebble: messages of %s: %w", conversationID, err)
-	}
-	return out, nil
+	return s.AppendMessages(ctx, nil, conversationID, p)
 }
 
 var _ store.PageAppender = (*Store)(nil)
@@ -701,12 +687,14 @@ func (s *Store) page(dst []store.Message, conversationID string, p store.Page) (
 	if err != nil {
 		return dst, err
 	}
+	// Room for a full page at once (at most MaxPageLimit, 200 messages of about 270 bytes):
+	// growing to it allocated twice that for every full page.
+	out := slices.Grow(dst, p.Limit)
 	start := len(dst)
 	first, next := it.Last, it.Prev
 	if p.Forward() {
 		first, next = it.First, it.Next
 	}
-	out := dst
 	for ok := first(); ok && len(out)-start < p.Limit; ok = next() {
 		m, err := decodeMessage(it.Value())
 		if err != nil {
