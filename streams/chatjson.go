@@ -22,12 +22,8 @@ func decodeChatFast(data []byte) (ev ChatEvent, ok bool) {
 		!r.Lit(`,"sent_at":`) || !r.Int(&ev.SentAt) {
 		return ChatEvent{}, false
 	}
-	if r.Lit(`,"up_to":`) {
-		var upTo int64
-		if !r.Int(&upTo) || upTo < 0 {
-			return ChatEvent{}, false
-		}
-		ev.UpTo = uint64(upTo)
+	if r.Lit(`,"up_to":`) && !r.Uint(&ev.UpTo) {
+		return ChatEvent{}, false
 	}
 	if !r.Lit(`}`) || len(r.B) != 0 || int64(ev.V) != v {
 		return ChatEvent{}, false
