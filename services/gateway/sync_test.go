@@ -8,12 +8,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
+	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/sdk/go/protocol"
@@ -413,6 +415,89 @@ func (s *countingSink) write(frame []byte) error { s.frames++; s.bytes += len(fr
 func (s *countingSink) flush() error             { return nil }
 func (s *countingSink) close()                   {}
 
+// stored publishes n messages of conv with text, puts each in the store, and moves the
+// persister's ack floor past them: the timeline reads them from the store, not the stream.
+func (e *catchUpEnv) stored(conv string, n int, text string) {
+	e.t.Helper()
+	for range n {
+		ev := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: conv, SenderID: "u2", Text: text}
+		seq := e.publish(ev)
+		ev.MessageID, ev.SentAt, ev.SenderDevice, ev.ClientMsgID = fmt.Sprintf("m%04d", e.n), int64(1_700_000_000_000+e.n), "d1", fmt.Sprintf("c%04d", e.n)
+		if _, _, err := e.store.InsertMessage(e.bus.Ctx, timeline.FromEvent(seq, ev)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	cons, err := e.bus.JS.Consumer(e.bus.Ctx, streams.ChatStream, streams.PersisterConsumer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := cons.Info(e.bus.Ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	head := info.Delivered.Stream + info.NumPending
+	for acked := info.AckFloor.Stream; acked < head; {
+		batch, err := cons.Fetch(int(min(1000, head-acked))) // never more than are there: Fetch would wait for them
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if err := m.Ack(); err != nil {
+				e.t.Fatal(err)
+			}
+			acked++
+		}
+	}
+	for info, _ := cons.Info(e.bus.Ctx); info.AckFloor.Stream < head; info, _ = cons.Info(e.bus.Ctx) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pagesFailing is the env's store with every page read after the first failing.
+type pagesFailing struct {
+	*pebble.Store
+	reads atomic.Int32
+}
+
+var errPageRead = errors.New("injected: page read failed")
+
+func (s *pagesFailing) Messages(ctx context.Context, conv string, p store.Page) ([]store.Message, error) {
+	return s.AppendMessages(ctx, nil, conv, p)
+}
+
+func (s *pagesFailing) AppendMessages(ctx context.Context, dst []store.Message, conv string, p store.Page) ([]store.Message, error) {
+	if s.reads.Add(1) > 1 {
+		return dst, errPageRead
+	}
+	return s.Store.AppendMessages(ctx, dst, conv, p)
+}
+
+// TestCatchUpFailsWhenAStorePageFails: the store failing after the merge has handed on batches
+// of the conversation is an error of the catch-up, never a Synced that claims what was not read
+// (sync never skips).
+func TestCatchUpFailsWhenAStorePageFails(t *testing.T) {
+	e := newCatchUpEnv(t)
+	e.member(store.Member{ConversationID: "ga"})
+	e.stored("ga", store.MaxPageLimit+10, "hi")
+	failing := &pagesFailing{Store: e.store.(*pebble.Store)}
+	g := &gateUnderTest{gate: newLiveGate()}
+	sink := &recordingSink{}
+	c := e.catchUp(g, sink)
+	c.timeline = timeline.New(failing, e.bus.JS)
+	if _, err := c.run(e.bus.Ctx, ptr(0)); !errors.Is(err, errPageRead) {
+		t.Fatalf("run: %v, want the page read's error", err)
+	}
+	fs := sink.frames(t)
+	if len(fs) < mergeBatch {
+		t.Fatalf("%d frames written before the failure, want the first page's batches (so the failure came mid-range)", len(fs))
+	}
+	for _, f := range fs {
+		if f.Type == protocol.TypeSynced {
+			t.Fatalf("synced written after %d of %d events, though the rest could not be read", len(fs)-1, store.MaxPageLimit+10)
+		}
+	}
+}
+
 // BenchmarkCatchUp is the server's side of `natter bench peers`' catch-up without the socket:
 // a device catches up on 10,000 messages of one conversation (100 characters of text each), all
 // in the store with the persister's ack floor past them, into a sink that only counts.
@@ -420,35 +505,7 @@ func BenchmarkCatchUp(b *testing.B) {
 	const n = 10_000
 	e := newCatchUpEnv(b)
 	e.member(store.Member{ConversationID: "c1"})
-	text := strings.Repeat("lorem ipsum ", 9)[:100]
-	for range n {
-		ev := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "c1", SenderID: "u2", Text: text}
-		seq := e.publish(ev)
-		ev.MessageID, ev.SentAt, ev.SenderDevice, ev.ClientMsgID = fmt.Sprintf("m%04d", e.n), int64(1_700_000_000_000+e.n), "d1", fmt.Sprintf("c%04d", e.n)
-		if _, _, err := e.store.InsertMessage(e.bus.Ctx, timeline.FromEvent(seq, ev)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	// The persister's ack floor past every message: the timeline reads them from the store.
-	cons, err := e.bus.JS.Consumer(e.bus.Ctx, streams.ChatStream, streams.PersisterConsumer)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for acked := 0; acked < n; {
-		batch, err := cons.Fetch(1000)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			if err := m.Ack(); err != nil {
-				b.Fatal(err)
-			}
-			acked++
-		}
-	}
-	for info, _ := cons.Info(e.bus.Ctx); info.AckFloor.Stream < n; info, _ = cons.Info(e.bus.Ctx) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.stored("c1", n, strings.Repeat("lorem ipsum ", 9)[:100])
 	tl := timeline.New(e.store, e.bus.JS)
 	for b.Loop() {
 		g := &gateUnderTest{gate: newLiveGate()}
