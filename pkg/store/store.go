@@ -389,7 +389,7 @@ type GroupCommitter interface {
 // PageAppender is implemented by stores that can append a page of Messages to a slice the caller
 // owns: a reader of many pages in a row (a catch-up) reuses one slice instead of allocating one
 // per page. AppendMessages(ctx, dst, c, p) returns dst followed by exactly what Messages(ctx, c,
-// p) returns.
+// p) returns, or dst as it was with an error.
 type PageAppender interface {
 	AppendMessages(ctx context.Context, dst []Message, conversationID string, p Page) ([]Message, error)
 }
