@@ -108,3 +108,33 @@ func TestStartServerOnAPortInUseFailsAtOnce(t *testing.T) {
 	}
 	t.Logf("failed in %s: %v", took, err)
 }
+
+// TestConnectToTheEmbeddedServerUsesASocket: the process's own connection to its embedded
+// server goes over loopback TCP (a net.Pipe hands every write over synchronously), also when
+// the server listens on all interfaces; it stays in-process only for a server that accepts TLS
+// clients alone (the TLS test covers that it connects there).
+func TestConnectToTheEmbeddedServerUsesASocket(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "0.0.0.0"} {
+		srv, err := StartServer(ServerConfig{Dir: t.TempDir(), Host: host, Port: -1}, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := Connect("", "socket-test", srv, zap.NewNop())
+		if err != nil {
+			t.Fatalf("host %s: %v", host, err)
+		}
+		addr, err := net.ResolveTCPAddr("tcp", nc.ConnectedAddr())
+		if err != nil || !addr.IP.IsLoopback() || addr.Port != srv.Addr().(*net.TCPAddr).Port {
+			t.Errorf("host %s: connected to %q (%v), want the server's port on loopback", host, nc.ConnectedAddr(), err)
+		}
+		if err := nc.Publish("socket.test", []byte("x")); err != nil {
+			t.Error(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Error(err)
+		}
+		nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+}

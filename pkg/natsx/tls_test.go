@@ -71,6 +71,9 @@ func TestServerTLSWithClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("in-process connection: %v", err)
 	}
+	if addr := nc.ConnectedAddr(); addr != "pipe" {
+		t.Errorf("connected to %q: want the in-process pipe", addr)
+	}
 	nc.Close()
 }
 
