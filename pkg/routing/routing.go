@@ -234,10 +234,16 @@ func (t *Table) cutoff() time.Time {
 // liveAt returns userID's routes after dropping those written before cutoff; the caller holds
 // t.mu.
 func (t *Table) liveAt(userID string, cutoff time.Time) []entry {
+	devs := t.byUser[userID]
 	if cutoff.IsZero() {
-		return t.byUser[userID]
+		return devs
 	}
-	return t.keep(userID, func(d entry) bool { return !d.written.Before(cutoff) })
+	for _, d := range devs {
+		if d.written.Before(cutoff) { // rare: only then rewrite the user's entries
+			return t.keep(userID, func(d entry) bool { return !d.written.Before(cutoff) })
+		}
+	}
+	return devs
 }
 
 // keep drops userID's entries that keep reports false for (the user too, when none is left)

@@ -606,3 +606,33 @@ func TestTableForgetsExpiredRoutes(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// BenchmarkEachGateway is fanout's routing of one event to a group of 100 members, each with
+// one connected device on one gateway: the table's share of the group's per-delivery cost.
+func BenchmarkEachGateway(b *testing.B) {
+	te := natsxtest.StartWith(b, streams.DefaultOptions())
+	kv := te.KeyValue(b, streams.RoutesBucket)
+	users := make([]string, 100)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%03d", i)
+		if _, err := NewRegistrar(kv, "gwA").Put(te.Ctx, users[i], "d0", "c"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tab, err := Watch(te.Ctx, te.JS, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tab.Stop()
+	if err := tab.Sync(te.Ctx, 5*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		tab.EachGateway(users, func(int, string) { n++ })
+	}
+	if n != 100*b.N {
+		b.Fatalf("routed %d, want %d", n, 100*b.N)
+	}
+}
