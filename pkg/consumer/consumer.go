@@ -138,7 +138,10 @@ type Runner struct {
 	handle Handler
 	hooks  Hooks
 	log    *zap.Logger
-	met    *Metrics
+	// This Runner's series, looked up once: a vector's lookup by label values hashes them on
+	// every call, and these are counted for every message.
+	handleSeconds        prometheus.Observer
+	acked, naked, termed prometheus.Counter
 
 	cons     jetstream.Consumer
 	in       chan jetstream.Msg
@@ -172,7 +175,9 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{
-		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), met: met, cons: cons,
+		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), cons: cons,
+		handleSeconds: met.duration.WithLabelValues(cfg.Name), acked: met.handled.WithLabelValues(cfg.Name, "ack"),
+		naked: met.handled.WithLabelValues(cfg.Name, "nak"), termed: met.handled.WithLabelValues(cfg.Name, "term"),
 		in: make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		held: held{since: map[jetstream.Msg]time.Time{}}, ackWait: info.Config.AckWait,
 	}
@@ -385,7 +390,7 @@ func (r *Runner) one(m jetstream.Msg) error {
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		err := r.handle(r.ctx, m)
-		r.met.duration.WithLabelValues(r.cfg.Name).Observe(time.Since(start).Seconds())
+		r.handleSeconds.Observe(time.Since(start).Seconds())
 		if err == nil || IsPermanent(err) || !r.cfg.RetryInPlace || r.ctx.Err() != nil {
 			return err
 		}
@@ -408,22 +413,21 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 
 func (r *Runner) settle(m jetstream.Msg, err error) {
 	defer r.held.remove(m)
-	var outcome string
 	switch {
 	case err == nil:
-		outcome = "ack"
+		r.acked.Inc()
 		if aerr := m.Ack(); aerr != nil {
 			r.log.Warn("ack", zap.String("subject", m.Subject()), zap.Error(aerr))
 		}
 	case IsPermanent(err):
-		outcome = "term"
+		r.termed.Inc()
 		meta, _ := m.Metadata()
 		r.log.Error("message can never be handled; terminated", zap.String("subject", m.Subject()), seqField(meta), zap.Error(err))
 		if terr := m.TermWithReason(err.Error()); terr != nil {
 			r.log.Warn("term", zap.String("subject", m.Subject()), zap.Error(terr))
 		}
 	default:
-		outcome = "nak"
+		r.naked.Inc()
 		meta, _ := m.Metadata()
 		delay := r.cfg.Backoff[len(r.cfg.Backoff)-1]
 		if meta != nil && int(meta.NumDelivered) <= len(r.cfg.Backoff) {
@@ -437,7 +441,6 @@ func (r *Runner) settle(m jetstream.Msg, err error) {
 			r.log.Warn("nak", zap.String("subject", m.Subject()), zap.Error(nerr))
 		}
 	}
-	r.met.handled.WithLabelValues(r.cfg.Name, outcome).Inc()
 }
 
 func seqField(meta *jetstream.MsgMetadata) zap.Field {

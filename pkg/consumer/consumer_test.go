@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
@@ -743,5 +744,40 @@ func TestLingerGathersATrickleIntoOneChunk(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(chunks, []int{20, 5}) {
 		t.Fatalf("chunks %v, want [20 5]: one full chunk from the trickle, then the five at stop", chunks)
+	}
+}
+
+// TestOutcomesAreCounted: each settled message counts once under its outcome, per consumer.
+func TestOutcomesAreCounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	last := e.publish(t, 5)
+	rec := &recorder{decide: func(d delivery) error {
+		switch {
+		case d.seq == 2 && d.delivered == 1:
+			return errors.New("store unavailable")
+		case d.seq == 3:
+			return Permanent(errors.New("malformed"))
+		}
+		return nil
+	}}
+	met := NewMetrics(nil)
+	r, err := Start(e.cons, Config{Name: "counted", Workers: 1, Backoff: []time.Duration{20 * time.Millisecond}}, rec.handle, Hooks{}, zap.NewNop(), met)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.settled(t, last)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for outcome, want := range map[string]float64{"ack": 4, "nak": 1, "term": 1} {
+		if got := testutil.ToFloat64(met.handled.WithLabelValues("counted", outcome)); got != want {
+			t.Errorf("%s: %v, want %v", outcome, got, want)
+		}
+	}
+	if got := testutil.CollectAndCount(met.duration); got != 1 {
+		t.Errorf("%d handle-time series, want 1", got)
 	}
 }
