@@ -195,11 +195,11 @@ func (c ClientConfig) Options() ([]nats.Option, error) {
 // With srv non-nil it connects to that embedded server over a loopback socket, or in-process
 // (without a socket, and without TLS) when the server accepts only TLS clients.
 //
-// A socket, not the in-process connection, because the latter is a net.Pipe: every write
-// waits until the other side has read it, so the client's flusher holds the connection's lock
-// through a hand-over to the server's read loop and no two writes are ever read as one. Over
-// loopback TCP natter's 1:1 path took 28 % less CPU per message and delivered 55 % more
-// (docs/performance.md, fifteenth round).
+// A socket, not the in-process connection, because the latter is a net.Pipe: every write is
+// a hand-over between goroutines that returns only once the other side has read it, and the
+// server writes a client's pending buffers one such write each where a socket takes them in one
+// writev (buffering the client's end did not help). Over loopback TCP natter's 1:1 path took
+// 28 % less CPU per message and delivered 55 % more (docs/performance.md, fifteenth round).
 func Connect(natsURL, name string, srv *server.Server, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
