@@ -26,13 +26,13 @@ type env struct {
 	kv  jetstream.KeyValue
 }
 
-func newEnv(t *testing.T, opts streams.Options) *env {
+func newEnv(t testing.TB, opts streams.Options) *env {
 	t.Helper()
 	te := natsxtest.StartWith(t, opts)
 	return &env{ctx: te.Ctx, js: te.JS, kv: te.KeyValue(t, streams.RoutesBucket)}
 }
 
-func (e *env) watch(t *testing.T) *Table {
+func (e *env) watch(t testing.TB) *Table {
 	t.Helper()
 	tab, err := Watch(e.ctx, e.js, zap.NewNop())
 	if err != nil {
@@ -610,21 +610,16 @@ func TestTableForgetsExpiredRoutes(t *testing.T) {
 // BenchmarkEachGateway is fanout's routing of one event to a group of 100 members, each with
 // one connected device on one gateway: the table's share of the group's per-delivery cost.
 func BenchmarkEachGateway(b *testing.B) {
-	te := natsxtest.StartWith(b, streams.DefaultOptions())
-	kv := te.KeyValue(b, streams.RoutesBucket)
+	e := newEnv(b, streams.DefaultOptions())
 	users := make([]string, 100)
 	for i := range users {
 		users[i] = fmt.Sprintf("u%03d", i)
-		if _, err := NewRegistrar(kv, "gwA").Put(te.Ctx, users[i], "d0", "c"); err != nil {
+		if _, err := NewRegistrar(e.kv, "gwA").Put(e.ctx, users[i], "d0", "c"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	tab, err := Watch(te.Ctx, te.JS, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tab.Stop()
-	if err := tab.Sync(te.Ctx, 5*time.Second); err != nil {
+	tab := e.watch(b)
+	if err := tab.Sync(e.ctx, 5*time.Second); err != nil {
 		b.Fatal(err)
 	}
 	n := 0
