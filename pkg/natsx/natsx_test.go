@@ -119,10 +119,12 @@ func TestConnectToTheEmbeddedServerUsesASocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 		nc, err := Connect("", "socket-test", srv, zap.NewNop())
 		if err != nil {
 			t.Fatalf("host %s: %v", host, err)
 		}
+		t.Cleanup(nc.Close)
 		addr, err := net.ResolveTCPAddr("tcp", nc.ConnectedAddr())
 		if err != nil || !addr.IP.IsLoopback() || addr.Port != srv.Addr().(*net.TCPAddr).Port {
 			t.Errorf("host %s: connected to %q (%v), want the server's port on loopback", host, nc.ConnectedAddr(), err)
@@ -133,8 +135,5 @@ func TestConnectToTheEmbeddedServerUsesASocket(t *testing.T) {
 		if err := nc.Flush(); err != nil {
 			t.Error(err)
 		}
-		nc.Close()
-		srv.Shutdown()
-		srv.WaitForShutdown()
 	}
 }
