@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 )
@@ -165,10 +166,70 @@ func (r *deliveryReader) string() string {
 	return s
 }
 
-// PublishDelivery sends d to gateway gw: every delivery natter makes goes through here.
+// PublishDelivery sends d to gateway gw over core NATS, on DeliverSubject(gw).
 func PublishDelivery(nc *nats.Conn, gw string, d Delivery) error {
 	if err := nc.Publish(DeliverSubject(gw), AppendDelivery(make([]byte, 0, deliverySize(d)), d)); err != nil {
 		return fmt.Errorf("deliver to gateway %s: %w", gw, err)
 	}
 	return nil
+}
+
+// Courier hands deliveries to gateways: every delivery natter makes goes through one. A gateway
+// attached to Local (one running in this process) gets each by a direct call; any other over
+// core NATS (PublishDelivery).
+type Courier struct {
+	NC    *nats.Conn
+	Local *LocalGateways // nil: every gateway over NATS
+}
+
+// Deliver sends d to gateway gw and reports whether it went over NATS: a publish that may still
+// sit in the connection's buffer (nats.Conn.Flush hands it to the server). A local gateway may
+// keep d's slices (the frame, until its sockets wrote it): they must not change afterwards.
+func (c Courier) Deliver(gw string, d Delivery) (overNATS bool, err error) {
+	if c.Local.deliver(gw, d) {
+		return false, nil
+	}
+	return true, PublishDelivery(c.NC, gw, d)
+}
+
+// LocalGateways are the gateways of this process that take their deliveries by direct calls
+// rather than over NATS. With fanout in the same process (natter run), that saves each delivery
+// a publish, the server's routing of it, the gateway's read of it, and fanout a round trip to
+// the server per chunk (docs/performance.md, "Sixteenth round").
+type LocalGateways struct {
+	mu      sync.RWMutex
+	receive map[string]func(Delivery)
+}
+
+// NewLocalGateways returns an empty set.
+func NewLocalGateways() *LocalGateways {
+	return &LocalGateways{receive: map[string]func(Delivery){}}
+}
+
+// Attach makes gateway id take its deliveries by calls to receive, until detach is called;
+// detach returns once no call is in progress. receive runs on its callers' goroutines, several
+// at once, and must not block.
+func (l *LocalGateways) Attach(id string, receive func(Delivery)) (detach func()) {
+	l.mu.Lock()
+	l.receive[id] = receive
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		delete(l.receive, id)
+		l.mu.Unlock()
+	}
+}
+
+// deliver calls gw's receive, if gw is attached (and l is not nil), and reports whether it did.
+func (l *LocalGateways) deliver(gw string, d Delivery) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	receive, ok := l.receive[gw]
+	if ok {
+		receive(d)
+	}
+	return ok
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 var deliveries = []Delivery{
@@ -102,4 +105,47 @@ func BenchmarkDelivery(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestCourierCallsLocalGateways: an attached gateway gets its deliveries by calls, any other
+// (and a detached one) over NATS: here no connection, so an error that says so.
+func TestCourierCallsLocalGateways(t *testing.T) {
+	local := NewLocalGateways()
+	var got []Delivery
+	detach := local.Attach("gw1", func(d Delivery) { got = append(got, d) })
+	c := Courier{Local: local}
+
+	overNATS, err := c.Deliver("gw1", deliveries[0])
+	if overNATS || err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], deliveries[0]) {
+		t.Fatalf("to the attached gateway: overNATS %v, err %v, received %v", overNATS, err, got)
+	}
+	if overNATS, err := c.Deliver("gw2", deliveries[1]); !overNATS || !errors.Is(err, nats.ErrInvalidConnection) {
+		t.Fatalf("to another gateway: overNATS %v, err %v; want a publish on the (missing) connection", overNATS, err)
+	}
+	detach()
+	if overNATS, err := c.Deliver("gw1", deliveries[1]); !overNATS || err == nil || len(got) != 1 {
+		t.Fatalf("after detach: overNATS %v, err %v, received %d; want a publish", overNATS, err, len(got))
+	}
+	if overNATS, err := (Courier{}).Deliver("gw1", deliveries[1]); !overNATS || err == nil {
+		t.Fatalf("without local gateways: overNATS %v, err %v; want a publish", overNATS, err)
+	}
+}
+
+// TestDetachWaitsForACallInProgress: once detach returns, the gateway is not called again, so
+// it may stop.
+func TestDetachWaitsForACallInProgress(t *testing.T) {
+	local := NewLocalGateways()
+	entered, release := make(chan struct{}), make(chan struct{})
+	detach := local.Attach("gw", func(Delivery) { close(entered); <-release })
+	go func() { _, _ = Courier{Local: local}.Deliver("gw", deliveries[1]) }()
+	<-entered
+	detached := make(chan struct{})
+	go func() { detach(); close(detached) }()
+	select {
+	case <-detached:
+		t.Fatal("detach returned while a delivery was in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-detached
 }

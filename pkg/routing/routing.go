@@ -345,8 +345,9 @@ func (t *Table) Stop() {
 
 // DeliverFrame sends a ready-made client frame (outside the timeline: receipts, typing,
 // presence) to the connected devices of users: one streams.Delivery per gateway holding any,
-// only to the gateways only accepts (nil: all).
-func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte, only func(gateway string) bool) error {
+// only to the gateways only accepts (nil: all). It reports whether any went over NATS
+// (streams.Courier.Deliver); frame must not change afterwards.
+func (t *Table) DeliverFrame(c streams.Courier, users []string, frame []byte, only func(gateway string) bool) (overNATS bool, err error) {
 	byGateway := map[string][]string{}
 	t.EachGateway(users, func(i int, gw string) {
 		if only == nil || only(gw) {
@@ -354,9 +355,11 @@ func (t *Table) DeliverFrame(nc *nats.Conn, users []string, frame []byte, only f
 		}
 	})
 	for gw, us := range byGateway {
-		if err := streams.PublishDelivery(nc, gw, streams.Delivery{Users: us, Frame: frame}); err != nil {
-			return err
+		viaNATS, err := c.Deliver(gw, streams.Delivery{Users: us, Frame: frame})
+		overNATS = overNATS || viaNATS
+		if err != nil {
+			return overNATS, err
 		}
 	}
-	return nil
+	return overNATS, nil
 }

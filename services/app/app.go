@@ -325,6 +325,9 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			func() (*auth.Tokens, error) { return tokens(cfg) },
 			timeline.New,
 			func(r prometheus.Registerer) *consumer.Metrics { return consumer.NewMetrics(r) },
+			// The gateway of this process, if it runs one, takes fanout's and presence's
+			// deliveries by direct calls.
+			streams.NewLocalGateways,
 			// One consent mirror for every component of the process (gateway, api, fanout,
 			// presence, push), fed from CONSENT once the streams are defined.
 			func(lc fx.Lifecycle, js jetstream.JetStream) *consent.Table {

@@ -50,7 +50,11 @@ func (part *partition) routeReceipt(ctx context.Context, conv string, data []byt
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return f.routes.DeliverFrame(f.deps.NC, users, frame, part.delivers)
+	overNATS, err := f.routes.DeliverFrame(f.courier, users, frame, part.delivers)
+	if overNATS {
+		part.overNATS.Store(true)
+	}
+	return err
 }
 
 // typingTimeout bounds the store read behind one typing indicator; a late one is worthless.
@@ -80,7 +84,7 @@ func (f *Fanout) relayTyping(msg *nats.Msg) {
 	}
 	frame, _ := json.Marshal(protocol.Typing{Type: protocol.TypeTyping, ConversationID: t.ConversationID, UserID: t.UserID,
 		State: t.State, ExpiresInMS: protocol.TypingExpires})
-	if err := f.routes.DeliverFrame(f.deps.NC, users, frame, nil); err != nil {
+	if _, err := f.routes.DeliverFrame(f.courier, users, frame, nil); err != nil {
 		f.log.Warn("typing: deliver", zap.Error(err))
 	}
 }

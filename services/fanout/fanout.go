@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,6 +94,9 @@ type Deps struct {
 	// Consent decides who receives whose messages, receipts and typing; nil: fanout follows
 	// STATE with a mirror of its own.
 	Consent *consent.Table `optional:"true"`
+	// Local are the gateways of this process, which take their deliveries by direct calls;
+	// nil: every gateway over NATS.
+	Local *streams.LocalGateways `optional:"true"`
 }
 
 // Fanout routes events to gateways.
@@ -100,6 +104,7 @@ type Fanout struct {
 	cfg       Config
 	deps      Deps
 	log       *zap.Logger
+	courier   streams.Courier
 	routes    *routing.Table
 	consent   *consent.Table
 	ownTable  bool // consent is this fanout's own mirror, stopped with it
@@ -133,6 +138,9 @@ type partition struct {
 	sendMu sync.Mutex        // numbers and publishes one link at a time: the worker, and probe
 	sent   map[string]uint64 // gateway -> N of the last delivery published to it
 	ended  bool              // the chains were ended: nothing more is sent
+	// overNATS: this chunk handed a delivery to the NATS connection, which flush must see
+	// reach the server (deliveries to local gateways are done when sent).
+	overNATS atomic.Bool
 }
 
 // New returns a fanout; Start begins consuming.
@@ -144,7 +152,8 @@ func New(cfg Config, deps Deps) (*Fanout, error) {
 		cfg.InstanceID = strings.ToLower(ulid.Make().String())
 	}
 	log := deps.Log.Named("fanout").With(zap.String("instance", cfg.InstanceID))
-	return &Fanout{cfg: cfg, deps: deps, log: log, parts: map[int]*partition{}, stop: make(chan struct{})}, nil
+	return &Fanout{cfg: cfg, deps: deps, log: log, courier: streams.Courier{NC: deps.NC, Local: deps.Local},
+		parts: map[int]*partition{}, stop: make(chan struct{})}, nil
 }
 
 // Start loads the routes mirror, takes this instance's share of the partitions and keeps
@@ -470,7 +479,11 @@ func (part *partition) send(gw string, d streams.Delivery) error {
 
 func (part *partition) sendLocked(gw string, d streams.Delivery) error {
 	d.Chain, d.N = part.chain, part.sent[gw]+1
-	if err := streams.PublishDelivery(part.f.deps.NC, gw, d); err != nil {
+	overNATS, err := part.f.courier.Deliver(gw, d)
+	if overNATS {
+		part.overNATS.Store(true)
+	}
+	if err != nil {
 		return err // not sent: the number is not used up
 	}
 	part.sent[gw] = d.N

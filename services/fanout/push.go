@@ -81,7 +81,7 @@ func (part *partition) requestPushes(seq uint64, ev streams.ChatEvent, receivers
 }
 
 // flush runs before a chunk is acknowledged: its push requests must be stored, and its
-// deliveries handed to the server.
+// deliveries over NATS handed to the server.
 func (part *partition) flush(ctx context.Context) error {
 	f := part.f
 	part.pending.mu.Lock()
@@ -108,6 +108,9 @@ func (part *partition) flush(ctx context.Context) error {
 	}
 	if failed != nil {
 		return failed
+	}
+	if !part.overNATS.Swap(false) {
+		return nil
 	}
 	return f.deps.NC.Flush()
 }

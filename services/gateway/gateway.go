@@ -211,6 +211,9 @@ type Deps struct {
 	// Consent decides whose presence a user may see and what catch-up replays to them; nil:
 	// the gateway follows STATE with a mirror of its own.
 	Consent *consent.Table `optional:"true"`
+	// Local, if set, is where this gateway attaches itself, so that fanout and presence in
+	// the same process deliver to it by direct calls; it takes deliveries over NATS as well.
+	Local *streams.LocalGateways `optional:"true"`
 }
 
 // Gateway serves WebSockets.
@@ -236,7 +239,8 @@ type Gateway struct {
 	chat       jetstream.Stream
 	srv        *http.Server
 	ln         net.Listener
-	sub        *nats.Subscription
+	sub        *nats.Subscription // deliveries over NATS
+	detach     func()             // from deps.Local: deliveries by direct calls
 	revokedSub *nats.Subscription // streams.SessionRevokedAll -> hub.onRevoked
 	accounts   *nats.Subscription // account.deleted.*: closes the sockets of deleted accounts
 	notices    func()             // stops the consent table's request notices (hub.onRequest)
@@ -314,23 +318,20 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.notices()
 		return fmt.Errorf("gateway: publisher: %w", err)
 	}
-	g.sub, err = g.deps.NC.Subscribe(streams.DeliverSubject(g.cfg.ID), g.hub.onDelivery)
-	if err != nil {
-		return fmt.Errorf("gateway: subscribe deliveries: %w", err)
-	}
-	if err := g.sub.SetPendingLimits(1<<20, 1<<30); err != nil {
-		return fmt.Errorf("gateway: pending limits: %w", err)
+	if err := g.subscribeDeliveries(); err != nil {
+		g.notices()
+		return err
 	}
 	// Revocations are core NATS too: a lost one (dropped or missed while disconnected) is
 	// covered the way lost deliveries are, by closing every socket (see maintain), after which
 	// the upgrade's token check refuses the revoked sessions.
 	g.revokedSub, err = g.deps.NC.Subscribe(streams.SessionRevokedAll, g.hub.onRevoked)
 	if err != nil {
-		_ = g.sub.Unsubscribe()
+		_ = g.unsubscribeDeliveries()
 		return fmt.Errorf("gateway: subscribe session revocations: %w", err)
 	}
 	if g.accounts, err = g.deps.NC.Subscribe(streams.AccountDeletedAll, g.hub.onAccountDeleted); err != nil {
-		_ = g.sub.Unsubscribe()
+		_ = g.unsubscribeDeliveries()
 		_ = g.revokedSub.Unsubscribe()
 		return fmt.Errorf("gateway: subscribe account events: %w", err)
 	}
@@ -339,7 +340,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.ln, err = net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
-		_ = g.sub.Unsubscribe()
+		_ = g.unsubscribeDeliveries()
 		_ = g.revokedSub.Unsubscribe()
 		_ = g.accounts.Unsubscribe()
 		return fmt.Errorf("gateway: %w", err) // net.Listen names the address
@@ -394,7 +395,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	}
 	g.pub.drain(ctx)
 	g.notices()
-	err = errors.Join(err, g.sub.Unsubscribe(), g.revokedSub.Unsubscribe(), g.accounts.Unsubscribe())
+	err = errors.Join(err, g.unsubscribeDeliveries(), g.revokedSub.Unsubscribe(), g.accounts.Unsubscribe())
 	if derr := g.gwKV.Delete(context.WithoutCancel(ctx), g.cfg.ID); derr != nil {
 		g.log.Warn("withdraw from discovery", zap.Error(derr))
 	}
@@ -402,6 +403,33 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		g.consent.Stop()
 	}
 	return err
+}
+
+// subscribeDeliveries starts taking deliveries: over NATS, and by direct calls if deps.Local
+// is set.
+func (g *Gateway) subscribeDeliveries() error {
+	sub, err := g.deps.NC.Subscribe(streams.DeliverSubject(g.cfg.ID), g.hub.onDelivery)
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe deliveries: %w", err)
+	}
+	if err := sub.SetPendingLimits(1<<20, 1<<30); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("gateway: pending limits: %w", err)
+	}
+	g.sub, g.detach = sub, func() {}
+	if g.deps.Local != nil {
+		g.detach = g.deps.Local.Attach(g.cfg.ID, g.hub.receive)
+	}
+	return nil
+}
+
+// unsubscribeDeliveries stops taking deliveries, both ways.
+func (g *Gateway) unsubscribeDeliveries() error {
+	g.detach()
+	if err := g.sub.Unsubscribe(); err != nil {
+		return fmt.Errorf("gateway: unsubscribe deliveries: %w", err)
+	}
+	return nil
 }
 
 // maintain refreshes the discovery entry and the routes, and watches for lost deliveries.

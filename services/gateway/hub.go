@@ -22,7 +22,10 @@ type hub struct {
 	mu     sync.RWMutex
 	byUser map[string][]*session // user -> its sessions, one per device (a few: a slice is cheaper to walk than a map)
 	n      int
-	chains chains // used by the delivery subscription's goroutine only
+	// receiving serialises deliveries (receive): they come from the NATS subscription's
+	// goroutine and, from fanout and presence in this process, from theirs.
+	receiving sync.Mutex
+	chains    chains // under receiving
 	// revoked holds the login sessions announced revoked in the last revokedMemory, for add: a
 	// socket whose token was checked just before its session was revoked, and which joins the
 	// hub just after the announcement, is closed all the same.
@@ -123,14 +126,21 @@ func (h *hub) all() []*session {
 	return out
 }
 
-// onDelivery runs on the NATS subscription goroutine: decode once and enqueue the frame, as
-// fanout built it, to every session of the named users.
+// onDelivery runs on the NATS subscription goroutine: decode once and receive.
 func (h *hub) onDelivery(msg *nats.Msg) {
 	d, err := streams.DecodeDelivery(msg.Data)
 	if err != nil {
 		h.g.log.Error("bad delivery", zap.Error(err))
 		return
 	}
+	h.receive(d)
+}
+
+// receive enqueues the frame, as fanout built it, to every session of the named users: a
+// delivery over NATS (onDelivery) or a direct call from this process (streams.LocalGateways).
+func (h *hub) receive(d streams.Delivery) {
+	h.receiving.Lock()
+	defer h.receiving.Unlock()
 	unbroken, why := h.chains.follows(d, time.Now())
 	switch {
 	case d.Resync: // fanout skipped ahead: nothing later may reach a socket before it syncs

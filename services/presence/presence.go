@@ -63,6 +63,9 @@ type Deps struct {
 	// Consent says who may see whose presence; nil: presence follows STATE with a mirror of
 	// its own.
 	Consent *consent.Table `optional:"true"`
+	// Local are the gateways of this process, which take their deliveries by direct calls;
+	// nil: every gateway over NATS.
+	Local *streams.LocalGateways `optional:"true"`
 }
 
 // Presence keeps the presence bucket.
@@ -237,7 +240,7 @@ func (p *Presence) announce(ctx context.Context, user string, ps streams.Presenc
 	}
 	frame, _ := json.Marshal(protocol.Presence{Type: protocol.TypePresence,
 		Users: []protocol.UserStatus{{UserID: user, Status: ps.Status, LastSeen: ps.LastSeen}}})
-	if err := p.routes.DeliverFrame(p.deps.NC, contacts, frame, nil); err != nil {
+	if _, err := p.routes.DeliverFrame(streams.Courier{NC: p.deps.NC, Local: p.deps.Local}, contacts, frame, nil); err != nil {
 		p.log.Warn("announce", zap.String("user", user), zap.Error(err))
 	}
 }
