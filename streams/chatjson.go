@@ -1,6 +1,59 @@
 package streams
 
-import "github.com/natter-chat/natter/sdk/go/protocol/flatjson"
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/natter-chat/natter/sdk/go/protocol/flatjson"
+)
+
+// appendJSON appends ev's JSON, as json.Marshal writes it, to b. The member and target bodies,
+// rare, are json.Marshal's.
+func (ev ChatEvent) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(ev.V), 10)
+	b = append(b, `,"kind":`...)
+	b = flatjson.AppendString(b, ev.Kind)
+	b = append(b, `,"conversation_id":`...)
+	b = flatjson.AppendString(b, ev.ConversationID)
+	b = append(b, `,"message_id":`...)
+	b = flatjson.AppendString(b, ev.MessageID)
+	b = append(b, `,"sender_id":`...)
+	b = flatjson.AppendString(b, ev.SenderID)
+	if ev.SenderDevice != "" {
+		b = append(b, `,"sender_device":`...)
+		b = flatjson.AppendString(b, ev.SenderDevice)
+	}
+	if ev.ClientMsgID != "" {
+		b = append(b, `,"client_msg_id":`...)
+		b = flatjson.AppendString(b, ev.ClientMsgID)
+	}
+	if ev.Text != "" {
+		b = append(b, `,"text":`...)
+		b = flatjson.AppendString(b, ev.Text)
+	}
+	b = append(b, `,"sent_at":`...)
+	b = strconv.AppendInt(b, ev.SentAt, 10)
+	if ev.Member != nil {
+		j, err := json.Marshal(ev.Member)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, `,"member":`...), j...)
+	}
+	if ev.UpTo != 0 {
+		b = append(b, `,"up_to":`...)
+		b = strconv.AppendUint(b, ev.UpTo, 10)
+	}
+	if ev.Target != nil {
+		j, err := json.Marshal(ev.Target)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, `,"target":`...), j...)
+	}
+	return append(b, '}'), nil
+}
 
 // decodeChatFast reads data when it has exactly the shape ChatEvent.Encode writes (the fields in
 // their order, no whitespace, strings without escapes, no member or target body) and returns

@@ -133,7 +133,7 @@ func (p *publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, pa *jetstream.Pu
 		return
 	}
 	p.g.met.sends.WithLabelValues("ok").Inc()
-	f.s.send(protocol.Ack{Type: protocol.TypeAck, Ref: f.ref, ClientMsgID: f.clientMsgID, ConversationID: f.conv,
+	f.s.sendAck(protocol.Ack{Type: protocol.TypeAck, Ref: f.ref, ClientMsgID: f.clientMsgID, ConversationID: f.conv,
 		MessageID: f.messageID, Seq: pa.Sequence, SentAt: f.sentAt})
 }
 

@@ -486,6 +486,11 @@ func (s *session) send(v any) {
 	s.enqueue(b)
 }
 
+// sendAck queues an ack, encoded without reflection: one for every send accepted.
+func (s *session) sendAck(a protocol.Ack) {
+	s.enqueue(a.AppendJSON(make([]byte, 0, 160)))
+}
+
 // enqueue queues frame for the writer; it never blocks. A socket whose queue is past its
 // bounds (see outbox.push) is closed as slow.
 func (s *session) enqueue(frame []byte) {

@@ -256,6 +256,21 @@ func FuzzEventJSON(f *testing.F) {
 	})
 }
 
+func FuzzAckJSON(f *testing.F) {
+	f.Add("ack", "r1", "c1", "conv", "01M80KC42R86VJ9FTBJSDG9NTY", uint64(7), int64(1795316650072), false)
+	f.Add("ack", "", "<&>\"\\ \u2028 \xff", "", "", uint64(0), int64(-1), true)
+	f.Fuzz(func(t *testing.T, typ, ref, cmid, conv, mid string, seq uint64, sentAt int64, dup bool) {
+		a := Ack{Type: typ, Ref: ref, ClientMsgID: cmid, ConversationID: conv, MessageID: mid, Seq: seq, SentAt: sentAt, Duplicate: dup}
+		want, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.AppendJSON([]byte("prefix")); string(got) != "prefix"+string(want) {
+			t.Fatalf("AppendJSON wrote %s, json.Marshal %s", got, want)
+		}
+	})
+}
+
 func BenchmarkEventJSON(b *testing.B) {
 	e := Event{Type: TypeMessage, Seq: 123456, ConversationID: "dgkvx462jc4mvjvsulajhrjha7", MessageID: "01M80KC42R86VJ9FTBJSDG9NTY",
 		SenderID: "01M80KC42R86VJ9FTBJSDG9NTZ", SenderDevice: "phone", ClientMsgID: "01M80KC42R86VJ9FTBJSDG9NT0",
@@ -274,6 +289,23 @@ func BenchmarkEventJSON(b *testing.B) {
 			if buf, err = e.AppendJSON(buf[:0]); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+func BenchmarkAckJSON(b *testing.B) {
+	a := Ack{Type: TypeAck, Ref: "01M80KC42R86VJ9FTBJSDG9NT0", ClientMsgID: "01M80KC42R86VJ9FTBJSDG9NT0", ConversationID: "dgkvx462jc4mvjvsulajhrjha7",
+		MessageID: "01M80KC42R86VJ9FTBJSDG9NTY", Seq: 123456, SentAt: 1795316650072}
+	b.Run("json.Marshal", func(b *testing.B) {
+		for range b.N {
+			if _, err := json.Marshal(a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		for range b.N {
+			_ = a.AppendJSON(make([]byte, 0, 160))
 		}
 	})
 }
