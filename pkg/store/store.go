@@ -386,6 +386,13 @@ type GroupCommitter interface {
 	Sync(ctx context.Context) error
 }
 
+// MemberCache is implemented by stores that keep member records in memory. CachedMember returns
+// what Member would return for a record held there, and ok false otherwise (then ask Member):
+// an answer that cannot wait, so the caller sets up no timeout for it.
+type MemberCache interface {
+	CachedMember(conversationID, userID string) (m Member, ok bool)
+}
+
 // PageAppender is implemented by stores that can append a page of Messages to a slice the caller
 // owns: a reader of many pages in a row (a catch-up) reuses one slice instead of allocating one
 // per page. AppendMessages(ctx, dst, c, p) returns dst followed by exactly what Messages(ctx, c,

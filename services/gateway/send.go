@@ -22,38 +22,56 @@ import (
 // store remembers the client id).
 func (s *session) handleSend(f protocol.ClientFrame) {
 	ref := frameRef(f)
-	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
-	defer cancel()
-	st := s.g.deps.Store
-
-	ok, err := s.mayAct(ctx, f.ConversationID, ref, store.Member.Active)
-	if err != nil {
-		s.unavailable(ref, "check membership", err)
+	if !s.maySend(f, ref) {
 		return
 	}
-	if !ok {
-		s.g.met.sends.WithLabelValues("not_member").Inc()
-		return
-	}
-	// A first attempt needs no lookup: a repeat within the duplicate window is JetStream's to
-	// catch (publish.go answers it with the original), and a client marks a later one Resend.
-	if f.Resend {
-		if prev, err := st.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
-			s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
-			return
-		} else if !errors.Is(err, store.ErrNotFound) {
-			s.unavailable(ref, "look up client message id", err)
-			return
-		}
-	}
-
 	ev := streams.ChatEvent{
 		Kind: streams.KindMsg, ConversationID: f.ConversationID, MessageID: ulid.Make().String(),
 		SenderID: s.userID, SenderDevice: s.deviceID, ClientMsgID: f.ClientMsgID, Text: f.Text,
 		SentAt: time.Now().UnixMilli(),
 	}
-	cancel() // the store reads are done; the publish has its own timeout (Config.PublishTimeout)
-	s.publishEvent(ref, f, streams.KindMsg, ev)
+	s.publishEvent(ref, f, streams.KindMsg, ev) // with its own timeout (Config.PublishTimeout)
+}
+
+// maySend checks a send before it is published: the sender is an active member, and a resend
+// is not of a message stored already (then it is answered here with the original's ack). A
+// refusal is answered here. The store reads share one timeout (Config.PublishTimeout), set up
+// only when the store has to be asked: a membership it holds in memory (store.MemberCache),
+// the usual case, needs none.
+func (s *session) maySend(f protocol.ClientFrame, ref string) bool {
+	if c, ok := s.g.deps.Store.(store.MemberCache); ok && !f.Resend {
+		if m, ok := c.CachedMember(f.ConversationID, s.userID); ok {
+			if m.Active() {
+				return true
+			}
+			s.reject(errNotMember.WithRef(ref))
+			s.g.met.sends.WithLabelValues("not_member").Inc()
+			return false
+		}
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PublishTimeout)
+	defer cancel()
+	ok, err := s.mayAct(ctx, f.ConversationID, ref, store.Member.Active)
+	if err != nil {
+		s.unavailable(ref, "check membership", err)
+		return false
+	}
+	if !ok {
+		s.g.met.sends.WithLabelValues("not_member").Inc()
+		return false
+	}
+	// A first attempt needs no lookup: a repeat within the duplicate window is JetStream's to
+	// catch (publish.go answers it with the original), and a client marks a later one Resend.
+	if f.Resend {
+		if prev, err := s.g.deps.Store.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
+			s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
+			return false
+		} else if !errors.Is(err, store.ErrNotFound) {
+			s.unavailable(ref, "look up client message id", err)
+			return false
+		}
+	}
+	return true
 }
 
 // frameRef is what the answers to f carry as ref: its id, else its client_msg_id.
@@ -151,7 +169,7 @@ func (s *session) mayAct(ctx context.Context, conv, ref string, allowed func(sto
 
 func (s *session) ackDuplicate(ref, conv, messageID string, seq uint64, sentAt int64, clientMsgID string) {
 	s.g.met.sends.WithLabelValues("duplicate").Inc()
-	s.send(protocol.Ack{Type: protocol.TypeAck, Ref: ref, ClientMsgID: clientMsgID, ConversationID: conv,
+	s.sendAck(protocol.Ack{Type: protocol.TypeAck, Ref: ref, ClientMsgID: clientMsgID, ConversationID: conv,
 		MessageID: messageID, Seq: seq, SentAt: sentAt, Duplicate: true})
 }
 

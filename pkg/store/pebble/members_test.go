@@ -44,6 +44,36 @@ func TestMemberIsNeverOlderThanTheLastWrite(t *testing.T) {
 		if m.ChangedSeq != seq {
 			t.Fatalf("after writing seq %d, Member answers seq %d", seq, m.ChangedSeq)
 		}
+		if c, ok := s.CachedMember("c1", "u1"); ok && c.ChangedSeq != seq {
+			t.Fatalf("after writing seq %d, CachedMember answers seq %d", seq, c.ChangedSeq)
+		}
+	}
+}
+
+// CachedMember answers what Member read, until the record is written again.
+func TestCachedMemberHoldsWhatMemberRead(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	put := func(m store.Member) {
+		t.Helper()
+		if err := s.PutMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(store.Member{ConversationID: "c1", UserID: "u1", Role: "member", JoinedSeq: 3, ChangedSeq: 3})
+	if _, ok := s.CachedMember("c1", "u1"); ok {
+		t.Fatal("CachedMember answers before anything was read")
+	}
+	read, err := s.Member(ctx, "c1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.CachedMember("c1", "u1"); !ok || got.ChangedSeq != read.ChangedSeq || !got.Active() {
+		t.Fatalf("after Member: CachedMember = %+v, %v; want %+v", got, ok, read)
+	}
+	put(store.Member{ConversationID: "c1", UserID: "u1", Role: "member", JoinedSeq: 3, LeftSeq: 8, ChangedSeq: 8})
+	if got, ok := s.CachedMember("c1", "u1"); ok {
+		t.Fatalf("after the member left: CachedMember still answers %+v", got)
 	}
 }
 

@@ -82,6 +82,7 @@ type Store struct {
 var (
 	_ store.Store          = (*Store)(nil)
 	_ store.GroupCommitter = (*Store)(nil)
+	_ store.MemberCache    = (*Store)(nil)
 )
 
 // Open opens (creating if needed) the store in dir.
@@ -407,6 +408,12 @@ func (s *Store) Member(ctx context.Context, conversationID, userID string) (stor
 	}
 	s.members.keep(k, m, gen)
 	return m, nil
+}
+
+// CachedMember implements store.MemberCache.
+func (s *Store) CachedMember(conversationID, userID string) (store.Member, bool) {
+	m, _, ok := s.members.get(memberKey{conversationID, userID})
+	return m, ok
 }
 
 func (s *Store) Members(ctx context.Context, conversationID string) ([]store.Member, error) {
