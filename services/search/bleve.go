@@ -202,17 +202,13 @@ func (b *Bleve) Apply(_ context.Context, put []Doc, remove []string) error {
 	if b.stale {
 		return errStale
 	}
+	docs, err := newDocuments(b.idx.Mapping())
+	if err != nil {
+		return err
+	}
 	batch := b.idx.NewBatch()
 	for _, d := range put {
-		fields := map[string]any{
-			fConv: d.ConversationID, fID: d.MessageID,
-			fSender: d.SenderID, fSent: float64(d.SentAt), fText: d.Text,
-		}
-		if d.Deleted {
-			fields = map[string]any{fConv: d.ConversationID, fID: d.MessageID, fDeleted: "1"}
-		}
-		err := batch.Index(d.ID(), fields)
-		if err != nil {
+		if err := batch.IndexAdvanced(docs.of(d)); err != nil {
 			return fmt.Errorf("search index: %s: %w", d.ID(), err)
 		}
 	}
