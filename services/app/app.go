@@ -83,7 +83,8 @@ type Config struct {
 	NATSURL string
 	NATS    natsx.ServerConfig // the embedded server; Dir defaults to <DataDir>/nats
 	// NATSClient authenticates and secures the connections to an external NATS (NATSURL); the
-	// connections to the embedded server are in-process and need neither.
+	// connections to the embedded server stay on this machine (loopback, or in-process) and
+	// need neither.
 	NATSClient natsx.ClientConfig
 	// TLSCert and TLSKey, when set, serve the API over HTTPS and the gateway over wss:// with
 	// this certificate; Running.ReloadTLS reads the files again.
@@ -114,6 +115,9 @@ type Config struct {
 	// Store, when set, is used instead of opening the embedded one (and is not closed on stop):
 	// in-process tests run components as separate graphs around one store.
 	Store store.Store
+	// DeliverOverNATS makes fanout and presence deliver to this process's gateway over NATS,
+	// as to any other, rather than by direct calls: for tests that watch the delivery subject.
+	DeliverOverNATS bool
 
 	Gateway   gateway.Config
 	API       api.Config
@@ -327,7 +331,12 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 			func(r prometheus.Registerer) *consumer.Metrics { return consumer.NewMetrics(r) },
 			// The gateway of this process, if it runs one, takes fanout's and presence's
 			// deliveries by direct calls.
-			streams.NewLocalGateways,
+			func() *streams.LocalGateways {
+				if cfg.DeliverOverNATS {
+					return nil
+				}
+				return streams.NewLocalGateways()
+			},
 			// One consent mirror for every component of the process (gateway, api, fanout,
 			// presence, push), fed from CONSENT once the streams are defined.
 			func(lc fx.Lifecycle, js jetstream.JetStream) *consent.Table {

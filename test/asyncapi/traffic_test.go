@@ -25,7 +25,9 @@ func TestMain(m *testing.M) {
 // checks each frame, both ways, and each message on natter's subjects, against the spec.
 func TestRealTrafficMatchesTheSpec(t *testing.T) {
 	sp := loadSpec(t)
-	s := apptest.Start(t, func(c *app.Config) { c.Fanout.PushOnlineLedger = true })
+	// Deliveries to the process's own gateway go over NATS too, so that the deliver channel
+	// carries real traffic.
+	s := apptest.Start(t, func(c *app.Config) { c.Fanout.PushOnlineLedger, c.DeliverOverNATS = true, true })
 	rec := record(t, sp, s.Run.NC)
 	seen := map[string]int{}
 
