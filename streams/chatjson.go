@@ -34,25 +34,31 @@ func (ev ChatEvent) appendJSON(b []byte) ([]byte, error) {
 	}
 	b = append(b, `,"sent_at":`...)
 	b = strconv.AppendInt(b, ev.SentAt, 10)
+	var err error
 	if ev.Member != nil {
-		j, err := json.Marshal(ev.Member)
-		if err != nil {
+		if b, err = appendMarshal(b, `,"member":`, ev.Member); err != nil {
 			return nil, err
 		}
-		b = append(append(b, `,"member":`...), j...)
 	}
 	if ev.UpTo != 0 {
 		b = append(b, `,"up_to":`...)
 		b = strconv.AppendUint(b, ev.UpTo, 10)
 	}
 	if ev.Target != nil {
-		j, err := json.Marshal(ev.Target)
-		if err != nil {
+		if b, err = appendMarshal(b, `,"target":`, ev.Target); err != nil {
 			return nil, err
 		}
-		b = append(append(b, `,"target":`...), j...)
 	}
 	return append(b, '}'), nil
+}
+
+// appendMarshal appends name and json.Marshal's encoding of v.
+func appendMarshal(b []byte, name string, v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(b, name...), j...), nil
 }
 
 // decodeChatFast reads data when it has exactly the shape ChatEvent.Encode writes (the fields in
