@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"encoding/json"
 	"strconv"
 
 	"github.com/natter-chat/natter/sdk/go/protocol/flatjson"
@@ -36,7 +35,7 @@ func (ev ChatEvent) appendJSON(b []byte) ([]byte, error) {
 	b = strconv.AppendInt(b, ev.SentAt, 10)
 	var err error
 	if ev.Member != nil {
-		if b, err = appendMarshal(b, `,"member":`, ev.Member); err != nil {
+		if b, err = flatjson.AppendMarshal(b, `,"member":`, ev.Member); err != nil {
 			return nil, err
 		}
 	}
@@ -45,20 +44,11 @@ func (ev ChatEvent) appendJSON(b []byte) ([]byte, error) {
 		b = strconv.AppendUint(b, ev.UpTo, 10)
 	}
 	if ev.Target != nil {
-		if b, err = appendMarshal(b, `,"target":`, ev.Target); err != nil {
+		if b, err = flatjson.AppendMarshal(b, `,"target":`, ev.Target); err != nil {
 			return nil, err
 		}
 	}
 	return append(b, '}'), nil
-}
-
-// appendMarshal appends name and json.Marshal's encoding of v.
-func appendMarshal(b []byte, name string, v any) ([]byte, error) {
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return append(append(b, name...), j...), nil
 }
 
 // decodeChatFast reads data when it has exactly the shape ChatEvent.Encode writes (the fields in

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"encoding/json"
 	"strconv"
 
 	"github.com/natter-chat/natter/sdk/go/protocol/flatjson"
@@ -38,14 +37,12 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 	b = strconv.AppendInt(b, e.SentAt, 10)
 	var err error
 	if e.Member != nil { // member events and revisions are rare: json writes their bodies
-		b = append(b, `,"member":`...)
-		if b, err = appendMarshal(b, e.Member); err != nil {
+		if b, err = flatjson.AppendMarshal(b, `,"member":`, e.Member); err != nil {
 			return nil, err
 		}
 	}
 	if e.Target != nil {
-		b = append(b, `,"target":`...)
-		if b, err = appendMarshal(b, e.Target); err != nil {
+		if b, err = flatjson.AppendMarshal(b, `,"target":`, e.Target); err != nil {
 			return nil, err
 		}
 	}
@@ -57,14 +54,6 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"deleted":true`...)
 	}
 	return append(b, '}'), nil
-}
-
-func appendMarshal(b []byte, v any) ([]byte, error) {
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, j...), nil
 }
 
 // AppendJSON appends a's JSON to b: byte for byte what json.Marshal(a) writes (FuzzAckJSON holds

@@ -39,6 +39,16 @@ var plainASCII = func() (t [256]bool) {
 	return t
 }()
 
+// AppendMarshal appends name (a member's `,"key":`) and json.Marshal's encoding of v: for the
+// rare bodies the encoders of natter's common shapes leave to encoding/json.
+func AppendMarshal(b []byte, name string, v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(b, name...), j...), nil
+}
+
 func appendEscaped(b []byte, s string) []byte {
 	j, _ := json.Marshal(s) // a string always encodes
 	return append(b, j...)
