@@ -302,3 +302,22 @@ func ids(us []apptest.User) []string {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// The gateway checks a sender against the member record the store keeps in memory
+// (store.MemberCache): a member who sent (so her record is kept) and is then removed is
+// refused, and so is every send after it, while her refused record is the one kept.
+func TestARemovedMemberIsRefusedFromTheKeptRecordToo(t *testing.T) {
+	s := apptest.Start(t)
+	alice, carol := s.SignUp("alice"), s.SignUp("carol")
+	wsC := live(s, carol, "c")
+	conv := createGroup(s, alice, "trip", carol).Conversation.ID
+	if f := sendText(wsC, conv, "m1", "hi"); f.Type != protocol.TypeAck {
+		t.Fatalf("a member's send answered %+v", f)
+	}
+	s.Do("DELETE", "/v1/conversations/"+conv+"/members/"+carol.ID, alice.Token, nil, http.StatusOK, nil)
+	for _, cmid := range []string{"m2", "m3", "m4"} {
+		if f := sendText(wsC, conv, cmid, "let me back"); f.Type != protocol.TypeError || f.Code != string(protocol.CodeNotMember) {
+			t.Fatalf("removed member's send %s answered %+v", cmid, f)
+		}
+	}
+}
