@@ -10,9 +10,9 @@ import (
 )
 
 // documents makes the Bleve document of a Doc as the index's mapping does (MapDocument), but
-// from the fields themselves: MapDocument walks a map of them by reflection, a sixth of what
-// Bleve's mapping and analysis cost per message (TestDocumentsAreWhatTheMappingMakes holds the
-// two to the same document).
+// from the fields themselves: MapDocument walks a map of them by reflection, 7–15 µs and 47
+// allocations a message against 2.4–3.5 µs and 18 (TestDocumentsAreWhatTheMappingMakes holds
+// the two to the same document).
 type documents struct {
 	conv, id, sender, text, deleted textField
 	sent                            index.FieldIndexingOptions
