@@ -178,11 +178,12 @@ func sentence(rng *rand.Rand, words []string) string {
 }
 
 // BenchmarkIndexFormats is the CPU that indexing costs per message, format 1 (seq an indexed
-// number) against the current format (seq in the document id), in alternating runs of one
-// process: each run indexes SEARCH_BENCH_FORMAT_N messages (default 20,000, in 10,000
+// number) and format 2 (seq in the document id) against the current format (no term vectors,
+// one stored field for id, sender and time), in alternating runs of one process: each run
+// indexes SEARCH_BENCH_FORMAT_N messages (default 20,000, in 10,000
 // conversations) through Apply in batches of 2,048 into a new index and closes it, and its CPU
-// is the process's (user + system, getrusage) over the run. SEARCH_BENCH_PAIRS pairs (default
-// 3), the order swapped every pair. Run it alone:
+// is the process's (user + system, getrusage) over the run. SEARCH_BENCH_PAIRS rounds (default
+// 3) of the three, the order reversed every round. Run it alone:
 //
 //	go test ./services/search -run '^$' -bench IndexFormats -benchtime 1x
 func BenchmarkIndexFormats(b *testing.B) {
@@ -208,6 +209,18 @@ func BenchmarkIndexFormats(b *testing.B) {
 			}
 			return idx.Close()
 		},
+		"format2": func(dir string) error {
+			idx, err := newFormat2(dir)
+			if err != nil {
+				return err
+			}
+			for chunk := range slices.Chunk(docs, 2048) {
+				if err := applyFormat2(idx, chunk); err != nil {
+					return err
+				}
+			}
+			return idx.Close()
+		},
 		"current": func(dir string) error {
 			idx, err := OpenBleve(dir)
 			if err != nil {
@@ -224,7 +237,7 @@ func BenchmarkIndexFormats(b *testing.B) {
 	perK := map[string][]float64{}
 	for range b.N {
 		for p := range pairs {
-			order := []string{"format1", "current"}
+			order := []string{"format1", "format2", "current"}
 			if p%2 == 1 {
 				slices.Reverse(order)
 			}
@@ -238,18 +251,24 @@ func BenchmarkIndexFormats(b *testing.B) {
 			}
 		}
 	}
-	ratio := make([]float64, len(perK["current"]))
-	for i := range ratio {
-		ratio[i] = perK["current"][i] / perK["format1"][i]
+	ratio := func(of string) []float64 {
+		r := make([]float64, len(perK["current"]))
+		for i := range r {
+			r[i] = perK["current"][i] / perK[of][i]
+		}
+		slices.Sort(r)
+		return r
 	}
-	for _, format := range []string{"format1", "current"} {
+	for _, format := range []string{"format1", "format2", "current"} {
 		v := perK[format]
 		slices.Sort(v)
 		b.Logf("%s: %.3f (%.3f-%.3f) CPU s per 1000 messages, %d runs of %d", format, v[len(v)/2], v[0], v[len(v)-1], len(v), n)
 		b.ReportMetric(v[len(v)/2], "cpu-s/1000-"+format)
 	}
-	slices.Sort(ratio)
-	b.Logf("current / format1, pair by pair: %.2f (%.2f-%.2f)", ratio[len(ratio)/2], ratio[0], ratio[len(ratio)-1])
+	for _, of := range []string{"format1", "format2"} {
+		r := ratio(of)
+		b.Logf("current / %s, round by round: %.2f (%.2f-%.2f)", of, r[len(r)/2], r[0], r[len(r)-1])
+	}
 }
 
 // cpuSeconds is the CPU time the process has used, user and system.
@@ -359,12 +378,12 @@ func BenchmarkQueryFormats(b *testing.B) {
 	}
 }
 
-// BenchmarkMigrateFormat1 is what opening a format 1 index of SEARCH_BENCH_FORMAT_N messages
-// (default 20,000) costs: Migrate reads every document back and writes it in the current
-// format. Run it alone:
+// BenchmarkMigrate is what opening an index of format 1 and one of format 2, each of
+// SEARCH_BENCH_FORMAT_N messages (default 20,000), costs: Migrate reads every document back and
+// writes it in the current format. Run it alone:
 //
-//	go test ./services/search -run '^$' -bench MigrateFormat1 -benchtime 1x
-func BenchmarkMigrateFormat1(b *testing.B) {
+//	go test ./services/search -run '^$' -bench Migrate -benchtime 1x
+func BenchmarkMigrate(b *testing.B) {
 	n := envInt(b, "SEARCH_BENCH_FORMAT_N", 20_000)
 	rng := rand.New(rand.NewPCG(5, 6))
 	words := vocabulary(rng)
@@ -374,37 +393,43 @@ func BenchmarkMigrateFormat1(b *testing.B) {
 			SenderID: "u1", SentAt: 1_700_000_000_000 + int64(i), Text: sentence(rng, words)}
 	}
 	for range b.N {
-		b.StopTimer()
-		dir := b.TempDir() + "/index"
-		old, err := newFormat1(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for chunk := range slices.Chunk(docs, 2048) {
-			if err := applyFormat1(old, chunk); err != nil {
+		for _, format := range []int{1, 2} {
+			b.StopTimer()
+			dir := b.TempDir() + "/index"
+			create, apply := newFormat1, applyFormat1
+			if format == 2 {
+				create, apply = newFormat2, applyFormat2
+			}
+			old, err := create(dir)
+			if err != nil {
 				b.Fatal(err)
 			}
+			for chunk := range slices.Chunk(docs, 2048) {
+				if err := apply(old, chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := old.Close(); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			b.StartTimer()
+			c0, t0 := cpuSeconds(b), time.Now()
+			idx, err := openBleve(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			migrated, err := idx.Migrate(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu, took := cpuSeconds(b)-c0, time.Since(t0)
+			if migrated != uint64(n) {
+				b.Fatalf("format %d: migrated %d of %d", format, migrated, n)
+			}
+			_ = idx.Close()
+			b.Logf("format %d: migrated %d documents in %s: %.3f CPU s per 1000", format, n, took.Round(time.Millisecond), cpu/float64(n)*1000)
+			b.ReportMetric(cpu/float64(n)*1000, fmt.Sprintf("cpu-s/1000-format%d", format))
 		}
-		if err := old.Close(); err != nil {
-			b.Fatal(err)
-		}
-		runtime.GC()
-		b.StartTimer()
-		c0, t0 := cpuSeconds(b), time.Now()
-		idx, err := openBleve(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		migrated, err := idx.Migrate(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cpu, took := cpuSeconds(b)-c0, time.Since(t0)
-		if migrated != uint64(n) {
-			b.Fatalf("migrated %d of %d", migrated, n)
-		}
-		_ = idx.Close()
-		b.Logf("migrated %d documents in %s: %.3f CPU s per 1000", n, took.Round(time.Millisecond), cpu/float64(n)*1000)
-		b.ReportMetric(cpu/float64(n)*1000, "cpu-s/1000")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
 	"os"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/search"
-	htmlhl "github.com/blevesearch/bleve/v2/search/highlight/highlighter/html"
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/blevesearch/bleve/v2/search/searcher"
 	index "github.com/blevesearch/bleve_index_api"
@@ -21,28 +19,35 @@ import (
 	"github.com/natter-chat/natter/services/search/wire"
 )
 
-// Field names of a document in the Bleve index. A document's seq is in its id (DocID), not in
-// a field of its own (see indexFormat).
+// Field names of a document in the Bleve index. A document's seq and conversation are in its
+// id (DocID); the conversation is also indexed, for the scopes' clauses.
 const (
-	fConv   = "conv"
-	fID     = "id"
-	fSender = "sender"
-	fSent   = "sent"
-	fText   = "text"
+	fConv = "conv"
+	// fMeta holds the message id, sender and time in one stored field (encodeMeta): indexing
+	// cost as little as with none of the three stored, against 8 % more for three fields.
+	fMeta = "meta"
+	fText = "text"
 	// fDeleted marks the tombstone of a deleted message (no text, so no query matches it), which
 	// keeps an edit published after the delete from indexing the text again.
 	fDeleted = "deleted"
 )
 
-// snippetRunes is the length of the snippet of a hit without highlighted fragments.
-const snippetRunes = 200
+// Fields of formats 1 and 2 that format 3 keeps in fMeta; only the migration reads them.
+const (
+	fID     = "id"
+	fSender = "sender"
+	fSent   = "sent"
+)
 
 // indexFormat names the layout of the documents and the mapping, kept in the index under
-// formatKey. Format 2 puts the seq in the document id, zero-padded so that ids sort as seqs, and
-// indexes no seq field: the scope and before filters read the seq from the id of each hit
-// (scopeFilter). Format 1 (no formatKey) indexed seq as a number, 16 terms a document, half of
-// what indexing cost. OpenBleve migrates a format 1 index to format 2.
-const indexFormat = "2"
+// formatKey. Format 3 keeps no term vectors for the text, and stores the message id, sender and
+// time in one field (fMeta) and the conversation only in the id: a sixth less CPU to index than
+// format 2 (BenchmarkIndexFormats). Without term vectors the index cannot say where a hit's terms are; Search finds
+// them again in the stored text (snippet). Format 2 put the seq in the document id,
+// zero-padded so that ids sort as seqs: the scope and before filters read the seq from the id of
+// each hit (scopeFilter). Format 1 (no formatKey) indexed seq as a number, 16 terms a document,
+// half of what indexing cost. OpenBleve migrates an index of format 1 or 2 to format 3.
+const indexFormat = "3"
 
 var formatKey = []byte("natter_index_format")
 
@@ -53,8 +58,25 @@ type Bleve struct {
 	dir string
 	mu  sync.RWMutex // write-held by Reset and Migrate, which swap idx
 	idx bleve.Index
-	// stale: idx is of format 1 and must be migrated (Migrate) before it is searched or written.
+	// stale: idx is of an older format and must be migrated (Migrate) before it is searched or
+	// written; docs and marks are then unset.
 	stale bool
+	docs  documents // how idx's mapping makes documents
+	marks marker    // where a query's terms are in a hit's text
+}
+
+// use makes idx, an index of the current format, the one b reads and writes.
+func (b *Bleve) use(idx bleve.Index) error {
+	docs, err := newDocuments(idx.Mapping())
+	if err != nil {
+		return err
+	}
+	marks, err := newMarker(docs.text.analyzer)
+	if err != nil {
+		return err
+	}
+	b.idx, b.docs, b.marks, b.stale = idx, docs, marks, false
+	return nil
 }
 
 var _ Index = (*Bleve)(nil)
@@ -93,8 +115,13 @@ func openBleve(dir string) (*Bleve, error) {
 	}
 	switch string(format) {
 	case indexFormat:
-		return &Bleve{dir: dir, idx: idx}, nil
-	case "":
+		b := &Bleve{dir: dir}
+		if err := b.use(idx); err != nil {
+			_ = idx.Close()
+			return nil, fmt.Errorf("search index %s: %w", dir, err)
+		}
+		return b, nil
+	case "", "2":
 		return &Bleve{dir: dir, idx: idx, stale: true}, nil
 	default:
 		_ = idx.Close()
@@ -102,7 +129,7 @@ func openBleve(dir string) (*Bleve, error) {
 	}
 }
 
-// Stale reports whether the index is of format 1 and waits for Migrate: searches answer
+// Stale reports whether the index is of an older format and waits for Migrate: searches answer
 // wire.ErrUnavailable until then, and nothing may be applied.
 func (b *Bleve) Stale() bool {
 	b.mu.RLock()
@@ -120,7 +147,7 @@ func (b *Bleve) Migrate(ctx context.Context) (uint64, error) {
 	if !stale {
 		return 0, nil
 	}
-	n, err := copyFormat1(ctx, old, b.dir+".new")
+	n, err := copyOlder(ctx, old, b.dir+".new")
 	if err != nil {
 		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
 	}
@@ -130,7 +157,10 @@ func (b *Bleve) Migrate(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
 	}
-	b.idx, b.stale = idx, false
+	if err := b.use(idx); err != nil {
+		_ = idx.Close()
+		return 0, fmt.Errorf("search index: migrate %s: %w", b.dir, err)
+	}
 	return n, nil
 }
 
@@ -172,19 +202,14 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 		f.Analyzer, f.Index, f.IncludeInAll, f.DocValues = keyword.Name, indexed, false, false
 		return f
 	}
-	storedNumber := func() *mapping.FieldMapping {
-		f := bleve.NewNumericFieldMapping()
-		f.Index, f.IncludeInAll, f.DocValues = false, false, false
-		return f
-	}
+	conv := keywordField(true)
+	conv.Store = false // it is in the document id
 	text := bleve.NewTextFieldMapping()
-	text.Analyzer, text.IncludeInAll, text.IncludeTermVectors, text.DocValues = analyzerName, false, true, false
+	text.Analyzer, text.IncludeInAll, text.IncludeTermVectors, text.DocValues = analyzerName, false, false, false
 
 	doc := bleve.NewDocumentStaticMapping()
-	doc.AddFieldMappingsAt(fConv, keywordField(true))
-	doc.AddFieldMappingsAt(fID, keywordField(false))
-	doc.AddFieldMappingsAt(fSender, keywordField(false))
-	doc.AddFieldMappingsAt(fSent, storedNumber())
+	doc.AddFieldMappingsAt(fConv, conv)
+	doc.AddFieldMappingsAt(fMeta, keywordField(false))
 	doc.AddFieldMappingsAt(fText, text)
 	doc.AddFieldMappingsAt(fDeleted, keywordField(false))
 	// No "_all" field: every query names its fields, and composing an empty one for each
@@ -202,13 +227,9 @@ func (b *Bleve) Apply(_ context.Context, put []Doc, remove []string) error {
 	if b.stale {
 		return errStale
 	}
-	docs, err := newDocuments(b.idx.Mapping())
-	if err != nil {
-		return err
-	}
 	batch := b.idx.NewBatch()
 	for _, d := range put {
-		if err := batch.IndexAdvanced(docs.of(d)); err != nil {
+		if err := batch.IndexAdvanced(b.docs.of(d)); err != nil {
 			return fmt.Errorf("search index: %s: %w", d.ID(), err)
 		}
 	}
@@ -249,7 +270,10 @@ func (b *Bleve) Reset() error {
 	if err != nil {
 		return err
 	}
-	b.idx, b.stale = idx, false
+	if err := b.use(idx); err != nil {
+		_ = idx.Close()
+		return fmt.Errorf("search index: reset: %w", err)
+	}
 	return nil
 }
 
@@ -288,9 +312,7 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 		// ids the page starts below seq s among hits of the cursor's score.
 		req.SearchAfter = []string{strconv.FormatFloat(after.score, 'g', -1, 64), seqPrefix(after.seq)}
 	}
-	req.Fields = []string{fID, fSender, fSent}
-	req.Highlight = bleve.NewHighlightWithStyle(htmlhl.Name)
-	req.Highlight.AddField(fText)
+	req.Fields = []string{fMeta, fText}
 
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -305,6 +327,7 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 		return wire.Result{}, fmt.Errorf("search index: query: %w", err)
 	}
 	out := wire.Result{Hits: make([]wire.Hit, 0, min(len(res.Hits), q.Limit))}
+	terms := b.marks.terms(q.Text)
 	for i, h := range res.Hits {
 		if i == q.Limit {
 			last := out.Hits[len(out.Hits)-1]
@@ -315,16 +338,14 @@ func (b *Bleve) Search(ctx context.Context, q wire.Query) (wire.Result, error) {
 		if !ok {
 			return wire.Result{}, fmt.Errorf("search index: document id %q", h.ID)
 		}
-		hit := wire.Hit{
-			ConversationID: conv, Seq: seq, MessageID: str(h.Fields[fID]),
-			SenderID: str(h.Fields[fSender]), SentAt: int64(num(h.Fields[fSent])), Score: h.Score,
+		id, sender, sent, ok := decodeMeta(str(h.Fields[fMeta]))
+		if !ok {
+			return wire.Result{}, fmt.Errorf("search index: document %q: stored fields %q", h.ID, str(h.Fields[fMeta]))
 		}
-		if frags := h.Fragments[fText]; len(frags) > 0 {
-			hit.Snippet = frags[0]
-		} else if hit.Snippet, err = b.plainSnippet(h.ID); err != nil {
-			return wire.Result{}, err
-		}
-		out.Hits = append(out.Hits, hit)
+		out.Hits = append(out.Hits, wire.Hit{
+			ConversationID: conv, Seq: seq, MessageID: id, SenderID: sender, SentAt: sent, Score: h.Score,
+			Snippet: b.marks.snippet(str(h.Fields[fText]), terms),
+		})
 	}
 	return out, nil
 }
@@ -406,25 +427,6 @@ func (f *scopeFilter) Searcher(ctx context.Context, r index.IndexReader, m mappi
 	}), nil
 }
 
-// plainSnippet is the start of a document's text, escaped: the snippet of a hit whose matches
-// the highlighter did not place.
-func (b *Bleve) plainSnippet(id string) (string, error) {
-	req := bleve.NewSearchRequest(bleve.NewDocIDQuery([]string{id}))
-	req.Fields = []string{fText}
-	res, err := b.idx.Search(req)
-	if err != nil {
-		return "", fmt.Errorf("search index: text of %s: %w", id, err)
-	}
-	if len(res.Hits) == 0 {
-		return "", nil
-	}
-	text := []rune(str(res.Hits[0].Fields[fText]))
-	if len(text) > snippetRunes {
-		return html.EscapeString(string(text[:snippetRunes])) + "…", nil
-	}
-	return html.EscapeString(string(text)), nil
-}
-
 // Doc returns the document id as indexed; ok is false if there is none. A deleted message's
 // document is a tombstone: no text, Deleted set.
 func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
@@ -434,7 +436,7 @@ func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
 		return Doc{}, false, errStale
 	}
 	req := bleve.NewSearchRequest(bleve.NewDocIDQuery([]string{id}))
-	req.Fields = []string{fID, fSender, fSent, fText, fDeleted}
+	req.Fields = []string{fMeta, fText, fDeleted}
 	res, err := b.idx.Search(req)
 	if err != nil {
 		return Doc{}, false, fmt.Errorf("search index: document %s: %w", id, err)
@@ -447,10 +449,12 @@ func (b *Bleve) Doc(id string) (d Doc, ok bool, err error) {
 		return Doc{}, false, fmt.Errorf("search index: document id %q", res.Hits[0].ID)
 	}
 	f := res.Hits[0].Fields
-	return Doc{ConversationID: conv, Seq: seq, MessageID: str(f[fID]),
-		SenderID: str(f[fSender]), SentAt: int64(num(f[fSent])), Text: str(f[fText]), Deleted: str(f[fDeleted]) != ""}, true, nil
+	mid, sender, sent, ok := decodeMeta(str(f[fMeta]))
+	if !ok {
+		return Doc{}, false, fmt.Errorf("search index: document %s: stored fields %q", id, str(f[fMeta]))
+	}
+	return Doc{ConversationID: conv, Seq: seq, MessageID: mid, SenderID: sender, SentAt: sent,
+		Text: str(f[fText]), Deleted: str(f[fDeleted]) != ""}, true, nil
 }
 
 func str(v any) string { s, _ := v.(string); return s }
-
-func num(v any) float64 { f, _ := v.(float64); return f }

@@ -27,9 +27,9 @@ func TestDocumentsAreWhatTheMappingMakes(t *testing.T) {
 		{ConversationID: "c", Seq: 1, MessageID: "m", SenderID: "s", SentAt: -5},
 		{ConversationID: "c", Seq: 1 << 40, MessageID: "m", Deleted: true},
 	} {
-		fields := map[string]any{fConv: d.ConversationID, fID: d.MessageID, fSender: d.SenderID, fSent: float64(d.SentAt), fText: d.Text}
+		fields := map[string]any{fConv: d.ConversationID, fMeta: encodeMeta(d), fText: d.Text}
 		if d.Deleted {
-			fields = map[string]any{fConv: d.ConversationID, fID: d.MessageID, fDeleted: "1"}
+			fields = map[string]any{fConv: d.ConversationID, fMeta: encodeMeta(d), fDeleted: "1"}
 		}
 		want := document.NewDocument(d.ID())
 		if err := m.MapDocument(want, fields); err != nil {
@@ -59,4 +59,40 @@ func analyzed(doc *document.Document) []document.Field {
 	}
 	slices.SortFunc(fields, func(a, b document.Field) int { return strings.Compare(a.Name(), b.Name()) })
 	return fields
+}
+
+// TestMetaHoldsAnyIDAndSender: the stored field of a document's id, sender and time gives them
+// back whatever bytes they hold, and anything encodeMeta did not write is refused.
+func TestMetaHoldsAnyIDAndSender(t *testing.T) {
+	for _, d := range []Doc{
+		{MessageID: "01M80KC42R86VJ9FTBJSDG9NTY", SenderID: "u1", SentAt: 1795316650072},
+		{MessageID: "", SenderID: "", SentAt: 0},
+		{MessageID: "a b 3 ", SenderID: " 12 x", SentAt: -7},
+		{MessageID: "ü\x00", SenderID: "\x1f", SentAt: 1 << 62},
+	} {
+		id, sender, sent, ok := decodeMeta(encodeMeta(d))
+		if !ok || id != d.MessageID || sender != d.SenderID || sent != d.SentAt {
+			t.Errorf("%+v: decoded %q %q %d %v", d, id, sender, sent, ok)
+		}
+	}
+	for _, bad := range []string{"", "1", "1 2", "1 5 abc", "x 1 a", "1 -1 a", "1 x a"} {
+		if _, _, _, ok := decodeMeta(bad); ok {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	f.Add(encodeMeta(Doc{MessageID: "m1", SenderID: "u1", SentAt: 5}))
+	f.Add("1 5 abc")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, sender, sent, ok := decodeMeta(s)
+		if !ok {
+			return
+		}
+		id2, sender2, sent2, ok := decodeMeta(encodeMeta(Doc{MessageID: id, SenderID: sender, SentAt: sent}))
+		if !ok || id2 != id || sender2 != sender || sent2 != sent {
+			t.Fatalf("%q decoded to %q %q %d, which do not survive encoding again", s, id, sender, sent)
+		}
+	})
 }

@@ -130,3 +130,5 @@ func format1SeqRange(lo, hi uint64) query.Query {
 	r.SetBoost(0)
 	return r
 }
+
+func num(v any) float64 { f, _ := v.(float64); return f }

@@ -11,11 +11,12 @@ import (
 	index "github.com/blevesearch/bleve_index_api"
 )
 
-// Migration of an index of format 1 (written before formats were named, see indexFormat) to the
-// current format, in place: every document is read back from the old index, whose stored fields
-// hold all of a Doc, and written to a new one beside it, which then takes the old one's place.
-// Nothing is replayed from CHAT, so messages older than what CHAT keeps stay searchable, and the
-// search consumer goes on from where it was: the new index holds what the old one did.
+// Migration of an index of format 1 (written before formats were named) or 2 to the current
+// format (see indexFormat), in place: every document is read back from the old index, whose
+// stored fields hold all of a Doc, and written to a new one beside it, which then takes the old
+// one's place. Nothing is replayed from CHAT, so messages older than what CHAT keeps stay
+// searchable, and the search consumer goes on from where it was: the new index holds what the
+// old one did.
 //
 // Crash safety: the new index is built in <dir>.new and swapped in by two renames (<dir> to
 // <dir>.old, then <dir>.new to <dir>). recoverMigration, run before every open, puts <dir>.old
@@ -44,8 +45,8 @@ func recoverMigration(dir string) error {
 	return nil
 }
 
-// swapMigrated closes old, the format 1 index in dir, puts the migrated copy in <dir>.new in its
-// place and opens it.
+// swapMigrated closes old, the index of an older format in dir, puts the migrated copy in
+// <dir>.new in its place and opens it.
 func swapMigrated(dir string, old bleve.Index) (bleve.Index, error) {
 	if err := old.Close(); err != nil {
 		return nil, fmt.Errorf("close: %w", err)
@@ -62,9 +63,9 @@ func swapMigrated(dir string, old bleve.Index) (bleve.Index, error) {
 	return openOrCreate(dir)
 }
 
-// copyFormat1 writes every document of old, a format 1 index, to a new index in dir, until ctx
-// is done.
-func copyFormat1(ctx context.Context, old bleve.Index, dir string) (uint64, error) {
+// copyOlder writes every document of old, an index of format 1 or 2, to a new index in dir,
+// until ctx is done.
+func copyOlder(ctx context.Context, old bleve.Index, dir string) (uint64, error) {
 	adv, err := old.Advanced()
 	if err != nil {
 		return 0, err
@@ -83,7 +84,11 @@ func copyFormat1(ctx context.Context, old bleve.Index, dir string) (uint64, erro
 	if err != nil {
 		return 0, err
 	}
-	to := &Bleve{dir: dir, idx: idx}
+	to := &Bleve{dir: dir}
+	if err := to.use(idx); err != nil {
+		_ = idx.Close()
+		return 0, err
+	}
 	var (
 		batch []Doc
 		n     uint64
@@ -108,7 +113,7 @@ func copyFormat1(ctx context.Context, old bleve.Index, dir string) (uint64, erro
 		if iid == nil {
 			break
 		}
-		d, err := readFormat1(r, iid)
+		d, err := readOlder(r, iid)
 		if err == nil && len(batch) == migrateBatch {
 			err = flush()
 		}
@@ -125,9 +130,10 @@ func copyFormat1(ctx context.Context, old bleve.Index, dir string) (uint64, erro
 	return n, err
 }
 
-// readFormat1 is a document of a format 1 index: its fields were those of today plus "seq", a
-// number.
-func readFormat1(r index.IndexReader, iid index.IndexInternalID) (Doc, error) {
+// readOlder is a document of an index of format 1 or 2. Both stored every field of a Doc on
+// its own (fID, fSender, fSent); format 1 also had "seq", a number, and ids <conversation>/<seq>,
+// format 2 the seq and conversation in the id (DocID).
+func readOlder(r index.IndexReader, iid index.IndexInternalID) (Doc, error) {
 	id, err := r.ExternalID(iid)
 	if err != nil {
 		return Doc{}, fmt.Errorf("document id: %w", err)
@@ -164,6 +170,9 @@ func readFormat1(r index.IndexReader, iid index.IndexInternalID) (Doc, error) {
 		}
 	})
 	d.Seq, d.SentAt = uint64(seq), int64(sent)
+	if conv, seq, ok := parseDocID(id); ok && d.Seq == 0 { // format 2
+		d.ConversationID, d.Seq = conv, seq
+	}
 	if d.ConversationID == "" || d.Seq == 0 {
 		return Doc{}, fmt.Errorf("document %s: no conversation or seq", id)
 	}

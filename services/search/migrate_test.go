@@ -15,7 +15,7 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-var format1Docs = []Doc{
+var olderDocs = []Doc{
 	{ConversationID: "a", Seq: 3, MessageID: "m3", SenderID: "u1", SentAt: 1_700_000_000_003, Text: "hello there"},
 	{ConversationID: "b", Seq: 4, MessageID: "m4", SenderID: "u2", SentAt: 1_700_000_000_004, Text: "hello from b"},
 	{ConversationID: "a", Seq: 7, MessageID: "m7", Deleted: true},
@@ -23,13 +23,20 @@ var format1Docs = []Doc{
 }
 
 // writeFormat1 leaves in dir an index as the code before format 2 wrote it.
-func writeFormat1(t *testing.T, dir string) {
+func writeFormat1(t *testing.T, dir string) { writeOlder(t, dir, 1) }
+
+// writeOlder leaves in dir an index as the code of format 1 or 2 wrote it.
+func writeOlder(t *testing.T, dir string, format int) {
 	t.Helper()
-	old, err := newFormat1(dir)
+	create, apply := newFormat1, applyFormat1
+	if format == 2 {
+		create, apply = newFormat2, applyFormat2
+	}
+	old, err := create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := applyFormat1(old, format1Docs); err != nil {
+	if err := apply(old, olderDocs); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.Close(); err != nil {
@@ -37,7 +44,7 @@ func writeFormat1(t *testing.T, dir string) {
 	}
 }
 
-// checkMigrated: the index in dir holds format1Docs, in the current format.
+// checkMigrated: the index in dir holds olderDocs, in the current format.
 func checkMigrated(t *testing.T, dir string, wantMigrated uint64) {
 	t.Helper()
 	idx, err := openBleve(dir)
@@ -57,10 +64,10 @@ func checkMigrated(t *testing.T, dir string, wantMigrated uint64) {
 	if n, err := idx.Migrate(context.Background()); err != nil || n != wantMigrated {
 		t.Errorf("migrated %d documents (%v), want %d", n, err, wantMigrated)
 	}
-	if n, err := idx.Count(); err != nil || n != uint64(len(format1Docs)) {
-		t.Errorf("%d documents (%v), want %d", n, err, len(format1Docs))
+	if n, err := idx.Count(); err != nil || n != uint64(len(olderDocs)) {
+		t.Errorf("%d documents (%v), want %d", n, err, len(olderDocs))
 	}
-	for _, want := range format1Docs {
+	for _, want := range olderDocs {
 		got, ok, err := idx.Doc(want.ID())
 		if err != nil || !ok || got != want {
 			t.Errorf("document %s: %+v %v %v, want %+v", want.ID(), got, ok, err, want)
@@ -99,15 +106,19 @@ func checkMigrated(t *testing.T, dir string, wantMigrated uint64) {
 	}
 }
 
-// TestFormat1IndexIsMigrated: an index written before format 2 is rewritten in the current
-// format when it is opened, every document kept (tombstones too), once.
-func TestFormat1IndexIsMigrated(t *testing.T) {
+// TestOlderFormatsAreMigrated: an index of format 1 or 2 is rewritten in the current format
+// when it is opened, every document kept (tombstones too), once.
+func TestOlderFormatsAreMigrated(t *testing.T) {
 	defer func(n int) { migrateBatch = n }(migrateBatch)
 	migrateBatch = 3 // two batches
-	dir := t.TempDir() + "/index"
-	writeFormat1(t, dir)
-	checkMigrated(t, dir, uint64(len(format1Docs)))
-	checkMigrated(t, dir, 0) // opened again: nothing to do
+	for _, format := range []int{1, 2} {
+		t.Run(fmt.Sprint("format ", format), func(t *testing.T) {
+			dir := t.TempDir() + "/index"
+			writeOlder(t, dir, format)
+			checkMigrated(t, dir, uint64(len(olderDocs)))
+			checkMigrated(t, dir, 0) // opened again: nothing to do
+		})
+	}
 }
 
 // TestMigrationResumesAfterACrash: the states a crash can leave a migration in.
@@ -121,7 +132,7 @@ func TestMigrationResumesAfterACrash(t *testing.T) {
 		if err := os.MkdirAll(dir+".new", 0o755); err != nil {
 			t.Fatal(err)
 		}
-		checkMigrated(t, dir, uint64(len(format1Docs)))
+		checkMigrated(t, dir, uint64(len(olderDocs)))
 	})
 	t.Run("while copying", func(t *testing.T) {
 		dir := t.TempDir() + "/index"
@@ -129,12 +140,12 @@ func TestMigrationResumesAfterACrash(t *testing.T) {
 		if err := os.WriteFile(dir+".new", []byte("half a segment"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		checkMigrated(t, dir, uint64(len(format1Docs)))
+		checkMigrated(t, dir, uint64(len(olderDocs)))
 	})
 	t.Run("before the old index was removed", func(t *testing.T) {
 		dir := t.TempDir() + "/index"
 		writeFormat1(t, dir)
-		checkMigrated(t, dir, uint64(len(format1Docs)))
+		checkMigrated(t, dir, uint64(len(olderDocs)))
 		writeFormat1(t, dir+".old")
 		checkMigrated(t, dir, 0)
 	})
@@ -193,14 +204,14 @@ func TestNewerFormatIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, idx, Doc{ConversationID: "a", Seq: 1, Text: "kept"})
-	if err := idx.idx.SetInternal(formatKey, []byte("3")); err != nil {
+	if err := idx.idx.SetInternal(formatKey, []byte("4")); err != nil {
 		t.Fatal(err)
 	}
 	if err := idx.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenBleve(dir); err == nil || !strings.Contains(err.Error(), `format "3" is newer`) {
-		t.Fatalf("opening format 3: %v", err)
+	if _, err := OpenBleve(dir); err == nil || !strings.Contains(err.Error(), `format "4" is newer`) {
+		t.Fatalf("opening format 4: %v", err)
 	}
 }
 
