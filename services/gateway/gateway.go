@@ -314,10 +314,6 @@ func (g *Gateway) Start(ctx context.Context) error {
 	// Direct requests are not CHAT events: the gateway tells its own sockets of them as its
 	// consent mirror applies them (every gateway follows CONSENT anyway).
 	g.notices = g.consent.OnRequest(g.hub.onRequest)
-	if g.pub, err = newPublisher(g); err != nil {
-		g.notices()
-		return fmt.Errorf("gateway: publisher: %w", err)
-	}
 	if err := g.subscribeDeliveries(); err != nil {
 		g.notices()
 		return err
@@ -345,6 +341,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		_ = g.accounts.Unsubscribe()
 		return fmt.Errorf("gateway: %w", err) // net.Listen names the address
 	}
+	if g.pub, err = newPublisher(g); err != nil {
+		_ = g.ln.Close()
+		_ = g.unsubscribeDeliveries()
+		_ = g.revokedSub.Unsubscribe()
+		_ = g.accounts.Unsubscribe()
+		return fmt.Errorf("gateway: publisher: %w", err)
+	}
 	if g.cfg.TLS != nil {
 		g.ln = tls.NewListener(g.ln, g.cfg.TLS)
 	}
@@ -364,8 +367,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.announce(ctx); err != nil {
 		g.log.Warn("first announce failed", zap.Error(err))
 	}
-	g.loops.Add(3)
+	g.loops.Add(4)
 	go g.pub.answerDuplicates()
+	go g.pub.expireLate()
 	go func() {
 		defer g.loops.Done()
 		if err := g.srv.Serve(g.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

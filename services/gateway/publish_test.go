@@ -116,6 +116,60 @@ func TestStalledJetStreamBackpressuresTheSenderOnly(t *testing.T) {
 	}
 }
 
+// A send JetStream does not acknowledge within PublishTimeout is answered unavailable — the
+// message may or may not be in the stream — and its retry with the same client_msg_id, once
+// JetStream answers again, is acked with the seq of the one message the stream holds for it.
+func TestAnUnacknowledgedSendIsUnavailableAndItsRetryOneMessage(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	core := apptest.Start(t, func(c *app.Config) { c.JWTSecret = secret })
+	proxy := startPausableProxy(t, core.NATSURL)
+	gw := apptest.Start(t, func(c *app.Config) {
+		c.JWTSecret = secret
+		c.Targets = []string{app.TargetGateway}
+		c.NATSURL = proxy.url
+		c.Store = core.Run.Store
+		c.Gateway.PublishTimeout = 300 * time.Millisecond
+	})
+	alice, bob := core.SignUp("alice"), core.SignUp("bob")
+	conv := core.Direct(alice, bob)
+	a := dial(gw, alice, "a", nil)
+
+	proxy.pause()
+	a.Send(send(conv, "t1", "while JetStream does not answer"))
+	if f := a.NextOf(protocol.TypeError, wait); f.Code != string(protocol.CodeUnavailable) || f.Ref != "t1" {
+		t.Fatalf("got %+v, want unavailable for t1", f)
+	}
+	proxy.resume()
+	var ack apptest.Frame
+	for deadline := time.Now().Add(wait); ; { // the retry may time out too while the proxy catches up
+		a.Send(send(conv, "t1", "while JetStream does not answer"))
+		if ack = a.Next(wait); ack.Type == protocol.TypeAck || time.Now().After(deadline) {
+			break
+		}
+	}
+	if ack.Type != protocol.TypeAck || ack.Ref != "t1" || ack.Seq == 0 {
+		t.Fatalf("retry answered %+v, want an ack", ack)
+	}
+	js, err := jetstream.New(core.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat, err := js.Stream(t.Context(), streams.ChatStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := chat.Info(t.Context(), jetstream.WithSubjectFilter(streams.ChatSubject(conv, streams.KindMsg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[streams.ChatSubject(conv, streams.KindMsg)]; n != 1 {
+		t.Fatalf("%d messages in the stream for one send and its retry, want 1", n)
+	}
+	if m, err := chat.GetMsg(t.Context(), ack.Seq); err != nil || m.Subject != streams.ChatSubject(conv, streams.KindMsg) {
+		t.Fatalf("the acked seq %d holds %v (%v)", ack.Seq, m, err)
+	}
+}
+
 // pausableProxy forwards TCP connections to a NATS server; while paused it forwards nothing.
 type pausableProxy struct {
 	url string
