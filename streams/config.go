@@ -3,7 +3,6 @@ package streams
 import (
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,13 +104,6 @@ func (o Options) durable(name, description, filter string, deliver jetstream.Del
 	}
 }
 
-// searchDurable is search's consumer: the events it indexes only (ChatSearched).
-func (o Options) searchDurable() jetstream.ConsumerConfig {
-	c := o.durable(SearchConsumer, "indexes message text for search", "", jetstream.DeliverAllPolicy)
-	c.FilterSubjects = slices.Clone(ChatSearched)
-	return c
-}
-
 // Definitions is every stream, bucket and durable consumer natter needs, declared once.
 type Definitions struct {
 	Streams   []jetstream.StreamConfig
@@ -190,7 +182,7 @@ func Define(o Options) Definitions {
 				o.durable(PersisterConsumer, "writes conversation events to the store", ChatAll, jetstream.DeliverAllPolicy),
 				o.durable(ProjectorConsumer, "applies membership changes to the store in stream order", ChatMembers, jetstream.DeliverAllPolicy),
 				// Deliver all: the index is built from every event CHAT still holds.
-				o.searchDurable(),
+				o.durable(SearchConsumer, "indexes message text for search", ChatAll, jetstream.DeliverAllPolicy),
 			},
 		},
 	}

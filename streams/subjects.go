@@ -58,10 +58,6 @@ const ChatAll = "chat.>"
 // ChatMessages matches the messages of every conversation.
 const ChatMessages = "chat.*.msg"
 
-// ChatSearched are the events of every conversation that search indexes: messages, edits and
-// deletes. Its consumer takes these alone, not the receipts a busy conversation has more of.
-var ChatSearched = []string{ChatMessages, "chat.*." + KindEdit, "chat.*." + KindDelete}
-
 // ParseChatSubject splits chat.<conversation>.<kind>; ok is false for anything else.
 func ParseChatSubject(subject string) (conversationID, kind string, ok bool) {
 	parts := strings.Split(subject, ".")

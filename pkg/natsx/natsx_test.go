@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,76 +81,6 @@ func TestApplyIsIdempotentAndRestartKeepsState(t *testing.T) {
 	}
 	if n := run(false); n != 1 {
 		t.Fatalf("after restart: %d messages, want 1", n)
-	}
-}
-
-// An existing search consumer of an older version, which took every CHAT event, is narrowed by
-// Apply to the events search indexes, and goes on from where it was: what it acked stays acked,
-// and only the messages after it are pending.
-func TestApplyNarrowsAnOlderSearchConsumer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := StartServer(ServerConfig{Dir: t.TempDir(), Port: -1}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := Connect("", "test", srv, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs := streams.Define(streams.DefaultOptions())
-	older := streams.Define(streams.DefaultOptions())
-	for i, c := range older.Consumers[streams.ChatStream] {
-		if c.Durable == streams.SearchConsumer {
-			c.FilterSubject, c.FilterSubjects = streams.ChatAll, nil
-			older.Consumers[streams.ChatStream][i] = c
-		}
-	}
-	if err := Apply(ctx, js, older); err != nil {
-		t.Fatal(err)
-	}
-	publish := func(kind string) {
-		if _, err := js.Publish(ctx, streams.ChatSubject("c1", kind), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish(streams.KindMsg)
-	publish(streams.KindRead)
-	cons, err := js.Consumer(ctx, streams.ChatStream, streams.SearchConsumer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish(streams.KindRead)
-	publish(streams.KindMsg)
-	publish(streams.KindEdit)
-
-	if err := Apply(ctx, js, defs); err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Config.FilterSubject != "" || !slices.Equal(info.Config.FilterSubjects, streams.ChatSearched) {
-		t.Fatalf("filters %q %v, want %v", info.Config.FilterSubject, info.Config.FilterSubjects, streams.ChatSearched)
-	}
-	if info.AckFloor.Stream != 2 || info.NumPending != 2 {
-		t.Fatalf("ack floor %d, %d pending; want 2 and the message and edit after it", info.AckFloor.Stream, info.NumPending)
 	}
 }
 

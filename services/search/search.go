@@ -316,16 +316,8 @@ func (s *Service) commit(ctx context.Context) error {
 	return nil
 }
 
-// Status reports how far the index is. The consumer takes only the events search indexes
-// (streams.ChatSearched), so its ack floor stops at the last of those; once nothing is pending,
-// every event up to the head read before it is done, and that head is the indexed seq.
+// Status reports how far the index is.
 func (s *Service) Status(ctx context.Context) (wire.Status, error) {
-	var st wire.Status
-	if str, err := s.deps.JS.Stream(ctx, streams.ChatStream); err == nil {
-		if sinfo, err := str.Info(ctx); err == nil {
-			st.HeadSeq = sinfo.State.LastSeq
-		}
-	}
 	cons, err := s.deps.JS.Consumer(ctx, streams.ChatStream, streams.SearchConsumer)
 	if err != nil {
 		return wire.Status{}, fmt.Errorf("search: status: %w", err)
@@ -334,9 +326,11 @@ func (s *Service) Status(ctx context.Context) (wire.Status, error) {
 	if err != nil {
 		return wire.Status{}, fmt.Errorf("search: status: %w", err)
 	}
-	st.IndexedSeq, st.Pending = info.AckFloor.Stream, info.NumPending+uint64(info.NumAckPending)
-	if st.Pending == 0 {
-		st.IndexedSeq = max(st.IndexedSeq, st.HeadSeq)
+	st := wire.Status{IndexedSeq: info.AckFloor.Stream, Pending: info.NumPending + uint64(info.NumAckPending)}
+	if str, err := s.deps.JS.Stream(ctx, streams.ChatStream); err == nil {
+		if sinfo, err := str.Info(ctx); err == nil {
+			st.HeadSeq = sinfo.State.LastSeq
+		}
 	}
 	if st.Documents, err = s.idx.Count(); err != nil {
 		return wire.Status{}, err

@@ -170,41 +170,6 @@ func TestIndexesMessagesOnlyAndAnswersOverNATS(t *testing.T) {
 	}
 }
 
-// TestReceiptsAreNotDeliveredToSearch: the search consumer is given messages, edits and deletes,
-// not the receipts, membership events and hides it would only skip, and its status still
-// reaches the head of CHAT when that is a receipt.
-func TestReceiptsAreNotDeliveredToSearch(t *testing.T) {
-	e := newEnv(t, 30*time.Second)
-	first := e.publish(t, "c1", streams.KindMsg, "hello world")
-	for range 10 {
-		e.publish(t, "c1", streams.KindRead, "")
-		e.publish(t, "c1", streams.KindDelivered, "")
-	}
-	e.publish(t, "c1", streams.KindMember, "")
-	e.revise(t, "c1", streams.KindEdit, first, "hello edited")
-	e.revise(t, "c1", streams.KindHide, first, "")
-	last := e.publish(t, "c1", streams.KindRead, "")
-	e.start(t, 512)
-	c := wire.NewClient(e.bus.NC, 5*time.Second)
-	if st := e.waitIndexed(t, c, last); st.HeadSeq != last || st.IndexedSeq != last {
-		t.Errorf("status %+v, want indexed up to the head %d", st, last)
-	}
-	cons, err := e.bus.JS.Consumer(e.ctx, streams.ChatStream, streams.SearchConsumer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Delivered.Consumer != 2 {
-		t.Errorf("%d events delivered to search, want 2 (the message and its edit)", info.Delivered.Consumer)
-	}
-	if h := hitsFor(t, c, "c1", "edited"); len(h) != 1 || h[0].Seq != first {
-		t.Errorf("edited: %+v", h)
-	}
-}
-
 // revise publishes an edit (text) or delete of the message at target and returns its seq.
 func (e *env) revise(t *testing.T, conv, kind string, target uint64, text string) uint64 {
 	t.Helper()

@@ -89,8 +89,7 @@ type Result struct {
 
 // Status is how far the index is.
 type Status struct {
-	// IndexedSeq: every CHAT event at or below it that search indexes is indexed (the
-	// consumer's ack floor, or HeadSeq once nothing is pending).
+	// IndexedSeq is the consumer's ack floor: every CHAT event at or below it is indexed.
 	IndexedSeq uint64 `json:"indexed_seq"`
 	// HeadSeq is CHAT's last seq when the status was taken.
 	HeadSeq uint64 `json:"head_seq"`
