@@ -8,9 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 )
 
 // TestParsePubAckReadsWhatJetStreamAnswers: parsePubAck reads a real server's answers to
@@ -18,20 +17,8 @@ import (
 // message's seq, a retry inside the duplicate window as a duplicate of the first seq, the 503
 // status of a subject no stream takes, and a stream's refusal.
 func TestParsePubAckReadsWhatJetStreamAnswers(t *testing.T) {
-	srv, err := natsx.StartServer(natsx.ServerConfig{Dir: t.TempDir(), Port: -1}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bus := natsxtest.Start(t)
+	nc, js := bus.NC, bus.JS
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, MaxMsgSize: 64}); err != nil {
 		t.Fatal(err)
 	}
