@@ -11,25 +11,18 @@ import (
 func (ev ChatEvent) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, int64(ev.V), 10)
-	b = append(b, `,"kind":`...)
-	b = flatjson.AppendString(b, ev.Kind)
-	b = append(b, `,"conversation_id":`...)
-	b = flatjson.AppendString(b, ev.ConversationID)
-	b = append(b, `,"message_id":`...)
-	b = flatjson.AppendString(b, ev.MessageID)
-	b = append(b, `,"sender_id":`...)
-	b = flatjson.AppendString(b, ev.SenderID)
+	b = flatjson.AppendMember(b, `,"kind":`, ev.Kind)
+	b = flatjson.AppendMember(b, `,"conversation_id":`, ev.ConversationID)
+	b = flatjson.AppendMember(b, `,"message_id":`, ev.MessageID)
+	b = flatjson.AppendMember(b, `,"sender_id":`, ev.SenderID)
 	if ev.SenderDevice != "" {
-		b = append(b, `,"sender_device":`...)
-		b = flatjson.AppendString(b, ev.SenderDevice)
+		b = flatjson.AppendMember(b, `,"sender_device":`, ev.SenderDevice)
 	}
 	if ev.ClientMsgID != "" {
-		b = append(b, `,"client_msg_id":`...)
-		b = flatjson.AppendString(b, ev.ClientMsgID)
+		b = flatjson.AppendMember(b, `,"client_msg_id":`, ev.ClientMsgID)
 	}
 	if ev.Text != "" {
-		b = append(b, `,"text":`...)
-		b = flatjson.AppendString(b, ev.Text)
+		b = flatjson.AppendMember(b, `,"text":`, ev.Text)
 	}
 	b = append(b, `,"sent_at":`...)
 	b = strconv.AppendInt(b, ev.SentAt, 10)

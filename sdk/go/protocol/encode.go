@@ -11,27 +11,20 @@ import (
 // that gets it live, and once for every event of a catch-up, where json.Marshal was 44 % of the
 // gateway's CPU.
 func (e *Event) AppendJSON(b []byte) ([]byte, error) {
-	b = append(b, `{"type":`...)
-	b = flatjson.AppendString(b, e.Type)
+	b = flatjson.AppendMember(b, `{"type":`, e.Type)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
-	b = append(b, `,"conversation_id":`...)
-	b = flatjson.AppendString(b, e.ConversationID)
-	b = append(b, `,"message_id":`...)
-	b = flatjson.AppendString(b, e.MessageID)
-	b = append(b, `,"sender_id":`...)
-	b = flatjson.AppendString(b, e.SenderID)
+	b = flatjson.AppendMember(b, `,"conversation_id":`, e.ConversationID)
+	b = flatjson.AppendMember(b, `,"message_id":`, e.MessageID)
+	b = flatjson.AppendMember(b, `,"sender_id":`, e.SenderID)
 	if e.SenderDevice != "" {
-		b = append(b, `,"sender_device":`...)
-		b = flatjson.AppendString(b, e.SenderDevice)
+		b = flatjson.AppendMember(b, `,"sender_device":`, e.SenderDevice)
 	}
 	if e.ClientMsgID != "" {
-		b = append(b, `,"client_msg_id":`...)
-		b = flatjson.AppendString(b, e.ClientMsgID)
+		b = flatjson.AppendMember(b, `,"client_msg_id":`, e.ClientMsgID)
 	}
 	if e.Text != "" {
-		b = append(b, `,"text":`...)
-		b = flatjson.AppendString(b, e.Text)
+		b = flatjson.AppendMember(b, `,"text":`, e.Text)
 	}
 	b = append(b, `,"sent_at":`...)
 	b = strconv.AppendInt(b, e.SentAt, 10)
@@ -59,18 +52,13 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 // AppendJSON appends a's JSON to b: byte for byte what json.Marshal(a) writes (FuzzAckJSON holds
 // it to that). A gateway writes one for every send it accepts.
 func (a *Ack) AppendJSON(b []byte) []byte {
-	b = append(b, `{"type":`...)
-	b = flatjson.AppendString(b, a.Type)
+	b = flatjson.AppendMember(b, `{"type":`, a.Type)
 	if a.Ref != "" {
-		b = append(b, `,"ref":`...)
-		b = flatjson.AppendString(b, a.Ref)
+		b = flatjson.AppendMember(b, `,"ref":`, a.Ref)
 	}
-	b = append(b, `,"client_msg_id":`...)
-	b = flatjson.AppendString(b, a.ClientMsgID)
-	b = append(b, `,"conversation_id":`...)
-	b = flatjson.AppendString(b, a.ConversationID)
-	b = append(b, `,"message_id":`...)
-	b = flatjson.AppendString(b, a.MessageID)
+	b = flatjson.AppendMember(b, `,"client_msg_id":`, a.ClientMsgID)
+	b = flatjson.AppendMember(b, `,"conversation_id":`, a.ConversationID)
+	b = flatjson.AppendMember(b, `,"message_id":`, a.MessageID)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, a.Seq, 10)
 	b = append(b, `,"sent_at":`...)

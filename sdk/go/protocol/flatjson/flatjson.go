@@ -2,7 +2,8 @@
 // integers — from the front of a byte slice, for decoders that read the shape natter's frames
 // and events nearly always have without reflection, and leave anything else to encoding/json.
 // Each method consumes what it read and reports true, or consumes nothing and reports false.
-// AppendString writes strings for the encoders of those shapes, as encoding/json does.
+// AppendString and AppendMember write strings for the encoders of those shapes, as
+// encoding/json does.
 package flatjson
 
 import (

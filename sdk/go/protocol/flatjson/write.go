@@ -29,6 +29,12 @@ func AppendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// AppendMember appends name (a member's `,"key":`, or `{"key":` for the first) and s as
+// AppendString writes it.
+func AppendMember(b []byte, name, s string) []byte {
+	return AppendString(append(b, name...), s)
+}
+
 // plainASCII marks the bytes encoding/json copies into a string unchanged: ASCII other than
 // control characters, quote, backslash, <, > and &. (Bytes from utf8.RuneSelf up are not plain:
 // AppendString decodes their rune.)
