@@ -197,30 +197,8 @@ func BenchmarkIndexFormats(b *testing.B) {
 			SenderID: "u1", SentAt: 1_700_000_000_000 + int64(i), Text: sentence(rng, words)}
 	}
 	run := map[string]func(dir string) error{
-		"format1": func(dir string) error {
-			idx, err := newFormat1(dir)
-			if err != nil {
-				return err
-			}
-			for chunk := range slices.Chunk(docs, 2048) {
-				if err := applyFormat1(idx, chunk); err != nil {
-					return err
-				}
-			}
-			return idx.Close()
-		},
-		"format2": func(dir string) error {
-			idx, err := newFormat2(dir)
-			if err != nil {
-				return err
-			}
-			for chunk := range slices.Chunk(docs, 2048) {
-				if err := applyFormat2(idx, chunk); err != nil {
-					return err
-				}
-			}
-			return idx.Close()
-		},
+		"format1": func(dir string) error { return writeOlderIndex(dir, 1, docs) },
+		"format2": func(dir string) error { return writeOlderIndex(dir, 2, docs) },
 		"current": func(dir string) error {
 			idx, err := OpenBleve(dir)
 			if err != nil {
@@ -396,20 +374,7 @@ func BenchmarkMigrate(b *testing.B) {
 		for _, format := range []int{1, 2} {
 			b.StopTimer()
 			dir := b.TempDir() + "/index"
-			create, apply := newFormat1, applyFormat1
-			if format == 2 {
-				create, apply = newFormat2, applyFormat2
-			}
-			old, err := create(dir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for chunk := range slices.Chunk(docs, 2048) {
-				if err := apply(old, chunk); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := old.Close(); err != nil {
+			if err := writeOlderIndex(dir, format, docs); err != nil {
 				b.Fatal(err)
 			}
 			runtime.GC()

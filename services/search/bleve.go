@@ -197,11 +197,6 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	if err := addAnalyzer(m); err != nil {
 		return nil, err
 	}
-	keywordField := func(indexed bool) *mapping.FieldMapping {
-		f := bleve.NewKeywordFieldMapping()
-		f.Analyzer, f.Index, f.IncludeInAll, f.DocValues = keyword.Name, indexed, false, false
-		return f
-	}
 	conv := keywordField(true)
 	conv.Store = false // it is in the document id
 	text := bleve.NewTextFieldMapping()
@@ -218,6 +213,14 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	m.DefaultMapping = doc
 	m.DefaultAnalyzer = analyzerName
 	return m, m.Validate()
+}
+
+// keywordField is a string field kept whole: stored, indexed if indexed, in no _all field and
+// without doc values. Every format's mapping has its fields this way.
+func keywordField(indexed bool) *mapping.FieldMapping {
+	f := bleve.NewKeywordFieldMapping()
+	f.Analyzer, f.Index, f.IncludeInAll, f.DocValues = keyword.Name, indexed, false, false
+	return f
 }
 
 // Apply implements Index.

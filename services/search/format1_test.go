@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/search"
 	htmlhl "github.com/blevesearch/bleve/v2/search/highlight/highlighter/html"
@@ -21,11 +20,6 @@ import (
 func format1Mapping() *mapping.IndexMappingImpl {
 	m := bleve.NewIndexMapping()
 	must(addAnalyzer(m))
-	keywordField := func(indexed bool) *mapping.FieldMapping {
-		f := bleve.NewKeywordFieldMapping()
-		f.Analyzer, f.Index, f.IncludeInAll, f.DocValues = keyword.Name, indexed, false, false
-		return f
-	}
 	numberField := func(indexed bool) *mapping.FieldMapping {
 		f := bleve.NewNumericFieldMapping()
 		f.Index, f.IncludeInAll, f.DocValues = indexed, false, indexed

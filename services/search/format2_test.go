@@ -2,10 +2,10 @@ package search
 
 import (
 	"context"
+	"slices"
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis"
-	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/document"
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/search"
@@ -22,11 +22,6 @@ import (
 func format2Mapping() *mapping.IndexMappingImpl {
 	m := bleve.NewIndexMapping()
 	must(addAnalyzer(m))
-	keywordField := func(indexed bool) *mapping.FieldMapping {
-		f := bleve.NewKeywordFieldMapping()
-		f.Analyzer, f.Index, f.IncludeInAll, f.DocValues = keyword.Name, indexed, false, false
-		return f
-	}
 	sent := bleve.NewNumericFieldMapping()
 	sent.Index, sent.IncludeInAll, sent.DocValues = false, false, false
 	text := bleve.NewTextFieldMapping()
@@ -87,6 +82,26 @@ func applyFormat2(idx bleve.Index, docs []Doc) error {
 		}
 	}
 	return idx.Batch(batch)
+}
+
+// writeOlderIndex leaves in dir an index of format 1 or 2 holding docs, written as the code of
+// that format did, in batches of 2,048.
+func writeOlderIndex(dir string, format int, docs []Doc) error {
+	create, apply := newFormat1, applyFormat1
+	if format == 2 {
+		create, apply = newFormat2, applyFormat2
+	}
+	idx, err := create(dir)
+	if err != nil {
+		return err
+	}
+	for chunk := range slices.Chunk(docs, 2048) {
+		if err := apply(idx, chunk); err != nil {
+			_ = idx.Close()
+			return err
+		}
+	}
+	return idx.Close()
 }
 
 // snippetsFormat2 runs q's first page as format 2 did, with Bleve's highlighter working from the

@@ -28,18 +28,7 @@ func writeFormat1(t *testing.T, dir string) { writeOlder(t, dir, 1) }
 // writeOlder leaves in dir an index as the code of format 1 or 2 wrote it.
 func writeOlder(t *testing.T, dir string, format int) {
 	t.Helper()
-	create, apply := newFormat1, applyFormat1
-	if format == 2 {
-		create, apply = newFormat2, applyFormat2
-	}
-	old, err := create(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := apply(old, olderDocs); err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Close(); err != nil {
+	if err := writeOlderIndex(dir, format, olderDocs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -169,14 +158,7 @@ func TestServiceGoesOnFromAMigratedIndex(t *testing.T) {
 	if err := os.RemoveAll(e.dir); err != nil {
 		t.Fatal(err)
 	}
-	old, err := newFormat1(e.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := applyFormat1(old, docs); err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Close(); err != nil {
+	if err := writeOlderIndex(e.dir, 1, docs); err != nil {
 		t.Fatal(err)
 	}
 
@@ -219,18 +201,11 @@ func TestNewerFormatIsRefused(t *testing.T) {
 // cleanly (no goroutine left: TestMain checks), and the next start has the index whole.
 func TestStopWhileMigrating(t *testing.T) {
 	e := newEnv(t, 30*time.Second)
-	old, err := newFormat1(e.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var docs []Doc
 	for seq := uint64(1); seq <= 5000; seq++ {
 		docs = append(docs, Doc{ConversationID: "c1", Seq: seq, MessageID: fmt.Sprint("m", seq), Text: "hello"})
 	}
-	if err := applyFormat1(old, docs); err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Close(); err != nil {
+	if err := writeOlderIndex(e.dir, 1, docs); err != nil {
 		t.Fatal(err)
 	}
 	r := e.start(t, 512)
