@@ -445,14 +445,7 @@ func TestSyncAfterTheStreamForgotReadsTheStore(t *testing.T) {
 	// The stream drops everything before the last five events (as retention would).
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	js, err := jetstream.New(s.Run.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chat, err := js.Stream(ctx, streams.ChatStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chat := chatStream(t, s)
 	if err := chat.Purge(ctx, jetstream.WithPurgeSequence(seqs[15])); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/services/gateway"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -27,14 +28,7 @@ func TestPipelinedSendsAreAckedOnlyOnceStoredAndInOrder(t *testing.T) {
 	for i := range n { // no waiting between sends: the gateway has up to 8 in flight
 		a.Send(send(conv, fmt.Sprintf("p%02d", i), fmt.Sprintf("text %d", i)))
 	}
-	js, err := jetstream.New(s.Run.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chat, err := js.Stream(t.Context(), streams.ChatStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chat := chatStream(t, s)
 	var last uint64
 	for i := range n {
 		ack := a.NextOf(protocol.TypeAck, wait)
@@ -63,18 +57,11 @@ func TestPipelinedSendsAreAckedOnlyOnceStoredAndInOrder(t *testing.T) {
 // JetStream is made to stall with real parts: a second natter process runs only the gateway and
 // reaches the first one's NATS server through a TCP proxy that the test pauses.
 func TestStalledJetStreamBackpressuresTheSenderOnly(t *testing.T) {
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	core := apptest.Start(t, func(c *app.Config) { c.JWTSecret = secret })
-	proxy := startPausableProxy(t, core.NATSURL)
 	const window = 4
-	gw := apptest.Start(t, func(c *app.Config) {
-		c.JWTSecret = secret
-		c.Targets = []string{app.TargetGateway}
-		c.NATSURL = proxy.url
-		c.Store = core.Run.Store
-		c.Gateway.SocketPublishWindow = window
-		c.Gateway.PublishWindow = 64
-		c.Gateway.PublishTimeout = time.Minute
+	core, gw, proxy := gatewayBehindProxy(t, func(c *gateway.Config) {
+		c.SocketPublishWindow = window
+		c.PublishWindow = 64
+		c.PublishTimeout = time.Minute
 	})
 	alice, bob := core.SignUp("alice"), core.SignUp("bob")
 	conv := core.Direct(alice, bob)
@@ -120,16 +107,7 @@ func TestStalledJetStreamBackpressuresTheSenderOnly(t *testing.T) {
 // message may or may not be in the stream — and its retry with the same client_msg_id, once
 // JetStream answers again, is acked with the seq of the one message the stream holds for it.
 func TestAnUnacknowledgedSendIsUnavailableAndItsRetryOneMessage(t *testing.T) {
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	core := apptest.Start(t, func(c *app.Config) { c.JWTSecret = secret })
-	proxy := startPausableProxy(t, core.NATSURL)
-	gw := apptest.Start(t, func(c *app.Config) {
-		c.JWTSecret = secret
-		c.Targets = []string{app.TargetGateway}
-		c.NATSURL = proxy.url
-		c.Store = core.Run.Store
-		c.Gateway.PublishTimeout = 300 * time.Millisecond
-	})
+	core, gw, proxy := gatewayBehindProxy(t, func(c *gateway.Config) { c.PublishTimeout = 300 * time.Millisecond })
 	alice, bob := core.SignUp("alice"), core.SignUp("bob")
 	conv := core.Direct(alice, bob)
 	a := dial(gw, alice, "a", nil)
@@ -150,14 +128,7 @@ func TestAnUnacknowledgedSendIsUnavailableAndItsRetryOneMessage(t *testing.T) {
 	if ack.Type != protocol.TypeAck || ack.Ref != "t1" || ack.Seq == 0 {
 		t.Fatalf("retry answered %+v, want an ack", ack)
 	}
-	js, err := jetstream.New(core.Run.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chat, err := js.Stream(t.Context(), streams.ChatStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chat := chatStream(t, core)
 	info, err := chat.Info(t.Context(), jetstream.WithSubjectFilter(streams.ChatSubject(conv, streams.KindMsg)))
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +139,37 @@ func TestAnUnacknowledgedSendIsUnavailableAndItsRetryOneMessage(t *testing.T) {
 	if m, err := chat.GetMsg(t.Context(), ack.Seq); err != nil || m.Subject != streams.ChatSubject(conv, streams.KindMsg) {
 		t.Fatalf("the acked seq %d holds %v (%v)", ack.Seq, m, err)
 	}
+}
+
+// gatewayBehindProxy starts natter (core) and a second natter process running only a gateway
+// (gw, its gateway configured by configure) that reaches core's NATS server through proxy, which the test
+// can pause to stall JetStream under the gateway.
+func gatewayBehindProxy(t *testing.T, configure func(*gateway.Config)) (core, gw *apptest.System, proxy *pausableProxy) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	core = apptest.Start(t, func(c *app.Config) { c.JWTSecret = secret })
+	proxy = startPausableProxy(t, core.NATSURL)
+	gw = apptest.Start(t, func(c *app.Config) {
+		c.JWTSecret = secret
+		c.Targets = []string{app.TargetGateway}
+		c.NATSURL = proxy.url
+		c.Store = core.Run.Store
+		configure(&c.Gateway)
+	})
+	return core, gw, proxy
+}
+
+// chatStream is s's CHAT stream.
+func chatStream(t *testing.T, s *apptest.System) jetstream.Stream {
+	t.Helper()
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat, err := js.Stream(t.Context(), streams.ChatStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chat
 }
 
 // pausableProxy forwards TCP connections to a NATS server; while paused it forwards nothing.
