@@ -73,6 +73,7 @@ type Presence struct {
 	cfg      Config
 	deps     Deps
 	log      *zap.Logger
+	courier  streams.Courier
 	kv       jetstream.KeyValue
 	gateways jetstream.KeyValue
 	routes   *routing.Table
@@ -89,7 +90,8 @@ func New(cfg Config, deps Deps) (*Presence, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Presence{cfg: cfg, deps: deps, log: deps.Log.Named("presence"), stop: make(chan struct{}), swept: make(chan struct{})}, nil
+	return &Presence{cfg: cfg, deps: deps, log: deps.Log.Named("presence"), courier: streams.Courier{NC: deps.NC, Local: deps.Local},
+		stop: make(chan struct{}), swept: make(chan struct{})}, nil
 }
 
 // Start binds the buckets, the routes mirror and the consumer, and starts the sweep.
@@ -240,7 +242,7 @@ func (p *Presence) announce(ctx context.Context, user string, ps streams.Presenc
 	}
 	frame, _ := json.Marshal(protocol.Presence{Type: protocol.TypePresence,
 		Users: []protocol.UserStatus{{UserID: user, Status: ps.Status, LastSeen: ps.LastSeen}}})
-	if _, err := p.routes.DeliverFrame(streams.Courier{NC: p.deps.NC, Local: p.deps.Local}, contacts, frame, nil); err != nil {
+	if _, err := p.routes.DeliverFrame(p.courier, contacts, frame, nil); err != nil {
 		p.log.Warn("announce", zap.String("user", user), zap.Error(err))
 	}
 }
