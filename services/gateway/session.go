@@ -425,28 +425,16 @@ func (s *session) readLoop() {
 			s.fail(protocol.CloseCode(websocket.StatusNormalClosure), "closed by the client")
 			return
 		}
-		raw, err := io.ReadAll(io.LimitReader(rd, protocol.MaxFrameBytes+1))
-		if err != nil {
-			s.fail(protocol.ClosePolicy, "frame could not be read")
+		buf := frameBuffers.Get().(*[]byte)
+		raw, err := readFrame(rd, *buf, protocol.MaxFrameBytes)
+		f, perr, ok := s.decode(typ, rd, raw, err)
+		if cap(raw) <= maxPooledFrame {
+			*buf = raw[:0]
+			frameBuffers.Put(buf)
+		}
+		if !ok {
 			return
 		}
-		if len(raw) > protocol.MaxFrameBytes {
-			if _, err := io.Copy(io.Discard, rd); err != nil {
-				s.fail(protocol.ClosePolicy, "frame over the hard limit")
-				return
-			}
-			s.reject(protocol.Errorf(protocol.CodeFrameTooLarge, "frame is over %d bytes", protocol.MaxFrameBytes))
-			continue
-		}
-		if typ != websocket.MessageText {
-			s.reject(protocol.Errorf(protocol.CodeInvalidFrame, "only text frames are accepted"))
-			continue
-		}
-		if !s.allow() {
-			s.reject(protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", s.g.cfg.FramesPerSecond))
-			continue
-		}
-		f, perr := protocol.Decode(raw)
 		if perr != nil {
 			s.reject(perr)
 			continue
@@ -469,6 +457,31 @@ func (s *session) readLoop() {
 			s.handleAuth(f)
 		}
 	}
+}
+
+// decode checks and decodes the frame read into raw (err: reading it failed, the rest is rd).
+// ok false: the session failed. A frame refused (too large, binary, over the rate, malformed) is
+// answered here and returned as perr with a zero frame.
+func (s *session) decode(typ websocket.MessageType, rd io.Reader, raw []byte, err error) (f protocol.ClientFrame, perr *protocol.Error, ok bool) {
+	if err != nil {
+		s.fail(protocol.ClosePolicy, "frame could not be read")
+		return f, nil, false
+	}
+	if len(raw) > protocol.MaxFrameBytes {
+		if _, err := io.Copy(io.Discard, rd); err != nil {
+			s.fail(protocol.ClosePolicy, "frame over the hard limit")
+			return f, nil, false
+		}
+		return f, protocol.Errorf(protocol.CodeFrameTooLarge, "frame is over %d bytes", protocol.MaxFrameBytes), true
+	}
+	if typ != websocket.MessageText {
+		return f, protocol.Errorf(protocol.CodeInvalidFrame, "only text frames are accepted"), true
+	}
+	if !s.allow() {
+		return f, protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", s.g.cfg.FramesPerSecond), true
+	}
+	f, perr = protocol.Decode(raw)
+	return f, perr, true
 }
 
 func (s *session) reject(e *protocol.Error) {
