@@ -458,7 +458,8 @@ func (part *partition) route(ctx context.Context, seq uint64, msg jetstream.Msg)
 		return nil
 	}
 	fev := streams.EventFromChat(seq, ev)
-	frame, err := fev.AppendJSON(nil) // once, for every gateway
+	// Once, for every gateway, into a buffer that holds a message frame without regrowing.
+	frame, err := fev.AppendJSON(make([]byte, 0, 320+len(fev.Text)))
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("encode frame: %w", err))
 	}

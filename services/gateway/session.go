@@ -501,7 +501,7 @@ func (s *session) send(v any) {
 
 // sendAck queues an ack, encoded without reflection: one for every send accepted.
 func (s *session) sendAck(a protocol.Ack) {
-	s.enqueue(a.AppendJSON(make([]byte, 0, 160)))
+	s.enqueue(a.AppendJSON(make([]byte, 0, 256))) // an ack with ids of 26 bytes and a ref: about 220
 }
 
 // enqueue queues frame for the writer; it never blocks. A socket whose queue is past its
