@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"testing/iotest"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // readFrame returns what io.ReadAll(io.LimitReader(r, limit+1)) returns, for frames below, at
@@ -53,7 +55,7 @@ func BenchmarkReadFrame(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			buf := frameBuffers.Get().(*[]byte)
-			raw, _ := readFrame(bytes.NewReader(frame), *buf, 1_300_000)
+			raw, _ := readFrame(bytes.NewReader(frame), *buf, protocol.MaxFrameBytes)
 			*buf = raw[:0]
 			frameBuffers.Put(buf)
 		}
@@ -61,7 +63,7 @@ func BenchmarkReadFrame(b *testing.B) {
 	b.Run("io.ReadAll", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = io.ReadAll(io.LimitReader(bytes.NewReader(frame), 1_300_001))
+			_, _ = io.ReadAll(io.LimitReader(bytes.NewReader(frame), protocol.MaxFrameBytes+1))
 		}
 	})
 }
