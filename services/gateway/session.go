@@ -459,9 +459,9 @@ func (s *session) readLoop() {
 	}
 }
 
-// decode checks and decodes the frame read into raw (err: reading it failed, the rest is rd).
-// ok false: the session failed. A frame refused (too large, binary, over the rate, malformed) is
-// answered here and returned as perr with a zero frame.
+// decode checks and decodes the frame read into raw (err: reading it failed; rd: the rest of a
+// frame over the limit). ok false: the session failed. A frame refused (too large, binary, over
+// the rate, malformed) comes back as perr, with a zero frame, for the caller to answer.
 func (s *session) decode(typ websocket.MessageType, rd io.Reader, raw []byte, err error) (f protocol.ClientFrame, perr *protocol.Error, ok bool) {
 	if err != nil {
 		s.fail(protocol.ClosePolicy, "frame could not be read")
