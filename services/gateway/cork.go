@@ -39,12 +39,9 @@ type corkConn struct {
 // heldBuffers lends corked sockets the buffer their held-back writes collect in. A socket keeps
 // one only while it holds bytes, so an idle socket keeps none, and the next batch, on this socket
 // or another, reuses a buffer already grown to batches' size: growing a fresh buffer for every
-// batch was 6 % of the gateway's CPU in a group of 100, and a fifth of a catch-up's.
-var heldBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
-
-// maxPooledHeld bounds the buffers heldBuffers keeps: one grown past it (a batch of very large
-// frames) is left to the garbage collector.
-const maxPooledHeld = 1 << 20
+// batch was 6 % of the gateway's CPU in a group of 100, and a fifth of a catch-up's. One grown
+// past 1 MiB (a batch of very large frames) is left to the garbage collector.
+var heldBuffers = newBuffers(4<<10, 1<<20)
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -150,22 +147,17 @@ func (c *corkConn) uncork(timeout time.Duration) error {
 // mu held.
 func (c *corkConn) heldBuf() *[]byte {
 	if c.held == nil {
-		c.held = heldBuffers.Get().(*[]byte)
+		c.held = heldBuffers.get()
 	}
 	return c.held
 }
 
 // flushHeld writes what is held in one write, bounded by the write deadline, and gives the
-// buffer back to heldBuffers (unless it grew past maxPooledHeld). Called with mu held.
+// buffer back to heldBuffers. Called with mu held.
 func (c *corkConn) flushHeld() error {
 	held := c.held
 	c.held = nil
-	defer func() {
-		if cap(*held) <= maxPooledHeld {
-			*held = (*held)[:0]
-			heldBuffers.Put(held)
-		}
-	}()
+	defer heldBuffers.put(held)
 	if err := c.armDeadline(); err != nil {
 		return err
 	}

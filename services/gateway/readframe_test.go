@@ -54,10 +54,9 @@ func BenchmarkReadFrame(b *testing.B) {
 	b.Run("readFrame", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			buf := frameBuffers.Get().(*[]byte)
-			raw, _ := readFrame(bytes.NewReader(frame), *buf, protocol.MaxFrameBytes)
-			*buf = raw[:0]
-			frameBuffers.Put(buf)
+			buf := frameBuffers.get()
+			*buf, _ = readFrame(bytes.NewReader(frame), *buf, protocol.MaxFrameBytes)
+			frameBuffers.put(buf)
 		}
 	})
 	b.Run("io.ReadAll", func(b *testing.B) {

@@ -425,13 +425,11 @@ func (s *session) readLoop() {
 			s.fail(protocol.CloseCode(websocket.StatusNormalClosure), "closed by the client")
 			return
 		}
-		buf := frameBuffers.Get().(*[]byte)
+		buf := frameBuffers.get()
 		raw, err := readFrame(rd, *buf, protocol.MaxFrameBytes)
 		f, perr, ok := s.decode(typ, rd, raw, err)
-		if cap(raw) <= maxPooledFrame {
-			*buf = raw[:0]
-			frameBuffers.Put(buf)
-		}
+		*buf = raw
+		frameBuffers.put(buf)
 		if !ok {
 			return
 		}
