@@ -28,6 +28,12 @@ type corkConn struct {
 	held *[]byte
 	// writes counts the writes to the socket (nil: not counted).
 	writes prometheus.Counter
+	// lines: the client asked for frames=lines, so the text frames written while corked go out
+	// several to a WebSocket message, one per line, up to maxLinesBytes. joined is the message
+	// being filled, in a buffer lent by joinedBuffers (nil: none); it is closed, and held, before
+	// anything else is held or written.
+	lines  bool
+	joined *[]byte
 	// The write deadline stays armed between writes and is moved, to twice timeout from now,
 	// only when less than timeout is left: setting it around every write cost two timer updates
 	// per write, a few percent of the gateway's CPU per delivery. Every write thus has between
@@ -43,11 +49,18 @@ type corkConn struct {
 // past 1 MiB (a batch of very large frames) is left to the garbage collector.
 var heldBuffers = newBuffers(4<<10, 1<<20)
 
+// maxLinesBytes bounds a message of several frames (frames=lines); a larger frame goes alone.
+const maxLinesBytes = 64 << 10
+
+// joinedBuffers lends corked sockets of frames=lines the message they join frames in.
+var joinedBuffers = newBuffers(4<<10, 2*maxLinesBytes)
+
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.corks > 0 {
 		if len(p) > 0 {
+			c.endJoined()
 			b := c.heldBuf()
 			*b = append(*b, p...)
 		}
@@ -92,6 +105,11 @@ func (c *corkConn) writeText(p []byte) error {
 	if c.framesClosed {
 		return net.ErrClosed
 	}
+	if c.lines && c.corks > 0 {
+		c.join(p)
+		return nil
+	}
+	c.endJoined()
 	b := c.heldBuf()
 	*b = appendTextFrame(*b, p)
 	if c.corks > 0 {
@@ -136,7 +154,7 @@ func (c *corkConn) cork() {
 func (c *corkConn) uncork(timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.corks--; c.corks > 0 || c.held == nil {
+	if c.corks--; c.corks > 0 || (c.held == nil && c.joined == nil) {
 		return nil
 	}
 	c.timeout = timeout
@@ -155,6 +173,7 @@ func (c *corkConn) heldBuf() *[]byte {
 // flushHeld writes what is held in one write, bounded by the write deadline, and gives the
 // buffer back to heldBuffers. Called with mu held.
 func (c *corkConn) flushHeld() error {
+	c.endJoined()
 	held := c.held
 	c.held = nil
 	defer heldBuffers.put(held)
@@ -164,6 +183,32 @@ func (c *corkConn) flushHeld() error {
 	c.count()
 	_, err := c.Conn.Write(*held)
 	return err
+}
+
+// join adds p to the message being joined, as its next line; a message that would grow past
+// maxLinesBytes is closed first. Called with mu held, corked.
+func (c *corkConn) join(p []byte) {
+	if c.joined != nil && len(*c.joined)+1+len(p) > maxLinesBytes {
+		c.endJoined()
+	}
+	if c.joined == nil {
+		c.joined = joinedBuffers.get()
+	} else {
+		*c.joined = append(*c.joined, '\n')
+	}
+	*c.joined = append(*c.joined, p...)
+}
+
+// endJoined holds the message being joined as one text frame, and gives its buffer back.
+// Called with mu held.
+func (c *corkConn) endJoined() {
+	if c.joined == nil {
+		return
+	}
+	b := c.heldBuf()
+	*b = appendTextFrame(*b, *c.joined)
+	joinedBuffers.put(c.joined)
+	c.joined = nil
 }
 
 // heldBytes is what is held back now (for tests).
@@ -186,6 +231,7 @@ const socketBuffer = 1 << 10
 type corkingWriter struct {
 	http.ResponseWriter
 	writes prometheus.Counter // given to the corkConn
+	lines  bool               // given to the corkConn
 	conn   *corkConn
 }
 
@@ -198,7 +244,7 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: c, writes: w.writes}
+	w.conn = &corkConn{Conn: c, writes: w.writes, lines: w.lines}
 	// net/http flushed the upgrade response already, so its writer holds nothing. Its reader may
 	// hold bytes the client sent right after the upgrade request: then it is kept.
 	br := brw.Reader

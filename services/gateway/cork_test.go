@@ -21,12 +21,22 @@ import (
 // Batches written corked and frames written through at the same time, as the session writer and
 // catch-up do, past the websocket.Conn (writeText), while the Conn pings on its own, reach the
 // client whole, each exactly once, and in each writer's order, whatever each frame's length
-// encoding.
+// encoding; with frames=lines, several to a message (one per line, at most maxLinesBytes unless
+// one frame is larger), the Conn's control frames between them.
 func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
+	for _, lines := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lines=%v", lines), func(t *testing.T) { corkedBatchesAndDirectWrites(t, lines) })
+	}
+}
+
+func corkedBatchesAndDirectWrites(t *testing.T, lines bool) {
 	const batches, perBatch, direct = 200, 25, 2000
 	// Payload lengths about each boundary of the three length encodings (7 bits, 16, 64).
 	sizes := []int{0, 1, 125, 126, 127, 1000, 65535, 65536, 70000}
 	srv := corkedServer(t, func(conn *websocket.Conn, cc *corkConn) {
+		cc.mu.Lock()
+		cc.lines = lines
+		cc.mu.Unlock()
 		ctx, stopPings := context.WithCancel(context.Background())
 		pinged := make(chan struct{})
 		go func() { // the heartbeat: control frames written by the Conn itself
@@ -78,22 +88,36 @@ func TestCorkedBatchesAndDirectWritesKeepEveryFrameInOrder(t *testing.T) {
 	ctx, c := dialServer(t, srv)
 	c.SetReadLimit(1 << 20)
 	next := map[string]int{"A": 0, "B": 0}
+	messages := 0
 	for next["A"] < batches*perBatch || next["B"] < direct {
-		typ, data, err := c.Read(ctx)
+		typ, message, err := c.Read(ctx)
 		if err != nil {
 			t.Fatalf("after A %d, B %d: %v", next["A"], next["B"], err)
 		}
-		var who string
-		var n int
-		if _, err := fmt.Sscanf(string(data), "%s %d", &who, &n); err != nil || n != next[who] || typ != websocket.MessageText {
-			t.Fatalf("got %v %.40q, want text %s %d", typ, data, who, next[who])
-		}
-		if who == "A" && n%perBatch == 0 {
-			if want := len(fmt.Sprintf("A %d ", n)) + sizes[(n/perBatch)%len(sizes)]; len(data) != want {
-				t.Fatalf("frame A %d has %d bytes, want %d", n, len(data), want)
+		messages++
+		frames := [][]byte{message}
+		if lines {
+			frames = bytes.Split(message, []byte{'\n'})
+			if len(message) > maxLinesBytes && len(frames) > 1 {
+				t.Fatalf("a message of %d frames has %d bytes, over %d", len(frames), len(message), maxLinesBytes)
 			}
 		}
-		next[who]++
+		for _, data := range frames {
+			var who string
+			var n int
+			if _, err := fmt.Sscanf(string(data), "%s %d", &who, &n); err != nil || n != next[who] || typ != websocket.MessageText {
+				t.Fatalf("got %v %.40q, want text %s %d", typ, data, who, next[who])
+			}
+			if who == "A" && n%perBatch == 0 {
+				if want := len(fmt.Sprintf("A %d ", n)) + sizes[(n/perBatch)%len(sizes)]; len(data) != want {
+					t.Fatalf("frame A %d has %d bytes, want %d", n, len(data), want)
+				}
+			}
+			next[who]++
+		}
+	}
+	if frames := batches*perBatch + direct; lines == (messages == frames) {
+		t.Fatalf("%d frames came in %d messages (lines %v)", frames, messages, lines)
 	}
 	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
 		t.Fatalf("after the last frame: %v, want the server's normal close", err)

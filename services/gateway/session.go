@@ -110,6 +110,15 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		cursor = &v
 	}
+	var lines bool // several frames to a message, one per line
+	switch q.Get(protocol.FramesParam) {
+	case "":
+	case protocol.FramesLines:
+		lines = true
+	default:
+		httpError(w, http.StatusBadRequest, "invalid_request", "frames is lines (several frames to a message, one per line) or absent")
+		return
+	}
 	platform := q.Get("platform")
 	if len(platform) > 32 {
 		httpError(w, http.StatusBadRequest, "invalid_request", "platform is at most 32 bytes")
@@ -119,7 +128,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "gateway is shutting down; use discovery to find another")
 		return
 	}
-	cw := &corkingWriter{ResponseWriter: w, writes: g.met.writes}
+	cw := &corkingWriter{ResponseWriter: w, writes: g.met.writes, lines: lines}
 	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		// checkOrigin has applied natter's policy; the library's own check (Origin must match
 		// Host unless listed) would refuse cross-origin pages the policy allows.

@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
@@ -52,7 +56,7 @@ func TestWritesGatherWhatComesWithinTheInterval(t *testing.T) {
 }
 
 // TestCatchUpIsWrittenInBatches: a device that catches up gets its history in a few writes,
-// not one per frame, every frame in order.
+// not one per frame, every frame in order; with frames=lines in a few messages too.
 func TestCatchUpIsWrittenInBatches(t *testing.T) {
 	const n = 300
 	s := apptest.Start(t, func(c *app.Config) {
@@ -94,4 +98,25 @@ func TestCatchUpIsWrittenInBatches(t *testing.T) {
 		t.Fatalf("%v frames in %v writes, want %d frames in at most %v writes", frames, writes, n+2, bound)
 	}
 	t.Logf("%v frames in %v writes", frames, writes)
+
+	// A client that asks for frames=lines gets the same frames, several to a message.
+	lines := apptest.Dial(t, apptest.WSURLFor(s.WSURL, bob.Token, "lines", &zero)+"&"+protocol.FramesParam+"="+protocol.FramesLines)
+	lines.NextOf(protocol.TypeWelcome, wait)
+	for i := range n {
+		if f := lines.NextOf(protocol.TypeMessage, wait); f.Text != fmt.Sprintf("text %d", i) {
+			t.Fatalf("catch-up frame %d with frames=lines: %+v", i, f)
+		}
+	}
+	lines.NextOf(protocol.TypeSynced, wait)
+	if messages, bound := lines.Messages.Load(), int64(2+(n+63)/64+2); messages > bound {
+		t.Fatalf("frames=lines: %d frames in %d messages, want at most %d", n+2, messages, bound)
+	}
+
+	// Any other value of frames is refused before the upgrade.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, apptest.WSURLFor(s.WSURL, bob.Token, "x", nil)+"&"+protocol.FramesParam+"=json", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("frames=json: %v, %v; want 400", resp, err)
+	}
 }

@@ -507,8 +507,10 @@ func (c *Client) session() error {
 			}
 			return fmt.Errorf("read: %w", err)
 		}
-		if err := c.handle(data, expiries); err != nil {
-			return err
+		for frame := range protocol.Frames(data) {
+			if err := c.handle(frame, expiries); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -573,6 +575,7 @@ func (c *Client) endpoint() (string, string, error) {
 	}
 	q := parsed.Query()
 	q.Set("device", c.cfg.DeviceID)
+	q.Set(protocol.FramesParam, protocol.FramesLines)
 	c.mu.Lock()
 	if c.hasCursor {
 		q.Set("cursor", strconv.FormatUint(c.cursor, 10))

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	neturl "net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +46,9 @@ type WS struct {
 	Closed chan error // receives the read error (with the close status) when the socket ends
 	// Response is the server's answer to the upgrade (its TLS state for wss://).
 	Response *http.Response
+	// Messages counts the WebSocket messages read; with frames=lines in the URL each is split
+	// into its frames, otherwise each is one frame.
+	Messages atomic.Int64
 
 	held []Frame // frames NextOf skipped, returned first by later reads
 }
@@ -65,21 +70,32 @@ func DialWith(t testing.TB, url string, opts *websocket.DialOptions) *WS {
 	}
 	c.SetReadLimit(protocol.HardFrameBytes)
 	w := &WS{T: t, Conn: c, Response: resp, Frames: make(chan Frame, 100_000), Closed: make(chan error, 1)}
+	lines := false
+	if u, err := neturl.Parse(url); err == nil {
+		lines = u.Query().Get(protocol.FramesParam) == protocol.FramesLines
+	}
 	go func() {
 		for {
-			_, data, err := c.Read(context.Background())
+			_, message, err := c.Read(context.Background())
 			if err != nil {
 				w.Closed <- err
 				close(w.Frames)
 				return
 			}
-			f := Frame{Raw: data}
-			if err := json.Unmarshal(data, &f); err != nil {
-				w.Closed <- err
-				close(w.Frames)
-				return
+			w.Messages.Add(1)
+			frames := slices.Values([][]byte{message})
+			if lines {
+				frames = protocol.Frames(message)
 			}
-			w.Frames <- f
+			for data := range frames {
+				f := Frame{Raw: data}
+				if err := json.Unmarshal(data, &f); err != nil {
+					w.Closed <- err
+					close(w.Frames)
+					return
+				}
+				w.Frames <- f
+			}
 		}
 	}()
 	t.Cleanup(func() { _ = c.CloseNow() })
