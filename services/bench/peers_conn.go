@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // peerConn is one simulated device of `natter bench peers`, on either server: natter's protocol
@@ -68,7 +70,9 @@ func (c *peerConn) read() {
 		if c.cf {
 			cfLines(buf, c.handleCF)
 		} else {
-			c.handleNatter(buf)
+			for frame := range protocol.Frames(buf) {
+				c.handleNatter(frame)
+			}
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/natter-chat/natter/sdk/go/protocol"
 )
 
 // catchUpBatch is how many messages one connection sends in the catch-up scenario before the
@@ -126,7 +128,8 @@ func (s *natterSide) wsURL(u user, device string, cursor int64) string {
 	if strings.Contains(s.t.wsURL, "?") {
 		sep = "&"
 	}
-	v := s.t.wsURL + sep + "token=" + url.QueryEscape(u.Token) + "&device=" + device
+	// frames=lines, as natter's Go SDK asks: several frames to a message, as Centrifugo sends.
+	v := s.t.wsURL + sep + "token=" + url.QueryEscape(u.Token) + "&device=" + device + "&" + protocol.FramesParam + "=" + protocol.FramesLines
 	if cursor >= 0 {
 		v += "&cursor=" + strconv.FormatInt(cursor, 10)
 	}
@@ -134,7 +137,8 @@ func (s *natterSide) wsURL(u user, device string, cursor int64) string {
 }
 
 // dialNatter opens a device and reads until its synced frame; it returns the socket, the
-// synced cursor and the message frames that came before it.
+// synced cursor and the message frames that came before it. Frames after synced in its
+// message are dropped (nothing is sent while a device dials).
 func (s *natterSide) dialNatter(ctx context.Context, e *peerEngine, u user, device string, cursor int64) (*websocket.Conn, int64, int, error) {
 	ws, err := dialWS(ctx, e.hc, s.wsURL(u, device, cursor))
 	if err != nil {
@@ -149,18 +153,20 @@ func (s *natterSide) dialNatter(ctx context.Context, e *peerEngine, u user, devi
 			_ = ws.CloseNow()
 			return nil, 0, messages, fmt.Errorf("before synced: %w", err)
 		}
-		switch {
-		case bytes.HasPrefix(buf, prefixMessage):
-			messages++
-		case bytes.HasPrefix(buf, prefixSynced):
-			var f struct {
-				Cursor int64 `json:"cursor"`
+		for frame := range protocol.Frames(buf) {
+			switch {
+			case bytes.HasPrefix(frame, prefixMessage):
+				messages++
+			case bytes.HasPrefix(frame, prefixSynced):
+				var f struct {
+					Cursor int64 `json:"cursor"`
+				}
+				if err := json.Unmarshal(frame, &f); err != nil {
+					_ = ws.CloseNow()
+					return nil, 0, messages, fmt.Errorf("synced frame %s: %w", frame, err)
+				}
+				return ws, f.Cursor, messages, nil
 			}
-			if err := json.Unmarshal(buf, &f); err != nil {
-				_ = ws.CloseNow()
-				return nil, 0, messages, fmt.Errorf("synced frame %s: %w", buf, err)
-			}
-			return ws, f.Cursor, messages, nil
 		}
 	}
 }
