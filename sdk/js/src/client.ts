@@ -410,6 +410,7 @@ export class NatterClient {
     u.searchParams.set("token", token);
     u.searchParams.set("device", this.opts.deviceId);
     if (this.opts.platform) u.searchParams.set("platform", this.opts.platform);
+    u.searchParams.set("frames", "lines"); // several frames to a message, one per line (onmessage splits)
     if (this.hasCursor) u.searchParams.set("cursor", String(this._cursor));
     return u.toString();
   }
@@ -464,7 +465,8 @@ export class NatterClient {
       };
       ws.onmessage = (ev) => {
         session.lastFrameAt = Date.now();
-        if (typeof ev.data === "string") this.onFrame(ev.data, session);
+        // frames=lines: a message holds one or more frames, one per line, in order.
+        if (typeof ev.data === "string") for (const frame of ev.data.split("\n")) this.onFrame(frame, session);
       };
       ws.onerror = () => {
         // Browsers follow an error with a close event; node 20's WebSocket may not, so an attempt

@@ -110,3 +110,34 @@ test("MessageView: edits replace the text, a delete or hide is final, a message 
   v.apply(rev("edit", 8, 9, { text: "an older message", edited_at: 8 })); // its message came before the cursor
   assert.equal(v.get(9).text, "an older message");
 });
+
+test("asks for frames=lines and handles every frame of a message, in order", { timeout: 20_000 }, async () => {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      sockets.push(this);
+    }
+    send() {}
+    close() {}
+  }
+  const c = new NatterClient({ url: "ws://127.0.0.1:1/v1/ws", token: "t", deviceId: "d", cursor: 0, WebSocket: FakeSocket });
+  try {
+    const events = [];
+    c.on("event", (e) => events.push(e.seq));
+    const started = c.start();
+    await waitFor(() => sockets.length === 1 && sockets[0].onopen, "a socket");
+    const ws = sockets[0];
+    assert.equal(new URL(ws.url).searchParams.get("frames"), "lines");
+    ws.onopen();
+    const msg = (seq) => JSON.stringify({ type: "message", seq, conversation_id: "dx", message_id: "m" + seq, sender_id: "u", sender_device: "d2", client_msg_id: "k" + seq, text: "hi", sent_at: 1 });
+    ws.onmessage({ data: [JSON.stringify({ type: "welcome", user_id: "u", device_id: "d", session_id: "s", heartbeat_ms: 30000, syncing: true }), msg(1), msg(2)].join("\n") });
+    ws.onmessage({ data: msg(3) + "\n" + JSON.stringify({ type: "synced", cursor: 3 }) });
+    await started;
+    await waitFor(() => c.cursor === 3, "the cursor at 3");
+    assert.deepEqual(events, [1, 2, 3]);
+    assert.equal(c.userId, "u");
+  } finally {
+    await c.close();
+  }
+});

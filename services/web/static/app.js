@@ -585,6 +585,7 @@ var NatterClient = class {
     u.searchParams.set("token", token);
     u.searchParams.set("device", this.opts.deviceId);
     if (this.opts.platform) u.searchParams.set("platform", this.opts.platform);
+    u.searchParams.set("frames", "lines");
     if (this.hasCursor) u.searchParams.set("cursor", String(this._cursor));
     return u.toString();
   }
@@ -638,7 +639,7 @@ var NatterClient = class {
       };
       ws.onmessage = (ev) => {
         session.lastFrameAt = Date.now();
-        if (typeof ev.data === "string") this.onFrame(ev.data, session);
+        if (typeof ev.data === "string") for (const frame of ev.data.split("\n")) this.onFrame(frame, session);
       };
       ws.onerror = () => {
         if (this.session !== session) session.end(1006, "connection failed");
