@@ -30,8 +30,8 @@ type corkConn struct {
 	writes prometheus.Counter
 	// lines: the client asked for frames=lines, so the text frames written while corked go out
 	// several to a WebSocket message, one per line, up to maxLinesBytes. joined is the message
-	// being filled, in a buffer lent by joinedBuffers (nil: none); it is closed, and held, before
-	// anything else is held or written.
+	// being filled, in a buffer lent by joinedBuffers (nil: none, as always while uncorked: the
+	// last uncork closes it); it is closed, and held, before anything else is held or written.
 	lines  bool
 	joined *[]byte
 	// The write deadline stays armed between writes and is moved, to twice timeout from now,
@@ -109,7 +109,6 @@ func (c *corkConn) writeText(p []byte) error {
 		c.join(p)
 		return nil
 	}
-	c.endJoined()
 	b := c.heldBuf()
 	*b = appendTextFrame(*b, p)
 	if c.corks > 0 {
