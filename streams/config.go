@@ -94,14 +94,24 @@ func (o Options) GatewayRefresh() time.Duration { return o.GatewayTTL / 3 }
 // RouteTTL, so a route outlives one failed refresh.
 func (o Options) RouteRefresh() time.Duration { return o.RouteTTL * 2 / 5 }
 
-// durable is one of natter's own durable consumers (all but fanout's): explicit acks, redelivery
-// after AckWait, never given up (MaxDeliver), up to 10,000 in flight.
+// durable is one of natter's own durable consumers (all but fanout's): explicit acks (search
+// changes that), redelivery after AckWait, never given up (MaxDeliver), up to 10,000 in flight.
 func (o Options) durable(name, description, filter string, deliver jetstream.DeliverPolicy) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: name, Description: description, FilterSubject: filter,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver,
 		MaxAckPending: 10000, DeliverPolicy: deliver, Replicas: o.Replicas,
 	}
+}
+
+// searchDurable is search's consumer. Deliver all: the index is built from every event CHAT
+// still holds. Ack all: search is its only puller and indexes in stream order, so one ack
+// settles a whole batch (the puller resets the consumer to its ack floor when it starts, so that
+// nothing a crashed run held is acknowledged unindexed).
+func (o Options) searchDurable() jetstream.ConsumerConfig {
+	c := o.durable(SearchConsumer, "indexes message text for search", ChatAll, jetstream.DeliverAllPolicy)
+	c.AckPolicy = jetstream.AckAllPolicy
+	return c
 }
 
 // Definitions is every stream, bucket and durable consumer natter needs, declared once.
@@ -181,17 +191,19 @@ func Define(o Options) Definitions {
 			ChatStream: {
 				o.durable(PersisterConsumer, "writes conversation events to the store", ChatAll, jetstream.DeliverAllPolicy),
 				o.durable(ProjectorConsumer, "applies membership changes to the store in stream order", ChatMembers, jetstream.DeliverAllPolicy),
-				// Deliver all: the index is built from every event CHAT still holds.
-				o.durable(SearchConsumer, "indexes message text for search", ChatAll, jetstream.DeliverAllPolicy),
+				o.searchDurable(),
 			},
 		},
 	}
+	// Ack all: one instance pulls a partition at a time (the pinned priority group), in stream
+	// order, so one ack settles a chunk; an instance taking a partition over from a gone owner
+	// resets the consumer to its ack floor first.
 	for p := range o.FanoutPartitions {
 		d.Consumers[ChatStream] = append(d.Consumers[ChatStream], jetstream.ConsumerConfig{
 			Durable:        FanoutConsumerName(p, o.FanoutPartitions),
 			Description:    fmt.Sprintf("routes conversation events to the gateways of member devices (partition %d of %d)", p, o.FanoutPartitions),
 			FilterSubject:  ChatAll,
-			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckPolicy:      jetstream.AckAllPolicy,
 			AckWait:        o.FanoutAckWait,
 			MaxDeliver:     o.MaxDeliver,
 			MaxAckPending:  FanoutMaxAckPending,

@@ -134,8 +134,14 @@ func TestDefineConsumers(t *testing.T) {
 			if c.Durable == "" || c.Name != "" && c.Name != c.Durable {
 				t.Errorf("%s consumer %+v is not a durable", stream, c)
 			}
-			if c.AckPolicy != jetstream.AckExplicitPolicy {
-				t.Errorf("%s/%s ack policy %v, want explicit", stream, c.Durable, c.AckPolicy)
+			// Ack all only where one puller takes the events in order: a partition's pinned
+			// fanout instance, the one search process. Persister instances share theirs.
+			wantAck := jetstream.AckExplicitPolicy
+			if c.Durable == FanoutConsumer || c.Durable == SearchConsumer {
+				wantAck = jetstream.AckAllPolicy
+			}
+			if c.AckPolicy != wantAck {
+				t.Errorf("%s/%s ack policy %v, want %v", stream, c.Durable, c.AckPolicy, wantAck)
 			}
 			if !slices.Contains(subjects[stream], c.FilterSubject) && !(stream == ChatStream && c.FilterSubject == ChatMembers) {
 				t.Errorf("%s/%s filter %q is not %s's subjects %v", stream, c.Durable, c.FilterSubject, stream, subjects[stream])

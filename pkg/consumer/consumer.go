@@ -1,7 +1,7 @@
 // Package consumer runs natter's durable JetStream consumers: it pulls messages, hands them to a
-// handler in chunks (in stream order with one worker, in parallel with more), acks what succeeds,
-// naks what fails with a backoff, terminates what can never succeed, counts everything, and
-// drains on stop.
+// handler in chunks (in stream order with one worker, in parallel with more), acks what succeeds
+// (with one ack a chunk on a consumer whose ack policy is AckAll), naks what fails with a
+// backoff, terminates what can never succeed, counts everything, and drains on stop.
 package consumer
 
 import (
@@ -86,7 +86,8 @@ type Config struct {
 	Backoff []time.Duration
 	// RetryInPlace retries a transient failure right here (with Backoff, telling the server the
 	// message is in progress) instead of nak-ing it: a nak lets later messages overtake it, which
-	// an ordered consumer must not allow. Requires Workers == 1.
+	// an ordered consumer must not allow. Requires Workers == 1; required on a consumer whose
+	// ack policy is AckAll, whose every ack also acknowledges the messages before it.
 	RetryInPlace bool
 	// PriorityGroup pulls as a member of this priority group; on a consumer with a pinned-client
 	// policy, only the pinned instance receives messages, the others' pulls wait.
@@ -143,15 +144,19 @@ type Runner struct {
 	handleSeconds        prometheus.Observer
 	acked, naked, termed prometheus.Counter
 
-	cons     jetstream.Consumer
-	in       chan jetstream.Msg
-	held     held // pulled, not yet settled: kept in progress
-	pulled   atomic.Int64
-	ackWait  time.Duration
-	draining chan struct{} // closed by Stop: pull no more
-	ctx      context.Context
-	cancel   context.CancelFunc
-	done     chan struct{}
+	cons    jetstream.Consumer
+	in      chan jetstream.Msg
+	held    held // pulled, not yet settled: kept in progress
+	pulled  atomic.Int64
+	ackWait time.Duration
+	ackAll  bool // the consumer's policy is AckAll: one ack settles a chunk
+	// stoppedShort: this ack-all Runner, stopping, left a message unhandled; it acknowledges
+	// nothing after it.
+	stoppedShort bool
+	draining     chan struct{} // closed by Stop: pull no more
+	ctx          context.Context
+	cancel       context.CancelFunc
+	done         chan struct{}
 }
 
 // fetchWait bounds one pull request. Stop waits for the one under way rather than cancel it: a
@@ -173,6 +178,10 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
 	}
+	if info.Config.AckPolicy == jetstream.AckAllPolicy && !cfg.RetryInPlace {
+		// An ack acknowledges every earlier message too: a nak-ed one would be skipped.
+		return nil, fmt.Errorf("consume %s: an ack-all consumer must retry in place", cfg.Name)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{
 		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), cons: cons,
@@ -180,6 +189,7 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 		naked: met.handled.WithLabelValues(cfg.Name, "nak"), termed: met.handled.WithLabelValues(cfg.Name, "term"),
 		in: make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		held: held{since: map[jetstream.Msg]time.Time{}}, ackWait: info.Config.AckWait,
+		ackAll: info.Config.AckPolicy == jetstream.AckAllPolicy,
 	}
 	go r.fetch()
 	go r.loop()
@@ -405,12 +415,66 @@ func (r *Runner) one(m jetstream.Msg) error {
 	}
 }
 
+// settleAll settles a chunk's messages, which are in stream order.
+//
+// On an ack-all consumer one ack, of the last message of the chunk's settled prefix, acknowledges
+// the whole prefix (a terminated message in it is terminated on its own first). The prefix ends
+// at the first transient failure, which only a stopping Runner leaves (transient failures are
+// retried in place): that message and every one after it, in this chunk and the later ones, are
+// nak-ed, never acknowledged, even those handled meanwhile.
 func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
-	for i, m := range chunk {
-		r.settle(m, results[i])
+	if !r.ackAll {
+		for i, m := range chunk {
+			r.settle(m, results[i])
+		}
+		return
+	}
+	settled := len(chunk)
+	if r.stoppedShort {
+		settled = 0
+	}
+	for i, err := range results[:settled] {
+		if err != nil && !IsPermanent(err) {
+			settled = i
+			break
+		}
+	}
+	if settled < len(chunk) {
+		r.stoppedShort = true
+	}
+	acked := 0
+	for i, m := range chunk[:settled] {
+		if results[i] != nil {
+			r.settle(m, results[i])
+			continue
+		}
+		acked++
+		r.held.remove(m)
+	}
+	if acked > 0 {
+		r.acked.Add(float64(acked))
+		last := chunk[settled-1]
+		if results[settled-1] == nil {
+			if err := last.Ack(); err != nil {
+				r.log.Warn("ack", zap.String("subject", last.Subject()), zap.Error(err))
+			}
+		}
+		// Otherwise the last of the prefix was terminated, and its term acknowledged the
+		// prefix.
+	}
+	for i, m := range chunk[settled:] {
+		err := results[settled+i]
+		if err == nil || IsPermanent(err) {
+			err = errStoppedShort
+		}
+		r.settle(m, err)
 	}
 }
 
+// errStoppedShort naks what an ack-all Runner handled after a message it stopped retrying.
+var errStoppedShort = errors.New("an earlier message is not handled yet")
+
+// settle acks, terminates or naks one message by the outcome of handling it.
 func (r *Runner) settle(m jetstream.Msg, err error) {
 	defer r.held.remove(m)
 	switch {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,12 +37,18 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvAcking(t, jetstream.AckExplicitPolicy)
+}
+
+// newEnvAcking is newEnv with a durable of the given ack policy.
+func newEnvAcking(t *testing.T, policy jetstream.AckPolicy) *env {
+	t.Helper()
 	te := natsxtest.Start(t)
 	ctx, nc, js := te.Ctx, te.NC, te.JS
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.ChatStream, jetstream.ConsumerConfig{
 		Durable:       testDurable,
 		FilterSubject: streams.ChatAll,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     policy,
 		AckWait:       10 * time.Second, // far beyond every test: redeliveries come only from naks
 		MaxDeliver:    10,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -777,5 +784,91 @@ func TestOutcomesAreCounted(t *testing.T) {
 	}
 	if got := testutil.CollectAndCount(met.duration); got != 1 {
 		t.Errorf("%d handle-time series, want 1", got)
+	}
+}
+
+// acks counts the acknowledgements (and naks and terms) sent for the test durable's messages.
+func (e *env) acks(t *testing.T) func() int {
+	t.Helper()
+	var n atomic.Int64
+	sub, err := e.nc.Subscribe("$JS.ACK."+streams.ChatStream+"."+testDurable+".>", func(*nats.Msg) { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() int { return int(n.Load()) }
+}
+
+func TestAckAllSettlesEachChunkWithOneAck(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	acks := e.acks(t)
+	last := e.publish(t, 100)
+	rec := &recorder{}
+	var chunks atomic.Int64
+	flush := func(context.Context) error { chunks.Add(1); return nil }
+	met := NewMetrics(nil)
+	e.startWith(t, Config{Name: "ackall", MaxChunk: 16, Linger: 20 * time.Millisecond, RetryInPlace: true}, rec.handle, Hooks{Flush: flush}, met)
+	e.settled(t, last)
+	if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled %v, want 1..%d once each, in order", got, last)
+	}
+	if n, c := acks(), int(chunks.Load()); n != c || c >= int(last) {
+		t.Fatalf("%d acks for %d chunks of %d messages, want one a chunk", n, c, last)
+	}
+	if n := testutil.ToFloat64(met.handled.WithLabelValues("ackall", "ack")); n != float64(last) {
+		t.Fatalf("counted %v acked, want %d", n, last)
+	}
+}
+
+func TestAckAllConsumerMustRetryInPlace(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	if _, err := Start(e.cons, Config{Name: "test"}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+		t.Fatal("started an ack-all consumer that would nak")
+	}
+}
+
+// A message that keeps failing holds the ack floor below it, also when the Runner stops and
+// the messages after it in its chunk were handled meanwhile; a term acknowledges what came
+// before it, and nothing after.
+func TestAckAllNeverAcknowledgesPastAFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	last := e.publish(t, 10)
+	rec := &recorder{decide: func(d delivery) error {
+		switch d.seq {
+		case 3:
+			return Permanent(errors.New("malformed"))
+		case 6:
+			return errors.New("transient, for ever")
+		}
+		return nil
+	}}
+	r, err := Start(e.cons, Config{Name: "test", MaxChunk: int(last), Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}},
+		rec.handle, Hooks{}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rec.count(6) < 3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stop: %v", err)
+	}
+	if rec.count(last) == 0 {
+		t.Fatalf("the messages after the failing one were not handled while stopping: %v", rec.seqs())
+	}
+	ci := e.info(t)
+	if ci.AckFloor.Stream != 5 {
+		t.Fatalf("ack floor %d, want 5: up to the failing message and no further", ci.AckFloor.Stream)
+	}
+	if ci.NumAckPending+int(ci.NumPending) != int(last)-5 {
+		t.Fatalf("%d pending and %d not yet delivered, want the %d from the failing one on", ci.NumAckPending, ci.NumPending, last-5)
 	}
 }

@@ -184,7 +184,8 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 	case Fanout:
 		for _, c := range fanoutConsumers(o) {
 			p.add(consumerPull(streams.ChatStream, c))
-			p.add(pub(api + "CONSUMER.UNPIN." + streams.ChatStream + "." + c))
+			// a partition taken from a gone owner is reset to its ack floor, then unpinned
+			p.add(pub(api+"CONSUMER.RESET."+streams.ChatStream+"."+c, api+"CONSUMER.UNPIN."+streams.ChatStream+"."+c))
 		}
 		p.add(pub(api + "STREAM.INFO." + streams.ChatStream))
 		p.add(kvWrite(streams.FanoutsBucket))
@@ -222,9 +223,11 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		}
 		p.add(sub(BackupSubject))
 	case Search:
-		// Its own consumer only: pulled, and dropped and made again by a rebuild.
+		// Its own consumer only: pulled, reset to its ack floor at start, and dropped and made
+		// again by a rebuild.
 		p.add(consumerPull(streams.ChatStream, streams.SearchConsumer))
-		p.add(pub(api+"CONSUMER.DELETE."+streams.ChatStream+"."+streams.SearchConsumer,
+		p.add(pub(api+"CONSUMER.RESET."+streams.ChatStream+"."+streams.SearchConsumer,
+			api+"CONSUMER.DELETE."+streams.ChatStream+"."+streams.SearchConsumer,
 			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.SearchConsumer,
 			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.SearchConsumer+".>"))
 		p.add(sub(SearchSubjects))

@@ -264,10 +264,42 @@ func Apply(ctx context.Context, js jetstream.JetStream, defs streams.Definitions
 	}
 	for stream, ccs := range defs.Consumers {
 		for _, cc := range ccs {
-			if err := request(func(ctx context.Context) error { _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); return err }); err != nil {
+			if err := request(func(ctx context.Context) error { return applyConsumer(ctx, js, stream, cc) }); err != nil {
 				return fmt.Errorf("apply consumer %s/%s: %w", stream, cc.Durable, err)
 			}
 		}
+	}
+	return nil
+}
+
+// applyConsumer creates the durable consumer cc on stream, or updates it. Where a consumer
+// starts is decided when it is made: an existing one keeps its deliver policy and start. An
+// existing consumer whose ack policy differs from cc's (an earlier version's: JetStream cannot
+// change it in place) is made again, starting just after its ack floor, so that what it had
+// acknowledged is not delivered again and nothing after that is skipped.
+func applyConsumer(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig) error {
+	cons, err := js.Consumer(ctx, stream, cc.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	info := cons.CachedInfo()
+	if info.Config.AckPolicy == cc.AckPolicy {
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
+		_, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
+		return err
+	}
+	if floor := info.AckFloor.Stream; floor > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = jetstream.DeliverByStartSequencePolicy, floor+1, nil
+	}
+	if err := js.DeleteConsumer(ctx, stream, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("remake with ack policy %s: %w", cc.AckPolicy, err)
+	}
+	if _, err := js.CreateConsumer(ctx, stream, cc); err != nil {
+		return fmt.Errorf("remake with ack policy %s: %w", cc.AckPolicy, err)
 	}
 	return nil
 }

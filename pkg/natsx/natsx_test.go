@@ -137,3 +137,110 @@ func TestConnectToTheEmbeddedServerUsesASocket(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyRemakesAConsumerWhoseAckPolicyChanged: an earlier version made the search and fanout
+// consumers with explicit acks, which JetStream cannot change in place. Apply makes them again
+// with the definitions' ack policy, starting just after the old ack floor: what was acknowledged
+// is not delivered again, nothing after it is skipped, and applying again changes nothing.
+func TestApplyRemakesAConsumerWhoseAckPolicyChanged(t *testing.T) {
+	log := zap.NewNop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := StartServer(ServerConfig{Dir: t.TempDir(), Port: -1}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := Connect("", "test", srv, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := streams.Define(streams.DefaultOptions())
+	var earlier []jetstream.ConsumerConfig // the CHAT consumers as an earlier version made them
+	for _, cc := range defs.Consumers[streams.ChatStream] {
+		if cc.AckPolicy == jetstream.AckAllPolicy {
+			cc.AckPolicy = jetstream.AckExplicitPolicy
+			earlier = append(earlier, cc)
+		}
+	}
+	if len(earlier) == 0 {
+		t.Fatal("no CHAT consumer acks all")
+	}
+	old := defs
+	old.Consumers = map[string][]jetstream.ConsumerConfig{streams.ChatStream: earlier}
+	if err := Apply(ctx, js, old); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := js.Publish(ctx, streams.ChatSubject("c1", streams.KindMsg), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const acked = 4 // by each earlier consumer, in order
+	for _, cc := range earlier {
+		cons, err := js.Consumer(ctx, streams.ChatStream, cc.Durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := cons.Fetch(acked+2, pullOpts(cc, 5*time.Second)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			if n++; n <= acked {
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if n != acked+2 {
+			t.Fatalf("%s: pulled %d", cc.Durable, n)
+		}
+	}
+
+	for i := range 2 {
+		if err := Apply(ctx, js, defs); err != nil {
+			t.Fatalf("apply #%d: %v", i+1, err)
+		}
+	}
+	for _, cc := range earlier {
+		cons, err := js.Consumer(ctx, streams.ChatStream, cc.Durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := cons.CachedInfo()
+		if info.Config.AckPolicy != jetstream.AckAllPolicy {
+			t.Fatalf("%s: ack policy %s", cc.Durable, info.Config.AckPolicy)
+		}
+		batch, err := cons.Fetch(20, pullOpts(cc, time.Second)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, meta.Sequence.Stream)
+		}
+		if len(seqs) != 10-acked || seqs[0] != acked+1 || seqs[len(seqs)-1] != 10 {
+			t.Fatalf("%s delivers %v after it was made again, want %d..10", cc.Durable, seqs, acked+1)
+		}
+	}
+}
+
+// pullOpts pulls from cc for up to wait, in its priority group if it has one.
+func pullOpts(cc jetstream.ConsumerConfig, wait time.Duration) []jetstream.FetchOpt {
+	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
+	if len(cc.PriorityGroups) > 0 {
+		opts = append(opts, jetstream.FetchPriorityGroup(cc.PriorityGroups[0]))
+	}
+	return opts
+}

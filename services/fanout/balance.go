@@ -72,9 +72,10 @@ func (f *Fanout) every(do func()) {
 // ends its chain to every gateway it fed and unpins it (stopPartition): the next owner
 // continues exactly after its last ack, and the gateways follow on without a resync. Or its
 // previous owner is gone — dead, or this very instance before a restart — or nobody held it:
-// the next owner unpins it itself at once rather than wait for the pin to lapse. What the dead
-// owner held comes back after its ack wait; its chain never ended, so the gateways resync the
-// sockets behind the switch, and the partition resyncs them on any gap (partition.inOrder).
+// the next owner resets the consumer to its ack floor, so that what the dead owner held comes
+// again at once and first (reset), and unpins it itself rather than wait for the pin to lapse;
+// the dead owner's chain never ended, so the gateways resync the sockets behind the switch, and
+// the partition resyncs them on any gap (partition.inOrder).
 // An owner only taken for gone (a stall longer than the liveness) may still deliver for a
 // moment beside the next one: every switch between the two chains resyncs, so nothing is lost.
 func (f *Fanout) rebalance(ctx context.Context) error {
@@ -110,10 +111,15 @@ func (f *Fanout) rebalance(ctx context.Context) error {
 			continue
 		}
 		changed = true
+		prev := owner(f.cfg.Partitions, f.prevLive, p)
+		gone := prev == f.cfg.InstanceID || !slices.Contains(live, prev)
+		if gone {
+			f.reset(ctx, p)
+		}
 		if err := f.startPartition(ctx, p); err != nil {
 			return fmt.Errorf("take partition %d: %w", p, err)
 		}
-		if prev := owner(f.cfg.Partitions, f.prevLive, p); prev == f.cfg.InstanceID || !slices.Contains(live, prev) {
+		if gone {
 			f.unpin(ctx, p, prev)
 		}
 	}
@@ -142,6 +148,18 @@ func (f *Fanout) awaitEcho(ctx context.Context, since time.Time) error {
 		}
 	}
 	return nil
+}
+
+// reset sets partition p's consumer back to its ack floor before this instance takes it from an
+// owner that is gone: what that owner was delivered and did not acknowledge comes again at once
+// and first. Otherwise this instance's acks, each of which acknowledges every earlier event,
+// would settle those events unrouted; if the reset fails, that is what happens, and the gap
+// makes the partition resync its gateways (partition.inOrder), so devices still catch up.
+func (f *Fanout) reset(ctx context.Context, p int) {
+	name := streams.FanoutConsumerName(p, f.cfg.Partitions)
+	if _, err := f.deps.JS.ResetConsumer(ctx, streams.ChatStream, name); err != nil {
+		f.log.Warn("reset a gone owner's partition to its ack floor", zap.String("consumer", name), zap.Error(err))
+	}
 }
 
 // unpin takes partition p's pin from prev, an owner that is gone (this instance's own previous

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -254,5 +255,77 @@ func TestAReconnectProbesTheGatewaysChains(t *testing.T) {
 	}
 	if probe.Chain == 0 || probe.N != g.n[probe.Chain]+1 || probe.Seq != 0 || len(probe.Frame) != 0 || probe.End || probe.Resync {
 		t.Fatalf("after a reconnect the gateway got %s; want the next link of chain %v, empty", m.Data, g.n)
+	}
+}
+
+// TestATakeOverRoutesWhatTheGoneOwnerHeldFirst: an owner pulled ten events and died without
+// acknowledging them (a raw pull through the priority group stands in for it: it takes the pin,
+// then its connection drops). The next owner resets the partition to its ack floor before it
+// pulls, so the gateway gets those ten first, then the five published after the crash: every
+// event once, in order, and no resync. Without the reset the ten would come back only after the
+// ack wait, behind the five, and the new owner's ack of the five would settle them unrouted.
+func TestATakeOverRoutesWhatTheGoneOwnerHeldFirst(t *testing.T) {
+	opts := streams.DefaultOptions()
+	e := newEnvWith(t, opts)
+	e.putConversation(t, "g", store.Group)
+	g := e.gateway(t, "gw")
+	e.putMember(t, "g", "u", 0, 0)
+	e.route(t, g, "u", "d")
+	var want []uint64
+	for range 10 {
+		seq, _ := e.msg(t, "g")
+		want = append(want, seq)
+	}
+
+	dead, err := natsx.Connect("", "fanout-dead", e.srv, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	djs, err := jetstream.New(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := djs.Consumer(e.ctx, streams.ChatStream, streams.FanoutConsumerName(0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(len(want), jetstream.FetchPriorityGroup(streams.FanoutGroup), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range batch.Messages() {
+		held++
+	}
+	if held != len(want) {
+		t.Fatalf("the dead owner pulled %d events, want %d", held, len(want))
+	}
+	dead.Close()
+	for range 5 {
+		seq, _ := e.msg(t, "g")
+		want = append(want, seq)
+	}
+
+	e.startInstance(t, "a", 1, opts.FanoutLiveness)
+	var got []uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < len(want) {
+		m, err := g.sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("got %v, want %v: %v", got, want, err)
+		}
+		d, err := streams.DecodeDelivery(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Resync {
+			t.Fatalf("a resync after %v: the held events were skipped", got)
+		}
+		if d.Seq != 0 {
+			got = append(got, d.Seq)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the gateway got %v, want %v", got, want)
 	}
 }

@@ -175,12 +175,22 @@ func (s *Service) migrate(ctx context.Context) {
 	}
 }
 
+// startRunner starts consuming. Search is the consumer's only puller, and its consumer acks
+// all up to a message with one ack: it first resets the consumer to its ack floor, so that what
+// a previous run pulled and did not acknowledge (a crash) comes again at once and first, rather
+// than after the ack wait, behind later events whose ack would acknowledge it unindexed.
 func (s *Service) startRunner(ctx context.Context) error {
+	if _, err := s.deps.JS.ResetConsumer(ctx, streams.ChatStream, streams.SearchConsumer); err != nil {
+		return fmt.Errorf("search: reset consumer to its ack floor: %w", err)
+	}
+	s.batchMu.Lock()
+	s.put, s.bytes = nil, 0 // a stopped runner's uncommitted batch: not acknowledged, so it comes again
+	s.batchMu.Unlock()
 	cons, err := s.deps.JS.Consumer(ctx, streams.ChatStream, streams.SearchConsumer)
 	if err != nil {
 		return fmt.Errorf("search: consumer: %w", err)
 	}
-	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger},
+	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true},
 		s.Handle, consumer.Hooks{Flush: s.commit}, s.log, s.deps.Kit)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
@@ -298,12 +308,11 @@ func (s *Service) revise(msg jetstream.Msg) error {
 }
 
 // commit writes the batch to the index (the kit's Flush hook: before the chunk is acked). On an
-// error the batch is dropped: the kit naks the chunk and its events come back.
+// error the batch is kept: the kit retries the commit in place.
 func (s *Service) commit(ctx context.Context) error {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
 	put := s.put
-	s.put, s.bytes = nil, 0
 	if len(put) == 0 {
 		return nil
 	}
@@ -311,6 +320,7 @@ func (s *Service) commit(ctx context.Context) error {
 	if err := s.idx.Apply(ctx, put, nil); err != nil {
 		return fmt.Errorf("search: commit %d documents: %w", len(put), err)
 	}
+	s.put, s.bytes = nil, 0
 	s.deps.Metrics.indexed.Add(float64(len(put)))
 	s.deps.Metrics.batch.Observe(time.Since(start).Seconds())
 	return nil
@@ -383,7 +393,9 @@ func (s *Service) rebuild(ctx context.Context) error {
 	if err := s.deps.JS.DeleteConsumer(ctx, streams.ChatStream, streams.SearchConsumer); err != nil {
 		return fmt.Errorf("search: rebuild: delete consumer: %w", err)
 	}
-	if _, err := s.deps.JS.CreateOrUpdateConsumer(ctx, streams.ChatStream, info.Config); err != nil {
+	cfg := info.Config
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverAllPolicy, 0 // from the stream's start, whatever it was made with
+	if _, err := s.deps.JS.CreateOrUpdateConsumer(ctx, streams.ChatStream, cfg); err != nil {
 		return fmt.Errorf("search: rebuild: create consumer: %w", err)
 	}
 	if err := s.idx.Reset(); err != nil {

@@ -272,6 +272,57 @@ func TestHardStopMidStreamLosesAndDoublesNothing(t *testing.T) {
 	}
 }
 
+// TestARestartIndexesWhatACrashedRunHeldFirst: a run pulled ten events and died before it indexed
+// or acknowledged them (a raw pull stands in for it). The next run resets the consumer to its
+// ack floor before it pulls, so those ten come again at once: with an ack wait longer than the
+// test they could not come back otherwise, and the new run's ack of the later events, which
+// acknowledges every earlier one, would settle them unindexed.
+func TestARestartIndexesWhatACrashedRunHeldFirst(t *testing.T) {
+	e := newEnv(t, 5*time.Minute)
+	const n = 30
+	var last uint64
+	for i := range n {
+		last = e.publish(t, "c", streams.KindMsg, fmt.Sprintf("tok%d common", i))
+	}
+	cons, err := e.bus.JS.Consumer(e.ctx, streams.ChatStream, streams.SearchConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := natsx.Connect(e.bus.Server.ClientURL(), "search-dead", nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	djs, err := jetstream.New(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dcons, err := djs.Consumer(e.ctx, streams.ChatStream, cons.CachedInfo().Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := dcons.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range batch.Messages() {
+		held++
+	}
+	dead.Close()
+	if held != 10 {
+		t.Fatalf("the crashed run pulled %d events, want 10", held)
+	}
+
+	e.start(t, 512)
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	if st := e.waitIndexed(t, c, last); st.Documents != n {
+		t.Fatalf("%d documents after the restart, want %d", st.Documents, n)
+	}
+	if h := hitsFor(t, c, "c", "common"); len(h) != n {
+		t.Fatalf("%d hits for a word in every message, want %d", len(h), n)
+	}
+}
+
 func TestRebuildReplaysAndAnswersMeanwhile(t *testing.T) {
 	e := newEnv(t, 30*time.Second)
 	const n = 400
