@@ -23,25 +23,12 @@ func TestMain(m *testing.M) {
 
 func TestApplyIsIdempotentAndRestartKeepsState(t *testing.T) {
 	dir := t.TempDir()
-	log := zap.NewNop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	run := func(publish bool) uint64 {
-		srv, err := StartServer(ServerConfig{Dir: dir, Port: -1}, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		nc, err := Connect("", "test", srv, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js, stop := startJetStream(t, dir)
+		defer stop()
 		defs := streams.Define(streams.DefaultOptions())
 		for i := 0; i < 2; i++ {
 			if err := Apply(ctx, js, defs); err != nil {
@@ -143,23 +130,10 @@ func TestConnectToTheEmbeddedServerUsesASocket(t *testing.T) {
 // with the definitions' ack policy, starting just after the old ack floor: what was acknowledged
 // is not delivered again, nothing after it is skipped, and applying again changes nothing.
 func TestApplyRemakesAConsumerWhoseAckPolicyChanged(t *testing.T) {
-	log := zap.NewNop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := StartServer(ServerConfig{Dir: t.TempDir(), Port: -1}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := Connect("", "test", srv, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, stop := startJetStream(t, t.TempDir())
+	defer stop()
 	defs := streams.Define(streams.DefaultOptions())
 	var earlier []jetstream.ConsumerConfig // the CHAT consumers as an earlier version made them
 	for _, cc := range defs.Consumers[streams.ChatStream] {
@@ -243,4 +217,25 @@ func pullOpts(cc jetstream.ConsumerConfig, wait time.Duration) []jetstream.Fetch
 		opts = append(opts, jetstream.FetchPriorityGroup(cc.PriorityGroups[0]))
 	}
 	return opts
+}
+
+// startJetStream starts an embedded server on dir and connects to it; stop closes both.
+func startJetStream(t *testing.T, dir string) (js jetstream.JetStream, stop func()) {
+	t.Helper()
+	log := zap.NewNop()
+	srv, err := StartServer(ServerConfig{Dir: dir, Port: -1}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := Connect("", "test", srv, log)
+	if err != nil {
+		srv.Shutdown()
+		t.Fatal(err)
+	}
+	stop = func() { nc.Close(); srv.Shutdown(); srv.WaitForShutdown() }
+	if js, err = jetstream.New(nc); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	return js, stop
 }

@@ -62,9 +62,10 @@ type running struct {
 	nc  *nats.Conn
 }
 
-func (e *env) start(t *testing.T, chunk int) *running {
+// connect is a connection of its own to the bus, as a search process has.
+func (e *env) connect(t *testing.T, name string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := natsx.Connect(e.bus.Server.ClientURL(), "search-test", nil, zap.NewNop())
+	nc, err := natsx.Connect(e.bus.Server.ClientURL(), name, nil, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +73,12 @@ func (e *env) start(t *testing.T, chunk int) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return nc, js
+}
+
+func (e *env) start(t *testing.T, chunk int) *running {
+	t.Helper()
+	nc, js := e.connect(t, "search-test")
 	met, _ := NewMetrics(nil)
 	cfg := DefaultConfig()
 	cfg.Dir, cfg.Chunk, cfg.LagEvery = e.dir, chunk, 50*time.Millisecond
@@ -113,6 +120,21 @@ func (r *running) kill(t *testing.T) {
 }
 
 // waitIndexed waits until the consumer's ack floor reaches seq.
+// restartHasAll starts search again and waits until it has indexed every event up to last:
+// n documents, each with the word "common".
+func (e *env) restartHasAll(t *testing.T, last uint64, n int) *wire.Client {
+	t.Helper()
+	e.start(t, 512)
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	if st := e.waitIndexed(t, c, last); st.Documents != uint64(n) {
+		t.Fatalf("%d documents after the restart, want %d", st.Documents, n)
+	}
+	if h := hitsFor(t, c, "c", "common"); len(h) != n {
+		t.Fatalf("%d hits for a word in every message, want %d", len(h), n)
+	}
+	return c
+}
+
 func (e *env) waitIndexed(t *testing.T, c *wire.Client, seq uint64) wire.Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -257,14 +279,7 @@ func TestHardStopMidStreamLosesAndDoublesNothing(t *testing.T) {
 	}
 	t.Logf("killed with %d of %d messages indexed", docs, n)
 
-	e.start(t, 512)
-	c := wire.NewClient(e.bus.NC, 5*time.Second)
-	if st := e.waitIndexed(t, c, last); st.Documents != n {
-		t.Fatalf("%d documents after the restart, want %d", st.Documents, n)
-	}
-	if h := hitsFor(t, c, "c", "common"); len(h) != n {
-		t.Fatalf("%d hits for a word in every message, want %d", len(h), n)
-	}
+	c := e.restartHasAll(t, last, n)
 	for i := 0; i < n; i += 97 {
 		if h := hitsFor(t, c, "c", fmt.Sprintf("tok%d", i)); len(h) != 1 || h[0].Seq != uint64(i+1) {
 			t.Fatalf("tok%d: %+v", i, h)
@@ -284,23 +299,12 @@ func TestARestartIndexesWhatACrashedRunHeldFirst(t *testing.T) {
 	for i := range n {
 		last = e.publish(t, "c", streams.KindMsg, fmt.Sprintf("tok%d common", i))
 	}
-	cons, err := e.bus.JS.Consumer(e.ctx, streams.ChatStream, streams.SearchConsumer)
+	dead, djs := e.connect(t, "search-dead")
+	cons, err := djs.Consumer(e.ctx, streams.ChatStream, streams.SearchConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := natsx.Connect(e.bus.Server.ClientURL(), "search-dead", nil, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	djs, err := jetstream.New(dead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dcons, err := djs.Consumer(e.ctx, streams.ChatStream, cons.CachedInfo().Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := dcons.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
+	batch, err := cons.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,14 +317,7 @@ func TestARestartIndexesWhatACrashedRunHeldFirst(t *testing.T) {
 		t.Fatalf("the crashed run pulled %d events, want 10", held)
 	}
 
-	e.start(t, 512)
-	c := wire.NewClient(e.bus.NC, 5*time.Second)
-	if st := e.waitIndexed(t, c, last); st.Documents != n {
-		t.Fatalf("%d documents after the restart, want %d", st.Documents, n)
-	}
-	if h := hitsFor(t, c, "c", "common"); len(h) != n {
-		t.Fatalf("%d hits for a word in every message, want %d", len(h), n)
-	}
+	e.restartHasAll(t, last, n)
 }
 
 func TestRebuildReplaysAndAnswersMeanwhile(t *testing.T) {
