@@ -77,6 +77,10 @@ type Store struct {
 	stripes [64]sync.Mutex // see lock
 	tops    tops           // highest stored seq per conversation, for insertMessage
 	members members        // member records read lately, for Member
+
+	ids      *idFilter     // client-id keys the store holds, for insertMessage
+	stopScan chan struct{} // closed by Close: end the scan that fills ids
+	scanned  chan struct{} // closed when that scan has ended
 }
 
 var (
@@ -113,7 +117,42 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, ids: newIDFilter(filterFirstKeys), stopScan: make(chan struct{}), scanned: make(chan struct{})}
+	go s.scanIDs(opts.Logger)
+	return s, nil
+}
+
+// scanIDs adds the client-id keys the store holds to s.ids, then makes it ready. It stops early
+// when Close asks; the filter then stays "maybe" for everything.
+func (s *Store) scanIDs(log *zap.Logger) {
+	defer close(s.scanned)
+	prefix := []byte(tagCmid)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		if log != nil {
+			log.Warn("pebble: scan client ids; every insert reads its client id", zap.Error(err))
+		}
+		return
+	}
+	defer func() { _ = it.Close() }()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%4096 == 0 {
+			select {
+			case <-s.stopScan:
+				return
+			default:
+			}
+		}
+		s.ids.add(it.Key())
+	}
+	if err := it.Error(); err != nil {
+		if log != nil {
+			log.Warn("pebble: scan client ids; every insert reads its client id", zap.Error(err))
+		}
+		return
+	}
+	s.ids.ready.Store(true)
 }
 
 // Close closes the database. Later calls return nil.
@@ -124,6 +163,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stopScan)
+	<-s.scanned
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("pebble: close: %w", err)
 	}
@@ -526,7 +567,7 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 			return old, false, err
 		}
 	}
-	if cmid != nil {
+	if cmid != nil && s.ids.mayHold(cmid) {
 		if v, ok, err := s.get(cmid); err != nil || ok {
 			if err != nil {
 				return store.Message{}, false, err
@@ -558,6 +599,9 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 		return store.Message{}, false, err
 	}
 	s.tops.raise(m.ConversationID, m.Seq) // still under the slot's stripe (see tops)
+	if cmid != nil {
+		s.ids.add(cmid) // still under the client id's stripe (see idFilter)
+	}
 	return m, true, nil
 }
 
