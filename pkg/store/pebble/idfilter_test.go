@@ -70,14 +70,7 @@ func TestRepeatedClientIDIsFoundAfterAReopen(t *testing.T) {
 			t.Fatalf("insert %d: %v, inserted %v", i, err, inserted)
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, dir)
 	seq := uint64(n)
 	repeat := func(i int) {
 		t.Helper()

@@ -126,34 +126,38 @@ func Open(dir string, opts Options) (*Store, error) {
 // when Close asks; the filter then stays "maybe" for everything.
 func (s *Store) scanIDs(log *zap.Logger) {
 	defer close(s.scanned)
-	prefix := []byte(tagCmid)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		if log != nil {
-			log.Warn("pebble: scan client ids; every insert reads its client id", zap.Error(err))
-		}
-		return
-	}
-	defer func() { _ = it.Close() }()
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		if n++; n%4096 == 0 {
-			select {
-			case <-s.stopScan:
-				return
-			default:
-			}
-		}
-		s.ids.add(it.Key())
-	}
-	if err := it.Error(); err != nil {
-		if log != nil {
+	if err := s.scanIDsFrom(); err != nil {
+		if log != nil && !errors.Is(err, errStopped) {
 			log.Warn("pebble: scan client ids; every insert reads its client id", zap.Error(err))
 		}
 		return
 	}
 	s.ids.ready.Store(true)
 }
+
+// scanIDsFrom adds every client-id key to s.ids; errStopped when Close asked first.
+func (s *Store) scanIDsFrom() error {
+	prefix := []byte(tagCmid)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%4096 == 0 {
+			select {
+			case <-s.stopScan:
+				_ = it.Close()
+				return errStopped
+			default:
+			}
+		}
+		s.ids.add(it.Key())
+	}
+	return it.Close()
+}
+
+var errStopped = errors.New("the store is closing")
 
 // Close closes the database. Later calls return nil.
 func (s *Store) Close() error {

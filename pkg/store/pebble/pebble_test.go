@@ -34,6 +34,20 @@ func open(t testing.TB) *Store {
 	return s
 }
 
+// reopen closes s and opens the store in dir again, to be closed when the test ends.
+func reopen(t *testing.T, s *Store, dir string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
 }
@@ -66,15 +80,7 @@ func TestReopen(t *testing.T) {
 	if _, err := s.AdvanceWatermark(ctx, wm); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, dir)
 	got := fmt.Sprint(
 		must(s.UserByHandle(ctx, "alice")), must(s.Conversation(ctx, "c1")), must(s.Members(ctx, "c1")),
 		must(s.MembershipsOf(ctx, "u1")), must(s.MessageByClientID(ctx, "u1", "k")), must(s.MessageByID(ctx, "c1", "01HX")),

@@ -36,15 +36,7 @@ func TestRepeatIsFoundWhateverTopsKnows(t *testing.T) {
 	insert(s, msg("c1", 3, "late"), true)    // below the top, free
 	insert(s, msg("c1", 3, "repeat"), false)
 	insert(s, msg("c10", 9, "other"), true) // a conversation whose id extends c1's
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, dir)
 	insert(s, msg("c1", 5, "repeat after reopen"), false)
 	insert(s, msg("c1", 3, "repeat after reopen"), false)
 	insert(s, msg("c1", 6, "next"), true)
