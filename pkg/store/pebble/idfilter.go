@@ -46,16 +46,16 @@ func newIDFilter(firstKeys int64) *idFilter {
 	return &idFilter{seed: maphash.MakeSeed(), layers: []*bloomLayer{newBloomLayer(firstKeys)}}
 }
 
-// probes calls each for each of the key's bit positions in a layer of m bits (double hashing).
-func (f *idFilter) probes(k []byte, m uint64, each func(bit uint64) bool) bool {
-	h := maphash.Bytes(f.seed, k)
-	h1, h2 := h, h>>33|1
-	for i := range uint64(filterProbes) {
-		if !each((h1 + i*h2) % m) {
-			return false
-		}
+// hash is k's hash, from which every layer takes its bit positions.
+func (f *idFilter) hash(k []byte) uint64 { return maphash.Bytes(f.seed, k) }
+
+// positions are the bits of a key of hash h in l (double hashing).
+func (l *bloomLayer) positions(h uint64) (p [filterProbes]uint64) {
+	m := uint64(len(l.bits)) * 64
+	for i := range p {
+		p[i] = (h + uint64(i)*(h>>33|1)) % m
 	}
-	return true
+	return p
 }
 
 // add records k.
@@ -75,11 +75,9 @@ func (f *idFilter) add(k []byte) {
 		l.n.Add(1)
 		f.mu.Unlock()
 	}
-	m := uint64(len(l.bits)) * 64
-	f.probes(k, m, func(bit uint64) bool {
+	for _, bit := range l.positions(f.hash(k)) {
 		l.bits[bit/64].Or(1 << (bit % 64))
-		return true
-	})
+	}
 }
 
 // mayHold reports whether k may be in the store: false only when it certainly is not.
@@ -87,13 +85,23 @@ func (f *idFilter) mayHold(k []byte) bool {
 	if !f.ready.Load() {
 		return true
 	}
+	h := f.hash(k)
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	for _, l := range f.layers {
-		m := uint64(len(l.bits)) * 64
-		if f.probes(k, m, func(bit uint64) bool { return l.bits[bit/64].Load()&(1<<(bit%64)) != 0 }) {
+		if l.holds(h) {
 			return true
 		}
 	}
 	return false
+}
+
+// holds reports whether every bit of a key of hash h is set in l.
+func (l *bloomLayer) holds(h uint64) bool {
+	for _, bit := range l.positions(h) {
+		if l.bits[bit/64].Load()&(1<<(bit%64)) == 0 {
+			return false
+		}
+	}
+	return true
 }
