@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/natsx"
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -277,30 +278,7 @@ func TestATakeOverRoutesWhatTheGoneOwnerHeldFirst(t *testing.T) {
 		want = append(want, seq)
 	}
 
-	dead, err := natsx.Connect("", "fanout-dead", e.srv, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	djs, err := jetstream.New(dead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := djs.Consumer(e.ctx, streams.ChatStream, streams.FanoutConsumerName(0, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(len(want), jetstream.FetchPriorityGroup(streams.FanoutGroup), jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := 0
-	for range batch.Messages() {
-		held++
-	}
-	if held != len(want) {
-		t.Fatalf("the dead owner pulled %d events, want %d", held, len(want))
-	}
-	dead.Close()
+	natsxtest.PullAndDie(t, e.srv, streams.ChatStream, streams.FanoutConsumerName(0, 1), len(want), jetstream.FetchPriorityGroup(streams.FanoutGroup))
 	for range 5 {
 		seq, _ := e.msg(t, "g")
 		want = append(want, seq)

@@ -62,10 +62,9 @@ type running struct {
 	nc  *nats.Conn
 }
 
-// connect is a connection of its own to the bus, as a search process has.
-func (e *env) connect(t *testing.T, name string) (*nats.Conn, jetstream.JetStream) {
+func (e *env) start(t *testing.T, chunk int) *running {
 	t.Helper()
-	nc, err := natsx.Connect(e.bus.Server.ClientURL(), name, nil, zap.NewNop())
+	nc, err := natsx.Connect(e.bus.Server.ClientURL(), "search-test", nil, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +72,6 @@ func (e *env) connect(t *testing.T, name string) (*nats.Conn, jetstream.JetStrea
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nc, js
-}
-
-func (e *env) start(t *testing.T, chunk int) *running {
-	t.Helper()
-	nc, js := e.connect(t, "search-test")
 	met, _ := NewMetrics(nil)
 	cfg := DefaultConfig()
 	cfg.Dir, cfg.Chunk, cfg.LagEvery = e.dir, chunk, 50*time.Millisecond
@@ -119,7 +112,6 @@ func (r *running) kill(t *testing.T) {
 	r.stop(t)
 }
 
-// waitIndexed waits until the consumer's ack floor reaches seq.
 // restartHasAll starts search again and waits until it has indexed every event up to last:
 // n documents, each with the word "common".
 func (e *env) restartHasAll(t *testing.T, last uint64, n int) *wire.Client {
@@ -135,6 +127,7 @@ func (e *env) restartHasAll(t *testing.T, last uint64, n int) *wire.Client {
 	return c
 }
 
+// waitIndexed waits until the consumer's ack floor reaches seq.
 func (e *env) waitIndexed(t *testing.T, c *wire.Client, seq uint64) wire.Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -299,23 +292,7 @@ func TestARestartIndexesWhatACrashedRunHeldFirst(t *testing.T) {
 	for i := range n {
 		last = e.publish(t, "c", streams.KindMsg, fmt.Sprintf("tok%d common", i))
 	}
-	dead, djs := e.connect(t, "search-dead")
-	cons, err := djs.Consumer(e.ctx, streams.ChatStream, streams.SearchConsumer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := 0
-	for range batch.Messages() {
-		held++
-	}
-	dead.Close()
-	if held != 10 {
-		t.Fatalf("the crashed run pulled %d events, want 10", held)
-	}
+	natsxtest.PullAndDie(t, e.bus.Server, streams.ChatStream, streams.SearchConsumer, 10)
 
 	e.restartHasAll(t, last, n)
 }

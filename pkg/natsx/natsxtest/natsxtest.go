@@ -91,3 +91,35 @@ func (b *Bus) KeyValue(t testing.TB, bucket string) jetstream.KeyValue {
 	}
 	return kv
 }
+
+// PullAndDie is a puller of the durable consumer on stream that is delivered n messages and
+// dies without acknowledging them, as a crashed instance would: its own connection to srv
+// pulls (with opts: a priority group, say) and closes. The messages stay pending until the
+// consumer's ack wait, or until a reset. It fails the test unless all n were delivered.
+func PullAndDie(t testing.TB, srv *server.Server, stream, consumer string, n int, opts ...jetstream.FetchOpt) {
+	t.Helper()
+	nc, err := natsx.Connect("", "dies", srv, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(Context(t), stream, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(n, append([]jetstream.FetchOpt{jetstream.FetchMaxWait(5 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range batch.Messages() {
+		held++
+	}
+	if held != n {
+		t.Fatalf("%s/%s: a dying puller was delivered %d messages, want %d", stream, consumer, held, n)
+	}
+}
