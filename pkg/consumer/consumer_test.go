@@ -872,3 +872,37 @@ func TestAckAllNeverAcknowledgesPastAFailure(t *testing.T) {
 		t.Fatalf("%d pending and %d not yet delivered, want the %d from the failing one on", ci.NumAckPending, ci.NumPending, last-5)
 	}
 }
+
+// A Runner that stops in the middle of retrying a message still handles what it had pulled
+// after it, in a later chunk, and acknowledges none of that: one ack of the later chunk would
+// settle the unhandled message too.
+func TestAckAllAcknowledgesNoLaterChunkAfterAStopMidRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	last := e.publish(t, 10)
+	rec := &recorder{decide: func(d delivery) error {
+		if d.seq == 2 {
+			return errors.New("transient, for ever")
+		}
+		return nil
+	}}
+	r, err := Start(e.cons, Config{Name: "test", MaxChunk: 5, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}},
+		rec.handle, Hooks{}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rec.count(2) < 3 || r.Pulled() < int64(last) { // chunk 1..5 retrying, 6..10 pulled
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stop: %v", err)
+	}
+	if rec.count(last) == 0 {
+		t.Fatalf("the later chunk was not handled while stopping: %v", rec.seqs())
+	}
+	if ci := e.info(t); ci.AckFloor.Stream != 1 {
+		t.Fatalf("ack floor %d, want 1: below the message left unhandled", ci.AckFloor.Stream)
+	}
+}
