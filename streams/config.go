@@ -3,6 +3,7 @@ package streams
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -119,6 +120,14 @@ type Definitions struct {
 	Streams   []jetstream.StreamConfig
 	Buckets   []jetstream.KeyValueConfig
 	Consumers map[string][]jetstream.ConsumerConfig // stream name -> durable consumers
+	// PullerSets names consumers (stream name -> durables) whose ack policy their puller sets
+	// when it starts: they are made with the declared one, and an existing one's is left as it is.
+	PullerSets map[string][]string
+}
+
+// SetByPuller reports whether the puller of the durable on stream sets its ack policy.
+func (d Definitions) SetByPuller(stream, durable string) bool {
+	return slices.Contains(d.PullerSets[stream], durable)
 }
 
 // Define returns the definitions for the given options.
@@ -189,11 +198,14 @@ func Define(o Options) Definitions {
 				o.durable(ProjectorConsumer, "applies state events to the store (the API applies them too, at once; this repairs a crash in between)", StateAll, jetstream.DeliverAllPolicy),
 			},
 			ChatStream: {
+				// Explicit acks, safe for any number of pullers; the persister of an embedded
+				// store, its only puller, makes it ack all when it starts (persister.Config.Sole).
 				o.durable(PersisterConsumer, "writes conversation events to the store", ChatAll, jetstream.DeliverAllPolicy),
 				o.durable(ProjectorConsumer, "applies membership changes to the store in stream order", ChatMembers, jetstream.DeliverAllPolicy),
 				o.searchDurable(),
 			},
 		},
+		PullerSets: map[string][]string{ChatStream: {PersisterConsumer}},
 	}
 	// Ack all: one instance pulls a partition at a time (the pinned priority group), in stream
 	// order, so one ack settles a chunk; an instance taking a partition over from a gone owner

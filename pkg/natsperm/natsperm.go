@@ -177,6 +177,12 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(storeClient())
 	case Persister:
 		p.add(consumerPull(streams.ChatStream, streams.PersisterConsumer))
+		// The persister of an embedded store makes its consumer ack all and resets it to its
+		// ack floor at start; one of a shared store makes it ack each event again.
+		p.add(pub(api+"CONSUMER.RESET."+streams.ChatStream+"."+streams.PersisterConsumer,
+			api+"CONSUMER.DELETE."+streams.ChatStream+"."+streams.PersisterConsumer,
+			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.PersisterConsumer,
+			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.PersisterConsumer+".>"))
 		// the projector runs with the persister: STATE and CHAT membership into the store
 		p.add(consumerPull(streams.StateStream, streams.ProjectorConsumer))
 		p.add(consumerPull(streams.ChatStream, streams.ProjectorConsumer))

@@ -264,7 +264,8 @@ func Apply(ctx context.Context, js jetstream.JetStream, defs streams.Definitions
 	}
 	for stream, ccs := range defs.Consumers {
 		for _, cc := range ccs {
-			if err := request(func(ctx context.Context) error { return applyConsumer(ctx, js, stream, cc) }); err != nil {
+			keep := defs.SetByPuller(stream, cc.Durable)
+			if err := request(func(ctx context.Context) error { return applyConsumer(ctx, js, stream, cc, keep) }); err != nil {
 				return fmt.Errorf("apply consumer %s/%s: %w", stream, cc.Durable, err)
 			}
 		}
@@ -275,9 +276,9 @@ func Apply(ctx context.Context, js jetstream.JetStream, defs streams.Definitions
 // applyConsumer creates the durable consumer cc on stream, or updates it. Where a consumer
 // starts is decided when it is made: an existing one keeps its deliver policy and start. An
 // existing consumer whose ack policy differs from cc's (an earlier version's: JetStream cannot
-// change it in place) is made again, starting just after its ack floor, so that what it had
-// acknowledged is not delivered again and nothing after that is skipped.
-func applyConsumer(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig) error {
+// change it in place) is made again (RemakeConsumer), unless keepAckPolicy: its puller sets
+// that policy, and it is left as it is.
+func applyConsumer(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig, keepAckPolicy bool) error {
 	cons, err := js.Consumer(ctx, stream, cc.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		_, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
@@ -287,19 +288,32 @@ func applyConsumer(ctx context.Context, js jetstream.JetStream, stream string, c
 		return err
 	}
 	info := cons.CachedInfo()
-	if info.Config.AckPolicy == cc.AckPolicy {
-		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
-		_, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
-		return err
+	if keepAckPolicy {
+		cc.AckPolicy = info.Config.AckPolicy
 	}
+	if info.Config.AckPolicy != cc.AckPolicy {
+		return RemakeConsumer(ctx, js, stream, info, cc)
+	}
+	cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
+	_, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
+	return err
+}
+
+// RemakeConsumer deletes the durable consumer of info and makes it again as cc (with another
+// ack policy: JetStream cannot change one in place), starting just after the old one's ack
+// floor, so that what it had acknowledged is not delivered again and nothing after that is
+// skipped. What the old one had delivered and not acknowledged is delivered again. Its pullers
+// must be stopped: their pulls fail while the consumer is gone.
+func RemakeConsumer(ctx context.Context, js jetstream.JetStream, stream string, info *jetstream.ConsumerInfo, cc jetstream.ConsumerConfig) error {
+	cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
 	if floor := info.AckFloor.Stream; floor > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = jetstream.DeliverByStartSequencePolicy, floor+1, nil
 	}
 	if err := js.DeleteConsumer(ctx, stream, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("remake with ack policy %s: %w", cc.AckPolicy, err)
+		return fmt.Errorf("remake %s with ack policy %s: %w", cc.Durable, cc.AckPolicy, err)
 	}
 	if _, err := js.CreateConsumer(ctx, stream, cc); err != nil {
-		return fmt.Errorf("remake with ack policy %s: %w", cc.AckPolicy, err)
+		return fmt.Errorf("remake %s with ack policy %s: %w", cc.Durable, cc.AckPolicy, err)
 	}
 	return nil
 }

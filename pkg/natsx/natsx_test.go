@@ -210,6 +210,52 @@ func TestApplyRemakesAConsumerWhoseAckPolicyChanged(t *testing.T) {
 	}
 }
 
+// TestApplyLeavesTheAckPolicyItsPullerSets: the persister sets its consumer's ack policy when it
+// starts (ack all for the embedded store's one persister). Apply makes a missing consumer with
+// the declared policy and leaves an existing one's as it is, whatever process applies.
+func TestApplyLeavesTheAckPolicyItsPullerSets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, stop := startJetStream(t, t.TempDir())
+	defer stop()
+	defs := streams.Define(streams.DefaultOptions())
+	if !defs.SetByPuller(streams.ChatStream, streams.PersisterConsumer) {
+		t.Fatal("the persister's puller does not set its ack policy")
+	}
+	policy := func() jetstream.AckPolicy {
+		t.Helper()
+		cons, err := js.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cons.CachedInfo().Config.AckPolicy
+	}
+	if err := Apply(ctx, js, defs); err != nil {
+		t.Fatal(err)
+	}
+	if got := policy(); got != jetstream.AckExplicitPolicy {
+		t.Fatalf("made with ack policy %s, want the declared explicit", got)
+	}
+	cons, err := js.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := cons.CachedInfo()
+	cc := info.Config
+	cc.AckPolicy = jetstream.AckAllPolicy
+	if err := RemakeConsumer(ctx, js, streams.ChatStream, info, cc); err != nil { // as its puller does
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := Apply(ctx, js, defs); err != nil {
+			t.Fatalf("apply #%d: %v", i+1, err)
+		}
+		if got := policy(); got != jetstream.AckAllPolicy {
+			t.Fatalf("apply #%d changed the puller's ack all to %s", i+1, got)
+		}
+	}
+}
+
 // pullOpts pulls from cc for up to wait, in its priority group if it has one.
 func pullOpts(cc jetstream.ConsumerConfig, wait time.Duration) []jetstream.FetchOpt {
 	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}

@@ -14,6 +14,8 @@ import "github.com/natter-chat/natter/streams"
 //   - Streams.FanoutLiveness (--fanout-liveness): Fanout.Liveness, the same.
 //   - Gateway.EditWindow (--edit-window): API.EditWindow, the same (one rule for the edit frame
 //     and PATCH).
+//   - StoreKind (--store): Persister.Sole, for the embedded store ("pebble"): one process writes
+//     it, so its persister is the only puller of the persister consumer (which then acks all).
 func (c Config) Derived() Config {
 	o := c.Streams
 	c.Presence.GatewayTTL = o.GatewayTTL
@@ -23,5 +25,6 @@ func (c Config) Derived() Config {
 	c.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, o.FanoutPartitions)
 	c.Fanout.Liveness = o.FanoutLiveness
 	c.API.EditWindow = c.Gateway.EditWindow
+	c.Persister.Sole = c.StoreKind == "pebble"
 	return c
 }

@@ -34,6 +34,9 @@ func TestDerivedFollowsEachSetting(t *testing.T) {
 		{"edit window", func(c *Config) { c.Gateway.EditWindow = time.Minute }, map[string]any{
 			"API.EditWindow": time.Minute,
 		}},
+		{"store", func(c *Config) { c.StoreKind = "remote" }, map[string]any{
+			"Persister.Sole": false,
+		}},
 	}
 	fields := derivedFields()
 	base := DefaultConfig().Derived()
@@ -95,6 +98,7 @@ func derivedFields() []derivedField {
 		{"Gateway.MembershipConsumer", func(c Config) any { return c.Gateway.MembershipConsumer }},
 		{"Fanout.Liveness", func(c Config) any { return c.Fanout.Liveness }},
 		{"API.EditWindow", func(c Config) any { return c.API.EditWindow }},
+		{"Persister.Sole", func(c Config) any { return c.Persister.Sole }},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/projection"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
@@ -26,7 +27,14 @@ import (
 
 // Config tunes the persister.
 type Config struct {
-	// Workers writing one chunk in parallel; order does not matter to a store keyed by seq.
+	// Sole: this persister is its consumer's only puller, because it writes a store embedded in
+	// its process (Pebble: one process writes it). Its consumer then acks all — one ack settles
+	// a chunk instead of one an event — and it writes each chunk in stream order on one worker,
+	// retrying a failed write in place. Otherwise persister instances share the consumer, finish
+	// chunks out of order and ack each event. Start makes the consumer's ack policy match.
+	Sole bool
+	// Workers writing one chunk in parallel when not Sole; order does not matter to a store
+	// keyed by seq.
 	Workers int
 	// Linger lets a chunk wait this long after its first event for more, so that at low rates
 	// one wait for the disk covers several events instead of one or two. It delays only the
@@ -45,12 +53,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// DefaultConfig suits one machine. A store that can group commit (store.GroupCommitter, Pebble)
-// waits for the disk once per chunk, after its writes; with any other store every write waits,
-// the waits of concurrent writes may share one fsync, and the writers in flight set how many
-// events one fsync covers: 32 persisted 2-3× more per second than 8 in BenchmarkInsertMessage
-// (pkg/store/pebble) on a 2-core machine, and cost only goroutines.
-func DefaultConfig() Config { return Config{Workers: 32} }
+// DefaultConfig suits one machine: the embedded store, whose persister is Sole. A store that
+// can group commit (store.GroupCommitter, Pebble) waits for the disk once per chunk, after its
+// writes; with any other store every write waits, the waits of concurrent writes may share one
+// fsync, and the writers in flight set how many events one fsync covers: 32 persisted 2-3× more
+// per second than 8 in BenchmarkInsertMessage (pkg/store/pebble) on a 2-core machine, and cost
+// only goroutines.
+func DefaultConfig() Config { return Config{Sole: true, Workers: 32} }
 
 // Deps are what the persister needs from the process.
 type Deps struct {
@@ -81,22 +90,49 @@ func New(cfg Config, deps Deps) (*Persister, error) {
 	return &Persister{cfg: cfg, deps: deps, log: deps.Log.Named("persister")}, nil
 }
 
-// Start binds to the durable consumer and starts consuming.
+// Start binds to the durable consumer and starts consuming. It first makes the consumer's ack
+// policy the one Sole asks for (ack all, or explicit), and a Sole persister resets its consumer
+// to the ack floor: what a previous run was delivered and did not acknowledge (a crash) comes
+// again at once and first, rather than after the ack wait, behind later events whose ack would
+// acknowledge it unwritten.
 func (p *Persister) Start(ctx context.Context) error {
 	cons, err := p.deps.JS.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)
 	if err != nil {
+		return fmt.Errorf("persister: consumer: %w", err)
+	}
+	want := jetstream.AckExplicitPolicy
+	if p.cfg.Sole {
+		want = jetstream.AckAllPolicy
+	}
+	if info := cons.CachedInfo(); info.Config.AckPolicy != want {
+		cc := info.Config
+		cc.AckPolicy = want
+		if err := natsx.RemakeConsumer(ctx, p.deps.JS, streams.ChatStream, info, cc); err != nil {
+			return fmt.Errorf("persister: consumer: %w", err)
+		}
+		p.log.Info("persister consumer made again with its ack policy", zap.Stringer("ack_policy", want),
+			zap.Uint64("after_ack_floor", info.AckFloor.Stream))
+	} else if p.cfg.Sole {
+		if _, err := p.deps.JS.ResetConsumer(ctx, streams.ChatStream, streams.PersisterConsumer); err != nil {
+			return fmt.Errorf("persister: reset consumer to its ack floor: %w", err)
+		}
+	}
+	if cons, err = p.deps.JS.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer); err != nil {
 		return fmt.Errorf("persister: consumer: %w", err)
 	}
 	var hooks consumer.Hooks
 	if gc, ok := p.deps.Store.(store.GroupCommitter); ok {
 		p.commit, hooks.Flush = gc, p.sync
 	}
-	p.runner, err = consumer.Start(cons, consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger},
-		p.Handle, hooks, p.log, p.deps.Metrics)
+	kit := consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger}
+	if p.cfg.Sole {
+		kit.Workers, kit.RetryInPlace = 1, true
+	}
+	p.runner, err = consumer.Start(cons, kit, p.Handle, hooks, p.log, p.deps.Metrics)
 	if err != nil {
 		return fmt.Errorf("persister: %w", err)
 	}
-	p.log.Info("persister started", zap.Int("workers", p.cfg.Workers))
+	p.log.Info("persister started", zap.Bool("sole", p.cfg.Sole), zap.Int("workers", kit.Workers))
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -27,6 +28,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natsxtest.IgnoreServerGor
 
 type env struct {
 	ctx   context.Context
+	srv   *server.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	st    jetstream.Stream
@@ -44,7 +46,7 @@ func newEnvOn(t *testing.T, s store.Store) *env {
 	t.Helper()
 	t.Cleanup(func() { _ = s.Close() })
 	te := natsxtest.Start(t)
-	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, st: te.Stream(t, streams.ChatStream), store: s}
+	return &env{ctx: te.Ctx, srv: te.Server, nc: te.NC, js: te.JS, st: te.Stream(t, streams.ChatStream), store: s}
 }
 
 // start runs a persister until the test ends (or until the returned stop is called).
@@ -246,7 +248,21 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// shared is a persister of a store other processes' persisters write too: they share the consumer.
+var shared = Config{Workers: 32}
+
+// Every event is stored once, by a sole persister (one ack a chunk) and by one that shares its
+// consumer (one ack an event).
 func TestPersistsEveryEventOnce(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		cfg  Config
+	}{{"sole", DefaultConfig()}, {"shared", shared}} {
+		t.Run(mode.name, func(t *testing.T) { persistsEveryEventOnce(t, mode.cfg) })
+	}
+}
+
+func persistsEveryEventOnce(t *testing.T, cfg Config) {
 	e := newEnv(t)
 	convs := []string{"c1", "c2", "c3"}
 	want := map[string][]store.Message{}
@@ -274,7 +290,7 @@ func TestPersistsEveryEventOnce(t *testing.T) {
 		}
 	}
 	publish(0, 60)
-	e.start(t, DefaultConfig())
+	e.start(t, cfg)
 	publish(60, 120)
 	for _, c := range convs {
 		want[c] = append(want[c], e.member(t, c, "alice", streams.MemberAdded, "carol"))
@@ -296,6 +312,61 @@ func TestPersistsEveryEventOnce(t *testing.T) {
 			t.Fatalf("by client id %s/%s: seq %d, %v; want %d", m.SenderID, m.ClientMsgID, got.Seq, err, m.Seq)
 		}
 	}
+}
+
+// ackPolicy is the persister consumer's ack policy now.
+func (e *env) ackPolicy(t *testing.T) jetstream.AckPolicy {
+	t.Helper()
+	cons, err := e.st.Consumer(e.ctx, streams.PersisterConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cons.CachedInfo().Config.AckPolicy
+}
+
+// Each persister makes the consumer's ack policy its own when it starts — a sole one ack all, one
+// that shares the consumer explicit — and a change of kind stores every event once: the consumer
+// made again starts just after the old one's ack floor.
+func TestEachKindOfPersisterMakesItsAckPolicy(t *testing.T) {
+	e := newEnv(t)
+	if got := e.ackPolicy(t); got != jetstream.AckExplicitPolicy {
+		t.Fatalf("the consumer as defined acks %s, want explicit", got)
+	}
+	var want []store.Message
+	for round, mode := range []struct {
+		cfg    Config
+		policy jetstream.AckPolicy
+	}{{DefaultConfig(), jetstream.AckAllPolicy}, {shared, jetstream.AckExplicitPolicy}, {DefaultConfig(), jetstream.AckAllPolicy}} {
+		for i := range 20 {
+			want = append(want, e.send(t, "c", "alice", fmt.Sprintf("r%dm%d", round, i)))
+		}
+		stop := e.start(t, mode.cfg)
+		if got := e.ackPolicy(t); got != mode.policy {
+			t.Fatalf("round %d: the consumer acks %s, want %s", round, got, mode.policy)
+		}
+		last := e.lastSeq(t)
+		if ci := e.settled(t, last); ci.NumRedelivered != 0 || ci.Delivered.Stream != last {
+			t.Fatalf("round %d: delivered up to %d, %d redelivered; want each once up to %d", round, ci.Delivered.Stream, ci.NumRedelivered, last)
+		}
+		stop()
+	}
+	equal(t, "timeline", e.timeline(t, "c"), lines(want))
+}
+
+// A sole persister's consumer acks all, so a new run would acknowledge, with its first ack, what
+// a crashed run was delivered and never wrote. It resets the consumer to its ack floor first:
+// those events come again at once and first, and the store has every event.
+func TestASoleRestartStoresWhatACrashedRunHeldFirst(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, DefaultConfig())() // makes the consumer ack all
+	var want []store.Message
+	for i := range 30 {
+		want = append(want, e.send(t, "c", "alice", fmt.Sprintf("cm%d", i)))
+	}
+	natsxtest.PullAndDie(t, e.srv, streams.ChatStream, streams.PersisterConsumer, 10)
+	e.start(t, DefaultConfig())
+	e.settled(t, e.lastSeq(t))
+	equal(t, "timeline", e.timeline(t, "c"), lines(want))
 }
 
 func TestMalformedEventsAreTerminated(t *testing.T) {
