@@ -370,6 +370,15 @@ func TestASoleRestartStoresWhatACrashedRunHeldFirst(t *testing.T) {
 }
 
 func TestMalformedEventsAreTerminated(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		cfg  Config
+	}{{"sole", DefaultConfig()}, {"shared", Config{Workers: 1}}} {
+		t.Run(mode.name, func(t *testing.T) { malformedEventsAreTerminated(t, mode.cfg) })
+	}
+}
+
+func malformedEventsAreTerminated(t *testing.T, cfg Config) {
 	e := newEnv(t)
 	good1 := e.send(t, "c1", "alice", "a1")
 	bad := map[string][]byte{
@@ -382,7 +391,7 @@ func TestMalformedEventsAreTerminated(t *testing.T) {
 		e.publishRaw(t, subj, data, "")
 	}
 	e.publishRaw(t, streams.ChatSubject("c1", streams.KindMsg), []byte(`{"v":1,"kind":"msg","conversation_id":"c1"}`), "")
-	e.start(t, Config{Workers: 1})
+	e.start(t, cfg)
 	good2 := e.send(t, "c1", "bob", "b1")
 	last := e.lastSeq(t)
 	e.settled(t, last)
