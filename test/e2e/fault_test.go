@@ -400,22 +400,32 @@ func untilAvailable[T any](ctx context.Context, do func() (T, error)) (T, error)
 	}
 }
 
-// storedSeqs pages through a conversation's stored text messages (not membership events),
+// storedSeqs is the seqs of a conversation's stored text messages (not membership events),
 // oldest first.
 func storedSeqs(ctx context.Context, st store.Store, conv string) ([]uint64, error) {
+	ms, err := storedMessages(ctx, st, conv)
 	var seqs []uint64
+	for _, m := range ms {
+		seqs = append(seqs, m.Seq)
+	}
+	return seqs, err
+}
+
+// storedMessages pages through a conversation's stored text messages, oldest first.
+func storedMessages(ctx context.Context, st store.Store, conv string) ([]store.Message, error) {
+	var out []store.Message
 	var after uint64
 	for {
 		page, err := st.Messages(ctx, conv, store.Page{After: after, Oldest: true, Limit: store.MaxPageLimit})
 		if err != nil {
-			return seqs, err
+			return out, err
 		}
 		if len(page) == 0 {
-			return seqs, nil
+			return out, nil
 		}
 		for _, m := range slices.Backward(page) { // pages come newest first
 			if m.Kind == streams.KindMsg {
-				seqs = append(seqs, m.Seq)
+				out = append(out, m)
 			}
 		}
 		after = page[0].Seq
