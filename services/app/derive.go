@@ -14,8 +14,10 @@ import "github.com/natter-chat/natter/streams"
 //   - Streams.FanoutLiveness (--fanout-liveness): Fanout.Liveness, the same.
 //   - Gateway.EditWindow (--edit-window): API.EditWindow, the same (one rule for the edit frame
 //     and PATCH).
-//   - StoreKind (--store): Persister.Sole, for the embedded store ("pebble"): one process writes
-//     it, so its persister is the only puller of the persister consumer (which then acks all).
+//   - StoreKind (--store) and Targets: Persister.Sole, for the embedded store ("pebble") when
+//     this process does not serve it to others (TargetStore): one process writes it, so its
+//     persister is the only puller of the persister consumer (which then acks all). A process
+//     that serves it may have persisters of other processes (--store remote) beside its own.
 func (c Config) Derived() Config {
 	o := c.Streams
 	c.Presence.GatewayTTL = o.GatewayTTL
@@ -25,6 +27,6 @@ func (c Config) Derived() Config {
 	c.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, o.FanoutPartitions)
 	c.Fanout.Liveness = o.FanoutLiveness
 	c.API.EditWindow = c.Gateway.EditWindow
-	c.Persister.Sole = c.StoreKind == "pebble"
+	c.Persister.Sole = c.StoreKind == "pebble" && !c.has(TargetStore)
 	return c
 }

@@ -37,6 +37,9 @@ func TestDerivedFollowsEachSetting(t *testing.T) {
 		{"store", func(c *Config) { c.StoreKind = "remote" }, map[string]any{
 			"Persister.Sole": false,
 		}},
+		{"serving the store", func(c *Config) { c.Targets = append(c.Targets, TargetStore) }, map[string]any{
+			"Persister.Sole": false,
+		}},
 	}
 	fields := derivedFields()
 	base := DefaultConfig().Derived()

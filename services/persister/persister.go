@@ -28,8 +28,9 @@ import (
 // Config tunes the persister.
 type Config struct {
 	// Sole: this persister is its consumer's only puller, because it writes a store embedded in
-	// its process (Pebble: one process writes it). Its consumer then acks all — one ack settles
-	// a chunk instead of one an event — and it writes each chunk in stream order on one worker,
+	// its process that no other process writes (Pebble, not served to persisters of other
+	// processes with --store remote). Its consumer then acks all — one ack settles a chunk
+	// instead of one an event — and it writes each chunk in stream order on one worker,
 	// retrying a failed write in place. Otherwise persister instances share the consumer, finish
 	// chunks out of order and ack each event. Start makes the consumer's ack policy match.
 	Sole bool

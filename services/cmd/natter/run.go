@@ -136,7 +136,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.DurationVar(&cfg.Streams.AckWait, "ack-wait", cfg.Streams.AckWait, "redelivery timeout of the persister, presence, push and search consumers: what a crashed instance held comes back after it (every process must agree)")
 	fs.IntVar(&cfg.Search.Chunk, "search-batch", cfg.Search.Chunk, "most messages indexed in one search index batch (1..10000): larger batches cost less CPU per message")
 	fs.DurationVar(&cfg.Search.Linger, "search-linger", cfg.Search.Linger, "how long a search batch waits for more messages before it is indexed: about how long a message takes to become searchable")
-	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers of a persister that shares its consumer (--store scylla or remote); with the embedded store the one persister writes in stream order")
+	fs.IntVar(&cfg.Persister.Workers, "persister-workers", cfg.Persister.Workers, "parallel store writers of a persister that shares its consumer (--store scylla or remote, or with --target store); with the embedded store the one persister writes in stream order")
 	fs.DurationVar(&cfg.Persister.Linger, "persister-linger", cfg.Persister.Linger, "how long a persister chunk waits after its first event for more (0..1s): one wait for the disk then covers more events at low rates")
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir), scylla, or remote (served over NATS by a process with --target store)")
 	fs.IntVar(&cfg.Streams.FanoutPartitions, "fanout-partitions", cfg.Streams.FanoutPartitions, "split fanout's work by gateway into this many partitions, shared among fanout instances (every process must agree)")
