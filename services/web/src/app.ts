@@ -199,6 +199,12 @@ export class App {
   /** The full text each shown message has (the page may show it folded). */
   private readonly textOf = new WeakMap<HTMLLIElement, string>();
   private refreshTimer?: number;
+  /**
+   * Count loads of the conversation and invitation lists: a load answered after a later one
+   * started is stale, and dropped.
+   */
+  private listLoads = 0;
+  private invitationLoads = 0;
   private presenceTimer?: number;
 
   start(): void {
@@ -487,12 +493,14 @@ export class App {
   /** refreshInvitations shows the pending group invitations, each with Accept and Decline. */
   private async refreshInvitations(): Promise<void> {
     if (!this.me) return;
+    const load = ++this.invitationLoads;
     let list: Invitation[];
     try {
       list = await this.call(() => this.api.invitations());
     } catch {
       return; // shown again at the next refresh
     }
+    if (load !== this.invitationLoads) return; // a later load started: its answer is the newer one
     show(byId("invitations"), list.length > 0);
     byId("invitation-list").replaceChildren(
       ...list.map((inv) => {
@@ -530,13 +538,17 @@ export class App {
   private async refreshConversations(): Promise<void> {
     if (!this.me) return;
     void this.refreshInvitations();
+    const load = ++this.listLoads;
     let list: ConversationSummary[];
     try {
       list = await this.call(() => this.api.conversations());
     } catch (e) {
-      byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
+      if (load === this.listLoads) byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
       return;
     }
+    // Two loads may answer out of order (a request frame's load overtaking the one a reconnect
+    // started): only the latest load's list is shown.
+    if (load !== this.listLoads) return;
     byId("sidebar-error").textContent = "";
     this.convs.clear();
     for (const c of list) this.convs.set(c.id, c);
@@ -856,6 +868,12 @@ export class App {
   private async onRequest(r: RequestFrame): Promise<void> {
     const open = this.view?.id === r.conversation_id;
     await this.refreshConversations();
+    // The frame can come before the API has written the conversation to the store (it records
+    // the event on the stream first): load the list again, a few times, until it is there.
+    for (let wait = 100; r.state === "open" && !this.convs.has(r.conversation_id) && wait <= 1600; wait *= 2) {
+      await new Promise((done) => window.setTimeout(done, wait));
+      await this.refreshConversations();
+    }
     if (!open || this.view?.id !== r.conversation_id) return;
     this.renderChatHead();
     if (r.state === "accepted" && r.to === this.me?.id) await this.open(r.conversation_id);

@@ -1243,6 +1243,12 @@ var App = class {
   /** The full text each shown message has (the page may show it folded). */
   textOf = /* @__PURE__ */ new WeakMap();
   refreshTimer;
+  /**
+   * Count loads of the conversation and invitation lists: a load answered after a later one
+   * started is stale, and dropped.
+   */
+  listLoads = 0;
+  invitationLoads = 0;
   presenceTimer;
   start() {
     byId("login-form").addEventListener("submit", (e) => void this.onLogin(e));
@@ -1501,12 +1507,14 @@ var App = class {
   /** refreshInvitations shows the pending group invitations, each with Accept and Decline. */
   async refreshInvitations() {
     if (!this.me) return;
+    const load = ++this.invitationLoads;
     let list;
     try {
       list = await this.call(() => this.api.invitations());
     } catch {
       return;
     }
+    if (load !== this.invitationLoads) return;
     show(byId("invitations"), list.length > 0);
     byId("invitation-list").replaceChildren(
       ...list.map((inv) => {
@@ -1542,13 +1550,15 @@ var App = class {
   async refreshConversations() {
     if (!this.me) return;
     void this.refreshInvitations();
+    const load = ++this.listLoads;
     let list;
     try {
       list = await this.call(() => this.api.conversations());
     } catch (e) {
-      byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
+      if (load === this.listLoads) byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
       return;
     }
+    if (load !== this.listLoads) return;
     byId("sidebar-error").textContent = "";
     this.convs.clear();
     for (const c of list) this.convs.set(c.id, c);
@@ -1843,6 +1853,10 @@ var App = class {
   async onRequest(r) {
     const open = this.view?.id === r.conversation_id;
     await this.refreshConversations();
+    for (let wait = 100; r.state === "open" && !this.convs.has(r.conversation_id) && wait <= 1600; wait *= 2) {
+      await new Promise((done) => window.setTimeout(done, wait));
+      await this.refreshConversations();
+    }
     if (!open || this.view?.id !== r.conversation_id) return;
     this.renderChatHead();
     if (r.state === "accepted" && r.to === this.me?.id) await this.open(r.conversation_id);
