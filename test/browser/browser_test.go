@@ -100,10 +100,28 @@ func (b *browser) until(what, expr string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond)))
+		if err == nil {
+			return
+		}
+		if ctx.Err() == nil && navigated(err) {
+			continue // the page reloaded under the poll (it does when it comes back from the back/forward cache)
+		}
 		b.shot("failed")
 		b.t.Fatalf("%s: waiting until %s (%s): %v\npage: %s", b.name, what, expr, err, b.state())
 	}
+}
+
+// navigated reports whether err is Chromium's answer to an evaluation in a page that a
+// navigation or reload replaced meanwhile: the poll must start again in the new page.
+func navigated(err error) bool {
+	for _, m := range []string{"Cannot find context with specified id", "Execution context was destroyed", "Inspected target navigated or closed"} {
+		if strings.Contains(err.Error(), m) {
+			return true
+		}
+	}
+	return false
 }
 
 // state describes what the page shows, for a failure message.
