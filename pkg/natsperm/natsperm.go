@@ -79,6 +79,13 @@ func consumerPull(stream, consumer string) Permissions {
 	return p
 }
 
+// consumerRemake: reset a durable consumer to its ack floor, and delete it and make it again
+// (with another ack policy, or from the start for a rebuild): what its only puller does.
+func consumerRemake(stream, consumer string) Permissions {
+	c := stream + "." + consumer
+	return pub(api+"CONSUMER.RESET."+c, api+"CONSUMER.DELETE."+c, api+"CONSUMER.CREATE."+c, api+"CONSUMER.CREATE."+c+".>")
+}
+
 // consentRead: follow consent, blocks and privacy settings (pkg/consent: one ordered consumer
 // on CONSENT, which the process creates, pulls and deletes, and a get of its last message for its barrier).
 // CONSENT holds nothing but STATE's consent subjects, so no right on STATE comes with it: the
@@ -179,10 +186,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		p.add(consumerPull(streams.ChatStream, streams.PersisterConsumer))
 		// The persister of an embedded store makes its consumer ack all and resets it to its
 		// ack floor at start; one of a shared store makes it ack each event again.
-		p.add(pub(api+"CONSUMER.RESET."+streams.ChatStream+"."+streams.PersisterConsumer,
-			api+"CONSUMER.DELETE."+streams.ChatStream+"."+streams.PersisterConsumer,
-			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.PersisterConsumer,
-			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.PersisterConsumer+".>"))
+		p.add(consumerRemake(streams.ChatStream, streams.PersisterConsumer))
 		// the projector runs with the persister: STATE and CHAT membership into the store
 		p.add(consumerPull(streams.StateStream, streams.ProjectorConsumer))
 		p.add(consumerPull(streams.ChatStream, streams.ProjectorConsumer))
@@ -232,10 +236,7 @@ func ForTarget(target string, o streams.Options) (Permissions, error) {
 		// Its own consumer only: pulled, reset to its ack floor at start, and dropped and made
 		// again by a rebuild.
 		p.add(consumerPull(streams.ChatStream, streams.SearchConsumer))
-		p.add(pub(api+"CONSUMER.RESET."+streams.ChatStream+"."+streams.SearchConsumer,
-			api+"CONSUMER.DELETE."+streams.ChatStream+"."+streams.SearchConsumer,
-			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.SearchConsumer,
-			api+"CONSUMER.CREATE."+streams.ChatStream+"."+streams.SearchConsumer+".>"))
+		p.add(consumerRemake(streams.ChatStream, streams.SearchConsumer))
 		p.add(sub(SearchSubjects))
 		p.Responses = true
 	case NATS:

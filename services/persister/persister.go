@@ -118,9 +118,6 @@ func (p *Persister) Start(ctx context.Context) error {
 			return fmt.Errorf("persister: reset consumer to its ack floor: %w", err)
 		}
 	}
-	if cons, err = p.deps.JS.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer); err != nil {
-		return fmt.Errorf("persister: consumer: %w", err)
-	}
 	var hooks consumer.Hooks
 	if gc, ok := p.deps.Store.(store.GroupCommitter); ok {
 		p.commit, hooks.Flush = gc, p.sync
