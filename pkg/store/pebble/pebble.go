@@ -126,7 +126,7 @@ func Open(dir string, opts Options) (*Store, error) {
 // when Close asks; the filter then stays "maybe" for everything.
 func (s *Store) scanIDs(log *zap.Logger) {
 	defer close(s.scanned)
-	if err := s.scanIDsFrom(); err != nil {
+	if err := s.addStoredIDs(); err != nil {
 		if log != nil && !errors.Is(err, errStopped) {
 			log.Warn("pebble: scan client ids; every insert reads its client id", zap.Error(err))
 		}
@@ -135,8 +135,8 @@ func (s *Store) scanIDs(log *zap.Logger) {
 	s.ids.ready.Store(true)
 }
 
-// scanIDsFrom adds every client-id key to s.ids; errStopped when Close asked first.
-func (s *Store) scanIDsFrom() error {
+// addStoredIDs adds every client-id key to s.ids; errStopped when Close asked first.
+func (s *Store) addStoredIDs() error {
 	prefix := []byte(tagCmid)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
