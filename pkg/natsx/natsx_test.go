@@ -192,6 +192,11 @@ func TestApplyRemakesAConsumerWhoseAckPolicyChanged(t *testing.T) {
 		if info.Config.AckPolicy != jetstream.AckAllPolicy {
 			t.Fatalf("%s: ack policy %s", cc.Durable, info.Config.AckPolicy)
 		}
+		// The ack floor carries over: the persister's is sync's floor (what the store holds), and
+		// a floor that fell or rose across the remake would have sync read too much or skip.
+		if info.AckFloor.Stream != acked {
+			t.Fatalf("%s: ack floor %d after it was made again, want %d", cc.Durable, info.AckFloor.Stream, acked)
+		}
 		batch, err := cons.Fetch(20, pullOpts(cc, time.Second)...)
 		if err != nil {
 			t.Fatal(err)
