@@ -64,6 +64,17 @@ func doJSON(t *testing.T, method, url, token string, body any, want int, out any
 	}
 }
 
+// openDirect has a open a direct conversation with b, and b accept it; it returns its id.
+func openDirect(t *testing.T, api string, a, b account) string {
+	t.Helper()
+	var opened struct {
+		Conversation struct{ ID string } `json:"conversation"`
+	}
+	doJSON(t, "POST", api+"/v1/conversations/direct", a.Token, map[string]string{"user_id": b.ID}, 0, &opened)
+	doJSON(t, "POST", api+"/v1/conversations/direct", b.Token, map[string]string{"user_id": a.ID}, 0, nil) // accepts
+	return opened.Conversation.ID
+}
+
 func connect(t *testing.T, wsURL string, a account, device string) *apptest.WS {
 	t.Helper()
 	ws := apptest.Dial(t, apptest.WSURLFor(wsURL, a.Token, device, nil))

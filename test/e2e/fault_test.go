@@ -114,6 +114,60 @@ type outcome struct {
 	seq            uint64 // 0: unknown (no ack before the sender gave up)
 }
 
+// sends collects what several senders know about their sends.
+type sends struct {
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	outcomes []outcome
+}
+
+// keepSending sends from cl every interval until stop is closed: its n-th send goes to conv(n)
+// with the client id "<handle>-<n>". A send that gets no ack within 20 s of retries is recorded
+// with seq 0.
+func (s *sends) keepSending(ctx context.Context, cl *client.Client, handle string, every time.Duration, stop <-chan struct{}, conv func(n int) string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(every):
+			}
+			o := outcome{conv: conv(n), clientID: fmt.Sprintf("%s-%d", handle, n)}
+			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			if ack, err := cl.SendWithID(sctx, o.conv, o.clientID, fmt.Sprintf("message %d from %s", n, handle)); err == nil {
+				o.seq = ack.Seq
+			}
+			cancel()
+			s.mu.Lock()
+			s.outcomes = append(s.outcomes, o)
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// wait waits until every sender has stopped and returns their outcomes.
+func (s *sends) wait() []outcome {
+	s.wg.Wait()
+	return s.outcomes
+}
+
+// dialJetStream connects to NATS at url for the rest of the test.
+func dialJetStream(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := natsx.Connect(url, "e2e-test", nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
 // TestFaultsLoseNoAcknowledgedMessage: clients send continuously while a gateway, a fanout, a
 // persister and a NATS node are each killed with kill -9 and restarted. At the end no
 // acknowledged message is missing, every device has every message of its conversations once and
@@ -137,14 +191,10 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 	var convs []string
 	for i := range users {
 		a, b := accts[i], accts[(i+1)%users]
-		var out struct {
-			Conversation struct{ ID string } `json:"conversation"`
-		}
-		doJSON(t, "POST", d.api()+"/v1/conversations/direct", a.Token, map[string]string{"user_id": b.ID}, 0, &out)
-		doJSON(t, "POST", d.api()+"/v1/conversations/direct", b.Token, map[string]string{"user_id": a.ID}, 0, nil) // accepts
-		convs = append(convs, out.Conversation.ID)
-		memberOf[a.ID] = append(memberOf[a.ID], out.Conversation.ID)
-		memberOf[b.ID] = append(memberOf[b.ID], out.Conversation.ID)
+		conv := openDirect(t, d.api(), a, b)
+		convs = append(convs, conv)
+		memberOf[a.ID] = append(memberOf[a.ID], conv)
+		memberOf[b.ID] = append(memberOf[b.ID], conv)
 	}
 	var ids []string
 	for _, a := range accts[1:] {
@@ -220,35 +270,12 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 
 	// Traffic: every user sends from their phone, round robin over their conversations, until
 	// the faults are over. A send that gets no ack within 20 s of retries is "unknown".
-	var outMu sync.Mutex
-	var outcomes []outcome
+	var sent sends
 	stop := make(chan struct{})
-	var senders sync.WaitGroup
 	for u, a := range accts {
-		phone := devices[2*u]
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(25 * time.Millisecond):
-				}
-				conv := memberOf[a.ID][n%len(memberOf[a.ID])]
-				id := fmt.Sprintf("%s-%d", a.Handle, n)
-				sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-				ack, err := phone.cl.SendWithID(sctx, conv, id, fmt.Sprintf("message %d from %s", n, a.Handle))
-				scancel()
-				o := outcome{conv: conv, clientID: id}
-				if err == nil {
-					o.seq = ack.Seq
-				}
-				outMu.Lock()
-				outcomes = append(outcomes, o)
-				outMu.Unlock()
-			}
-		}()
+		sent.keepSending(ctx, devices[2*u].cl, a.Handle, 25*time.Millisecond, stop, func(n int) string {
+			return memberOf[a.ID][n%len(memberOf[a.ID])]
+		})
 	}
 
 	settle := func() { time.Sleep(3 * time.Second) }
@@ -265,18 +292,10 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 		}
 	}
 	close(stop)
-	senders.Wait()
+	outcomes := sent.wait()
 
 	// The truth: every message event in CHAT, read through the cluster.
-	nc, err := natsx.Connect(d.natsURL, "fault-test", nil, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := dialJetStream(t, d.natsURL)
 	truth := chatTruth(ctx, t, js)
 
 	var acked, unknown int

@@ -5,14 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
-
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/sdk/go/client"
@@ -44,19 +39,11 @@ func TestKilledAllInOneStoresEveryAcknowledgedMessage(t *testing.T) {
 	convOf := map[string]string{} // user id -> the direct conversation with its neighbour
 	for i := 0; i < users; i += 2 {
 		a, b := accts[i], accts[i+1]
-		var out struct {
-			Conversation struct{ ID string } `json:"conversation"`
-		}
-		doJSON(t, "POST", api+"/v1/conversations/direct", a.Token, map[string]string{"user_id": b.ID}, 0, &out)
-		doJSON(t, "POST", api+"/v1/conversations/direct", b.Token, map[string]string{"user_id": a.ID}, 0, nil) // accepts
-		convOf[a.ID], convOf[b.ID] = out.Conversation.ID, out.Conversation.ID
+		convOf[a.ID] = openDirect(t, api, a, b)
+		convOf[b.ID] = convOf[a.ID]
 	}
 
-	var (
-		mu       sync.Mutex
-		outcomes []outcome
-		senders  sync.WaitGroup
-	)
+	var sent sends
 	stop := make(chan struct{})
 	for _, a := range accts {
 		sess, err := client.Login(ctx, api, a.Handle, password(a.Handle))
@@ -73,26 +60,7 @@ func TestKilledAllInOneStoresEveryAcknowledgedMessage(t *testing.T) {
 			for range cl.Events() {
 			}
 		}()
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(10 * time.Millisecond):
-				}
-				o := outcome{conv: convOf[a.ID], clientID: fmt.Sprintf("%s-%d", a.Handle, n)}
-				sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-				if ack, err := cl.SendWithID(sctx, o.conv, o.clientID, "message "+o.clientID); err == nil {
-					o.seq = ack.Seq
-				}
-				scancel()
-				mu.Lock()
-				outcomes = append(outcomes, o)
-				mu.Unlock()
-			}
-		}()
+		sent.keepSending(ctx, cl, a.Handle, 10*time.Millisecond, stop, func(int) string { return convOf[a.ID] })
 	}
 
 	for cycle := range 3 {
@@ -103,7 +71,7 @@ func TestKilledAllInOneStoresEveryAcknowledgedMessage(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	close(stop)
-	senders.Wait()
+	outcomes := sent.wait()
 
 	waitPersisted(ctx, t, p.Addrs.NATS)
 	p.Interrupt()
@@ -152,15 +120,7 @@ func TestKilledAllInOneStoresEveryAcknowledgedMessage(t *testing.T) {
 // waitPersisted waits until the persister has acknowledged every CHAT event.
 func waitPersisted(ctx context.Context, t *testing.T, natsURL string) {
 	t.Helper()
-	nc, err := natsx.Connect(natsURL, "persist-test", nil, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := dialJetStream(t, natsURL)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		cons, err := js.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)

@@ -23,8 +23,7 @@ func TestKilledGatewaysUsersGoOffline(t *testing.T) {
 	main := StartNatter(t, t.TempDir(), "--gateway-ttl", ttl.String(), "--target", "gateway,api,persister,fanout,presence,push,store")
 	edge := StartNatter(t, t.TempDir(), "--target", "gateway", "--store", "remote", "--nats-url", main.Addrs.NATS, "--gateway-ttl", ttl.String())
 	alice, bob := signUp(t, main.Addrs.API, "alice"), signUp(t, main.Addrs.API, "bob")
-	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, nil)
-	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
+	openDirect(t, main.Addrs.API, alice, bob)
 
 	b := connect(t, main.Addrs.WebSocket, bob, "b")
 	connect(t, edge.Addrs.WebSocket, alice, "a")

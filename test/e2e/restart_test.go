@@ -19,14 +19,7 @@ func TestKillNineAndRestartIsInvisibleToASyncedDevice(t *testing.T) {
 	dataDir := t.TempDir()
 	p := StartNatter(t, dataDir)
 	alice, bob := signUp(t, p.Addrs.API, "alice"), signUp(t, p.Addrs.API, "bob")
-	var opened struct {
-		Conversation struct {
-			ID string `json:"id"`
-		} `json:"conversation"`
-	}
-	doJSON(t, "POST", p.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &opened)
-	doJSON(t, "POST", p.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
-	conv := opened.Conversation.ID
+	conv := openDirect(t, p.Addrs.API, alice, bob)
 
 	laptop, phone := connect(t, p.Addrs.WebSocket, bob, "laptop"), connect(t, p.Addrs.WebSocket, alice, "phone")
 	var cursor uint64

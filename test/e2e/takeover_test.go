@@ -43,12 +43,7 @@ func TestAFanoutCrashHandsItsPartitionOver(t *testing.T) {
 	owner := fanouts[ids[0]]
 
 	alice, bob := signUp(t, main.Addrs.API, "alice"), signUp(t, main.Addrs.API, "bob")
-	var opened struct {
-		Conversation struct{ ID string } `json:"conversation"`
-	}
-	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", alice.Token, map[string]string{"user_id": bob.ID}, 0, &opened)
-	doJSON(t, "POST", main.Addrs.API+"/v1/conversations/direct", bob.Token, map[string]string{"user_id": alice.ID}, 0, nil) // accepts
-	conv := opened.Conversation.ID
+	conv := openDirect(t, main.Addrs.API, alice, bob)
 	dial := func(a account, device string) *client.Client {
 		zero := uint64(0)
 		c, err := client.Dial(client.Config{Discover: apptest.Discover(main.Addrs.API), Token: a.Token, DeviceID: device, Cursor: &zero,
