@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natter-chat/natter/services/search"
@@ -37,15 +36,7 @@ func TestKilledSearchLosesAndDoublesNothing(t *testing.T) {
 	conv := direct.Conversation.ID
 
 	// A backlog on CHAT, published as the gateway publishes sends.
-	nc, err := nats.Connect(main.Addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := dialJetStream(t, main.Addrs.NATS)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n = 1000
