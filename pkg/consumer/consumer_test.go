@@ -760,6 +760,114 @@ func TestLingerGathersATrickleIntoOneChunk(t *testing.T) {
 	}
 }
 
+// chunkSizes records, as a Handler and a Flush hook, the seqs handled and the size of each chunk.
+type chunkSizes struct {
+	mu     sync.Mutex
+	n      int
+	chunks []int
+	seqs   []uint64
+}
+
+func (c *chunkSizes) handle(_ context.Context, m jetstream.Msg) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	c.seqs = append(c.seqs, md.Sequence.Stream)
+	return nil
+}
+
+func (c *chunkSizes) flush(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.chunks = append(c.chunks, c.n)
+	c.n = 0
+	return nil
+}
+
+func (c *chunkSizes) snapshot() (chunks []int, seqs []uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.chunks), slices.Clone(c.seqs)
+}
+
+// With Gather, a trickle reaches the handler in one chunk a pause rather than one a message —
+// what gathered on the server comes in one delivery — every message once and in order.
+func TestGatherTakesATrickleInFewChunks(t *testing.T) {
+	t.Parallel()
+	for _, ackAll := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ack all %v", ackAll), func(t *testing.T) {
+			t.Parallel()
+			policy, cfg := jetstream.AckExplicitPolicy, Config{Gather: 100 * time.Millisecond}
+			if ackAll {
+				policy, cfg.RetryInPlace = jetstream.AckAllPolicy, true
+			}
+			e := newEnvAcking(t, policy)
+			var c chunkSizes
+			e.start(t, cfg, c.handle, Hooks{Flush: c.flush})
+			const n = 60
+			began := time.Now()
+			for range n { // without Gather each message is a chunk of its own
+				e.publishMore(t, 1)
+				time.Sleep(5 * time.Millisecond)
+			}
+			took := time.Since(began)
+			e.settled(t, n)
+			chunks, seqs := c.snapshot()
+			if !slices.Equal(seqs, seqRange(1, n)) {
+				t.Fatalf("handled %v, want 1..%d once each in order", seqs, n)
+			}
+			// About one chunk a pause, plus the first message alone and the remainder after the
+			// trickle; a delivery may come in two chunks when the handler starts on it before all
+			// of it has been handed over.
+			if most := 2*int(took/cfg.Gather) + 4; len(chunks) > most {
+				t.Fatalf("%d chunks %v for a trickle of %s, want at most %d", len(chunks), chunks, took.Round(time.Millisecond), most)
+			}
+		})
+	}
+}
+
+// After an empty pull a gathering Runner waits for the next message itself, not for a pause: the
+// first message after a quiet spell is handled at once. What follows it waits for the pause, and
+// Stop does not: it ends the pause, and what gathered stays unacknowledged for the next Runner.
+func TestGatherHandlesTheFirstMessageAtOnceAndStopEndsThePause(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var c chunkSizes
+	r, err := Start(e.cons, Config{Name: "gather", Gather: time.Hour}, c.handle, Hooks{Flush: c.flush}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // an empty pull: the Runner now waits for the next message
+	e.publishMore(t, 1)
+	e.settled(t, 1)
+	e.publishMore(t, 5)
+	time.Sleep(300 * time.Millisecond)
+	if _, seqs := c.snapshot(); !slices.Equal(seqs, []uint64{1}) {
+		t.Fatalf("handled %v during the pause, want [1]", seqs)
+	}
+	stopped := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("stop during a pause: %v", err)
+	}
+	if took := time.Since(stopped); took > 10*time.Second {
+		t.Errorf("stop waited %s for the pause", took)
+	}
+	if ci := e.info(t); ci.AckFloor.Stream != 1 || ci.NumPending != 5 {
+		t.Fatalf("after stop: ack floor %d, pending %d, want 1 and 5", ci.AckFloor.Stream, ci.NumPending)
+	}
+	e.start(t, Config{}, c.handle, Hooks{Flush: c.flush})
+	e.settled(t, 6)
+	if _, seqs := c.snapshot(); !slices.Equal(seqs, seqRange(1, 6)) {
+		t.Fatalf("handled %v, want 1..6", seqs)
+	}
+}
+
 // TestOutcomesAreCounted: each settled message counts once under its outcome, per consumer.
 func TestOutcomesAreCounted(t *testing.T) {
 	t.Parallel()

@@ -238,6 +238,9 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := New(Config{Workers: 1, Linger: l}, Deps{Log: zap.NewNop()}); err == nil {
 			t.Errorf("linger %s accepted", l)
 		}
+		if _, err := New(Config{Workers: 1, Gather: l}, Deps{Log: zap.NewNop()}); err == nil {
+			t.Errorf("gather %s accepted", l)
+		}
 	}
 	p, err := New(Config{Workers: 1, Linger: 5 * time.Millisecond}, Deps{Log: zap.NewNop()})
 	if err != nil {
@@ -249,7 +252,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // shared is a persister of a store other processes' persisters write too: they share the consumer.
-var shared = Config{Workers: 32}
+var shared = Config{Workers: 32, Gather: DefaultConfig().Gather}
 
 // Every event is stored once, by a sole persister (one ack a chunk) and by one that shares its
 // consumer (one ack an event).
