@@ -140,7 +140,7 @@ func (p *Persister) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("persister: %w", err)
 	}
-	p.log.Info("persister started", zap.Bool("sole", p.cfg.Sole), zap.Int("workers", kit.Workers))
+	p.log.Info("persister started", zap.Bool("sole", p.cfg.Sole), zap.Int("workers", kit.Workers), zap.Duration("gather", kit.Gather))
 	return nil
 }
 
