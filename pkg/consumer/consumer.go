@@ -87,8 +87,9 @@ type Config struct {
 	// delivery, and one that finds nothing waits for the next message alone. Without it the
 	// server sends each message on its own as it arrives once the consumer has caught up — a
 	// socket write, a read and a wake-up each, and a chunk and an ack each — which is most of
-	// what a consumer costs at a steady low rate. For a consumer nothing waits on (persister,
-	// search), at the price of up to this much more lag.
+	// what a consumer costs at a steady low rate. For a consumer nothing waits on (the
+	// persister), at the price of up to this much more lag. Not with PriorityGroup: a no-wait
+	// pull names no group.
 	Gather time.Duration
 	// Backoff is the redelivery delay by attempt; the last value repeats.
 	Backoff []time.Duration
@@ -189,6 +190,9 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 	if info.Config.AckPolicy == jetstream.AckAllPolicy && !cfg.RetryInPlace {
 		// An ack acknowledges every earlier message too: a nak-ed one would be skipped.
 		return nil, fmt.Errorf("consume %s: an ack-all consumer must retry in place", cfg.Name)
+	}
+	if cfg.Gather > 0 && cfg.PriorityGroup != "" {
+		return nil, fmt.Errorf("consume %s: a priority group member cannot gather", cfg.Name)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{

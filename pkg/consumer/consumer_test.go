@@ -940,6 +940,16 @@ func TestAckAllConsumerMustRetryInPlace(t *testing.T) {
 	}
 }
 
+// A no-wait pull names no priority group, so a member of one may not gather.
+func TestPriorityGroupMemberCannotGather(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := Config{Name: "test", Gather: time.Millisecond, PriorityGroup: "g"}
+	if _, err := Start(e.cons, cfg, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+		t.Fatal("started a gathering priority group member")
+	}
+}
+
 // A message that keeps failing holds the ack floor below it, also when the Runner stops and
 // the messages after it in its chunk were handled meanwhile; a term acknowledges what came
 // before it, and nothing after.
