@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -304,7 +305,7 @@ func TestSyncNeverSkipsUnderChurn(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("device %s: %s", d.id, diff(got, expected[d.user.ID]))
+				t.Fatalf("device %s: %s%s", d.id, diff(got, expected[d.user.ID]), explain(c, events, d.user.ID, got, expected[d.user.ID]))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -568,3 +569,45 @@ func diff(got, want []uint64) string {
 }
 
 func head(s []uint64) []uint64 { return s[:min(len(s), 10)] }
+
+// explain describes the first missing events of a device: each one's conversation and kind,
+// the user's membership there as the store has it now, and the seqs the device got around it
+// in that conversation.
+func explain(c *cluster, events []store.Message, userID string, got, want []uint64) string {
+	byConv := map[string][]uint64{}
+	convOf := map[uint64]store.Message{}
+	for _, ev := range events {
+		convOf[ev.Seq] = ev
+	}
+	for _, s := range got {
+		byConv[convOf[s].ConversationID] = append(byConv[convOf[s].ConversationID], s)
+	}
+	var b strings.Builder
+	n := 0
+	for _, s := range want {
+		if slices.Contains(got, s) {
+			continue
+		}
+		if n++; n > 5 {
+			break
+		}
+		ev := convOf[s]
+		fmt.Fprintf(&b, "\n  missing %d: %s in %s", s, ev.Kind, ev.ConversationID)
+		ms, err := c.st.Members(context.Background(), ev.ConversationID)
+		if err != nil {
+			fmt.Fprintf(&b, " (members: %v)", err)
+			continue
+		}
+		for _, m := range ms {
+			if m.UserID == userID {
+				fmt.Fprintf(&b, "; member joined %d left %d earlier %v", m.JoinedSeq, m.LeftSeq, m.Earlier)
+			}
+		}
+		page, err := c.st.Messages(context.Background(), ev.ConversationID, store.Page{After: s - 1, Oldest: true, Limit: 1})
+		fmt.Fprintf(&b, "; in the store %v", err == nil && len(page) == 1 && page[0].Seq == s)
+		mine := byConv[ev.ConversationID]
+		i, _ := slices.BinarySearch(mine, s)
+		fmt.Fprintf(&b, "; got there %v", mine[max(i-3, 0):min(i+3, len(mine))])
+	}
+	return b.String()
+}
