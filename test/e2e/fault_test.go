@@ -17,9 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/remote"
@@ -153,21 +151,6 @@ func (s *sends) wait() []outcome {
 	return s.outcomes
 }
 
-// dialJetStream connects to NATS at url for the rest of the test.
-func dialJetStream(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, err := natsx.Connect(url, "e2e-test", nil, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
 // TestFaultsLoseNoAcknowledgedMessage: clients send continuously while a gateway, a fanout, a
 // persister and a NATS node are each killed with kill -9 and restarted. At the end no
 // acknowledged message is missing, every device has every message of its conversations once and
@@ -295,7 +278,7 @@ func TestFaultsLoseNoAcknowledgedMessage(t *testing.T) {
 	outcomes := sent.wait()
 
 	// The truth: every message event in CHAT, read through the cluster.
-	nc, js := dialJetStream(t, d.natsURL)
+	nc, js := natsxtest.Dial(t, d.natsURL, "e2e-test", nil)
 	truth := chatTruth(ctx, t, js)
 
 	var acked, unknown int

@@ -120,7 +120,7 @@ func TestKilledAllInOneStoresEveryAcknowledgedMessage(t *testing.T) {
 // waitPersisted waits until the persister has acknowledged every CHAT event.
 func waitPersisted(ctx context.Context, t *testing.T, natsURL string) {
 	t.Helper()
-	_, js := dialJetStream(t, natsURL)
+	_, js := natsxtest.Dial(t, natsURL, "e2e-test", nil)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		cons, err := js.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/services/search"
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
@@ -36,7 +37,7 @@ func TestKilledSearchLosesAndDoublesNothing(t *testing.T) {
 	conv := direct.Conversation.ID
 
 	// A backlog on CHAT, published as the gateway publishes sends.
-	nc, js := dialJetStream(t, main.Addrs.NATS)
+	nc, js := natsxtest.Dial(t, main.Addrs.NATS, "e2e-test", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n = 1000

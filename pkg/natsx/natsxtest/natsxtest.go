@@ -46,7 +46,20 @@ func StartWith(t testing.TB, opts streams.Options) *Bus {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsx.Connect("", "test", srv, log)
+	nc, js := Dial(t, "", "test", srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
+		t.Fatal(err)
+	}
+	return &Bus{Ctx: Context(t), Server: srv, NC: nc, JS: js}
+}
+
+// Dial connects as name to url, or to srv in-process when url is empty (natsx.Connect), for the
+// rest of the test, and returns the connection with its JetStream context.
+func Dial(t testing.TB, url, name string, srv *server.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := natsx.Connect(url, name, srv, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,12 +68,7 @@ func StartWith(t testing.TB, opts streams.Options) *Bus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := natsx.Apply(ctx, js, streams.Define(opts)); err != nil {
-		t.Fatal(err)
-	}
-	return &Bus{Ctx: Context(t), Server: srv, NC: nc, JS: js}
+	return nc, js
 }
 
 // Context returns a context canceled when the test ends, and after Timeout at the latest.
@@ -98,15 +106,8 @@ func (b *Bus) KeyValue(t testing.TB, bucket string) jetstream.KeyValue {
 // consumer's ack wait, or until a reset. It fails the test unless all n were delivered.
 func PullAndDie(t testing.TB, srv *server.Server, stream, consumer string, n int, opts ...jetstream.FetchOpt) {
 	t.Helper()
-	nc, err := natsx.Connect("", "dies", srv, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := Dial(t, "", "dies", srv)
+	defer nc.Close() // the puller dies here, not when the test ends
 	cons, err := js.Consumer(Context(t), stream, consumer)
 	if err != nil {
 		t.Fatal(err)
