@@ -743,15 +743,7 @@ func TestLingerGathersATrickleIntoOneChunk(t *testing.T) {
 	if calls := len(rec.snapshot()); calls != 20 {
 		t.Fatalf("%d handler calls while the five linger, want 20", calls)
 	}
-	stopped := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := r.Stop(ctx); err != nil {
-		t.Fatalf("stop while a chunk lingers: %v", err)
-	}
-	if took := time.Since(stopped); took > 15*time.Second {
-		t.Errorf("stop waited %s for the lingering chunk", took)
-	}
+	stopPromptly(t, r, "while a chunk lingers", 15*time.Second)
 	e.settled(t, last+5)
 	mu.Lock()
 	defer mu.Unlock()
@@ -849,15 +841,7 @@ func TestGatherHandlesTheFirstMessageAtOnceAndStopEndsThePause(t *testing.T) {
 	if _, seqs := c.snapshot(); !slices.Equal(seqs, []uint64{1}) {
 		t.Fatalf("handled %v during the pause, want [1]", seqs)
 	}
-	stopped := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := r.Stop(ctx); err != nil {
-		t.Fatalf("stop during a pause: %v", err)
-	}
-	if took := time.Since(stopped); took > 10*time.Second {
-		t.Errorf("stop waited %s for the pause", took)
-	}
+	stopPromptly(t, r, "during a pause", 10*time.Second)
 	if ci := e.info(t); ci.AckFloor.Stream != 1 || ci.NumPending != 5 {
 		t.Fatalf("after stop: ack floor %d, pending %d, want 1 and 5", ci.AckFloor.Stream, ci.NumPending)
 	}
@@ -865,6 +849,21 @@ func TestGatherHandlesTheFirstMessageAtOnceAndStopEndsThePause(t *testing.T) {
 	e.settled(t, 6)
 	if _, seqs := c.snapshot(); !slices.Equal(seqs, seqRange(1, 6)) {
 		t.Fatalf("handled %v, want 1..6", seqs)
+	}
+}
+
+// stopPromptly stops r, failing the test if Stop fails (given 20 s) or takes longer than limit:
+// a Runner waiting for more messages (a linger, a gather pause) must not hold Stop up.
+func stopPromptly(t *testing.T, r *Runner, while string, limit time.Duration) {
+	t.Helper()
+	stopped := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("stop %s: %v", while, err)
+	}
+	if took := time.Since(stopped); took > limit {
+		t.Errorf("stop waited %s %s", took, while)
 	}
 }
 
