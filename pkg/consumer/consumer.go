@@ -1,7 +1,8 @@
 // Package consumer runs natter's durable JetStream consumers: it pulls messages, hands them to a
 // handler in chunks (in stream order with one worker, in parallel with more), acks what succeeds
-// (with one ack a chunk on a consumer whose ack policy is AckAll), naks what fails with a
-// backoff, terminates what can never succeed, counts everything, and drains on stop.
+// (with one ack a chunk on a consumer whose ack policy is AckAll, which it resets when a pull
+// lost messages on the way), naks what fails with a backoff, terminates what can never succeed,
+// counts everything, and drains on stop.
 package consumer
 
 import (
@@ -101,6 +102,12 @@ type Config struct {
 	// PriorityGroup pulls as a member of this priority group; on a consumer with a pinned-client
 	// policy, only the pinned instance receives messages, the others' pulls wait.
 	PriorityGroup string
+	// Reset resets the consumer to its ack floor (JetStream's consumer reset): the server
+	// forgets what it delivered after the floor and delivers it again, numbering deliveries
+	// from 1. Required on a consumer whose ack policy is AckAll, where a pull that lost messages
+	// on the way would otherwise have them acknowledged unhandled by the next ack (see
+	// Runner.inSequence).
+	Reset func(ctx context.Context) error
 }
 
 func (c *Config) defaults() {
@@ -122,6 +129,7 @@ func (c *Config) defaults() {
 type Metrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	resets   *prometheus.CounterVec
 }
 
 // NewMetrics registers the series on reg (nil: unregistered, for tests).
@@ -135,9 +143,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "natter", Subsystem: "consumer", Name: "handle_seconds",
 			Help: "Time to handle one message.", Buckets: prometheus.ExponentialBuckets(0.00005, 4, 9),
 		}, []string{"consumer"}),
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "natter", Subsystem: "consumer", Name: "loss_resets_total",
+			Help: "Pulls of an ack-all consumer that lost messages on the way, each answered by a reset of the consumer to its ack floor.",
+		}, []string{"consumer"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.handled, m.duration)
+		reg.MustRegister(m.handled, m.duration, m.resets)
 	}
 	return m
 }
@@ -152,13 +164,17 @@ type Runner struct {
 	// every call, and these are counted for every message.
 	handleSeconds        prometheus.Observer
 	acked, naked, termed prometheus.Counter
+	resets               prometheus.Counter
 
 	cons    jetstream.Consumer
 	in      chan jetstream.Msg
-	held    held // pulled, not yet settled: kept in progress
+	held    *held // pulled, not yet settled: kept in progress
 	pulled  atomic.Int64
 	ackWait time.Duration
 	ackAll  bool // the consumer's policy is AckAll: one ack settles a chunk
+	// delivered is the delivery (consumer) sequence of the last message an ack-all Runner
+	// received; only the fetch goroutine uses it.
+	delivered uint64
 	// stoppedShort: this ack-all Runner, stopping, left a message unhandled; it acknowledges
 	// nothing after it.
 	stoppedShort bool
@@ -191,6 +207,9 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 		// An ack acknowledges every earlier message too: a nak-ed one would be skipped.
 		return nil, fmt.Errorf("consume %s: an ack-all consumer must retry in place", cfg.Name)
 	}
+	if info.Config.AckPolicy == jetstream.AckAllPolicy && cfg.Reset == nil {
+		return nil, fmt.Errorf("consume %s: an ack-all consumer needs Reset", cfg.Name)
+	}
 	if cfg.Gather > 0 && cfg.PriorityGroup != "" {
 		return nil, fmt.Errorf("consume %s: a priority group member cannot gather", cfg.Name)
 	}
@@ -199,9 +218,10 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), cons: cons,
 		handleSeconds: met.duration.WithLabelValues(cfg.Name), acked: met.handled.WithLabelValues(cfg.Name, "ack"),
 		naked: met.handled.WithLabelValues(cfg.Name, "nak"), termed: met.handled.WithLabelValues(cfg.Name, "term"),
-		in: make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		held: held{since: map[jetstream.Msg]time.Time{}}, ackWait: info.Config.AckWait,
-		ackAll: info.Config.AckPolicy == jetstream.AckAllPolicy,
+		resets: met.resets.WithLabelValues(cfg.Name),
+		in:     make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		held: newHeld(), ackWait: info.Config.AckWait,
+		ackAll: info.Config.AckPolicy == jetstream.AckAllPolicy, delivered: info.Delivered.Consumer,
 	}
 	go r.fetch()
 	go r.loop()
@@ -227,7 +247,13 @@ func (r *Runner) fetch() {
 		}
 		got = 0
 		if err == nil {
-			got = r.forward(batch.Messages())
+			var lost bool
+			got, lost = r.forward(batch.Messages())
+			if lost {
+				r.recoverLost()
+				got = r.cfg.MaxChunk // what comes again is there now
+				continue
+			}
 			if err = batch.Error(); errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 				err = nil // an empty pull
 			}
@@ -285,9 +311,9 @@ var errDraining = errors.New("draining")
 
 // forward hands a pull's messages to the loop in order, holding each (kept in progress) from the
 // moment it arrives, also while the loop is busy and the hand-over waits. It returns how many
-// there were.
-func (r *Runner) forward(msgs <-chan jetstream.Msg) int {
-	n := 0
+// there were, and whether messages were lost before one of them (see inSequence): that one and
+// the rest of the pull are dropped unhandled, for recoverLost.
+func (r *Runner) forward(msgs <-chan jetstream.Msg) (n int, lost bool) {
 	var queue []jetstream.Msg
 	for msgs != nil || len(queue) > 0 {
 		var out chan<- jetstream.Msg
@@ -301,15 +327,72 @@ func (r *Runner) forward(msgs <-chan jetstream.Msg) int {
 				msgs = nil
 				continue
 			}
+			n++
+			if lost = lost || !r.inSequence(m); lost {
+				continue
+			}
 			r.held.add(m)
 			r.pulled.Add(1)
-			n++
 			queue = append(queue, m)
 		case out <- next:
 			queue = queue[1:]
 		}
 	}
-	return n
+	return n, lost
+}
+
+// inSequence reports whether m, on an ack-all consumer, is the delivery right after the last
+// one this Runner received. A skipped delivery sequence means messages sent to this Runner were
+// lost on the way: nats.go v1.55's Fetch gives up on a pull a second after its wait even when
+// what the server sent is already in its buffer (a process starved that long, say), and drops
+// it. The next ack would acknowledge those messages unhandled. A sequence at or below the last
+// is a reset's (this Runner's, or another instance's of a shared consumer): deliveries start
+// again from 1.
+//
+// On a consumer shared by a priority group, deliveries to another member skip sequences too
+// (the pin moved away and back): that costs a needless reset, which repeats events, never loses
+// one.
+func (r *Runner) inSequence(m jetstream.Msg) bool {
+	if !r.ackAll {
+		return true
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		return true // the handler terminates it
+	}
+	seq := meta.Sequence.Consumer
+	if seq > r.delivered+1 {
+		r.log.Warn("a pull lost messages on the way; resetting the consumer to its ack floor",
+			zap.Uint64("delivery", seq), zap.Uint64("expected_delivery", r.delivered+1), seqField(meta))
+		return false
+	}
+	r.delivered = seq
+	return true
+}
+
+// recoverLost answers a pull that lost messages: once the loop has settled everything before
+// them (so that the ack floor is just below them), it resets the consumer, which delivers them
+// again, and all after them. A Runner stopping before the reset succeeds leaves it to the next
+// puller's start, which resets (persister, search) or sees the gap (fanout).
+func (r *Runner) recoverLost() {
+	r.resets.Inc()
+	r.held.waitEmpty()
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := r.cfg.Reset(ctx)
+		cancel()
+		if err == nil {
+			r.delivered = 0
+			return
+		}
+		r.log.Warn("reset the consumer to its ack floor", zap.Int("attempt", attempt+1), zap.Error(err))
+		select {
+		case <-time.After(r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]):
+		case <-r.draining:
+			r.log.Error("stopping with lost messages not delivered again; the next start must reset the consumer")
+			return
+		}
+	}
 }
 
 // Pulled is how many messages this Runner has received. On a pinned consumer, a Runner that
@@ -493,7 +576,6 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 			continue
 		}
 		acked++
-		r.held.remove(m)
 	}
 	if acked > 0 {
 		r.acked.Add(float64(acked))
@@ -505,6 +587,11 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 		}
 		// Otherwise the last of the prefix was terminated, and its term acknowledged the
 		// prefix.
+	}
+	for i, m := range chunk[:settled] {
+		if results[i] == nil {
+			r.held.remove(m) // after the ack: recoverLost resets once nothing is held
+		}
 	}
 	for i, m := range chunk[settled:] {
 		err := results[settled+i]
@@ -566,6 +653,13 @@ const maxHold = 2 * time.Minute
 type held struct {
 	mu    sync.Mutex
 	since map[jetstream.Msg]time.Time
+	empty *sync.Cond // broadcast when the last is removed
+}
+
+func newHeld() *held {
+	h := &held{since: map[jetstream.Msg]time.Time{}}
+	h.empty = sync.NewCond(&h.mu)
+	return h
 }
 
 func (h *held) add(m jetstream.Msg) {
@@ -577,6 +671,18 @@ func (h *held) add(m jetstream.Msg) {
 func (h *held) remove(m jetstream.Msg) {
 	h.mu.Lock()
 	delete(h.since, m)
+	if len(h.since) == 0 {
+		h.empty.Broadcast()
+	}
+	h.mu.Unlock()
+}
+
+// waitEmpty returns once no message is held.
+func (h *held) waitEmpty() {
+	h.mu.Lock()
+	for len(h.since) > 0 {
+		h.empty.Wait()
+	}
 	h.mu.Unlock()
 }
 

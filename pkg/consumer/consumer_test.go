@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -125,6 +126,11 @@ func (e *env) start(t *testing.T, cfg Config, h Handler, hooks Hooks) *Runner {
 	return e.startWith(t, cfg, h, hooks, nil)
 }
 
+// reset is Config.Reset for the env's durable.
+func (e *env) reset() func(context.Context) error {
+	return natsx.Resetter(e.js, streams.ChatStream, testDurable)
+}
+
 // startWith is start counting into met (nil: unregistered series of its own).
 func (e *env) startWith(t *testing.T, cfg Config, h Handler, hooks Hooks, met *Metrics) *Runner {
 	t.Helper()
@@ -133,6 +139,9 @@ func (e *env) startWith(t *testing.T, cfg Config, h Handler, hooks Hooks, met *M
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = []time.Duration{20 * time.Millisecond}
+	}
+	if cfg.Reset == nil {
+		cfg.Reset = e.reset()
 	}
 	r, err := Start(e.cons, cfg, h, hooks, zap.NewNop(), met)
 	if err != nil {
@@ -931,11 +940,62 @@ func TestAckAllSettlesEachChunkWithOneAck(t *testing.T) {
 	}
 }
 
-func TestAckAllConsumerMustRetryInPlace(t *testing.T) {
+func TestAckAllConsumerMustRetryInPlaceAndReset(t *testing.T) {
 	t.Parallel()
 	e := newEnvAcking(t, jetstream.AckAllPolicy)
-	if _, err := Start(e.cons, Config{Name: "test"}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+	if _, err := Start(e.cons, Config{Name: "test", Reset: e.reset()}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
 		t.Fatal("started an ack-all consumer that would nak")
+	}
+	if _, err := Start(e.cons, Config{Name: "test", RetryInPlace: true}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+		t.Fatal("started an ack-all consumer that cannot reset")
+	}
+}
+
+// Messages an ack-all Runner was delivered and never received (here another puller takes them
+// and drops them, as nats.go's Fetch does when it gives up on a pull) are handled all the same:
+// the Runner sees the skipped delivery sequence, acknowledges nothing after it, and resets the
+// consumer to its ack floor, which delivers them again. Without that, its next ack would settle
+// them unhandled.
+func TestAckAllRecoversMessagesAPullLost(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	rec := &recorder{}
+	met := NewMetrics(nil)
+	// Small pulls, so the Runner often has none outstanding and the thief's get messages.
+	e.startWith(t, Config{Name: "lossy", MaxChunk: 4, RetryInPlace: true}, rec.handle, Hooks{}, met)
+	_, thief := natsxtest.Dial(t, e.nc.ConnectedUrl(), "thief", nil)
+	cons, err := thief.Consumer(e.ctx, streams.ChatStream, testDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stolen []uint64
+	deadline := time.Now().Add(20 * time.Second)
+	for len(stolen) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stole %v in 20s, want 3 messages", stolen)
+		}
+		e.publishMore(t, 20)
+		for range 10 {
+			batch, err := cons.FetchNoWait(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() { // dropped: neither acked nor handled
+				meta, _ := m.Metadata()
+				stolen = append(stolen, meta.Sequence.Stream)
+			}
+		}
+	}
+	last := e.publishMore(t, 20) // deliveries after the last theft show its gap
+	e.settled(t, last)
+	handled := rec.seqs()
+	for _, seq := range seqRange(1, last) {
+		if !slices.Contains(handled, seq) {
+			t.Fatalf("seq %d acknowledged and never handled (stolen %v)", seq, stolen)
+		}
+	}
+	if n := testutil.ToFloat64(met.resets.WithLabelValues("lossy")); n == 0 {
+		t.Fatal("no reset counted")
 	}
 }
 
@@ -999,7 +1059,7 @@ func TestAckAllAcknowledgesNoLaterChunkAfterAStopMidRetry(t *testing.T) {
 // runs out while it retries; the messages after the failing one are handled while it stops.
 func (e *env) stopMidRetry(t *testing.T, rec *recorder, chunk int, failing, last uint64) {
 	t.Helper()
-	r, err := Start(e.cons, Config{Name: "test", MaxChunk: chunk, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}},
+	r, err := Start(e.cons, Config{Name: "test", MaxChunk: chunk, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}, Reset: e.reset()},
 		rec.handle, Hooks{}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)

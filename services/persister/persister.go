@@ -132,7 +132,8 @@ func (p *Persister) Start(ctx context.Context) error {
 	if gc, ok := p.deps.Store.(store.GroupCommitter); ok {
 		p.commit, hooks.Flush = gc, p.sync
 	}
-	kit := consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger, Gather: p.cfg.Gather}
+	kit := consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger, Gather: p.cfg.Gather,
+		Reset: natsx.Resetter(p.deps.JS, streams.ChatStream, streams.PersisterConsumer)}
 	if p.cfg.Sole {
 		kit.Workers, kit.RetryInPlace = 1, true
 	}

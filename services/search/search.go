@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
@@ -190,7 +191,8 @@ func (s *Service) startRunner(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("search: consumer: %w", err)
 	}
-	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true},
+	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true,
+		Reset: natsx.Resetter(s.deps.JS, streams.ChatStream, streams.SearchConsumer)},
 		s.Handle, consumer.Hooks{Flush: s.commit}, s.log, s.deps.Kit)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
