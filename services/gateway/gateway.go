@@ -367,8 +367,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.announce(ctx); err != nil {
 		g.log.Warn("first announce failed", zap.Error(err))
 	}
-	g.loops.Add(4)
-	go g.pub.answerDuplicates()
+	g.loops.Add(3 + duplicateAnswerers)
+	for range duplicateAnswerers {
+		go g.pub.answerDuplicates()
+	}
 	go g.pub.expireLate()
 	go func() {
 		defer g.loops.Done()

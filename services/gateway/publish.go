@@ -55,9 +55,9 @@ type publisher struct {
 	last atomic.Uint64 // the highest seq JetStream acknowledged to this gateway
 
 	// dups holds acks JetStream marked Duplicate: the original's message id and time have to be
-	// read back from the stream, which the reply handler must not wait for. One goroutine answers
-	// them (a retry inside the duplicate window is rare); when it is behind, the client is told
-	// to retry.
+	// read back from the stream, which the reply handler must not wait for. duplicateAnswerers
+	// goroutines answer them, each reading one original at a time; when they are behind, the
+	// client is told to retry.
 	dups chan duplicateSend
 }
 
@@ -265,6 +265,11 @@ func (p *publisher) fail(cutoff time.Time, err error) {
 		}
 	}
 }
+
+// duplicateAnswerers read originals back at once: retries come in crowds (every device that
+// reconnects after a gateway went away resends what was not acknowledged), and each answer
+// waits for a round trip to JetStream; one reader left most of such a crowd told to retry again.
+const duplicateAnswerers = 8
 
 // answerDuplicates answers the retries JetStream recognised with the original's ack, until the
 // gateway stops.
