@@ -961,7 +961,7 @@ func TestAckAllRecoversMessagesAPullLost(t *testing.T) {
 	e := newEnvAcking(t, jetstream.AckAllPolicy)
 	rec := &recorder{}
 	met := NewMetrics(nil)
-	// Small pulls, so the Runner often has none outstanding and the thief's get messages.
+	// Small pulls, so the Runner often has none outstanding and the thief's pulls get messages.
 	e.startWith(t, Config{Name: "lossy", MaxChunk: 4, RetryInPlace: true}, rec.handle, Hooks{}, met)
 	_, thief := natsxtest.Dial(t, e.nc.ConnectedUrl(), "thief", nil)
 	cons, err := thief.Consumer(e.ctx, streams.ChatStream, testDurable)
