@@ -963,29 +963,7 @@ func TestAckAllRecoversMessagesAPullLost(t *testing.T) {
 	met := NewMetrics(nil)
 	// Small pulls, so the Runner often has none outstanding and the thief's pulls get messages.
 	e.startWith(t, Config{Name: "lossy", MaxChunk: 4, RetryInPlace: true}, rec.handle, Hooks{}, met)
-	_, thief := natsxtest.Dial(t, e.nc.ConnectedUrl(), "thief", nil)
-	cons, err := thief.Consumer(e.ctx, streams.ChatStream, testDurable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stolen []uint64
-	deadline := time.Now().Add(20 * time.Second)
-	for len(stolen) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stole %v in 20s, want 3 messages", stolen)
-		}
-		e.publishMore(t, 20)
-		for range 10 {
-			batch, err := cons.FetchNoWait(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for m := range batch.Messages() { // dropped: neither acked nor handled
-				meta, _ := m.Metadata()
-				stolen = append(stolen, meta.Sequence.Stream)
-			}
-		}
-	}
+	stolen := natsxtest.Steal(t, e.nc.ConnectedUrl(), nil, streams.ChatStream, testDurable, 3, func() { e.publishMore(t, 20) })
 	last := e.publishMore(t, 20) // deliveries after the last theft show its gap
 	e.settled(t, last)
 	handled := rec.seqs()

@@ -372,6 +372,24 @@ func TestASoleRestartStoresWhatACrashedRunHeldFirst(t *testing.T) {
 	equal(t, "timeline", e.timeline(t, "c"), lines(want))
 }
 
+// Deliveries a sole persister never received (another puller takes them and drops them, as a
+// pull that gave up on what the server sent does) are stored all the same: its consumer acks
+// all, and the persister resets it rather than acknowledge past them.
+func TestASolePersisterStoresWhatAPullLost(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, DefaultConfig())
+	var want []store.Message
+	send := func() {
+		for range 20 {
+			want = append(want, e.send(t, "c", "alice", fmt.Sprintf("cm%d", len(want))))
+		}
+	}
+	stolen := natsxtest.Steal(t, "", e.srv, streams.ChatStream, streams.PersisterConsumer, 3, send)
+	send() // deliveries after the last theft show its gap
+	e.settled(t, e.lastSeq(t))
+	equal(t, fmt.Sprintf("timeline (stolen %v)", stolen), e.timeline(t, "c"), lines(want))
+}
+
 func TestMalformedEventsAreTerminated(t *testing.T) {
 	for _, mode := range []struct {
 		name string

@@ -297,6 +297,31 @@ func TestARestartIndexesWhatACrashedRunHeldFirst(t *testing.T) {
 	e.restartHasAll(t, last, n)
 }
 
+// Deliveries search never received (another puller takes them and drops them, as a pull that
+// gave up on what the server sent does) are indexed all the same: its consumer acks all, and
+// search resets it rather than acknowledge past them. The ack wait outlasts the test, so they
+// cannot come back any other way.
+func TestEventsAPullLostAreIndexed(t *testing.T) {
+	e := newEnv(t, 5*time.Minute)
+	e.start(t, 4) // small chunks: pauses between pulls, for the thief
+	n := 0
+	publish := func() {
+		for range 20 {
+			e.publish(t, "c", streams.KindMsg, fmt.Sprintf("tok%d common", n))
+			n++
+		}
+	}
+	stolen := natsxtest.Steal(t, "", e.bus.Server, streams.ChatStream, streams.SearchConsumer, 3, publish)
+	publish() // deliveries after the last theft show its gap
+	c := wire.NewClient(e.bus.NC, 5*time.Second)
+	if st := e.waitIndexed(t, c, uint64(n)); st.Documents != uint64(n) {
+		t.Fatalf("%d documents, want %d (stolen %v)", st.Documents, n, stolen)
+	}
+	if h := hitsFor(t, c, "c", "common"); len(h) != n {
+		t.Fatalf("%d hits for a word in every message, want %d (stolen %v)", len(h), n, stolen)
+	}
+}
+
 func TestRebuildReplaysAndAnswersMeanwhile(t *testing.T) {
 	e := newEnv(t, 30*time.Second)
 	const n = 400

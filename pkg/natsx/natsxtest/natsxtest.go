@@ -124,3 +124,40 @@ func PullAndDie(t testing.TB, srv *server.Server, stream, consumer string, n int
 		t.Fatalf("%s/%s: a dying puller was delivered %d messages, want %d", stream, consumer, held, n)
 	}
 }
+
+// Steal takes deliveries of the durable consumer on stream away from its puller and drops them
+// unacknowledged, as a pull that gave up on what the server had sent does: on a connection of
+// its own (Dial's url and srv) it calls more, which is to publish, then pulls a message at a
+// time, until it holds n. It returns their stream seqs. It gets messages only while the puller
+// has no pull waiting (between small chunks, in a pause), and fails the test after 20 s.
+func Steal(t testing.TB, url string, srv *server.Server, stream, consumer string, n int, more func()) []uint64 {
+	t.Helper()
+	nc, js := Dial(t, url, "thief", srv)
+	defer nc.Close()
+	cons, err := js.Consumer(Context(t), stream, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stolen []uint64
+	deadline := time.Now().Add(20 * time.Second)
+	for len(stolen) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/%s: stole %v in 20s, want %d messages", stream, consumer, stolen, n)
+		}
+		more()
+		for range 10 {
+			batch, err := cons.FetchNoWait(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() {
+				meta, err := m.Metadata()
+				if err != nil {
+					t.Fatal(err)
+				}
+				stolen = append(stolen, meta.Sequence.Stream)
+			}
+		}
+	}
+	return stolen
+}
