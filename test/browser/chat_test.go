@@ -200,12 +200,13 @@ func TestTwoPeopleChatInBrowsers(t *testing.T) {
 	alice.shot("group members")
 	bob.until("the group is back", `[...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
 	bob.click("open the group again", `#conversations button[data-conv^="g"]`)
-	bob.do("leave the group",
+	bob.do("ask to leave the group",
 		chromedp.WaitVisible(chromedp.ID("members")),
 		chromedp.Click(chromedp.CSS("#members summary")),
 		chromedp.Click(chromedp.ID("leave-group")),
-		chromedp.Click(chromedp.ID("leave-group")),
 	)
+	bob.until("leaving asks to confirm", `document.querySelector("#leave-group").textContent === "Leave: click again to confirm"`)
+	bob.click("confirm leaving", "#leave-group")
 	alice.until("bob left", `[...document.querySelectorAll("#messages li.event")].at(-1)?.textContent === "bob left"`)
 	bob.until("the group is gone after leaving", `![...document.querySelectorAll("#conversations .conv-name")].some(e => e.textContent === "Trip")`)
 	alice.shot("group after bob left")

@@ -528,7 +528,7 @@ export class App {
       if (accept) await this.call(() => this.api.acceptInvitation(id));
       else await this.call(() => this.api.declineInvitation(id));
       await this.refreshConversations();
-      if (accept) await this.open(id);
+      if (accept && this.view?.id !== id) await this.open(id); // unless opened meanwhile
     } catch (x) {
       err.textContent = friendly(x);
       await this.refreshInvitations();
@@ -702,7 +702,9 @@ export class App {
     const c = this.convs.get(id);
     if (!c || !this.me) return;
     if (this.view) this.typing?.stopped(this.view.id);
-    this.resetLeave();
+    // Loading the open group again (after an accept, a block, a request answered) keeps a
+    // "click again to confirm" of its leave button; another conversation does not.
+    if (this.view?.id !== id) this.resetLeave();
     const view: ChatView = {
       id,
       kind: c.kind,

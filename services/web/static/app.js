@@ -1541,7 +1541,7 @@ var App = class {
       if (accept) await this.call(() => this.api.acceptInvitation(id));
       else await this.call(() => this.api.declineInvitation(id));
       await this.refreshConversations();
-      if (accept) await this.open(id);
+      if (accept && this.view?.id !== id) await this.open(id);
     } catch (x) {
       err.textContent = friendly(x);
       await this.refreshInvitations();
@@ -1696,7 +1696,7 @@ var App = class {
     const c = this.convs.get(id);
     if (!c || !this.me) return;
     if (this.view) this.typing?.stopped(this.view.id);
-    this.resetLeave();
+    if (this.view?.id !== id) this.resetLeave();
     const view = {
       id,
       kind: c.kind,
