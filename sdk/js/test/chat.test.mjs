@@ -218,7 +218,12 @@ describe("chat", () => {
     const stranger = await natter.user("carol");
     const a = await connect(alice, "laptop");
     const b = await connect(bob, "phone");
-    const users = await a.c.presence([bob.user.id, stranger.user.id]);
+    // Presence applies bob's connect shortly after his socket opens (its own consumer): ask
+    // until it has.
+    const users = await waitFor(async () => {
+      const u = await a.c.presence([bob.user.id, stranger.user.id]);
+      return u[0].status === "online" && u;
+    }, "bob online");
     assert.equal(users[0].user_id, bob.user.id);
     assert.equal(users[0].status, "online");
     assert.ok(users[0].last_seen > 0);
