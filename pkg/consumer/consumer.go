@@ -104,9 +104,10 @@ type Config struct {
 	PriorityGroup string
 	// Reset resets the consumer to its ack floor (JetStream's consumer reset): the server
 	// forgets what it delivered after the floor and delivers it again, numbering deliveries
-	// from 1. Required on a consumer whose ack policy is AckAll, where a pull that lost messages
-	// on the way would otherwise have them acknowledged unhandled by the next ack (see
-	// Runner.inSequence).
+	// from 1. Required on a consumer whose ack policy is AckAll, where the next ack would
+	// acknowledge unhandled what a pull lost on the way (see Runner.inSequence) or what an
+	// earlier puller was delivered and never settled (a crash). Start resets such a consumer
+	// unless it pulls in a priority group, whose members reset when they take it over.
 	Reset func(ctx context.Context) error
 }
 
@@ -213,6 +214,15 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 	if cfg.Gather > 0 && cfg.PriorityGroup != "" {
 		return nil, fmt.Errorf("consume %s: a priority group member cannot gather", cfg.Name)
 	}
+	delivered := info.Delivered.Consumer
+	if info.Config.AckPolicy == jetstream.AckAllPolicy && cfg.PriorityGroup == "" {
+		// This Runner is the only puller: what an earlier one was delivered and did not settle
+		// comes again at once and first, not after the ack wait behind later messages.
+		if err := cfg.Reset(context.Background()); err != nil {
+			return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
+		}
+		delivered = 0
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{
 		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), cons: cons,
@@ -221,7 +231,7 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 		resets: met.resets.WithLabelValues(cfg.Name),
 		in:     make(chan jetstream.Msg, cfg.MaxChunk), draining: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		held: newHeld(), ackWait: info.Config.AckWait,
-		ackAll: info.Config.AckPolicy == jetstream.AckAllPolicy, delivered: info.Delivered.Consumer,
+		ackAll: info.Config.AckPolicy == jetstream.AckAllPolicy, delivered: delivered,
 	}
 	go r.fetch()
 	go r.loop()
@@ -373,7 +383,7 @@ func (r *Runner) inSequence(m jetstream.Msg) bool {
 // recoverLost answers a pull that lost messages: once the loop has settled everything before
 // them (so that the ack floor is just below them), it resets the consumer, which delivers them
 // again, and all after them. A Runner stopping before the reset succeeds leaves it to the next
-// puller's start, which resets (persister, search) or sees the gap (fanout).
+// puller's start, which resets (Start; a fanout instance taking a partition over).
 func (r *Runner) recoverLost() {
 	r.resets.Inc()
 	r.held.waitEmpty()

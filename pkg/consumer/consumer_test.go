@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -29,6 +30,7 @@ const testDurable = "kit"
 // env is an embedded nats-server with natter's streams and one explicit-ack durable on CHAT.
 type env struct {
 	ctx  context.Context
+	srv  *server.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	cons jetstream.Consumer
@@ -57,7 +59,7 @@ func newEnvAcking(t *testing.T, policy jetstream.AckPolicy) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{ctx: ctx, nc: nc, js: js, cons: cons}
+	return &env{ctx: ctx, srv: te.Server, nc: nc, js: js, cons: cons}
 }
 
 // publish puts n messages on chat.c1.msg whose bodies are their ordinal 1..n (= stream seq in a
@@ -948,6 +950,22 @@ func TestAckAllConsumerMustRetryInPlaceAndReset(t *testing.T) {
 	}
 	if _, err := Start(e.cons, Config{Name: "test", RetryInPlace: true}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
 		t.Fatal("started an ack-all consumer that cannot reset")
+	}
+}
+
+// An ack-all Runner is its consumer's only puller: when it starts, what an earlier puller was
+// delivered and never settled (it died) comes again at once, not after the ack wait (longer
+// than the test here), and the Runner's acks never settle it unhandled.
+func TestAckAllStartHandlesWhatADeadPullerHeld(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	last := e.publish(t, 30)
+	natsxtest.PullAndDie(t, e.srv, streams.ChatStream, testDurable, 10)
+	rec := &recorder{}
+	e.start(t, Config{Name: "test", RetryInPlace: true}, rec.handle, Hooks{})
+	e.settled(t, last)
+	if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled %v, want 1..%d once each, in order", got, last)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -157,8 +158,8 @@ func (f *Fanout) awaitEcho(ctx context.Context, since time.Time) error {
 // makes the partition resync its gateways (partition.inOrder), so devices still catch up.
 func (f *Fanout) reset(ctx context.Context, p int) {
 	name := streams.FanoutConsumerName(p, f.cfg.Partitions)
-	if _, err := f.deps.JS.ResetConsumer(ctx, streams.ChatStream, name); err != nil {
-		f.log.Warn("reset a gone owner's partition to its ack floor", zap.String("consumer", name), zap.Error(err))
+	if err := natsx.Resetter(f.deps.JS, streams.ChatStream, name)(ctx); err != nil {
+		f.log.Warn("reset a gone owner's partition", zap.String("consumer", name), zap.Error(err))
 	}
 }
 

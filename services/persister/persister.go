@@ -102,10 +102,10 @@ func New(cfg Config, deps Deps) (*Persister, error) {
 }
 
 // Start binds to the durable consumer and starts consuming. It first makes the consumer's ack
-// policy the one Sole asks for (ack all, or explicit), and a Sole persister resets its consumer
-// to the ack floor: what a previous run was delivered and did not acknowledge (a crash) comes
-// again at once and first, rather than after the ack wait, behind later events whose ack would
-// acknowledge it unwritten.
+// policy the one Sole asks for (ack all, or explicit); the consumer kit then resets an ack-all
+// consumer to its ack floor (consumer.Config.Reset): what a previous run was delivered and did
+// not acknowledge (a crash) comes again at once and first, rather than after the ack wait,
+// behind later events whose ack would acknowledge it unwritten.
 func (p *Persister) Start(ctx context.Context) error {
 	cons, err := p.deps.JS.Consumer(ctx, streams.ChatStream, streams.PersisterConsumer)
 	if err != nil {
@@ -123,10 +123,6 @@ func (p *Persister) Start(ctx context.Context) error {
 		}
 		p.log.Info("persister consumer made again with its ack policy", zap.Stringer("ack_policy", want),
 			zap.Uint64("after_ack_floor", info.AckFloor.Stream))
-	} else if p.cfg.Sole {
-		if _, err := p.deps.JS.ResetConsumer(ctx, streams.ChatStream, streams.PersisterConsumer); err != nil {
-			return fmt.Errorf("persister: reset consumer to its ack floor: %w", err)
-		}
 	}
 	var hooks consumer.Hooks
 	if gc, ok := p.deps.Store.(store.GroupCommitter); ok {

@@ -177,13 +177,11 @@ func (s *Service) migrate(ctx context.Context) {
 }
 
 // startRunner starts consuming. Search is the consumer's only puller, and its consumer acks
-// all up to a message with one ack: it first resets the consumer to its ack floor, so that what
-// a previous run pulled and did not acknowledge (a crash) comes again at once and first, rather
-// than after the ack wait, behind later events whose ack would acknowledge it unindexed.
+// all up to a message with one ack: the consumer kit first resets the consumer to its ack floor
+// (consumer.Config.Reset), so that what a previous run pulled and did not acknowledge (a crash)
+// comes again at once and first, rather than after the ack wait, behind later events whose ack
+// would acknowledge it unindexed.
 func (s *Service) startRunner(ctx context.Context) error {
-	if _, err := s.deps.JS.ResetConsumer(ctx, streams.ChatStream, streams.SearchConsumer); err != nil {
-		return fmt.Errorf("search: reset consumer to its ack floor: %w", err)
-	}
 	s.batchMu.Lock()
 	s.put, s.bytes = nil, 0 // a stopped runner's uncommitted batch: not acknowledged, so it comes again
 	s.batchMu.Unlock()
