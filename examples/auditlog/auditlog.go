@@ -172,7 +172,7 @@ func Run(ctx context.Context, js jetstream.JetStream, name string, log *Log, zl 
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", name, err)
 	}
-	runner, err := consumer.Start(cons, consumer.Config{Name: name, Workers: 1, RetryInPlace: true},
+	runner, err := consumer.Start(js, cons, consumer.Config{Name: name, Workers: 1, RetryInPlace: true},
 		log.Handle, consumer.Hooks{Flush: log.Sync}, zl, nil)
 	if err != nil {
 		return err

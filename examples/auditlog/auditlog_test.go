@@ -69,7 +69,7 @@ func TestTheLogHasEveryEventOnceInOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runner, err := consumer.Start(cons, consumer.Config{Name: "audit", Workers: 1, RetryInPlace: true},
+		runner, err := consumer.Start(bus.JS, cons, consumer.Config{Name: "audit", Workers: 1, RetryInPlace: true},
 			log.Handle, consumer.Hooks{Flush: log.Sync}, zap.NewNop(), nil)
 		if err != nil {
 			t.Fatal(err)

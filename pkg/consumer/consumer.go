@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -167,7 +166,7 @@ type Runner struct {
 	acked, naked, termed prometheus.Counter
 	resets               prometheus.Counter
 
-	cons    jetstream.Consumer
+	puller  *puller
 	in      chan jetstream.Msg
 	held    *held // pulled, not yet settled: kept in progress
 	pulled  atomic.Int64
@@ -190,12 +189,14 @@ type Runner struct {
 // overtake it.
 const fetchWait = 100 * time.Millisecond
 
-// Start begins consuming. The Runner owns its goroutines until Stop returns.
+// Start begins consuming cons, one of js's consumers. The Runner owns its goroutines until Stop
+// returns.
 //
-// It pulls with explicit Fetch requests rather than Consume: nats.go v1.55.0's Consume can end
-// up with a backlog on the server and no pull request outstanding until its heartbeat timer
-// fires (up to 30 s) when handlers finish a batch while the next pull is being sent.
-func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log *zap.Logger, met *Metrics) (*Runner, error) {
+// It sends pull requests of its own (see puller) rather than use nats.go's Consume or Fetch:
+// v1.55.0's Consume can end up with a backlog on the server and no pull request outstanding
+// until its heartbeat timer fires (up to 30 s) when handlers finish a batch while the next pull
+// is being sent, and its Fetch drops what a starved process received late.
+func Start(js jetstream.JetStream, cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log *zap.Logger, met *Metrics) (*Runner, error) {
 	cfg.defaults()
 	if met == nil {
 		met = NewMetrics(nil)
@@ -223,9 +224,13 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 		}
 		delivered = 0
 	}
+	p, err := newPuller(js, cons, cfg.PriorityGroup, info.Config.MaxAckPending)
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{
-		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), cons: cons,
+		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), puller: p,
 		handleSeconds: met.duration.WithLabelValues(cfg.Name), acked: met.handled.WithLabelValues(cfg.Name, "ack"),
 		naked: met.handled.WithLabelValues(cfg.Name, "nak"), termed: met.handled.WithLabelValues(cfg.Name, "term"),
 		resets: met.resets.WithLabelValues(cfg.Name),
@@ -244,6 +249,7 @@ func Start(cons jetstream.Consumer, cfg Config, handle Handler, hooks Hooks, log
 // fetch keeps one pull request outstanding until Stop, feeding what arrives to the loop.
 func (r *Runner) fetch() {
 	defer close(r.in)
+	defer r.puller.close()
 	got := r.cfg.MaxChunk // what the last pull brought
 	for attempt := 0; ; {
 		select {
@@ -251,26 +257,20 @@ func (r *Runner) fetch() {
 			return
 		default:
 		}
-		batch, err := r.pull(got)
+		var lost bool
+		var err error
+		got, lost, err = r.pull(got)
 		if errors.Is(err, errDraining) {
 			return
 		}
-		got = 0
-		if err == nil {
-			var lost bool
-			got, lost = r.forward(batch.Messages())
-			if lost {
-				r.recoverLost()
-				got = r.cfg.MaxChunk // what comes again is there now
-				continue
-			}
-			if err = batch.Error(); errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-				err = nil // an empty pull
-			}
+		if lost {
+			r.recoverLost()
+			got = r.cfg.MaxChunk // what comes again is there now
+			continue
 		}
-		if errors.Is(err, jetstream.ErrPinIDMismatch) {
-			// The pin moved (another instance unpinned it, or this one did to take a dead
-			// owner's partition over); the library forgot the old pin: pull again at once.
+		if errors.Is(err, errPinMoved) {
+			// Another instance unpinned the group, or this one did to take a dead owner's
+			// partition over: pull again at once, without the old pin.
 			r.log.Debug("pull: pin moved", zap.Error(err))
 			err = nil
 		}
@@ -292,72 +292,96 @@ func (r *Runner) fetch() {
 	}
 }
 
-// pull asks for the next messages, got being how many the last pull brought. Without Gather it
-// asks for up to MaxChunk, waiting up to fetchWait for them to arrive. With Gather: after a full
-// pull, what is there now; after a short one, what is there after a pause of Gather (errDraining
-// when Stop came first); after an empty one, the next message alone, waiting for it.
-func (r *Runner) pull(got int) (jetstream.MessageBatch, error) {
-	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(fetchWait)}
-	if r.cfg.PriorityGroup != "" {
-		opts = append(opts, jetstream.FetchPriorityGroup(r.cfg.PriorityGroup))
-	}
+// pull asks for the next messages and hands them to the loop, got being how many the last pull
+// brought; it returns how many this one brought, and whether messages were lost on the way
+// before one of them (see inSequence). Without Gather it asks for up to MaxChunk, waiting up to
+// fetchWait for them to arrive. With Gather: after a full pull, what is there now; after a
+// short one, what is there after a pause of Gather (errDraining when Stop came first); after an
+// empty one, the next message alone, waiting for it.
+func (r *Runner) pull(got int) (int, bool, error) {
+	batch, wait := r.cfg.MaxChunk, fetchWait
 	switch {
 	case r.cfg.Gather <= 0:
-		return r.cons.Fetch(r.cfg.MaxChunk, opts...)
 	case got == 0:
-		return r.cons.Fetch(1, opts...)
+		batch = 1
 	case got < r.cfg.MaxChunk:
 		select {
 		case <-time.After(r.cfg.Gather):
 		case <-r.draining:
-			return nil, errDraining
+			return 0, false, errDraining
 		}
+		wait = 0
+	default:
+		wait = 0
 	}
-	return r.cons.FetchNoWait(r.cfg.MaxChunk)
+	reply, err := r.puller.send(batch, wait)
+	if err != nil {
+		return 0, false, err
+	}
+	return r.forward(reply, batch, wait)
 }
 
 // errDraining ends a pull that Stop interrupted before it was sent.
 var errDraining = errors.New("draining")
 
-// forward hands a pull's messages to the loop in order, holding each (kept in progress) from the
-// moment it arrives, also while the loop is busy and the hand-over waits. It returns how many
-// there were, and whether messages were lost before one of them (see inSequence): that one and
-// the rest of the pull are dropped unhandled, for recoverLost.
-func (r *Runner) forward(msgs <-chan jetstream.Msg) (n int, lost bool) {
+// forward hands what arrives for the pull answering on reply to the loop in order, holding each
+// message (kept in progress) from the moment it arrives, also while the loop is busy and the
+// hand-over waits, until the pull has ended — with its batch, its status, or when this side
+// stops waiting — and the loop has taken every message. It returns how many messages arrived,
+// whether messages were lost before one of them (that one and the rest of the pull are dropped
+// unhandled, for recoverLost), and why the pull ended if not with the messages there were.
+func (r *Runner) forward(reply string, batch int, wait time.Duration) (n int, lost bool, err error) {
+	p := r.puller
+	giveUp := time.NewTimer(wait + pullMargin)
+	defer giveUp.Stop()
+	ended := false
 	var queue []jetstream.Msg
-	for msgs != nil || len(queue) > 0 {
+	for !ended || len(queue) > 0 {
 		var out chan<- jetstream.Msg
 		var next jetstream.Msg
 		if len(queue) > 0 {
 			out, next = r.in, queue[0]
 		}
+		arrived := p.arrived
+		if ended {
+			arrived = nil // the next pull hands on what still comes
+		}
 		select {
-		case m, ok := <-msgs:
-			if !ok {
-				msgs = nil
-				continue
+		case m := <-arrived:
+			if isStatus(m) {
+				if m.Subject == reply {
+					ended, err = p.status(m)
+				}
+				continue // an earlier pull's, which this side stopped waiting for
+			}
+			if pin := m.Header.Get("Nats-Pin-Id"); pin != "" {
+				p.pin = pin
 			}
 			n++
-			if lost = lost || !r.inSequence(m); lost {
+			ended = n >= batch
+			pm := newPulledMsg(p.nc, m)
+			if lost = lost || !r.inSequence(pm); lost {
 				continue
 			}
-			r.held.add(m)
+			r.held.add(pm)
 			r.pulled.Add(1)
-			queue = append(queue, m)
+			queue = append(queue, pm)
 		case out <- next:
 			queue = queue[1:]
+		case <-giveUp.C:
+			r.log.Debug("pull: no answer; pulling again", zap.String("reply", reply), zap.Int("messages", n))
+			ended = true
 		}
 	}
-	return n, lost
+	return n, lost, err
 }
 
 // inSequence reports whether m, on an ack-all consumer, is the delivery right after the last
 // one this Runner received. A skipped delivery sequence means messages sent to this Runner were
-// lost on the way: nats.go v1.55's Fetch gives up on a pull a second after its wait even when
-// what the server sent is already in its buffer (a process starved that long, say), and drops
-// it. The next ack would acknowledge those messages unhandled. A sequence at or below the last
-// is a reset's (this Runner's, or another instance's of a shared consumer): deliveries start
-// again from 1.
+// lost on the way: sent to a connection that dropped, or taken by another puller of a consumer
+// that should have one (the puller itself drops nothing, see puller). The next ack would
+// acknowledge those messages unhandled. A sequence at or below the last is a reset's (this
+// Runner's, or another instance's of a shared consumer): deliveries start again from 1.
 //
 // On a consumer shared by a priority group, deliveries to another member skip sequences too
 // (the pin moved away and back): that costs a needless reset, which repeats events, never loses

@@ -145,7 +145,7 @@ func (e *env) startWith(t *testing.T, cfg Config, h Handler, hooks Hooks, met *M
 	if cfg.Reset == nil {
 		cfg.Reset = e.reset()
 	}
-	r, err := Start(e.cons, cfg, h, hooks, zap.NewNop(), met)
+	r, err := Start(e.js, e.cons, cfg, h, hooks, zap.NewNop(), met)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +556,7 @@ func TestStopDrainsBufferedMessages(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 		return nil
 	}}
-	r, err := Start(e.cons, Config{Name: "test", Workers: 1, MaxChunk: 10}, rec.handle, Hooks{}, zap.NewNop(), nil)
+	r, err := Start(e.js, e.cons, Config{Name: "test", Workers: 1, MaxChunk: 10}, rec.handle, Hooks{}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +625,7 @@ func TestStopWithExpiredContext(t *testing.T) {
 				once.Do(sawCancel.Done)
 				return ctx.Err()
 			}
-			r, err := Start(e.cons, Config{Name: "test", Workers: 1, MaxChunk: 3}, handler, Hooks{}, zap.NewNop(), nil)
+			r, err := Start(e.js, e.cons, Config{Name: "test", Workers: 1, MaxChunk: 3}, handler, Hooks{}, zap.NewNop(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -664,7 +664,7 @@ func TestNoIdleStallOnBacklog(t *testing.T) {
 	var total uint64
 	for round := 0; round < 30; round++ {
 		total = e.publishMore(t, 20)
-		r, err := Start(e.cons, Config{Name: "test", Workers: 4, MaxChunk: 4}, rec.handle, Hooks{}, zap.NewNop(), nil)
+		r, err := Start(e.js, e.cons, Config{Name: "test", Workers: 4, MaxChunk: 4}, rec.handle, Hooks{}, zap.NewNop(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -736,7 +736,7 @@ func TestLingerGathersATrickleIntoOneChunk(t *testing.T) {
 		n = 0
 		return nil
 	}
-	r, err := Start(e.cons, Config{Name: "linger", MaxChunk: 20, Linger: time.Minute}, rec.handle, Hooks{Flush: flush}, zap.NewNop(), nil)
+	r, err := Start(e.js, e.cons, Config{Name: "linger", MaxChunk: 20, Linger: time.Minute}, rec.handle, Hooks{Flush: flush}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -840,7 +840,7 @@ func TestGatherHandlesTheFirstMessageAtOnceAndStopEndsThePause(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	var c chunkSizes
-	r, err := Start(e.cons, Config{Name: "gather", Gather: time.Hour}, c.handle, Hooks{Flush: c.flush}, zap.NewNop(), nil)
+	r, err := Start(e.js, e.cons, Config{Name: "gather", Gather: time.Hour}, c.handle, Hooks{Flush: c.flush}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,10 +945,10 @@ func TestAckAllSettlesEachChunkWithOneAck(t *testing.T) {
 func TestAckAllConsumerMustRetryInPlaceAndReset(t *testing.T) {
 	t.Parallel()
 	e := newEnvAcking(t, jetstream.AckAllPolicy)
-	if _, err := Start(e.cons, Config{Name: "test", Reset: e.reset()}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+	if _, err := Start(e.js, e.cons, Config{Name: "test", Reset: e.reset()}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
 		t.Fatal("started an ack-all consumer that would nak")
 	}
-	if _, err := Start(e.cons, Config{Name: "test", RetryInPlace: true}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+	if _, err := Start(e.js, e.cons, Config{Name: "test", RetryInPlace: true}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
 		t.Fatal("started an ack-all consumer that cannot reset")
 	}
 }
@@ -1000,7 +1000,7 @@ func TestPriorityGroupMemberCannotGather(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	cfg := Config{Name: "test", Gather: time.Millisecond, PriorityGroup: "g"}
-	if _, err := Start(e.cons, cfg, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+	if _, err := Start(e.js, e.cons, cfg, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
 		t.Fatal("started a gathering priority group member")
 	}
 }
@@ -1055,7 +1055,7 @@ func TestAckAllAcknowledgesNoLaterChunkAfterAStopMidRetry(t *testing.T) {
 // runs out while it retries; the messages after the failing one are handled while it stops.
 func (e *env) stopMidRetry(t *testing.T, rec *recorder, chunk int, failing, last uint64) {
 	t.Helper()
-	r, err := Start(e.cons, Config{Name: "test", MaxChunk: chunk, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}, Reset: e.reset()},
+	r, err := Start(e.js, e.cons, Config{Name: "test", MaxChunk: chunk, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}, Reset: e.reset()},
 		rec.handle, Hooks{}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func TestRetryAfterOverridesTheBackoff(t *testing.T) {
 			}
 			return nil
 		}
-		r, err := Start(e.cons, Config{Name: "retry-after", Backoff: []time.Duration{10 * time.Millisecond}, RetryInPlace: inPlace},
+		r, err := Start(e.js, e.cons, Config{Name: "retry-after", Backoff: []time.Duration{10 * time.Millisecond}, RetryInPlace: inPlace},
 			handle, Hooks{}, zap.NewNop(), nil)
 		if err != nil {
 			t.Fatal(err)

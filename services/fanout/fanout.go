@@ -255,7 +255,7 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", part.name, err)
 	}
-	part.runner, err = consumer.Start(part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup,
+	part.runner, err = consumer.Start(f.deps.JS, part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup,
 		Reset: natsx.Resetter(f.deps.JS, streams.ChatStream, part.name)},
 		part.handle, consumer.Hooks{
 			// Routes and consent, each as of now: nothing in the chunk is routed on a table

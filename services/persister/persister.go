@@ -133,7 +133,7 @@ func (p *Persister) Start(ctx context.Context) error {
 	if p.cfg.Sole {
 		kit.Workers, kit.RetryInPlace = 1, true
 	}
-	p.runner, err = consumer.Start(cons, kit, p.Handle, hooks, p.log, p.deps.Metrics)
+	p.runner, err = consumer.Start(p.deps.JS, cons, kit, p.Handle, hooks, p.log, p.deps.Metrics)
 	if err != nil {
 		return fmt.Errorf("persister: %w", err)
 	}

@@ -119,7 +119,7 @@ func (p *Presence) Start(ctx context.Context) error {
 		p.stopConsent()
 		return fmt.Errorf("presence: consumer: %w", err)
 	}
-	p.runner, err = consumer.Start(cons, consumer.Config{Name: "presence", Workers: 1, RetryInPlace: true}, p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
+	p.runner, err = consumer.Start(p.deps.JS, cons, consumer.Config{Name: "presence", Workers: 1, RetryInPlace: true}, p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
 	if err != nil {
 		p.routes.Stop()
 		p.stopConsent()

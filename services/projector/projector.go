@@ -49,7 +49,7 @@ func (p *Projector) Start(ctx context.Context) error {
 		if err != nil {
 			return errors.Join(fmt.Errorf("projector: consumer on %s: %w", stream, err), p.Stop(ctx))
 		}
-		r, err := consumer.Start(cons, consumer.Config{Name: "projector-" + stream, Workers: 1, RetryInPlace: true},
+		r, err := consumer.Start(p.deps.JS, cons, consumer.Config{Name: "projector-" + stream, Workers: 1, RetryInPlace: true},
 			p.handle, consumer.Hooks{}, p.log, p.deps.Metrics)
 		if err != nil {
 			return errors.Join(fmt.Errorf("projector: %s: %w", stream, err), p.Stop(ctx))

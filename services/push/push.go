@@ -192,7 +192,7 @@ func (p *Push) Start(ctx context.Context) error {
 	if md := cons.CachedInfo().Config.MaxDeliver; md > 0 && p.cfg.MaxAttempts >= md {
 		return fmt.Errorf("push: max attempts %d must be below the consumer's max deliver %d", p.cfg.MaxAttempts, md)
 	}
-	p.runner, err = consumer.Start(cons, consumer.Config{Name: "push", Workers: p.cfg.Workers},
+	p.runner, err = consumer.Start(p.deps.JS, cons, consumer.Config{Name: "push", Workers: p.cfg.Workers},
 		p.Handle, consumer.Hooks{}, p.log, p.deps.Metrics)
 	if err != nil {
 		p.stopConsent()

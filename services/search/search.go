@@ -189,7 +189,7 @@ func (s *Service) startRunner(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("search: consumer: %w", err)
 	}
-	s.runner, err = consumer.Start(cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true,
+	s.runner, err = consumer.Start(s.deps.JS, cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true,
 		Reset: natsx.Resetter(s.deps.JS, streams.ChatStream, streams.SearchConsumer)},
 		s.Handle, consumer.Hooks{Flush: s.commit}, s.log, s.deps.Kit)
 	if err != nil {
