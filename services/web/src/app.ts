@@ -524,11 +524,13 @@ export class App {
   private async onInvitation(id: string, accept: boolean): Promise<void> {
     const err = byId("sidebar-error");
     err.textContent = "";
+    const from = this.view?.id; // the chat open when Accept was clicked
     try {
       if (accept) await this.call(() => this.api.acceptInvitation(id));
       else await this.call(() => this.api.declineInvitation(id));
       await this.refreshConversations();
-      if (accept && this.view?.id !== id) await this.open(id); // unless opened meanwhile
+      // Open the group, unless it is open already or another chat was opened meanwhile.
+      if (accept && this.view?.id === from && from !== id) await this.open(id);
     } catch (x) {
       err.textContent = friendly(x);
       await this.refreshInvitations();

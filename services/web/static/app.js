@@ -1537,11 +1537,12 @@ var App = class {
   async onInvitation(id, accept) {
     const err = byId("sidebar-error");
     err.textContent = "";
+    const from = this.view?.id;
     try {
       if (accept) await this.call(() => this.api.acceptInvitation(id));
       else await this.call(() => this.api.declineInvitation(id));
       await this.refreshConversations();
-      if (accept && this.view?.id !== id) await this.open(id);
+      if (accept && this.view?.id === from && from !== id) await this.open(id);
     } catch (x) {
       err.textContent = friendly(x);
       await this.refreshInvitations();
