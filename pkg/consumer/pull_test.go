@@ -61,24 +61,31 @@ func TestAPullEndsWithTheServersAnswer(t *testing.T) {
 }
 
 // Messages the server sends for a pull this side already stopped waiting for are handed on by
-// the next pull: nothing is lost, so an ack-all consumer needs no reset. (nats.go's Fetch drops
-// them, which is what the reset repairs.) Here every pull is given up on long before the
-// server has delivered its messages.
+// the next pull: nothing is lost, so an ack-all consumer needs no reset and an explicit-ack one
+// gets no redelivery after its ack wait. (nats.go's Fetch drops them.) Here this side gives up
+// on every pull halfway through its wait while messages trickle in, so that the server sends
+// many of them to pulls given up on.
 func TestMessagesOfAPullGivenUpOnAreHandled(t *testing.T) {
-	e := newEnvAcking(t, jetstream.AckAllPolicy)
 	margin := pullMargin
-	t.Cleanup(func() { pullMargin = margin }) // after the Runner's Stop
-	pullMargin = -fetchWait                   // give up on each pull at once
-	last := e.publish(t, 300)
-	rec := &recorder{}
-	met := NewMetrics(nil)
-	e.startWith(t, Config{Name: "impatient", MaxChunk: 7, RetryInPlace: true}, rec.handle, Hooks{}, met)
-	e.settled(t, last)
-	if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
-		t.Fatalf("handled %v, want 1..%d once each, in order", got, last)
-	}
-	if n := testutil.ToFloat64(met.resets.WithLabelValues("impatient")); n != 0 {
-		t.Fatalf("%v resets, want none", n)
+	t.Cleanup(func() { pullMargin = margin }) // after every Runner's Stop
+	pullMargin = -fetchWait / 2
+	for _, policy := range []jetstream.AckPolicy{jetstream.AckAllPolicy, jetstream.AckExplicitPolicy} {
+		e := newEnvAcking(t, policy)
+		rec := &recorder{}
+		met := NewMetrics(nil)
+		e.startWith(t, Config{Name: "impatient", MaxChunk: 7, RetryInPlace: true}, rec.handle, Hooks{}, met)
+		var last uint64
+		for range 60 { // slower than a pull's seven messages come before it is given up on
+			last = e.publishMore(t, 1)
+			time.Sleep(20 * time.Millisecond)
+		}
+		ci := e.settled(t, last)
+		if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
+			t.Fatalf("%s: handled %v, want 1..%d once each, in order", policy, got, last)
+		}
+		if n := testutil.ToFloat64(met.resets.WithLabelValues("impatient")); n != 0 || ci.NumRedelivered != 0 {
+			t.Fatalf("%s: %v resets, %d redelivered; want none", policy, n, ci.NumRedelivered)
+		}
 	}
 }
 
