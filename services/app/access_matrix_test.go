@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -489,7 +490,7 @@ func checkRoute(t *testing.T, w *world, op string, authenticated bool, r routeRu
 		}
 		switch {
 		case !authenticated:
-			if status != anonStatus || !bytes.Equal(body, anonBody) {
+			if status != anonStatus || !bytes.Equal(withoutLiveCounts(body), withoutLiveCounts(anonBody)) {
 				t.Errorf("%s: %d %s, want as without a token: %d %s", cell, status, body, anonStatus, anonBody)
 			}
 		case badToken(p):
@@ -683,4 +684,13 @@ func upgrade(t *testing.T, w *world, tok string) (int, []byte) {
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(resp.Body)
 	return resp.StatusCode, buf.Bytes()
+}
+
+// liveCount matches the figures of an answer that change between two requests of the same
+// route whoever asks: discovery's connection counts (a socket of an earlier case closing).
+var liveCount = regexp.MustCompile(`"connections":\d+`)
+
+// withoutLiveCounts is body with its live figures blanked, for comparing two answers.
+func withoutLiveCounts(body []byte) []byte {
+	return liveCount.ReplaceAll(body, []byte(`"connections":0`))
 }
