@@ -181,27 +181,25 @@ func (pm *pulledMsg) TermWithReason(reason string) error {
 
 // DoubleAck acks and waits for the server to confirm it.
 func (pm *pulledMsg) DoubleAck(ctx context.Context) error {
-	if pm.m.Reply == "" {
-		return jetstream.ErrMsgNoReply
-	}
-	if !pm.acked.CompareAndSwap(false, true) {
-		return jetstream.ErrMsgAlreadyAckd
-	}
-	if _, err := pm.nc.RequestWithContext(ctx, pm.m.Reply, ackAck); err != nil {
-		pm.acked.Store(false)
+	return pm.settleBy(func() error {
+		_, err := pm.nc.RequestWithContext(ctx, pm.m.Reply, ackAck)
 		return err
-	}
-	return nil
+	})
 }
 
 func (pm *pulledMsg) settle(body []byte) error {
+	return pm.settleBy(func() error { return pm.publish(body) })
+}
+
+// settleBy sends an acknowledgement that settles the message, unless one was sent already.
+func (pm *pulledMsg) settleBy(send func() error) error {
 	if pm.m.Reply == "" {
 		return jetstream.ErrMsgNoReply
 	}
 	if !pm.acked.CompareAndSwap(false, true) {
 		return jetstream.ErrMsgAlreadyAckd
 	}
-	if err := pm.publish(body); err != nil {
+	if err := send(); err != nil {
 		pm.acked.Store(false)
 		return err
 	}

@@ -156,4 +156,21 @@ func TestAcknowledgementBodies(t *testing.T) {
 	if err := m.InProgress(); err != jetstream.ErrMsgAlreadyAckd {
 		t.Fatalf("in progress after ack: %v", err)
 	}
+	// A double ack waits for the server's answer.
+	confirm, err := e.nc.Subscribe("double", func(msg *nats.Msg) {
+		if string(msg.Data) == "+ACK" {
+			_ = msg.Respond(nil)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = confirm.Unsubscribe() }()
+	d := &pulledMsg{m: &nats.Msg{Reply: "double"}, nc: e.nc}
+	if err := d.DoubleAck(e.ctx); err != nil {
+		t.Fatalf("double ack: %v", err)
+	}
+	if err := d.DoubleAck(e.ctx); err != jetstream.ErrMsgAlreadyAckd {
+		t.Fatalf("second double ack: %v", err)
+	}
 }
