@@ -354,8 +354,10 @@ func (r *Runner) forward(reply string, batch int, wait time.Duration) (n int, lo
 				}
 				continue // an earlier pull's, which this side stopped waiting for
 			}
-			if pin := m.Header.Get("Nats-Pin-Id"); pin != "" {
-				p.pin = pin
+			if p.group != "" {
+				if pin := m.Header.Get("Nats-Pin-Id"); pin != "" {
+					p.pin = pin
+				}
 			}
 			n++
 			ended = n >= batch
