@@ -101,13 +101,6 @@ type Config struct {
 	// PriorityGroup pulls as a member of this priority group; on a consumer with a pinned-client
 	// policy, only the pinned instance receives messages, the others' pulls wait.
 	PriorityGroup string
-	// Reset resets the consumer to its ack floor (JetStream's consumer reset): the server
-	// forgets what it delivered after the floor and delivers it again, numbering deliveries
-	// from 1. Required on a consumer whose ack policy is AckAll, where the next ack would
-	// acknowledge unhandled what a pull lost on the way (see Runner.inSequence) or what an
-	// earlier puller was delivered and never settled (a crash). Start resets such a consumer
-	// unless it pulls in a priority group, whose members reset when they take it over.
-	Reset func(ctx context.Context) error
 }
 
 func (c *Config) defaults() {
@@ -167,6 +160,7 @@ type Runner struct {
 	resets               prometheus.Counter
 
 	puller  *puller
+	reset   func(context.Context) error // resets the consumer to its ack floor
 	in      chan jetstream.Msg
 	held    *held // pulled, not yet settled: kept in progress
 	pulled  atomic.Int64
@@ -209,17 +203,20 @@ func Start(js jetstream.JetStream, cons jetstream.Consumer, cfg Config, handle H
 		// An ack acknowledges every earlier message too: a nak-ed one would be skipped.
 		return nil, fmt.Errorf("consume %s: an ack-all consumer must retry in place", cfg.Name)
 	}
-	if info.Config.AckPolicy == jetstream.AckAllPolicy && cfg.Reset == nil {
-		return nil, fmt.Errorf("consume %s: an ack-all consumer needs Reset", cfg.Name)
-	}
 	if cfg.Gather > 0 && cfg.PriorityGroup != "" {
 		return nil, fmt.Errorf("consume %s: a priority group member cannot gather", cfg.Name)
+	}
+	reset := func(ctx context.Context) error {
+		if _, err := js.ResetConsumer(ctx, info.Stream, info.Name); err != nil {
+			return fmt.Errorf("reset %s to its ack floor: %w", info.Name, err)
+		}
+		return nil
 	}
 	delivered := info.Delivered.Consumer
 	if info.Config.AckPolicy == jetstream.AckAllPolicy && cfg.PriorityGroup == "" {
 		// This Runner is the only puller: what an earlier one was delivered and did not settle
 		// comes again at once and first, not after the ack wait behind later messages.
-		if err := cfg.Reset(context.Background()); err != nil {
+		if err := reset(context.Background()); err != nil {
 			return nil, fmt.Errorf("consume %s: %w", cfg.Name, err)
 		}
 		delivered = 0
@@ -230,7 +227,7 @@ func Start(js jetstream.JetStream, cons jetstream.Consumer, cfg Config, handle H
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{
-		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), puller: p,
+		cfg: cfg, handle: handle, hooks: hooks, log: log.With(zap.String("consumer", cfg.Name)), puller: p, reset: reset,
 		handleSeconds: met.duration.WithLabelValues(cfg.Name), acked: met.handled.WithLabelValues(cfg.Name, "ack"),
 		naked: met.handled.WithLabelValues(cfg.Name, "nak"), termed: met.handled.WithLabelValues(cfg.Name, "term"),
 		resets: met.resets.WithLabelValues(cfg.Name),
@@ -415,7 +412,7 @@ func (r *Runner) recoverLost() {
 	r.held.waitEmpty()
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := r.cfg.Reset(ctx)
+		err := r.reset(ctx)
 		cancel()
 		if err == nil {
 			r.delivered = 0

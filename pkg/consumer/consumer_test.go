@@ -18,7 +18,6 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/streams"
 )
@@ -128,11 +127,6 @@ func (e *env) start(t *testing.T, cfg Config, h Handler, hooks Hooks) *Runner {
 	return e.startWith(t, cfg, h, hooks, nil)
 }
 
-// reset is Config.Reset for the env's durable.
-func (e *env) reset() func(context.Context) error {
-	return natsx.Resetter(e.js, streams.ChatStream, testDurable)
-}
-
 // startWith is start counting into met (nil: unregistered series of its own).
 func (e *env) startWith(t *testing.T, cfg Config, h Handler, hooks Hooks, met *Metrics) *Runner {
 	t.Helper()
@@ -141,9 +135,6 @@ func (e *env) startWith(t *testing.T, cfg Config, h Handler, hooks Hooks, met *M
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = []time.Duration{20 * time.Millisecond}
-	}
-	if cfg.Reset == nil {
-		cfg.Reset = e.reset()
 	}
 	r, err := Start(e.js, e.cons, cfg, h, hooks, zap.NewNop(), met)
 	if err != nil {
@@ -942,14 +933,11 @@ func TestAckAllSettlesEachChunkWithOneAck(t *testing.T) {
 	}
 }
 
-func TestAckAllConsumerMustRetryInPlaceAndReset(t *testing.T) {
+func TestAckAllConsumerMustRetryInPlace(t *testing.T) {
 	t.Parallel()
 	e := newEnvAcking(t, jetstream.AckAllPolicy)
-	if _, err := Start(e.js, e.cons, Config{Name: "test", Reset: e.reset()}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+	if _, err := Start(e.js, e.cons, Config{Name: "test"}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
 		t.Fatal("started an ack-all consumer that would nak")
-	}
-	if _, err := Start(e.js, e.cons, Config{Name: "test", RetryInPlace: true}, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
-		t.Fatal("started an ack-all consumer that cannot reset")
 	}
 }
 
@@ -1055,7 +1043,7 @@ func TestAckAllAcknowledgesNoLaterChunkAfterAStopMidRetry(t *testing.T) {
 // runs out while it retries; the messages after the failing one are handled while it stops.
 func (e *env) stopMidRetry(t *testing.T, rec *recorder, chunk int, failing, last uint64) {
 	t.Helper()
-	r, err := Start(e.js, e.cons, Config{Name: "test", MaxChunk: chunk, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}, Reset: e.reset()},
+	r, err := Start(e.js, e.cons, Config{Name: "test", MaxChunk: chunk, Linger: 50 * time.Millisecond, RetryInPlace: true, Backoff: []time.Duration{5 * time.Millisecond}},
 		rec.handle, Hooks{}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)

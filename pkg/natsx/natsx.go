@@ -299,17 +299,6 @@ func applyConsumer(ctx context.Context, js jetstream.JetStream, stream string, c
 	return err
 }
 
-// Resetter resets the durable consumer name on stream to its ack floor (consumer.Config.Reset):
-// the server forgets what it delivered after the floor and delivers it again.
-func Resetter(js jetstream.JetStream, stream, name string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		if _, err := js.ResetConsumer(ctx, stream, name); err != nil {
-			return fmt.Errorf("reset consumer %s to its ack floor: %w", name, err)
-		}
-		return nil
-	}
-}
-
 // RemakeConsumer deletes the durable consumer of info and makes it again as cc (with another
 // ack policy: JetStream cannot change one in place), starting just after the old one's ack
 // floor, so that what it had acknowledged is not delivered again and nothing after that is

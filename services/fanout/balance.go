@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -158,7 +157,7 @@ func (f *Fanout) awaitEcho(ctx context.Context, since time.Time) error {
 // makes the partition resync its gateways (partition.inOrder), so devices still catch up.
 func (f *Fanout) reset(ctx context.Context, p int) {
 	name := streams.FanoutConsumerName(p, f.cfg.Partitions)
-	if err := natsx.Resetter(f.deps.JS, streams.ChatStream, name)(ctx); err != nil {
+	if _, err := f.deps.JS.ResetConsumer(ctx, streams.ChatStream, name); err != nil {
 		f.log.Warn("reset a gone owner's partition", zap.String("consumer", name), zap.Error(err))
 	}
 }

@@ -33,7 +33,6 @@ import (
 	"github.com/natter-chat/natter/pkg/consent"
 	"github.com/natter-chat/natter/pkg/consumer"
 	"github.com/natter-chat/natter/pkg/membership"
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/routing"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
@@ -255,8 +254,7 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", part.name, err)
 	}
-	part.runner, err = consumer.Start(f.deps.JS, part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup,
-		Reset: natsx.Resetter(f.deps.JS, streams.ChatStream, part.name)},
+	part.runner, err = consumer.Start(f.deps.JS, part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
 		part.handle, consumer.Hooks{
 			// Routes and consent, each as of now: nothing in the chunk is routed on a table
 			// older than the chunk's events. The two barriers' round trips overlap: at a low rate

@@ -103,7 +103,7 @@ func New(cfg Config, deps Deps) (*Persister, error) {
 
 // Start binds to the durable consumer and starts consuming. It first makes the consumer's ack
 // policy the one Sole asks for (ack all, or explicit); the consumer kit then resets an ack-all
-// consumer to its ack floor (consumer.Config.Reset): what a previous run was delivered and did
+// consumer to its ack floor: what a previous run was delivered and did
 // not acknowledge (a crash) comes again at once and first, rather than after the ack wait,
 // behind later events whose ack would acknowledge it unwritten.
 func (p *Persister) Start(ctx context.Context) error {
@@ -128,8 +128,7 @@ func (p *Persister) Start(ctx context.Context) error {
 	if gc, ok := p.deps.Store.(store.GroupCommitter); ok {
 		p.commit, hooks.Flush = gc, p.sync
 	}
-	kit := consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger, Gather: p.cfg.Gather,
-		Reset: natsx.Resetter(p.deps.JS, streams.ChatStream, streams.PersisterConsumer)}
+	kit := consumer.Config{Name: "persister", Workers: p.cfg.Workers, Linger: p.cfg.Linger, Gather: p.cfg.Gather}
 	if p.cfg.Sole {
 		kit.Workers, kit.RetryInPlace = 1, true
 	}

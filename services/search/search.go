@@ -30,7 +30,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/natter-chat/natter/pkg/consumer"
-	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/search/wire"
 	"github.com/natter-chat/natter/streams"
@@ -177,8 +176,8 @@ func (s *Service) migrate(ctx context.Context) {
 }
 
 // startRunner starts consuming. Search is the consumer's only puller, and its consumer acks
-// all up to a message with one ack: the consumer kit first resets the consumer to its ack floor
-// (consumer.Config.Reset), so that what a previous run pulled and did not acknowledge (a crash)
+// all up to a message with one ack: the consumer kit first resets the consumer to its ack floor,
+// so that what a previous run pulled and did not acknowledge (a crash)
 // comes again at once and first, rather than after the ack wait, behind later events whose ack
 // would acknowledge it unindexed.
 func (s *Service) startRunner(ctx context.Context) error {
@@ -189,8 +188,7 @@ func (s *Service) startRunner(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("search: consumer: %w", err)
 	}
-	s.runner, err = consumer.Start(s.deps.JS, cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true,
-		Reset: natsx.Resetter(s.deps.JS, streams.ChatStream, streams.SearchConsumer)},
+	s.runner, err = consumer.Start(s.deps.JS, cons, consumer.Config{Name: streams.SearchConsumer, Workers: 1, MaxChunk: s.cfg.Chunk, Linger: s.cfg.Linger, RetryInPlace: true},
 		s.Handle, consumer.Hooks{Flush: s.commit}, s.log, s.deps.Kit)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
