@@ -40,14 +40,24 @@ func (s *Server) requestOut(id, viewer string) *requestJSON {
 }
 
 // record publishes a consent event (with opts, e.g. a compare-and-set on its subject) and waits
-// until this process's mirror has applied it.
+// until this process's mirror has applied it and every fanout routes by it (settled).
 func (s *Server) record(ctx context.Context, ev streams.StateEvent, opts ...jetstream.PublishOpt) error {
 	seq, err := projection.Record(ctx, s.js, s.store, ev, opts...)
 	if err != nil {
 		return err
 	}
+	return s.settleConsent(ctx, ev.Kind, seq, time.Now())
+}
+
+// settleConsent waits until the consent event at STATE seq, acknowledged as stored at stored,
+// is applied by this process's mirror and has settled (streams.Settle): messages sent after
+// the caller answers are routed by it, by this process's fanout and every other.
+func (s *Server) settleConsent(ctx context.Context, kind string, seq uint64, stored time.Time) error {
 	if err := s.consent.WaitFor(ctx, seq); err != nil {
-		return fmt.Errorf("%s: %w", ev.Kind, err)
+		return fmt.Errorf("%s: %w", kind, err)
+	}
+	if err := streams.Settle(ctx, stored); err != nil {
+		return fmt.Errorf("%s: settle: %w", kind, err)
 	}
 	return nil
 }

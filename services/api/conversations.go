@@ -136,9 +136,9 @@ func (s *Server) ensureDirect(ctx context.Context, by, other string) (conv store
 	switch {
 	case err == nil:
 		created = true
-		// The request is in this process's consent mirror before the caller can send: the
-		// fanout and gateway of this process hold the messages from the first one.
-		if err := s.consent.WaitFor(ctx, seq); err != nil {
+		// The request is in this process's consent mirror, and settled, before the caller can
+		// send: every fanout, and this process's gateway, hold the messages from the first one.
+		if err := s.settleConsent(ctx, ev.Kind, seq, time.Now()); err != nil {
 			return store.Conversation{}, false, fmt.Errorf("open direct %s: %w", id, err)
 		}
 	case natsx.IsWrongLastSequence(err): // opened by someone else since: apply theirs

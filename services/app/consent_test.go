@@ -329,3 +329,44 @@ func pushRequests(ctx context.Context, t *testing.T, js jetstream.JetStream, use
 	}, "the push request for the marker")
 	return ids
 }
+
+// The API answers a consent change only once it has settled (streams.BarrierWindow after its
+// event was stored): fanout routes a chunk on a barrier passed within that window before it,
+// so only then is every message sent after the answer routed by the change.
+func TestConsentChangesAreAnsweredOnceSettled(t *testing.T) {
+	s := apptest.Start(t)
+	alice, bob, carol := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("carol")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := js.Stream(ctx, streams.StateStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := func(step, subject string) {
+		t.Helper()
+		answered := time.Now()
+		m, err := state.GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if d := answered.Sub(m.Time); d < streams.BarrierWindow {
+			t.Errorf("%s: answered %s after its event was stored, within the barrier window %s", step, d, streams.BarrierWindow)
+		}
+	}
+	conv := s.Request(alice, carol)
+	settled("open a request", streams.DirectSubject(conv))
+	s.Do("POST", "/v1/conversations/"+conv+"/accept", carol.Token, nil, http.StatusOK, nil)
+	settled("accept it", streams.DirectSubject(conv))
+	for range 3 {
+		s.Do("PUT", "/v1/blocks/"+bob.ID, alice.Token, nil, http.StatusNoContent, nil)
+		settled("block", streams.BlockSubject(alice.ID, bob.ID))
+		s.Do("DELETE", "/v1/blocks/"+bob.ID, alice.Token, nil, http.StatusNoContent, nil)
+		settled("unblock", streams.BlockSubject(alice.ID, bob.ID))
+	}
+	s.Do("PUT", "/v1/me/privacy", alice.Token, map[string]string{"presence": "contacts"}, http.StatusOK, nil)
+	settled("presence visibility", streams.PrivacySubject(alice.ID))
+}

@@ -107,6 +107,7 @@ type Fanout struct {
 	courier   streams.Courier
 	routes    *routing.Table
 	consent   *consent.Table
+	barrier   barrier
 	ownTable  bool // consent is this fanout's own mirror, stopped with it
 	typing    *nats.Subscription
 	instances jetstream.KeyValue // the fanouts bucket: one entry per live instance
@@ -152,8 +153,10 @@ func New(cfg Config, deps Deps) (*Fanout, error) {
 		cfg.InstanceID = strings.ToLower(ulid.Make().String())
 	}
 	log := deps.Log.Named("fanout").With(zap.String("instance", cfg.InstanceID))
-	return &Fanout{cfg: cfg, deps: deps, log: log, courier: streams.Courier{NC: deps.NC, Local: deps.Local},
-		parts: map[int]*partition{}, stop: make(chan struct{})}, nil
+	f := &Fanout{cfg: cfg, deps: deps, log: log, courier: streams.Courier{NC: deps.NC, Local: deps.Local},
+		parts: map[int]*partition{}, stop: make(chan struct{})}
+	f.barrier = barrier{window: streams.BarrierWindow, sync: f.syncMirrors}
+	return f, nil
 }
 
 // Start loads the routes mirror, takes this instance's share of the partitions and keeps
@@ -256,18 +259,10 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	}
 	part.runner, err = consumer.Start(f.deps.JS, part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
 		part.handle, consumer.Hooks{
-			// Routes and consent, each as of now: nothing in the chunk is routed on a table
-			// older than the chunk's events. The two barriers' round trips overlap: at a low rate
-			// every chunk waits for them before it is routed.
-			Prepare: func(ctx context.Context) error {
-				var routesErr error
-				var wg sync.WaitGroup
-				wg.Go(func() { routesErr = f.routes.Sync(ctx, f.cfg.RouteBarrierWait) })
-				consentErr := f.consent.Sync(ctx, f.cfg.RouteBarrierWait)
-				wg.Wait()
-				return errors.Join(routesErr, consentErr)
-			},
-			Flush: part.flush,
+			// Routes and consent as of the chunk's events: nothing in it is routed on a table
+			// older than they are.
+			Prepare: f.barrier.pass,
+			Flush:   part.flush,
 		}, f.log, f.deps.Metrics)
 	if err != nil {
 		return err

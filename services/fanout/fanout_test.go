@@ -35,7 +35,8 @@ type env struct {
 	srv   *server.Server
 	n     int
 
-	stopTimeout time.Duration // for Stop at the end of the test; 10s unless set
+	stopTimeout   time.Duration  // for Stop at the end of the test; 10s unless set
+	barrierWindow *time.Duration // the barrier's window; streams.BarrierWindow unless set
 }
 
 func newEnv(t *testing.T) *env {
@@ -49,13 +50,16 @@ func newEnvWith(t *testing.T, opts streams.Options) *env {
 	return &env{ctx: te.Ctx, nc: te.NC, js: te.JS, kv: te.KeyValue(t, streams.RoutesBucket), store: pebbletest.Open(t), srv: te.Server}
 }
 
-func (e *env) start(t *testing.T) {
+func (e *env) start(t *testing.T) *Fanout {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.PushOnlineLedger = true // the push tests read the online entries
 	f, err := New(cfg, Deps{Log: zap.NewNop(), NC: e.nc, JS: e.js, Store: e.store})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if e.barrierWindow != nil {
+		f.barrier.window = *e.barrierWindow
 	}
 	if err := f.Start(e.ctx); err != nil {
 		t.Fatal(err)
@@ -71,6 +75,7 @@ func (e *env) start(t *testing.T) {
 			t.Errorf("stop fanout: %v", err)
 		}
 	})
+	return f
 }
 
 // gateway is a fake gateway: a subscription to its deliver subject.
@@ -100,7 +105,18 @@ func (e *env) route(t *testing.T, g *gateway, user, device string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.settle()
 	return rev
+}
+
+// settle waits the barrier's window after a write, as a gateway or the API does before relying
+// on it (streams.Settle).
+func (e *env) settle() {
+	w := streams.BarrierWindow
+	if e.barrierWindow != nil {
+		w = *e.barrierWindow
+	}
+	time.Sleep(w)
 }
 
 func (e *env) putConversation(t *testing.T, id string, kind store.ConversationKind) {
@@ -324,10 +340,14 @@ func TestMembershipBoundsAreExact(t *testing.T) {
 	}
 }
 
-// A device that connected (its route written) before an event was published receives it: the
-// route barrier runs before the event is routed.
+// A device that connected (its route written and settled) before an event was published
+// receives it: the route barrier runs before the event is routed, or ran within its window. The
+// window is wider than the default here, so that most events are routed on a barrier passed
+// for an earlier one, before their route was written.
 func TestRouteWrittenBeforePublishIsHonoured(t *testing.T) {
 	e := newEnv(t)
+	window := 30 * time.Millisecond
+	e.barrierWindow = &window
 	gwA, gwB := e.gateway(t, "gwA"), e.gateway(t, "gwB")
 	e.start(t)
 	var even, odd []string
@@ -361,10 +381,36 @@ func TestRouteWrittenBeforePublishIsHonoured(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	e.settle()
 	seq, ev := e.msg(t, "cb")
 	gwB.expect(t, eventDelivery(seq, odd, ev))
 	gwA.quiet(t, 200*time.Millisecond)
 	gwB.quiet(t, 50*time.Millisecond)
+}
+
+// A chunk that comes within the barrier's window of the last barrier passed is routed on that
+// barrier; without a window, every chunk passes one of its own.
+func TestTheBarrierServesTheChunksOfItsWindow(t *testing.T) {
+	for _, tc := range []struct {
+		window         time.Duration
+		passed, reused int64
+	}{{time.Hour, 1, 19}, {0, 20, 0}} {
+		t.Run(tc.window.String(), func(t *testing.T) {
+			e := newEnv(t)
+			gwA := e.gateway(t, "gwA")
+			e.route(t, gwA, "alice", "phone")
+			e.putMember(t, "c1", "alice", 0, 0)
+			e.barrierWindow = &tc.window
+			f := e.start(t)
+			for range 20 { // each its own chunk: the next is published once this one is delivered
+				seq, ev := e.msg(t, "c1")
+				gwA.expect(t, eventDelivery(seq, []string{"alice"}, ev))
+			}
+			if p, r := f.barrier.passed.Load(), f.barrier.reused.Load(); p != tc.passed || r != tc.reused {
+				t.Fatalf("barriers passed %d and reused %d, want %d and %d", p, r, tc.passed, tc.reused)
+			}
+		})
+	}
 }
 
 func TestMalformedEventsDoNotBlock(t *testing.T) {

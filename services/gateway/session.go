@@ -219,19 +219,24 @@ func (s *session) start(cursor *uint64) {
 	defer s.wg.Done()
 	g := s.g
 	// The route must be visible to fanout before the head is read for catch-up: every event after
-	// that head is then routed here live (fanout's route barrier), and every event up to it is
-	// replayed. That is what makes the hand-over gap-free. Frames the read loop handles meanwhile
-	// need nothing of this: what they cause is either at or below that head or routed here.
+	// that head is then routed here live (fanout's route barrier, once the route has settled:
+	// streams.BarrierWindow), and every event up to it is replayed. That is what makes the
+	// hand-over gap-free. Frames the read loop handles meanwhile need nothing of this: what they
+	// cause is either at or below that head or routed here.
 	if err := s.refreshRoute(s.ctx); err != nil {
 		s.fail(protocol.CloseInternal, "could not register the connection; reconnect")
 		return
 	}
+	routed := time.Now()
 	s.announcePresence(streams.Online)
 	s.wmu.Lock()
 	s.online = true
 	s.wmu.Unlock()
 	if err := g.recordDevice(s.ctx, s.userID, s.deviceID, s.platform); err != nil {
 		s.logger().Warn("record device", zap.Error(err))
+	}
+	if streams.Settle(s.ctx, routed) != nil {
+		return // the session ended
 	}
 	if err := s.catchUp(cursor); err != nil && !errors.Is(err, errSessionEnded) && s.ctx.Err() == nil {
 		s.logger().Error("catch-up failed", zap.Error(err))
