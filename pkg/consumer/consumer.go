@@ -184,7 +184,11 @@ type Runner struct {
 const fetchWait = 100 * time.Millisecond
 
 // Start begins consuming cons, one of js's consumers. The Runner owns its goroutines until Stop
-// returns.
+// returns. An ack-all consumer is reset to its ack floor (JetStream's consumer reset: the
+// server delivers again what it delivered after the floor) when a pull lost messages on the
+// way (Runner.inSequence), and at start unless it pulls in a priority group, whose members
+// reset it when they take it over: what an earlier puller was delivered and never settled comes
+// again first, rather than be acknowledged unhandled by this Runner's next ack.
 //
 // It sends pull requests of its own (see puller) rather than use nats.go's Consume or Fetch:
 // v1.55.0's Consume can end up with a backlog on the server and no pull request outstanding
