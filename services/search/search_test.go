@@ -371,3 +371,27 @@ func TestNoSearchProcessIsUnavailable(t *testing.T) {
 		t.Errorf("search without a search process: %v", err)
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultConfig()
+	ok.Dir = t.TempDir()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("default config refused: %v", err)
+	}
+	for name, change := range map[string]func(*Config){
+		"no dir":          func(c *Config) { c.Dir = "" },
+		"chunk 0":         func(c *Config) { c.Chunk = 0 },
+		"negative linger": func(c *Config) { c.Linger = -time.Second },
+		"negative gather": func(c *Config) { c.Gather = -time.Millisecond },
+		"gather over 1s":  func(c *Config) { c.Gather = 2 * time.Second },
+		"no batch bytes":  func(c *Config) { c.BatchBytes = 0 },
+		"no query worker": func(c *Config) { c.QueryWorkers = 0 },
+		"no lag refresh":  func(c *Config) { c.LagEvery = 0 },
+	} {
+		c := ok
+		change(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
