@@ -15,8 +15,10 @@ import (
 
 // Floor is the lowest ack floor among p's appliers: every event of the stream at or below it has
 // been applied to the store by all of them. ok is false when none of them exists yet. An applier
-// with nothing pending (a filtered consumer whose last match is long past, say) has applied
-// every event up to the stream's last seq, read before its consumer info.
+// that has acknowledged the stream's last event matching its filter (a filtered consumer whose
+// last match is long past, say) has applied every event up to the stream's last seq, read
+// before. That is read from the stream, not from the consumer's pending counts: just after a
+// publish those can still count nothing pending for an event the consumer was not delivered.
 func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uint64, ok bool, err error) {
 	st, err := js.Stream(ctx, p.Stream)
 	if err != nil {
@@ -32,7 +34,11 @@ func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uin
 			continue
 		}
 		f := info.AckFloor.Stream
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		last, err := lastMatch(ctx, st, info.Config)
+		if err != nil {
+			return 0, false, fmt.Errorf("floor of %s: %s: %w", p.Stream, info.Name, err)
+		}
+		if last <= f {
 			f = max(f, sinfo.State.LastSeq)
 		}
 		if !ok || f < floor {
@@ -44,6 +50,30 @@ func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uin
 		return 0, false, fmt.Errorf("floor of %s: %w", p.Stream, err)
 	}
 	return floor, ok, nil
+}
+
+// lastMatch is the seq of the stream's last event that a consumer configured as cc takes (0:
+// none).
+func lastMatch(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) (uint64, error) {
+	filters := cc.FilterSubjects
+	if cc.FilterSubject != "" {
+		filters = append(filters, cc.FilterSubject)
+	}
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	var last uint64
+	for _, f := range filters {
+		m, err := st.GetLastMsgForSubject(ctx, f)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			last = max(last, m.Sequence)
+		}
+	}
+	return last, nil
 }
 
 // RecordPositions records in st, for every projection, the floor of its appliers: what the store
