@@ -51,6 +51,10 @@ type Options struct {
 	// default) never gives up, because an abandoned event would leave a gap behind the persister's
 	// ack floor. Events that can never be handled are terminated explicitly instead.
 	MaxDeliver int
+	// BarrierWindow is how long one of fanout's route and consent barriers serves, and how long
+	// gateways and the API wait after a route or consent write before relying on it (Settle).
+	// Every process of a deployment must agree on it.
+	BarrierWindow time.Duration
 }
 
 // DefaultOptions suit one machine.
@@ -69,6 +73,7 @@ func DefaultOptions() Options {
 		FanoutPartitions: 1,
 		FanoutAckWait:    5 * time.Second,
 		MaxDeliver:       -1,
+		BarrierWindow:    DefaultBarrierWindow,
 	}
 }
 

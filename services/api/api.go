@@ -34,6 +34,7 @@ import (
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/timeline"
 	"github.com/natter-chat/natter/services/search/wire"
+	"github.com/natter-chat/natter/streams"
 )
 
 // Defaults for the zero values of Config.
@@ -88,6 +89,9 @@ type Config struct {
 	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
 	// natter run sets it with the gateway's (--edit-window).
 	EditWindow time.Duration
+	// BarrierWindow is streams.Options.BarrierWindow: a consent change is answered no sooner
+	// than this after its event was stored (streams.Settle). 0: streams.DefaultBarrierWindow.
+	BarrierWindow time.Duration
 }
 
 // Validate checks the configuration.
@@ -113,6 +117,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("api: %s %s is negative", name, d)
 		}
 	}
+	if c.BarrierWindow < 0 || c.BarrierWindow > streams.MaxBarrierWindow {
+		return fmt.Errorf("api: barrier window %s not in 0..%s", c.BarrierWindow, streams.MaxBarrierWindow)
+	}
 	if c.HashConcurrency < 0 {
 		return fmt.Errorf("api: hash concurrency %d is negative", c.HashConcurrency)
 	}
@@ -122,6 +129,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.BodyLimit == 0 {
 		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.BarrierWindow == 0 {
+		c.BarrierWindow = streams.DefaultBarrierWindow
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout

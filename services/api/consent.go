@@ -56,7 +56,7 @@ func (s *Server) settleConsent(ctx context.Context, kind string, seq uint64, sto
 	if err := s.consent.WaitFor(ctx, seq); err != nil {
 		return fmt.Errorf("%s: %w", kind, err)
 	}
-	if err := streams.Settle(ctx, stored); err != nil {
+	if err := streams.Settle(ctx, stored, s.cfg.BarrierWindow); err != nil {
 		return fmt.Errorf("%s: settle: %w", kind, err)
 	}
 	return nil

@@ -157,7 +157,7 @@ func DefaultConfig() Config {
 		API: api.Config{
 			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
 			HashConcurrency: api.DefaultHashConcurrency(), HashWait: api.DefaultHashWait,
-			EditWindow: revision.DefaultEditWindow,
+			EditWindow: revision.DefaultEditWindow, BarrierWindow: streams.DefaultBarrierWindow,
 		},
 		Persister: persister.DefaultConfig(),
 		Fanout:    fanout.DefaultConfig(),
@@ -205,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.Streams.Replicas < 1 {
 		return errors.New("replicas must be at least 1")
+	}
+	if c.Streams.BarrierWindow < 0 || c.Streams.BarrierWindow > streams.MaxBarrierWindow {
+		return fmt.Errorf("barrier window %s not in 0..%s", c.Streams.BarrierWindow, streams.MaxBarrierWindow)
 	}
 	if c.Streams.FanoutPartitions < 1 {
 		return errors.New("fanout partitions must be at least 1")

@@ -3,6 +3,7 @@ package app
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -24,6 +25,9 @@ func TestConfigValidate(t *testing.T) {
 		{"serving a remote store", func(c *Config) { c.Targets, c.StoreKind = []string{TargetStore}, "remote" }, "serves a local store"},
 		{"unknown store", func(c *Config) { c.StoreKind = "mysql" }, "want pebble, scylla or remote"},
 		{"no fanout partitions", func(c *Config) { c.Streams.FanoutPartitions = 0 }, "fanout partitions"},
+		{"a barrier per chunk", func(c *Config) { c.Streams.BarrierWindow = 0 }, ""},
+		{"negative barrier window", func(c *Config) { c.Streams.BarrierWindow = -time.Millisecond }, "barrier window"},
+		{"barrier window over a second", func(c *Config) { c.Streams.BarrierWindow = 2 * time.Second }, "barrier window"},
 	}
 	for _, tc := range cases {
 		c := DefaultConfig()

@@ -330,11 +330,13 @@ func pushRequests(ctx context.Context, t *testing.T, js jetstream.JetStream, use
 	return ids
 }
 
-// The API answers a consent change only once it has settled (streams.BarrierWindow after its
-// event was stored): fanout routes a chunk on a barrier passed within that window before it,
-// so only then is every message sent after the answer routed by the change.
+// The API answers a consent change only once it has settled (the barrier window after its event
+// was stored, --barrier-window, here widened to 50 ms): fanout routes a chunk on a barrier
+// passed within that window before it, so only then is every message sent after the answer
+// routed by the change.
 func TestConsentChangesAreAnsweredOnceSettled(t *testing.T) {
-	s := apptest.Start(t)
+	const window = 50 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.BarrierWindow = window })
 	alice, bob, carol := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("carol")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -353,8 +355,8 @@ func TestConsentChangesAreAnsweredOnceSettled(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
-		if d := answered.Sub(m.Time); d < streams.BarrierWindow {
-			t.Errorf("%s: answered %s after its event was stored, within the barrier window %s", step, d, streams.BarrierWindow)
+		if d := answered.Sub(m.Time); d < window {
+			t.Errorf("%s: answered %s after its event was stored, within the barrier window %s", step, d, window)
 		}
 	}
 	conv := s.Request(alice, carol)

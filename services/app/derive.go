@@ -12,6 +12,8 @@ import "github.com/natter-chat/natter/streams"
 //   - Streams.FanoutPartitions (--fanout-partitions): Fanout.Partitions and
 //     Gateway.FanoutPartitions, the same; Gateway.MembershipConsumer, the consumer of partition 0.
 //   - Streams.FanoutLiveness (--fanout-liveness): Fanout.Liveness, the same.
+//   - Streams.BarrierWindow (--barrier-window): Fanout.BarrierWindow, Gateway.BarrierWindow and
+//     API.BarrierWindow, the same (fanout's barrier serves that long; writers wait as long).
 //   - Gateway.EditWindow (--edit-window): API.EditWindow, the same (one rule for the edit frame
 //     and PATCH).
 //   - StoreKind (--store) and Targets: Persister.Sole, for the embedded store ("pebble") when
@@ -26,6 +28,7 @@ func (c Config) Derived() Config {
 	c.Fanout.Partitions, c.Gateway.FanoutPartitions = o.FanoutPartitions, o.FanoutPartitions
 	c.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, o.FanoutPartitions)
 	c.Fanout.Liveness = o.FanoutLiveness
+	c.Fanout.BarrierWindow, c.Gateway.BarrierWindow, c.API.BarrierWindow = o.BarrierWindow, o.BarrierWindow, o.BarrierWindow
 	c.API.EditWindow = c.Gateway.EditWindow
 	c.Persister.Sole = c.StoreKind == "pebble" && !c.has(TargetStore)
 	return c

@@ -31,6 +31,10 @@ func TestDerivedFollowsEachSetting(t *testing.T) {
 		{"fanout liveness", func(c *Config) { c.Streams.FanoutLiveness = 4 * time.Second }, map[string]any{
 			"Fanout.Liveness": 4 * time.Second,
 		}},
+		{"barrier window", func(c *Config) { c.Streams.BarrierWindow = 20 * time.Millisecond }, map[string]any{
+			"Fanout.BarrierWindow": 20 * time.Millisecond, "Gateway.BarrierWindow": 20 * time.Millisecond,
+			"API.BarrierWindow": 20 * time.Millisecond,
+		}},
 		{"edit window", func(c *Config) { c.Gateway.EditWindow = time.Minute }, map[string]any{
 			"API.EditWindow": time.Minute,
 		}},
@@ -101,6 +105,9 @@ func derivedFields() []derivedField {
 		{"Gateway.MembershipConsumer", func(c Config) any { return c.Gateway.MembershipConsumer }},
 		{"Fanout.Liveness", func(c Config) any { return c.Fanout.Liveness }},
 		{"API.EditWindow", func(c Config) any { return c.API.EditWindow }},
+		{"Fanout.BarrierWindow", func(c Config) any { return c.Fanout.BarrierWindow }},
+		{"Gateway.BarrierWindow", func(c Config) any { return c.Gateway.BarrierWindow }},
+		{"API.BarrierWindow", func(c Config) any { return c.API.BarrierWindow }},
 		{"Persister.Sole", func(c Config) any { return c.Persister.Sole }},
 	}
 }

@@ -10,8 +10,8 @@ import (
 
 // barrier is the routes and consent barrier of this instance's partitions: before a chunk is
 // routed, the mirrors hold every route and consent event written before the barrier began. One
-// that began within window of now serves as well (streams.BarrierWindow: writers wait that
-// long before they rely on a write), so at a trickle of single-event chunks the two round trips
+// that began within window of now serves as well (Config.BarrierWindow: writers wait that
+// long before they rely on a write, streams.Settle), so at a trickle of single-event chunks the two round trips
 // are paid once a window, not once an event.
 type barrier struct {
 	window time.Duration

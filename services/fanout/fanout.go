@@ -43,6 +43,9 @@ import (
 type Config struct {
 	// RouteBarrierWait bounds how long a chunk waits for the routes mirror to catch up.
 	RouteBarrierWait time.Duration
+	// BarrierWindow is streams.Options.BarrierWindow: a route and consent barrier serves the
+	// chunks prepared this long after it began; 0: every chunk passes one of its own.
+	BarrierWindow time.Duration
 	// PushOnlineLedger writes a "skipped: online" push ledger entry for each connected device of
 	// the members of a message, so that `natter push why` can say "you were online". Off by
 	// default: it is one KV write per connected device and message, and it cut 100-member group
@@ -63,13 +66,16 @@ type Config struct {
 
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
-	return Config{RouteBarrierWait: 250 * time.Millisecond, Partitions: 1, Liveness: streams.DefaultOptions().FanoutLiveness}
+	return Config{RouteBarrierWait: 250 * time.Millisecond, BarrierWindow: streams.DefaultBarrierWindow, Partitions: 1, Liveness: streams.DefaultOptions().FanoutLiveness}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.RouteBarrierWait <= 0 {
 		return fmt.Errorf("fanout: route barrier wait %s must be positive", c.RouteBarrierWait)
+	}
+	if c.BarrierWindow < 0 || c.BarrierWindow > streams.MaxBarrierWindow {
+		return fmt.Errorf("fanout: barrier window %s not in 0..%s", c.BarrierWindow, streams.MaxBarrierWindow)
 	}
 	if c.Partitions < 1 {
 		return fmt.Errorf("fanout: %d partitions; want at least 1", c.Partitions)
@@ -155,7 +161,7 @@ func New(cfg Config, deps Deps) (*Fanout, error) {
 	log := deps.Log.Named("fanout").With(zap.String("instance", cfg.InstanceID))
 	f := &Fanout{cfg: cfg, deps: deps, log: log, courier: streams.Courier{NC: deps.NC, Local: deps.Local},
 		parts: map[int]*partition{}, stop: make(chan struct{})}
-	f.barrier = barrier{window: streams.BarrierWindow, sync: f.syncMirrors}
+	f.barrier = barrier{window: f.cfg.BarrierWindow, sync: f.syncMirrors}
 	return f, nil
 }
 

@@ -97,6 +97,9 @@ type Config struct {
 	Origins origin.Policy
 	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
 	EditWindow time.Duration
+	// BarrierWindow is streams.Options.BarrierWindow: a session reads its catch-up's head no
+	// sooner than this after its route was stored (streams.Settle).
+	BarrierWindow time.Duration
 	// UpgradesPerAddr limits WebSocket upgrades per client address (a token bucket, checked
 	// before anything else of the request); the zero Rate or ratelimit.Off: no limit.
 	// SocketsPerAddr bounds the sockets one client address holds open at once; 0: no bound.
@@ -151,6 +154,7 @@ func DefaultConfig() Config {
 		MaxDeliveryLag:      4096, // two of fanout's max ack pending: about a second of its flat-out rate here
 		DeliveryLagWait:     2 * time.Second,
 		EditWindow:          revision.DefaultEditWindow,
+		BarrierWindow:       streams.DefaultBarrierWindow,
 		UpgradesPerAddr:     DefaultUpgradesPerAddr,
 		SocketsPerAddr:      DefaultSocketsPerAddr,
 	}
@@ -177,6 +181,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: publish windows must be at least 1")
 	case c.EditWindow < 0:
 		return errors.New("gateway: edit window must not be negative")
+	case c.BarrierWindow < 0 || c.BarrierWindow > streams.MaxBarrierWindow:
+		return fmt.Errorf("gateway: barrier window %s not in 0..%s", c.BarrierWindow, streams.MaxBarrierWindow)
 	case c.WriteInterval < 0 || c.WriteInterval > time.Second:
 		return fmt.Errorf("gateway: write interval %s must be from 0 to 1s", c.WriteInterval)
 	case c.FramesPerSecond <= 0 || c.Burst < 1:

@@ -220,7 +220,7 @@ func (s *session) start(cursor *uint64) {
 	g := s.g
 	// The route must be visible to fanout before the head is read for catch-up: every event after
 	// that head is then routed here live (fanout's route barrier, once the route has settled:
-	// streams.BarrierWindow), and every event up to it is replayed. That is what makes the
+	// Config.BarrierWindow), and every event up to it is replayed. That is what makes the
 	// hand-over gap-free. Frames the read loop handles meanwhile need nothing of this: what they
 	// cause is either at or below that head or routed here.
 	if err := s.refreshRoute(s.ctx); err != nil {
@@ -235,7 +235,7 @@ func (s *session) start(cursor *uint64) {
 	if err := g.recordDevice(s.ctx, s.userID, s.deviceID, s.platform); err != nil {
 		s.logger().Warn("record device", zap.Error(err))
 	}
-	if streams.Settle(s.ctx, routed) != nil {
+	if streams.Settle(s.ctx, routed, g.cfg.BarrierWindow) != nil {
 		return // the session ended
 	}
 	if err := s.catchUp(cursor); err != nil && !errors.Is(err, errSessionEnded) && s.ctx.Err() == nil {

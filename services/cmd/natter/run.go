@@ -143,6 +143,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.StringVar(&cfg.StoreKind, "store", cfg.StoreKind, "history store: pebble (embedded, under --data-dir), scylla, or remote (served over NATS by a process with --target store)")
 	fs.IntVar(&cfg.Streams.FanoutPartitions, "fanout-partitions", cfg.Streams.FanoutPartitions, "split fanout's work by gateway into this many partitions, shared among fanout instances (every process must agree)")
 	fs.StringVar(&cfg.Fanout.InstanceID, "fanout-id", "", "this fanout instance's id among the live ones (default: kept in <data-dir>/fanout.id, so a restart takes its partitions back at once)")
+	fs.DurationVar(&cfg.Streams.BarrierWindow, "barrier-window", cfg.Streams.BarrierWindow, "how long one of fanout's route and consent barriers serves, and how long gateways and the API wait after a route or consent write before relying on it (0..1s; every process must agree)")
 	fs.DurationVar(&cfg.Streams.FanoutLiveness, "fanout-liveness", cfg.Streams.FanoutLiveness, "a fanout instance silent this long counts as gone and the others take its partitions over (every process should agree)")
 	scyllaFlags(fs, &cfg.Scylla)
 	pushFlags(fs, &cfg.Push)

@@ -10,6 +10,7 @@ import (
 // derived is what app.Config.Derived fills in, side by side for comparison.
 type derived struct {
 	PresenceTTL, Sweep, Announce, RouteRefresh, Liveness, APIEditWindow time.Duration
+	FanoutBarrier, GatewayBarrier, APIBarrier                           time.Duration
 	FanoutPartitions, GatewayPartitions                                 int
 	MembershipConsumer                                                  string
 }
@@ -19,6 +20,7 @@ func derivedOf(c app.Config) derived {
 	return derived{
 		PresenceTTL: d.Presence.GatewayTTL, Sweep: d.Presence.Sweep, Announce: d.Gateway.Announce,
 		RouteRefresh: d.Gateway.RouteRefresh, Liveness: d.Fanout.Liveness, APIEditWindow: d.API.EditWindow,
+		FanoutBarrier: d.Fanout.BarrierWindow, GatewayBarrier: d.Gateway.BarrierWindow, APIBarrier: d.API.BarrierWindow,
 		FanoutPartitions: d.Fanout.Partitions, GatewayPartitions: d.Gateway.FanoutPartitions, MembershipConsumer: d.Gateway.MembershipConsumer,
 	}
 }
@@ -27,10 +29,11 @@ func derivedOf(c app.Config) derived {
 // (and addresses), run with the same derived values as the all-in-one process, and those follow
 // the flags.
 func TestSplitProcessesDeriveTheSameConfig(t *testing.T) {
-	shared := []string{"--gateway-ttl", "30s", "--fanout-partitions", "3", "--fanout-liveness", "2s", "--edit-window", "1m"}
+	shared := []string{"--gateway-ttl", "30s", "--fanout-partitions", "3", "--fanout-liveness", "2s", "--edit-window", "1m", "--barrier-window", "20ms"}
 	want := derived{
 		PresenceTTL: 30 * time.Second, Sweep: 10 * time.Second, Announce: 10 * time.Second,
 		RouteRefresh: 4 * time.Minute, Liveness: 2 * time.Second, APIEditWindow: time.Minute,
+		FanoutBarrier: 20 * time.Millisecond, GatewayBarrier: 20 * time.Millisecond, APIBarrier: 20 * time.Millisecond,
 		FanoutPartitions: 3, GatewayPartitions: 3, MembershipConsumer: "fanout-0",
 	}
 	processes := [][]string{
