@@ -33,6 +33,7 @@ import (
 	"github.com/natter-chat/natter/pkg/natsx"
 	"github.com/natter-chat/natter/pkg/origin"
 	"github.com/natter-chat/natter/pkg/revision"
+	"github.com/natter-chat/natter/pkg/spareproc"
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/pkg/store/pebble"
 	"github.com/natter-chat/natter/pkg/store/remote"
@@ -105,6 +106,11 @@ type Config struct {
 	// Pprof also serves Go's profiles (/debug/pprof/) on MetricsAddr: for profiling a running
 	// process; they reveal internals, so keep that address private.
 	Pprof bool
+	// SpareProc lets Go run one more thread of Go code than the process has CPUs while the
+	// machine has idle CPU (pkg/spareproc): shorter waits behind bursts of CPU-bound work. It
+	// changes GOMAXPROCS for the whole process, so tests that share one process leave it off;
+	// a GOMAXPROCS environment variable turns it off.
+	SpareProc bool
 	// StoreKind is "pebble" (embedded, under DataDir), "scylla" (Scylla below) or "remote" (the
 	// store another process serves over NATS with TargetStore; Remote below).
 	StoreKind string
@@ -153,6 +159,7 @@ func DefaultConfig() Config {
 		AccessTTL:        15 * time.Minute,
 		StoreKind:        "pebble",
 		MetricsAddr:      "127.0.0.1:9090",
+		SpareProc:        true,
 		Gateway:          gateway.DefaultConfig(),
 		API: api.Config{
 			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
@@ -352,6 +359,9 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 	}
 	if cfg.MetricsAddr != "" {
 		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, cfg.Pprof, reg, log, run) }))
+	}
+	if cfg.SpareProc {
+		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { governProcs(lc, reg, log) }))
 	}
 	if cfg.nodeOnly() {
 		opts = append(opts, fx.Invoke(func(*server.Server) {}))
@@ -602,6 +612,42 @@ func serveMetrics(lc fx.Lifecycle, addr string, profiles bool, reg *prometheus.R
 			err := srv.Shutdown(ctx)
 			<-done
 			return err
+		},
+	})
+}
+
+// governProcs runs the spare P's governor (pkg/spareproc) for the process's life.
+func governProcs(lc fx.Lifecycle, reg prometheus.Registerer, log *zap.Logger) {
+	g := spareproc.New(log.Named("spareproc"))
+	if g == nil {
+		return
+	}
+	given := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "natter_spare_proc",
+		Help: "1 while Go may run one more thread of Go code than the process has CPUs (--spare-proc), 0 otherwise.",
+	})
+	reg.MustRegister(given)
+	g.Changed = func(on bool) {
+		if on {
+			given.Set(1)
+		} else {
+			given.Set(0)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() {
+				defer close(done)
+				g.Run(ctx, spareproc.Interval)
+			}()
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			cancel()
+			<-done
+			return nil
 		},
 	})
 }

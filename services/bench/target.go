@@ -94,6 +94,7 @@ func startTarget(ctx context.Context, cfg Config, log *zap.Logger) (*target, err
 	ac.API.Addr = "127.0.0.1:0"
 	ac.Gateway.Addr = "127.0.0.1:0"
 	ac.MetricsAddr = "127.0.0.1:0" // natter's own stage timings go into the report
+	ac.SpareProc = false           // the load generator shares the process: its CPU is not natter's
 	ac.JWTSecret = make([]byte, 32)
 	_, _ = rand.Read(ac.JWTSecret)
 	ac.API.PasswordCost = auth.MinPasswordCost // sign-up is not what is measured

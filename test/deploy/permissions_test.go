@@ -210,6 +210,7 @@ func TestEveryTargetWorksWithItsLeastPrivilegeUser(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	start := func(user string, targets ...string) *apptest.System {
 		cfg := app.DefaultConfig()
+		cfg.SpareProc = false // processes share the test process
 		cfg.Targets = targets
 		cfg.DataDir = t.TempDir()
 		cfg.NATSURL = url

@@ -88,6 +88,7 @@ func (c *cluster) startWith(adjust func(*app.Config), targets ...string) *compon
 	cfg.Store = c.st
 	cfg.JWTSecret = c.secret
 	cfg.MetricsAddr = ""
+	cfg.SpareProc = false // components share the test process
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // hundreds of sign-ups and writes from 127.0.0.1

@@ -53,6 +53,7 @@ func Start(t testing.TB, opts ...Option) *System {
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.MetricsAddr = ""
+	cfg.SpareProc = false // it changes GOMAXPROCS for the whole test process
 	cfg.API.PasswordCost = auth.MinPasswordCost
 	cfg.API.Limits = api.NoLimits() // tests sign up and write from 127.0.0.1 faster than any client should
 	cfg.API.HashWait = time.Minute  // a busy test machine queues for bcrypt rather than answering 503

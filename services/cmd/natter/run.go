@@ -127,6 +127,7 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	fs.DurationVar(&cfg.Gateway.EditWindow, "edit-window", cfg.Gateway.EditWindow, "how long after sending a message its sender may edit it (0: no limit); deletes have no limit")
 	fs.DurationVar(&cfg.Gateway.HeartbeatTimeout, "heartbeat-timeout", cfg.Gateway.HeartbeatTimeout, "close a socket whose pong takes longer")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics listen address (empty disables)")
+	fs.BoolVar(&cfg.SpareProc, "spare-proc", cfg.SpareProc, "while the machine has idle CPU, let Go run one more thread of Go code than this process has CPUs: messages wait less behind bursts of CPU-bound work such as search's index writes; taken back when the CPUs are busy (ignored when GOMAXPROCS is set)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on --metrics-addr (keep that address private)")
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", cfg.AccessTTL, "lifetime of the access tokens the API issues; clients renew them with their refresh token")
 	fs.DurationVar(&cfg.AccessTTL, "token-ttl", cfg.AccessTTL, "the old name of --access-ttl")
