@@ -13,16 +13,13 @@ package spareproc
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/cputime"
 )
 
 // Thresholds, in cores, over one Interval. The spare P is given when the machine left at least
@@ -42,18 +39,8 @@ const (
 	OnAfter  = 4
 )
 
-// Usage is one reading of the CPU time used so far.
-type Usage struct {
-	At time.Time
-	// Own is the CPU time this process has used (user and system).
-	Own time.Duration
-	// Idle and Total are the machine's idle and total CPU time (all CPUs); Total is 0 where the
-	// machine's figures cannot be read (outside Linux).
-	Idle, Total time.Duration
-}
-
-// Reader reads the CPU time used so far.
-type Reader func() (Usage, error)
+// Reader reads the CPU time used so far (cputime.Read).
+type Reader func() (cputime.Usage, error)
 
 // Want reports whether the last interval leaves room for the spare P, given whether it is there
 // now, the process's CPUs, the cores the process used and the machine's idle cores over the
@@ -86,7 +73,7 @@ func New(log *zap.Logger) *Governor {
 		return nil
 	}
 	return &Governor{
-		Log: log, Read: ReadUsage,
+		Log: log, Read: cputime.Read,
 		Set: func(n int) { runtime.GOMAXPROCS(n) },
 		Default: func() int {
 			runtime.SetDefaultGOMAXPROCS()
@@ -147,7 +134,7 @@ func (g *Governor) Run(ctx context.Context, interval time.Duration) {
 
 // cores is what the process used and the machine left idle between two readings, in cores;
 // idle is -1 when the machine's figures are unknown.
-func cores(a, b Usage) (own, idle float64) {
+func cores(a, b cputime.Usage) (own, idle float64) {
 	wall := b.At.Sub(a.At).Seconds()
 	if wall <= 0 {
 		return 0, -1
@@ -158,50 +145,4 @@ func cores(a, b Usage) (own, idle float64) {
 		idle = (b.Idle - a.Idle).Seconds() / wall
 	}
 	return own, idle
-}
-
-// ReadUsage reads this process's CPU time (getrusage) and, on Linux, the machine's (/proc/stat).
-func ReadUsage() (Usage, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return Usage{}, fmt.Errorf("getrusage: %w", err)
-	}
-	u := Usage{At: time.Now(), Own: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
-	b, err := os.ReadFile("/proc/stat")
-	if errors.Is(err, os.ErrNotExist) {
-		return u, nil
-	}
-	if err != nil {
-		return Usage{}, fmt.Errorf("read /proc/stat: %w", err)
-	}
-	if u.Idle, u.Total, err = parseStat(string(b)); err != nil {
-		return Usage{}, err
-	}
-	return u, nil
-}
-
-// clockTick is the unit of /proc/stat: USER_HZ, 100 on every Linux architecture Go supports.
-const clockTick = 10 * time.Millisecond
-
-// parseStat reads the machine's idle (idle and iowait) and total CPU time from /proc/stat's
-// first line: "cpu user nice system idle iowait irq softirq steal guest guest_nice", in ticks.
-// Guest time is already counted in user and nice.
-func parseStat(stat string) (idle, total time.Duration, err error) {
-	line, _, _ := strings.Cut(stat, "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	var sum, idleTicks uint64
-	for i, s := range f[1:9] {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: field %d of %q: %w", i+1, line, err)
-		}
-		sum += n
-		if i == 3 || i == 4 { // idle, iowait
-			idleTicks += n
-		}
-	}
-	return time.Duration(idleTicks) * clockTick, time.Duration(sum) * clockTick, nil
 }

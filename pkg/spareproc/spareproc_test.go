@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/cputime"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,8 +43,8 @@ func TestWant(t *testing.T) {
 
 func TestCores(t *testing.T) {
 	at := time.Unix(1000, 0)
-	a := Usage{At: at, Own: 10 * time.Second, Idle: 100 * time.Second, Total: 400 * time.Second}
-	b := Usage{At: at.Add(2 * time.Second), Own: 12 * time.Second, Idle: 101 * time.Second, Total: 404 * time.Second}
+	a := cputime.Usage{At: at, Own: 10 * time.Second, Idle: 100 * time.Second, Total: 400 * time.Second}
+	b := cputime.Usage{At: at.Add(2 * time.Second), Own: 12 * time.Second, Idle: 101 * time.Second, Total: 404 * time.Second}
 	if own, idle := cores(a, b); own != 1 || idle != 0.5 {
 		t.Fatalf("cores = %v, %v; want 1, 0.5", own, idle)
 	}
@@ -55,67 +57,17 @@ func TestCores(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	idle, total, err := parseStat("cpu  3917966 2672 1498171 3215762 70364 0 152306 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (3215762 + 70364) * clockTick; idle != want {
-		t.Errorf("idle %s, want %s", idle, want)
-	}
-	if want := (3917966 + 2672 + 1498171 + 3215762 + 70364 + 152306) * clockTick; total != want {
-		t.Errorf("total %s, want %s", total, want)
-	}
-	for _, bad := range []string{"", "cpu 1 2 3", "intr 1 2 3 4 5 6 7 8 9", "cpu 1 2 3 x 5 6 7 8", "cpu -1 2 3 4 5 6 7 8"} {
-		if _, _, err := parseStat(bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
-func FuzzParseStat(f *testing.F) {
-	f.Add("cpu  3917966 2672 1498171 3215762 70364 0 152306 0 0 0\n")
-	f.Add("cpu 1 2 3 4 5 6 7 8")
-	f.Fuzz(func(t *testing.T, s string) {
-		idle, total, err := parseStat(s)
-		if err == nil && (idle < 0 || total < 0) {
-			t.Fatalf("%q: idle %s, total %s", s, idle, total)
-		}
-	})
-}
-
-func TestReadUsage(t *testing.T) {
-	a, err := ReadUsage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	spin := 0
-	for end := time.Now().Add(20 * time.Millisecond); time.Now().Before(end); { // burn some CPU
-		spin++
-	}
-	b, err := ReadUsage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Own <= a.Own || !b.At.After(a.At) {
-		t.Fatalf("own CPU %s then %s after %d turns of a busy loop", a.Own, b.Own, spin)
-	}
-	if a.Total > 0 && (b.Total < a.Total || b.Idle < a.Idle || b.Idle > b.Total) {
-		t.Fatalf("machine: %+v then %+v", a, b)
-	}
-}
-
 // fake is a machine of two CPUs whose usage a test scripts interval by interval.
 type fake struct {
 	mu    sync.Mutex
-	u     Usage
+	u     cputime.Usage
 	steps [][2]float64 // own, idle cores of each next interval
 	procs int
 	sets  []int
 	read  chan struct{} // a reading was taken
 }
 
-func (f *fake) Read() (Usage, error) {
+func (f *fake) Read() (cputime.Usage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.steps) > 0 {
@@ -146,7 +98,7 @@ func (f *fake) def() int {
 }
 
 func TestGovernorGivesAndTakesBackTheSpareP(t *testing.T) {
-	f := &fake{u: Usage{At: time.Unix(0, 0), Total: time.Second}, read: make(chan struct{}, 1),
+	f := &fake{u: cputime.Usage{At: time.Unix(0, 0), Total: time.Second}, read: make(chan struct{}, 1),
 		// idle (given after OnAfter intervals); a paced load; flat out (taken back at once);
 		// paced again, but one busy interval before OnAfter in a row; given again; the end
 		steps: [][2]float64{{0.1, 1.8}, {0.1, 1.8}, {0.1, 1.8}, {0.1, 1.8}, {1.0, 0.6}, {1.5, 0.05}, {1.5, 0.05},

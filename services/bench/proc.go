@@ -8,13 +8,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat: 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
+	"github.com/natter-chat/natter/pkg/cputime"
+)
 
 // cpuMeter reads the CPU time (user + system) of the process being measured: this process when
 // natter runs in-process, or the --pid of an external one.
@@ -24,11 +21,8 @@ type cpuMeter struct {
 
 func (m cpuMeter) read() (time.Duration, error) {
 	if m.pid == 0 {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			return 0, fmt.Errorf("getrusage: %w", err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+		u, err := cputime.Read()
+		return u.Own, err
 	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
 	if err != nil {
@@ -49,7 +43,7 @@ func (m cpuMeter) read() (time.Duration, error) {
 	if err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", m.pid)
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(ut+st) * cputime.ClockTick, nil
 }
 
 // rssBytes is the resident set size of pid (0: this process) from /proc/<pid>/status.
@@ -91,27 +85,14 @@ func liveBytes() (total, stacks int64) {
 // machineBusy is the CPU time all processes have used (everything but idle and iowait), from
 // /proc/stat.
 func machineBusy() (time.Duration, error) {
-	raw, err := os.ReadFile("/proc/stat")
+	u, err := cputime.Read()
 	if err != nil {
 		return 0, err
 	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, errors.New("/proc/stat: unexpected format")
+	if u.Total == 0 {
+		return 0, errors.New("/proc/stat: not available")
 	}
-	var busy uint64
-	for i, s := range f[1:] {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
-			continue
-		}
-		busy += v
-	}
-	return time.Duration(busy) * time.Second / clockTicks, nil
+	return u.Busy(), nil
 }
 
 // contention measures how much CPU other processes on the machine took during a measurement:
