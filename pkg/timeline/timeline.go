@@ -62,11 +62,22 @@ type Marks struct {
 // still a true "everything up to here is stored", so a stale one only lengthens the stream tail.
 const defaultStoredTTL = time.Second
 
+// A reused floor more than longTail events below the head would make a catch-up read that many
+// events from the stream, one direct get each (about 50 µs apiece here: a floor read during a
+// burst of 10,000 sends cost a reconnect just after it 150 ms instead of 20). Such a floor is read
+// again once it is longTailRefresh old, so a reconnect storm still asks at most every
+// longTailRefresh.
+const (
+	longTail        = 256
+	longTailRefresh = 20 * time.Millisecond
+)
+
 // Marks reads the current split. Head is read fresh, with a direct get of the stream's last
 // event (no JetStream API request), because catch-up needs a head read after its route was
 // registered. Stored is the persister's ack floor, but never below the stream's first sequence
-// (what the stream no longer holds can only be read from the store); it is shared for a second,
-// so a reconnect storm does not queue one API request per socket.
+// (what the stream no longer holds can only be read from the store); it is shared for a second
+// (for longTailRefresh when it is more than longTail below the head), so a reconnect storm does
+// not queue one API request per socket.
 func (r *Reader) Marks(ctx context.Context) (Marks, error) {
 	st, err := r.chat(ctx)
 	if err != nil {
@@ -76,7 +87,7 @@ func (r *Reader) Marks(ctx context.Context) (Marks, error) {
 	if m.Head, err = r.head(ctx, st); err != nil {
 		return Marks{}, err
 	}
-	stored, err := r.stored(ctx, st)
+	stored, err := r.stored(ctx, st, m.Head)
 	if err != nil {
 		return Marks{}, err
 	}
@@ -105,10 +116,11 @@ func (r *Reader) head(ctx context.Context, st jetstream.Stream) (uint64, error) 
 	}
 }
 
-func (r *Reader) stored(ctx context.Context, st jetstream.Stream) (uint64, error) {
+func (r *Reader) stored(ctx context.Context, st jetstream.Stream, head uint64) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.storedAt) < r.storedTTL {
+	age := time.Since(r.storedAt)
+	if age < r.storedTTL && (head <= r.storedMark+longTail || age < longTailRefresh) {
 		return r.storedMark, nil
 	}
 	info, err := st.Info(ctx)

@@ -177,6 +177,38 @@ func TestMarksWithoutPersisterConsumer(t *testing.T) {
 	}
 }
 
+// A floor read is reused while it is near the head; one more than longTail events below it is
+// read again once longTailRefresh old, so that a catch-up just after a burst does not read the
+// burst from the stream one event at a time.
+func TestAFloorFarBelowTheHeadIsReadAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := 0; i < 8; i++ {
+		e.publish(t, "c1", streams.KindMsg, i)
+	}
+	r := New(pebbletest.Open(t), e.js)
+	r.storedTTL = time.Hour
+	marks := func(want Marks, what string) {
+		t.Helper()
+		m, err := r.Marks(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m != want {
+			t.Fatalf("%s: marks %+v, want %+v", what, m, want)
+		}
+	}
+	marks(Marks{Stored: 0, Head: 8}, "before any ack")
+	e.ackUpTo(t, 8)
+	time.Sleep(2 * longTailRefresh)
+	marks(Marks{Stored: 0, Head: 8}, "acked, the head near the floor read: reused")
+	for i := 8; i < 8+longTail+1; i++ {
+		e.publish(t, "c1", streams.KindMsg, i)
+	}
+	time.Sleep(2 * longTailRefresh)
+	marks(Marks{Stored: 8, Head: 8 + longTail + 1}, "the head more than longTail above it: read again")
+}
+
 func TestMarksFollowPersisterAckFloor(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
