@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,12 +35,14 @@ func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uin
 			continue
 		}
 		f := info.AckFloor.Stream
-		last, err := lastMatch(ctx, st, info.Config)
-		if err != nil {
-			return 0, false, fmt.Errorf("floor of %s: %s: %w", p.Stream, info.Name, err)
-		}
-		if last <= f {
-			f = max(f, sinfo.State.LastSeq)
+		if f < sinfo.State.LastSeq { // only then can the consumer's filter matter
+			last, err := lastMatch(ctx, st, info.Config)
+			if err != nil {
+				return 0, false, fmt.Errorf("floor of %s: %s: %w", p.Stream, info.Name, err)
+			}
+			if last <= f {
+				f = sinfo.State.LastSeq
+			}
 		}
 		if !ok || f < floor {
 			floor = f
@@ -55,7 +58,7 @@ func Floor(ctx context.Context, js jetstream.JetStream, p Projection) (floor uin
 // lastMatch is the seq of the stream's last event that a consumer configured as cc takes (0:
 // none).
 func lastMatch(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) (uint64, error) {
-	filters := cc.FilterSubjects
+	filters := slices.Clone(cc.FilterSubjects) // not appended to in place: it is the caller's
 	if cc.FilterSubject != "" {
 		filters = append(filters, cc.FilterSubject)
 	}
