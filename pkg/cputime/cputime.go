@@ -25,13 +25,22 @@ type Usage struct {
 // Busy is the CPU time all the machine's processes have used: Total less Idle.
 func (u Usage) Busy() time.Duration { return u.Total - u.Idle }
 
-// Read reads this process's CPU time (getrusage) and, on Linux, the machine's (/proc/stat).
-func Read() (Usage, error) {
+// Own is the CPU time this process has used (getrusage: user and system).
+func Own() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return Usage{}, fmt.Errorf("getrusage: %w", err)
+		return 0, fmt.Errorf("getrusage: %w", err)
 	}
-	u := Usage{At: time.Now(), Own: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// Read reads this process's CPU time (Own) and, on Linux, the machine's (/proc/stat).
+func Read() (Usage, error) {
+	own, err := Own()
+	if err != nil {
+		return Usage{}, err
+	}
+	u := Usage{At: time.Now(), Own: own}
 	b, err := os.ReadFile("/proc/stat")
 	if errors.Is(err, os.ErrNotExist) {
 		return u, nil

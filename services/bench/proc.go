@@ -21,8 +21,7 @@ type cpuMeter struct {
 
 func (m cpuMeter) read() (time.Duration, error) {
 	if m.pid == 0 {
-		u, err := cputime.Read()
-		return u.Own, err
+		return cputime.Own()
 	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
 	if err != nil {
@@ -82,19 +81,6 @@ func liveBytes() (total, stacks int64) {
 	return int64(ms.HeapAlloc) + int64(ms.StackInuse), int64(ms.StackInuse)
 }
 
-// machineBusy is the CPU time all processes have used (everything but idle and iowait), from
-// /proc/stat.
-func machineBusy() (time.Duration, error) {
-	u, err := cputime.Read()
-	if err != nil {
-		return 0, err
-	}
-	if u.Total == 0 {
-		return 0, errors.New("/proc/stat: not available")
-	}
-	return u.Busy(), nil
-}
-
 // contention measures how much CPU other processes on the machine took during a measurement:
 // a bench on a busy machine measures the machine, not natter.
 type contention struct {
@@ -103,15 +89,29 @@ type contention struct {
 	ok                    bool
 }
 
+// sample is the CPU time the machine has used (everything but idle and iowait), this process's
+// and the target's: one reading of /proc/stat and getrusage.
+func (c *contention) sample() (busy, self, target time.Duration, err error) {
+	u, err := cputime.Read()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if u.Total == 0 {
+		return 0, 0, 0, errors.New("/proc/stat: not available")
+	}
+	if c.target.pid != 0 {
+		if target, err = c.target.read(); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return u.Busy(), u.Own, target, nil
+}
+
 func startContention(target cpuMeter) *contention {
 	c := &contention{target: target}
-	var err1, err2, err3 error
-	c.busy0, err1 = machineBusy()
-	c.self0, err2 = cpuMeter{}.read()
-	if target.pid != 0 {
-		c.target0, err3 = target.read()
-	}
-	c.ok = err1 == nil && err2 == nil && err3 == nil
+	var err error
+	c.busy0, c.self0, c.target0, err = c.sample()
+	c.ok = err == nil
 	return c
 }
 
@@ -121,14 +121,8 @@ func (c *contention) otherCores(elapsed time.Duration) float64 {
 	if !c.ok || elapsed <= 0 {
 		return -1
 	}
-	busy, err1 := machineBusy()
-	self, err2 := cpuMeter{}.read()
-	var target time.Duration
-	var err3 error
-	if c.target.pid != 0 {
-		target, err3 = c.target.read()
-	}
-	if err1 != nil || err2 != nil || err3 != nil {
+	busy, self, target, err := c.sample()
+	if err != nil {
 		return -1
 	}
 	other := (busy - c.busy0) - (self - c.self0) - (target - c.target0)
