@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -23,6 +24,15 @@ const DefaultBarrierWindow = 5 * time.Millisecond
 
 // MaxBarrierWindow bounds Options.BarrierWindow: writers wait it out before they answer.
 const MaxBarrierWindow = time.Second
+
+// ValidBarrierWindow checks a barrier window: 0 (a barrier for every chunk, no wait) to
+// MaxBarrierWindow.
+func ValidBarrierWindow(d time.Duration) error {
+	if d < 0 || d > MaxBarrierWindow {
+		return fmt.Errorf("barrier window %s not in 0..%s", d, MaxBarrierWindow)
+	}
+	return nil
+}
 
 // Settle returns window after stored, a time taken once a write was acknowledged as stored, or
 // when ctx ends, with its error. A writer calls it with its Options.BarrierWindow before it

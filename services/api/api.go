@@ -117,8 +117,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("api: %s %s is negative", name, d)
 		}
 	}
-	if c.BarrierWindow < 0 || c.BarrierWindow > streams.MaxBarrierWindow {
-		return fmt.Errorf("api: barrier window %s not in 0..%s", c.BarrierWindow, streams.MaxBarrierWindow)
+	if err := streams.ValidBarrierWindow(c.BarrierWindow); err != nil {
+		return fmt.Errorf("api: %w", err)
 	}
 	if c.HashConcurrency < 0 {
 		return fmt.Errorf("api: hash concurrency %d is negative", c.HashConcurrency)

@@ -213,8 +213,8 @@ func (c Config) Validate() error {
 	if c.Streams.Replicas < 1 {
 		return errors.New("replicas must be at least 1")
 	}
-	if c.Streams.BarrierWindow < 0 || c.Streams.BarrierWindow > streams.MaxBarrierWindow {
-		return fmt.Errorf("barrier window %s not in 0..%s", c.Streams.BarrierWindow, streams.MaxBarrierWindow)
+	if err := streams.ValidBarrierWindow(c.Streams.BarrierWindow); err != nil {
+		return err
 	}
 	if c.Streams.FanoutPartitions < 1 {
 		return errors.New("fanout partitions must be at least 1")

@@ -74,8 +74,8 @@ func (c Config) Validate() error {
 	if c.RouteBarrierWait <= 0 {
 		return fmt.Errorf("fanout: route barrier wait %s must be positive", c.RouteBarrierWait)
 	}
-	if c.BarrierWindow < 0 || c.BarrierWindow > streams.MaxBarrierWindow {
-		return fmt.Errorf("fanout: barrier window %s not in 0..%s", c.BarrierWindow, streams.MaxBarrierWindow)
+	if err := streams.ValidBarrierWindow(c.BarrierWindow); err != nil {
+		return fmt.Errorf("fanout: %w", err)
 	}
 	if c.Partitions < 1 {
 		return fmt.Errorf("fanout: %d partitions; want at least 1", c.Partitions)

@@ -181,8 +181,6 @@ func (c Config) Validate() error {
 		return errors.New("gateway: publish windows must be at least 1")
 	case c.EditWindow < 0:
 		return errors.New("gateway: edit window must not be negative")
-	case c.BarrierWindow < 0 || c.BarrierWindow > streams.MaxBarrierWindow:
-		return fmt.Errorf("gateway: barrier window %s not in 0..%s", c.BarrierWindow, streams.MaxBarrierWindow)
 	case c.WriteInterval < 0 || c.WriteInterval > time.Second:
 		return fmt.Errorf("gateway: write interval %s must be from 0 to 1s", c.WriteInterval)
 	case c.FramesPerSecond <= 0 || c.Burst < 1:
@@ -197,6 +195,9 @@ func (c Config) Validate() error {
 		return errors.New("gateway: idle timeout must not be negative")
 	case c.SocketsPerAddr < 0 || c.AddrLimitKeys < 0:
 		return errors.New("gateway: sockets per address and address limit keys must not be negative")
+	}
+	if err := streams.ValidBarrierWindow(c.BarrierWindow); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 	if err := c.UpgradesPerAddr.Validate("gateway: upgrades per address"); err != nil {
 		return err
