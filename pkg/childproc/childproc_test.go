@@ -1,0 +1,204 @@
+//go:build linux
+
+package childproc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// The test binary is also the child: roleEnv names what it does then, readyEnv the file it writes
+// once ready.
+const (
+	roleEnv  = "CHILDPROC_TEST_ROLE"
+	readyEnv = "CHILDPROC_TEST_READY"
+)
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(roleEnv) {
+	case "":
+		goleak.VerifyTestMain(m)
+	case "serve": // ready, then runs until SIGTERM
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		writeReady()
+		<-sig
+		os.Exit(0)
+	case "fail": // exits at once
+		os.Exit(3)
+	case "parent": // starts a serving child, writes its pid to the ready file, and waits to be killed
+		ready := os.Getenv(readyEnv)
+		c, err := Start(context.Background(), spec("serve", ready+".child"), zap.NewNop())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := os.WriteFile(ready, []byte(strconv.Itoa(c.PID())), 0o644); err != nil {
+			os.Exit(1)
+		}
+		select {}
+	}
+}
+
+func writeReady() {
+	if err := os.WriteFile(os.Getenv(readyEnv), []byte("ready"), 0o644); err != nil {
+		os.Exit(1)
+	}
+}
+
+// spec runs this test binary in role, at nice 19, ready when it writes ready.
+func spec(role, ready string) Spec {
+	exe, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv(roleEnv, role) //nolint:usetesting // read by the child only, through the environment it inherits
+	os.Setenv(readyEnv, ready)
+	return Spec{Name: "test-" + role, Path: exe, Args: []string{"-test.run=^$"}, Nice: 19, ReadyFile: ready, Stderr: os.Stderr}
+}
+
+// clearRole keeps the roles out of the environment of this process's later children.
+func clearRole(t *testing.T) {
+	t.Cleanup(func() { os.Unsetenv(roleEnv); os.Unsetenv(readyEnv) })
+}
+
+// niceOf reads a process's niceness: field 19 of /proc/<pid>/stat.
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil && !zombie(pid) }
+
+func zombie(pid int) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // gone
+	}
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	return f[0] == "Z"
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAChildRunsNicedIsStartedAgainAndStops(t *testing.T) {
+	clearRole(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	c, err := Start(context.Background(), spec("serve", ready), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.PID()
+	if got := niceOf(t, pid); got != 19 {
+		t.Fatalf("child's nice = %d, want 19", got)
+	}
+	if got := niceOf(t, os.Getpid()); got != 0 {
+		t.Fatalf("the parent's nice became %d", got)
+	}
+
+	// Killed, it is started again after the backoff, and writes its ready file again.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new child", func() bool { p := c.PID(); return p != 0 && p != pid })
+	waitFor(t, "the new child's ready file", func() bool { _, err := os.Stat(ready); return err == nil })
+	again := c.PID()
+	if got := niceOf(t, again); got != 19 {
+		t.Fatalf("restarted child's nice = %d, want 19", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.PID() != 0 || alive(again) {
+		t.Fatalf("child %d still running after Stop", again)
+	}
+	if err := c.Stop(ctx); err != nil { // a second Stop is a no-op
+		t.Fatal(err)
+	}
+}
+
+func TestAChildThatExitsBeforeItIsReadyFailsTheStart(t *testing.T) {
+	clearRole(t)
+	_, err := Start(context.Background(), spec("fail", filepath.Join(t.TempDir(), "ready")), zaptest.NewLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
+		t.Fatalf("Start = %v, want an error saying it exited", err)
+	}
+}
+
+func TestAStartThatTimesOutStopsTheChild(t *testing.T) {
+	clearRole(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	// The child never writes this file: it writes the one its environment names.
+	s := spec("serve", filepath.Join(t.TempDir(), "ready"))
+	s.ReadyFile += ".never"
+	if _, err := Start(ctx, s, zaptest.NewLogger(t)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start = %v, want the deadline", err)
+	}
+}
+
+func TestAChildEndsWhenItsParentIsKilled(t *testing.T) {
+	clearRole(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	s := spec("parent", ready)
+	// The parent is this binary in role "parent", started plainly.
+	cmd := exec.Command(s.Path, s.Args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var child int
+	waitFor(t, "the parent's report of its child", func() bool {
+		raw, err := os.ReadFile(ready)
+		if err != nil {
+			return false
+		}
+		child, err = strconv.Atoi(string(raw))
+		return err == nil && child > 0
+	})
+	if !alive(child) {
+		t.Fatalf("child %d not running", child)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	waitFor(t, "the child to end with its parent", func() bool { return !alive(child) })
+}
