@@ -103,6 +103,9 @@ type Config struct {
 	AccessTTL time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables it.
 	MetricsAddr string
+	// Gatherers are served on MetricsAddr's /metrics beside the process's own metrics: natter
+	// run adds its search process's this way.
+	Gatherers []prometheus.Gatherer
 	// Pprof also serves Go's profiles (/debug/pprof/) on MetricsAddr: for profiling a running
 	// process; they reveal internals, so keep that address private.
 	Pprof bool
@@ -358,7 +361,7 @@ func New(cfg Config, log *zap.Logger) (*fx.App, *Running, error) {
 		),
 	}
 	if cfg.MetricsAddr != "" {
-		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, cfg.Pprof, reg, log, run) }))
+		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { serveMetrics(lc, cfg.MetricsAddr, cfg.Pprof, reg, cfg.Gatherers, log, run) }))
 	}
 	if cfg.SpareProc {
 		opts = append(opts, fx.Invoke(func(lc fx.Lifecycle) { governProcs(lc, reg, log) }))
@@ -580,9 +583,9 @@ func tokens(cfg Config) (*auth.Tokens, error) {
 	return auth.NewTokens(secret, cfg.AccessTTL)
 }
 
-func serveMetrics(lc fx.Lifecycle, addr string, profiles bool, reg *prometheus.Registry, log *zap.Logger, run *Running) {
+func serveMetrics(lc fx.Lifecycle, addr string, profiles bool, reg *prometheus.Registry, more []prometheus.Gatherer, log *zap.Logger, run *Running) {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(append(prometheus.Gatherers{reg}, more...), promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if profiles {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, ...
