@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -37,8 +38,23 @@ func runCmd(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if os.Getenv(searchChildEnv) != "" {
+		log = log.With(zap.String("process", "search"))
+	}
 	var muted atomic.Bool
 	log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return muteCore{c, &muted} }))
+
+	var search *searchProcess
+	if apart, why := searchApart(cfg, opts.searchProcess); apart {
+		if search, err = newSearchProcess(); err != nil {
+			return err
+		}
+		defer func() { _ = search.stop(context.Background()) }() // a failed start's; after a stop, a no-op
+		cfg.Targets = withoutSearch(cfg.Targets)
+		cfg.Gatherers = append(cfg.Gatherers, search.gatherer())
+	} else if slices.Contains(cfg.Targets, app.TargetSearch) && len(cfg.Targets) > 1 {
+		log.Info("search runs in this process", zap.String("why", why))
+	}
 
 	fxApp, run, err := app.New(cfg, log)
 	if err != nil {
@@ -59,6 +75,20 @@ func runCmd(args []string) error {
 			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
 		}
 		return errs[0] // the component's own error, e.g. "api: listen ...: address already in use"
+	}
+	if search != nil {
+		natsURL := ""
+		if cfg.NATSURL == "" {
+			natsURL = run.NATSURL()
+		}
+		if err := search.start(startCtx, args, natsURL, log); err != nil {
+			muted.Store(true)
+			if serr := fxApp.Stop(context.Background()); serr != nil {
+				log.Warn("stop after a failed start", zap.Error(serr))
+			}
+			return err
+		}
+		cfg.Targets = append(cfg.Targets, fmt.Sprintf("search (process %d, nice %d)", search.child.PID(), searchNice))
 	}
 	addrs := addresses(run)
 	printBanner(addrs, cfg)
@@ -85,6 +115,11 @@ func runCmd(args []string) error {
 	log.Info("shutting down", zap.String("signal", s.String()))
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelStop()
+	if search != nil { // before NATS, which it reads from, stops
+		if err := search.stop(stopCtx); err != nil {
+			log.Error("stop the search process", zap.Error(err))
+		}
+	}
 	if err := fxApp.Stop(stopCtx); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
@@ -94,8 +129,9 @@ func runCmd(args []string) error {
 
 // runOptions are the flags of natter run that are not part of app.Config.
 type runOptions struct {
-	log      *logOptions
-	addrFile string
+	log           *logOptions
+	addrFile      string
+	searchProcess bool
 }
 
 // parseRun parses the flags of natter run (name is the command, for messages): natter init
@@ -163,11 +199,15 @@ func parseRun(name string, args []string) (app.Config, runOptions, error) {
 	var opts runOptions
 	opts.log = logFlags(fs)
 	fs.StringVar(&opts.addrFile, "addr-file", "", "write the bound addresses as JSON to this file once ready")
+	fs.BoolVar(&opts.searchProcess, "search-process", true, "when search runs here beside other components, index it in a process of its own at the lowest CPU priority (nice 19), started and stopped with this one, its metrics served on this one's /metrics: the delivery path keeps the CPU (Linux; elsewhere search runs in this process)")
 	if err := envFlags(fs); err != nil {
 		return cfg, opts, err
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, opts, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, opts, fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
 	}
 	cfg.Targets = strings.Split(*targets, ",")
 	if err := applyLimits(); err != nil {

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/natter-chat/natter/pkg/childproc"
+	"github.com/natter-chat/natter/pkg/promfwd"
+	"github.com/natter-chat/natter/services/app"
+)
+
+// searchNice is the search process's niceness: it runs on CPU that the delivery path leaves.
+const searchNice = 19
+
+// searchChildEnv is set in the search process's environment: its log lines carry
+// "process": "search", to tell them from the parent's on the same stderr.
+const searchChildEnv = "NATTER_IS_SEARCH_PROCESS" // no flag has this name (envFlags)
+
+// searchApart says whether natter run indexes search in a process of its own (--search-process),
+// and if not, why: search must be one of several targets, the system must have what childproc
+// needs, and the child must be able to reach NATS as a client of its own.
+func searchApart(cfg app.Config, wanted bool) (bool, string) {
+	switch {
+	case !wanted:
+		return false, "--search-process=false"
+	case !slices.Contains(cfg.Targets, app.TargetSearch) || len(cfg.Targets) == 1:
+		return false, "search is not one of several targets"
+	case !childproc.Supported():
+		return false, "not supported on this system"
+	case cfg.NATSURL == "" && cfg.NATS.TLSCert != "":
+		return false, "the embedded NATS server takes TLS clients only, and this process's own connections to it go in-process"
+	}
+	return true, ""
+}
+
+// searchProcess is natter run's search, run as `natter run --target search` at nice 19: its
+// index writes then take only CPU that the delivery path leaves, and its garbage is collected
+// on a heap of its own (performance.md, twenty-seventh round). It reads CHAT and answers the
+// API's queries over NATS like a search process of a split deployment; its metrics are served
+// on the parent's /metrics (promfwd).
+type searchProcess struct {
+	dir   string // holds the child's addr file
+	child *childproc.Child
+}
+
+func newSearchProcess() (*searchProcess, error) {
+	dir, err := os.MkdirTemp("", "natter-search-")
+	if err != nil {
+		return nil, fmt.Errorf("search process: %w", err)
+	}
+	return &searchProcess{dir: dir}, nil
+}
+
+func (s *searchProcess) addrFile() string { return filepath.Join(s.dir, "addrs.json") }
+
+// metricsURL is the running child's /metrics, "" while none runs.
+func (s *searchProcess) metricsURL() string {
+	raw, err := os.ReadFile(s.addrFile())
+	if err != nil {
+		return ""
+	}
+	var a Addresses
+	if json.Unmarshal(raw, &a) != nil {
+		return ""
+	}
+	return a.Metrics
+}
+
+// gatherer serves the child's natter_ metrics (but the spare-P gauge, which the parent has too)
+// and its CPU time and memory, renamed natter_search_process_*.
+func (s *searchProcess) gatherer() prometheus.Gatherer {
+	return &promfwd.Gatherer{
+		URL: s.metricsURL,
+		Rename: func(name string) (string, bool) {
+			switch {
+			case name == "natter_spare_proc":
+				return "", false
+			case strings.HasPrefix(name, "natter_"):
+				return name, true
+			case name == "process_cpu_seconds_total" || name == "process_resident_memory_bytes":
+				return "natter_search_" + name, true
+			}
+			return "", false
+		},
+		UpName: "natter_search_process_up",
+		UpHelp: "1 when natter run's search process (--search-process) answered the last read of its metrics, 0 when not.",
+	}
+}
+
+// start runs the child with the parent's own flags (args) and these last, which win: search
+// alone, its metrics on a free port, and natsURL, the parent's embedded server ("" with an
+// external NATS, whose flags the child shares).
+func (s *searchProcess) start(ctx context.Context, args []string, natsURL string, log *zap.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("search process: %w", err)
+	}
+	childArgs := append([]string{"run"}, args...)
+	childArgs = append(childArgs, "--target", app.TargetSearch, "--search-process=false",
+		"--metrics-addr", "127.0.0.1:0", "--addr-file", s.addrFile())
+	if natsURL != "" {
+		childArgs = append(childArgs, "--nats-url", natsURL)
+	}
+	s.child, err = childproc.Start(ctx, childproc.Spec{Name: "search", Path: exe, Args: childArgs, Nice: searchNice,
+		Env: []string{searchChildEnv + "=1"}, ReadyFile: s.addrFile(), Stderr: os.Stderr}, log.Named("search-process"))
+	if err != nil {
+		return fmt.Errorf("search process: %w", err)
+	}
+	return nil
+}
+
+// stop stops the child, if it was started, and removes its directory.
+func (s *searchProcess) stop(ctx context.Context) error {
+	var err error
+	if s.child != nil {
+		err = s.child.Stop(ctx)
+	}
+	_ = os.RemoveAll(s.dir)
+	return err
+}
+
+// withoutSearch is targets less search.
+func withoutSearch(targets []string) []string {
+	return slices.DeleteFunc(slices.Clone(targets), func(t string) bool { return t == app.TargetSearch })
+}
