@@ -311,7 +311,7 @@ func (r *PeersReport) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s |\n", f.Name, f.Unit, spreadCell(f.Natter), spreadCell(f.Centrifugo), q)
 	}
-	fmt.Fprintln(w, "\nmedian (min–max) over rounds; CPU is the server process's own (/proc/<pid>/stat), the load generator's is not counted")
+	fmt.Fprintln(w, "\nmedian (min–max) over rounds; CPU is the server process's and its descendants' (/proc/<pid>/stat), the load generator's is not counted")
 
 	fmt.Fprintln(w, "\nrounds:")
 	for _, round := range r.Rounds {

@@ -187,6 +187,11 @@ func (s *natterSide) backlog(ctx context.Context) uint64 {
 	return n
 }
 
+func (s *natterSide) searchLag(ctx context.Context) (uint64, bool) {
+	n, err := s.t.searchBacklog(ctx)
+	return n, err == nil
+}
+
 func (s *natterSide) idle(ctx context.Context, e *peerEngine, exe string) (*MemResult, error) {
 	var tokens []string
 	for _, u := range s.users[e.cfg.Users+2:] {
@@ -326,6 +331,8 @@ func (s *cfSide) dial(ctx context.Context, e *peerEngine, idx, u int, _ string, 
 }
 
 func (s *cfSide) backlog(context.Context) uint64 { return 0 }
+
+func (s *cfSide) searchLag(context.Context) (uint64, bool) { return 0, false }
 
 // idle holds connections like natter's idle devices: several per user, each subscribed to its
 // user's own channel (what a chat client on Centrifugo listens on).

@@ -14,7 +14,8 @@ import (
 )
 
 // cpuMeter reads the CPU time (user + system) of the process being measured: this process when
-// natter runs in-process, or the --pid of an external one.
+// natter runs in-process, or the --pid of an external one with its descendants (natter run's
+// search process).
 type cpuMeter struct {
 	pid int // 0: this process
 }
@@ -23,34 +24,98 @@ func (m cpuMeter) read() (time.Duration, error) {
 	if m.pid == 0 {
 		return cputime.Own()
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
+	pids, err := processTree(m.pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+	var sum time.Duration
+	for _, pid := range pids {
+		f, err := procStat(pid)
+		if err != nil {
+			if pid != m.pid { // a descendant that just ended
+				continue
+			}
+			return 0, err
+		}
+		// f[0] is field 3 of stat: utime and stime are fields 14 and 15.
+		ut, err1 := strconv.ParseUint(f[11], 10, 64)
+		st, err2 := strconv.ParseUint(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+		}
+		sum += time.Duration(ut+st) * cputime.ClockTick
+	}
+	return sum, nil
+}
+
+// procStat is the fields of /proc/<pid>/stat after the command name, from field 3 (state) on:
+// the name (field 2) may hold spaces, the fields after its closing parenthesis do not.
+func procStat(pid int) ([]string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
 	i := bytes.LastIndexByte(raw, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", m.pid)
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	f := strings.Fields(string(raw[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", m.pid)
+		return nil, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
-	// After the name: state(3) ppid(4) ... utime(14) stime(15); f[0] is field 3.
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", m.pid)
-	}
-	return time.Duration(ut+st) * cputime.ClockTick, nil
+	return f, nil
 }
 
-// rssBytes is the resident set size of pid (0: this process) from /proc/<pid>/status.
-func rssBytes(pid int) (int64, error) {
-	path := "/proc/self/status"
-	if pid != 0 {
-		path = fmt.Sprintf("/proc/%d/status", pid)
+// processTree is pid and every process descended from it.
+func processTree(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
 	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := procStat(p); err == nil {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				children[ppid] = append(children[ppid], p)
+			}
+		}
+	}
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	return tree, nil
+}
+
+// rssBytes is the resident set size of pid (0: this process) and its descendants.
+func rssBytes(pid int) (int64, error) {
+	if pid == 0 {
+		return rssOf("/proc/self/status")
+	}
+	pids, err := processTree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, p := range pids {
+		n, err := rssOf(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			if p != pid {
+				continue
+			}
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// rssOf reads VmRSS from a /proc/<pid>/status file.
+func rssOf(path string) (int64, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err

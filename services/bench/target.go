@@ -152,11 +152,24 @@ func (t *target) stop() error {
 // consumerBacklog is how many CHAT events natter's persister and fanout have not yet handled
 // (pending plus unacknowledged). For an external natter it cannot tell, and says 0.
 func (t *target) consumerBacklog(ctx context.Context) (uint64, error) {
+	return t.backlogOf(ctx, streams.PersisterConsumer, streams.FanoutConsumer)
+}
+
+// searchBacklog is the CHAT events search has not indexed and acknowledged yet.
+func (t *target) searchBacklog(ctx context.Context) (uint64, error) {
+	if t.js == nil {
+		return 0, errors.New("natter's NATS is unknown")
+	}
+	return t.backlogOf(ctx, streams.SearchConsumer)
+}
+
+// backlogOf sums the pending and unacknowledged events of CHAT's consumers names.
+func (t *target) backlogOf(ctx context.Context, names ...string) (uint64, error) {
 	if t.js == nil {
 		return 0, nil
 	}
 	var n uint64
-	for _, name := range []string{streams.PersisterConsumer, streams.FanoutConsumer} {
+	for _, name := range names {
 		c, err := t.js.Consumer(ctx, streams.ChatStream, name)
 		if err != nil {
 			return 0, err

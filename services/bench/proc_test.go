@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"fmt"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAProcesssCPUAndMemoryIncludeItsDescendants measures a shell whose grandchild spins: the
+// shell itself uses no CPU, so all of what cpuMeter reads is the grandchild's.
+func TestAProcesssCPUAndMemoryIncludeItsDescendants(t *testing.T) {
+	cmd := exec.Command("sh", "-c", `sh -c 'while :; do :; done' & wait`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}()
+	m := cpuMeter{pid: cmd.Process.Pid}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cpu, err := m.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cpu >= 200*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU of the tree is %s after 20 s of a spinning grandchild", cpu)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tree, err := processTree(cmd.Process.Pid)
+	if err != nil || len(tree) != 2 {
+		t.Fatalf("tree %v (%v), want the shell and its child", tree, err)
+	}
+	own, err1 := rssOf(fmt.Sprintf("/proc/%d/status", tree[0]))
+	all, err2 := rssBytes(tree[0])
+	if err1 != nil || err2 != nil || all <= own {
+		t.Fatalf("RSS of the tree %d, of the shell %d (%v, %v): the child's is missing", all, own, err1, err2)
+	}
+}
+
+func TestSearchFellBehindOnlyBeyondTwoSecondsOfSends(t *testing.T) {
+	for _, c := range []struct {
+		lag0, lag1, acked uint64
+		want              bool
+	}{
+		{0, 13_000, 130_000, false},  // a lingering batch of one second at 13,000/s
+		{100, 26_101, 130_000, true}, // 26,001 more: beyond two seconds of sends
+		{50_000, 10, 130_000, false}, // caught up during the window
+	} {
+		if got := searchFellBehind(c.lag0, c.lag1, c.acked, 10*time.Second); got != c.want {
+			t.Errorf("searchFellBehind(%d, %d, %d, 10s) = %v", c.lag0, c.lag1, c.acked, got)
+		}
+	}
+}
