@@ -141,9 +141,27 @@ func (c *Child) Stop(ctx context.Context) error {
 // thread that started the child ends, not the process, so that thread must live as long as the
 // child; and a child inherits the niceness of the thread that started it, so this thread takes
 // the child's niceness first and every child starts with it, before it runs any code. Nothing
-// else runs on a locked thread, and Go starts its new threads from another one.
+// else runs on a locked thread, and Go starts its new threads from another one. The process's
+// main thread is not used: its niceness is what ps shows for the whole process.
 func (c *Child) supervise(first chan<- error) {
-	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+	runtime.LockOSThread() // never unlocked but here: the thread ends with this goroutine
+	if onMainThread() {
+		// While this goroutine holds the main thread, the one started here runs on another.
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(locked)
+			c.superviseLocked(first)
+		}()
+		<-locked
+		runtime.UnlockOSThread()
+		return
+	}
+	c.superviseLocked(first)
+}
+
+// superviseLocked is supervise on a locked thread other than the main one.
+func (c *Child) superviseLocked(first chan<- error) {
 	defer close(c.done)
 	if err := niceThread(c.spec.Nice); err != nil {
 		c.log.Warn("helper process keeps normal CPU priority", zap.String("process", c.spec.Name), zap.Error(err))

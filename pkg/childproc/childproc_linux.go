@@ -1,6 +1,9 @@
 package childproc
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 const supported = true
 
@@ -23,3 +26,6 @@ func niceThread(n int) error {
 	}
 	return syscall.Setpriority(syscall.PRIO_PROCESS, 0, min(19, 20-prio+n))
 }
+
+// onMainThread reports whether the calling thread is the process's first (its id is the pid).
+func onMainThread() bool { return syscall.Gettid() == os.Getpid() }

@@ -12,3 +12,5 @@ const supported = false
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func niceThread(int) error { return errors.ErrUnsupported }
+
+func onMainThread() bool { return false }

@@ -178,6 +178,9 @@ func TestTheAllInOneIndexesSearchInANicedProcess(t *testing.T) {
 	if nice := procStat(t, child)[16]; nice != "19" {
 		t.Fatalf("search process %d runs at nice %s, want 19", child, nice)
 	}
+	if nice := procStat(t, parent)[16]; nice != "0" {
+		t.Fatalf("natter's own main thread runs at nice %s, want 0", nice)
+	}
 	send("walrus")
 	found("walrus")
 	resp, err := http.Get(main.Addrs.Metrics)
