@@ -76,10 +76,8 @@ func Start(ctx context.Context, spec Spec, log *zap.Logger) (*Child, error) {
 		return nil, fmt.Errorf("childproc %s: nice %d not in 0..19", spec.Name, spec.Nice)
 	}
 	c := &Child{spec: spec, log: log, wake: make(chan struct{}), done: make(chan struct{})}
-	first := make(chan error, 1)
+	first := make(chan error, 1) // how the first child ended; buffered, as nothing reads it after Start
 	go c.supervise(first)
-	exited := make(chan error, 1)
-	go func() { exited <- <-first }()
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
@@ -87,7 +85,7 @@ func Start(ctx context.Context, spec Spec, log *zap.Logger) (*Child, error) {
 			return c, nil
 		}
 		select {
-		case err := <-exited:
+		case err := <-first:
 			_ = c.Stop(context.Background())
 			return nil, fmt.Errorf("childproc %s: exited before it was ready: %w", spec.Name, err)
 		case <-ctx.Done():
@@ -177,11 +175,10 @@ func (c *Child) superviseLocked(first chan<- error) {
 	for {
 		started := time.Now()
 		err := c.run()
+		report(err)
 		if c.isStopping() {
-			report(err)
 			return
 		}
-		report(err)
 		if time.Since(started) >= StableAfter {
 			backoff = MinBackoff
 		}
