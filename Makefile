@@ -89,7 +89,7 @@ FUZZ_TARGETS := ./sdk/go/protocol:FuzzDecode ./sdk/go/protocol:FuzzDecodeFrameFa
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
 	./pkg/clientaddr:FuzzKey ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
-	./services/search:FuzzDecodeCursor ./services/search:FuzzDecodeMeta ./services/gateway:FuzzParsePubAck ./services/api:FuzzParseSearchQuery ./pkg/cputime:FuzzParseStat
+	./services/search:FuzzDecodeCursor ./services/search:FuzzDecodeMeta ./services/gateway:FuzzParsePubAck ./services/api:FuzzParseSearchQuery ./pkg/cputime:FuzzParseStat ./pkg/procstat:FuzzParse
 fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \

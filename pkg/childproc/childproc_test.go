@@ -3,7 +3,6 @@
 package childproc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/natter-chat/natter/pkg/procstat"
 )
 
 // The test binary is also the child: roleEnv names what it does then, readyEnv the file it writes
@@ -77,30 +78,20 @@ func clearRole(t *testing.T) {
 	t.Cleanup(func() { os.Unsetenv(roleEnv); os.Unsetenv(readyEnv) })
 }
 
-// niceOf reads a process's niceness: field 19 of /proc/<pid>/stat.
+// niceOf is a process's niceness.
 func niceOf(t *testing.T, pid int) int {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-	n, err := strconv.Atoi(f[16])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return st.Nice
 }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil && !zombie(pid) }
-
-func zombie(pid int) bool {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true // gone
-	}
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-	return f[0] == "Z"
+// alive reports whether pid runs (not gone, not a zombie).
+func alive(pid int) bool {
+	st, err := procstat.Read(pid)
+	return err == nil && st.Alive()
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {

@@ -1,16 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/natter-chat/natter/pkg/cputime"
+	"github.com/natter-chat/natter/pkg/procstat"
 )
 
 // cpuMeter reads the CPU time (user + system) of the process being measured: this process when
@@ -24,85 +20,36 @@ func (m cpuMeter) read() (time.Duration, error) {
 	if m.pid == 0 {
 		return cputime.Own()
 	}
-	pids, err := processTree(m.pid)
+	pids, err := procstat.Tree(m.pid)
 	if err != nil {
 		return 0, err
 	}
 	var sum time.Duration
 	for _, pid := range pids {
-		f, err := procStat(pid)
+		st, err := procstat.Read(pid)
 		if err != nil {
 			if pid != m.pid { // a descendant that just ended
 				continue
 			}
 			return 0, err
 		}
-		// f[0] is field 3 of stat: utime and stime are fields 14 and 15.
-		ut, err1 := strconv.ParseUint(f[11], 10, 64)
-		st, err2 := strconv.ParseUint(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
-		}
-		sum += time.Duration(ut+st) * cputime.ClockTick
+		sum += st.CPU
 	}
 	return sum, nil
-}
-
-// procStat is the fields of /proc/<pid>/stat after the command name, from field 3 (state) on:
-// the name (field 2) may hold spaces, the fields after its closing parenthesis do not.
-func procStat(pid int) ([]string, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 13 {
-		return nil, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	return f, nil
-}
-
-// processTree is pid and every process descended from it.
-func processTree(pid int) ([]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if f, err := procStat(p); err == nil {
-			if ppid, err := strconv.Atoi(f[1]); err == nil {
-				children[ppid] = append(children[ppid], p)
-			}
-		}
-	}
-	tree := []int{pid}
-	for i := 0; i < len(tree); i++ {
-		tree = append(tree, children[tree[i]]...)
-	}
-	return tree, nil
 }
 
 // rssBytes is the resident set size of pid (0: this process) and its descendants.
 func rssBytes(pid int) (int64, error) {
 	if pid == 0 {
-		return rssOf("/proc/self/status")
+		return procstat.RSS(0)
 	}
-	pids, err := processTree(pid)
+	pids, err := procstat.Tree(pid)
 	if err != nil {
 		return 0, err
 	}
 	var sum int64
 	for _, p := range pids {
-		n, err := rssOf(fmt.Sprintf("/proc/%d/status", p))
+		n, err := procstat.RSS(p)
 		if err != nil {
 			if p != pid {
 				continue
@@ -112,28 +59,6 @@ func rssBytes(pid int) (int64, error) {
 		sum += n
 	}
 	return sum, nil
-}
-
-// rssOf reads VmRSS from a /proc/<pid>/status file.
-func rssOf(path string) (int64, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) < 1 {
-				break
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s: VmRSS: %w", path, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("%s: no VmRSS", path)
 }
 
 // liveBytes is this process's live heap plus goroutine stacks after a full collection (what it

@@ -1,11 +1,12 @@
 package bench
 
 import (
-	"fmt"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/pkg/procstat"
 )
 
 // TestAProcesssCPUAndMemoryIncludeItsDescendants measures a shell whose grandchild spins: the
@@ -35,12 +36,8 @@ func TestAProcesssCPUAndMemoryIncludeItsDescendants(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	tree, err := processTree(cmd.Process.Pid)
-	if err != nil || len(tree) != 2 {
-		t.Fatalf("tree %v (%v), want the shell and its child", tree, err)
-	}
-	own, err1 := rssOf(fmt.Sprintf("/proc/%d/status", tree[0]))
-	all, err2 := rssBytes(tree[0])
+	own, err1 := procstat.RSS(cmd.Process.Pid)
+	all, err2 := rssBytes(cmd.Process.Pid)
 	if err1 != nil || err2 != nil || all <= own {
 		t.Fatalf("RSS of the tree %d, of the shell %d (%v, %v): the child's is missing", all, own, err1, err2)
 	}
