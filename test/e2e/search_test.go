@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
+	"github.com/natter-chat/natter/pkg/procstat"
 	"github.com/natter-chat/natter/services/app/apptest"
 	"github.com/natter-chat/natter/services/search"
 	"github.com/natter-chat/natter/services/search/wire"
@@ -175,11 +173,11 @@ func TestTheAllInOneIndexesSearchInANicedProcess(t *testing.T) {
 
 	parent := main.cmd.Process.Pid
 	child := onlyChild(t, parent)
-	if nice := procStat(t, child)[16]; nice != "19" {
-		t.Fatalf("search process %d runs at nice %s, want 19", child, nice)
+	if nice := niceOf(t, child); nice != 19 {
+		t.Fatalf("search process %d runs at nice %d, want 19", child, nice)
 	}
-	if nice := procStat(t, parent)[16]; nice != "0" {
-		t.Fatalf("natter's own main thread runs at nice %s, want 0", nice)
+	if nice := niceOf(t, parent); nice != 0 {
+		t.Fatalf("natter's own main thread runs at nice %d, want 0", nice)
 	}
 	send("walrus")
 	found("walrus")
@@ -223,21 +221,39 @@ func TestTheAllInOneIndexesSearchInANicedProcess(t *testing.T) {
 	}
 }
 
-// childOf is the one child process of parent, 0 if it has none; more than one fails the test.
+// TestStoppingTheAllInOneStopsItsSearchProcessFirst: Ctrl-C stops the search process cleanly
+// while the NATS server it reads from still runs, then natter itself; nothing is left running.
+// (Were it left to the parent-death signal, it would be killed and log no clean stop; stopped
+// after NATS, its own stop would fail on the closed connection.)
+func TestStoppingTheAllInOneStopsItsSearchProcessFirst(t *testing.T) {
+	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
+	main := StartNatter(t, t.TempDir())
+	child := onlyChild(t, main.cmd.Process.Pid)
+	main.Interrupt()
+	if procAlive(child) {
+		t.Fatalf("search process %d still runs after natter stopped", child)
+	}
+	stopped := false
+	for line := range strings.SplitSeq(main.Output(), "\n") {
+		if strings.Contains(line, `"msg":"stopped cleanly"`) && strings.Contains(line, `"process":"search"`) {
+			stopped = true
+		}
+	}
+	if !stopped {
+		t.Fatalf("the search process logged no clean stop:\n%s", main.Output())
+	}
+}
+
+// childOf is the one running descendant of parent, 0 if it has none; more than one fails the test.
 func childOf(t *testing.T, parent int) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	tree, err := procstat.Tree(parent)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, ok := readProcStat(pid)
-		if !ok || st[1] != strconv.Itoa(parent) || st[0] == "Z" {
+	for _, pid := range tree[1:] {
+		if st, err := procstat.Read(pid); err != nil || !st.Alive() {
 			continue
 		}
 		if found != 0 {
@@ -258,32 +274,18 @@ func onlyChild(t *testing.T, parent int) int {
 	return c
 }
 
-// readProcStat is /proc/<pid>/stat's fields after the command name: [0] is the state, [1] the
-// parent's pid, [16] the niceness.
-func readProcStat(pid int) ([]string, bool) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, false
-	}
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return nil, false
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	return f, len(f) > 16
-}
-
-func procStat(t *testing.T, pid int) []string {
+// niceOf is a running process's niceness.
+func niceOf(t *testing.T, pid int) int {
 	t.Helper()
-	f, ok := readProcStat(pid)
-	if !ok {
-		t.Fatalf("no /proc/%d/stat", pid)
+	st, err := procstat.Read(pid)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return f
+	return st.Nice
 }
 
 // procAlive reports whether pid runs (a zombie does not).
 func procAlive(pid int) bool {
-	f, ok := readProcStat(pid)
-	return ok && f[0] != "Z"
+	st, err := procstat.Read(pid)
+	return err == nil && st.Alive()
 }
