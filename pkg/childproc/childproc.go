@@ -38,8 +38,9 @@ type Spec struct {
 	// ReadyFile is a file the child writes once it is ready; it is removed before every start,
 	// and Start waits for the first child to write it.
 	ReadyFile string
-	Stdout    io.Writer // nil: discarded
-	Stderr    io.Writer // nil: discarded
+	// Stderr takes the child's standard error (nil: discarded); its standard output is
+	// discarded.
+	Stderr io.Writer
 }
 
 // Backoff bounds the wait before a child that exited is started again: MinBackoff after the
@@ -205,7 +206,7 @@ func (c *Child) run() error {
 	}
 	cmd := exec.Command(c.spec.Path, c.spec.Args...)
 	cmd.Env = append(os.Environ(), c.spec.Env...)
-	cmd.Stdout, cmd.Stderr = c.spec.Stdout, c.spec.Stderr
+	cmd.Stderr = c.spec.Stderr
 	cmd.SysProcAttr = sysProcAttr()
 	c.mu.Lock()
 	if c.stopping {

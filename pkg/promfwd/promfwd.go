@@ -29,7 +29,6 @@ type Gatherer struct {
 	Rename func(name string) (string, bool)
 	UpName string
 	UpHelp string
-	Client *http.Client // nil: a client with Timeout
 }
 
 var _ prometheus.Gatherer = (*Gatherer)(nil)
@@ -50,10 +49,6 @@ func (g *Gatherer) read() ([]*dto.MetricFamily, error) {
 	if url == "" {
 		return nil, errors.New("not running")
 	}
-	client := g.Client
-	if client == nil {
-		client = &http.Client{Timeout: Timeout}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -61,7 +56,7 @@ func (g *Gatherer) read() ([]*dto.MetricFamily, error) {
 		return nil, err
 	}
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
-	resp, err := client.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

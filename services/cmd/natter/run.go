@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -52,7 +51,7 @@ func runCmd(args []string) error {
 		defer func() { _ = search.stop(context.Background()) }() // a failed start's; after a stop, a no-op
 		cfg.Targets = withoutSearch(cfg.Targets)
 		cfg.Gatherers = append(cfg.Gatherers, search.gatherer())
-	} else if slices.Contains(cfg.Targets, app.TargetSearch) && len(cfg.Targets) > 1 {
+	} else if why != "" {
 		log.Info("search runs in this process", zap.String("why", why))
 	}
 

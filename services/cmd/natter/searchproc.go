@@ -24,15 +24,16 @@ const searchNice = 19
 // "process": "search", to tell them from the parent's on the same stderr.
 const searchChildEnv = "NATTER_IS_SEARCH_PROCESS" // no flag has this name (envFlags)
 
-// searchApart says whether natter run indexes search in a process of its own (--search-process),
-// and if not, why: search must be one of several targets, the system must have what childproc
-// needs, and the child must be able to reach NATS as a client of its own.
-func searchApart(cfg app.Config, wanted bool) (bool, string) {
+// searchApart says whether natter run indexes search in a process of its own (--search-process).
+// It applies when search is one of several targets (else it says no, and why is ""); then the
+// flag must ask for it, the system must have what childproc needs, and the child must be able to
+// reach NATS as a client of its own, else why says which did not hold.
+func searchApart(cfg app.Config, wanted bool) (apart bool, why string) {
 	switch {
+	case !slices.Contains(cfg.Targets, app.TargetSearch) || len(cfg.Targets) == 1:
+		return false, ""
 	case !wanted:
 		return false, "--search-process=false"
-	case !slices.Contains(cfg.Targets, app.TargetSearch) || len(cfg.Targets) == 1:
-		return false, "search is not one of several targets"
 	case !childproc.Supported():
 		return false, "not supported on this system"
 	case cfg.NATSURL == "" && cfg.NATS.TLSCert != "":
