@@ -14,8 +14,11 @@ import (
 type Options struct {
 	// Replicas for every stream and bucket: 1 on one machine, 3 (or 5) on a cluster.
 	Replicas int
-	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values. It must exceed the
-	// longest time a client keeps retrying one send; after it the store's own dedupe applies.
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values. A retry marked resend
+	// is recognised after it too (the gateway looks in the store and in the stream above the
+	// persister's ack floor), so it only has to span an attempt still on its way to the stream
+	// when its retry comes. JetStream keeps every id of the window on its heap (about 230 bytes
+	// each), which the collector scans: 2 min at 3,800 sends/s was 74 MB of natter's 123 MB.
 	DuplicateWindow time.Duration
 	// ChatMaxAge bounds how long CHAT keeps events (0 = forever). It must exceed the longest lag
 	// the persister is allowed: sync reads (persister ack floor, head] from the stream.
@@ -61,7 +64,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Replicas:         1,
-		DuplicateWindow:  2 * time.Minute,
+		DuplicateWindow:  15 * time.Second,
 		ChatMaxAge:       7 * 24 * time.Hour,
 		ChatMaxBytes:     -1,
 		RouteTTL:         10 * time.Minute,

@@ -135,9 +135,10 @@ func (d *Decider) Decide(ctx context.Context, r Request) (streams.ChatEvent, *pr
 }
 
 // Previous finds the event userID already made with clientMsgID in conv: in the store, or in
-// the part of the stream the persister has not stored yet. A retried edit or delete whose first
-// attempt went through is answered with that event (the first attempt may be what makes the
-// retry look refused: its message is now deleted).
+// the part of the stream the persister has not stored yet. A retried send, edit or delete whose
+// first attempt went through is answered with that event, whether or not it is still inside
+// JetStream's duplicate window and however far the persister lags (for an edit or delete, the
+// first attempt may also be what makes the retry look refused: its message is now deleted).
 func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string) (store.Message, bool, error) {
 	m, err := d.Store.MessageByClientID(ctx, userID, clientMsgID)
 	switch {

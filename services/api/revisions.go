@@ -78,7 +78,11 @@ func (s *Server) revise(c *fiber.Ctx, kind, clientMsgID, text string) error {
 		return errorf(http.StatusBadRequest, CodeInvalidRequest, "the message must be named by its seq, a positive integer")
 	}
 	ctx, me := c.UserContext(), callerID(c)
-	if prev, err := s.store.MessageByClientID(ctx, me, clientMsgID); err == nil {
+	// Any request may be a retry, however late: its first attempt is looked for in the store and
+	// in what CHAT holds above the persister's ack floor.
+	if prev, ok, err := s.revisions.Previous(ctx, conv, me, clientMsgID); err != nil {
+		return fmt.Errorf("%s %s/%d: %w", kind, conv, seq, err)
+	} else if ok {
 		return c.JSON(ackJSON{ClientMsgID: clientMsgID, ConversationID: prev.ConversationID, MessageID: prev.ID,
 			Seq: prev.Seq, SentAt: prev.SentAt.UnixMilli(), Duplicate: true})
 	}

@@ -128,6 +128,53 @@ func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
 	}
 }
 
+// A resend after the duplicate window, while the persister has not stored the first attempt yet,
+// is still one message: the gateway finds the first attempt in the stream above the persister's
+// ack floor (with a store lookup alone it misses it, and the resend is published again, a second
+// message with a seq of its own).
+func TestAResendWhileThePersisterLagsIsStillOneMessage(t *testing.T) {
+	const window = 300 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	const pause = 2 * time.Second
+	if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(pause)); err != nil {
+		t.Fatal(err)
+	}
+	a.Send(send(conv, "lagging", "once"))
+	first := a.NextOf(protocol.TypeAck, wait)
+	if first.Duplicate || first.Seq == 0 {
+		t.Fatalf("first ack %+v", first)
+	}
+	time.Sleep(3 * window) // JetStream forgets the id; the paused persister has not stored it
+	retry := send(conv, "lagging", "once")
+	retry.Resend = true
+	a.Send(retry)
+	if ack := a.NextOf(protocol.TypeAck, wait); !ack.Duplicate || ack.Seq != first.Seq || ack.MessageID != first.MessageID {
+		t.Fatalf("resend ack %+v, want the first ack (seq %d) as a duplicate", ack, first.Seq)
+	}
+	a.Send(send(conv, "marker", "marker"))
+	var texts []string
+	for {
+		f := b.NextOf(protocol.TypeMessage, wait)
+		texts = append(texts, f.Text)
+		if f.Text == "marker" {
+			break
+		}
+	}
+	if strings.Join(texts, ",") != "once,marker" {
+		t.Fatalf("recipient saw %v, want [once marker]", texts)
+	}
+}
+
 func TestBadInputGetsCodedErrorAndConnectionStaysUsable(t *testing.T) {
 	s := apptest.Start(t)
 	alice, bob, eve := s.SignUp("alice"), s.SignUp("bob"), s.SignUp("eve")

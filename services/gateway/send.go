@@ -63,15 +63,28 @@ func (s *session) maySend(f protocol.ClientFrame, ref string) bool {
 	// A first attempt needs no lookup: a repeat within the duplicate window is JetStream's to
 	// catch (publish.go answers it with the original), and a client marks a later one Resend.
 	if f.Resend {
-		if prev, err := s.g.deps.Store.MessageByClientID(ctx, s.userID, f.ClientMsgID); err == nil {
-			s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
-			return false
-		} else if !errors.Is(err, store.ErrNotFound) {
-			s.unavailable(ref, "look up client message id", err)
+		if ok, err := s.storedBefore(ctx, ref, f); err != nil || ok {
+			if err != nil {
+				s.unavailable(ref, "look up client message id", err)
+			}
 			return false
 		}
 	}
 	return true
+}
+
+// storedBefore answers a resend whose first attempt CHAT holds with that attempt's ack, and
+// reports whether it did. It looks in the store and, above the persister's ack floor, in the
+// conversation's events in the stream (revision.Decider.Previous), so the answer depends neither
+// on JetStream's duplicate window nor on how far the persister lags: a resend is one event
+// however late it comes.
+func (s *session) storedBefore(ctx context.Context, ref string, f protocol.ClientFrame) (bool, error) {
+	prev, ok, err := s.g.revisions.Previous(ctx, f.ConversationID, s.userID, f.ClientMsgID)
+	if err != nil || !ok {
+		return false, err
+	}
+	s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
+	return true, nil
 }
 
 // frameRef is what the answers to f carry as ref: its id, else its client_msg_id.
@@ -111,8 +124,13 @@ func (s *session) handleRevision(f protocol.ClientFrame) {
 			kind = streams.KindHide
 		}
 	}
-	if f.Resend && s.ackStored(ctx, ref, f.ClientMsgID) {
-		return
+	if f.Resend {
+		if ok, err := s.storedBefore(ctx, ref, f); err != nil || ok {
+			if err != nil {
+				s.unavailable(ref, "look up client message id", err)
+			}
+			return
+		}
 	}
 	ev, refused, err := s.g.revisions.Decide(ctx, revision.Request{Kind: kind, ConversationID: f.ConversationID,
 		TargetSeq: f.TargetSeq, UserID: s.userID, DeviceID: s.deviceID, ClientMsgID: f.ClientMsgID, Text: f.Text})
@@ -133,16 +151,6 @@ func (s *session) handleRevision(f protocol.ClientFrame) {
 	}
 	cancel()
 	s.publishEvent(ref, f, kind, ev)
-}
-
-// ackStored answers with the ack of the user's stored event of clientMsgID, if there is one.
-func (s *session) ackStored(ctx context.Context, ref, clientMsgID string) bool {
-	prev, err := s.g.deps.Store.MessageByClientID(ctx, s.userID, clientMsgID)
-	if err != nil {
-		return false
-	}
-	s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), clientMsgID)
-	return true
 }
 
 // errDuplicatesBehind: too many retries are waiting for their original to be read back.
