@@ -94,10 +94,7 @@ func (d *Decider) Decide(ctx context.Context, r Request) (streams.ChatEvent, *pr
 	if target.Deleted() {
 		return streams.ChatEvent{}, ErrMessageDeleted, nil
 	}
-	now := time.Now
-	if d.Now != nil {
-		now = d.Now
-	}
+	now := d.now
 	switch r.Kind {
 	case streams.KindEdit:
 		if target.SenderID != r.UserID {
@@ -140,6 +137,25 @@ func (d *Decider) Decide(ctx context.Context, r Request) (streams.ChatEvent, *pr
 // JetStream's duplicate window and however far the persister lags (for an edit or delete, the
 // first attempt may also be what makes the retry look refused: its message is now deleted).
 func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string) (store.Message, bool, error) {
+	return d.previous(ctx, conv, userID, clientMsgID, time.Time{})
+}
+
+// PreviousOutside is Previous for a retry about to be published with its dedupe id: JetStream
+// recognises a first attempt it stored within its duplicate window (window), so the stream is
+// searched only for events sent more than two thirds of window ago (the other third spares
+// clocks that differ between the gateway and the server). While the persister keeps up that is
+// one read of the stream, however busy the conversation. window 0: the whole unstored part.
+func (d *Decider) PreviousOutside(ctx context.Context, conv, userID, clientMsgID string, window time.Duration) (store.Message, bool, error) {
+	var before time.Time
+	if window > 0 {
+		before = d.now().Add(-window * 2 / 3)
+	}
+	return d.previous(ctx, conv, userID, clientMsgID, before)
+}
+
+// previous is Previous that stops reading the stream at the first event sent after before
+// (zero: it reads to the head).
+func (d *Decider) previous(ctx context.Context, conv, userID, clientMsgID string, before time.Time) (store.Message, bool, error) {
 	m, err := d.Store.MessageByClientID(ctx, userID, clientMsgID)
 	switch {
 	case err == nil:
@@ -153,16 +169,19 @@ func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string
 	}
 	var found store.Message
 	err = d.Timeline.Range(ctx, marks, conv, marks.Stored, marks.Head, func(m store.Message) error {
-		if m.SenderID == userID && m.ClientMsgID == clientMsgID {
+		switch {
+		case m.SenderID == userID && m.ClientMsgID == clientMsgID:
 			found = m
 			return errFound
+		case !before.IsZero() && m.SentAt.After(before):
+			return errInsideWindow
 		}
 		return nil
 	})
 	switch {
 	case errors.Is(err, errFound):
 		return found, true, nil
-	case err != nil:
+	case err != nil && !errors.Is(err, errInsideWindow):
 		return store.Message{}, false, fmt.Errorf("revision: client id in the stream: %w", err)
 	}
 	// Stored meanwhile?
@@ -170,6 +189,15 @@ func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string
 		return m, true, nil
 	}
 	return store.Message{}, false, nil
+}
+
+var errInsideWindow = errors.New("inside the duplicate window")
+
+func (d *Decider) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
 }
 
 var errFound = errors.New("found")

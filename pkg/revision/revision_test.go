@@ -76,3 +76,46 @@ func TestEditWindowIsInclusive(t *testing.T) {
 		}
 	}
 }
+
+// PreviousOutside finds a first attempt older than the duplicate window in the unstored stream
+// and reads no further than the first event inside the window (what comes after it is
+// JetStream's to recognise); Previous reads to the head.
+func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus := natsxtest.Start(t)
+	st := pebbletest.Open(t)
+	now := time.UnixMilli(1_800_000_000_000).UTC()
+	for _, e := range []struct {
+		cmid string
+		age  time.Duration
+	}{{"old", 20 * time.Second}, {"young", time.Second}, {"behind-young", 30 * time.Second}} {
+		ev := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "d1", MessageID: "m-" + e.cmid, SenderID: "alice",
+			ClientMsgID: e.cmid, Text: "hi", SentAt: now.Add(-e.age).UnixMilli()}
+		data, _ := ev.Encode()
+		if _, err := bus.JS.Publish(ctx, streams.ChatSubject("d1", streams.KindMsg), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &Decider{Store: st, Timeline: timeline.New(st, bus.JS), Now: func() time.Time { return now }}
+	const window = 15 * time.Second
+	for _, tc := range []struct {
+		cmid                string
+		window              time.Duration
+		outside, everywhere bool
+	}{
+		{"old", window, true, true},
+		{"young", window, true, true},         // the first event inside the window is read
+		{"behind-young", window, false, true}, // but nothing after it
+		{"behind-young", 0, true, true},
+		{"never", window, false, false},
+	} {
+		m, ok, err := d.PreviousOutside(ctx, "d1", "alice", tc.cmid, tc.window)
+		if err != nil || ok != tc.outside || ok && m.ClientMsgID != tc.cmid {
+			t.Errorf("PreviousOutside(%s, window %s) = %+v, %v, %v; want found %v", tc.cmid, tc.window, m, ok, err, tc.outside)
+		}
+		if _, ok, err := d.Previous(ctx, "d1", "alice", tc.cmid); err != nil || ok != tc.everywhere {
+			t.Errorf("Previous(%s) = %v, %v; want found %v", tc.cmid, ok, err, tc.everywhere)
+		}
+	}
+}

@@ -35,6 +35,9 @@ func TestDerivedFollowsEachSetting(t *testing.T) {
 			"Fanout.BarrierWindow": 20 * time.Millisecond, "Gateway.BarrierWindow": 20 * time.Millisecond,
 			"API.BarrierWindow": 20 * time.Millisecond,
 		}},
+		{"duplicate window", func(c *Config) { c.Streams.DuplicateWindow = time.Minute }, map[string]any{
+			"Gateway.DuplicateWindow": time.Minute,
+		}},
 		{"edit window", func(c *Config) { c.Gateway.EditWindow = time.Minute }, map[string]any{
 			"API.EditWindow": time.Minute,
 		}},
@@ -107,6 +110,7 @@ func derivedFields() []derivedField {
 		{"API.EditWindow", func(c Config) any { return c.API.EditWindow }},
 		{"Fanout.BarrierWindow", func(c Config) any { return c.Fanout.BarrierWindow }},
 		{"Gateway.BarrierWindow", func(c Config) any { return c.Gateway.BarrierWindow }},
+		{"Gateway.DuplicateWindow", func(c Config) any { return c.Gateway.DuplicateWindow }},
 		{"API.BarrierWindow", func(c Config) any { return c.API.BarrierWindow }},
 		{"Persister.Sole", func(c Config) any { return c.Persister.Sole }},
 	}

@@ -75,11 +75,12 @@ func (s *session) maySend(f protocol.ClientFrame, ref string) bool {
 
 // storedBefore answers a resend whose first attempt CHAT holds with that attempt's ack, and
 // reports whether it did. It looks in the store and, above the persister's ack floor, in the
-// conversation's events in the stream (revision.Decider.Previous), so the answer depends neither
-// on JetStream's duplicate window nor on how far the persister lags: a resend is one event
-// however late it comes.
+// conversation's events in the stream that are older than JetStream's duplicate window
+// (revision.Decider.PreviousOutside; a younger first attempt is JetStream's to recognise when
+// the resend is published), so a resend is one event however late it comes and however far the
+// persister lags.
 func (s *session) storedBefore(ctx context.Context, ref string, f protocol.ClientFrame) (bool, error) {
-	prev, ok, err := s.g.revisions.Previous(ctx, f.ConversationID, s.userID, f.ClientMsgID)
+	prev, ok, err := s.g.revisions.PreviousOutside(ctx, f.ConversationID, s.userID, f.ClientMsgID, s.g.cfg.DuplicateWindow)
 	if err != nil || !ok {
 		return false, err
 	}
