@@ -96,36 +96,7 @@ func TestRetriesMakeOneMessage(t *testing.T) {
 // A send marked resend is one message however long after the first attempt it comes: past
 // JetStream's duplicate window the gateway finds the first in the store and answers with its ack.
 func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
-	const window = 500 * time.Millisecond
-	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
-	alice, bob := s.SignUp("alice"), s.SignUp("bob")
-	conv := s.Direct(alice, bob)
-	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
-
-	a.Send(send(conv, "late-retry", "once"))
-	first := a.NextOf(protocol.TypeAck, wait)
-	if first.Duplicate || first.Seq == 0 {
-		t.Fatalf("first ack %+v", first)
-	}
-	time.Sleep(3 * window) // JetStream forgets the id; the store keeps it
-	retry := send(conv, "late-retry", "once")
-	retry.Resend = true
-	a.Send(retry)
-	if ack := a.NextOf(protocol.TypeAck, wait); !ack.Duplicate || ack.Seq != first.Seq || ack.MessageID != first.MessageID {
-		t.Fatalf("resend ack %+v, want the first ack (seq %d) as a duplicate", ack, first.Seq)
-	}
-	a.Send(send(conv, "marker", "marker"))
-	var texts []string
-	for {
-		f := b.NextOf(protocol.TypeMessage, wait)
-		texts = append(texts, f.Text)
-		if f.Text == "marker" {
-			break
-		}
-	}
-	if strings.Join(texts, ",") != "once,marker" {
-		t.Fatalf("recipient saw %v, want [once marker]", texts)
-	}
+	resendAfterTheWindow(t, 500*time.Millisecond, nil)
 }
 
 // A resend after the duplicate window, while the persister has not stored the first attempt yet,
@@ -133,33 +104,41 @@ func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
 // ack floor (with a store lookup alone it misses it, and the resend is published again, a second
 // message with a seq of its own).
 func TestAResendWhileThePersisterLagsIsStillOneMessage(t *testing.T) {
-	const window = 300 * time.Millisecond
+	resendAfterTheWindow(t, 300*time.Millisecond, func(s *apptest.System) {
+		js, err := jetstream.New(s.Run.NC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// resendAfterTheWindow sends a message (after first, if set), resends it after three duplicate
+// windows, and requires the first ack back as a duplicate and one message delivered.
+func resendAfterTheWindow(t *testing.T, window time.Duration, first func(*apptest.System)) {
 	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
 	conv := s.Direct(alice, bob)
 	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
+	if first != nil {
+		first(s)
+	}
 
-	js, err := jetstream.New(s.Run.NC)
-	if err != nil {
-		t.Fatal(err)
+	a.Send(send(conv, "late-retry", "once"))
+	ack1 := a.NextOf(protocol.TypeAck, wait)
+	if ack1.Duplicate || ack1.Seq == 0 {
+		t.Fatalf("first ack %+v", ack1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	const pause = 2 * time.Second
-	if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(pause)); err != nil {
-		t.Fatal(err)
-	}
-	a.Send(send(conv, "lagging", "once"))
-	first := a.NextOf(protocol.TypeAck, wait)
-	if first.Duplicate || first.Seq == 0 {
-		t.Fatalf("first ack %+v", first)
-	}
-	time.Sleep(3 * window) // JetStream forgets the id; the paused persister has not stored it
-	retry := send(conv, "lagging", "once")
+	time.Sleep(3 * window) // JetStream forgets the id
+	retry := send(conv, "late-retry", "once")
 	retry.Resend = true
 	a.Send(retry)
-	if ack := a.NextOf(protocol.TypeAck, wait); !ack.Duplicate || ack.Seq != first.Seq || ack.MessageID != first.MessageID {
-		t.Fatalf("resend ack %+v, want the first ack (seq %d) as a duplicate", ack, first.Seq)
+	if ack := a.NextOf(protocol.TypeAck, wait); !ack.Duplicate || ack.Seq != ack1.Seq || ack.MessageID != ack1.MessageID {
+		t.Fatalf("resend ack %+v, want the first ack (seq %d) as a duplicate", ack, ack1.Seq)
 	}
 	a.Send(send(conv, "marker", "marker"))
 	var texts []string
