@@ -34,7 +34,7 @@ func (s *session) handleSend(f protocol.ClientFrame) {
 }
 
 // maySend checks a send before it is published: the sender is an active member, and a resend
-// is not of a message stored already (then it is answered here with the original's ack). A
+// is not of a message made already (then it is answered here with the original's ack). A
 // refusal is answered here. The store reads share one timeout (Config.PublishTimeout), set up
 // only when the store has to be asked: a membership it holds in memory (store.MemberCache),
 // the usual case, needs none.
@@ -62,30 +62,24 @@ func (s *session) maySend(f protocol.ClientFrame, ref string) bool {
 	}
 	// A first attempt needs no lookup: a repeat within the duplicate window is JetStream's to
 	// catch (publish.go answers it with the original), and a client marks a later one Resend.
-	if f.Resend {
-		if ok, err := s.storedBefore(ctx, ref, f); err != nil || ok {
-			if err != nil {
-				s.unavailable(ref, "look up client message id", err)
-			}
-			return false
-		}
-	}
-	return true
+	return !f.Resend || !s.answerRepeat(ctx, ref, f)
 }
 
-// storedBefore answers a resend whose first attempt CHAT holds with that attempt's ack, and
-// reports whether it did. It looks in the store and, above the persister's ack floor, in the
-// conversation's events in the stream that are older than JetStream's duplicate window
-// (revision.Decider.PreviousOutside; a younger first attempt is JetStream's to recognise when
-// the resend is published), so a resend is one event however late it comes and however far the
-// persister lags.
-func (s *session) storedBefore(ctx context.Context, ref string, f protocol.ClientFrame) (bool, error) {
+// answerRepeat answers a resend whose first attempt already made an event with that event's
+// ack, and one whose lookup failed with unavailable; it reports whether it answered. It looks in
+// the store and, above the persister's ack floor, in the conversation's events in the stream
+// that are older than JetStream's duplicate window (revision.Decider.PreviousOutside; a younger
+// first attempt is JetStream's to recognise when the resend is published), so a resend is one
+// event however late it comes and however far the persister lags.
+func (s *session) answerRepeat(ctx context.Context, ref string, f protocol.ClientFrame) bool {
 	prev, ok, err := s.g.revisions.PreviousOutside(ctx, f.ConversationID, s.userID, f.ClientMsgID, s.g.cfg.DuplicateWindow)
-	if err != nil || !ok {
-		return false, err
+	switch {
+	case err != nil:
+		s.unavailable(ref, "look up client message id", err)
+	case ok:
+		s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
 	}
-	s.ackDuplicate(ref, prev.ConversationID, prev.ID, prev.Seq, prev.SentAt.UnixMilli(), f.ClientMsgID)
-	return true, nil
+	return err != nil || ok
 }
 
 // frameRef is what the answers to f carry as ref: its id, else its client_msg_id.
@@ -125,13 +119,8 @@ func (s *session) handleRevision(f protocol.ClientFrame) {
 			kind = streams.KindHide
 		}
 	}
-	if f.Resend {
-		if ok, err := s.storedBefore(ctx, ref, f); err != nil || ok {
-			if err != nil {
-				s.unavailable(ref, "look up client message id", err)
-			}
-			return
-		}
+	if f.Resend && s.answerRepeat(ctx, ref, f) {
+		return
 	}
 	ev, refused, err := s.g.revisions.Decide(ctx, revision.Request{Kind: kind, ConversationID: f.ConversationID,
 		TargetSeq: f.TargetSeq, UserID: s.userID, DeviceID: s.deviceID, ClientMsgID: f.ClientMsgID, Text: f.Text})
