@@ -142,13 +142,15 @@ func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string
 
 // PreviousOutside is Previous for a retry about to be published with its dedupe id: JetStream
 // recognises a first attempt it stored within its duplicate window (window), so the stream is
-// searched only for events sent more than two thirds of window ago (the other third spares
-// clocks that differ between the gateway and the server). While the persister keeps up that is
-// one read of the stream, however busy the conversation. window 0: the whole unstored part.
+// searched only up to the first event sent less than a third of window ago. The other two
+// thirds (10 s of the default 15 s) are for the retry to reach JetStream after this check (the
+// gateway gives a send 5 s) and for clocks that differ between the processes that stamp
+// sent_at. While the persister keeps up that is one read of the stream, however busy the
+// conversation. window 0: the whole unstored part.
 func (d *Decider) PreviousOutside(ctx context.Context, conv, userID, clientMsgID string, window time.Duration) (store.Message, bool, error) {
 	var before time.Time
 	if window > 0 {
-		before = d.now().Add(-window * 2 / 3)
+		before = d.now().Add(-window / 3)
 	}
 	return d.previous(ctx, conv, userID, clientMsgID, before)
 }

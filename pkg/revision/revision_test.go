@@ -78,8 +78,8 @@ func TestEditWindowIsInclusive(t *testing.T) {
 }
 
 // PreviousOutside finds a first attempt older than the duplicate window in the unstored stream
-// and reads no further than the first event inside the window (what comes after it is
-// JetStream's to recognise); Previous reads to the head.
+// and reads on to the first event sent within a third of the window, no further (what comes
+// after it is JetStream's to recognise); Previous reads to the head.
 func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -89,7 +89,8 @@ func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
 	for _, e := range []struct {
 		cmid string
 		age  time.Duration
-	}{{"old", 20 * time.Second}, {"young", time.Second}, {"behind-young", 30 * time.Second}} {
+	}{{"old", 20 * time.Second}, {"mid", 8 * time.Second}, {"behind-mid", 25 * time.Second},
+		{"young", time.Second}, {"behind-young", 30 * time.Second}} {
 		ev := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: "d1", MessageID: "m-" + e.cmid, SenderID: "alice",
 			ClientMsgID: e.cmid, Text: "hi", SentAt: now.Add(-e.age).UnixMilli()}
 		data, _ := ev.Encode()
@@ -105,7 +106,8 @@ func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
 		outside, everywhere bool
 	}{
 		{"old", window, true, true},
-		{"young", window, true, true},         // the first event inside the window is read
+		{"behind-mid", window, true, true},    // "mid" (8 s) is more than a third of the window old
+		{"young", window, true, true},         // the first event within a third of it is read
 		{"behind-young", window, false, true}, // but nothing after it
 		{"behind-young", 0, true, true},
 		{"never", window, false, false},

@@ -111,7 +111,7 @@ func TestAResendWhileThePersisterLagsIsStillOneMessage(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(2*time.Second)); err != nil {
+		if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	})

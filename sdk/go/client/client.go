@@ -256,7 +256,7 @@ func (c *Client) Send(ctx context.Context, conversationID, text string) (Ack, er
 
 // SendWithID is Send with a caller-chosen client message id: call it again with the same id
 // (even from another process of the same user, however much later) and the result is still one
-// message. Every attempt is marked as a resend, which costs the gateway a store lookup.
+// message. Every attempt is marked as a resend, which costs the gateway a lookup of the id.
 func (c *Client) SendWithID(ctx context.Context, conversationID, clientMsgID, text string) (Ack, error) {
 	return c.send(ctx, conversationID, clientMsgID, text, true)
 }

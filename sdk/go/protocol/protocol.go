@@ -97,9 +97,9 @@ type ClientFrame struct {
 	ConversationID string `json:"conversation_id,omitempty"`
 	Text           string `json:"text,omitempty"`
 	// Resend marks a send whose client_msg_id may have been sent before (a retry, or an id the
-	// caller chose). The gateway then looks the id up in the store, so that the result is one
-	// message however long ago the first attempt was; without it, only JetStream's duplicate
-	// window (2 minutes by default) catches a repeated id.
+	// caller chose). The gateway then looks the id up in the store and in the stream, so that the
+	// result is one message however long ago the first attempt was; without it, only JetStream's
+	// duplicate window (15 seconds by default) catches a repeated id.
 	Resend bool `json:"resend,omitempty"`
 
 	// read, delivered: the watermark

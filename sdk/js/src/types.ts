@@ -46,7 +46,7 @@ export interface SendFrame {
   text: string;
   /**
    * true when this client_msg_id may have been sent before (every retry, every id not minted just
-   * now): the gateway then also looks it up in the store, past JetStream's duplicate window.
+   * now): the gateway then also looks it up in the store and the stream, past JetStream's duplicate window.
    */
   resend?: boolean;
 }
