@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/natter-chat/natter/pkg/store"
 	"github.com/natter-chat/natter/sdk/go/protocol"
 	"github.com/natter-chat/natter/services/app"
 	"github.com/natter-chat/natter/services/app/apptest"
+	"github.com/natter-chat/natter/streams"
 )
 
 // revised is an event frame with the fields of edits and deletes.
@@ -413,5 +417,39 @@ func TestRevisionRetriedAfterTheDuplicateWindowIsOne(t *testing.T) {
 	want := append(slices.Clone(targets), firsts[0], firsts[1], firsts[3], firsts[4])
 	if !slices.Equal(got, want) {
 		t.Errorf("bob received %v, want %v", got, want)
+	}
+}
+
+// TestAnHTTPEditRetriedWhileThePersisterLagsIsOne: an HTTP edit retried after the duplicate
+// window, its first attempt still unstored (the persister's consumer paused), is answered with
+// the first attempt as a duplicate: the API finds it in the stream, not only in the store.
+func TestAnHTTPEditRetriedWhileThePersisterLagsIsOne(t *testing.T) {
+	const window = 300 * time.Millisecond
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	alice, bob := s.SignUp("alice"), s.SignUp("bob")
+	conv := s.Direct(alice, bob)
+	a := live(s, alice, "a")
+	seq := sendText(a, conv, "m1", "typo").Seq
+	s.WaitPersisted(seq)
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/v1/conversations/%s/messages/%d", conv, seq)
+	var first, second struct {
+		Seq       uint64 `json:"seq"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	edit := map[string]string{"client_msg_id": "e1", "text": "fixed"}
+	s.Do("PATCH", path, alice.Token, edit, http.StatusOK, &first)
+	time.Sleep(3 * window) // JetStream forgets the id; the paused persister has not stored it
+	s.Do("PATCH", path, alice.Token, edit, http.StatusOK, &second)
+	if first.Seq == 0 || second.Seq != first.Seq || !second.Duplicate {
+		t.Fatalf("HTTP edit and its late retry: %+v, %+v", first, second)
 	}
 }
