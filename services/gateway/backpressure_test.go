@@ -23,11 +23,14 @@ import (
 // altogether, the gateway notices within one wait and accepts again: a stalled fanout must not
 // stop sends.
 func TestSendsWaitWhileDeliveryIsBehind(t *testing.T) {
-	const lag, window = 10, 4
+	const lag, window, stallWait = 10, 4, 3 * time.Second
 	s := apptest.Start(t, func(c *app.Config) {
 		c.Targets = []string{app.TargetGateway, app.TargetAPI, app.TargetPersister}
 		c.Gateway.FramesPerSecond, c.Gateway.Burst = 1e6, 1e6
-		c.Gateway.MaxDeliveryLag, c.Gateway.SocketPublishWindow, c.Gateway.DeliveryLagWait = lag, window, 700*time.Millisecond
+		// A wait long enough that a test process starved for a while (-race, parallel packages on
+		// two cores) does not look like a stalled fanout: a stall mark lets sends run ahead, and
+		// at 700 ms one CI run saw the gateway 16 ahead of a delivery that was only slow.
+		c.Gateway.MaxDeliveryLag, c.Gateway.SocketPublishWindow, c.Gateway.DeliveryLagWait = lag, window, stallWait
 	})
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
 	conv := s.Direct(alice, bob)
@@ -90,5 +93,5 @@ func TestSendsWaitWhileDeliveryIsBehind(t *testing.T) {
 	for range n {
 		a.NextOf(protocol.TypeAck, wait)
 	}
-	t.Logf("with delivery stalled, %d sends were acked in %s (one wait is %s)", n, time.Since(start).Round(time.Millisecond), 700*time.Millisecond)
+	t.Logf("with delivery stalled, %d sends were acked in %s (one wait is %s)", n, time.Since(start).Round(time.Millisecond), stallWait)
 }
