@@ -137,27 +137,25 @@ func (d *Decider) Decide(ctx context.Context, r Request) (streams.ChatEvent, *pr
 // JetStream's duplicate window and however far the persister lags (for an edit or delete, the
 // first attempt may also be what makes the retry look refused: its message is now deleted).
 func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string) (store.Message, bool, error) {
-	return d.previous(ctx, conv, userID, clientMsgID, time.Time{})
+	return d.previous(ctx, conv, userID, clientMsgID, false)
 }
 
 // PreviousOutside is Previous for a retry about to be published with its dedupe id: JetStream
-// recognises a first attempt it stored within its duplicate window (window), so the stream is
-// searched only up to the first event sent less than a third of window ago. The other two
-// thirds (10 s of the default 15 s) are for the retry to reach JetStream after this check (the
-// gateway gives a send 5 s) and for clocks that differ between the processes that stamp
-// sent_at. While the persister keeps up that is one read of the stream, however busy the
-// conversation. window 0: the whole unstored part.
-func (d *Decider) PreviousOutside(ctx context.Context, conv, userID, clientMsgID string, window time.Duration) (store.Message, bool, error) {
-	var before time.Time
-	if window > 0 {
-		before = d.now().Add(-window / 3)
-	}
-	return d.previous(ctx, conv, userID, clientMsgID, before)
+// recognises a first attempt it stored within CHAT's duplicate window, so the stream is searched
+// only up to the first event sent less than a third of the window ago. The window is the
+// stream's own (timeline.Reader.DuplicateWindow), not this process's flag: a process whose
+// --dedupe-window differs from the one the stream was last given still stops where JetStream's
+// memory ends. The other two thirds (10 s of the default 15 s) are for the retry to reach
+// JetStream after this check (the gateway gives a send 5 s) and for clocks that differ between
+// the processes that stamp sent_at. While the persister keeps up that is one read of the stream,
+// however busy the conversation. A stream without a window: the whole unstored part.
+func (d *Decider) PreviousOutside(ctx context.Context, conv, userID, clientMsgID string) (store.Message, bool, error) {
+	return d.previous(ctx, conv, userID, clientMsgID, true)
 }
 
-// previous is Previous that stops reading the stream at the first event sent after before
-// (zero: it reads to the head).
-func (d *Decider) previous(ctx context.Context, conv, userID, clientMsgID string, before time.Time) (store.Message, bool, error) {
+// previous is Previous that, outside, stops reading the stream at the first event sent within a
+// third of CHAT's duplicate window.
+func (d *Decider) previous(ctx context.Context, conv, userID, clientMsgID string, outside bool) (store.Message, bool, error) {
 	m, err := d.Store.MessageByClientID(ctx, userID, clientMsgID)
 	switch {
 	case err == nil:
@@ -168,6 +166,16 @@ func (d *Decider) previous(ctx context.Context, conv, userID, clientMsgID string
 	marks, err := d.Timeline.Marks(ctx)
 	if err != nil {
 		return store.Message{}, false, fmt.Errorf("revision: %w", err)
+	}
+	var before time.Time // zero: read to the head
+	if outside {
+		window, err := d.Timeline.DuplicateWindow(ctx)
+		if err != nil {
+			return store.Message{}, false, fmt.Errorf("revision: %w", err)
+		}
+		if window > 0 {
+			before = d.now().Add(-window / 3)
+		}
 	}
 	var found store.Message
 	err = d.Timeline.Range(ctx, marks, conv, marks.Stored, marks.Head, func(m store.Message) error {

@@ -2,6 +2,7 @@ package revision
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,13 +78,14 @@ func TestEditWindowIsInclusive(t *testing.T) {
 	}
 }
 
-// PreviousOutside finds a first attempt older than the duplicate window in the unstored stream
+// PreviousOutside finds a first attempt older than CHAT's duplicate window in the unstored stream
 // and reads on to the first event sent within a third of the window, no further (what comes
-// after it is JetStream's to recognise); Previous reads to the head.
+// after it is JetStream's to recognise); Previous reads to the head. The window is the stream's
+// as it is configured now, whatever the process was started with.
 func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bus := natsxtest.Start(t)
+	bus := natsxtest.Start(t) // CHAT with the default window, 15 s
 	st := pebbletest.Open(t)
 	now := time.UnixMilli(1_800_000_000_000).UTC()
 	for _, e := range []struct {
@@ -98,26 +100,38 @@ func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := &Decider{Store: st, Timeline: timeline.New(st, bus.JS), Now: func() time.Time { return now }}
-	const window = 15 * time.Second
+	everywhere := map[string]bool{"old": true, "mid": true, "behind-mid": true, "young": true, "behind-young": true}
 	for _, tc := range []struct {
-		cmid                string
-		window              time.Duration
-		outside, everywhere bool
+		window  time.Duration // CHAT's, set before the lookups
+		outside []string      // the ids PreviousOutside finds
 	}{
-		{"old", window, true, true},
-		{"behind-mid", window, true, true},    // "mid" (8 s) is more than a third of the window old
-		{"young", window, true, true},         // the first event within a third of it is read
-		{"behind-young", window, false, true}, // but nothing after it
-		{"behind-young", 0, true, true},
-		{"never", window, false, false},
+		// "mid" (8 s) is more than a third of 15 s old; "young" (1 s) is the first event within
+		// a third, read but nothing after it.
+		{15 * time.Second, []string{"old", "mid", "behind-mid", "young"}},
+		// A third of 60 s is 20 s: the read stops at "mid".
+		{time.Minute, []string{"old", "mid"}},
+		// A third of 3 s is 1 s: nothing is within it, so the read goes to the head.
+		{3 * time.Second, []string{"old", "mid", "behind-mid", "young", "behind-young"}},
 	} {
-		m, ok, err := d.PreviousOutside(ctx, "d1", "alice", tc.cmid, tc.window)
-		if err != nil || ok != tc.outside || ok && m.ClientMsgID != tc.cmid {
-			t.Errorf("PreviousOutside(%s, window %s) = %+v, %v, %v; want found %v", tc.cmid, tc.window, m, ok, err, tc.outside)
+		info, err := bus.JS.Stream(ctx, streams.ChatStream)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, ok, err := d.Previous(ctx, "d1", "alice", tc.cmid); err != nil || ok != tc.everywhere {
-			t.Errorf("Previous(%s) = %v, %v; want found %v", tc.cmid, ok, err, tc.everywhere)
+		cfg := info.CachedInfo().Config
+		cfg.Duplicates = tc.window
+		if _, err := bus.JS.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		// A new reader: the stream info behind the window is reused for a second.
+		d := &Decider{Store: st, Timeline: timeline.New(st, bus.JS), Now: func() time.Time { return now }}
+		for _, cmid := range []string{"old", "mid", "behind-mid", "young", "behind-young", "never"} {
+			want := slices.Contains(tc.outside, cmid)
+			if m, ok, err := d.PreviousOutside(ctx, "d1", "alice", cmid); err != nil || ok != want || ok && m.ClientMsgID != cmid {
+				t.Errorf("CHAT window %s: PreviousOutside(%s) = %+v, %v, %v; want found %v", tc.window, cmid, m, ok, err, want)
+			}
+			if _, ok, err := d.Previous(ctx, "d1", "alice", cmid); err != nil || ok != everywhere[cmid] {
+				t.Errorf("Previous(%s) = %v, %v; want found %v", cmid, ok, err, everywhere[cmid])
+			}
 		}
 	}
 }

@@ -30,6 +30,8 @@ type Reader struct {
 	storedMark uint64           // the last Stored mark, and when it was read
 	storedAt   time.Time
 	storedTTL  time.Duration
+	window     time.Duration // CHAT's duplicate window, from the last stream info, and when
+	windowAt   time.Time
 }
 
 // New returns a Reader over the CHAT stream and st.
@@ -127,6 +129,7 @@ func (r *Reader) stored(ctx context.Context, st jetstream.Stream, head uint64) (
 	if err != nil {
 		return 0, fmt.Errorf("timeline marks: stream info: %w", err)
 	}
+	r.window, r.windowAt = info.Config.Duplicates, time.Now()
 	var stored uint64
 	if info.State.FirstSeq > 0 {
 		stored = info.State.FirstSeq - 1
@@ -138,6 +141,31 @@ func (r *Reader) stored(ctx context.Context, st jetstream.Stream, head uint64) (
 	stored = max(stored, floor)
 	r.storedMark, r.storedAt = stored, time.Now()
 	return stored, nil
+}
+
+// DuplicateWindow is CHAT's duplicate window as the stream is configured now: how long JetStream
+// recognises a publish by its Nats-Msg-Id. It is the stream's own setting, not this process's
+// --dedupe-window (every process applies its own to the stream when it starts, and the last one
+// wins), read with the stream info behind Marks: at most a second old.
+func (r *Reader) DuplicateWindow(ctx context.Context) (time.Duration, error) {
+	r.mu.Lock()
+	if time.Since(r.windowAt) < r.storedTTL {
+		defer r.mu.Unlock()
+		return r.window, nil
+	}
+	r.mu.Unlock()
+	st, err := r.chat(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("timeline duplicate window: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("timeline duplicate window: stream info: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.window, r.windowAt = info.Config.Duplicates, time.Now()
+	return r.window, nil
 }
 
 // Range calls fn for every timeline event of conversationID with from < seq <= to, oldest first.

@@ -86,9 +86,6 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client address; empty: the
 	// TCP peer is the client (see clientAddr).
 	TrustedProxies []netip.Prefix
-	// DuplicateWindow is streams.Options.DuplicateWindow: an edit or delete looks in the stream
-	// only for first attempts older than JetStream recognises itself. 0: for every unstored one.
-	DuplicateWindow time.Duration
 	// EditWindow is how long after sending a message its sender may edit it; 0: no limit.
 	// natter run sets it with the gateway's (--edit-window).
 	EditWindow time.Duration
@@ -114,7 +111,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout,
 		"idle timeout": c.IdleTimeout, "request timeout": c.RequestTimeout, "hash wait": c.HashWait,
-		"refresh idle": c.RefreshIdle, "duplicate window": c.DuplicateWindow,
+		"refresh idle": c.RefreshIdle,
 	} {
 		if d < 0 {
 			return fmt.Errorf("api: %s %s is negative", name, d)

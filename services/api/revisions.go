@@ -79,9 +79,9 @@ func (s *Server) revise(c *fiber.Ctx, kind, clientMsgID, text string) error {
 	}
 	ctx, me := c.UserContext(), callerID(c)
 	// Any request may be a retry, however late: its first attempt is looked for in the store and
-	// in what CHAT holds above the persister's ack floor, up to where the duplicate window
+	// in what CHAT holds above the persister's ack floor, up to where CHAT's duplicate window
 	// recognises it on publish (below).
-	if prev, ok, err := s.revisions.PreviousOutside(ctx, conv, me, clientMsgID, s.cfg.DuplicateWindow); err != nil {
+	if prev, ok, err := s.revisions.PreviousOutside(ctx, conv, me, clientMsgID); err != nil {
 		return fmt.Errorf("%s %s/%d: %w", kind, conv, seq, err)
 	} else if ok {
 		return c.JSON(ackJSON{ClientMsgID: clientMsgID, ConversationID: prev.ConversationID, MessageID: prev.ID,

@@ -168,7 +168,6 @@ func DefaultConfig() Config {
 			Addr: "127.0.0.1:8080", Limits: api.DefaultLimits(),
 			HashConcurrency: api.DefaultHashConcurrency(), HashWait: api.DefaultHashWait,
 			EditWindow: revision.DefaultEditWindow, BarrierWindow: streams.DefaultBarrierWindow,
-			DuplicateWindow: streams.DefaultOptions().DuplicateWindow,
 		},
 		Persister: persister.DefaultConfig(),
 		Fanout:    fanout.DefaultConfig(),

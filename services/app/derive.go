@@ -14,9 +14,6 @@ import "github.com/natter-chat/natter/streams"
 //   - Streams.FanoutLiveness (--fanout-liveness): Fanout.Liveness, the same.
 //   - Streams.BarrierWindow (--barrier-window): Fanout.BarrierWindow, Gateway.BarrierWindow and
 //     API.BarrierWindow, the same (fanout's barrier serves that long; writers wait as long).
-//   - Streams.DuplicateWindow (--dedupe-window): Gateway.DuplicateWindow and
-//     API.DuplicateWindow, the same (a retry looks in the stream only for first attempts
-//     JetStream no longer recognises).
 //   - Gateway.EditWindow (--edit-window): API.EditWindow, the same (one rule for the edit frame
 //     and PATCH).
 //   - StoreKind (--store) and Targets: Persister.Sole, for the embedded store ("pebble") when
@@ -32,7 +29,6 @@ func (c Config) Derived() Config {
 	c.Gateway.MembershipConsumer = streams.FanoutConsumerName(0, o.FanoutPartitions)
 	c.Fanout.Liveness = o.FanoutLiveness
 	c.Fanout.BarrierWindow, c.Gateway.BarrierWindow, c.API.BarrierWindow = o.BarrierWindow, o.BarrierWindow, o.BarrierWindow
-	c.Gateway.DuplicateWindow, c.API.DuplicateWindow = o.DuplicateWindow, o.DuplicateWindow
 	c.API.EditWindow = c.Gateway.EditWindow
 	c.Persister.Sole = c.StoreKind == "pebble" && !c.has(TargetStore)
 	return c

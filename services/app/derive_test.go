@@ -35,9 +35,6 @@ func TestDerivedFollowsEachSetting(t *testing.T) {
 			"Fanout.BarrierWindow": 20 * time.Millisecond, "Gateway.BarrierWindow": 20 * time.Millisecond,
 			"API.BarrierWindow": 20 * time.Millisecond,
 		}},
-		{"duplicate window", func(c *Config) { c.Streams.DuplicateWindow = time.Minute }, map[string]any{
-			"Gateway.DuplicateWindow": time.Minute, "API.DuplicateWindow": time.Minute,
-		}},
 		{"edit window", func(c *Config) { c.Gateway.EditWindow = time.Minute }, map[string]any{
 			"API.EditWindow": time.Minute,
 		}},
@@ -110,8 +107,6 @@ func derivedFields() []derivedField {
 		{"API.EditWindow", func(c Config) any { return c.API.EditWindow }},
 		{"Fanout.BarrierWindow", func(c Config) any { return c.Fanout.BarrierWindow }},
 		{"Gateway.BarrierWindow", func(c Config) any { return c.Gateway.BarrierWindow }},
-		{"Gateway.DuplicateWindow", func(c Config) any { return c.Gateway.DuplicateWindow }},
-		{"API.DuplicateWindow", func(c Config) any { return c.API.DuplicateWindow }},
 		{"API.BarrierWindow", func(c Config) any { return c.API.BarrierWindow }},
 		{"Persister.Sole", func(c Config) any { return c.Persister.Sole }},
 	}

@@ -100,9 +100,6 @@ type Config struct {
 	// BarrierWindow is streams.Options.BarrierWindow: a session reads its catch-up's head no
 	// sooner than this after its route was stored (streams.Settle).
 	BarrierWindow time.Duration
-	// DuplicateWindow is streams.Options.DuplicateWindow: a resend looks in the stream only for
-	// first attempts older than JetStream recognises itself. 0: for every unstored one.
-	DuplicateWindow time.Duration
 	// UpgradesPerAddr limits WebSocket upgrades per client address (a token bucket, checked
 	// before anything else of the request); the zero Rate or ratelimit.Off: no limit.
 	// SocketsPerAddr bounds the sockets one client address holds open at once; 0: no bound.
@@ -158,7 +155,6 @@ func DefaultConfig() Config {
 		DeliveryLagWait:     2 * time.Second,
 		EditWindow:          revision.DefaultEditWindow,
 		BarrierWindow:       streams.DefaultBarrierWindow,
-		DuplicateWindow:     streams.DefaultOptions().DuplicateWindow,
 		UpgradesPerAddr:     DefaultUpgradesPerAddr,
 		SocketsPerAddr:      DefaultSocketsPerAddr,
 	}
@@ -183,8 +179,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: timeouts and refresh intervals must be positive")
 	case c.PublishWindow < 1 || c.SocketPublishWindow < 1:
 		return errors.New("gateway: publish windows must be at least 1")
-	case c.EditWindow < 0 || c.DuplicateWindow < 0:
-		return errors.New("gateway: edit and duplicate windows must not be negative")
+	case c.EditWindow < 0:
+		return errors.New("gateway: the edit window must not be negative")
 	case c.WriteInterval < 0 || c.WriteInterval > time.Second:
 		return fmt.Errorf("gateway: write interval %s must be from 0 to 1s", c.WriteInterval)
 	case c.FramesPerSecond <= 0 || c.Burst < 1:

@@ -96,7 +96,7 @@ func TestRetriesMakeOneMessage(t *testing.T) {
 // A send marked resend is one message however long after the first attempt it comes: past
 // JetStream's duplicate window the gateway finds the first in the store and answers with its ack.
 func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
-	resendAfterTheWindow(t, 500*time.Millisecond, nil)
+	resendAfterTheWindow(t, 500*time.Millisecond, 0, false)
 }
 
 // A resend after the duplicate window, while the persister has not stored the first attempt yet,
@@ -104,28 +104,56 @@ func TestAResendAfterTheDuplicateWindowIsStillOneMessage(t *testing.T) {
 // ack floor (with a store lookup alone it misses it, and the resend is published again, a second
 // message with a seq of its own).
 func TestAResendWhileThePersisterLagsIsStillOneMessage(t *testing.T) {
-	resendAfterTheWindow(t, 300*time.Millisecond, func(s *apptest.System) {
-		js, err := jetstream.New(s.Run.NC)
+	resendAfterTheWindow(t, 300*time.Millisecond, 0, true)
+}
+
+// The same when this process was started with a longer --dedupe-window than CHAT was given
+// since (by another process, or natter init): the gateway reads the stream up to where CHAT's
+// own window ends. With the process's 15 s it would stop at the message sent before the first
+// attempt (1 s old, "within a third of the window"), and the resend would become a second message.
+func TestAResendIsFoundWhenCHATsWindowIsShorterThanTheProcesss(t *testing.T) {
+	resendAfterTheWindow(t, 300*time.Millisecond, 15*time.Second, true)
+}
+
+// resendAfterTheWindow sends a message, resends it after three of CHAT's duplicate windows
+// (window), and requires the first ack back as a duplicate and one message delivered. The
+// process starts with --dedupe-window processWindow (0: window); CHAT is then given window
+// before anything reads it, as another process starting would. lagging: the persister's
+// consumer is paused first and another message sent before the first attempt, so the gateway
+// must find the attempt in the stream, past an unstored event of the conversation.
+func resendAfterTheWindow(t *testing.T, window, processWindow time.Duration, lagging bool) {
+	if processWindow == 0 {
+		processWindow = window
+	}
+	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = processWindow })
+	js, err := jetstream.New(s.Run.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if processWindow != window {
+		st, err := js.Stream(ctx, streams.ChatStream)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(10*time.Second)); err != nil {
+		cfg := st.CachedInfo().Config
+		cfg.Duplicates = window
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
-	})
-}
-
-// resendAfterTheWindow sends a message (after first, if set), resends it after three duplicate
-// windows, and requires the first ack back as a duplicate and one message delivered.
-func resendAfterTheWindow(t *testing.T, window time.Duration, first func(*apptest.System)) {
-	s := apptest.Start(t, func(c *app.Config) { c.Streams.DuplicateWindow = window })
+	}
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
 	conv := s.Direct(alice, bob)
 	a, b := dial(s, alice, "a", nil), dial(s, bob, "b", nil)
-	if first != nil {
-		first(s)
+	want := "once,marker"
+	if lagging {
+		if _, err := js.PauseConsumer(ctx, streams.ChatStream, streams.PersisterConsumer, time.Now().Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		a.Send(send(conv, "earlier", "earlier"))
+		a.NextOf(protocol.TypeAck, wait)
+		want = "earlier," + want
 	}
 
 	a.Send(send(conv, "late-retry", "once"))
@@ -149,8 +177,8 @@ func resendAfterTheWindow(t *testing.T, window time.Duration, first func(*apptes
 			break
 		}
 	}
-	if strings.Join(texts, ",") != "once,marker" {
-		t.Fatalf("recipient saw %v, want [once marker]", texts)
+	if got := strings.Join(texts, ","); got != want {
+		t.Fatalf("recipient saw %s, want %s", got, want)
 	}
 }
 

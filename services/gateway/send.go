@@ -68,11 +68,11 @@ func (s *session) maySend(f protocol.ClientFrame, ref string) bool {
 // answerRepeat answers a resend whose first attempt already made an event with that event's
 // ack, and one whose lookup failed with unavailable; it reports whether it answered. It looks in
 // the store and, above the persister's ack floor, in the conversation's events in the stream
-// that are older than JetStream's duplicate window (revision.Decider.PreviousOutside; a younger
+// that are older than CHAT's duplicate window (revision.Decider.PreviousOutside; a younger
 // first attempt is JetStream's to recognise when the resend is published), so a resend is one
 // event however late it comes and however far the persister lags.
 func (s *session) answerRepeat(ctx context.Context, ref string, f protocol.ClientFrame) bool {
-	prev, ok, err := s.g.revisions.PreviousOutside(ctx, f.ConversationID, s.userID, f.ClientMsgID, s.g.cfg.DuplicateWindow)
+	prev, ok, err := s.g.revisions.PreviousOutside(ctx, f.ConversationID, s.userID, f.ClientMsgID)
 	switch {
 	case err != nil:
 		s.unavailable(ref, "look up client message id", err)
