@@ -42,18 +42,3 @@ func TestAProcesssCPUAndMemoryIncludeItsDescendants(t *testing.T) {
 		t.Fatalf("RSS of the tree %d, of the shell %d (%v, %v): the child's is missing", all, own, err1, err2)
 	}
 }
-
-func TestSearchFellBehindOnlyBeyondTwoSecondsOfSends(t *testing.T) {
-	for _, c := range []struct {
-		lag0, lag1, acked uint64
-		want              bool
-	}{
-		{0, 13_000, 130_000, false},  // a lingering batch of one second at 13,000/s
-		{100, 26_101, 130_000, true}, // 26,001 more: beyond two seconds of sends
-		{50_000, 10, 130_000, false}, // caught up during the window
-	} {
-		if got := searchFellBehind(c.lag0, c.lag1, c.acked, 10*time.Second); got != c.want {
-			t.Errorf("searchFellBehind(%d, %d, %d, 10s) = %v", c.lag0, c.lag1, c.acked, got)
-		}
-	}
-}
