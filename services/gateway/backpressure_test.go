@@ -27,9 +27,10 @@ func TestSendsWaitWhileDeliveryIsBehind(t *testing.T) {
 	s := apptest.Start(t, func(c *app.Config) {
 		c.Targets = []string{app.TargetGateway, app.TargetAPI, app.TargetPersister}
 		c.Gateway.FramesPerSecond, c.Gateway.Burst = 1e6, 1e6
-		// A wait long enough that a test process starved for a while (-race, parallel packages on
-		// two cores) does not look like a stalled fanout: a stall mark lets sends run ahead, and
-		// at 700 ms one CI run saw the gateway 16 ahead of a delivery that was only slow.
+		// A wait long enough for a test process starved for a while (-race, parallel packages on
+		// two cores): a send goes on when its wait ends, whether delivery moved meanwhile or not
+		// (then it is also marked stalled), and at 700 ms one CI run saw the gateway 16 ahead of
+		// a delivery that was only slow (the test took 0.84 s in all: one wait and its set-up).
 		c.Gateway.MaxDeliveryLag, c.Gateway.SocketPublishWindow, c.Gateway.DeliveryLagWait = lag, window, stallWait
 	})
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")
