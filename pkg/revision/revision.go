@@ -143,12 +143,14 @@ func (d *Decider) Previous(ctx context.Context, conv, userID, clientMsgID string
 // PreviousOutside is Previous for a retry about to be published with its dedupe id: JetStream
 // recognises a first attempt it stored within CHAT's duplicate window, so the stream is searched
 // only up to the first event sent less than a third of the window ago. The window is the
-// stream's own (timeline.Reader.DuplicateWindow), not this process's flag: a process whose
-// --dedupe-window differs from the one the stream was last given still stops where JetStream's
-// memory ends. The other two thirds (10 s of the default 15 s) are for the retry to reach
-// JetStream after this check (the gateway gives a send 5 s) and for clocks that differ between
-// the processes that stamp sent_at. While the persister keeps up that is one read of the stream,
-// however busy the conversation. A stream without a window: the whole unstored part.
+// stream's own (timeline.Reader.DuplicateWindow, at most a second old), not this process's flag:
+// a process whose --dedupe-window differs from the one the stream was last given still stops
+// where JetStream's memory ends. (For that second after CHAT's window is cut to less than a
+// third of what it was, a first attempt aged between the two can be missed.) The other two
+// thirds (10 s of the default 15 s) are for the retry to reach JetStream after this check (the
+// gateway gives a send 5 s) and for clocks that differ between the processes that stamp
+// sent_at. While the persister keeps up that is one read of the stream, however busy the
+// conversation.
 func (d *Decider) PreviousOutside(ctx context.Context, conv, userID, clientMsgID string) (store.Message, bool, error) {
 	return d.previous(ctx, conv, userID, clientMsgID, true)
 }

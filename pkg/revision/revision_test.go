@@ -108,10 +108,10 @@ func TestPreviousOutsideLooksOnlyPastTheWindow(t *testing.T) {
 		// "mid" (8 s) is more than a third of 15 s old; "young" (1 s) is the first event within
 		// a third, read but nothing after it.
 		{15 * time.Second, []string{"old", "mid", "behind-mid", "young"}},
-		// A third of 60 s is 20 s: the read stops at "mid".
-		{time.Minute, []string{"old", "mid"}},
-		// A third of 3 s is 1 s: nothing is within it, so the read goes to the head.
-		{3 * time.Second, []string{"old", "mid", "behind-mid", "young", "behind-young"}},
+		// A third of 45 s is 15 s: the read stops at "mid".
+		{45 * time.Second, []string{"old", "mid"}},
+		// A third of 2.4 s is 0.8 s: nothing is within it, so the read goes to the head.
+		{2400 * time.Millisecond, []string{"old", "mid", "behind-mid", "young", "behind-young"}},
 	} {
 		info, err := bus.JS.Stream(ctx, streams.ChatStream)
 		if err != nil {

@@ -129,7 +129,6 @@ func (r *Reader) stored(ctx context.Context, st jetstream.Stream, head uint64) (
 	if err != nil {
 		return 0, fmt.Errorf("timeline marks: stream info: %w", err)
 	}
-	r.window, r.windowAt = info.Config.Duplicates, time.Now()
 	var stored uint64
 	if info.State.FirstSeq > 0 {
 		stored = info.State.FirstSeq - 1
@@ -140,30 +139,29 @@ func (r *Reader) stored(ctx context.Context, st jetstream.Stream, head uint64) (
 	}
 	stored = max(stored, floor)
 	r.storedMark, r.storedAt = stored, time.Now()
+	r.window, r.windowAt = info.Config.Duplicates, r.storedAt
 	return stored, nil
 }
 
 // DuplicateWindow is CHAT's duplicate window as the stream is configured now: how long JetStream
 // recognises a publish by its Nats-Msg-Id. It is the stream's own setting, not this process's
-// --dedupe-window (every process applies its own to the stream when it starts, and the last one
-// wins), read with the stream info behind Marks: at most a second old.
+// --dedupe-window (each process that applies the definitions gives CHAT its own when it starts,
+// and the last one wins; with --apply-definitions=false it is what natter init was last run
+// with), read with the stream info behind Marks and shared the same way: at most a second old.
 func (r *Reader) DuplicateWindow(ctx context.Context) (time.Duration, error) {
-	r.mu.Lock()
-	if time.Since(r.windowAt) < r.storedTTL {
-		defer r.mu.Unlock()
-		return r.window, nil
-	}
-	r.mu.Unlock()
 	st, err := r.chat(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("timeline duplicate window: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.windowAt) < r.storedTTL {
+		return r.window, nil
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("timeline duplicate window: stream info: %w", err)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.window, r.windowAt = info.Config.Duplicates, time.Now()
 	return r.window, nil
 }

@@ -147,6 +147,41 @@ func TestMarksEmptyStream(t *testing.T) {
 	}
 }
 
+// DuplicateWindow is CHAT's window as the stream is configured now: a change reaches a reader
+// once the stream info it holds is older than storedTTL, through DuplicateWindow itself or
+// through Marks, which reads the same info; within storedTTL the known value is shared.
+func TestDuplicateWindowFollowsTheStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	setWindow := func(d time.Duration) {
+		t.Helper()
+		cfg := e.st.CachedInfo().Config
+		cfg.Duplicates = d
+		if _, err := e.js.UpdateStream(e.ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	window := func(r *Reader, want time.Duration, when string) {
+		t.Helper()
+		if got, err := r.DuplicateWindow(e.ctx); err != nil || got != want {
+			t.Fatalf("%s: window %s, %v; want %s", when, got, err, want)
+		}
+	}
+	r := New(pebbletest.Open(t), e.js)
+	window(r, streams.DefaultOptions().DuplicateWindow, "as defined")
+	setWindow(40 * time.Second)
+	window(r, streams.DefaultOptions().DuplicateWindow, "changed within storedTTL: the known value")
+
+	r.storedTTL = 0 // every call reads the stream info afresh
+	window(r, 40*time.Second, "changed")
+	setWindow(3 * time.Second)
+	if _, err := r.Marks(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.storedTTL = time.Hour // what Marks read is what DuplicateWindow answers now
+	window(r, 3*time.Second, "read by Marks")
+}
+
 func TestMarksWithoutPersisterConsumer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
