@@ -85,7 +85,7 @@ FUZZTIME ?= 30s
 # store wire messages, push requests, state events, stored membership changes, bearer and refresh tokens, Origin and
 # X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make static fails when a
 # fuzz target is missing here.
-FUZZ_TARGETS := ./sdk/go/protocol:FuzzDecode ./sdk/go/protocol:FuzzDecodeFrameFast ./sdk/go/protocol:FuzzEventJSON ./sdk/go/protocol:FuzzAckJSON ./streams:FuzzDecodeChatEvent ./streams:FuzzChatEventEncode ./streams:FuzzDecodeChatFast ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
+FUZZ_TARGETS := ./services/bench:FuzzSortProfile ./sdk/go/protocol:FuzzDecode ./sdk/go/protocol:FuzzDecodeFrameFast ./sdk/go/protocol:FuzzEventJSON ./sdk/go/protocol:FuzzAckJSON ./streams:FuzzDecodeChatEvent ./streams:FuzzChatEventEncode ./streams:FuzzDecodeChatFast ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
 	./pkg/clientaddr:FuzzKey ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \

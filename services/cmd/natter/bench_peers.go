@@ -50,7 +50,7 @@ Flags:
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time before each load phase")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "longest wait after a phase for outstanding acks and deliveries")
 	fs.StringVar(&cfg.CentrifugoProfile, "centrifugo-cpuprofile", "", "write a CPU profile of Centrifugo (its pprof endpoint) over the first Centrifugo round's --profile-phase here")
-	fs.StringVar(&cfg.NatterProfile, "natter-cpuprofile", "", "write a CPU profile of natter (run with --pprof) over the first natter round's --profile-phase here")
+	fs.StringVar(&cfg.NatterProfile, "natter-cpuprofile", "", "write a CPU profile of natter (run with --pprof) over the first natter round's --profile-phase here, and print its CPU by part after the report")
 	fs.StringVar(&cfg.ProfilePhase, "profile-phase", bench.PeerFlat, "the phase --centrifugo-cpuprofile and --natter-cpuprofile cover: "+bench.PeerFlat+", "+bench.PeerPaced+" or "+bench.PeerGroup)
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	jsonOut := fs.String("json-out", "", "also write the JSON report to this file")
@@ -79,5 +79,24 @@ Flags:
 	if rep == nil {
 		return runErr
 	}
-	return errors.Join(runErr, writeReport(rep, *jsonOut, *asJSON))
+	err := errors.Join(runErr, writeReport(rep, *jsonOut, *asJSON))
+	if cfg.NatterProfile != "" && !*asJSON {
+		err = errors.Join(err, printParts(cfg.NatterProfile))
+	}
+	return err
+}
+
+// printParts prints where natter's CPU went in the profile at path, by part (bench.NatterParts).
+func printParts(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("natter's profile: %w", err)
+	}
+	shares, total, err := bench.SortProfile(data, bench.NatterParts)
+	if err != nil {
+		return fmt.Errorf("natter's profile %s: %w", path, err)
+	}
+	fmt.Printf("\nnatter's CPU by part (%s, natter's own process: %.2f s of samples)\n\n", path, total.Seconds())
+	bench.FormatParts(os.Stdout, shares, total)
+	return nil
 }
