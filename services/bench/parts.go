@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -66,11 +67,11 @@ func SortProfile(data []byte, parts []Part) ([]PartShare, time.Duration, error) 
 		if i < len(parts) {
 			name = parts[i].Name
 		}
-		if d > 0 {
+		if d != 0 {
 			out = append(out, PartShare{Name: name, CPU: d, Share: float64(d) / float64(total)})
 		}
 	}
-	slices.SortStableFunc(out, func(a, b PartShare) int { return int(b.CPU - a.CPU) })
+	slices.SortStableFunc(out, func(a, b PartShare) int { return cmp.Compare(b.CPU, a.CPU) })
 	return out, total, nil
 }
 

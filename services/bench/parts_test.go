@@ -101,6 +101,10 @@ func FuzzSortProfile(f *testing.F) {
 		f.Add(buf.Bytes())
 	}
 	f.Add([]byte{0x0a, 0x04, 0x08, 0x01, 0x10, 0x02})
+	// A CPU sample type ("cpu", "nanoseconds") and one sample of 2^63 ns: a value that overflows
+	// a Duration must still be counted where the total counts it.
+	f.Add([]byte{0x0a, 0x04, 0x08, 0x01, 0x10, 0x02, 0x12, 0x0c, 0x12, 0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+		0x32, 0x00, 0x32, 0x03, 'c', 'p', 'u', 0x32, 0x0b, 'n', 'a', 'n', 'o', 's', 'e', 'c', 'o', 'n', 'd', 's'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		shares, total, err := SortProfile(data, NatterParts)
 		if err != nil {
