@@ -42,9 +42,8 @@ var NatterParts = []Part{
 
 // PartShare is one part's CPU in a profile.
 type PartShare struct {
-	Name  string
-	CPU   time.Duration
-	Share float64 // of the profile's total
+	Name string
+	CPU  time.Duration
 }
 
 // SortProfile sorts the CPU of a pprof CPU profile (gzipped or not) into parts; what no part
@@ -68,19 +67,19 @@ func SortProfile(data []byte, parts []Part) ([]PartShare, time.Duration, error) 
 			name = parts[i].Name
 		}
 		if d != 0 {
-			out = append(out, PartShare{Name: name, CPU: d, Share: float64(d) / float64(total)})
+			out = append(out, PartShare{Name: name, CPU: d})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b PartShare) int { return cmp.Compare(b.CPU, a.CPU) })
 	return out, total, nil
 }
 
-// FormatParts writes shares as a table.
+// FormatParts writes shares as a table, each with its share of total.
 func FormatParts(w io.Writer, shares []PartShare, total time.Duration) {
 	fmt.Fprintln(w, "| part | share | CPU (s) |")
 	fmt.Fprintln(w, "|---|---|---|")
 	for _, s := range shares {
-		fmt.Fprintf(w, "| %s | %.1f %% | %.2f |\n", s.Name, 100*s.Share, s.CPU.Seconds())
+		fmt.Fprintf(w, "| %s | %.1f %% | %.2f |\n", s.Name, 100*float64(s.CPU)/float64(total), s.CPU.Seconds())
 	}
 	fmt.Fprintf(w, "| total | 100 %% | %.2f |\n", total.Seconds())
 }
