@@ -624,13 +624,19 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 		// search is back to the backlog it had when the window opened. The wait's own idle CPU,
 		// and the indexing of what was sent after the window, are counted with it: this errs
 		// against natter. A growth within one batch is where the window's ends fell in search's
-		// batching (it gathers a batch for up to a second), not work put off.
-		caughtUp := e.waitSearch(ctx, lag0, cfg.Settle)
-		if cpu2, err := meter.read(); err == nil {
-			cpu1 = cpu2
+		// batching (it gathers a batch for up to a second), not work put off. A backlog that does
+		// not fall at all is of a natter without search: nothing is added.
+		switch back, fell := e.waitSearch(ctx, lag0, cfg.Settle); {
+		case !fell:
+			res.Notes = append(res.Notes, fmt.Sprintf("search fell %d events behind during the measurement and its backlog did not fall in %s after it: not counted (natter runs without search?)",
+				lag1-lag0, searchStall))
+		default:
+			if cpu2, err := meter.read(); err == nil {
+				cpu1 = cpu2
+			}
+			res.Notes = append(res.Notes, fmt.Sprintf("search fell %d events behind during the measurement: CPU counted until it was back to its backlog at the start (%.1fs after the window, back: %v)",
+				lag1-lag0, time.Since(t0).Seconds()-elapsed.Seconds(), back))
 		}
-		res.Notes = append(res.Notes, fmt.Sprintf("search fell %d events behind during the measurement: CPU counted until it was back to its backlog at the start (%.1fs after the window, back: %v)",
-			lag1-lag0, time.Since(t0).Seconds()-elapsed.Seconds(), caughtUp))
 	}
 	if cpuErr == nil && cpuErr1 == nil {
 		res.CPUSeconds = (cpu1 - cpu0).Seconds()
@@ -662,23 +668,34 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 var searchBatch = uint64(search.DefaultConfig().Chunk)
 
 // waitSearch waits, at most limit, until the server's search backlog is down to target; it
-// reports whether it got there.
-func (e *peerEngine) waitSearch(ctx context.Context, target uint64, limit time.Duration) bool {
+// reports whether it got there, and whether the backlog fell at all. It gives up once the
+// backlog has not fallen for searchStall: then nothing takes from search's consumer (natter runs
+// without search, --target), and waiting would only count idle CPU.
+func (e *peerEngine) waitSearch(ctx context.Context, target uint64, limit time.Duration) (back, fell bool) {
 	deadline := time.Now().Add(limit)
-	for {
-		lag, ok := e.side.searchLag(ctx)
-		switch {
-		case !ok:
-			return false
-		case lag <= target:
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
+	first, ok := e.side.searchLag(ctx)
+	if !ok {
+		return false, false
+	}
+	low, lowAt := first, time.Now()
+	for lag := first; lag > target; {
+		if time.Now().After(deadline) || time.Since(lowAt) > searchStall || ctx.Err() != nil {
+			return false, low < first
 		}
 		time.Sleep(50 * time.Millisecond)
+		if lag, ok = e.side.searchLag(ctx); !ok {
+			return false, low < first
+		}
+		if lag < low {
+			low, lowAt = lag, time.Now()
+		}
 	}
+	return true, true
 }
+
+// searchStall is how long waitSearch waits for search's backlog to fall at all. Search gathers a
+// batch for up to a second and indexes one in well under another.
+const searchStall = 3 * time.Second
 
 // waitQuiet waits, at most limit, until process pid has used less than a tenth of a core in
 // two consecutive quarter seconds: the previous step's work (closing sockets, compactions) is

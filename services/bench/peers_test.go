@@ -341,3 +341,44 @@ func TestPeersReportFigures(t *testing.T) {
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// lagSide is a peerSide whose search backlog follows a script: lags[i] at the i-th read, then
+// the last value for good.
+type lagSide struct {
+	peerSide
+	lags  []uint64
+	reads int
+}
+
+func (s *lagSide) searchLag(context.Context) (uint64, bool) {
+	lag := s.lags[min(s.reads, len(s.lags)-1)]
+	s.reads++
+	return lag, true
+}
+
+// TestWaitSearchStopsWhenNothingTakesFromSearch: the bench waits for search's backlog to come
+// back, and gives up soon (not after the whole settle time) when it does not fall at all: a
+// natter running without search, whose idle CPU the wait would count.
+func TestWaitSearchStopsWhenNothingTakesFromSearch(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		lags       []uint64
+		back, fell bool
+	}{
+		{"catches up", []uint64{9000, 7000, 3000, 900}, true, true},
+		{"falls, then stalls", []uint64{9000, 8000}, false, true},
+		{"never falls", []uint64{9000}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &peerEngine{side: &lagSide{lags: tc.lags}}
+			start := time.Now()
+			back, fell := e.waitSearch(t.Context(), 1000, time.Minute)
+			if back != tc.back || fell != tc.fell {
+				t.Fatalf("back %v, fell %v; want %v, %v", back, fell, tc.back, tc.fell)
+			}
+			if took := time.Since(start); took > searchStall+10*time.Second {
+				t.Fatalf("waited %s: the stall should end it after about %s", took, searchStall)
+			}
+		})
+	}
+}
