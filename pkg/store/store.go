@@ -376,11 +376,14 @@ type Store interface {
 	Close() error
 }
 
-// GroupCommitter is implemented by stores whose writes can share one wait for the disk.
-// InsertMessageUnsynced does what InsertMessage does except that the write may not yet survive a
-// crash of the machine; Sync returns once every write made before it does. A consumer that
-// inserts a chunk unsynced and syncs before acking keeps InsertMessage's durability at one disk
-// wait per chunk.
+// GroupCommitter is implemented by stores that can write a chunk of messages as one.
+// InsertMessageUnsynced checks a message as InsertMessage does (a repeat of a stored or
+// already taken slot or client id is answered with the message kept) but may hold it back: no
+// reader is promised to see it, nor is it promised to survive a crash, until Sync returns,
+// which writes everything taken before it and waits for the disk once. A consumer that inserts
+// a chunk unsynced and syncs before acking keeps InsertMessage's durability at one disk wait per
+// chunk; a reader that trusts the store only up to that consumer's ack floor never misses what
+// is held back.
 type GroupCommitter interface {
 	InsertMessageUnsynced(ctx context.Context, m Message) (stored Message, inserted bool, err error)
 	Sync(ctx context.Context) error

@@ -35,6 +35,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -78,7 +79,11 @@ type Store struct {
 	tops    tops           // highest stored seq per conversation, for insertMessage
 	members members        // member records read lately, for Member
 
-	ids      *idFilter     // client-id keys the store holds, for insertMessage
+	ids *idFilter // client-id keys the store holds, for insertMessage
+	// stage holds InsertMessageUnsynced's messages until Sync writes them; direct counts the
+	// messages other inserts wrote, so that Sync knows whether to check the staged ones again.
+	stage    stage
+	direct   atomic.Uint64
 	stopScan chan struct{} // closed by Close: end the scan that fills ids
 	scanned  chan struct{} // closed when that scan has ended
 }
@@ -499,9 +504,13 @@ func (s *Store) MembershipsOf(ctx context.Context, userID string) ([]store.Membe
 // first, then the (sender, client msg id) dedupe. Seq 0 is rejected: CHAT seqs start at 1 and
 // a Page uses 0 for "no bound".
 func (s *Store) InsertMessage(ctx context.Context, m store.Message) (store.Message, bool, error) {
-	stored, inserted, err := s.InsertMessageUnsynced(ctx, m)
+	if err := s.enter(ctx); err != nil {
+		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
+	}
+	stored, inserted, err := s.insertMessage(m)
+	s.mu.RUnlock()
 	if err != nil {
-		return store.Message{}, false, err
+		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
 	}
 	// The batch was committed without waiting for the disk, under the record's stripe; the sync
 	// is waited for here, outside it. Concurrent writers' syncs share one WAL fsync (pebble's
@@ -512,29 +521,6 @@ func (s *Store) InsertMessage(ctx context.Context, m store.Message) (store.Messa
 		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
 	}
 	return stored, inserted, nil
-}
-
-// InsertMessageUnsynced implements store.GroupCommitter: InsertMessage without the wait for the
-// disk. The write is in the WAL, so the next Sync covers it.
-func (s *Store) InsertMessageUnsynced(ctx context.Context, m store.Message) (store.Message, bool, error) {
-	if err := s.enter(ctx); err != nil {
-		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
-	}
-	defer s.mu.RUnlock()
-	stored, inserted, err := s.insertMessage(m)
-	if err != nil {
-		return store.Message{}, false, fmt.Errorf("pebble: insert message %s/%d: %w", m.ConversationID, m.Seq, err)
-	}
-	return stored, inserted, nil
-}
-
-// Sync implements store.GroupCommitter: it returns once every write before it is on disk
-// (one WAL fsync, shared with concurrent callers).
-func (s *Store) Sync(ctx context.Context) error {
-	if err := s.syncWAL(ctx); err != nil {
-		return fmt.Errorf("pebble: sync: %w", err)
-	}
-	return nil
 }
 
 // syncWAL waits until every write before it is in the synced WAL.
@@ -550,14 +536,39 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 	if m.Seq == 0 {
 		return store.Message{}, false, errors.New("seq 0")
 	}
-	slot := msgKey(m.ConversationID, m.Seq)
-	var cmid []byte
-	if m.ClientMsgID != "" {
-		cmid = key(tagCmid, m.SenderID, m.ClientMsgID)
+	slot, cmid := msgKey(m.ConversationID, m.Seq), clientIDKey(m)
+	if cmid != nil {
 		defer s.lock(slot, cmid)()
 	} else {
 		defer s.lock(slot)()
 	}
+	if old, ok, err := s.existing(m, slot, cmid); err != nil || ok {
+		return old, false, err
+	}
+	m = normalise(m)
+	b := s.db.NewBatch()
+	for _, e := range messageEntries(m, slot, cmid) {
+		_ = b.Set(e.key, e.value, nil)
+	}
+	if err := s.write(b, pebble.NoSync); err != nil { // synced by the caller, outside the stripe
+		return store.Message{}, false, err
+	}
+	s.stored(m, cmid) // still under the stripes (see tops and idFilter)
+	s.direct.Add(1)
+	return m, true, nil
+}
+
+// clientIDKey is the key of m's (sender, client msg id) index entry; nil when m has none.
+func clientIDKey(m store.Message) []byte {
+	if m.ClientMsgID == "" {
+		return nil
+	}
+	return key(tagCmid, m.SenderID, m.ClientMsgID)
+}
+
+// existing is the message already stored at m's slot or under its client id (cmid, nil for
+// none), with ok true; the caller holds both keys' stripes, or all of them.
+func (s *Store) existing(m store.Message, slot, cmid []byte) (store.Message, bool, error) {
 	top, err := s.tops.top(s.db, m.ConversationID)
 	if err != nil {
 		return store.Message{}, false, err
@@ -568,7 +579,7 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 				return store.Message{}, false, err
 			}
 			old, err := decodeMessage(v)
-			return old, false, err
+			return old, err == nil, err
 		}
 	}
 	if cmid != nil && s.ids.mayHold(cmid) {
@@ -580,9 +591,14 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 			if err != nil {
 				return store.Message{}, false, fmt.Errorf("client msg id %q: %w", m.ClientMsgID, err)
 			}
-			return old, false, nil
+			return old, true, nil
 		}
 	}
+	return store.Message{}, false, nil
+}
+
+// normalise is m as the store keeps it: times in milliseconds, empty lists nil.
+func normalise(m store.Message) store.Message {
 	m.SentAt, m.EditedAt, m.DeletedAt = ms(m.SentAt), msOrZero(m.EditedAt), msOrZero(m.DeletedAt)
 	if len(m.Member) == 0 {
 		m.Member = nil
@@ -590,23 +606,33 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 	if len(m.HiddenFor) == 0 {
 		m.HiddenFor = nil
 	}
+	return m
+}
+
+// entry is one key and value to write.
+type entry struct{ key, value []byte }
+
+// messageEntries are the keys a new message m writes: its slot and its id and client-id index
+// entries.
+func messageEntries(m store.Message, slot, cmid []byte) []entry {
 	ref := encodeRef(m.ConversationID, m.Seq)
-	b := s.db.NewBatch()
-	_ = b.Set(slot, encodeMessage(m), nil)
+	es := append(make([]entry, 0, 3), entry{slot, encodeMessage(m)})
 	if m.ID != "" {
-		_ = b.Set(key(tagMid, m.ConversationID, m.ID), ref, nil)
+		es = append(es, entry{key(tagMid, m.ConversationID, m.ID), ref})
 	}
 	if cmid != nil {
-		_ = b.Set(cmid, ref, nil)
+		es = append(es, entry{cmid, ref})
 	}
-	if err := s.write(b, pebble.NoSync); err != nil { // synced by the caller, outside the stripe
-		return store.Message{}, false, err
-	}
-	s.tops.raise(m.ConversationID, m.Seq) // still under the slot's stripe (see tops)
+	return es
+}
+
+// stored records in memory that m is now in the database (the caller holds its stripes): its
+// conversation's top seq and its client id.
+func (s *Store) stored(m store.Message, cmid []byte) {
+	s.tops.raise(m.ConversationID, m.Seq)
 	if cmid != nil {
-		s.ids.add(cmid) // still under the client id's stripe (see idFilter)
+		s.ids.add(cmid)
 	}
-	return m, true, nil
 }
 
 // ReviseMessage implements store.Reviser: a read-modify-write of the message under its stripe,
@@ -616,6 +642,10 @@ func (s *Store) ReviseMessage(ctx context.Context, conversationID string, seq ui
 		return store.Message{}, fmt.Errorf("pebble: revise message %s/%d: %w", conversationID, seq, err)
 	}
 	defer s.mu.RUnlock()
+	// The message revised may be staged (InsertMessageUnsynced): what is staged is written first.
+	if err := s.writeStaged(); err != nil {
+		return store.Message{}, fmt.Errorf("pebble: revise message %s/%d: %w", conversationID, seq, err)
+	}
 	m, changed, err := s.reviseMessage(conversationID, seq, r)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("pebble: revise message %s/%d: %w", conversationID, seq, err)

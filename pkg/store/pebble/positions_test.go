@@ -41,8 +41,11 @@ func TestCheckpointHoldsEveryWriteBeforeIt(t *testing.T) {
 	ctx := t.Context()
 	s := open(t)
 	m := store.Message{ConversationID: "c", Seq: 1, ID: "m1", Kind: "msg", SenderID: "u", Text: "hello", SentAt: time.UnixMilli(1700000000000).UTC()}
-	// Unsynced on purpose: the checkpoint flushes the WAL itself.
+	// Written but not synced, on purpose: the checkpoint flushes the WAL itself.
 	if _, _, err := s.InsertMessageUnsynced(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeStaged(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RecordPosition(ctx, "CHAT", 1); err != nil {
