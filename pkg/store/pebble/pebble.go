@@ -567,7 +567,8 @@ func clientIDKey(m store.Message) []byte {
 }
 
 // existing is the message already stored at m's slot or under its client id (cmid, nil for
-// none), with ok true; the caller holds both keys' stripes, or all of them.
+// none), with ok true. The caller holds both keys' stripes or all of them, or (staging) leaves
+// it to Sync to check again should another writer store either key meanwhile.
 func (s *Store) existing(m store.Message, slot, cmid []byte) (store.Message, bool, error) {
 	top, err := s.tops.top(s.db, m.ConversationID)
 	if err != nil {

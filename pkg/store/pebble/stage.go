@@ -57,7 +57,7 @@ func (s *Store) stageMessage(m store.Message) (store.Message, bool, error) {
 	if i, ok := st.slots[string(slot)]; ok {
 		return st.msgs[i], false, nil
 	}
-	if i, ok := st.cmids[string(cmid)]; ok && cmid != nil {
+	if i, ok := st.cmids[string(cmid)]; cmid != nil && ok {
 		return st.msgs[i], false, nil
 	}
 	if len(st.msgs) == 0 {
