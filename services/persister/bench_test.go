@@ -3,13 +3,13 @@ package persister
 import (
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/natter-chat/natter/pkg/cputime"
 	"github.com/natter-chat/natter/pkg/natsx/natsxtest"
 	"github.com/natter-chat/natter/pkg/store/pebble/pebbletest"
 	"github.com/natter-chat/natter/streams"
@@ -22,10 +22,8 @@ import (
 func BenchmarkCatchUp(b *testing.B) {
 	bus := natsxtest.Start(b)
 	st := pebbletest.Open(b)
-	b.Cleanup(func() { _ = st.Close() })
 	js := bus.JS
 	text := strings.Repeat("x", 100)
-	var last uint64
 	for i := range b.N {
 		c := i % 100
 		ev := streams.ChatEvent{Kind: streams.KindMsg, ConversationID: fmt.Sprintf("d:01JBENCHUSER%04d:01JBENCHUSER%04d", c, c+100),
@@ -51,13 +49,13 @@ func BenchmarkCatchUp(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	last = info.State.LastSeq
+	last := info.State.LastSeq
 	cons, err := js.Consumer(bus.Ctx, streams.ChatStream, streams.PersisterConsumer)
 	if err != nil {
 		b.Fatal(err)
 	}
 
-	cpu0 := processCPU(b)
+	cpu0 := ownCPU(b)
 	b.ResetTimer()
 	p, err := New(DefaultConfig(), Deps{Log: zap.NewNop(), JS: js, Store: st})
 	if err != nil {
@@ -77,17 +75,17 @@ func BenchmarkCatchUp(b *testing.B) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64((ownCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	if err := p.Stop(bus.Ctx); err != nil {
 		b.Fatal(err)
 	}
 }
 
-// processCPU is the CPU this process has used, user and system.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+// ownCPU is the CPU this process has used (cputime.Own).
+func ownCPU(b *testing.B) time.Duration {
+	d, err := cputime.Own()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }

@@ -547,7 +547,7 @@ func (s *Store) insertMessage(m store.Message) (store.Message, bool, error) {
 	}
 	m = normalise(m)
 	b := s.db.NewBatch()
-	for _, e := range messageEntries(m, slot, cmid) {
+	for _, e := range appendEntries(make([]entry, 0, 3), m, slot, cmid) {
 		_ = b.Set(e.key, e.value, nil)
 	}
 	if err := s.write(b, pebble.NoSync); err != nil { // synced by the caller, outside the stripe
@@ -613,18 +613,18 @@ func normalise(m store.Message) store.Message {
 // entry is one key and value to write.
 type entry struct{ key, value []byte }
 
-// messageEntries are the keys a new message m writes: its slot and its id and client-id index
-// entries.
-func messageEntries(m store.Message, slot, cmid []byte) []entry {
+// appendEntries appends to dst the keys a new message m writes: its slot and its id and
+// client-id index entries.
+func appendEntries(dst []entry, m store.Message, slot, cmid []byte) []entry {
 	ref := encodeRef(m.ConversationID, m.Seq)
-	es := append(make([]entry, 0, 3), entry{slot, encodeMessage(m)})
+	dst = append(dst, entry{slot, encodeMessage(m)})
 	if m.ID != "" {
-		es = append(es, entry{key(tagMid, m.ConversationID, m.ID), ref})
+		dst = append(dst, entry{key(tagMid, m.ConversationID, m.ID), ref})
 	}
 	if cmid != nil {
-		es = append(es, entry{cmid, ref})
+		dst = append(dst, entry{cmid, ref})
 	}
-	return es
+	return dst
 }
 
 // stored records in memory that m is now in the database (the caller holds its stripes): its

@@ -20,12 +20,18 @@ import (
 // in a batch each (BenchmarkInsertChunk), and the persister is natter's largest part.
 type stage struct {
 	mu    sync.Mutex
-	msgs  []store.Message // as the store keeps them (normalise), in the order taken
-	slots map[string]int  // slot key -> index in msgs
-	cmids map[string]int  // client-id key -> index in msgs
+	msgs  []staged       // in the order taken
+	slots map[string]int // slot key -> index in msgs
+	cmids map[string]int // client-id key -> index in msgs
 	// direct is Store.direct when the first of msgs was taken: if it moved, another writer
 	// inserted meanwhile, and Sync checks every staged message against the database again.
 	direct uint64
+}
+
+// staged is a message as the store keeps it (normalise), with its slot and client-id keys.
+type staged struct {
+	m          store.Message
+	slot, cmid []byte
 }
 
 // InsertMessageUnsynced implements store.GroupCommitter: InsertMessage, except that the message
@@ -55,10 +61,10 @@ func (s *Store) stageMessage(m store.Message) (store.Message, bool, error) {
 	defer st.mu.Unlock()
 	slot, cmid := msgKey(m.ConversationID, m.Seq), clientIDKey(m)
 	if i, ok := st.slots[string(slot)]; ok {
-		return st.msgs[i], false, nil
+		return st.msgs[i].m, false, nil
 	}
 	if i, ok := st.cmids[string(cmid)]; cmid != nil && ok {
-		return st.msgs[i], false, nil
+		return st.msgs[i].m, false, nil
 	}
 	if len(st.msgs) == 0 {
 		st.direct = s.direct.Load()
@@ -75,7 +81,7 @@ func (s *Store) stageMessage(m store.Message) (store.Message, bool, error) {
 	if cmid != nil {
 		st.cmids[string(cmid)] = len(st.msgs)
 	}
-	st.msgs = append(st.msgs, m)
+	st.msgs = append(st.msgs, staged{m, slot, cmid})
 	return m, true, nil
 }
 
@@ -108,18 +114,17 @@ func (s *Store) writeStaged() error {
 	defer s.lockAll()()
 	recheck := s.direct.Load() != st.direct
 	entries := make([]entry, 0, 3*len(st.msgs))
-	kept := make([]int, 0, len(st.msgs))
-	for i, m := range st.msgs {
-		slot, cmid := msgKey(m.ConversationID, m.Seq), clientIDKey(m)
+	kept := make([]staged, 0, len(st.msgs)) // st.msgs stays whole should the write fail
+	for _, e := range st.msgs {
 		if recheck {
-			if _, ok, err := s.existing(m, slot, cmid); err != nil {
+			if _, ok, err := s.existing(e.m, e.slot, e.cmid); err != nil {
 				return err
 			} else if ok {
 				continue
 			}
 		}
-		entries = append(entries, messageEntries(m, slot, cmid)...)
-		kept = append(kept, i)
+		entries = appendEntries(entries, e.m, e.slot, e.cmid)
+		kept = append(kept, e)
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
 	b := s.db.NewBatch()
@@ -129,8 +134,8 @@ func (s *Store) writeStaged() error {
 	if err := s.write(b, pebble.NoSync); err != nil {
 		return err
 	}
-	for _, i := range kept {
-		s.stored(st.msgs[i], clientIDKey(st.msgs[i]))
+	for _, e := range kept {
+		s.stored(e.m, e.cmid)
 	}
 	clear(st.msgs)
 	st.msgs = st.msgs[:0]
