@@ -204,6 +204,7 @@ export class App {
    * started is stale, and dropped.
    */
   private listLoads = 0;
+  private listLoad: Promise<void> = Promise.resolve();
   private invitationLoads = 0;
   private presenceTimer?: number;
 
@@ -537,20 +538,30 @@ export class App {
     }
   }
 
-  private async refreshConversations(): Promise<void> {
-    if (!this.me) return;
+  /**
+   * refreshConversations loads the list and resolves once the latest load has been shown, even
+   * when another load overtook this one: a caller can then open what it just created.
+   */
+  private refreshConversations(): Promise<void> {
+    if (!this.me) return Promise.resolve();
     void this.refreshInvitations();
-    const load = ++this.listLoads;
+    const load = this.loadConversations(++this.listLoads);
+    this.listLoad = load;
+    return load;
+  }
+
+  private async loadConversations(load: number): Promise<void> {
     let list: ConversationSummary[];
     try {
       list = await this.call(() => this.api.conversations());
     } catch (e) {
-      if (load === this.listLoads) byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
+      if (load !== this.listLoads) return this.listLoad;
+      byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
       return;
     }
     // Two loads may answer out of order (a request frame's load overtaking the one a reconnect
-    // started): only the latest load's list is shown.
-    if (load !== this.listLoads) return;
+    // started): only the latest load's list is shown, and an older one waits for it.
+    if (load !== this.listLoads) return this.listLoad;
     byId("sidebar-error").textContent = "";
     this.convs.clear();
     for (const c of list) this.convs.set(c.id, c);

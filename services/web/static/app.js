@@ -1248,6 +1248,7 @@ var App = class {
    * started is stale, and dropped.
    */
   listLoads = 0;
+  listLoad = Promise.resolve();
   invitationLoads = 0;
   presenceTimer;
   start() {
@@ -1548,18 +1549,27 @@ var App = class {
       await this.refreshInvitations();
     }
   }
-  async refreshConversations() {
-    if (!this.me) return;
+  /**
+   * refreshConversations loads the list and resolves once the latest load has been shown, even
+   * when another load overtook this one: a caller can then open what it just created.
+   */
+  refreshConversations() {
+    if (!this.me) return Promise.resolve();
     void this.refreshInvitations();
-    const load = ++this.listLoads;
+    const load = this.loadConversations(++this.listLoads);
+    this.listLoad = load;
+    return load;
+  }
+  async loadConversations(load) {
     let list;
     try {
       list = await this.call(() => this.api.conversations());
     } catch (e) {
-      if (load === this.listLoads) byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
+      if (load !== this.listLoads) return this.listLoad;
+      byId("sidebar-error").textContent = "Could not load conversations: " + friendly(e);
       return;
     }
-    if (load !== this.listLoads) return;
+    if (load !== this.listLoads) return this.listLoad;
     byId("sidebar-error").textContent = "";
     this.convs.clear();
     for (const c of list) this.convs.set(c.id, c);
