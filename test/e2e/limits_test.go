@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -50,16 +49,7 @@ func TestUpgradeLimitsThroughTheRealBinary(t *testing.T) {
 			}
 		}
 	}
-	resp, err := http.Get(p.Addrs.Metrics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(body), `natter_gateway_upgrades_refused_total{reason="addr_rate"} 1`) {
+	if !strings.Contains(scrape(t, p.Addrs.Metrics), `natter_gateway_upgrades_refused_total{reason="addr_rate"} 1`) {
 		t.Fatal("/metrics does not count the refused upgrade")
 	}
 }

@@ -181,19 +181,21 @@ func TestTheAllInOneIndexesSearchInANicedProcess(t *testing.T) {
 	}
 	send("walrus")
 	found("walrus")
-	resp, err := http.Get(main.Addrs.Metrics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics := string(raw)
-	for _, want := range []string{"natter_search_process_up 1\n", "natter_search_indexed_total 1\n", "natter_spare_proc "} {
-		if !strings.Contains(metrics, want) {
-			t.Fatalf("the parent's /metrics lacks %q:\n%s", want, metrics)
+	// The counter moves just after the batch it counts becomes searchable: read it until it shows.
+	wants := []string{"natter_search_process_up 1\n", "natter_search_indexed_total 1\n", "natter_spare_proc "}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		metrics, missing := scrape(t, main.Addrs.Metrics), ""
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				missing = want
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the parent's /metrics lacks %q:\n%s", missing, metrics)
 		}
 	}
 
@@ -288,4 +290,19 @@ func niceOf(t *testing.T, pid int) int {
 func procAlive(pid int) bool {
 	st, err := procstat.Read(pid)
 	return err == nil && st.Alive()
+}
+
+// scrape reads a /metrics page.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }
