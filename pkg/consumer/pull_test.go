@@ -17,6 +17,13 @@ func TestAPullEndsWithTheServersAnswer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.publish(t, 3)
+	// The stream tells its consumers of a stored message after it acks the publish, on a
+	// goroutine of its own: a no-wait pull before that finds nothing.
+	for deadline := time.Now().Add(10 * time.Second); e.info(t).NumPending < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the consumer does not count the 3 messages published")
+		}
+	}
 	p, err := newPuller(e.js, e.cons, "", 0)
 	if err != nil {
 		t.Fatal(err)
