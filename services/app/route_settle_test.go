@@ -75,17 +75,16 @@ func TestACatchUpReplaysWhatWasStoredBeforeItsRouteSettled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// Read until every message and the synced frame came: when the head was read after the last
+	// send (a busy machine), all of them are replayed before the synced frame.
 	head, got := uint64(0), map[uint64]int{}
-	for len(got) < len(stored) {
+	for len(got) < len(stored) || head == 0 {
 		f := tablet.NextOfAny(wait, protocol.TypeSynced, protocol.TypeMessage)
 		if f.Type == protocol.TypeSynced {
 			head = f.Cursor
 		} else if _, ok := stored[f.Seq]; ok {
 			got[f.Seq]++
 		}
-	}
-	if head == 0 {
-		t.Fatal("no synced frame")
 	}
 	within := 0
 	for seq, at := range stored {
