@@ -36,7 +36,7 @@ type Spec struct {
 	// normal priority wants.
 	Nice int
 	// ReadyFile is a file the child writes once it is ready; it is removed before every start,
-	// and Start waits for the first child to write it.
+	// and WaitReady waits for the first child to write it.
 	ReadyFile string
 	// Stderr takes the child's standard error (nil: discarded); its standard output is
 	// discarded.
@@ -63,35 +63,40 @@ type Child struct {
 	cmd      *exec.Cmd // nil between an exit and the next start
 	stopping bool
 
-	wake chan struct{} // closed by Stop: the backoff sleep ends
-	done chan struct{} // closed when the supervising goroutine has returned
+	first chan error    // how the first child ended (buffered: nothing need read it)
+	wake  chan struct{} // closed by Stop: the backoff sleep ends
+	done  chan struct{} // closed when the supervising goroutine has returned
 }
 
-// Start starts the child and returns once it wrote spec.ReadyFile. If it exits first, or ctx
-// ends first, the child is stopped and the error says why.
-func Start(ctx context.Context, spec Spec, log *zap.Logger) (*Child, error) {
+// Start starts the child and the goroutine that starts it again whenever it exits, until Stop;
+// WaitReady tells when it is ready.
+func Start(spec Spec, log *zap.Logger) (*Child, error) {
 	if !supported {
 		return nil, ErrUnsupported
 	}
 	if spec.Nice < 0 || spec.Nice > 19 {
 		return nil, fmt.Errorf("childproc %s: nice %d not in 0..19", spec.Name, spec.Nice)
 	}
-	c := &Child{spec: spec, log: log, wake: make(chan struct{}), done: make(chan struct{})}
-	first := make(chan error, 1) // how the first child ended; buffered, as nothing reads it after Start
-	go c.supervise(first)
+	c := &Child{spec: spec, log: log, first: make(chan error, 1), wake: make(chan struct{}), done: make(chan struct{})}
+	go c.supervise()
+	return c, nil
+}
+
+// WaitReady returns once the first child wrote spec.ReadyFile; an error if it exited first (it
+// is started again like any child that exits), or one wrapping ctx.Err() when ctx ended first
+// (the child runs on: a niced child on busy CPUs may only be slow).
+func (c *Child) WaitReady(ctx context.Context) error {
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
-		if _, err := os.Stat(spec.ReadyFile); err == nil {
-			return c, nil
+		if _, err := os.Stat(c.spec.ReadyFile); err == nil {
+			return nil
 		}
 		select {
-		case err := <-first:
-			_ = c.Stop(context.Background())
-			return nil, fmt.Errorf("childproc %s: exited before it was ready: %w", spec.Name, err)
+		case err := <-c.first:
+			return fmt.Errorf("childproc %s: exited before it was ready: %w", c.spec.Name, err)
 		case <-ctx.Done():
-			_ = c.Stop(context.Background())
-			return nil, fmt.Errorf("childproc %s: not ready: %w", spec.Name, ctx.Err())
+			return fmt.Errorf("childproc %s: not ready: %w", c.spec.Name, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -134,7 +139,7 @@ func (c *Child) Stop(ctx context.Context) error {
 }
 
 // supervise starts the child, waits for it, and starts it again after a backoff until Stop.
-// How the first child ended goes to first.
+// How the first child ended goes to c.first.
 //
 // It holds its OS thread, for two reasons: the kernel sends the parent-death signal when the
 // thread that started the child ends, not the process, so that thread must live as long as the
@@ -142,7 +147,7 @@ func (c *Child) Stop(ctx context.Context) error {
 // the child's niceness first and every child starts with it, before it runs any code. Nothing
 // else runs on a locked thread, and Go starts its new threads from another one. The process's
 // main thread is not used: its niceness is what ps shows for the whole process.
-func (c *Child) supervise(first chan<- error) {
+func (c *Child) supervise() {
 	runtime.LockOSThread() // never unlocked but here: the thread ends with this goroutine
 	if onMainThread() {
 		// While this goroutine holds the main thread, the one started here runs on another.
@@ -150,17 +155,17 @@ func (c *Child) supervise(first chan<- error) {
 		go func() {
 			runtime.LockOSThread()
 			close(locked)
-			c.superviseLocked(first)
+			c.superviseLocked()
 		}()
 		<-locked
 		runtime.UnlockOSThread()
 		return
 	}
-	c.superviseLocked(first)
+	c.superviseLocked()
 }
 
 // superviseLocked is supervise on a locked thread other than the main one.
-func (c *Child) superviseLocked(first chan<- error) {
+func (c *Child) superviseLocked() {
 	defer close(c.done)
 	if err := niceThread(c.spec.Nice); err != nil {
 		c.log.Warn("helper process keeps normal CPU priority", zap.String("process", c.spec.Name), zap.Error(err))
@@ -170,7 +175,7 @@ func (c *Child) superviseLocked(first chan<- error) {
 	report := func(err error) {
 		if !reported {
 			reported = true
-			first <- err
+			c.first <- err
 		}
 	}
 	for {

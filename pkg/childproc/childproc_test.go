@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 		os.Exit(3)
 	case "parent": // starts a serving child, writes its pid to the ready file, and waits to be killed
 		ready := os.Getenv(readyEnv)
-		c, err := Start(context.Background(), spec("serve", ready+".child"), zap.NewNop())
+		c, err := start(context.Background(), spec("serve", ready+".child"), zap.NewNop())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -60,6 +60,18 @@ func writeReady() {
 	if err := os.WriteFile(os.Getenv(readyEnv), []byte("ready"), 0o644); err != nil {
 		os.Exit(1)
 	}
+}
+
+// start is Start and WaitReady.
+func start(ctx context.Context, s Spec, log *zap.Logger) (*Child, error) {
+	c, err := Start(s, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		return c, err
+	}
+	return c, nil
 }
 
 // spec runs this test binary in role, at nice 19, ready when it writes ready.
@@ -108,7 +120,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func TestAChildRunsNicedIsStartedAgainAndStops(t *testing.T) {
 	clearRole(t)
 	ready := filepath.Join(t.TempDir(), "ready")
-	c, err := Start(context.Background(), spec("serve", ready), zaptest.NewLogger(t))
+	c, err := start(context.Background(), spec("serve", ready), zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,23 +156,48 @@ func TestAChildRunsNicedIsStartedAgainAndStops(t *testing.T) {
 	}
 }
 
-func TestAChildThatExitsBeforeItIsReadyFailsTheStart(t *testing.T) {
+func TestAChildThatExitsBeforeItIsReadyIsReported(t *testing.T) {
 	clearRole(t)
-	_, err := Start(context.Background(), spec("fail", filepath.Join(t.TempDir(), "ready")), zaptest.NewLogger(t))
+	c, err := start(context.Background(), spec("fail", filepath.Join(t.TempDir(), "ready")), zaptest.NewLogger(t))
 	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
-		t.Fatalf("Start = %v, want an error saying it exited", err)
+		t.Fatalf("WaitReady = %v, want an error saying it exited", err)
+	}
+	if err := c.Stop(context.Background()); err != nil { // it is in its backoff: stopped at once
+		t.Fatal(err)
 	}
 }
 
-func TestAStartThatTimesOutStopsTheChild(t *testing.T) {
+// A child not ready when the wait ends runs on (a niced child on busy CPUs is only slow), and
+// Stop kills one that does not stop in time: here a child stopped with SIGSTOP.
+func TestAChildNotReadyInTimeRunsOnAndStopKillsItWhenItHangs(t *testing.T) {
 	clearRole(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	s := spec("serve", ready)
+	s.ReadyFile += ".never" // the child writes the file its environment names
+	c, err := Start(s, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the child to be ready", func() bool { _, err := os.Stat(ready); return err == nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	// The child never writes this file: it writes the one its environment names.
-	s := spec("serve", filepath.Join(t.TempDir(), "ready"))
-	s.ReadyFile += ".never"
-	if _, err := Start(ctx, s, zaptest.NewLogger(t)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Start = %v, want the deadline", err)
+	if err := c.WaitReady(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReady = %v, want the deadline", err)
+	}
+	pid := c.PID()
+	if pid == 0 || !alive(pid) {
+		t.Fatalf("the child (%d) stopped when the wait for it ended", pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelStop()
+	if err := c.Stop(stopCtx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop of a hung child = %v, want the deadline", err)
+	}
+	if alive(pid) {
+		t.Fatalf("the hung child %d still runs after Stop", pid)
 	}
 }
 

@@ -52,6 +52,15 @@ type Process struct {
 // has written its addresses.
 func StartNatter(t testing.TB, dataDir string, extra ...string) *Process {
 	t.Helper()
+	p, addrFile := launchNatter(t, dataDir, extra...)
+	p.awaitAddrs(addrFile)
+	return p
+}
+
+// launchNatter is StartNatter without the wait: it returns once the process runs, with the file
+// it writes its addresses to when it has started.
+func launchNatter(t testing.TB, dataDir string, extra ...string) (*Process, string) {
+	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	args := append([]string{"run", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
 		"--nats-port", "-1", "--metrics-addr", "127.0.0.1:0", "--addr-file", addrFile, "--log-format", "json", "--log-level", "info",
@@ -83,18 +92,24 @@ func StartNatter(t testing.TB, dataDir string, extra ...string) *Process {
 			t.Logf("natter output:\n%s", p.Output())
 		}
 	})
+	return p, addrFile
+}
+
+// awaitAddrs waits until the process has written its addresses to addrFile.
+func (p *Process) awaitAddrs(addrFile string) {
+	p.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil && json.Unmarshal(b, &p.Addrs) == nil {
-			return p
+			return
 		}
 		select {
 		case err := <-p.exited:
-			t.Fatalf("natter exited during start-up: %v\n%s", err, p.Output())
+			p.t.Fatalf("natter exited during start-up: %v\n%s", err, p.Output())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("natter not ready after 60s\n%s", p.Output())
+			p.t.Fatalf("natter not ready after 60s\n%s", p.Output())
 		}
 	}
 }

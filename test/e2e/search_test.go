@@ -246,6 +246,39 @@ func TestStoppingTheAllInOneStopsItsSearchProcessFirst(t *testing.T) {
 	}
 }
 
+// TestAStalledSearchProcessDelaysNatterOnlySoLong: a search process that cannot run (stopped
+// with SIGSTOP as soon as it appears, as a niced process on full CPUs nearly is) delays natter's
+// start and its stop each by a bounded wait: natter starts without it, kills it on Ctrl-C, and
+// still stops cleanly. (Before, the start failed once the start timeout passed, and the stop
+// spent its whole time on the child and then failed.)
+func TestAStalledSearchProcessDelaysNatterOnlySoLong(t *testing.T) {
+	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
+	p, addrFile := launchNatter(t, t.TempDir())
+	parent := p.cmd.Process.Pid
+	deadline := time.Now().Add(60 * time.Second)
+	child := 0
+	for ; child == 0; child = childOf(t, parent) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no search process within 60s\n%s", p.Output())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	p.awaitAddrs(addrFile)
+	if out := p.Output(); !strings.Contains(out, "search process not ready yet") || !strings.Contains(out, ", nice 19, starting)") {
+		t.Fatalf("natter started without saying that its search process is not ready:\n%s", out)
+	}
+	p.Interrupt() // a clean stop, exit status 0
+	if procAlive(child) {
+		t.Fatalf("the stalled search process %d still runs after natter stopped", child)
+	}
+	if !strings.Contains(p.Output(), "search process killed") {
+		t.Fatalf("natter did not say it killed its search process:\n%s", p.Output())
+	}
+}
+
 // childOf is the one running descendant of parent, 0 if it has none; more than one fails the test.
 func childOf(t *testing.T, parent int) int {
 	t.Helper()

@@ -48,7 +48,7 @@ func runCmd(args []string) error {
 		if search, err = newSearchProcess(); err != nil {
 			return err
 		}
-		defer func() { _ = search.stop(context.Background()) }() // a failed start's; after a stop, a no-op
+		defer func() { _ = search.stop() }() // a failed start's; after a stop, a no-op
 		cfg.Targets = withoutSearch(cfg.Targets)
 		cfg.Gatherers = append(cfg.Gatherers, search.gatherer())
 	} else if why != "" {
@@ -80,14 +80,19 @@ func runCmd(args []string) error {
 		if cfg.NATSURL == "" {
 			natsURL = run.NATSURL()
 		}
-		if err := search.start(startCtx, args, natsURL, log); err != nil {
+		ready, err := search.start(startCtx, args, natsURL, log)
+		if err != nil {
 			muted.Store(true)
 			if serr := fxApp.Stop(context.Background()); serr != nil {
 				log.Warn("stop after a failed start", zap.Error(serr))
 			}
 			return err
 		}
-		cfg.Targets = append(cfg.Targets, fmt.Sprintf("search (process %d, nice %d)", search.child.PID(), searchNice))
+		starting := ""
+		if !ready {
+			starting = ", starting"
+		}
+		cfg.Targets = append(cfg.Targets, fmt.Sprintf("search (process %d, nice %d%s)", search.child.PID(), searchNice, starting))
 	}
 	addrs := addresses(run)
 	printBanner(addrs, cfg)
@@ -112,13 +117,13 @@ func runCmd(args []string) error {
 		}
 	}
 	log.Info("shutting down", zap.String("signal", s.String()))
-	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelStop()
 	if search != nil { // before NATS, which it reads from, stops
-		if err := search.stop(stopCtx); err != nil {
-			log.Error("stop the search process", zap.Error(err))
+		if err := search.stop(); err != nil {
+			log.Warn("search process killed: it resumes from its consumer's position at the next start", zap.Error(err))
 		}
 	}
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelStop()
 	if err := fxApp.Stop(stopCtx); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}

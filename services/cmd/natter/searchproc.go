@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -96,13 +97,23 @@ func (s *searchProcess) gatherer() prometheus.Gatherer {
 	}
 }
 
+// Bounds on how long natter run waits for its search process. Search is not on the delivery
+// path and recovers from its consumer's position, but a niced process on busy CPUs can take
+// long to start or to stop: natter starts without it once searchReadyWait has passed (it
+// answers queries once it is ready), and kills it on a stop that takes searchStopWait.
+const (
+	searchReadyWait = 10 * time.Second
+	searchStopWait  = 10 * time.Second
+)
+
 // start runs the child with the parent's own flags (args) and these last, which win: search
 // alone, its metrics on a free port, and natsURL, the parent's embedded server ("" with an
-// external NATS, whose flags the child shares).
-func (s *searchProcess) start(ctx context.Context, args []string, natsURL string, log *zap.Logger) error {
+// external NATS, whose flags the child shares). It waits until the child is ready, at most
+// searchReadyWait and until ctx ends; ready is false when it stopped waiting first.
+func (s *searchProcess) start(ctx context.Context, args []string, natsURL string, log *zap.Logger) (ready bool, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("search process: %w", err)
+		return false, fmt.Errorf("search process: %w", err)
 	}
 	childArgs := append([]string{"run"}, args...)
 	childArgs = append(childArgs, "--target", app.TargetSearch, "--search-process=false",
@@ -110,18 +121,32 @@ func (s *searchProcess) start(ctx context.Context, args []string, natsURL string
 	if natsURL != "" {
 		childArgs = append(childArgs, "--nats-url", natsURL)
 	}
-	s.child, err = childproc.Start(ctx, childproc.Spec{Name: "search", Path: exe, Args: childArgs, Nice: searchNice,
+	s.child, err = childproc.Start(childproc.Spec{Name: "search", Path: exe, Args: childArgs, Nice: searchNice,
 		Env: []string{searchChildEnv + "=1"}, ReadyFile: s.addrFile(), Stderr: os.Stderr}, log.Named("search-process"))
 	if err != nil {
-		return fmt.Errorf("search process: %w", err)
+		return false, fmt.Errorf("search process: %w", err)
 	}
-	return nil
+	wait, cancel := context.WithTimeout(ctx, searchReadyWait)
+	defer cancel()
+	switch err := s.child.WaitReady(wait); {
+	case err == nil:
+		return true, nil
+	case wait.Err() != nil:
+		log.Warn("search process not ready yet: natter starts without waiting for it; search answers once it is",
+			zap.Int("pid", s.child.PID()), zap.Duration("waited", searchReadyWait), zap.Error(err))
+		return false, nil
+	default:
+		return false, fmt.Errorf("search process: %w", err)
+	}
 }
 
-// stop stops the child, if it was started, and removes its directory.
-func (s *searchProcess) stop(ctx context.Context) error {
+// stop stops the child, if it was started, and removes its directory. A child still running
+// after searchStopWait is killed, and the error says so.
+func (s *searchProcess) stop() error {
 	var err error
 	if s.child != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), searchStopWait)
+		defer cancel()
 		err = s.child.Stop(ctx)
 	}
 	_ = os.RemoveAll(s.dir)
