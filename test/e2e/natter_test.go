@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -119,6 +120,16 @@ func (p *Process) Output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.output.String()
+}
+
+// hasLine reports whether the process printed a line holding every one of parts.
+func (p *Process) hasLine(parts ...string) bool {
+	for line := range strings.SplitSeq(p.Output(), "\n") {
+		if !slices.ContainsFunc(parts, func(part string) bool { return !strings.Contains(line, part) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // Kill sends SIGKILL, as kill -9 does, and waits for the process to be gone.

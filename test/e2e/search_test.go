@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -231,17 +233,18 @@ func TestStoppingTheAllInOneStopsItsSearchProcessFirst(t *testing.T) {
 	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
 	main := StartNatter(t, t.TempDir())
 	child := onlyChild(t, main.cmd.Process.Pid)
+	// On busy CPUs natter may start before its niced search process is ready; stopped before
+	// then, the child ends its start instead of stopping cleanly.
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(scrape(t, main.Addrs.Metrics), "natter_search_process_up 1\n"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the search process is not up after 60s:\n%s", main.Output())
+		}
+	}
 	main.Interrupt()
 	if procAlive(child) {
 		t.Fatalf("search process %d still runs after natter stopped", child)
 	}
-	stopped := false
-	for line := range strings.SplitSeq(main.Output(), "\n") {
-		if strings.Contains(line, `"msg":"stopped cleanly"`) && strings.Contains(line, `"process":"search"`) {
-			stopped = true
-		}
-	}
-	if !stopped {
+	if !main.hasLine(`"msg":"stopped cleanly"`, `"process":"search"`) {
 		t.Fatalf("the search process logged no clean stop:\n%s", main.Output())
 	}
 }
@@ -255,13 +258,16 @@ func TestAStalledSearchProcessDelaysNatterOnlySoLong(t *testing.T) {
 	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
 	p, addrFile := launchNatter(t, t.TempDir())
 	parent := p.cmd.Process.Pid
+	// The child is stopped once it runs its own program: between the fork and the exec it is a
+	// copy of natter, whose start waits for the exec.
 	deadline := time.Now().Add(60 * time.Second)
 	child := 0
-	for ; child == 0; child = childOf(t, parent) {
+	for !searchRuns(child) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no search process within 60s\n%s", p.Output())
 		}
 		time.Sleep(time.Millisecond)
+		child = childOf(t, parent)
 	}
 	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -277,6 +283,15 @@ func TestAStalledSearchProcessDelaysNatterOnlySoLong(t *testing.T) {
 	if !strings.Contains(p.Output(), "search process killed") {
 		t.Fatalf("natter did not say it killed its search process:\n%s", p.Output())
 	}
+}
+
+// searchRuns reports whether pid runs natter's search process (its exec done).
+func searchRuns(pid int) bool {
+	if pid == 0 {
+		return false
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && slices.Contains(strings.Split(string(raw), "\x00"), "--search-process=false")
 }
 
 // childOf is the one running descendant of parent, 0 if it has none; more than one fails the test.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -55,13 +56,22 @@ func runCmd(args []string) error {
 		log.Info("search runs in this process", zap.String("why", why))
 	}
 
+	// Signals are caught from here on (by default SIGINT and SIGTERM end a process at once, with
+	// nothing flushed or stopped): one during the start ends the start, one after it the clean
+	// stop below. natter run's own search process is stopped with SIGTERM too.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+
 	fxApp, run, err := app.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
+	endWatch := watchStart(sig, cancel)
 	if err := fxApp.Start(startCtx); err != nil {
+		interrupted := endWatch()
 		// A failed start stops what had started (fx's rollback); its errors follow the cause.
 		errs := multierr.Errors(err)
 		for _, rerr := range errs[1:] {
@@ -70,6 +80,9 @@ func runCmd(args []string) error {
 		// The error is the last line printed: NATS callbacks of the closed connections may still
 		// log on their own goroutines.
 		muted.Store(true)
+		if interrupted != nil {
+			return fmt.Errorf("start interrupted (%s): %w", interrupted, errs[0])
+		}
 		if startCtx.Err() != nil {
 			return fmt.Errorf("start did not finish within %s: %w", startTimeout, errs[0])
 		}
@@ -82,6 +95,7 @@ func runCmd(args []string) error {
 		}
 		ready, err := search.start(startCtx, args, natsURL, log)
 		if err != nil {
+			endWatch()
 			muted.Store(true)
 			if serr := fxApp.Stop(context.Background()); serr != nil {
 				log.Warn("stop after a failed start", zap.Error(serr))
@@ -105,9 +119,10 @@ func runCmd(args []string) error {
 		log.Info("tls certificate", zap.String("subject", run.TLS.Subject()), zap.Time("not_after", run.TLS.NotAfter()))
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	s := <-sig
+	s := endWatch() // a signal that came during the start
+	if s == nil {
+		s = <-sig
+	}
 	for ; s == syscall.SIGHUP; s = <-sig {
 		// SIGHUP reloads the TLS certificate; open connections keep theirs.
 		if err := run.ReloadTLS(); err != nil {
@@ -129,6 +144,35 @@ func runCmd(args []string) error {
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// watchStart cancels the start when SIGINT or SIGTERM comes during it (a SIGHUP, a reload, is
+// dropped then). end stops watching and returns the signal that came, nil if none; it may be
+// called more than once.
+func watchStart(sig <-chan os.Signal, cancel context.CancelFunc) (end func() os.Signal) {
+	stop, got := make(chan struct{}), make(chan os.Signal, 1)
+	go func() {
+		defer close(got)
+		for {
+			select {
+			case s := <-sig:
+				if s == syscall.SIGHUP {
+					continue
+				}
+				got <- s
+				cancel()
+				return
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	var s os.Signal
+	return func() os.Signal {
+		once.Do(func() { close(stop); s = <-got })
+		return s
+	}
 }
 
 // runOptions are the flags of natter run that are not part of app.Config.

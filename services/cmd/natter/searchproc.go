@@ -103,7 +103,7 @@ func (s *searchProcess) gatherer() prometheus.Gatherer {
 // answers queries once it is ready), and kills it on a stop that takes searchStopWait.
 const (
 	searchReadyWait = 10 * time.Second
-	searchStopWait  = 10 * time.Second
+	searchStopWait  = 20 * time.Second
 )
 
 // start runs the child with the parent's own flags (args) and these last, which win: search
