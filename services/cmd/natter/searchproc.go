@@ -133,7 +133,7 @@ func (s *searchProcess) start(ctx context.Context, args []string, natsURL string
 		return true, nil
 	case wait.Err() != nil:
 		log.Warn("search process not ready yet: natter starts without waiting for it; search answers once it is",
-			zap.Int("pid", s.child.PID()), zap.Duration("waited", searchReadyWait), zap.Error(err))
+			zap.Int("pid", s.child.PID()), zap.Error(err))
 		return false, nil
 	default:
 		return false, fmt.Errorf("search process: %w", err)
