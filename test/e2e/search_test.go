@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -184,22 +183,7 @@ func TestTheAllInOneIndexesSearchInANicedProcess(t *testing.T) {
 	send("walrus")
 	found("walrus")
 	// The counter moves just after the batch it counts becomes searchable: read it until it shows.
-	wants := []string{"natter_search_process_up 1\n", "natter_search_indexed_total 1\n", "natter_spare_proc "}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		metrics, missing := scrape(t, main.Addrs.Metrics), ""
-		for _, want := range wants {
-			if !strings.Contains(metrics, want) {
-				missing = want
-				break
-			}
-		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the parent's /metrics lacks %q:\n%s", missing, metrics)
-		}
-	}
+	awaitMetrics(t, main.Addrs.Metrics, 10*time.Second, "natter_search_process_up 1\n", "natter_search_indexed_total 1\n", "natter_spare_proc ")
 
 	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -235,11 +219,7 @@ func TestStoppingTheAllInOneStopsItsSearchProcessFirst(t *testing.T) {
 	child := onlyChild(t, main.cmd.Process.Pid)
 	// On busy CPUs natter may start before its niced search process is ready; stopped before
 	// then, the child ends its start instead of stopping cleanly.
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(scrape(t, main.Addrs.Metrics), "natter_search_process_up 1\n"); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the search process is not up after 60s:\n%s", main.Output())
-		}
-	}
+	awaitMetrics(t, main.Addrs.Metrics, 60*time.Second, "natter_search_process_up 1\n")
 	main.Interrupt()
 	if procAlive(child) {
 		t.Fatalf("search process %d still runs after natter stopped", child)
@@ -340,17 +320,18 @@ func procAlive(pid int) bool {
 	return err == nil && st.Alive()
 }
 
-// scrape reads a /metrics page.
-func scrape(t *testing.T, url string) string {
+// awaitMetrics waits, at most timeout (0: one look), until the /metrics page at url holds every
+// one of wants.
+func awaitMetrics(t *testing.T, url string, timeout time.Duration, wants ...string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		_, raw := apptest.Request(t, http.MethodGet, url, "", nil)
+		missing := slices.IndexFunc(wants, func(w string) bool { return !strings.Contains(string(raw), w) })
+		if missing < 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s lacks %q:\n%s", url, wants[missing], raw)
+		}
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(raw)
 }
