@@ -83,13 +83,13 @@ web: ## rebuild services/web/static/app.js from services/web/src and sdk/js/src
 FUZZTIME ?= 30s
 # package:target for every decoder of outside input: client frames, stream and store envelopes,
 # store wire messages, push requests, state events, stored membership changes, bearer and refresh tokens, Origin and
-# X-Forwarded-For headers, FCM's Retry-After, search queries and cursors. make static fails when a
+# X-Forwarded-For headers, FCM's Retry-After, search queries and cursors, the analysis of message text. make static fails when a
 # fuzz target is missing here.
 FUZZ_TARGETS := ./services/bench:FuzzSortProfile ./sdk/go/protocol:FuzzDecode ./sdk/go/protocol:FuzzDecodeFrameFast ./sdk/go/protocol:FuzzEventJSON ./sdk/go/protocol:FuzzAckJSON ./streams:FuzzDecodeChatEvent ./streams:FuzzChatEventEncode ./streams:FuzzDecodeChatFast ./streams:FuzzDecodePushRequest ./streams:FuzzDecodeStateEvent ./streams:FuzzDecodeDelivery \
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
 	./pkg/clientaddr:FuzzKey ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
-	./services/search:FuzzDecodeCursor ./services/search:FuzzDecodeMeta ./services/gateway:FuzzParsePubAck ./services/api:FuzzParseSearchQuery ./pkg/cputime:FuzzParseStat ./pkg/procstat:FuzzParse
+	./services/search:FuzzDecodeCursor ./services/search:FuzzDecodeMeta ./services/search:FuzzIndexingAnalyzer ./services/gateway:FuzzParsePubAck ./services/api:FuzzParseSearchQuery ./pkg/cputime:FuzzParseStat ./pkg/procstat:FuzzParse
 fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -396,5 +397,45 @@ func BenchmarkMigrate(b *testing.B) {
 			b.Logf("format %d: migrated %d documents in %s: %.3f CPU s per 1000", format, n, took.Round(time.Millisecond), cpu/float64(n)*1000)
 			b.ReportMetric(cpu/float64(n)*1000, fmt.Sprintf("cpu-s/1000-format%d", format))
 		}
+	}
+}
+
+// BenchmarkIndexingAnalyzer is the analysis of a message's text alone, in µs a message: the
+// mapping's chain against the one indexing runs (indexingAnalyzer), alternately over the same
+// SEARCH_BENCH_FORMAT_N messages (default 20,000), SEARCH_BENCH_PAIRS rounds (default 3).
+//
+//	go test ./services/search -run '^$' -bench IndexingAnalyzer -benchtime 1x
+func BenchmarkIndexingAnalyzer(b *testing.B) {
+	n := envInt(b, "SEARCH_BENCH_FORMAT_N", 20_000)
+	pairs := envInt(b, "SEARCH_BENCH_PAIRS", 3)
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := vocabulary(rng)
+	texts := make([][]byte, n)
+	for i := range texts {
+		texts[i] = []byte(sentence(rng, words))
+	}
+	slow := mappingsTextAnalyzer(b)
+	each := map[string]analysis.Analyzer{"mapping": slow, "indexing": indexingAnalyzer(slow)}
+	us := map[string][]float64{}
+	for range b.N {
+		for p := range pairs {
+			order := []string{"mapping", "indexing"}
+			if p%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, name := range order {
+				start := time.Now()
+				for _, text := range texts {
+					each[name].Analyze(text)
+				}
+				us[name] = append(us[name], float64(time.Since(start).Microseconds())/float64(n))
+			}
+		}
+	}
+	for _, name := range []string{"mapping", "indexing"} {
+		v := us[name]
+		slices.Sort(v)
+		b.Logf("%s: %.2f (%.2f-%.2f) µs a message, %d runs of %d", name, v[len(v)/2], v[0], v[len(v)-1], len(v), n)
+		b.ReportMetric(v[len(v)/2], "µs/msg-"+name)
 	}
 }

@@ -59,6 +59,7 @@ func newDocuments(m mapping.IndexMapping) (documents, error) {
 			return documents{}, err
 		}
 	}
+	d.text.analyzer = indexingAnalyzer(d.text.analyzer)
 	if all, ok := im.DefaultMapping.Properties["_all"]; !ok || all.Enabled {
 		return documents{}, fmt.Errorf("search index: mapping indexes an _all field")
 	}
