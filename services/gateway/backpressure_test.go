@@ -29,8 +29,10 @@ func TestSendsWaitWhileDeliveryIsBehind(t *testing.T) {
 		c.Gateway.FramesPerSecond, c.Gateway.Burst = 1e6, 1e6
 		// A wait long enough for a test process starved for a while (-race, parallel packages on
 		// two cores): a send goes on when its wait ends, whether delivery moved meanwhile or not
-		// (then it is also marked stalled), and at 700 ms one CI run saw the gateway 16 ahead of
-		// a delivery that was only slow (the test took 0.84 s in all: one wait and its set-up).
+		// (then it is also marked stalled). Runs that saw the gateway 16 ahead of a delivery at 0
+		// (one CI run, 1 in 120 beside busy loops) were not slow: a publish's ack freed its
+		// windows before it raised the gateway's last acknowledged seq, so a send could pass
+		// its wait against a stale one (fixed in onReply).
 		c.Gateway.MaxDeliveryLag, c.Gateway.SocketPublishWindow, c.Gateway.DeliveryLagWait = lag, window, stallWait
 	})
 	alice, bob := s.SignUp("alice"), s.SignUp("bob")

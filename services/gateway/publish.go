@@ -153,17 +153,22 @@ func (p *publisher) onReply(m *nats.Msg) {
 	if err != nil {
 		return
 	}
+	seq, duplicate, err := parsePubAck(m)
+	if err == nil {
+		// Before take frees the publish's windows: a send they let through waited for delivery
+		// against a last that included this ack, or it could run ahead of delivery by more
+		// than MaxDeliveryLag and the windows.
+		raise(&p.last, seq)
+	}
 	f := p.take(token)
 	if f == nil {
 		return // timed out already
 	}
 	p.g.met.publish.Observe(time.Since(f.start).Seconds())
-	seq, duplicate, err := parsePubAck(m)
 	if err != nil {
 		f.s.unavailable(f.ref, "publish", err)
 		return
 	}
-	raise(&p.last, seq)
 	if duplicate {
 		select {
 		case p.dups <- duplicateSend{f, seq}:
