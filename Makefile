@@ -89,7 +89,7 @@ FUZZ_TARGETS := ./services/bench:FuzzSortProfile ./sdk/go/protocol:FuzzDecode ./
 	./pkg/store/pebble:FuzzDecode ./pkg/store/remote:FuzzDecodeRequest ./pkg/store/remote:FuzzDecodeResponse \
 	./pkg/timeline:FuzzDecodeMember ./pkg/auth:FuzzVerify ./pkg/origin:FuzzAllows \
 	./pkg/clientaddr:FuzzKey ./services/push:FuzzRetryAfter ./pkg/auth:FuzzParseRefreshToken \
-	./services/search:FuzzDecodeCursor ./services/search:FuzzDecodeMeta ./services/search:FuzzIndexingAnalyzer ./services/gateway:FuzzParsePubAck ./services/api:FuzzParseSearchQuery ./pkg/cputime:FuzzParseStat ./pkg/procstat:FuzzParse
+	./services/search:FuzzDecodeCursor ./services/search:FuzzDecodeMeta ./services/search:FuzzIndexingAnalyzer ./services/gateway:FuzzParsePubAck ./services/api:FuzzParseSearchQuery ./pkg/cputime:FuzzParseStat ./pkg/procstat:FuzzParse ./pkg/procstat:FuzzParseCalls
 fuzz: ## run every fuzz target for FUZZTIME each (CI-sized: 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:}"; \

@@ -1,5 +1,6 @@
 // Package procstat reads what Linux's /proc says of a process: its state, parent, niceness and
-// CPU time (/proc/<pid>/stat), its resident memory (/proc/<pid>/status), and its descendants.
+// CPU time (/proc/<pid>/stat), its resident memory (/proc/<pid>/status), its read and write
+// calls (/proc/<pid>/io), and its descendants.
 // natter bench measures a server and its children with it; tests check niceness and liveness.
 package procstat
 
@@ -110,4 +111,56 @@ func RSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no VmRSS", path)
+}
+
+// Calls counts a process's read and write system calls, all its threads': syscr (read, readv,
+// pread64, ...) and syscw (write, writev, pwrite64, ...) of /proc/<pid>/io. Socket and file
+// calls alike; not recvmsg or sendmsg, and no other call.
+type Calls struct {
+	Reads, Writes uint64
+}
+
+// ReadCalls reads /proc/<pid>/io; pid 0 is this process. Reading another user's process needs
+// the right to trace it.
+func ReadCalls(pid int) (Calls, error) {
+	path := "/proc/self/io"
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/io", pid)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Calls{}, err
+	}
+	c, err := parseCalls(raw)
+	if err != nil {
+		return Calls{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// parseCalls decodes the "syscr: N" and "syscw: N" lines of an io file.
+func parseCalls(raw []byte) (Calls, error) {
+	var c Calls
+	var seen int
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || (name != "syscr" && name != "syscw") {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			return Calls{}, fmt.Errorf("bad %s: %w", name, err)
+		}
+		if name == "syscr" {
+			c.Reads = n
+			seen |= 1
+		} else {
+			c.Writes = n
+			seen |= 2
+		}
+	}
+	if seen != 3 {
+		return Calls{}, fmt.Errorf("no syscr or syscw")
+	}
+	return c, nil
 }

@@ -43,6 +43,54 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// ioFile is a real /proc/<pid>/io.
+const ioFile = "rchar: 2179\nwchar: 466\nsyscr: 7\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 0\ncancelled_write_bytes: 0\n"
+
+func TestParseCalls(t *testing.T) {
+	c, err := parseCalls([]byte(ioFile))
+	if err != nil || c != (Calls{Reads: 7, Writes: 3}) {
+		t.Fatalf("parseCalls = %+v, %v", c, err)
+	}
+	for _, bad := range []string{"", "syscr: 7\n", "syscw: 3\n", "syscr: -1\nsyscw: 3\n", "syscr: 7\nsyscw: x\n"} {
+		if _, err := parseCalls([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func FuzzParseCalls(f *testing.F) {
+	f.Add([]byte(ioFile))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_, _ = parseCalls(raw) // no panic, whatever it is given
+	})
+}
+
+// TestReadCallsCountsThisProcesssWrites: a write to a file is one more write call of this
+// process in its /proc io file.
+func TestReadCallsCountsThisProcesssWrites(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before, err := ReadCalls(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := ReadCalls(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Writes < before.Writes+10 {
+		t.Fatalf("write calls %d then %d after 10 writes", before.Writes, after.Writes)
+	}
+}
+
 func TestReadTreeAndRSSOfRealProcesses(t *testing.T) {
 	self, err := Read(os.Getpid())
 	if err != nil || !self.Alive() || self.PPID != os.Getppid() {

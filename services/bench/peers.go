@@ -528,6 +528,7 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 	sleep(ctx, cfg.Warmup)
 	meter := e.cpu()
 	cpu0, cpuErr := meter.read()
+	calls0, callsErr := meter.calls()
 	lag0, lagKnown := e.side.searchLag(ctx)
 	cont := startContention(meter)
 	t0 := time.Now()
@@ -536,6 +537,7 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 	e.measuring.Store(false)
 	elapsed := time.Since(t0)
 	cpu1, cpuErr1 := meter.read()
+	calls1, callsErr1 := meter.calls()
 	lag1, _ := e.side.searchLag(ctx)
 	res.OtherCores = cont.otherCores(elapsed)
 	close(stop)
@@ -634,6 +636,9 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 			if cpu2, err := meter.read(); err == nil {
 				cpu1 = cpu2
 			}
+			if calls2, err := meter.calls(); err == nil {
+				calls1 = calls2
+			}
 			res.Notes = append(res.Notes, fmt.Sprintf("search fell %d events behind during the measurement: CPU counted until it was back to its backlog at the start (%.1fs after the window, back: %v)",
 				lag1-lag0, time.Since(t0).Seconds()-elapsed.Seconds(), back))
 		}
@@ -646,6 +651,9 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 		if mDelivered > 0 {
 			res.CPUPer1000Deliveries = res.CPUSeconds / float64(mDelivered) * 1000
 		}
+	}
+	if callsErr == nil && callsErr1 == nil && calls1.Reads >= calls0.Reads && calls1.Writes >= calls0.Writes {
+		res.Calls = &Calls{Reads: calls1.Reads - calls0.Reads, Writes: calls1.Writes - calls0.Writes}
 	}
 	held := 0
 	var firstClose error

@@ -105,6 +105,9 @@ var peerFigureDefs = []struct {
 	{"1:1 flat-out: server CPU s / 1000 delivered msgs", "s", true, func(r *PeerRound) float64 {
 		return cpuPerDelivered(r.phase(Scenario1to1, ModeFlat))
 	}},
+	{"1:1 flat-out: server read+write calls / delivered msg", "calls", true, func(r *PeerRound) float64 {
+		return callsPerDelivered(r.phase(Scenario1to1, ModeFlat))
+	}},
 	{"1:1 flat-out: delivered msgs/s", "msg/s", false, func(r *PeerRound) float64 {
 		return phaseValue(r.phase(Scenario1to1, ModeFlat), func(p *LoadResult) float64 { return p.DeliveredMsgsPerSec })
 	}},
@@ -128,6 +131,9 @@ var peerFigureDefs = []struct {
 	}},
 	{"1:1 paced: server CPU s / 1000 delivered msgs", "s", true, func(r *PeerRound) float64 {
 		return cpuPerDelivered(r.phase(Scenario1to1, ModePaced))
+	}},
+	{"1:1 paced: server read+write calls / delivered msg", "calls", true, func(r *PeerRound) float64 {
+		return callsPerDelivered(r.phase(Scenario1to1, ModePaced))
 	}},
 	{"group flat-out: server CPU s / 1000 deliveries", "s", true, func(r *PeerRound) float64 {
 		return phaseValue(r.phase(ScenarioGroup, ModeFlat), func(p *LoadResult) float64 {
@@ -183,6 +189,15 @@ func cpuPerDelivered(p *LoadResult) float64 {
 		return math.NaN()
 	}
 	return p.CPUSeconds / (p.DeliveredMsgsPerSec * p.Seconds) * 1000
+}
+
+// callsPerDelivered is the server's read and write calls per message delivered to the other
+// member, over the span its CPU is counted.
+func callsPerDelivered(p *LoadResult) float64 {
+	if p == nil || p.Calls == nil || p.DeliveredMsgsPerSec <= 0 {
+		return math.NaN()
+	}
+	return float64(p.Calls.Reads+p.Calls.Writes) / (p.DeliveredMsgsPerSec * p.Seconds)
 }
 
 // finish derives the figures, the busy-ness and the notes from the rounds.

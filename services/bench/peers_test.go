@@ -284,10 +284,14 @@ func TestPeersReportFigures(t *testing.T) {
 		return &LoadResult{Scenario: Scenario1to1, Mode: ModeFlat, Members: 2, Seconds: 5, CPUSeconds: cpu,
 			DeliveredMsgsPerSec: delivered, DeliverLatency: Latency{Count: 100, P50: 1, P99: p99}, OtherCores: 0.05}
 	}
+	withCalls := func(p *LoadResult, reads, writes uint64) *LoadResult {
+		p.Calls = &Calls{Reads: reads, Writes: writes}
+		return p
+	}
 	rep := &PeersReport{Rounds: []*PeerRound{
-		{Server: ServerNatter, Round: 1, Phases: []*LoadResult{flat(5, 4000, 30)}, CatchUp: &CatchUpResult{Messages: 10, Received: 10, Seconds: 2}},
-		{Server: ServerCentrifugo, Round: 1, Phases: []*LoadResult{flat(1, 20000, 5)}, CatchUp: &CatchUpResult{Messages: 10, Received: 10, Seconds: 0.5}},
-		{Server: ServerNatter, Round: 2, Phases: []*LoadResult{flat(6, 4000, 50)}, CatchUp: &CatchUpResult{Messages: 10, Received: 9, Seconds: 1}},
+		{Server: ServerNatter, Round: 1, Phases: []*LoadResult{withCalls(flat(5, 4000, 30), 10_000, 50_000)}, CatchUp: &CatchUpResult{Messages: 10, Received: 10, Seconds: 2}},
+		{Server: ServerCentrifugo, Round: 1, Phases: []*LoadResult{withCalls(flat(1, 20000, 5), 20_000, 30_000)}, CatchUp: &CatchUpResult{Messages: 10, Received: 10, Seconds: 0.5}},
+		{Server: ServerNatter, Round: 2, Phases: []*LoadResult{withCalls(flat(6, 4000, 50), 20_000, 60_000)}, CatchUp: &CatchUpResult{Messages: 10, Received: 9, Seconds: 1}},
 		{Server: ServerCentrifugo, Round: 2, Phases: []*LoadResult{flat(1, 25000, 7)}, Idle: &MemResult{Held: 10, Requested: 10, RSSPerConn: 4096}},
 		{Server: ServerNatter, Round: 3, Phases: []*LoadResult{flat(8, 4000, 40)}, Error: "boom"},
 		{Server: ServerCentrifugo, Round: 3, Phases: []*LoadResult{flat(1, 10000, 6)}},
@@ -308,6 +312,12 @@ func TestPeersReportFigures(t *testing.T) {
 	}
 	if cpu.Ratio == nil || !near(*cpu.Ratio, 30) || !cpu.LowerIsBetter {
 		t.Errorf("CPU ratio %v", cpu.Ratio)
+	}
+	// Calls: natter 60,000 and 80,000 over 20,000 delivered; Centrifugo 50,000 over 100,000,
+	// its other rounds not counted.
+	if c := fig["1:1 flat-out: server read+write calls / delivered msg"]; c.Natter.N != 2 || !near(c.Natter.Median, 3.5) ||
+		c.Centrifugo.N != 1 || !near(c.Centrifugo.Median, 0.5) || !near(*c.Ratio, 7) {
+		t.Errorf("calls: %+v", c)
 	}
 	if p99 := fig["1:1 flat-out: send→deliver p99"]; !near(p99.Natter.Median, 40) || !near(p99.Centrifugo.Median, 6) || !near(*p99.Ratio, 40.0/6) {
 		t.Errorf("p99: %+v", p99)

@@ -50,6 +50,9 @@ type LoadResult struct {
 	CPUSeconds           float64 `json:"cpu_seconds"`
 	CPUPer1000Msgs       float64 `json:"cpu_s_per_1000_msgs"`
 	CPUPer1000Deliveries float64 `json:"cpu_s_per_1000_deliveries"`
+	// Calls: the server's read and write system calls over the span its CPU is counted (natter
+	// bench peers; nil: not measured).
+	Calls *Calls `json:"calls,omitempty"`
 	// CPUIncludesClients: natter ran in-process, so the CPU time includes the simulated clients.
 	CPUIncludesClients bool `json:"cpu_includes_clients"`
 	// OtherCores: cores other processes on the machine kept busy during the measured window; a
