@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,14 @@ type Config struct {
 	// PriorityGroup pulls as a member of this priority group; on a consumer with a pinned-client
 	// policy, only the pinned instance receives messages, the others' pulls wait.
 	PriorityGroup string
+	// AckDelay, on an ack-all consumer, lets the ack of a settled chunk wait up to this long for
+	// a later chunk's, which acknowledges both: at a steady low rate, where each message is a
+	// chunk of its own, one ack then settles what was handled in AckDelay instead of one each
+	// (a write, a read and a wake-up on both sides). A chunk is acknowledged at once when what
+	// waits reaches MaxChunk messages, and before anything is terminated or nak-ed and when the
+	// Runner ends. The ack floor lags by up to AckDelay, so a crash repeats that much more. Not
+	// with Linger or Gather, which already make chunks of what arrives over time.
+	AckDelay time.Duration
 }
 
 func (c *Config) defaults() {
@@ -172,10 +181,14 @@ type Runner struct {
 	// stoppedShort: this ack-all Runner, stopping, left a message unhandled; it acknowledges
 	// nothing after it.
 	stoppedShort bool
-	draining     chan struct{} // closed by Stop: pull no more
-	ctx          context.Context
-	cancel       context.CancelFunc
-	done         chan struct{}
+	// owed are handled messages of an ack-all Runner whose ack waits (AckDelay), in stream
+	// order, held until it is sent; owedBy fires when it is due. Only the loop uses them.
+	owed     []jetstream.Msg
+	owedBy   *time.Timer
+	draining chan struct{} // closed by Stop: pull no more
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // fetchWait bounds one pull request. Stop waits for the one under way rather than cancel it: a
@@ -209,6 +222,9 @@ func Start(js jetstream.JetStream, cons jetstream.Consumer, cfg Config, handle H
 	}
 	if cfg.Gather > 0 && cfg.PriorityGroup != "" {
 		return nil, fmt.Errorf("consume %s: a priority group member cannot gather", cfg.Name)
+	}
+	if cfg.AckDelay > 0 && (info.Config.AckPolicy != jetstream.AckAllPolicy || cfg.Linger > 0 || cfg.Gather > 0) {
+		return nil, fmt.Errorf("consume %s: an ack delay needs an ack-all consumer, without linger or gather", cfg.Name)
 	}
 	reset := func(ctx context.Context) error {
 		if _, err := js.ResetConsumer(ctx, info.Stream, info.Name); err != nil {
@@ -453,9 +469,14 @@ func (r *Runner) Stop(ctx context.Context) error {
 
 func (r *Runner) loop() {
 	defer close(r.done)
+	defer r.ackOwed() // what was handled is acknowledged, also when stopping
 	chunk := make([]jetstream.Msg, 0, r.cfg.MaxChunk)
 	var linger *time.Timer
-	for m := range r.in {
+	for {
+		m, ok := r.next()
+		if !ok {
+			return
+		}
 		chunk = append(chunk[:0], m)
 		var expired <-chan time.Time // nil without Linger: only what is buffered joins the chunk
 		if r.cfg.Linger > 0 {
@@ -493,6 +514,54 @@ func (r *Runner) loop() {
 		}
 		r.run(chunk)
 	}
+}
+
+// next waits for the next message, sending the owed ack if it falls due first.
+func (r *Runner) next() (jetstream.Msg, bool) {
+	if len(r.owed) > 0 {
+		select {
+		case m, ok := <-r.in:
+			return m, ok
+		case <-r.owedBy.C:
+			r.ackOwed()
+		}
+	}
+	m, ok := <-r.in
+	return m, ok
+}
+
+// owe sends the ack of the messages just added to owed (the ack of the last acknowledges them
+// all), or defers it until AckDelay after the first message owed, or until MaxChunk are owed;
+// owing says whether an ack was owed already.
+func (r *Runner) owe(owing bool) {
+	switch {
+	case r.cfg.AckDelay <= 0 || len(r.owed) >= r.cfg.MaxChunk:
+		r.ackOwed()
+	case owing:
+	case r.owedBy == nil:
+		r.owedBy = time.NewTimer(r.cfg.AckDelay)
+	default:
+		r.owedBy.Reset(r.cfg.AckDelay)
+	}
+}
+
+// ackOwed sends the owed ack, if any: the last owed message's.
+func (r *Runner) ackOwed() {
+	if len(r.owed) == 0 {
+		return
+	}
+	if r.owedBy != nil {
+		r.owedBy.Stop()
+	}
+	last := r.owed[len(r.owed)-1]
+	if err := last.Ack(); err != nil {
+		r.log.Warn("ack", zap.String("subject", last.Subject()), zap.Error(err))
+	}
+	for _, m := range r.owed {
+		r.held.remove(m) // after the ack: recoverLost resets once nothing is held
+	}
+	clear(r.owed)
+	r.owed = r.owed[:0]
 }
 
 func (r *Runner) run(chunk []jetstream.Msg) {
@@ -606,6 +675,9 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 	if settled < len(chunk) {
 		r.stoppedShort = true
 	}
+	if settled < len(chunk) || slices.ContainsFunc(results, func(err error) bool { return err != nil }) {
+		r.ackOwed() // before a term or a nak
+	}
 	acked := 0
 	for i, m := range chunk[:settled] {
 		if results[i] != nil {
@@ -616,18 +688,18 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 	}
 	if acked > 0 {
 		r.acked.Add(float64(acked))
-		last := chunk[settled-1]
-		if results[settled-1] == nil {
-			if err := last.Ack(); err != nil {
-				r.log.Warn("ack", zap.String("subject", last.Subject()), zap.Error(err))
+		owing := len(r.owed) > 0
+		for i, m := range chunk[:settled] {
+			switch {
+			case results[i] != nil:
+			case results[settled-1] == nil:
+				r.owed = append(r.owed, m)
+			default:
+				r.held.remove(m) // the last of the prefix was terminated: its term acknowledged it
 			}
 		}
-		// Otherwise the last of the prefix was terminated, and its term acknowledged the
-		// prefix.
-	}
-	for i, m := range chunk[:settled] {
-		if results[i] == nil {
-			r.held.remove(m) // after the ack: recoverLost resets once nothing is held
+		if results[settled-1] == nil {
+			r.owe(owing)
 		}
 	}
 	for i, m := range chunk[settled:] {

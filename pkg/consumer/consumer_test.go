@@ -1060,3 +1060,90 @@ func (e *env) stopMidRetry(t *testing.T, rec *recorder, chunk int, failing, last
 		t.Fatalf("the messages after the failing one were not handled while stopping: %v", rec.seqs())
 	}
 }
+
+// With AckDelay, chunks of a trickle share acks: one ack settles what was handled within the
+// delay, and every message is settled in the end.
+func TestAckDelaySettlesATrickleWithFewAcks(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	acks := e.acks(t)
+	rec := &recorder{}
+	var chunks atomic.Int64
+	flush := func(context.Context) error { chunks.Add(1); return nil }
+	const delay = 100 * time.Millisecond
+	e.start(t, Config{Name: "trickle", MaxChunk: 16, RetryInPlace: true, AckDelay: delay}, rec.handle, Hooks{Flush: flush})
+	start := time.Now()
+	var last uint64
+	for i := range 40 {
+		last = e.publishMore(t, 1)
+		rec.waitCalls(t, i+1) // a chunk each
+	}
+	trickle := time.Since(start)
+	e.settled(t, last)
+	if got := rec.seqs(); !slices.Equal(got, seqRange(1, last)) {
+		t.Fatalf("handled %v, want 1..%d once each, in order", got, last)
+	}
+	// An ack at most once a delay while the trickle lasts, one for each MaxChunk messages, and
+	// the last one after it.
+	if n, c := acks(), int(chunks.Load()); n >= c || n > int(trickle/delay)+40/16+1 {
+		t.Fatalf("%d acks for %d chunks over %s, want at most one each %s", n, c, trickle, delay)
+	}
+}
+
+// What waits for its ack is acknowledged when the Runner stops, however long the delay.
+func TestAckDelayAcksWhatIsOwedWhenStopped(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	rec := &recorder{}
+	r, err := Start(e.js, e.cons, Config{Name: "test", RetryInPlace: true, AckDelay: time.Hour}, rec.handle, Hooks{}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := e.publish(t, 5)
+	rec.waitCalls(t, int(last))
+	if ci := e.info(t); ci.AckFloor.Stream != 0 {
+		t.Fatalf("ack floor %d before the delay or the stop", ci.AckFloor.Stream)
+	}
+	if err := r.Stop(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ci := e.info(t); ci.AckFloor.Stream != last {
+		t.Fatalf("ack floor %d after the stop, want %d", ci.AckFloor.Stream, last)
+	}
+}
+
+// Once MaxChunk messages wait for their ack, it goes out at once.
+func TestAckDelayAcksAtOnceWhenAChunksWorthWaits(t *testing.T) {
+	t.Parallel()
+	e := newEnvAcking(t, jetstream.AckAllPolicy)
+	rec := &recorder{}
+	e.start(t, Config{Name: "test", MaxChunk: 4, RetryInPlace: true, AckDelay: time.Hour}, rec.handle, Hooks{})
+	last := e.publish(t, 10)
+	rec.waitCalls(t, int(last))
+	deadline := time.Now().Add(10 * time.Second)
+	for ci := e.info(t); ci.AckFloor.Stream < last-3; ci = e.info(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ack floor %d, want at least %d: every full chunk's worth acknowledged", ci.AckFloor.Stream, last-3)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An ack delay needs an ack-all consumer, and chunks that are not gathered over time already.
+func TestAckDelayWantsAnAckAllConsumerWithoutLingerOrGather(t *testing.T) {
+	t.Parallel()
+	all, explicit := newEnvAcking(t, jetstream.AckAllPolicy), newEnv(t)
+	for _, c := range []struct {
+		e   *env
+		cfg Config
+	}{
+		{explicit, Config{Name: "explicit", AckDelay: time.Millisecond}},
+		{all, Config{Name: "linger", RetryInPlace: true, AckDelay: time.Millisecond, Linger: time.Millisecond}},
+		{all, Config{Name: "gather", RetryInPlace: true, AckDelay: time.Millisecond, Gather: time.Millisecond}},
+	} {
+		if r, err := Start(c.e.js, c.e.cons, c.cfg, (&recorder{}).handle, Hooks{}, zap.NewNop(), nil); err == nil {
+			_ = r.Stop(context.Background())
+			t.Errorf("%s: started", c.cfg.Name)
+		}
+	}
+}

@@ -58,6 +58,13 @@ type Config struct {
 	// restarts (natter run stores it in its data dir): a restarted instance then takes its former
 	// partitions back at once, as the owner they were pinned to.
 	InstanceID string
+	// AckDelay lets the ack of a delivered chunk wait this long for a later chunk's, which
+	// acknowledges both (consumer.Config AckDelay): at a steady rate most chunks are an event or
+	// two, and each ack is a message the server reads and applies. 5 ms: a paced 3,800 msgs/s
+	// from 0.314 to 0.305 CPU s per 1,000 and flat out from 0.144 to 0.136, delivering 8 % more
+	// (docs/performance.md, thirty-second round). A crash or a takeover then repeats up to that
+	// much more of the partition, which its gateways drop as already delivered.
+	AckDelay time.Duration
 	// Liveness is how long this instance counts as live after refreshing its entry in the
 	// fanouts bucket (streams.Options.FanoutLiveness); it refreshes every fifth. A crashed
 	// instance's partitions move to the others within about 1.2 × Liveness.
@@ -66,7 +73,8 @@ type Config struct {
 
 // DefaultConfig suits one machine.
 func DefaultConfig() Config {
-	return Config{RouteBarrierWait: 250 * time.Millisecond, BarrierWindow: streams.DefaultBarrierWindow, Partitions: 1, Liveness: streams.DefaultOptions().FanoutLiveness}
+	return Config{RouteBarrierWait: 250 * time.Millisecond, BarrierWindow: streams.DefaultBarrierWindow, Partitions: 1, AckDelay: 5 * time.Millisecond,
+		Liveness: streams.DefaultOptions().FanoutLiveness}
 }
 
 // Validate checks the configuration.
@@ -76,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if err := streams.ValidBarrierWindow(c.BarrierWindow); err != nil {
 		return fmt.Errorf("fanout: %w", err)
+	}
+	if c.AckDelay < 0 || c.AckDelay > time.Second {
+		return fmt.Errorf("fanout: ack delay %s not in 0..1s", c.AckDelay)
 	}
 	if c.Partitions < 1 {
 		return fmt.Errorf("fanout: %d partitions; want at least 1", c.Partitions)
@@ -263,7 +274,7 @@ func (f *Fanout) startPartition(ctx context.Context, p int) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", part.name, err)
 	}
-	part.runner, err = consumer.Start(f.deps.JS, part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup},
+	part.runner, err = consumer.Start(f.deps.JS, part.cons, consumer.Config{Name: part.name, Workers: 1, MaxChunk: 512, RetryInPlace: true, PriorityGroup: streams.FanoutGroup, AckDelay: f.cfg.AckDelay},
 		part.handle, consumer.Hooks{
 			// Routes and consent as of the chunk's events: nothing in it is routed on a table
 			// older than they are.
