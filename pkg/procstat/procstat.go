@@ -117,7 +117,8 @@ func RSS(pid int) (int64, error) {
 // pread64, ...) and syscw (write, writev, pwrite64, ...) of /proc/<pid>/io. Socket and file
 // calls alike; not recvmsg or sendmsg, and no other call.
 type Calls struct {
-	Reads, Writes uint64
+	Reads  uint64 `json:"reads"`
+	Writes uint64 `json:"writes"`
 }
 
 // ReadCalls reads /proc/<pid>/io; pid 0 is this process. Reading another user's process needs

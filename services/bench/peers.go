@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/natter-chat/natter/pkg/procstat"
 	"github.com/natter-chat/natter/services/search"
 )
 
@@ -653,7 +654,7 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 		}
 	}
 	if callsErr == nil && callsErr1 == nil && calls1.Reads >= calls0.Reads && calls1.Writes >= calls0.Writes {
-		res.Calls = &Calls{Reads: calls1.Reads - calls0.Reads, Writes: calls1.Writes - calls0.Writes}
+		res.Calls = &procstat.Calls{Reads: calls1.Reads - calls0.Reads, Writes: calls1.Writes - calls0.Writes}
 	}
 	held := 0
 	var firstClose error

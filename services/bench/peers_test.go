@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/natter-chat/natter/pkg/procstat"
 )
 
 // Frames as Centrifugo v6 writes them (JSON protocol), several replies and pushes in one frame.
@@ -285,7 +287,7 @@ func TestPeersReportFigures(t *testing.T) {
 			DeliveredMsgsPerSec: delivered, DeliverLatency: Latency{Count: 100, P50: 1, P99: p99}, OtherCores: 0.05}
 	}
 	withCalls := func(p *LoadResult, reads, writes uint64) *LoadResult {
-		p.Calls = &Calls{Reads: reads, Writes: writes}
+		p.Calls = &procstat.Calls{Reads: reads, Writes: writes}
 		return p
 	}
 	rep := &PeersReport{Rounds: []*PeerRound{

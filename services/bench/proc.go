@@ -38,31 +38,24 @@ func (m cpuMeter) read() (time.Duration, error) {
 	return sum, nil
 }
 
-// Calls are read and write system calls (procstat.Calls), summed over a process and its
-// descendants.
-type Calls struct {
-	Reads  uint64 `json:"reads"`
-	Writes uint64 `json:"writes"`
-}
-
 // calls reads the read and write calls of the process being measured and its descendants. One
 // that ended between two readings takes its calls with it: a phase's count is then short.
-func (m cpuMeter) calls() (Calls, error) {
+func (m cpuMeter) calls() (procstat.Calls, error) {
 	pids := []int{0}
 	if m.pid != 0 {
 		var err error
 		if pids, err = procstat.Tree(m.pid); err != nil {
-			return Calls{}, err
+			return procstat.Calls{}, err
 		}
 	}
-	var sum Calls
+	var sum procstat.Calls
 	for _, pid := range pids {
 		c, err := procstat.ReadCalls(pid)
 		if err != nil {
 			if pid != m.pid { // a descendant that just ended
 				continue
 			}
-			return Calls{}, err
+			return procstat.Calls{}, err
 		}
 		sum.Reads += c.Reads
 		sum.Writes += c.Writes

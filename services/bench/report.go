@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/natter-chat/natter/pkg/procstat"
 )
 
 // LoadResult is one load phase against natter.
@@ -52,7 +54,7 @@ type LoadResult struct {
 	CPUPer1000Deliveries float64 `json:"cpu_s_per_1000_deliveries"`
 	// Calls: the server's read and write system calls over the span its CPU is counted (natter
 	// bench peers; nil: not measured).
-	Calls *Calls `json:"calls,omitempty"`
+	Calls *procstat.Calls `json:"calls,omitempty"`
 	// CPUIncludesClients: natter ran in-process, so the CPU time includes the simulated clients.
 	CPUIncludesClients bool `json:"cpu_includes_clients"`
 	// OtherCores: cores other processes on the machine kept busy during the measured window; a
