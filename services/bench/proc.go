@@ -20,68 +20,47 @@ func (m cpuMeter) read() (time.Duration, error) {
 	if m.pid == 0 {
 		return cputime.Own()
 	}
-	pids, err := procstat.Tree(m.pid)
-	if err != nil {
-		return 0, err
-	}
-	var sum time.Duration
-	for _, pid := range pids {
+	return overTree(m.pid, func(pid int) (time.Duration, error) {
 		st, err := procstat.Read(pid)
-		if err != nil {
-			if pid != m.pid { // a descendant that just ended
-				continue
-			}
-			return 0, err
-		}
-		sum += st.CPU
-	}
-	return sum, nil
+		return st.CPU, err
+	}, func(sum *time.Duration, cpu time.Duration) { *sum += cpu })
 }
 
 // calls reads the read and write calls of the process being measured and its descendants. One
 // that ended between two readings takes its calls with it: a phase's count is then short.
 func (m cpuMeter) calls() (procstat.Calls, error) {
-	pids := []int{0}
-	if m.pid != 0 {
-		var err error
-		if pids, err = procstat.Tree(m.pid); err != nil {
-			return procstat.Calls{}, err
-		}
-	}
-	var sum procstat.Calls
-	for _, pid := range pids {
-		c, err := procstat.ReadCalls(pid)
-		if err != nil {
-			if pid != m.pid { // a descendant that just ended
-				continue
-			}
-			return procstat.Calls{}, err
-		}
+	return overTree(m.pid, procstat.ReadCalls, func(sum *procstat.Calls, c procstat.Calls) {
 		sum.Reads += c.Reads
 		sum.Writes += c.Writes
-	}
-	return sum, nil
+	})
 }
 
 // rssBytes is the resident set size of pid (0: this process) and its descendants.
 func rssBytes(pid int) (int64, error) {
-	if pid == 0 {
-		return procstat.RSS(0)
+	return overTree(pid, procstat.RSS, func(sum *int64, n int64) { *sum += n })
+}
+
+// overTree adds up what read says of pid and of each of its descendants (pid 0: this process
+// alone). A descendant that ended meanwhile is left out; an error of pid's own is returned.
+func overTree[T any](pid int, read func(pid int) (T, error), add func(sum *T, v T)) (T, error) {
+	var sum T
+	pids := []int{pid}
+	if pid != 0 {
+		var err error
+		if pids, err = procstat.Tree(pid); err != nil {
+			return sum, err
+		}
 	}
-	pids, err := procstat.Tree(pid)
-	if err != nil {
-		return 0, err
-	}
-	var sum int64
 	for _, p := range pids {
-		n, err := procstat.RSS(p)
+		v, err := read(p)
 		if err != nil {
 			if p != pid {
 				continue
 			}
-			return 0, err
+			var zero T
+			return zero, err
 		}
-		sum += n
+		add(&sum, v)
 	}
 	return sum, nil
 }
