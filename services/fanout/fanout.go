@@ -60,8 +60,8 @@ type Config struct {
 	InstanceID string
 	// AckDelay lets the ack of a delivered chunk wait this long for a later chunk's, which
 	// acknowledges both (consumer.Config AckDelay): at a steady rate most chunks are an event or
-	// two, and each ack is a message the server reads and applies. 5 ms: flat out from 0.144 to
-	// 0.136 CPU s per 1,000 delivering 8 % more; paced, 0.4–0.9 fewer read and write calls a
+	// two, and each ack is a message the server reads and applies. 5 ms: flat out 3–5 % less
+	// CPU per message, delivering 2–8 % more; paced, 0.4–0.9 fewer read and write calls a
 	// message and a CPU change within the noise (docs/performance.md, thirty-second round). A
 	// crash or a takeover then repeats up to that much more of the partition, which its gateways
 	// drop as already delivered.
