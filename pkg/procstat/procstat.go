@@ -26,15 +26,16 @@ type Stat struct {
 // Alive reports whether the process runs: it exists and is not a zombie.
 func (s Stat) Alive() bool { return s.State != "Z" }
 
-// Read reads /proc/<pid>/stat.
+// Read reads /proc/<pid>/stat; pid 0 is this process.
 func Read(pid int) (Stat, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	path := procFile(pid, "stat")
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return Stat{}, err
 	}
 	s, err := parse(raw)
 	if err != nil {
-		return Stat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		return Stat{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
 }
@@ -63,6 +64,14 @@ func parse(raw []byte) (Stat, error) {
 	return Stat{State: f[0], PPID: ppid, CPU: time.Duration(ut+st) * cputime.ClockTick, Nice: nice}, nil
 }
 
+// procFile is the path of file in /proc/<pid>; pid 0 is this process.
+func procFile(pid int, file string) string {
+	if pid == 0 {
+		return "/proc/self/" + file
+	}
+	return fmt.Sprintf("/proc/%d/%s", pid, file)
+}
+
 // Tree is pid and every process descended from it, pid first.
 func Tree(pid int) ([]int, error) {
 	entries, err := os.ReadDir("/proc")
@@ -89,10 +98,7 @@ func Tree(pid int) ([]int, error) {
 // RSS is the resident set size of process pid (VmRSS in /proc/<pid>/status), in bytes; pid 0
 // is this process.
 func RSS(pid int) (int64, error) {
-	path := "/proc/self/status"
-	if pid != 0 {
-		path = fmt.Sprintf("/proc/%d/status", pid)
-	}
+	path := procFile(pid, "status")
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -124,10 +130,7 @@ type Calls struct {
 // ReadCalls reads /proc/<pid>/io; pid 0 is this process. Reading another user's process needs
 // the right to trace it.
 func ReadCalls(pid int) (Calls, error) {
-	path := "/proc/self/io"
-	if pid != 0 {
-		path = fmt.Sprintf("/proc/%d/io", pid)
-	}
+	path := procFile(pid, "io")
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return Calls{}, err
