@@ -688,17 +688,18 @@ func (r *Runner) settleAll(chunk []jetstream.Msg, results []error) {
 	}
 	if acked > 0 {
 		r.acked.Add(float64(acked))
+		termed := results[settled-1] != nil // the last of the prefix: its term acknowledged the prefix
 		owing := len(r.owed) > 0
 		for i, m := range chunk[:settled] {
 			switch {
 			case results[i] != nil:
-			case results[settled-1] == nil:
-				r.owed = append(r.owed, m)
+			case termed:
+				r.held.remove(m)
 			default:
-				r.held.remove(m) // the last of the prefix was terminated: its term acknowledged it
+				r.owed = append(r.owed, m)
 			}
 		}
-		if results[settled-1] == nil {
+		if !termed {
 			r.owe(owing)
 		}
 	}
