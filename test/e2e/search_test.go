@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -262,6 +263,59 @@ func TestAStalledSearchProcessDelaysNatterOnlySoLong(t *testing.T) {
 	}
 	if !strings.Contains(p.Output(), "search process killed") {
 		t.Fatalf("natter did not say it killed its search process:\n%s", p.Output())
+	}
+}
+
+// TestCtrlCWhileNatterWaitsForSearchStopsIt: a Ctrl-C while natter waits for its search process
+// to be ready ends the start there: natter neither says it starts without search nor prints
+// where to connect, and it stops cleanly, its search process too. (Before, the wait's end read
+// as "not ready yet", and natter printed its banner on its way to stop.)
+func TestCtrlCWhileNatterWaitsForSearchStopsIt(t *testing.T) {
+	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
+	p, addrFile := launchNatter(t, t.TempDir())
+	parent := p.cmd.Process.Pid
+	deadline := time.Now().Add(60 * time.Second)
+	child := 0
+	for !searchRuns(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no search process within 60s\n%s", p.Output())
+		}
+		time.Sleep(time.Millisecond)
+		child = childOf(t, parent)
+	}
+	// Stopped, the child cannot become ready: natter is in its wait (or about to be) until the
+	// Ctrl-C. Continued after it, the child takes natter's SIGTERM at once.
+	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(child, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("natter exited with %v after Ctrl-C during its wait for search\n%s", err, p.Output())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("natter did not end within 60s of Ctrl-C during its wait for search\n%s", p.Output())
+	}
+	out := p.Output()
+	for _, said := range []string{"search process not ready yet", "is running (", "Ctrl-C stops it cleanly"} {
+		if strings.Contains(out, said) {
+			t.Errorf("natter said %q though it was stopping:\n%s", said, out)
+		}
+	}
+	if !strings.Contains(out, `"msg":"stopped cleanly"`) {
+		t.Errorf("natter did not stop cleanly:\n%s", out)
+	}
+	if _, err := os.Stat(addrFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("natter wrote its addresses though it was stopping (stat: %v)", err)
+	}
+	if procAlive(child) {
+		t.Errorf("the search process %d still runs after natter stopped", child)
 	}
 }
 

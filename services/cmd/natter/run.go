@@ -108,19 +108,20 @@ func runCmd(args []string) error {
 		}
 		cfg.Targets = append(cfg.Targets, fmt.Sprintf("search (process %d, nice %d%s)", search.child.PID(), searchNice, starting))
 	}
-	addrs := addresses(run)
-	printBanner(addrs, cfg)
-	if opts.addrFile != "" {
-		if err := writeJSON(opts.addrFile, addrs); err != nil {
-			log.Error("write addr file", zap.Error(err))
-		}
-	}
-	if run.TLS != nil {
-		log.Info("tls certificate", zap.String("subject", run.TLS.Subject()), zap.Time("not_after", run.TLS.NotAfter()))
-	}
-
-	s := endWatch() // a signal that came during the start
+	// A signal that came during the start (while natter waited for its search process) stops
+	// natter before it announces where to connect.
+	s := endWatch()
 	if s == nil {
+		addrs := addresses(run)
+		printBanner(addrs, cfg)
+		if opts.addrFile != "" {
+			if err := writeJSON(opts.addrFile, addrs); err != nil {
+				log.Error("write addr file", zap.Error(err))
+			}
+		}
+		if run.TLS != nil {
+			log.Info("tls certificate", zap.String("subject", run.TLS.Subject()), zap.Time("not_after", run.TLS.NotAfter()))
+		}
 		s = <-sig
 	}
 	for ; s == syscall.SIGHUP; s = <-sig {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,7 +110,8 @@ const (
 // start runs the child with the parent's own flags (args) and these last, which win: search
 // alone, its metrics on a free port, and natsURL, the parent's embedded server ("" with an
 // external NATS, whose flags the child shares). It waits until the child is ready, at most
-// searchReadyWait and until ctx ends; ready is false when it stopped waiting first.
+// searchReadyWait and until ctx ends; ready is false when it stopped waiting first. A ctx
+// canceled (the start interrupted) ends the wait quietly: the caller stops anyway.
 func (s *searchProcess) start(ctx context.Context, args []string, natsURL string, log *zap.Logger) (ready bool, err error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -131,6 +133,8 @@ func (s *searchProcess) start(ctx context.Context, args []string, natsURL string
 	switch err := s.child.WaitReady(wait); {
 	case err == nil:
 		return true, nil
+	case errors.Is(ctx.Err(), context.Canceled):
+		return false, nil
 	case wait.Err() != nil:
 		log.Warn("search process not ready yet: natter starts without waiting for it; search answers once it is",
 			zap.Int("pid", s.child.PID()), zap.Error(err))
