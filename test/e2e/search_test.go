@@ -238,21 +238,7 @@ func TestStoppingTheAllInOneStopsItsSearchProcessFirst(t *testing.T) {
 func TestAStalledSearchProcessDelaysNatterOnlySoLong(t *testing.T) {
 	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
 	p, addrFile := launchNatter(t, t.TempDir())
-	parent := p.cmd.Process.Pid
-	// The child is stopped once it runs its own program: between the fork and the exec it is a
-	// copy of natter, whose start waits for the exec.
-	deadline := time.Now().Add(60 * time.Second)
-	child := 0
-	for !searchRuns(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no search process within 60s\n%s", p.Output())
-		}
-		time.Sleep(time.Millisecond)
-		child = childOf(t, parent)
-	}
-	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	child := stopSearchOnceItRuns(t, p)
 	p.awaitAddrs(addrFile)
 	if out := p.Output(); !strings.Contains(out, "search process not ready yet") || !strings.Contains(out, ", nice 19, starting)") {
 		t.Fatalf("natter started without saying that its search process is not ready:\n%s", out)
@@ -273,21 +259,9 @@ func TestAStalledSearchProcessDelaysNatterOnlySoLong(t *testing.T) {
 func TestCtrlCWhileNatterWaitsForSearchStopsIt(t *testing.T) {
 	t.Setenv("NATTER_JWT_SECRET", strings.Repeat("s", 48))
 	p, addrFile := launchNatter(t, t.TempDir())
-	parent := p.cmd.Process.Pid
-	deadline := time.Now().Add(60 * time.Second)
-	child := 0
-	for !searchRuns(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no search process within 60s\n%s", p.Output())
-		}
-		time.Sleep(time.Millisecond)
-		child = childOf(t, parent)
-	}
 	// Stopped, the child cannot become ready: natter is in its wait (or about to be) until the
 	// Ctrl-C. Continued after it, the child takes natter's SIGTERM at once.
-	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	child := stopSearchOnceItRuns(t, p)
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +291,26 @@ func TestCtrlCWhileNatterWaitsForSearchStopsIt(t *testing.T) {
 	if procAlive(child) {
 		t.Errorf("the search process %d still runs after natter stopped", child)
 	}
+}
+
+// stopSearchOnceItRuns waits for p's search process to run its own program and stops it with
+// SIGSTOP, as a niced process on full CPUs nearly is; it returns the child's pid. (Between the
+// fork and the exec the child is a copy of natter, whose start waits for the exec.)
+func stopSearchOnceItRuns(t *testing.T, p *Process) int {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	child := 0
+	for !searchRuns(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no search process within 60s\n%s", p.Output())
+		}
+		time.Sleep(time.Millisecond)
+		child = childOf(t, p.cmd.Process.Pid)
+	}
+	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	return child
 }
 
 // searchRuns reports whether pid runs natter's search process (its exec done).
