@@ -27,18 +27,7 @@ type Stat struct {
 func (s Stat) Alive() bool { return s.State != "Z" }
 
 // Read reads /proc/<pid>/stat; pid 0 is this process.
-func Read(pid int) (Stat, error) {
-	path := procFile(pid, "stat")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Stat{}, err
-	}
-	s, err := parse(raw)
-	if err != nil {
-		return Stat{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
-}
+func Read(pid int) (Stat, error) { return readProcFile(pid, "stat", parse) }
 
 // parse decodes a stat line: "pid (name) state ppid ... utime stime ... priority nice ...".
 // The name may hold spaces and parentheses; the fields after its last ')' do not.
@@ -64,12 +53,23 @@ func parse(raw []byte) (Stat, error) {
 	return Stat{State: f[0], PPID: ppid, CPU: time.Duration(ut+st) * cputime.ClockTick, Nice: nice}, nil
 }
 
-// procFile is the path of file in /proc/<pid>; pid 0 is this process.
-func procFile(pid int, file string) string {
-	if pid == 0 {
-		return "/proc/self/" + file
+// readProcFile reads file of /proc/<pid> (pid 0: this process) and decodes it with parse; a
+// decoding error names the file.
+func readProcFile[T any](pid int, file string, parse func([]byte) (T, error)) (T, error) {
+	path := "/proc/self/" + file
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/%s", pid, file)
 	}
-	return fmt.Sprintf("/proc/%d/%s", pid, file)
+	var zero T
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return zero, err
+	}
+	v, err := parse(raw)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
 }
 
 // Tree is pid and every process descended from it, pid first.
@@ -97,12 +97,10 @@ func Tree(pid int) ([]int, error) {
 
 // RSS is the resident set size of process pid (VmRSS in /proc/<pid>/status), in bytes; pid 0
 // is this process.
-func RSS(pid int) (int64, error) {
-	path := procFile(pid, "status")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
+func RSS(pid int) (int64, error) { return readProcFile(pid, "status", parseRSS) }
+
+// parseRSS decodes the "VmRSS: N kB" line of a status file.
+func parseRSS(raw []byte) (int64, error) {
 	for line := range strings.SplitSeq(string(raw), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			f := strings.Fields(rest)
@@ -111,12 +109,12 @@ func RSS(pid int) (int64, error) {
 			}
 			kb, err := strconv.ParseInt(f[0], 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("%s: VmRSS: %w", path, err)
+				return 0, fmt.Errorf("VmRSS: %w", err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no VmRSS", path)
+	return 0, fmt.Errorf("no VmRSS")
 }
 
 // Calls counts a process's read and write system calls, all its threads': syscr (read, readv,
@@ -129,18 +127,7 @@ type Calls struct {
 
 // ReadCalls reads /proc/<pid>/io; pid 0 is this process. Reading another user's process needs
 // the right to trace it.
-func ReadCalls(pid int) (Calls, error) {
-	path := procFile(pid, "io")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Calls{}, err
-	}
-	c, err := parseCalls(raw)
-	if err != nil {
-		return Calls{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func ReadCalls(pid int) (Calls, error) { return readProcFile(pid, "io", parseCalls) }
 
 // parseCalls decodes the "syscr: N" and "syscw: N" lines of an io file.
 func parseCalls(raw []byte) (Calls, error) {
