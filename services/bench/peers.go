@@ -22,7 +22,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/natter-chat/natter/pkg/procstat"
 	"github.com/natter-chat/natter/services/search"
 )
 
@@ -528,8 +527,7 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 	}
 	sleep(ctx, cfg.Warmup)
 	meter := e.cpu()
-	cpu0, cpuErr := meter.read()
-	calls0, callsErr := meter.calls()
+	use0, useErr := meter.usage()
 	lag0, lagKnown := e.side.searchLag(ctx)
 	cont := startContention(meter)
 	t0 := time.Now()
@@ -537,8 +535,7 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 	sleep(ctx, cfg.Duration)
 	e.measuring.Store(false)
 	elapsed := time.Since(t0)
-	cpu1, cpuErr1 := meter.read()
-	calls1, callsErr1 := meter.calls()
+	use1, useErr1 := meter.usage()
 	lag1, _ := e.side.searchLag(ctx)
 	res.OtherCores = cont.otherCores(elapsed)
 	close(stop)
@@ -634,27 +631,22 @@ func (e *peerEngine) run(ctx context.Context, p peerPlan) (*LoadResult, error) {
 			res.Notes = append(res.Notes, fmt.Sprintf("search fell %d events behind during the measurement and its backlog did not fall in %s after it: not counted (natter runs without search?)",
 				lag1-lag0, searchStall))
 		default:
-			if cpu2, err := meter.read(); err == nil {
-				cpu1 = cpu2
-			}
-			if calls2, err := meter.calls(); err == nil {
-				calls1 = calls2
+			if use2, err := meter.usage(); err == nil {
+				use1 = use2
 			}
 			res.Notes = append(res.Notes, fmt.Sprintf("search fell %d events behind during the measurement: CPU counted until it was back to its backlog at the start (%.1fs after the window, back: %v)",
 				lag1-lag0, time.Since(t0).Seconds()-elapsed.Seconds(), back))
 		}
 	}
-	if cpuErr == nil && cpuErr1 == nil {
-		res.CPUSeconds = (cpu1 - cpu0).Seconds()
+	if useErr == nil && useErr1 == nil {
+		res.CPUSeconds = (use1.cpu - use0.cpu).Seconds()
 		if mAcked > 0 {
 			res.CPUPer1000Msgs = res.CPUSeconds / float64(mAcked) * 1000
 		}
 		if mDelivered > 0 {
 			res.CPUPer1000Deliveries = res.CPUSeconds / float64(mDelivered) * 1000
 		}
-	}
-	if callsErr == nil && callsErr1 == nil && calls1.Reads >= calls0.Reads && calls1.Writes >= calls0.Writes {
-		res.Calls = &procstat.Calls{Reads: calls1.Reads - calls0.Reads, Writes: calls1.Writes - calls0.Writes}
+		res.Calls = use1.callsSince(use0)
 	}
 	held := 0
 	var firstClose error

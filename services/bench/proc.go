@@ -26,13 +26,44 @@ func (m cpuMeter) read() (time.Duration, error) {
 	}, func(sum *time.Duration, cpu time.Duration) { *sum += cpu })
 }
 
-// calls reads the read and write calls of the process being measured and its descendants. One
-// that ended between two readings takes its calls with it: a phase's count is then short.
-func (m cpuMeter) calls() (procstat.Calls, error) {
-	return overTree(m.pid, procstat.ReadCalls, func(sum *procstat.Calls, c procstat.Calls) {
-		sum.Reads += c.Reads
-		sum.Writes += c.Writes
+// usage is what a phase of natter bench peers counts of the server and its descendants at one
+// moment: their CPU time and their read and write calls.
+type usage struct {
+	cpu   time.Duration
+	calls procstat.Calls
+	// noCalls: the server's own calls could not be read (its io file needs the right to trace
+	// it), so calls is not the tree's.
+	noCalls bool
+}
+
+// usage reads the CPU time and the read and write calls of the process being measured and its
+// descendants, in one walk of the process tree. A descendant that ended between two readings
+// takes its CPU time and calls with it: a phase's count is then short.
+func (m cpuMeter) usage() (usage, error) {
+	return overTree(m.pid, func(pid int) (usage, error) {
+		st, err := procstat.Read(pid)
+		if err != nil {
+			return usage{}, err
+		}
+		c, err := procstat.ReadCalls(pid)
+		if err != nil && pid != m.pid {
+			return usage{}, err // a descendant that just ended: left out
+		}
+		return usage{cpu: st.CPU, calls: c, noCalls: err != nil}, nil
+	}, func(sum *usage, u usage) {
+		sum.cpu += u.cpu
+		sum.calls.Reads += u.calls.Reads
+		sum.calls.Writes += u.calls.Writes
+		sum.noCalls = sum.noCalls || u.noCalls
 	})
+}
+
+// callsSince is the read and write calls made from u0 to u, nil when they are not known.
+func (u usage) callsSince(u0 usage) *procstat.Calls {
+	if u.noCalls || u0.noCalls || u.calls.Reads < u0.calls.Reads || u.calls.Writes < u0.calls.Writes {
+		return nil
+	}
+	return &procstat.Calls{Reads: u.calls.Reads - u0.calls.Reads, Writes: u.calls.Writes - u0.calls.Writes}
 }
 
 // rssBytes is the resident set size of pid (0: this process) and its descendants.
