@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
-PKGS    := ./streams/... ./pkg/... ./sdk/go/... ./services/... ./examples/... ./test/...
+UNIT_PKGS := ./streams/... ./pkg/... ./sdk/go/... ./services/... ./examples/...
+PKGS    := $(UNIT_PKGS) ./test/...
 MODULES := streams pkg sdk/go services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -72,7 +73,7 @@ lint: ## golangci-lint (errcheck, govet, ineffassign, staticcheck, unused, reviv
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
 
 unit:
-	$(GO) test -race -count=1 -timeout 10m ./streams/... ./pkg/... ./sdk/go/... ./services/... ./examples/...
+	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
 
 e2e:
 	$(GO) test -race -count=1 -timeout 10m ./test/...
