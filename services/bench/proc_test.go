@@ -12,16 +12,8 @@ import (
 // TestAProcesssCPUAndMemoryIncludeItsDescendants measures a shell whose grandchild spins: the
 // shell itself uses no CPU, so all of what cpuMeter reads is the grandchild's.
 func TestAProcesssCPUAndMemoryIncludeItsDescendants(t *testing.T) {
-	cmd := exec.Command("sh", "-c", `sh -c 'while :; do :; done' & wait`)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	}()
-	m := cpuMeter{pid: cmd.Process.Pid}
+	shell := startShell(t, `sh -c 'while :; do :; done' & wait`)
+	m := cpuMeter{pid: shell}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		cpu, err := m.read()
@@ -36,27 +28,34 @@ func TestAProcesssCPUAndMemoryIncludeItsDescendants(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	own, err1 := procstat.RSS(cmd.Process.Pid)
-	all, err2 := rssBytes(cmd.Process.Pid)
+	own, err1 := procstat.RSS(shell)
+	all, err2 := rssBytes(shell)
 	if err1 != nil || err2 != nil || all <= own {
 		t.Fatalf("RSS of the tree %d, of the shell %d (%v, %v): the child's is missing", all, own, err1, err2)
 	}
+}
+
+// startShell runs script in a shell of a process group of its own, killed with all it started
+// when the test ends, and returns the shell's pid.
+func startShell(t *testing.T, script string) int {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return cmd.Process.Pid
 }
 
 // TestUsageCountsTheTreesCPUAndCalls measures a shell whose grandchild writes in a loop: the
 // shell itself neither runs nor writes, so the CPU time and the write calls usage reads, in its
 // one walk of the tree, are the grandchild's.
 func TestUsageCountsTheTreesCPUAndCalls(t *testing.T) {
-	cmd := exec.Command("sh", "-c", `sh -c 'while :; do echo x; done >/dev/null' & wait`)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	}()
-	m := cpuMeter{pid: cmd.Process.Pid}
+	m := cpuMeter{pid: startShell(t, `sh -c 'while :; do echo x; done >/dev/null' & wait`)}
 	u0, err := m.usage()
 	if err != nil {
 		t.Fatal(err)
