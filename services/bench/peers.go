@@ -50,12 +50,39 @@ const (
 	ServerCentrifugo = "centrifugo"
 )
 
+// NatterVariant is natter run with more arguments, measured as a server of its own in every
+// round pair, after natter: what natter costs without some of its parts, beside natter whole and
+// Centrifugo in the same run.
+type NatterVariant struct {
+	Name string   `json:"name"`
+	Args []string `json:"args"` // after PeersConfig.NatterArgs
+}
+
+// server is the variant's name among a run's servers (PeerRound.Server).
+func (v NatterVariant) server() string { return ServerNatter + ":" + v.Name }
+
+// ParseNatterVariant reads NAME=ARGS: a name of letters, digits and '-', and the arguments to
+// `natter run`, space-separated.
+func ParseNatterVariant(s string) (NatterVariant, error) {
+	name, args, ok := strings.Cut(s, "=")
+	if !ok || name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+		return NatterVariant{}, fmt.Errorf("natter variant %q: want NAME=ARGS, the name of letters, digits and '-'", s)
+	}
+	v := NatterVariant{Name: name, Args: strings.Fields(args)}
+	if len(v.Args) == 0 {
+		return NatterVariant{}, fmt.Errorf("natter variant %q: no arguments to natter run", s)
+	}
+	return v, nil
+}
+
 // PeersConfig is one `natter bench peers` run.
 type PeersConfig struct {
 	NatterBin     string   // natter's binary, run as `natter run`
 	NatterArgs    []string // more arguments to `natter run` (e.g. --target without search)
 	CentrifugoBin string   // Centrifugo's binary
-	// Pairs is the number of (natter, Centrifugo) round pairs.
+	// Variants run after natter in every round pair (NatterVariant), with NatterBin.
+	Variants []NatterVariant
+	// Pairs is the number of round pairs (natter, its variants, Centrifugo).
 	Pairs     int
 	Scenarios []string
 	Servers   []string // both by default; one of them to look at it alone
@@ -143,7 +170,14 @@ func (c PeersConfig) Validate() error {
 	case c.ProfilePhase != "" && c.ProfilePhase != PeerFlat && c.ProfilePhase != PeerPaced && c.ProfilePhase != PeerGroup:
 		return fmt.Errorf("the profiled phase is one of %s, %s, %s", PeerFlat, PeerPaced, PeerGroup)
 	}
-	for _, s := range c.Servers {
+	names := map[string]bool{}
+	for _, v := range c.Variants {
+		if names[v.Name] {
+			return fmt.Errorf("natter variant %q named twice", v.Name)
+		}
+		names[v.Name] = true
+	}
+	for _, s := range c.lineup() {
 		bin := c.NatterBin
 		if s == ServerCentrifugo {
 			bin = c.CentrifugoBin
@@ -156,6 +190,34 @@ func (c PeersConfig) Validate() error {
 }
 
 func (c PeersConfig) has(s string) bool { return slices.Contains(c.Scenarios, s) }
+
+// lineup is the servers of one round pair, in the order they run: natter, its variants,
+// Centrifugo (those of Servers, and every variant).
+func (c PeersConfig) lineup() []string {
+	var out []string
+	if slices.Contains(c.Servers, ServerNatter) {
+		out = append(out, ServerNatter)
+	}
+	for _, v := range c.Variants {
+		out = append(out, v.server())
+	}
+	if slices.Contains(c.Servers, ServerCentrifugo) {
+		out = append(out, ServerCentrifugo)
+	}
+	return out
+}
+
+// forServer is the configuration server's rounds run with: a variant's arguments after
+// NatterArgs, and no profile (profiles are of natter as it is and of Centrifugo).
+func (c PeersConfig) forServer(server string) PeersConfig {
+	for _, v := range c.Variants {
+		if v.server() == server {
+			c.NatterArgs = append(slices.Clip(c.NatterArgs), v.Args...)
+			c.NatterProfile = ""
+		}
+	}
+	return c
+}
 
 // RunPeers performs the rounds and returns the report; it stops early, with what it has, when
 // ctx ends.
@@ -192,7 +254,7 @@ func RunPeers(ctx context.Context, cfg PeersConfig) (*PeersReport, error) {
 		Settings: PeerSettings{Pairs: cfg.Pairs, Scenarios: cfg.Scenarios, Users: cfg.Users, Window: cfg.Window, Rate: cfg.Rate,
 			MsgSize: cfg.MsgSize, GroupSize: cfg.GroupSize, IdleConns: cfg.IdleConns, CatchUp: cfg.CatchUp,
 			Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String()},
-		LoadAvgStart: loadAvg()}
+		Variants: cfg.Variants, LoadAvgStart: loadAvg()}
 	if slices.Contains(cfg.Servers, ServerCentrifugo) {
 		rep.Centrifugo = binVersion(ctx, cfg.CentrifugoBin)
 	}
@@ -203,11 +265,11 @@ func RunPeers(ctx context.Context, cfg PeersConfig) (*PeersReport, error) {
 	}()
 	profiled := map[string]bool{} // servers whose first round was run (and profiled, if asked)
 	for i := range cfg.Pairs {
-		for _, server := range cfg.Servers {
+		for _, server := range cfg.lineup() {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
-			rc := cfg
+			rc := cfg.forServer(server)
 			if profiled[server] {
 				rc.CentrifugoProfile, rc.NatterProfile = "", ""
 			}
@@ -324,10 +386,10 @@ func runPeerRound(ctx context.Context, cfg PeersConfig, server string, round int
 	defer e.hc.CloseIdleConnections()
 	progress("%s round %d: starting %s", server, round, server)
 	var err error
-	if server == ServerNatter {
-		e.side, err = startNatterSide(ctx, cfg)
-	} else {
+	if server == ServerCentrifugo {
 		e.side, err = startCFSide(ctx, cfg)
+	} else {
+		e.side, err = startNatterSide(ctx, cfg) // natter, or a variant (cfg.forServer)
 	}
 	if err != nil {
 		return fail(err)

@@ -73,6 +73,24 @@ type PeerFigure struct {
 	Ratio *float64 `json:"ratio,omitempty"`
 	// LowerIsBetter says which way the ratio should move.
 	LowerIsBetter bool `json:"lower_is_better"`
+	// Variants are the natter variants' figures (PeersReport.Variants, in that order).
+	Variants []VariantFigure `json:"variants,omitempty"`
+}
+
+// VariantFigure is a natter variant's figure over its rounds, and its median over Centrifugo's.
+type VariantFigure struct {
+	Name   string   `json:"name"`
+	Spread Spread   `json:"spread"`
+	Ratio  *float64 `json:"ratio,omitempty"`
+}
+
+// ratioOrNil is peerRatio, nil when unknown.
+func ratioOrNil(s, centrifugo Spread) *float64 {
+	q := peerRatio(s, centrifugo)
+	if math.IsNaN(q) {
+		return nil
+	}
+	return &q
 }
 
 // PeersReport is a whole peers run.
@@ -85,6 +103,8 @@ type PeersReport struct {
 	Seconds    float64      `json:"seconds"`
 	Host       Host         `json:"host"`
 	Settings   PeerSettings `json:"settings"`
+	// Variants are the natter variants that ran beside natter (PeersConfig.Variants).
+	Variants []NatterVariant `json:"variants,omitempty"`
 	// LoadAvgStart and LoadAvgEnd are /proc/loadavg when the run started and ended.
 	LoadAvgStart string       `json:"loadavg_start,omitempty"`
 	LoadAvgEnd   string       `json:"loadavg_end,omitempty"`
@@ -204,21 +224,20 @@ func callsPerDelivered(p *LoadResult) float64 {
 func (r *PeersReport) finish() {
 	r.Figures = r.Figures[:0]
 	for _, d := range peerFigureDefs {
-		var nv, cv []float64
+		values := map[string][]float64{} // by server
 		for _, round := range r.Rounds {
-			v := d.get(round)
-			switch round.Server {
-			case ServerNatter:
-				nv = append(nv, v)
-			case ServerCentrifugo:
-				cv = append(cv, v)
-			}
+			values[round.Server] = append(values[round.Server], d.get(round))
 		}
-		f := PeerFigure{Name: d.name, Unit: d.unit, Natter: spreadOf(nv), Centrifugo: spreadOf(cv), LowerIsBetter: d.lower}
-		if q := peerRatio(f.Natter, f.Centrifugo); !math.IsNaN(q) {
-			f.Ratio = &q
+		f := PeerFigure{Name: d.name, Unit: d.unit, Natter: spreadOf(values[ServerNatter]), Centrifugo: spreadOf(values[ServerCentrifugo]),
+			LowerIsBetter: d.lower}
+		f.Ratio = ratioOrNil(f.Natter, f.Centrifugo)
+		measured := f.Natter.N > 0 || f.Centrifugo.N > 0
+		for _, v := range r.Variants {
+			s := spreadOf(values[v.server()])
+			f.Variants = append(f.Variants, VariantFigure{Name: v.Name, Spread: s, Ratio: ratioOrNil(s, f.Centrifugo)})
+			measured = measured || s.N > 0
 		}
-		if f.Natter.N > 0 || f.Centrifugo.N > 0 {
+		if measured {
 			r.Figures = append(r.Figures, f)
 		}
 	}
@@ -269,7 +288,11 @@ func (r *PeersReport) finish() {
 	for s, v := range busy {
 		r.Busy[s] = spreadOf(v)
 	}
-	if all := spreadOf(append(busy[ServerNatter], busy[ServerCentrifugo]...)); all.N > 0 && all.Max > 0.1 {
+	var every []float64
+	for _, v := range busy {
+		every = append(every, v...)
+	}
+	if all := spreadOf(every); all.N > 0 && all.Max > 0.1 {
 		r.Notes = append(r.Notes, fmt.Sprintf("other processes kept up to %.2f of %d cores busy during measurements (median %.2f): the machine was not quiet",
 			all.Max, r.Host.CPUs, all.Median))
 	}
@@ -314,17 +337,38 @@ func (r *PeersReport) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "%d round pairs, each server fresh per round; %d users in pairs, window %d, paced %.0f msgs/s, %d-char messages, group of %d, %d idle connections, catch-up of %d; %s measured per phase after %s warm-up\n",
 		s.Pairs, s.Users, s.Window, s.Rate, s.MsgSize, s.GroupSize, s.IdleConns, s.CatchUp, s.Duration, s.Warmup)
-	fmt.Fprintf(w, "machine: load average %s at the start, %s at the end; other processes kept busy during measurements (cores, median (min–max)): natter rounds %s, Centrifugo rounds %s\n\n",
-		orDash(r.LoadAvgStart), orDash(r.LoadAvgEnd), spreadCell(r.Busy[ServerNatter]), spreadCell(r.Busy[ServerCentrifugo]))
+	for _, v := range r.Variants {
+		fmt.Fprintf(w, "natter variant %s: natter run %s\n", v.Name, strings.Join(v.Args, " "))
+	}
+	busy := "natter rounds " + spreadCell(r.Busy[ServerNatter])
+	for _, v := range r.Variants {
+		busy += fmt.Sprintf(", %s rounds %s", v.server(), spreadCell(r.Busy[v.server()]))
+	}
+	fmt.Fprintf(w, "machine: load average %s at the start, %s at the end; other processes kept busy during measurements (cores, median (min–max)): %s, Centrifugo rounds %s\n\n",
+		orDash(r.LoadAvgStart), orDash(r.LoadAvgEnd), busy, spreadCell(r.Busy[ServerCentrifugo]))
 
-	fmt.Fprintln(w, "| figure | natter | Centrifugo | natter / Centrifugo |")
-	fmt.Fprintln(w, "|---|---|---|---|")
-	for _, f := range r.Figures {
-		q := "–"
-		if f.Ratio != nil {
-			q = fmt.Sprintf("%.2f×", *f.Ratio)
+	// Columns: natter, each variant, Centrifugo, then the ratios in the same order.
+	head, ratios := "| figure | natter", " natter / Centrifugo |"
+	for _, v := range r.Variants {
+		head += " | " + v.server()
+		ratios += " " + v.server() + " / Centrifugo |"
+	}
+	head += " | Centrifugo |" + ratios
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, "|---"+strings.Repeat("|---", 3+2*len(r.Variants))+"|")
+	ratioCell := func(q *float64) string {
+		if q == nil {
+			return "–"
 		}
-		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s |\n", f.Name, f.Unit, spreadCell(f.Natter), spreadCell(f.Centrifugo), q)
+		return fmt.Sprintf("%.2f×", *q)
+	}
+	for _, f := range r.Figures {
+		row, qs := fmt.Sprintf("| %s (%s) | %s", f.Name, f.Unit, spreadCell(f.Natter)), " "+ratioCell(f.Ratio)+" |"
+		for _, v := range f.Variants {
+			row += " | " + spreadCell(v.Spread)
+			qs += " " + ratioCell(v.Ratio) + " |"
+		}
+		fmt.Fprintln(w, row+" | "+spreadCell(f.Centrifugo)+" |"+qs)
 	}
 	fmt.Fprintln(w, "\nmedian (min–max) over rounds; CPU is the server process's and its descendants' (/proc/<pid>/stat), the load generator's is not counted")
 

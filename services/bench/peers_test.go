@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +393,89 @@ func TestWaitSearchStopsWhenNothingTakesFromSearch(t *testing.T) {
 				t.Fatalf("waited %s: the stall should end it after about %s", took, searchStall)
 			}
 		})
+	}
+}
+
+func TestParseNatterVariant(t *testing.T) {
+	v, err := ParseNatterVariant("no-search=--target gateway,api,persister  --log-level warn")
+	if err != nil || v.Name != "no-search" || !slices.Equal(v.Args, []string{"--target", "gateway,api,persister", "--log-level", "warn"}) {
+		t.Fatalf("got %+v, %v", v, err)
+	}
+	for _, bad := range []string{"", "no-search", "=--target api", "no search=--target api", "x:y=--pprof", "empty=", "blank=   "} {
+		if v, err := ParseNatterVariant(bad); err == nil {
+			t.Errorf("%q: accepted as %+v", bad, v)
+		}
+	}
+}
+
+// Variants run after natter in every round pair, with their arguments after natter's own and
+// without the profile natter's first round takes; two of one name are refused.
+func TestPeersVariantsRunAfterNatter(t *testing.T) {
+	cfg := DefaultPeersConfig()
+	cfg.NatterArgs, cfg.NatterProfile = []string{"--log-level", "warn"}, "natter.prof"
+	cfg.Variants = []NatterVariant{{Name: "a", Args: []string{"--target", "gateway"}}, {Name: "b", Args: []string{"--pprof"}}}
+	if got := cfg.lineup(); !slices.Equal(got, []string{"natter", "natter:a", "natter:b", "centrifugo"}) {
+		t.Errorf("lineup %q", got)
+	}
+	a := cfg.forServer("natter:a")
+	if !slices.Equal(a.NatterArgs, []string{"--log-level", "warn", "--target", "gateway"}) || a.NatterProfile != "" {
+		t.Errorf("variant a runs with %q, profile %q", a.NatterArgs, a.NatterProfile)
+	}
+	if n := cfg.forServer(ServerNatter); !slices.Equal(n.NatterArgs, []string{"--log-level", "warn"}) || n.NatterProfile != "natter.prof" {
+		t.Errorf("natter runs with %q, profile %q", n.NatterArgs, n.NatterProfile)
+	}
+	cfg.Servers = []string{ServerCentrifugo}
+	if got := cfg.lineup(); !slices.Equal(got, []string{"natter:a", "natter:b", "centrifugo"}) {
+		t.Errorf("lineup without natter %q", got)
+	}
+	cfg.Variants = append(cfg.Variants, NatterVariant{Name: "a", Args: []string{"--pprof"}})
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `"a" named twice`) {
+		t.Errorf("two variants named a: %v", err)
+	}
+}
+
+// A variant's rows are its own rounds' medians and their ratio to Centrifugo's, in columns after
+// natter's.
+func TestPeersReportVariants(t *testing.T) {
+	flat := func(cpu float64) []*LoadResult {
+		return []*LoadResult{{Scenario: Scenario1to1, Mode: ModeFlat, Members: 2, Seconds: 5, CPUSeconds: cpu,
+			DeliveredMsgsPerSec: 2000, DeliverLatency: Latency{Count: 100, P50: 1, P99: 10}, OtherCores: 0.01}}
+	}
+	nosearch := NatterVariant{Name: "no-search", Args: []string{"--target", "gateway,api,persister,fanout"}}
+	rep := &PeersReport{Variants: []NatterVariant{nosearch}, Rounds: []*PeerRound{
+		{Server: ServerNatter, Round: 1, Phases: flat(5)},
+		{Server: nosearch.server(), Round: 1, Phases: flat(3)},
+		{Server: ServerCentrifugo, Round: 1, Phases: flat(1)},
+		{Server: ServerNatter, Round: 2, Phases: flat(6)},
+		{Server: nosearch.server(), Round: 2, Phases: flat(4), Error: "boom"},
+		{Server: ServerCentrifugo, Round: 2, Phases: flat(1)},
+	}}
+	rep.finish()
+	cpu := rep.Figures[0]
+	// 10,000 delivered a round: natter 0.5 and 0.6, the variant 0.3 and 0.4, Centrifugo 0.1.
+	if len(cpu.Variants) != 1 || cpu.Variants[0].Name != "no-search" || cpu.Variants[0].Spread.N != 2 ||
+		!near(cpu.Variants[0].Spread.Median, 0.35) || cpu.Variants[0].Ratio == nil || !near(*cpu.Variants[0].Ratio, 3.5) {
+		t.Errorf("variant's CPU: %+v", cpu.Variants)
+	}
+	if !near(cpu.Natter.Median, 0.55) || !near(*cpu.Ratio, 5.5) {
+		t.Errorf("natter's CPU: %+v", cpu)
+	}
+	if b := rep.Busy[nosearch.server()]; b.N != 2 {
+		t.Errorf("variant's busy-ness: %+v", rep.Busy)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"natter variant no-search: natter run --target gateway,api,persister,fanout",
+		"natter:no-search rounds 0.01",
+		"| figure | natter | natter:no-search | Centrifugo | natter / Centrifugo | natter:no-search / Centrifugo |\n|---|---|---|---|---|---|\n",
+		"| 1:1 flat-out: server CPU s / 1000 delivered msgs (s) | 0.55 (0.5–0.6) | 0.35 (0.3–0.4) | 0.1 | 5.50× | 3.50× |",
+		"natter:no-search round 2: boom",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
 	}
 }

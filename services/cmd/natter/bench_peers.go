@@ -26,8 +26,10 @@ Starts natter (`+"`natter run`"+`, its own data directory in a temporary folder)
 (memory engine, HMAC JWT, history and recovery on) as processes of their own, fresh for every
 round, and alternates rounds: natter, Centrifugo, natter, ... Each round runs 1:1 flat-out, 1:1
 paced, a group, idle connections and a catch-up, and the report gives every figure's median over
-rounds with its spread and the ratio natter / Centrifugo. make bench-peers builds both binaries
-(Centrifugo from the Go module proxy, outside natter's modules) and runs this.
+rounds with its spread and the ratio natter / Centrifugo. Each --natter-variant is natter run
+with more arguments, a server of its own after natter in every round pair, with columns of its
+own: what natter costs without some of its parts, in the same run. make bench-peers builds both
+binaries (Centrifugo from the Go module proxy, outside natter's modules) and runs this.
 
 Flags:
 `)
@@ -35,6 +37,13 @@ Flags:
 	}
 	fs.StringVar(&cfg.NatterBin, "natter", cfg.NatterBin, "natter binary (run as: natter run)")
 	natterArgs := fs.String("natter-args", "", "more arguments to `natter run`, space-separated (e.g. \"--target gateway,api,persister,fanout,presence,push\")")
+	fs.Func("natter-variant", "NAME=ARGS: also run `natter run` with these arguments (after --natter-args) in every round pair, its figures and ratios in columns of their own; repeatable (e.g. \"no-search=--target gateway,api,persister,fanout,presence,push\")", func(s string) error {
+		v, err := bench.ParseNatterVariant(s)
+		if err == nil {
+			cfg.Variants = append(cfg.Variants, v)
+		}
+		return err
+	})
 	fs.StringVar(&cfg.CentrifugoBin, "centrifugo", cfg.CentrifugoBin, "Centrifugo v6 binary")
 	fs.IntVar(&cfg.Pairs, "pairs", cfg.Pairs, "round pairs (natter, Centrifugo), alternating")
 	scenarios := fs.String("scenario", strings.Join(bench.AllPeerScenarios, ","), "scenarios: any of "+strings.Join(bench.AllPeerScenarios, ","))
