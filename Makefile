@@ -8,7 +8,7 @@ MODULES := streams pkg sdk/go services examples test
 BIN     := bin/natter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test check static lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-search bench-search-format clean
+.PHONY: run build test check static lint unit e2e web fuzz fuzz-long test-scylla test-invariant test-fault bench bench-peers bench-floor bench-search bench-search-format clean
 
 run: build ## run natter: every component, embedded NATS and store under ./data
 	$(BIN) run
@@ -134,6 +134,11 @@ CENTRIFUGO_VERSION = $(shell awk '$$1 == "github.com/centrifugal/centrifugo/v6" 
 PEERS_FLAGS ?=
 bench-peers: build bin/centrifugo ## natter against Centrifugo v6: alternating rounds, same load, same machine (about 5 minutes on 2 cores)
 	$(BIN) bench peers --natter $(BIN) --centrifugo bin/centrifugo $(PEERS_FLAGS)
+
+bench-floor: build bin/centrifugo ## what natter's parts cost beside Centrifugo: natter, without search, without search and persister (1:1 flat out and paced, about 9 minutes on 2 cores)
+	$(BIN) bench peers --natter $(BIN) --centrifugo bin/centrifugo --scenario 1to1,paced --duration 10s \
+		--natter-variant "no-search=--target gateway,api,persister,fanout,presence,push" \
+		--natter-variant "delivery-only=--target gateway,api,fanout,presence,push" $(PEERS_FLAGS)
 
 bin/centrifugo: tools/peers/go.mod tools/peers/go.sum
 	cd tools/peers && GOWORK=off $(GO) build -ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)" \
