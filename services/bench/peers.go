@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/natter-chat/natter/services/search"
+	"github.com/natter-chat/natter/streams"
 )
 
 // `natter bench peers` measures natter beside another chat server on the same machine, in the
@@ -61,12 +62,12 @@ type NatterVariant struct {
 // server is the variant's name among a run's servers (PeerRound.Server).
 func (v NatterVariant) server() string { return ServerNatter + ":" + v.Name }
 
-// ParseNatterVariant reads NAME=ARGS: a name of letters, digits and '-', and the arguments to
-// `natter run`, space-separated.
+// ParseNatterVariant reads NAME=ARGS: a name of the shape of a natter id (streams.ValidToken:
+// letters, digits, '_' and '-'), and the arguments to `natter run`, space-separated.
 func ParseNatterVariant(s string) (NatterVariant, error) {
 	name, args, ok := strings.Cut(s, "=")
-	if !ok || name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
-		return NatterVariant{}, fmt.Errorf("natter variant %q: want NAME=ARGS, the name of letters, digits and '-'", s)
+	if !ok || !streams.ValidToken(name) {
+		return NatterVariant{}, fmt.Errorf("natter variant %q: want NAME=ARGS, the name of letters, digits, '_' and '-'", s)
 	}
 	v := NatterVariant{Name: name, Args: strings.Fields(args)}
 	if len(v.Args) == 0 {
